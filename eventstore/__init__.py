@@ -1,0 +1,42 @@
+"""A small, generic, append-only event log on SQLite.
+
+It knows streams, versions, positions and bytes; nothing about what the events mean.
+"""
+
+from eventstore.errors import (
+    ConcurrencyError,
+    CorruptEventError,
+    EventStoreError,
+    NotAnEventLogError,
+    StoreClosedError,
+)
+from eventstore.projection import Projection, ProjectionRunner
+from eventstore.store import (
+    ANY,
+    NO_STREAM,
+    AppendResult,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    Subscription,
+)
+from eventstore.writer import AppendTicket, BatchingWriter
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "AppendResult",
+    "AppendTicket",
+    "BatchingWriter",
+    "ConcurrencyError",
+    "CorruptEventError",
+    "EventStore",
+    "EventStoreError",
+    "NewEvent",
+    "NotAnEventLogError",
+    "Projection",
+    "ProjectionRunner",
+    "RecordedEvent",
+    "StoreClosedError",
+    "Subscription",
+]

@@ -1,0 +1,50 @@
+"""Typed errors of the event store. Each message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class EventStoreError(Exception):
+    """Base class of every error the event store raises."""
+
+
+class NotAnEventLogError(EventStoreError):
+    """The file exists but is not an event log (not SQLite, or SQLite with a foreign schema)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"{path} is not an event log: {reason}. "
+            "Point to an event log file, or to a path that does not exist yet to create one."
+        )
+
+
+class ConcurrencyError(EventStoreError):
+    """An append's expected version did not match the stream; nothing was written."""
+
+    def __init__(self, stream_id: str, expected: object, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream {stream_id!r} is at version {actual}, but the append expected {expected}; "
+            "nothing was written. Another writer got there first: re-read the stream and decide again."
+        )
+
+
+class CorruptEventError(EventStoreError):
+    """A stored row could not be decoded. Names its position; no other row is affected."""
+
+    def __init__(self, position: int, event_type: str, reason: str) -> None:
+        self.position = position
+        self.event_type = event_type
+        self.reason = reason
+        super().__init__(
+            f"event at position {position} (type {event_type!r}) cannot be decoded: {reason}. "
+            "The rest of the log is intact; inspect the row with "
+            f"`sqlite3 FILE \"select * from events where position={position}\"`."
+        )
+
+
+class StoreClosedError(EventStoreError):
+    """The store or writer was closed; it takes no more work."""

@@ -1,0 +1,282 @@
+"""Every domain event of a deliberation: past-tense facts, one tagged union.
+
+Each event is a frozen msgspec Struct tagged with its class name (the ``type`` field
+in its JSON, and the ``type`` column of the log). A stored event's meaning never
+changes: to change a fact, add a new event type.
+
+Participants are recorded by provider spec and model only. A spec string is
+sanitised (``provider_spec.redact``) before it is recorded, so no key reaches the log.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import msgspec
+
+RoundKind = Literal["draft", "critique", "synthesis", "convergence"]
+ROUND_KINDS: tuple[RoundKind, ...] = ("draft", "critique", "synthesis", "convergence")
+ParticipantKind = Literal["ai", "human"]
+VoteChoice = Literal["AGREE", "DISAGREE", "ABSTAIN"]
+RoundStatus = Literal["completed", "degraded", "failed", "cancelled"]
+Outcome = Literal["converged", "max_rounds", "cancelled", "failed"]
+PromptPurpose = Literal["initial", "retry", "reask", "rerun"]
+
+
+class Persona(msgspec.Struct, frozen=True, omit_defaults=True):
+    """How a participant presents itself; folded into its system prompt."""
+
+    name: str = ""
+    traits: tuple[str, ...] = ()
+    tone: str = ""
+    approach: str = ""
+    specialties: tuple[str, ...] = ()
+
+
+class ParticipantInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A member of the session. ``provider`` is a spec string with no secrets in it."""
+
+    name: str
+    kind: ParticipantKind = "ai"
+    provider: str = ""
+    model: str = ""
+    persona: Persona | None = None
+
+
+class SessionSettings(msgspec.Struct, frozen=True):
+    """The knobs of one deliberation, fixed when it is created."""
+
+    max_rounds: int = 10
+    convergence_threshold: float = 0.8
+    round_timeout_seconds: float = 300.0
+    synthesizer: str | None = None
+    seed: int = 0
+    temperature: float = 0.7
+    max_tokens: int = 2048
+    max_retries: int = 2
+
+
+class TokenUsage(msgspec.Struct, frozen=True):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class PromptMessage(msgspec.Struct, frozen=True):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Event(msgspec.Struct, frozen=True, tag=True, tag_field="type"):
+    """Base of every domain event; the tag is the class name."""
+
+
+class SessionCreated(Event):
+    session_id: str
+    title: str
+    goal: str
+    settings: SessionSettings
+    participants: tuple[ParticipantInfo, ...]
+    constraints: tuple[str, ...] = ()
+
+
+class RoundStarted(Event):
+    """A round begins. ``iteration`` counts Synthesis->Convergence passes (1 for the first)."""
+
+    round: int
+    kind: RoundKind
+    iteration: int
+    participants: tuple[str, ...]
+
+
+class PromptSent(Event):
+    """The exact request sent for one attempt of one contribution.
+
+    ``proposal_labels`` maps each anonymous label shown to a critic to the participant
+    it stands for, so an audit can undo the anonymisation.
+    """
+
+    contribution_id: str
+    round: int
+    participant: str
+    attempt: int
+    model: str
+    messages: tuple[PromptMessage, ...]
+    temperature: float
+    max_tokens: int
+    purpose: PromptPurpose = "initial"
+    proposal_labels: dict[str, str] = {}
+
+
+class ContentDelta(Event):
+    """One streamed piece of a contribution's text."""
+
+    contribution_id: str
+    participant: str
+    round: int
+    attempt: int
+    text: str
+
+
+class ContributionCompleted(Event):
+    contribution_id: str
+    participant: str
+    round: int
+    attempt: int
+    content: str
+    finish_reason: str | None
+    usage: TokenUsage
+    latency_ms: float
+    served_by: str = ""
+
+
+class ContributionFailed(Event):
+    contribution_id: str
+    participant: str
+    round: int
+    attempt: int
+    error_kind: str
+    message: str
+    retryable: bool
+    will_retry: bool = False
+
+
+class ContributionAbandoned(Event):
+    """A contribution that was in flight when the process stopped; resume runs it again."""
+
+    contribution_id: str
+    participant: str
+    round: int
+    attempt: int
+    reason: str
+
+
+class CritiqueRecorded(Event):
+    """One critic's parsed review of one proposal. ``score`` is None when it could not be read."""
+
+    round: int
+    critic: str
+    label: str
+    proposal_author: str
+    score: int | None
+    strengths: tuple[str, ...] = ()
+    weaknesses: tuple[str, ...] = ()
+    suggestions: tuple[str, ...] = ()
+
+
+class VoteRecorded(Event):
+    round: int
+    voter: str
+    vote: VoteChoice
+    reasons: tuple[str, ...] = ()
+    concerns: tuple[str, ...] = ()
+    by_human: bool = False
+
+
+class HumanDraftAdded(Event):
+    round: int
+    author: str
+    content: str
+
+
+class ParticipantAdded(Event):
+    """A participant (typically a human) joined after the session was created."""
+
+    participant: ParticipantInfo
+
+
+class RoundCompleted(Event):
+    """A round ended. For convergence rounds ``score`` is the share of AGREE among votes counted."""
+
+    round: int
+    kind: RoundKind
+    status: RoundStatus
+    succeeded: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    score: float | None = None
+    reason: str = ""
+
+
+class ProviderSwitched(Event):
+    participant: str
+    provider: str
+    model: str
+    previous_provider: str
+    previous_model: str
+
+
+class SessionResumed(Event):
+    abandoned: tuple[str, ...] = ()
+
+
+class SessionEnded(Event):
+    outcome: Outcome
+    reason: str
+    final_score: float | None = None
+
+
+AnyEvent = Union[
+    SessionCreated,
+    RoundStarted,
+    PromptSent,
+    ContentDelta,
+    ContributionCompleted,
+    ContributionFailed,
+    ContributionAbandoned,
+    CritiqueRecorded,
+    VoteRecorded,
+    HumanDraftAdded,
+    ParticipantAdded,
+    RoundCompleted,
+    ProviderSwitched,
+    SessionResumed,
+    SessionEnded,
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
+
+
+class UnknownEventTypeError(ValueError):
+    """A stored row's type names no event this version knows."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+        super().__init__(
+            f"unknown event type {type_name!r}; known types: {', '.join(sorted(EVENT_TYPES))}. "
+            "Was the log written by a newer forge_actors? Upgrade to read it."
+        )
+
+
+_encoder = msgspec.json.Encoder()
+_decoders = {name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()}
+_union_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def event_type(event: Event) -> str:
+    return type(event).__name__
+
+
+def encode_event(event: Event) -> bytes:
+    """The event as JSON bytes (with its ``type`` tag)."""
+    return _encoder.encode(event)
+
+
+def decode_event(type_name: str, data: str | bytes) -> Event:
+    """Decode a stored row. Raises UnknownEventTypeError or msgspec.DecodeError."""
+    decoder = _decoders.get(type_name)
+    if decoder is None:
+        raise UnknownEventTypeError(type_name)
+    return decoder.decode(data)
+
+
+def decode_any(data: str | bytes) -> Event:
+    """Decode an event from its JSON alone, by its ``type`` tag."""
+    return _union_decoder.decode(data)

@@ -1,0 +1,362 @@
+"""SessionState and the pure fold ``apply(state, event) -> state``.
+
+The state is never stored: it is what folding a session's events gives, live, after a
+crash, or in an audit. ``apply`` never mutates its input (every container it changes
+is copied), so any earlier state stays valid and comparable.
+
+Streamed deltas only bump counters of the contribution in flight: the finished text
+arrives whole in ContributionCompleted, and whoever shows text as it streams (the
+live views) joins the deltas itself. That keeps a fold of 100,000 deltas linear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import reduce
+from typing import Literal
+
+import msgspec
+from msgspec.structs import replace
+
+from forge_actors.events import (
+    ContentDelta,
+    ContributionAbandoned,
+    ContributionCompleted,
+    ContributionFailed,
+    CritiqueRecorded,
+    Event,
+    HumanDraftAdded,
+    Outcome,
+    ParticipantAdded,
+    ParticipantInfo,
+    PromptPurpose,
+    PromptSent,
+    ProviderSwitched,
+    RoundCompleted,
+    RoundKind,
+    RoundStarted,
+    SessionCreated,
+    SessionEnded,
+    SessionResumed,
+    SessionSettings,
+    TokenUsage,
+    VoteRecorded,
+)
+
+SessionStatus = Literal["new", "created", "running", "converged", "max_rounds", "cancelled", "failed"]
+ContributionStatus = Literal["streaming", "completed", "failed", "abandoned"]
+RoundProgress = Literal["running", "completed", "degraded", "failed", "cancelled"]
+ENDED_STATUSES: frozenset[str] = frozenset({"converged", "max_rounds", "cancelled", "failed"})
+
+
+class ContributionState(msgspec.Struct, frozen=True):
+    """One attempt of one participant in one round."""
+
+    contribution_id: str
+    participant: str
+    round: int
+    attempt: int
+    status: ContributionStatus
+    purpose: PromptPurpose = "initial"
+    deltas: int = 0
+    chars: int = 0
+    content: str = ""
+    finish_reason: str | None = None
+    usage: TokenUsage = TokenUsage()
+    latency_ms: float = 0.0
+    error_kind: str = ""
+    error: str = ""
+    served_by: str = ""
+    proposal_labels: dict[str, str] = {}
+
+
+class RoundState(msgspec.Struct, frozen=True):
+    round: int
+    kind: RoundKind
+    iteration: int
+    participants: tuple[str, ...]
+    status: RoundProgress = "running"
+    succeeded: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    score: float | None = None
+    reason: str = ""
+
+
+class Synthesis(msgspec.Struct, frozen=True):
+    round: int
+    iteration: int
+    author: str
+    content: str
+
+
+class SessionState(msgspec.Struct, frozen=True):
+    session_id: str = ""
+    title: str = ""
+    goal: str = ""
+    constraints: tuple[str, ...] = ()
+    settings: SessionSettings = SessionSettings()
+    status: SessionStatus = "new"
+    participants: dict[str, ParticipantInfo] = {}
+    rounds: tuple[RoundState, ...] = ()
+    #: Finished attempts (completed, failed or abandoned), by contribution id, in order.
+    contributions: dict[str, ContributionState] = {}
+    #: Attempts in flight, by contribution id.
+    streaming: dict[str, ContributionState] = {}
+    critiques: tuple[CritiqueRecorded, ...] = ()
+    votes: tuple[VoteRecorded, ...] = ()
+    #: The latest draft of each author, AI or human.
+    drafts: dict[str, str] = {}
+    syntheses: tuple[Synthesis, ...] = ()
+    usage: dict[str, TokenUsage] = {}
+    resumes: int = 0
+    end_reason: str = ""
+    final_score: float | None = None
+
+    # -- derived views (no state of their own) ------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED_STATUSES
+
+    @property
+    def current_round(self) -> RoundState | None:
+        return self.rounds[-1] if self.rounds else None
+
+    @property
+    def iteration(self) -> int:
+        return self.rounds[-1].iteration if self.rounds else 0
+
+    @property
+    def synthesis(self) -> Synthesis | None:
+        return self.syntheses[-1] if self.syntheses else None
+
+    @property
+    def ai_participants(self) -> list[str]:
+        return [p.name for p in self.participants.values() if p.kind == "ai"]
+
+    @property
+    def total_usage(self) -> TokenUsage:
+        return reduce(TokenUsage.__add__, self.usage.values(), TokenUsage())
+
+    def round_state(self, number: int) -> RoundState | None:
+        for round_ in reversed(self.rounds):
+            if round_.round == number:
+                return round_
+        return None
+
+    def last_round_of(self, kind: RoundKind) -> RoundState | None:
+        for round_ in reversed(self.rounds):
+            if round_.kind == kind:
+                return round_
+        return None
+
+    def critiques_in(self, round_number: int) -> list[CritiqueRecorded]:
+        return [c for c in self.critiques if c.round == round_number]
+
+    def votes_in(self, round_number: int) -> dict[str, VoteRecorded]:
+        """Each voter's last vote in that round."""
+        return {v.voter: v for v in self.votes if v.round == round_number}
+
+    def completed_in(self, round_number: int) -> dict[str, ContributionState]:
+        """Each participant's last completed contribution in that round."""
+        return {
+            c.participant: c
+            for c in self.contributions.values()
+            if c.round == round_number and c.status == "completed"
+        }
+
+    def mean_scores(self, round_number: int) -> dict[str, float]:
+        """Mean critique score per proposal author in that round (unscored reviews left out)."""
+        totals: dict[str, list[int]] = {}
+        for critique in self.critiques_in(round_number):
+            if critique.score is not None:
+                totals.setdefault(critique.proposal_author, []).append(critique.score)
+        return {author: sum(s) / len(s) for author, s in totals.items()}
+
+
+# -- the fold -------------------------------------------------------------------
+
+
+def _with(mapping: dict, key: str, value: object) -> dict:
+    copy = dict(mapping)
+    copy[key] = value
+    return copy
+
+
+def _without(mapping: dict, key: str) -> dict:
+    if key not in mapping:
+        return mapping
+    copy = dict(mapping)
+    del copy[key]
+    return copy
+
+
+def _round_kind(state: SessionState, number: int) -> RoundKind | None:
+    round_ = state.round_state(number)
+    return round_.kind if round_ else None
+
+
+def _session_created(state: SessionState, e: SessionCreated) -> SessionState:
+    return replace(
+        state,
+        session_id=e.session_id,
+        title=e.title,
+        goal=e.goal,
+        constraints=e.constraints,
+        settings=e.settings,
+        participants={p.name: p for p in e.participants},
+        status="created",
+    )
+
+
+def _round_started(state: SessionState, e: RoundStarted) -> SessionState:
+    round_ = RoundState(e.round, e.kind, e.iteration, e.participants)
+    return replace(state, rounds=state.rounds + (round_,), status="running")
+
+
+def _prompt_sent(state: SessionState, e: PromptSent) -> SessionState:
+    contribution = ContributionState(
+        e.contribution_id,
+        e.participant,
+        e.round,
+        e.attempt,
+        "streaming",
+        purpose=e.purpose,
+        proposal_labels=e.proposal_labels,
+    )
+    return replace(state, streaming=_with(state.streaming, e.contribution_id, contribution))
+
+
+def _content_delta(state: SessionState, e: ContentDelta) -> SessionState:
+    current = state.streaming.get(e.contribution_id)
+    if current is None:  # a delta whose prompt event was lost with an unflushed batch
+        current = ContributionState(e.contribution_id, e.participant, e.round, e.attempt, "streaming")
+    updated = replace(current, deltas=current.deltas + 1, chars=current.chars + len(e.text))
+    return replace(state, streaming=_with(state.streaming, e.contribution_id, updated))
+
+
+def _finish(state: SessionState, contribution_id: str, finished: ContributionState, **changes: object) -> SessionState:
+    return replace(
+        state,
+        streaming=_without(state.streaming, contribution_id),
+        contributions=_with(state.contributions, contribution_id, finished),
+        **changes,
+    )
+
+
+def _started(state: SessionState, contribution_id: str, participant: str, round_: int, attempt: int) -> ContributionState:
+    return state.streaming.get(contribution_id) or ContributionState(
+        contribution_id, participant, round_, attempt, "streaming"
+    )
+
+
+def _contribution_completed(state: SessionState, e: ContributionCompleted) -> SessionState:
+    started = _started(state, e.contribution_id, e.participant, e.round, e.attempt)
+    finished = replace(
+        started,
+        status="completed",
+        content=e.content,
+        finish_reason=e.finish_reason,
+        usage=e.usage,
+        latency_ms=e.latency_ms,
+        served_by=e.served_by,
+    )
+    changes: dict[str, object] = {
+        "usage": _with(state.usage, e.participant, state.usage.get(e.participant, TokenUsage()) + e.usage)
+    }
+    kind = _round_kind(state, e.round)
+    if kind == "draft":
+        changes["drafts"] = _with(state.drafts, e.participant, e.content)
+    elif kind == "synthesis":
+        round_ = state.round_state(e.round)
+        iteration = round_.iteration if round_ else 0
+        changes["syntheses"] = state.syntheses + (Synthesis(e.round, iteration, e.participant, e.content),)
+    return _finish(state, e.contribution_id, finished, **changes)
+
+
+def _contribution_failed(state: SessionState, e: ContributionFailed) -> SessionState:
+    started = _started(state, e.contribution_id, e.participant, e.round, e.attempt)
+    finished = replace(started, status="failed", error_kind=e.error_kind, error=e.message)
+    return _finish(state, e.contribution_id, finished)
+
+
+def _contribution_abandoned(state: SessionState, e: ContributionAbandoned) -> SessionState:
+    started = _started(state, e.contribution_id, e.participant, e.round, e.attempt)
+    finished = replace(started, status="abandoned", error_kind="abandoned", error=e.reason)
+    return _finish(state, e.contribution_id, finished)
+
+
+def _critique_recorded(state: SessionState, e: CritiqueRecorded) -> SessionState:
+    return replace(state, critiques=state.critiques + (e,))
+
+
+def _vote_recorded(state: SessionState, e: VoteRecorded) -> SessionState:
+    return replace(state, votes=state.votes + (e,))
+
+
+def _human_draft_added(state: SessionState, e: HumanDraftAdded) -> SessionState:
+    return replace(state, drafts=_with(state.drafts, e.author, e.content))
+
+
+def _participant_added(state: SessionState, e: ParticipantAdded) -> SessionState:
+    return replace(state, participants=_with(state.participants, e.participant.name, e.participant))
+
+
+def _round_completed(state: SessionState, e: RoundCompleted) -> SessionState:
+    rounds = list(state.rounds)
+    for index in range(len(rounds) - 1, -1, -1):
+        if rounds[index].round == e.round:
+            rounds[index] = replace(
+                rounds[index],
+                status=e.status,
+                succeeded=e.succeeded,
+                failed=e.failed,
+                score=e.score,
+                reason=e.reason,
+            )
+            break
+    return replace(state, rounds=tuple(rounds))
+
+
+def _provider_switched(state: SessionState, e: ProviderSwitched) -> SessionState:
+    info = state.participants.get(e.participant, ParticipantInfo(e.participant))
+    switched = replace(info, provider=e.provider, model=e.model)
+    return replace(state, participants=_with(state.participants, e.participant, switched))
+
+
+def _session_resumed(state: SessionState, e: SessionResumed) -> SessionState:
+    return replace(state, resumes=state.resumes + 1)
+
+
+def _session_ended(state: SessionState, e: SessionEnded) -> SessionState:
+    status: Outcome = e.outcome
+    return replace(state, status=status, end_reason=e.reason, final_score=e.final_score)
+
+
+_HANDLERS: dict[type[Event], Callable[[SessionState, Event], SessionState]] = {
+    SessionCreated: _session_created,
+    RoundStarted: _round_started,
+    PromptSent: _prompt_sent,
+    ContentDelta: _content_delta,
+    ContributionCompleted: _contribution_completed,
+    ContributionFailed: _contribution_failed,
+    ContributionAbandoned: _contribution_abandoned,
+    CritiqueRecorded: _critique_recorded,
+    VoteRecorded: _vote_recorded,
+    HumanDraftAdded: _human_draft_added,
+    ParticipantAdded: _participant_added,
+    RoundCompleted: _round_completed,
+    ProviderSwitched: _provider_switched,
+    SessionResumed: _session_resumed,
+    SessionEnded: _session_ended,
+}  # type: ignore[dict-item]
+
+
+def apply(state: SessionState, event: Event) -> SessionState:
+    """Fold one event into the state. Pure: ``state`` is left as it was."""
+    return _HANDLERS[type(event)](state, event)
+
+
+def rebuild(events: Iterable[Event], state: SessionState | None = None) -> SessionState:
+    """Fold events, from an empty state or from ``state``."""
+    return reduce(apply, events, state if state is not None else SessionState())

@@ -1,0 +1,369 @@
+"""The generic event log: appends, concurrency, reads, subscriptions, bad input."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from eventstore import (
+    ANY,
+    NO_STREAM,
+    BatchingWriter,
+    ConcurrencyError,
+    CorruptEventError,
+    EventStore,
+    NewEvent,
+    NotAnEventLogError,
+    StoreClosedError,
+)
+
+
+def ev(n: int, type_: str = "Thing") -> NewEvent:
+    return NewEvent(type_, json.dumps({"n": n}))
+
+
+def json_codec(type_: str, data: str) -> dict:
+    if type_ not in ("Thing", "Other"):
+        raise ValueError(f"unknown type {type_}")
+    return json.loads(data)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = EventStore(tmp_path / "log.db")
+    yield s
+    s.close()
+
+
+def test_schema_is_the_documented_table(store):
+    conn = sqlite3.connect(store.path)
+    cols = [row[1] for row in conn.execute("PRAGMA table_info(events)")]
+    assert cols == ["position", "stream_id", "version", "type", "data", "recorded_at"]
+    indexes = conn.execute("PRAGMA index_list(events)").fetchall()
+    unique = [i for i in indexes if i[2] == 1]
+    assert unique and [r[2] for r in conn.execute(f"PRAGMA index_info({unique[0][1]!r})")] == ["stream_id", "version"]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_append_assigns_versions_and_positions(store):
+    a = store.append("a", [ev(1), ev(2)], NO_STREAM)
+    b = store.append("b", [ev(3)], 0)
+    c = store.append("a", [ev(4)], 2)
+    assert (a.first_version, a.last_version, a.first_position, a.last_position) == (1, 2, 1, 2)
+    assert (b.first_version, b.first_position) == (1, 3)
+    assert (c.first_version, c.last_position) == (3, 4)
+    assert [e.version for e in store.read_stream("a")] == [1, 2, 3]
+    assert [e.position for e in store.read_all()] == [1, 2, 3, 4]
+    assert store.stream_version("a") == 3 and store.stream_version("zzz") == 0
+    assert list(store.streams()) == [("a", 3), ("b", 1)]
+
+
+def test_wrong_expected_version_writes_nothing(store):
+    store.append("a", [ev(1)])
+    for expected in (0, 5, NO_STREAM):
+        with pytest.raises(ConcurrencyError) as info:
+            store.append("a", [ev(2), ev(3)], expected)
+        assert info.value.actual == 1 and "nothing was written" in str(info.value)
+    assert store.stream_version("a") == 1
+    assert store.last_position() == 1
+
+
+def test_append_is_atomic_on_database_error(store, monkeypatch):
+    store.append("a", [ev(1)])
+    bad = NewEvent("Thing", None)  # type: ignore[arg-type]  # violates NOT NULL mid-batch
+    with pytest.raises(sqlite3.IntegrityError):
+        store.append("a", [ev(2), bad, ev(3)])
+    assert [e.version for e in store.read_stream("a")] == [1]
+    store.append("a", [ev(2)], 1)  # the store still works
+
+
+def test_bad_arguments_are_rejected_early(store):
+    with pytest.raises(ValueError):
+        store.append("", [ev(1)])
+    with pytest.raises(ValueError):
+        store.append("a", [ev(1)], -1)
+    with pytest.raises(TypeError):
+        store.append("a", [{"not": "an event"}])  # type: ignore[list-item]
+
+
+def test_write_transactions_begin_immediate(store):
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    store.append("a", [ev(1)])
+    assert statements[0] == "BEGIN IMMEDIATE"
+
+
+@pytest.mark.parametrize("mode, pragma", [("NORMAL", 1), ("FULL", 2)])
+def test_synchronous_is_a_setting(tmp_path, mode, pragma):
+    with EventStore(tmp_path / f"{mode}.db", synchronous=mode) as s:
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == pragma
+    with pytest.raises(ValueError):
+        EventStore(tmp_path / "x.db", synchronous="SOMETIMES")
+
+
+def test_reads_page_through_without_loading_everything(store):
+    store.append("a", [ev(i) for i in range(2500)])
+    it = store.read_stream("a", page_size=100)
+    first = next(it)
+    assert first.version == 1
+    assert sum(1 for _ in it) == 2499
+    assert [e.version for e in store.read_stream("a", after_version=2497)] == [2498, 2499, 2500]
+    assert [e.position for e in store.read_all(after=2498, page_size=1)] == [2499, 2500]
+
+
+def test_codec_decodes_and_corrupt_rows_name_their_position(store):
+    store.append("a", [ev(1), ev(2), ev(3)])
+    conn = sqlite3.connect(store.path)
+    conn.execute("UPDATE events SET data = '{not json' WHERE position = 2")
+    conn.execute("INSERT INTO events (stream_id, version, type, data, recorded_at) VALUES ('a', 4, 'Alien', '{}', 0)")
+    conn.commit()
+    conn.close()
+    after_bad = store.read_all(after=2, codec=json_codec, page_size=1)
+    assert next(after_bad).event == {"n": 3}  # rows past a bad one still read
+    events = store.read_all(codec=json_codec)
+    assert next(events).event == {"n": 1}
+    with pytest.raises(CorruptEventError) as info:
+        next(events)
+    assert info.value.position == 2 and "position 2" in str(info.value)
+    with pytest.raises(CorruptEventError) as info:
+        list(store.read_all(after=3, codec=json_codec))
+    assert info.value.position == 4 and info.value.event_type == "Alien"
+    # Without a codec the raw rows are all still there.
+    assert [e.position for e in store.read_all()] == [1, 2, 3, 4]
+
+
+def test_not_an_event_log(tmp_path):
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(NotAnEventLogError, match="not a SQLite database"):
+        EventStore(garbage)
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE customers (id INTEGER)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(NotAnEventLogError, match="other tables"):
+        EventStore(other)
+    with pytest.raises(NotAnEventLogError, match="does not exist"):
+        EventStore(tmp_path / "missing.db", create=False)
+    wrong = tmp_path / "wrong.db"
+    conn = sqlite3.connect(wrong)
+    conn.execute("CREATE TABLE events (id INTEGER)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(NotAnEventLogError, match="lacks the columns"):
+        EventStore(wrong)
+
+
+def test_reopening_keeps_everything(tmp_path):
+    with EventStore(tmp_path / "log.db") as s:
+        s.append("a", [ev(1), ev(2)])
+    with EventStore(tmp_path / "log.db", create=False) as s:
+        assert s.stream_version("a") == 2
+        assert s.append("a", [ev(3)], 2).last_position == 3
+
+
+def test_closed_store_refuses_work(tmp_path):
+    s = EventStore(tmp_path / "log.db")
+    s.close()
+    s.close()
+    with pytest.raises(StoreClosedError):
+        s.append("a", [ev(1)])
+
+
+# -- batching writer --------------------------------------------------------------
+
+
+def test_batching_writer_groups_appends_into_few_transactions(store):
+    commits: list[int] = []
+    original = store.commit
+    store.commit = lambda batch: (commits.append(len(batch)), original(batch))[1]  # type: ignore[method-assign]
+    with BatchingWriter(store, max_batch=100, max_delay=0.05) as writer:
+        for i in range(1000):
+            writer.append("s", [ev(i)])
+        writer.flush()
+        assert store.stream_version("s") == 1000
+    assert len(commits) <= 20 and sum(commits) == 1000
+    assert [e.event["n"] for e in store.read_stream("s", codec=json_codec)] == list(range(1000))
+
+
+def test_flush_returns_only_when_durable(store, tmp_path):
+    writer = BatchingWriter(store, max_delay=10)  # the timer alone would wait 10 s
+    for i in range(10):
+        writer.append("s", [ev(i)])
+    start = time.monotonic()
+    writer.flush()
+    assert time.monotonic() - start < 5
+    other = sqlite3.connect(store.path)  # another connection sees it: it is committed
+    assert other.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 10
+    other.close()
+    writer.close()
+
+
+def test_timer_commits_a_lone_append(store):
+    with BatchingWriter(store, max_delay=0.01) as writer:
+        writer.append("s", [ev(1)])
+        deadline = time.monotonic() + 5
+        while store.last_position() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store.last_position() == 1
+
+
+def test_ticket_reports_its_own_conflict_without_hurting_others(store):
+    store.append("taken", [ev(0)])
+    with BatchingWriter(store, max_delay=10) as writer:
+        bad = writer.append("taken", [ev(1)], NO_STREAM)
+        good = writer.append("free", [ev(2)], NO_STREAM)
+        with pytest.raises(ConcurrencyError):
+            bad.wait()
+        result = good.wait()
+        assert result.first_version == 1 and result.stream_id == "free"
+    assert store.stream_version("taken") == 1
+
+
+def test_writer_from_many_threads_keeps_each_stream_contiguous(store):
+    with BatchingWriter(store, max_batch=64) as writer:
+        def produce(name: str) -> None:
+            for i in range(500):
+                writer.append(name, [ev(i)])
+
+        threads = [threading.Thread(target=produce, args=(f"s{k}",)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        writer.flush()
+    for k in range(4):
+        events = list(store.read_stream(f"s{k}", codec=json_codec))
+        assert [e.version for e in events] == list(range(1, 501))
+        assert [e.event["n"] for e in events] == list(range(500))
+    positions = [e.position for e in store.read_all()]
+    assert positions == list(range(1, 2001))
+
+
+def test_closed_writer_refuses_appends(store):
+    writer = BatchingWriter(store)
+    writer.append("s", [ev(1)])
+    writer.close()
+    assert store.stream_version("s") == 1  # close committed what was queued
+    with pytest.raises(StoreClosedError):
+        writer.append("s", [ev(2)])
+
+
+# -- subscriptions -------------------------------------------------------------------
+
+
+def test_subscription_reads_history_then_live(store):
+    store.append("a", [ev(1), ev(2)])
+    sub = store.subscribe(after=1, codec=json_codec)
+    got: list[int] = []
+
+    def consume() -> None:
+        for event in sub:
+            got.append(event.event["n"])
+            if len(got) == 4:
+                sub.close()
+
+    t = threading.Thread(target=consume)
+    t.start()
+    time.sleep(0.05)
+    store.append("b", [ev(3)])
+    store.append("a", [ev(4), ev(5)])
+    t.join(5)
+    assert not t.is_alive()
+    assert got == [2, 3, 4, 5]
+
+
+def test_subscription_is_woken_by_commit_not_by_polling(store):
+    sub = store.subscribe(poll_interval=30.0)  # polling alone would take 30 s
+    threading.Timer(0.05, lambda: store.append("a", [ev(1)])).start()
+    start = time.monotonic()
+    event = sub.poll(timeout=10)
+    assert event is not None and event.position == 1
+    assert time.monotonic() - start < 5
+    sub.close()
+
+
+def test_stream_subscription_sees_only_its_stream(store):
+    store.append("a", [ev(1)])
+    store.append("b", [ev(2)])
+    store.append("a", [ev(3)])
+    sub = store.subscribe(after=1, stream_id="a")
+    first = sub.poll(1)
+    assert first is not None and (first.stream_id, first.version) == ("a", 2)
+    store.append("b", [ev(4)])
+    store.append("a", [ev(5)])
+    second = sub.poll(1)
+    assert second is not None and (second.version, json.loads(second.data)) == (3, {"n": 5})
+    assert sub.poll(0.05) is None
+    sub.close()
+
+
+def test_concurrent_writers_give_gap_free_ordered_subscriptions(store):
+    total = 3 * 400
+    subs = [store.subscribe(page_size=37) for _ in range(3)]
+    results: list[list[int]] = [[] for _ in subs]
+
+    def consume(k: int) -> None:
+        for event in subs[k]:
+            results[k].append(event.position)
+            if len(results[k]) == total:
+                return
+
+    consumers = [threading.Thread(target=consume, args=(k,)) for k in range(3)]
+    for c in consumers:
+        c.start()
+    with BatchingWriter(store, max_batch=16, max_delay=0.001) as writer:
+        def produce(name: str) -> None:
+            for i in range(400):
+                writer.append(name, [ev(i)])
+                if i % 50 == 0:
+                    time.sleep(0.001)
+
+        producers = [threading.Thread(target=produce, args=(f"p{k}",)) for k in range(3)]
+        for p in producers:
+            p.start()
+        for p in producers:
+            p.join()
+    for c in consumers:
+        c.join(10)
+    for result in results:
+        assert result == list(range(1, total + 1))  # every position once, in order
+    for sub in subs:
+        sub.close()
+
+
+def test_slow_subscriber_does_not_slow_the_writer_or_buffer_unboundedly(store):
+    sub = store.subscribe(page_size=50)
+    assert sub.poll(0.01) is None
+    with BatchingWriter(store) as writer:
+        for i in range(5000):
+            writer.append("s", [ev(i)])
+    assert store.last_position() == 5000  # the writer finished though nobody read
+    first = sub.poll(1)
+    assert first is not None and first.position == 1
+    assert len(sub._buffer) <= 50  # it reads the log a page at a time
+    assert sum(1 for _ in iter(lambda: sub.poll(0.01), None)) == 4999
+    sub.close()
+
+
+def test_close_ends_a_blocked_subscription(store):
+    sub = store.subscribe()
+    done = threading.Event()
+
+    def consume() -> None:
+        for _ in sub:
+            pass
+        done.set()
+
+    t = threading.Thread(target=consume)
+    t.start()
+    time.sleep(0.05)
+    sub.close()
+    assert done.wait(5)
+    store.close()
