@@ -32,7 +32,7 @@ def placeholders(template: str) -> set[str]:
     return set(_PLACEHOLDER.findall(template))
 
 
-def fill(template: str, **values: str) -> str:
+def fill(template: str, /, **values: str) -> str:
     """Replace every ``{{name}}`` with ``values[name]``; a missing or extra name is an error."""
     wanted = placeholders(template)
     missing = wanted - values.keys()
@@ -45,5 +45,5 @@ def fill(template: str, **values: str) -> str:
     return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
 
 
-def render(name: str, **values: str) -> str:
-    return fill(load_template(name), **values)
+def render(template_name: str, /, **values: str) -> str:
+    return fill(load_template(template_name), **values)
