@@ -1,0 +1,172 @@
+"""Anthropic Messages API: POST /v1/messages, streamed as Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage
+from forge_actors.providers.errors import (
+    AuthenticationError,
+    BadRequestError,
+    LlmError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+)
+from forge_actors.providers.http import HttpProvider
+from forge_actors.providers.streams import SseDecoder
+
+API_VERSION = "2023-06-01"
+
+_ERROR_TYPES: dict[str, type[LlmError]] = {
+    "authentication_error": AuthenticationError,
+    "permission_error": PermissionDeniedError,
+    "not_found_error": NotFoundError,
+    "rate_limit_error": RateLimitError,
+    "overloaded_error": OverloadedError,
+    "api_error": ServerError,
+    "timeout_error": RequestTimeoutError,
+    "invalid_request_error": BadRequestError,
+    "request_too_large": BadRequestError,
+}
+
+
+class _Usage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class _Delta(msgspec.Struct):
+    type: str = ""
+    text: str = ""
+    stop_reason: str | None = None
+
+
+class _Message(msgspec.Struct):
+    usage: _Usage | None = None
+
+
+class _Error(msgspec.Struct):
+    type: str = ""
+    message: str = ""
+
+
+class _Event(msgspec.Struct):
+    """Every streamed event we read, as one loose shape (unknown fields are ignored)."""
+
+    type: str = ""
+    delta: _Delta | None = None
+    usage: _Usage | None = None
+    message: _Message | None = None
+    error: _Error | None = None
+
+
+class _Block(msgspec.Struct):
+    type: str = ""
+    text: str = ""
+
+
+class _Response(msgspec.Struct):
+    content: list[_Block] = []
+    stop_reason: str | None = None
+    usage: _Usage | None = None
+    model: str = ""
+
+
+_decode_event = msgspec.json.Decoder(_Event).decode
+_decode_response = msgspec.json.Decoder(_Response).decode
+
+
+class AnthropicProvider(HttpProvider):
+    name = "anthropic"
+    default_base_url = "https://api.anthropic.com"
+    api_key_env = "ANTHROPIC_API_KEY"
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"x-api-key": api_key or "", "anthropic-version": API_VERSION}
+
+    def error_for_type(self, error_type: str | None, message: str, status: int | None) -> LlmError | None:
+        cls = _ERROR_TYPES.get(error_type or "")
+        if cls is None:
+            return None
+        return cls(f"{error_type}: {message}", provider=self.name, status_code=status)
+
+    def body(self, request: LlmRequest, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model_for(request),
+            "max_tokens": request.max_tokens,
+            "messages": [{"role": m.role, "content": m.content} for m in request.conversation],
+        }
+        system = request.system
+        if system:
+            body["system"] = system
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        if stream:
+            body["stream"] = True
+        return body
+
+    def _complete_once(self, request: LlmRequest) -> LlmResponse:
+        with self.translate_errors():
+            data = _decode_response(self.post_json("/v1/messages", self.body(request, stream=False)))
+        usage = data.usage or _Usage()
+        return LlmResponse(
+            "".join(block.text for block in data.content if block.type == "text"),
+            data.stop_reason,
+            Usage(usage.input_tokens or 0, usage.output_tokens or 0),
+            data.model or self.model_for(request),
+        )
+
+    def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        input_tokens = output_tokens = 0
+        stop_reason: str | None = None
+        decoder = SseDecoder()
+        with self.open_stream("/v1/messages", self.body(request, stream=True)) as chunks:
+            with self.translate_errors():
+                for raw in chunks:
+                    for sse in decoder.feed(raw):
+                        if sse.event == "ping":
+                            continue
+                        event = _decode_event(sse.data)
+                        kind = event.type
+                        if kind == "content_block_delta":
+                            delta = event.delta
+                            # thinking, signature and tool-input deltas are not answer text
+                            if delta is not None and delta.type == "text_delta" and delta.text:
+                                yield StreamChunk(delta.text)
+                        elif kind == "message_start":
+                            usage = event.message.usage if event.message else None
+                            if usage is not None:
+                                input_tokens = usage.input_tokens or 0
+                                output_tokens = usage.output_tokens or 0
+                        elif kind == "message_delta":
+                            if event.delta is not None and event.delta.stop_reason is not None:
+                                stop_reason = event.delta.stop_reason
+                            if event.usage is not None:
+                                # cumulative counts: assign, never add
+                                if event.usage.output_tokens is not None:
+                                    output_tokens = event.usage.output_tokens
+                                if event.usage.input_tokens is not None:
+                                    input_tokens = event.usage.input_tokens
+                        elif kind == "message_stop":
+                            yield StreamChunk("", True, stop_reason, Usage(input_tokens, output_tokens))
+                            return
+                        elif kind == "error":
+                            error = event.error or _Error()
+                            raise self.error_for_type(error.type, self.clean(error.message), None) or ServerError(
+                                f"{error.type or 'error'} mid-stream: {self.clean(error.message)}", provider=self.name
+                            )
+                for sse in decoder.finish():
+                    if sse.event == "message_stop" or b'"message_stop"' in sse.data:
+                        yield StreamChunk("", True, stop_reason, Usage(input_tokens, output_tokens))
+                        return
+        raise ProtocolError("the stream ended before message_stop; the answer may be cut short", provider=self.name)

@@ -1,0 +1,85 @@
+"""The provider interface: requests, responses, stream chunks, and the Provider protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal, Protocol, runtime_checkable
+
+import msgspec
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Message(msgspec.Struct, frozen=True):
+    role: Role
+    content: str
+
+
+class Usage(msgspec.Struct, frozen=True):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class LlmRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One request. An empty ``model`` means the provider's own model."""
+
+    messages: tuple[Message, ...]
+    model: str = ""
+    temperature: float | None = None
+    max_tokens: int = 1024
+    stop: tuple[str, ...] = ()
+
+    @property
+    def system(self) -> str:
+        """All system messages, joined (for APIs that take the system prompt apart)."""
+        return "\n\n".join(m.content for m in self.messages if m.role == "system")
+
+    @property
+    def conversation(self) -> list[Message]:
+        return [m for m in self.messages if m.role != "system"]
+
+
+class StreamChunk(msgspec.Struct, frozen=True):
+    """A piece of a streamed answer. The last one has ``is_complete``, ``finish_reason`` and ``usage``."""
+
+    delta: str = ""
+    is_complete: bool = False
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+class LlmResponse(msgspec.Struct, frozen=True):
+    content: str
+    finish_reason: str | None
+    usage: Usage
+    model: str
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What every provider offers. Implementations are used from one thread at a time."""
+
+    name: str
+    model: str
+
+    def complete(self, request: LlmRequest) -> LlmResponse: ...
+
+    def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        """Deltas as they arrive; closing the iterator early ends the request at once."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def collect(chunks: Iterator[StreamChunk], model: str) -> LlmResponse:
+    """Join a stream into one response."""
+    parts: list[str] = []
+    finish_reason: str | None = None
+    usage = Usage()
+    for chunk in chunks:
+        if chunk.delta:
+            parts.append(chunk.delta)
+        if chunk.is_complete:
+            finish_reason = chunk.finish_reason
+            usage = chunk.usage or usage
+    return LlmResponse("".join(parts), finish_reason, usage, model)

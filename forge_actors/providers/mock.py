@@ -1,0 +1,198 @@
+"""The offline, deterministic participant: the default when no API key is set.
+
+For a given (name, seed, request) it always gives the same answer. It reads the goal
+and the round from the prompt's marker lines (``forge_actors.formats``) and answers
+drafts, critiques (with scores), syntheses and votes in exactly the formats the round
+parsers read, streamed word by word with an optional delay.
+
+Test options: ``fail_on`` (comma-separated round kinds, or ``all``) fails those calls
+with a server error; ``garble`` answers those rounds without the expected format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import time
+from collections.abc import Iterator
+
+from forge_actors import formats
+from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage, collect
+from forge_actors.providers.errors import ProviderConfigError, ServerError
+
+_WORDS = re.compile(r"\S+\s*")
+_TOPIC_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#-]{2,}")
+_STOP_WORDS = frozenset(
+    "the and for with that this from into your our their about design build make create plan write "
+    "what how why should would could app".split()
+)
+
+COMPONENTS = [
+    "a versioned HTTP API layer", "a persistence layer with migrations", "an authentication service",
+    "a background job queue", "an event log for auditing", "a caching tier", "a validation module",
+    "an observability stack (logs, metrics, traces)", "a configuration service", "a rate limiter",
+    "a notification dispatcher", "an admin console", "a search index", "a feature-flag system",
+]
+RISKS = [
+    ("scope creep", "fix a minimal first milestone and a written out-of-scope list"),
+    ("data loss on failure", "write-ahead logging and tested restores"),
+    ("unclear ownership", "one accountable owner per component"),
+    ("performance regressions", "benchmarks in CI with budgets"),
+    ("security gaps", "threat modelling and least-privilege defaults"),
+    ("vendor lock-in", "thin adapters behind our own interfaces"),
+    ("inconsistent behaviour across clients", "a contract test suite shared by every client"),
+]
+STRENGTHS = [
+    "clear separation of concerns", "concrete first milestone", "sensible failure handling",
+    "good attention to observability", "realistic scope", "explicit risk list", "simple data model",
+]
+WEAKNESSES = [
+    "thin on testing strategy", "no migration path for existing data", "vague about authentication",
+    "does not quantify performance targets", "ignores operational cost", "error handling is underspecified",
+]
+SUGGESTIONS = [
+    "add contract tests between components", "define service-level objectives", "spell out the rollout plan",
+    "document the data retention policy", "add a rollback procedure", "name an owner for each risk",
+]
+
+
+class MockProvider:
+    """``mock:NAME`` — see the module docstring."""
+
+    def __init__(
+        self,
+        name: str = "mock",
+        *,
+        seed: int = 0,
+        word_delay: float = 0.0,
+        fail_on: str = "",
+        garble: str = "",
+        model: str | None = None,
+    ) -> None:
+        if word_delay < 0:
+            raise ProviderConfigError(f"word_delay must be >= 0 seconds, not {word_delay}")
+        self.name = "mock"
+        self.persona_name = name
+        self.model = model or name
+        self.seed = int(seed)
+        self.word_delay = float(word_delay)
+        self.fail_on = _kinds(fail_on)
+        self.garble = _kinds(garble)
+
+    def __repr__(self) -> str:
+        return f"MockProvider(name={self.persona_name!r}, seed={self.seed}, word_delay={self.word_delay})"
+
+    def close(self) -> None:
+        pass
+
+    def complete(self, request: LlmRequest) -> LlmResponse:
+        return collect(self._chunks(request, delay=0.0), self.model)
+
+    def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        return self._chunks(request, delay=self.word_delay)
+
+    # -- the answer -------------------------------------------------------------------------
+
+    def answer(self, request: LlmRequest) -> str:
+        """The whole text this mock gives for ``request`` (deterministic)."""
+        prompt = "\n".join(m.content for m in request.messages)
+        rng = random.Random(self._seed_for(request))
+        kind = formats.find_round_kind(prompt) or "draft"
+        if kind in self.garble:
+            return f"I have thoughts on this but will not use any particular format. {self._topic(prompt)} is hard."
+        if kind == "critique":
+            return self._critique(rng, prompt)
+        if kind == "convergence":
+            return self._vote(rng, prompt)
+        if kind == "synthesis":
+            return self._synthesis(rng, prompt)
+        return self._draft(rng, prompt)
+
+    def _chunks(self, request: LlmRequest, delay: float) -> Iterator[StreamChunk]:
+        prompt = "\n".join(m.content for m in request.messages)
+        kind = formats.find_round_kind(prompt) or "draft"
+        if kind in self.fail_on or "all" in self.fail_on:
+            raise ServerError(f"mock {self.persona_name} was told to fail in the {kind} round", provider="mock")
+        text = self.answer(request)
+        words = _WORDS.findall(text)
+        for word in words:
+            if delay:
+                time.sleep(delay)
+            yield StreamChunk(word)
+        usage = Usage(max(1, len(prompt) // 4), len(words))
+        yield StreamChunk("", True, "stop", usage)
+
+    def _seed_for(self, request: LlmRequest) -> int:
+        digest = hashlib.sha256()
+        digest.update(f"{self.persona_name}\0{self.seed}\0{request.model}\0".encode())
+        for message in request.messages:
+            digest.update(f"{message.role}\0{message.content}\0".encode())
+        return int.from_bytes(digest.digest()[:8], "big")
+
+    def _topic(self, prompt: str) -> str:
+        return formats.find_goal(prompt) or "the goal"
+
+    def _keywords(self, prompt: str) -> list[str]:
+        goal = formats.find_goal(prompt)
+        words = [w for w in _TOPIC_WORD.findall(goal) if w.lower() not in _STOP_WORDS]
+        return words or ["system"]
+
+    def _draft(self, rng: random.Random, prompt: str) -> str:
+        topic, keywords = self._topic(prompt), self._keywords(prompt)
+        components = rng.sample(COMPONENTS, 4)
+        risks = rng.sample(RISKS, 3)
+        focus = rng.choice(keywords)
+        lines = [f"## Proposal from {self.persona_name}: {topic}", "", "### Components"]
+        lines += [f"- {_upper_first(c)} for the {rng.choice(keywords)} domain" for c in components]
+        lines += ["", "### Implementation notes",
+                  f"1. Start with the {focus} core and {components[0]}; ship it behind a flag.",
+                  f"2. Add {components[1]} once the {focus} flows are covered by tests.",
+                  f"3. Measure before optimising: budget {rng.randint(50, 400)} ms p99 for the main path.",
+                  "", "### Risks and mitigations"]
+        lines += [f"- Risk: {risk}. Mitigation: {mitigation}." for risk, mitigation in risks]
+        return "\n".join(lines) + "\n"
+
+    def _critique(self, rng: random.Random, prompt: str) -> str:
+        labels = formats.find_proposal_labels(prompt) or ["A"]
+        parts = []
+        for label in labels:
+            critique = formats.ParsedCritique(
+                rng.randint(55, 95),
+                tuple(rng.sample(STRENGTHS, 2)),
+                tuple(rng.sample(WEAKNESSES, 2)),
+                tuple(rng.sample(SUGGESTIONS, 2)),
+            )
+            parts.append(formats.render_critique(label, critique))
+        return "\n".join(parts)
+
+    def _synthesis(self, rng: random.Random, prompt: str) -> str:
+        topic, keywords = self._topic(prompt), self._keywords(prompt)
+        components = rng.sample(COMPONENTS, 5)
+        lines = [f"## Synthesis: {topic}", "",
+                 "This plan merges the strongest proposals and resolves their conflicts.", "", "### Plan"]
+        lines += [f"{i}. {_upper_first(c)} for {rng.choice(keywords)}." for i, c in enumerate(components, 1)]
+        lines += ["", "### Conflicts resolved",
+                  f"- Scope: start from the smallest {rng.choice(keywords)} milestone that is useful.",
+                  "- Testing: contract tests between every pair of components.",
+                  "", "### Addressed concerns", f"- {_upper_first(rng.choice(SUGGESTIONS))}."]
+        return "\n".join(lines) + "\n"
+
+    def _vote(self, rng: random.Random, prompt: str) -> str:
+        iteration = formats.find_iteration(prompt)
+        agree = rng.random() < min(0.95, 0.55 + 0.2 * iteration)
+        vote = formats.ParsedVote(
+            "AGREE" if agree else "DISAGREE",
+            (f"the plan covers {rng.choice(self._keywords(prompt))} end to end",
+             rng.choice(STRENGTHS)),
+            () if agree else (rng.choice(WEAKNESSES), rng.choice(SUGGESTIONS)),
+        )
+        return formats.render_vote(vote)
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _kinds(value: str) -> frozenset[str]:
+    return frozenset(k.strip().lower() for k in value.split(",") if k.strip())

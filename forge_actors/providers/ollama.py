@@ -1,0 +1,111 @@
+"""Ollama's native API: /api/chat streamed as newline-delimited JSON; /api/tags lists models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage
+from forge_actors.providers.errors import LlmError, NotFoundError, ProtocolError, ServerError
+from forge_actors.providers.http import HttpProvider
+from forge_actors.providers.streams import NdjsonDecoder
+
+
+class _Message(msgspec.Struct):
+    content: str = ""
+
+
+class _Line(msgspec.Struct):
+    message: _Message | None = None
+    response: str | None = None  # /api/generate's field, accepted too
+    done: bool = False
+    done_reason: str | None = None
+    prompt_eval_count: int | None = None
+    eval_count: int | None = None
+    error: str | None = None
+    model: str = ""
+
+
+class _Model(msgspec.Struct):
+    name: str
+
+
+class _Tags(msgspec.Struct):
+    models: list[_Model] = []
+
+
+_decode_line = msgspec.json.Decoder(_Line).decode
+
+
+class OllamaProvider(HttpProvider):
+    name = "ollama"
+    default_base_url = "http://localhost:11434"
+    api_key_env = None
+
+    def error_for_type(self, error_type: str | None, message: str, status: int | None) -> LlmError | None:
+        if status == 404 or ("not found" in message and "model" in message):
+            return NotFoundError(
+                f"{message}; download it with `ollama pull {self.model}` (or list models with `ollama list`)",
+                provider=self.name, status_code=status,
+            )
+        return None
+
+    def _line_error(self, message: str) -> LlmError:
+        return self.error_for_type(None, message, None) or ServerError(f"ollama reported: {message}", provider=self.name)
+
+    def body(self, request: LlmRequest, stream: bool) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_predict": request.max_tokens}
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.stop:
+            options["stop"] = list(request.stop)
+        return {
+            "model": self.model_for(request),
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": stream,
+            "options": options,
+        }
+
+    def list_models(self) -> list[str]:
+        """Names of the models this Ollama server has pulled."""
+        with self.translate_errors():
+            return [m.name for m in msgspec.json.decode(self.get_json("/api/tags"), type=_Tags).models]
+
+    def _complete_once(self, request: LlmRequest) -> LlmResponse:
+        with self.translate_errors():
+            line = _decode_line(self.post_json("/api/chat", self.body(request, stream=False)))
+        if line.error:
+            raise self._line_error(line.error)
+        text = line.message.content if line.message else (line.response or "")
+        return LlmResponse(text, line.done_reason, Usage(line.prompt_eval_count or 0, line.eval_count or 0),
+                           line.model or self.model_for(request))
+
+    def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        decoder = NdjsonDecoder()
+        with self.open_stream("/api/chat", self.body(request, stream=True)) as chunks:
+            with self.translate_errors():
+                for raw in chunks:
+                    for data in decoder.feed(raw):
+                        for chunk in self._chunks(data):
+                            yield chunk
+                            if chunk.is_complete:
+                                return
+                for data in decoder.finish():
+                    for chunk in self._chunks(data):
+                        yield chunk
+                        if chunk.is_complete:
+                            return
+        raise ProtocolError("the stream ended before a line with done=true", provider=self.name)
+
+    def _chunks(self, data: bytes) -> list[StreamChunk]:
+        line = _decode_line(data)
+        if line.error:
+            raise self._line_error(line.error)
+        text = (line.message.content if line.message else line.response) or ""
+        chunks = [StreamChunk(text)] if text else []
+        if line.done:
+            usage = Usage(line.prompt_eval_count or 0, line.eval_count or 0)
+            chunks.append(StreamChunk("", True, line.done_reason or "stop", usage))
+        return chunks

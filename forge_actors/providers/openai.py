@@ -1,0 +1,179 @@
+"""OpenAI Chat Completions and every server that speaks it (vLLM, llama.cpp, LM Studio, Ollama /v1, OpenRouter)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage
+from forge_actors.providers.errors import (
+    AuthenticationError,
+    BadRequestError,
+    LlmError,
+    NotFoundError,
+    OverloadedError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+)
+from forge_actors.providers.http import HttpProvider
+from forge_actors.providers.streams import SseDecoder
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+_ERROR_TYPES: dict[str, type[LlmError]] = {
+    "rate_limit_exceeded": RateLimitError,
+    "insufficient_quota": RateLimitError,
+    "invalid_api_key": AuthenticationError,
+    "authentication_error": AuthenticationError,
+    "model_not_found": NotFoundError,
+    "invalid_request_error": BadRequestError,
+    "context_length_exceeded": BadRequestError,
+    "server_error": ServerError,
+    "overloaded": OverloadedError,
+}
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None  # `reasoning` / `reasoning_content` are not declared: never answer text
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class _Error(msgspec.Struct):
+    message: str = ""
+    type: str | None = None
+    code: str | int | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] = []
+    usage: _Usage | None = None
+    error: _Error | None = None
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+
+
+class _FullChoice(msgspec.Struct):
+    message: _Message | None = None
+    finish_reason: str | None = None
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_FullChoice] = []
+    usage: _Usage | None = None
+    model: str = ""
+    error: _Error | None = None
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+_decode_completion = msgspec.json.Decoder(_Completion).decode
+
+
+def _usage(usage: _Usage | None) -> Usage:
+    if usage is None:
+        return Usage()
+    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
+
+
+class OpenAIProvider(HttpProvider):
+    name = "openai"
+    default_base_url = OPENAI_BASE_URL
+    api_key_env = "OPENAI_API_KEY"
+
+    def requires_api_key(self) -> bool:
+        # Local and compatible servers (vLLM, llama.cpp, LM Studio, Ollama) need no key.
+        return self.base_url.startswith(OPENAI_BASE_URL)
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def error_for_type(self, error_type: str | None, message: str, status: int | None) -> LlmError | None:
+        cls = _ERROR_TYPES.get(error_type or "")
+        if cls is None or (status is not None and cls is BadRequestError and status >= 500):
+            return None
+        return cls(f"{error_type}: {message}", provider=self.name, status_code=status)
+
+    def _mid_stream_error(self, error: _Error) -> LlmError:
+        code = str(error.code) if error.code is not None else error.type
+        message = self.clean(error.message or "error inside the stream")
+        return self.error_for_type(code, message, None) or self.error_for_type(error.type, message, None) or ServerError(
+            f"the server reported an error mid-stream: {message}", provider=self.name
+        )
+
+    def body(self, request: LlmRequest, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model_for(request),
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.max_tokens,
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _complete_once(self, request: LlmRequest) -> LlmResponse:
+        with self.translate_errors():
+            data = _decode_completion(self.post_json("/chat/completions", self.body(request, stream=False)))
+        if data.error is not None:
+            raise self._mid_stream_error(data.error)
+        if not data.choices:
+            raise ProtocolError("the response has no choices", provider=self.name)
+        choice = data.choices[0]
+        content = (choice.message.content if choice.message else None) or ""
+        return LlmResponse(content, choice.finish_reason, _usage(data.usage), data.model or self.model_for(request))
+
+    def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        finish_reason: str | None = None
+        usage: _Usage | None = None
+        decoder = SseDecoder()
+        with self.open_stream("/chat/completions", self.body(request, stream=True)) as chunks:
+            with self.translate_errors():
+                for raw in chunks:
+                    for sse in decoder.feed(raw) :
+                        data = sse.data
+                        if data == b"[DONE]":
+                            yield StreamChunk("", True, finish_reason, _usage(usage))
+                            return
+                        chunk = _decode_chunk(data)
+                        if chunk.error is not None:
+                            raise self._mid_stream_error(chunk.error)
+                        if chunk.usage is not None:
+                            usage = chunk.usage  # some servers repeat it on every chunk: keep the last
+                        for choice in chunk.choices:
+                            if choice.delta is not None and choice.delta.content:
+                                yield StreamChunk(choice.delta.content)
+                            if choice.finish_reason is not None:
+                                if choice.finish_reason == "error":
+                                    raise ServerError("the server ended the answer with finish_reason=error",
+                                                      provider=self.name)
+                                finish_reason = choice.finish_reason
+                for sse in decoder.finish():
+                    if sse.data != b"[DONE]":
+                        chunk = _decode_chunk(sse.data)
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                        for choice in chunk.choices:
+                            if choice.delta is not None and choice.delta.content:
+                                yield StreamChunk(choice.delta.content)
+                            finish_reason = choice.finish_reason or finish_reason
+        if finish_reason is not None:  # some servers close without [DONE] after a finished answer
+            yield StreamChunk("", True, finish_reason, _usage(usage))
+            return
+        raise ProtocolError("the stream ended before [DONE]; the answer may be cut short", provider=self.name)

@@ -1,0 +1,114 @@
+"""Retrying retryable failures: capped exponential backoff with jitter, Retry-After aware.
+
+A stream is retried only while it has yielded nothing: once text has gone to the
+caller, a silent retry would duplicate it, so the error goes up and the caller decides.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
+
+import msgspec
+
+from forge_actors.providers.base import StreamChunk
+from forge_actors.providers.errors import LlmError
+
+T = TypeVar("T")
+
+#: Called before each retry with the error, the attempt that failed (1-based) and the delay.
+OnRetry = Callable[[LlmError, int, float], None]
+
+
+class RetryPolicy(msgspec.Struct, frozen=True):
+    max_retries: int = 2
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    #: The longest Retry-After we honour; a server asking for more gets this much.
+    max_retry_after: float = 60.0
+    jitter: float = 0.25
+
+    def delay(self, attempt: int, error: LlmError, rng: random.Random | None = None) -> float:
+        """Seconds to wait after ``attempt`` (1-based) failed with ``error``."""
+        if error.retry_after is not None:
+            return max(0.0, min(error.retry_after, self.max_retry_after))
+        backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        spread = (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
+        return min(self.max_delay, backoff * spread)
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, or ``retry-after`` (seconds or an HTTP date)."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def call_with_retries(
+    call: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    on_retry: OnRetry | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call()
+        except LlmError as error:
+            if not error.retryable or attempt > policy.max_retries:
+                raise
+            delay = policy.delay(attempt, error)
+            if on_retry:
+                on_retry(error, attempt, delay)
+            sleep(delay)
+
+
+def stream_with_retries(
+    open_stream: Callable[[], Iterator[StreamChunk]],
+    policy: RetryPolicy,
+    *,
+    on_retry: OnRetry | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[StreamChunk]:
+    """Chunks of ``open_stream()``; a failure before the first chunk opens it again."""
+    attempt = 0
+    while True:
+        attempt += 1
+        chunks = open_stream()
+        started = False
+        try:
+            for chunk in chunks:
+                started = True
+                yield chunk
+            return
+        except LlmError as error:
+            if started or not error.retryable or attempt > policy.max_retries:
+                raise
+            delay = policy.delay(attempt, error)
+            if on_retry:
+                on_retry(error, attempt, delay)
+            sleep(delay)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
