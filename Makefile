@@ -27,6 +27,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/eventstore.py
+	$(PY) benchmarks/providers.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

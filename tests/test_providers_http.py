@@ -253,3 +253,11 @@ def test_api_key_never_appears_in_errors_or_reprs():
         for text in (str(info.value), repr(info.value), info.value.message):
             assert SECRET not in text
         assert "***" in str(info.value)
+
+
+@respx.mock
+def test_anthropic_stream_without_event_lines_reads_the_data_type():
+    wire = b"\n".join(line for line in anthropic_stream(["a", "b"]).split(b"\n") if not line.startswith(b"event:"))
+    respx.post("https://anthropic.test/v1/messages").mock(return_value=httpx.Response(200, content=wire))
+    response = collect(anthropic().stream(REQUEST), "m")
+    assert (response.content, response.finish_reason, response.usage) == ("ab", "end_turn", Usage(25, 7))

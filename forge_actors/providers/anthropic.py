@@ -68,6 +68,12 @@ class _Event(msgspec.Struct):
     error: _Error | None = None
 
 
+class _DeltaEvent(msgspec.Struct):
+    """The hot event, decoded into the least it needs (most of a stream is these)."""
+
+    delta: _Delta | None = None
+
+
 class _Block(msgspec.Struct):
     type: str = ""
     text: str = ""
@@ -81,6 +87,7 @@ class _Response(msgspec.Struct):
 
 
 _decode_event = msgspec.json.Decoder(_Event).decode
+_decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
 _decode_response = msgspec.json.Decoder(_Response).decode
 
 
@@ -134,13 +141,18 @@ class AnthropicProvider(HttpProvider):
             with self.translate_errors():
                 for raw in chunks:
                     for sse in decoder.feed(raw):
+                        if sse.event == "content_block_delta":
+                            delta = _decode_delta_event(sse.data).delta
+                            # thinking, signature and tool-input deltas are not answer text
+                            if delta is not None and delta.type == "text_delta" and delta.text:
+                                yield StreamChunk(delta.text)
+                            continue
                         if sse.event == "ping":
                             continue
-                        event = _decode_event(sse.data)
+                        event = _decode_event(sse.data)  # named otherwise, or unnamed: read its type
                         kind = event.type
                         if kind == "content_block_delta":
                             delta = event.delta
-                            # thinking, signature and tool-input deltas are not answer text
                             if delta is not None and delta.type == "text_delta" and delta.text:
                                 yield StreamChunk(delta.text)
                         elif kind == "message_start":

@@ -23,13 +23,14 @@ class SseEvent(msgspec.Struct, frozen=True):
 class SseDecoder:
     """Server-Sent Events, as the WHATWG spec reads them (comments and ``retry`` ignored)."""
 
-    __slots__ = ("_tail", "_data", "_event", "_id")
+    __slots__ = ("_tail", "_data", "_event", "_id", "_names")
 
     def __init__(self) -> None:
         self._tail = b""
         self._data: list[bytes] = []
         self._event: str | None = None
         self._id: str | None = None
+        self._names: dict[bytes, str] = {}  # event names repeat: decode each once
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         if self._tail:
@@ -45,40 +46,44 @@ class SseDecoder:
         else:
             lines = chunk.split(b"\n")
             self._tail = lines.pop()
-        events: list[SseEvent] = []
-        for line in lines:
-            self._line(line, events)
-        return events
+        return self._lines(lines)
 
     def finish(self) -> list[SseEvent]:
         """Flush at end of stream: a pending line, then a pending event."""
-        events: list[SseEvent] = []
         tail, self._tail = self._tail.rstrip(b"\r"), b""
-        if tail:
-            self._line(tail, events)
-        self._line(b"", events)
-        return events
+        return self._lines([tail, b""] if tail else [b""])
 
-    def _line(self, line: bytes, events: list[SseEvent]) -> None:
-        if not line:  # blank line: dispatch
-            if self._data:
-                events.append(SseEvent(self._event or "message", b"\n".join(self._data), self._id))
-            self._data = []
-            self._event = None
-            return
-        if line[0] == 58:  # b":" -- a comment (servers send these as keep-alive pings)
-            return
-        field, colon, value = line.partition(b":")
-        if colon and value[:1] == b" ":
-            value = value[1:]
-        if field == b"data":
-            self._data.append(value)
-        elif field == b"event":
-            self._event = value.decode("utf-8", "replace")
-        elif field == b"id":
-            if b"\0" not in value:
-                self._id = value.decode("utf-8", "replace")
-        # "retry" and unknown fields are ignored, as the spec says.
+    def _lines(self, lines: list[bytes]) -> list[SseEvent]:
+        # One loop, hot cases first: this runs for every line of every stream.
+        events: list[SseEvent] = []
+        data = self._data
+        event = self._event
+        for line in lines:
+            if not line:  # blank line: dispatch
+                if data:
+                    events.append(SseEvent(event or "message", data[0] if len(data) == 1 else b"\n".join(data), self._id))
+                    data = []
+                event = None
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line[0] == 58:  # b":" -- a comment (servers send these as keep-alive pings)
+                continue
+            elif line.startswith(b"event:"):
+                value = line[7:] if line[6:7] == b" " else line[6:]
+                name = self._names.get(value)
+                if name is None:
+                    name = self._names[value] = value.decode("utf-8", "replace")
+                event = name
+            else:
+                field, colon, value = line.partition(b":")
+                if colon and value[:1] == b" ":
+                    value = value[1:]
+                if field == b"id" and b"\0" not in value:
+                    self._id = value.decode("utf-8", "replace")
+                # "retry" and unknown fields are ignored, as the spec says.
+        self._data = data
+        self._event = event
+        return events
 
 
 class NdjsonDecoder:
