@@ -10,7 +10,7 @@ import msgspec
 from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage
 from forge_actors.providers.errors import LlmError, NotFoundError, ProtocolError, ServerError
 from forge_actors.providers.http import HttpProvider
-from forge_actors.providers.streams import NdjsonDecoder
+from forge_actors.providers.streams import ndjson_lines
 
 
 class _Message(msgspec.Struct):
@@ -83,16 +83,9 @@ class OllamaProvider(HttpProvider):
                            line.model or self.model_for(request))
 
     def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
-        decoder = NdjsonDecoder()
         with self.open_stream("/api/chat", self.body(request, stream=True)) as chunks:
             with self.translate_errors():
-                for raw in chunks:
-                    for data in decoder.feed(raw):
-                        for chunk in self._chunks(data):
-                            yield chunk
-                            if chunk.is_complete:
-                                return
-                for data in decoder.finish():
+                for data in ndjson_lines(chunks):
                     for chunk in self._chunks(data):
                         yield chunk
                         if chunk.is_complete:

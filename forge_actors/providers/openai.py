@@ -19,7 +19,7 @@ from forge_actors.providers.errors import (
     ServerError,
 )
 from forge_actors.providers.http import HttpProvider
-from forge_actors.providers.streams import SseDecoder
+from forge_actors.providers.streams import sse_events
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -142,37 +142,25 @@ class OpenAIProvider(HttpProvider):
     def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
         finish_reason: str | None = None
         usage: _Usage | None = None
-        decoder = SseDecoder()
         with self.open_stream("/chat/completions", self.body(request, stream=True)) as chunks:
             with self.translate_errors():
-                for raw in chunks:
-                    for sse in decoder.feed(raw) :
-                        data = sse.data
-                        if data == b"[DONE]":
-                            yield StreamChunk("", True, finish_reason, _usage(usage))
-                            return
-                        chunk = _decode_chunk(data)
-                        if chunk.error is not None:
-                            raise self._mid_stream_error(chunk.error)
-                        if chunk.usage is not None:
-                            usage = chunk.usage  # some servers repeat it on every chunk: keep the last
-                        for choice in chunk.choices:
-                            if choice.delta is not None and choice.delta.content:
-                                yield StreamChunk(choice.delta.content)
-                            if choice.finish_reason is not None:
-                                if choice.finish_reason == "error":
-                                    raise ServerError("the server ended the answer with finish_reason=error",
-                                                      provider=self.name)
-                                finish_reason = choice.finish_reason
-                for sse in decoder.finish():
-                    if sse.data != b"[DONE]":
-                        chunk = _decode_chunk(sse.data)
-                        if chunk.usage is not None:
-                            usage = chunk.usage
-                        for choice in chunk.choices:
-                            if choice.delta is not None and choice.delta.content:
-                                yield StreamChunk(choice.delta.content)
-                            finish_reason = choice.finish_reason or finish_reason
+                for sse in sse_events(chunks):
+                    if sse.data == b"[DONE]":
+                        yield StreamChunk("", True, finish_reason, _usage(usage))
+                        return
+                    chunk = _decode_chunk(sse.data)
+                    if chunk.error is not None:
+                        raise self._mid_stream_error(chunk.error)
+                    if chunk.usage is not None:
+                        usage = chunk.usage  # some servers repeat it on every chunk: keep the last
+                    for choice in chunk.choices:
+                        if choice.delta is not None and choice.delta.content:
+                            yield StreamChunk(choice.delta.content)
+                        if choice.finish_reason is not None:
+                            if choice.finish_reason == "error":
+                                raise ServerError("the server ended the answer with finish_reason=error",
+                                                  provider=self.name)
+                            finish_reason = choice.finish_reason
         if finish_reason is not None:  # some servers close without [DONE] after a finished answer
             yield StreamChunk("", True, finish_reason, _usage(usage))
             return

@@ -9,6 +9,8 @@ including a last event with no blank line after it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import msgspec
 
 
@@ -104,3 +106,19 @@ class NdjsonDecoder:
     def finish(self) -> list[bytes]:
         tail, self._tail = self._tail.strip(), b""
         return [tail] if tail else []
+
+
+def sse_events(chunks: Iterable[bytes]) -> Iterator[SseEvent]:
+    """Every event of a byte stream, the last one included even without a final blank line."""
+    decoder = SseDecoder()
+    for chunk in chunks:
+        yield from decoder.feed(chunk)
+    yield from decoder.finish()
+
+
+def ndjson_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Every non-blank line of a byte stream, the last one included even without a final newline."""
+    decoder = NdjsonDecoder()
+    for chunk in chunks:
+        yield from decoder.feed(chunk)
+    yield from decoder.finish()
