@@ -1,0 +1,217 @@
+"""Rounds: the prompt each participant is sent, and what is read back from its reply.
+
+Pure functions of the SessionState: no I/O, no actors, no clock. The session actor
+calls them and records what they return as events, so a replay rebuilds the same
+prompts from the same state.
+
+Vote counting: the convergence score of a round is AGREE / (AGREE + DISAGREE) over the
+last vote of each voter, AI or human. An abstention (a reply whose vote could not be
+read even after the format reminder) and a participant that failed are not votes, so
+they are in neither count; a round with no counted vote has no score and does not
+converge.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+
+import msgspec
+
+from forge_actors import formats
+from forge_actors.events import Persona, PromptMessage, RoundKind, VoteRecorded
+from forge_actors.state import SessionState
+from forge_actors.templates import render
+
+LABELS = string.ascii_uppercase
+
+
+class RoundPrompt(msgspec.Struct, frozen=True):
+    """What one participant is sent in one round. ``proposal_labels`` maps label -> author."""
+
+    participant: str
+    kind: RoundKind
+    messages: tuple[PromptMessage, ...]
+    proposal_labels: dict[str, str] = {}
+
+
+# -- system prompt and persona --------------------------------------------------------------
+
+
+def persona_text(persona: Persona | None) -> str:
+    if persona is None or persona == Persona():
+        return ""
+    return render(
+        "persona",
+        persona_name=persona.name or "unnamed",
+        traits=f" Traits: {', '.join(persona.traits)}." if persona.traits else "",
+        tone=f" Tone: {persona.tone}." if persona.tone else "",
+        approach=f" Approach: {persona.approach}." if persona.approach else "",
+        specialties=f" Specialties: {', '.join(persona.specialties)}." if persona.specialties else "",
+    )
+
+
+def system_prompt(state: SessionState, participant: str) -> str:
+    info = state.participants[participant]
+    return render("system", name=participant, persona=persona_text(info.persona)).rstrip() + "\n"
+
+
+def _common(state: SessionState) -> dict[str, str]:
+    constraints = "".join(f"- {c}\n" for c in state.constraints)
+    return {
+        "iteration": str(max(state.iteration, 1)),
+        "goal": state.goal,
+        "constraints": f"Constraints:\n{constraints}" if constraints else "",
+    }
+
+
+def _prompt(state: SessionState, participant: str, kind: RoundKind, user: str,
+            labels: dict[str, str] | None = None) -> RoundPrompt:
+    messages = (PromptMessage("system", system_prompt(state, participant)), PromptMessage("user", user))
+    return RoundPrompt(participant, kind, messages, labels or {})
+
+
+# -- the four rounds ---------------------------------------------------------------------------
+
+
+def draft_prompt(state: SessionState, participant: str) -> RoundPrompt:
+    return _prompt(state, participant, "draft", render("draft", **_common(state)))
+
+
+def proposal_order(state: SessionState, critic: str, round_number: int) -> list[str]:
+    """The other authors' drafts in an order shuffled for this critic and round (seeded).
+
+    Each critic sees its own order, so position bias cancels out across critics; the
+    same seed gives the same order, so a rerun sends the same prompts.
+    """
+    authors = sorted(author for author in state.drafts if author != critic)
+    random.Random(f"{state.settings.seed}|{round_number}|{critic}").shuffle(authors)
+    return authors
+
+
+def _proposals(state: SessionState, authors: list[str]) -> tuple[str, dict[str, str]]:
+    labels = {LABELS[i]: author for i, author in enumerate(authors)}
+    text = "\n\n".join(
+        f"{formats.PROPOSAL_HEADING.format(label=label)}\n{state.drafts[author].strip()}" for label, author in labels.items()
+    )
+    return text, labels
+
+
+def critique_prompt(state: SessionState, critic: str, round_number: int) -> RoundPrompt | None:
+    """None when there is nobody else's draft to review."""
+    authors = proposal_order(state, critic, round_number)
+    if not authors:
+        return None
+    proposals, labels = _proposals(state, authors)
+    return _prompt(state, critic, "critique", render("critique", proposals=proposals, **_common(state)), labels)
+
+
+def _critique_summary(state: SessionState, labels: dict[str, str]) -> str:
+    critique_round = state.last_round_of("critique")
+    if critique_round is None:
+        return ""
+    by_author = {author: label for label, author in labels.items()}
+    lines = []
+    for author, label in by_author.items():
+        reviews = [c for c in state.critiques_in(critique_round.round) if c.proposal_author == author]
+        if not reviews:
+            continue
+        scores = [c.score for c in reviews if c.score is not None]
+        mean = f"mean score {sum(scores) / len(scores):.0f}/100" if scores else "no readable scores"
+        lines.append(f"Reviews of Proposal {label} ({mean}):")
+        lines += [f"- strength: {s}" for c in reviews for s in c.strengths]
+        lines += [f"- weakness: {w}" for c in reviews for w in c.weaknesses]
+        lines += [f"- suggestion: {s}" for c in reviews for s in c.suggestions]
+    return "Reviews:\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def open_concerns(state: SessionState) -> list[str]:
+    """Concerns from the last convergence round, in voter order, without repeats."""
+    last = state.last_round_of("convergence")
+    if last is None:
+        return []
+    concerns: list[str] = []
+    for vote in state.votes_in(last.round).values():
+        for concern in vote.concerns:
+            if concern not in concerns:
+                concerns.append(concern)
+    return concerns
+
+
+def synthesis_prompt(state: SessionState, synthesizer: str) -> RoundPrompt:
+    proposals, labels = _proposals(state, sorted(state.drafts))
+    concerns = open_concerns(state)
+    concern_text = (
+        "Concerns raised when the last synthesis was put to the vote (address each):\n"
+        + "".join(f"- {c}\n" for c in concerns)
+        if concerns else ""
+    )
+    previous = state.synthesis
+    if previous is not None:
+        concern_text = f"The previous synthesis, which did not win enough votes:\n\n{previous.content.strip()}\n\n" + concern_text
+    user = render("synthesis", proposals=proposals, critiques=_critique_summary(state, labels), concerns=concern_text,
+                  **_common(state))
+    return _prompt(state, synthesizer, "synthesis", user, labels)
+
+
+def convergence_prompt(state: SessionState, voter: str) -> RoundPrompt:
+    synthesis = state.synthesis.content.strip() if state.synthesis else "(no synthesis yet)"
+    return _prompt(state, voter, "convergence", render("convergence", synthesis=synthesis, **_common(state)))
+
+
+def reask_prompt(prompt: RoundPrompt, reply: str, problem: str) -> RoundPrompt:
+    """The same conversation, the unreadable reply, and a short format reminder."""
+    reminder = formats.CRITIQUE_FORMAT if prompt.kind == "critique" else formats.VOTE_FORMAT
+    messages = prompt.messages + (
+        PromptMessage("assistant", reply),
+        PromptMessage("user", render("reask", problem=problem, format=reminder)),
+    )
+    return msgspec.structs.replace(prompt, messages=messages)
+
+
+# -- reading replies --------------------------------------------------------------------------
+
+
+def read_critiques(reply: str, labels: dict[str, str]) -> tuple[dict[str, formats.ParsedCritique], list[str]]:
+    """(parsed critique per label, labels whose score could not be read)."""
+    parsed = formats.parse_critiques(reply, list(labels))
+    return parsed, [label for label, critique in parsed.items() if critique.score is None]
+
+
+def read_vote(reply: str) -> formats.ParsedVote | None:
+    return formats.parse_vote(reply)
+
+
+# -- decisions ----------------------------------------------------------------------------------
+
+
+def choose_synthesizer(state: SessionState) -> str | None:
+    """The configured synthesizer if it is an AI participant; else the author of the best
+    mean-scored draft in the last critique round (ties: participant order); else the
+    first AI participant with a draft, else the first AI participant."""
+    ai = state.ai_participants
+    if not ai:
+        return None
+    configured = state.settings.synthesizer
+    if configured in ai:
+        return configured
+    critique_round = state.last_round_of("critique")
+    if critique_round is not None:
+        means = state.mean_scores(critique_round.round)
+        ranked = [p for p in ai if p in means]
+        if ranked:
+            return max(ranked, key=lambda p: (means[p], -ai.index(p)))
+    with_draft = [p for p in ai if p in state.drafts]
+    return with_draft[0] if with_draft else ai[0]
+
+
+def convergence_score(votes: dict[str, VoteRecorded]) -> float | None:
+    """AGREE / (AGREE + DISAGREE); None when no vote counted (see the module docstring)."""
+    agree = sum(1 for v in votes.values() if v.vote == "AGREE")
+    disagree = sum(1 for v in votes.values() if v.vote == "DISAGREE")
+    counted = agree + disagree
+    return agree / counted if counted else None
+
+
+def has_converged(score: float | None, threshold: float) -> bool:
+    return score is not None and score >= threshold
