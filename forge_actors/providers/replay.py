@@ -1,0 +1,87 @@
+"""Answers from a recorded session, for deterministic re-runs and tests.
+
+It is handed one participant's recorded answers (``forge_actors.recordings`` reads
+them out of the events; this module knows nothing of events and never opens the log).
+A request is matched to a recording by its exact messages: a deterministic re-run
+sends the same prompts, so each gets the answer it got before, delta for delta. The
+same prompt sent several times (a retry after a failure) gets its recordings in
+order, failures included: a recorded failure is raised again as the same kind of error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterable, Iterator
+
+import msgspec
+
+from forge_actors.providers.base import LlmRequest, LlmResponse, Message, StreamChunk, Usage, collect
+from forge_actors.providers.errors import ERRORS_BY_KIND, LlmError, NotFoundError
+
+
+class RecordedAnswer(msgspec.Struct):
+    """One recorded attempt: the prompt it answered (``prompt_key``) and what came back."""
+
+    contribution_id: str
+    prompt_key: str
+    deltas: list[str] = []
+    content: str | None = None
+    finish_reason: str | None = None
+    usage: Usage = Usage()
+    error_kind: str | None = None
+    error_message: str = ""
+
+
+def prompt_key(messages: Iterable[Message]) -> str:
+    """A digest of the exact conversation sent (anything with ``role`` and ``content``)."""
+    digest = hashlib.sha256()
+    for message in messages:
+        digest.update(f"{message.role}\0{message.content}\0".encode())
+    return digest.hexdigest()
+
+
+class ReplayProvider:
+    name = "replay"
+
+    def __init__(self, participant: str, answers: Iterable[RecordedAnswer], model: str = "") -> None:
+        self.participant = participant
+        self.model = model or participant
+        self._queues: dict[str, deque[RecordedAnswer]] = {}
+        for answer in answers:  # in the order the prompts were sent
+            self._queues.setdefault(answer.prompt_key, deque()).append(answer)
+
+    def __repr__(self) -> str:
+        return f"ReplayProvider(participant={self.participant!r})"
+
+    def close(self) -> None:
+        pass
+
+    def remaining(self) -> int:
+        """Recorded answers not yet given."""
+        return sum(len(q) for q in self._queues.values())
+
+    def complete(self, request: LlmRequest) -> LlmResponse:
+        return collect(self.stream(request), self.model)
+
+    def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        queue = self._queues.get(prompt_key(request.messages))
+        if not queue:
+            raise NotFoundError(
+                f"no recorded answer of {self.participant} for this prompt; a re-run only reproduces a session "
+                "whose prompts are the same (same goal, participants, seed and settings)",
+                provider=self.name,
+            )
+        return self._play(queue.popleft())
+
+    def _play(self, answer: RecordedAnswer) -> Iterator[StreamChunk]:
+        deltas = answer.deltas or ([answer.content] if answer.content else [])
+        for delta in deltas:
+            yield StreamChunk(delta)
+        if answer.error_kind is not None:
+            raise ERRORS_BY_KIND.get(answer.error_kind, LlmError)(
+                f"replayed failure: {answer.error_message}", provider=self.name
+            )
+        if answer.content is None:
+            raise NotFoundError(f"the recording of {answer.contribution_id} never finished", provider=self.name)
+        yield StreamChunk("", True, answer.finish_reason, answer.usage)
