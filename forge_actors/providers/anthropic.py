@@ -95,15 +95,10 @@ class AnthropicProvider(HttpProvider):
     name = "anthropic"
     default_base_url = "https://api.anthropic.com"
     api_key_env = "ANTHROPIC_API_KEY"
+    error_types = _ERROR_TYPES
 
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"x-api-key": api_key or "", "anthropic-version": API_VERSION}
-
-    def error_for_type(self, error_type: str | None, message: str, status: int | None) -> LlmError | None:
-        cls = _ERROR_TYPES.get(error_type or "")
-        if cls is None:
-            return None
-        return cls(f"{error_type}: {message}", provider=self.name, status_code=status)
 
     def body(self, request: LlmRequest, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {

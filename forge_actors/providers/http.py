@@ -81,6 +81,8 @@ class HttpProvider:
     name: ClassVar[str] = "http"
     default_base_url: ClassVar[str] = ""
     api_key_env: ClassVar[str | None] = None
+    #: The API's error type strings (in bodies and mid-stream error events) -> our errors.
+    error_types: ClassVar[dict[str, type[LlmError]]] = {}
 
     def __init__(
         self,
@@ -124,8 +126,11 @@ class HttpProvider:
         raise NotImplementedError
 
     def error_for_type(self, error_type: str | None, message: str, status: int | None) -> LlmError | None:
-        """A provider-specific mapping of an error type string; None to map by status."""
-        return None
+        """The error an API error type string names (``error_types``); None to map by status."""
+        cls = self.error_types.get(error_type or "")
+        if cls is None:
+            return None
+        return cls(f"{error_type}: {message}", provider=self.name, status_code=status)
 
     # -- the Provider protocol ------------------------------------------------------------
 

@@ -92,6 +92,7 @@ class OpenAIProvider(HttpProvider):
     name = "openai"
     default_base_url = OPENAI_BASE_URL
     api_key_env = "OPENAI_API_KEY"
+    error_types = _ERROR_TYPES
 
     def requires_api_key(self) -> bool:
         # Local and compatible servers (vLLM, llama.cpp, LM Studio, Ollama) need no key.
@@ -101,10 +102,10 @@ class OpenAIProvider(HttpProvider):
         return {"authorization": f"Bearer {api_key}"} if api_key else {}
 
     def error_for_type(self, error_type: str | None, message: str, status: int | None) -> LlmError | None:
-        cls = _ERROR_TYPES.get(error_type or "")
-        if cls is None or (status is not None and cls is BadRequestError and status >= 500):
+        # Compatible servers label 5xx failures "invalid_request_error" too: trust the status then.
+        if status is not None and status >= 500 and _ERROR_TYPES.get(error_type or "") is BadRequestError:
             return None
-        return cls(f"{error_type}: {message}", provider=self.name, status_code=status)
+        return super().error_for_type(error_type, message, status)
 
     def _mid_stream_error(self, error: _Error) -> LlmError:
         code = str(error.code) if error.code is not None else error.type
