@@ -132,42 +132,41 @@ class AnthropicProvider(HttpProvider):
         input_tokens = output_tokens = 0
         stop_reason: str | None = None
         with self.open_stream("/v1/messages", self.body(request, stream=True)) as chunks:
-            with self.translate_errors():
-                for sse in sse_events(chunks):
-                    if sse.event == "content_block_delta":
-                        delta = _decode_delta_event(sse.data).delta
-                        # thinking, signature and tool-input deltas are not answer text
-                        if delta is not None and delta.type == "text_delta" and delta.text:
-                            yield StreamChunk(delta.text)
-                        continue
-                    if sse.event == "ping":
-                        continue
-                    event = _decode_event(sse.data)  # named otherwise, or unnamed: read its type
-                    kind = event.type
-                    if kind == "content_block_delta":
-                        delta = event.delta
-                        if delta is not None and delta.type == "text_delta" and delta.text:
-                            yield StreamChunk(delta.text)
-                    elif kind == "message_start":
-                        usage = event.message.usage if event.message else None
-                        if usage is not None:
-                            input_tokens = usage.input_tokens or 0
-                            output_tokens = usage.output_tokens or 0
-                    elif kind == "message_delta":
-                        if event.delta is not None and event.delta.stop_reason is not None:
-                            stop_reason = event.delta.stop_reason
-                        if event.usage is not None:
-                            # cumulative counts: assign, never add
-                            if event.usage.output_tokens is not None:
-                                output_tokens = event.usage.output_tokens
-                            if event.usage.input_tokens is not None:
-                                input_tokens = event.usage.input_tokens
-                    elif kind == "message_stop":
-                        yield StreamChunk("", True, stop_reason, Usage(input_tokens, output_tokens))
-                        return
-                    elif kind == "error":
-                        error = event.error or _Error()
-                        raise self.error_for_type(error.type, self.clean(error.message), None) or ServerError(
-                            f"{error.type or 'error'} mid-stream: {self.clean(error.message)}", provider=self.name
-                        )
+            for sse in sse_events(chunks):
+                if sse.event == "content_block_delta":
+                    delta = _decode_delta_event(sse.data).delta
+                    # thinking, signature and tool-input deltas are not answer text
+                    if delta is not None and delta.type == "text_delta" and delta.text:
+                        yield StreamChunk(delta.text)
+                    continue
+                if sse.event == "ping":
+                    continue
+                event = _decode_event(sse.data)  # named otherwise, or unnamed: read its type
+                kind = event.type
+                if kind == "content_block_delta":
+                    delta = event.delta
+                    if delta is not None and delta.type == "text_delta" and delta.text:
+                        yield StreamChunk(delta.text)
+                elif kind == "message_start":
+                    usage = event.message.usage if event.message else None
+                    if usage is not None:
+                        input_tokens = usage.input_tokens or 0
+                        output_tokens = usage.output_tokens or 0
+                elif kind == "message_delta":
+                    if event.delta is not None and event.delta.stop_reason is not None:
+                        stop_reason = event.delta.stop_reason
+                    if event.usage is not None:
+                        # cumulative counts: assign, never add
+                        if event.usage.output_tokens is not None:
+                            output_tokens = event.usage.output_tokens
+                        if event.usage.input_tokens is not None:
+                            input_tokens = event.usage.input_tokens
+                elif kind == "message_stop":
+                    yield StreamChunk("", True, stop_reason, Usage(input_tokens, output_tokens))
+                    return
+                elif kind == "error":
+                    error = event.error or _Error()
+                    raise self.error_for_type(error.type, self.clean(error.message), None) or ServerError(
+                        f"{error.type or 'error'} mid-stream: {self.clean(error.message)}", provider=self.name
+                    )
         raise ProtocolError("the stream ended before message_stop; the answer may be cut short", provider=self.name)

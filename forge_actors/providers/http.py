@@ -178,7 +178,11 @@ class HttpProvider:
 
     @contextmanager
     def open_stream(self, path: str, body: dict[str, Any]) -> Iterator[Iterator[bytes]]:
-        """POST and yield the response's byte chunks; errors come out typed."""
+        """POST and yield the response's byte chunks.
+
+        Errors come out typed, also those raised while the caller reads inside the
+        ``with`` block: they pass back through this generator's ``yield``.
+        """
         with self.translate_errors():
             with self._client.stream(
                 "POST", self.base_url + path, content=_json_encode(body),

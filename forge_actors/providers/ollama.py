@@ -84,12 +84,11 @@ class OllamaProvider(HttpProvider):
 
     def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
         with self.open_stream("/api/chat", self.body(request, stream=True)) as chunks:
-            with self.translate_errors():
-                for data in ndjson_lines(chunks):
-                    for chunk in self._chunks(data):
-                        yield chunk
-                        if chunk.is_complete:
-                            return
+            for data in ndjson_lines(chunks):
+                for chunk in self._chunks(data):
+                    yield chunk
+                    if chunk.is_complete:
+                        return
         raise ProtocolError("the stream ended before a line with done=true", provider=self.name)
 
     def _chunks(self, data: bytes) -> list[StreamChunk]:

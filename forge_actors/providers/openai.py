@@ -144,24 +144,23 @@ class OpenAIProvider(HttpProvider):
         finish_reason: str | None = None
         usage: _Usage | None = None
         with self.open_stream("/chat/completions", self.body(request, stream=True)) as chunks:
-            with self.translate_errors():
-                for sse in sse_events(chunks):
-                    if sse.data == b"[DONE]":
-                        yield StreamChunk("", True, finish_reason, _usage(usage))
-                        return
-                    chunk = _decode_chunk(sse.data)
-                    if chunk.error is not None:
-                        raise self._mid_stream_error(chunk.error)
-                    if chunk.usage is not None:
-                        usage = chunk.usage  # some servers repeat it on every chunk: keep the last
-                    for choice in chunk.choices:
-                        if choice.delta is not None and choice.delta.content:
-                            yield StreamChunk(choice.delta.content)
-                        if choice.finish_reason is not None:
-                            if choice.finish_reason == "error":
-                                raise ServerError("the server ended the answer with finish_reason=error",
-                                                  provider=self.name)
-                            finish_reason = choice.finish_reason
+            for sse in sse_events(chunks):
+                if sse.data == b"[DONE]":
+                    yield StreamChunk("", True, finish_reason, _usage(usage))
+                    return
+                chunk = _decode_chunk(sse.data)
+                if chunk.error is not None:
+                    raise self._mid_stream_error(chunk.error)
+                if chunk.usage is not None:
+                    usage = chunk.usage  # some servers repeat it on every chunk: keep the last
+                for choice in chunk.choices:
+                    if choice.delta is not None and choice.delta.content:
+                        yield StreamChunk(choice.delta.content)
+                    if choice.finish_reason is not None:
+                        if choice.finish_reason == "error":
+                            raise ServerError("the server ended the answer with finish_reason=error",
+                                              provider=self.name)
+                        finish_reason = choice.finish_reason
         if finish_reason is not None:  # some servers close without [DONE] after a finished answer
             yield StreamChunk("", True, finish_reason, _usage(usage))
             return
