@@ -86,6 +86,11 @@ class _Response(msgspec.Struct):
     model: str = ""
 
 
+def _answer_text(delta: _Delta | None) -> str:
+    """The text of a delta, if it is answer text: thinking, signature and tool-input deltas are not."""
+    return delta.text if delta is not None and delta.type == "text_delta" else ""
+
+
 _decode_event = msgspec.json.Decoder(_Event).decode
 _decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
 _decode_response = msgspec.json.Decoder(_Response).decode
@@ -134,19 +139,18 @@ class AnthropicProvider(HttpProvider):
         with self.open_stream("/v1/messages", self.body(request, stream=True)) as chunks:
             for sse in sse_events(chunks):
                 if sse.event == "content_block_delta":
-                    delta = _decode_delta_event(sse.data).delta
-                    # thinking, signature and tool-input deltas are not answer text
-                    if delta is not None and delta.type == "text_delta" and delta.text:
-                        yield StreamChunk(delta.text)
+                    text = _answer_text(_decode_delta_event(sse.data).delta)
+                    if text:
+                        yield StreamChunk(text)
                     continue
                 if sse.event == "ping":
                     continue
                 event = _decode_event(sse.data)  # named otherwise, or unnamed: read its type
                 kind = event.type
                 if kind == "content_block_delta":
-                    delta = event.delta
-                    if delta is not None and delta.type == "text_delta" and delta.text:
-                        yield StreamChunk(delta.text)
+                    text = _answer_text(event.delta)
+                    if text:
+                        yield StreamChunk(text)
                 elif kind == "message_start":
                     usage = event.message.usage if event.message else None
                     if usage is not None:
