@@ -62,6 +62,18 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def _wait_to_retry(
+    error: LlmError, attempt: int, policy: RetryPolicy, on_retry: OnRetry | None, sleep: Callable[[float], None]
+) -> None:
+    """Return after the backoff if ``attempt`` may be retried; raise ``error`` if not."""
+    if not error.retryable or attempt > policy.max_retries:
+        raise error
+    delay = policy.delay(attempt, error)
+    if on_retry:
+        on_retry(error, attempt, delay)
+    sleep(delay)
+
+
 def call_with_retries(
     call: Callable[[], T],
     policy: RetryPolicy,
@@ -75,12 +87,7 @@ def call_with_retries(
         try:
             return call()
         except LlmError as error:
-            if not error.retryable or attempt > policy.max_retries:
-                raise
-            delay = policy.delay(attempt, error)
-            if on_retry:
-                on_retry(error, attempt, delay)
-            sleep(delay)
+            _wait_to_retry(error, attempt, policy, on_retry, sleep)
 
 
 def stream_with_retries(
@@ -102,12 +109,9 @@ def stream_with_retries(
                 yield chunk
             return
         except LlmError as error:
-            if started or not error.retryable or attempt > policy.max_retries:
+            if started:  # text already went out: a silent retry would repeat it
                 raise
-            delay = policy.delay(attempt, error)
-            if on_retry:
-                on_retry(error, attempt, delay)
-            sleep(delay)
+            _wait_to_retry(error, attempt, policy, on_retry, sleep)
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
