@@ -96,9 +96,11 @@ class MockProvider:
 
     def answer(self, request: LlmRequest) -> str:
         """The whole text this mock gives for ``request`` (deterministic)."""
-        prompt = "\n".join(m.content for m in request.messages)
+        prompt = _prompt_of(request)
+        return self._answer(request, prompt, formats.find_round_kind(prompt) or "draft")
+
+    def _answer(self, request: LlmRequest, prompt: str, kind: str) -> str:
         rng = random.Random(self._seed_for(request))
-        kind = formats.find_round_kind(prompt) or "draft"
         if kind in self.garble:
             return f"I have thoughts on this but will not use any particular format. {self._topic(prompt)} is hard."
         if kind == "critique":
@@ -110,12 +112,11 @@ class MockProvider:
         return self._draft(rng, prompt)
 
     def _chunks(self, request: LlmRequest, delay: float) -> Iterator[StreamChunk]:
-        prompt = "\n".join(m.content for m in request.messages)
+        prompt = _prompt_of(request)
         kind = formats.find_round_kind(prompt) or "draft"
         if kind in self.fail_on or "all" in self.fail_on:
             raise ServerError(f"mock {self.persona_name} was told to fail in the {kind} round", provider="mock")
-        text = self.answer(request)
-        words = _WORDS.findall(text)
+        words = _WORDS.findall(self._answer(request, prompt, kind))
         for word in words:
             if delay:
                 time.sleep(delay)
@@ -188,6 +189,10 @@ class MockProvider:
             () if agree else (rng.choice(WEAKNESSES), rng.choice(SUGGESTIONS)),
         )
         return formats.render_vote(vote)
+
+
+def _prompt_of(request: LlmRequest) -> str:
+    return "\n".join(m.content for m in request.messages)
 
 
 def _upper_first(text: str) -> str:
