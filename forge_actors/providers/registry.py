@@ -45,8 +45,8 @@ class _Entry(msgspec.Struct, frozen=True):
     options: dict[str, type]
 
 
-def _http(cls: Callable[..., Provider]) -> _Entry:
-    return _Entry(cls, dict(COMMON_OPTIONS))
+def _entry(factory: Callable[..., Provider], options: Mapping[str, type] | None = None) -> _Entry:
+    return _Entry(factory, {**COMMON_OPTIONS, **(options or {})})
 
 
 def _mock_factory(model: str, **options: Any) -> Provider:
@@ -56,19 +56,16 @@ def _mock_factory(model: str, **options: Any) -> Provider:
 
 
 _REGISTRY: dict[str, _Entry] = {
-    "anthropic": _http(AnthropicProvider),
-    "openai": _http(OpenAIProvider),
-    "ollama": _http(OllamaProvider),
-    "mock": _Entry(
-        _mock_factory,
-        {**COMMON_OPTIONS, "seed": int, "word_delay": float, "fail_on": str, "garble": str},
-    ),
+    "anthropic": _entry(AnthropicProvider),
+    "openai": _entry(OpenAIProvider),
+    "ollama": _entry(OllamaProvider),
+    "mock": _entry(_mock_factory, {"seed": int, "word_delay": float, "fail_on": str, "garble": str}),
 }
 
 
 def register_provider(name: str, factory: Callable[..., Provider], options: Mapping[str, type] | None = None) -> None:
     """Add a provider kind. ``factory(model, **options)`` builds one; ``options`` maps names to types."""
-    _REGISTRY[name] = _Entry(factory, {**COMMON_OPTIONS, **(options or {})})
+    _REGISTRY[name] = _entry(factory, options)
 
 
 def known_providers() -> list[str]:
