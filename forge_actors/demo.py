@@ -35,7 +35,7 @@ from forge_actors.events import (
     event_type,
 )
 from forge_actors.providers import LlmRequest, Message, get_provider
-from forge_actors.state import SessionState, rebuild
+from forge_actors.state import rebuild
 
 GOAL = "Design a TODO app API"
 NAMES = ("alice", "bob", "carol")
@@ -79,7 +79,7 @@ def contribute(writer: BatchingWriter, prompt: rounds.RoundPrompt, number: int) 
     writer.append(SESSION, events).wait()
 
 
-def run_round(store: EventStore, writer: BatchingWriter, number: int, kind: RoundKind) -> SessionState:
+def run_round(store: EventStore, writer: BatchingWriter, number: int, kind: RoundKind) -> None:
     writer.append(SESSION, [as_new(RoundStarted(round=number, kind=kind, iteration=1, participants=NAMES))]).wait()
     state = rebuild(e.event for e in store.read_stream(SESSION, codec=decode_event))
     prompts = [rounds.draft_prompt(state, n) if kind == "draft" else rounds.critique_prompt(state, n, number)
@@ -90,7 +90,6 @@ def run_round(store: EventStore, writer: BatchingWriter, number: int, kind: Roun
     for worker in workers:
         worker.join()
     writer.append(SESSION, [as_new(RoundCompleted(round=number, kind=kind, status="completed", succeeded=NAMES))]).wait()
-    return rebuild(e.event for e in store.read_stream(SESSION, codec=decode_event))
 
 
 def show_live(store: EventStore) -> None:
@@ -126,7 +125,7 @@ def main() -> int:
     viewer = threading.Thread(target=show_live, args=(store,))
     viewer.start()
     run_round(store, writer, 1, "draft")
-    state = run_round(store, writer, 2, "critique")
+    run_round(store, writer, 2, "critique")
     writer.append(SESSION, [as_new(SessionEnded(outcome="max_rounds", reason="interim demo: draft and critique only"))]).wait()
     viewer.join()
     writer.close()
