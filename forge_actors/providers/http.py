@@ -163,18 +163,17 @@ class HttpProvider:
 
     def post_json(self, path: str, body: dict[str, Any]) -> bytes:
         with self.translate_errors():
-            response = self._client.post(self.base_url + path, content=_json_encode(body),
-                                         headers={"content-type": "application/json"})
-            if response.status_code >= 400:
-                raise self.status_error(response)
-            return response.content
+            return self._content(self._client.post(self.base_url + path, content=_json_encode(body),
+                                                   headers={"content-type": "application/json"}))
 
     def get_json(self, path: str) -> bytes:
         with self.translate_errors():
-            response = self._client.get(self.base_url + path)
-            if response.status_code >= 400:
-                raise self.status_error(response)
-            return response.content
+            return self._content(self._client.get(self.base_url + path))
+
+    def _content(self, response: httpx.Response) -> bytes:
+        if response.status_code >= 400:
+            raise self.status_error(response)
+        return response.content
 
     @contextmanager
     def open_stream(self, path: str, body: dict[str, Any]) -> Iterator[Iterator[bytes]]:
