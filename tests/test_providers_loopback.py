@@ -191,3 +191,39 @@ def test_closing_the_iterator_closes_the_response_at_once():
         while server.disconnects == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert server.disconnects == 1  # the server noticed long before its 4 s of writing
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai", "ollama"])
+def test_abort_from_another_thread_wakes_a_stalled_read(kind):
+    import threading
+
+    wire = WIRE[kind]()
+    cut = wire.index(b"\"w")  # inside the third delta: the first two are through
+    with LoopbackServer(Reply(parts=[wire[:cut], 30.0, wire[cut:]])) as server:
+        provider = make(kind, server.url, timeout=30, max_retries=0)
+        chunks = provider.stream(REQUEST)
+        first = next(chunks)  # the stream is live and the server now stalls for 30 s
+        assert first.delta
+        threading.Timer(0.2, provider.abort).start()
+        start = time.monotonic()
+        with pytest.raises(ProtocolError):
+            list(chunks)
+        assert time.monotonic() - start < 5  # woken by abort, not by the 30 s timeout
+        provider.abort()  # no stream live: a no-op
+        provider.close()
+
+
+def test_mock_abort_cuts_its_word_delay():
+    import threading
+
+    from forge_actors.providers import CancelledError, MockProvider
+
+    mock = MockProvider("alice", word_delay=0.5)
+    chunks = mock.stream(REQUEST)
+    threading.Timer(0.1, mock.abort).start()
+    start = time.monotonic()
+    with pytest.raises(CancelledError):
+        list(chunks)
+    assert time.monotonic() - start < 0.45
+    mock.word_delay = 0.0
+    assert collect(mock.stream(REQUEST), "m").content  # the next stream is not affected

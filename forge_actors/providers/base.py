@@ -68,6 +68,14 @@ class Provider(Protocol):
         """Deltas as they arrive; closing the iterator early ends the request at once."""
         ...
 
+    def abort(self) -> None:
+        """End the stream in progress now. Safe from any thread; a no-op when none is.
+
+        The reading thread then sees an error (or the end of the stream) at once, even
+        when it is blocked waiting for the network or a process.
+        """
+        ...
+
     def close(self) -> None: ...
 
 

@@ -8,6 +8,8 @@ the longest silence tolerated inside a stream), refused connections, cut streams
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -105,6 +107,8 @@ class HttpProvider:
         self._api_key = api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None) or None
         if self._api_key is None and self.requires_api_key():
             raise MissingApiKeyError(self.name, self.api_key_env or "an API key")
+        self._live_response: httpx.Response | None = None
+        self._live_lock = threading.Lock()
         self._client = httpx.Client(
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
             headers=self.headers(self._api_key),
@@ -150,6 +154,23 @@ class HttpProvider:
             sleep=self._sleep,
         )
 
+    def abort(self) -> None:
+        """Shut the live response's socket down: a read blocked in ``recv`` wakes at once.
+
+        Closing the response from another thread would not wake it (on Linux a blocked
+        ``recv`` keeps its file descriptor); ``shutdown`` does, and the reader then sees
+        the stream as cut (ProtocolError).
+        """
+        with self._live_lock:
+            response = self._live_response
+            network_stream = response.extensions.get("network_stream") if response is not None else None
+            sock = network_stream.get_extra_info("socket") if network_stream is not None else None
+            if isinstance(sock, socket.socket):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:  # already closed: nothing left to wake
+                    pass
+
     def close(self) -> None:
         self._client.close()
 
@@ -190,7 +211,13 @@ class HttpProvider:
                 if response.status_code >= 400:
                     response.read()
                     raise self.status_error(response)
-                yield response.iter_bytes()
+                with self._live_lock:
+                    self._live_response = response
+                try:
+                    yield response.iter_bytes()
+                finally:
+                    with self._live_lock:
+                        self._live_response = None
 
     @contextmanager
     def translate_errors(self) -> Iterator[None]:

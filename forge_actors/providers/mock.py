@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-import time
+import threading
 from collections.abc import Iterator
 
 from forge_actors import formats
 from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage, collect
-from forge_actors.providers.errors import ProviderConfigError, ServerError
+from forge_actors.providers.errors import CancelledError, ProviderConfigError, ServerError
 
 _WORDS = re.compile(r"\S+\s*")
 _TOPIC_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#-]{2,}")
@@ -79,6 +79,7 @@ class MockProvider:
         self.word_delay = float(word_delay)
         self.fail_on = _kinds(fail_on)
         self.garble = _kinds(garble)
+        self._aborted = threading.Event()
 
     def __repr__(self) -> str:
         return f"MockProvider(name={self.persona_name!r}, seed={self.seed}, word_delay={self.word_delay})"
@@ -86,10 +87,15 @@ class MockProvider:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        self._aborted.set()
+
     def complete(self, request: LlmRequest) -> LlmResponse:
+        self._aborted.clear()
         return collect(self._chunks(request, delay=0.0), self.model)
 
     def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        self._aborted.clear()  # now, not at the first next(): an abort after this call must stick
         return self._chunks(request, delay=self.word_delay)
 
     # -- the answer -------------------------------------------------------------------------
@@ -119,7 +125,9 @@ class MockProvider:
         words = _WORDS.findall(self._answer(request, prompt, kind))
         for word in words:
             if delay:
-                time.sleep(delay)
+                self._aborted.wait(delay)  # a sleep that abort() cuts short
+            if self._aborted.is_set():
+                raise CancelledError(f"mock {self.persona_name} was aborted", provider="mock")
             yield StreamChunk(word)
         usage = Usage(max(1, len(prompt) // 4), len(words))
         yield StreamChunk("", True, "stop", usage)

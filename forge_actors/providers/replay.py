@@ -57,6 +57,9 @@ class ReplayProvider:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        pass  # answers come from memory, at once: nothing to interrupt
+
     def remaining(self) -> int:
         """Recorded answers not yet given."""
         return sum(len(q) for q in self._queues.values())
