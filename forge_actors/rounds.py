@@ -4,6 +4,11 @@ Pure functions of the SessionState: no I/O, no actors, no clock. The session act
 calls them and records what they return as events, so a replay rebuilds the same
 prompts from the same state.
 
+The flow of a session is decided here too (``next_step``, ``why_not``,
+``participant_outcomes``): the session actor asks these pure functions what to do
+and turns the answers into events, so a resumed session takes the same decisions
+from the same log.
+
 Vote counting: the convergence score of a round is AGREE / (AGREE + DISAGREE) over the
 last vote of each voter, AI or human. An abstention (a reply whose vote could not be
 read even after the format reminder) and a participant that failed are not votes, so
@@ -19,7 +24,7 @@ import string
 import msgspec
 
 from forge_actors import formats
-from forge_actors.events import Persona, PromptMessage, RoundKind, VoteRecorded
+from forge_actors.events import Outcome, Persona, PromptMessage, RoundKind, VoteRecorded
 from forge_actors.state import SessionState
 from forge_actors.templates import render
 
@@ -215,3 +220,155 @@ def convergence_score(votes: dict[str, VoteRecorded]) -> float | None:
 
 def has_converged(score: float | None, threshold: float) -> bool:
     return score is not None and score >= threshold
+
+
+# -- the flow of a session ----------------------------------------------------------------------
+
+
+class NextRound(msgspec.Struct, frozen=True):
+    kind: RoundKind
+
+
+class EndSession(msgspec.Struct, frozen=True):
+    outcome: Outcome
+    reason: str
+    final_score: float | None = None
+
+
+def round_participants(state: SessionState, kind: RoundKind) -> list[str]:
+    """Who is asked in a round of that kind, in participant order. Humans are never asked."""
+    ai = state.ai_participants
+    if kind == "critique":
+        return [p for p in ai if any(author != p for author in state.drafts)]
+    if kind == "synthesis":
+        synthesizer = choose_synthesizer(state)
+        return [synthesizer] if synthesizer is not None and state.drafts else []
+    return ai
+
+
+def iteration_for(state: SessionState, kind: RoundKind) -> int:
+    """Draft and critique are iteration 1; each synthesis starts the next; a vote shares its synthesis's."""
+    if kind == "synthesis":
+        return 1 + sum(1 for r in state.rounds if r.kind == "synthesis")
+    if kind == "convergence":
+        last = state.last_round_of("synthesis")
+        return last.iteration if last else 1
+    return 1
+
+
+def prompt_for(state: SessionState, kind: RoundKind, participant: str, round_number: int) -> RoundPrompt:
+    """The first prompt of ``participant`` in that round (also what a resumed round sends again)."""
+    if kind == "draft":
+        return draft_prompt(state, participant)
+    if kind == "critique":
+        prompt = critique_prompt(state, participant, round_number)
+        if prompt is None:
+            raise ValueError(f"{participant} has no other draft to critique")
+        return prompt
+    if kind == "synthesis":
+        return synthesis_prompt(state, participant)
+    return convergence_prompt(state, participant)
+
+
+def why_not(state: SessionState, kind: RoundKind) -> str | None:
+    """Why a round of that kind cannot start now; None when it can."""
+    if state.status == "new":
+        return "the session does not exist"
+    if state.ended:
+        return f"the session has ended ({state.status}): {state.end_reason}"
+    current = state.current_round
+    if current is not None and current.status == "running":
+        return f"round {current.round} ({current.kind}) is still running"
+    if not state.ai_participants:
+        return "the session has no AI participants"
+    kinds_run = {r.kind for r in state.rounds}
+    if kind == "draft" and kinds_run - {"draft"}:
+        return "drafts are closed: the critique or synthesis has already started"
+    if kind in ("critique", "synthesis") and not state.drafts:
+        return "there are no drafts yet: run a draft round (or add a human draft) first"
+    if kind == "critique":
+        if kinds_run & {"synthesis", "convergence"}:
+            return "the critique is over: a synthesis has already been written"
+        if not round_participants(state, "critique"):
+            return "nothing to critique: it takes drafts by at least two authors, one of them an AI participant"
+    if kind == "convergence" and (current is None or current.kind != "synthesis" or state.synthesis is None):
+        return "there is no new synthesis to vote on: run a synthesis round first"
+    return None
+
+
+def participant_outcomes(state: SessionState, round_number: int) -> dict[str, str | None]:
+    """The participants of a round whose part in it is settled: None for success, else the error.
+
+    Unsettled (left out): an attempt still streaming or abandoned, a failure that will be
+    retried, a critique or vote reply that is waiting for its re-ask.
+    """
+    round_ = state.round_state(round_number)
+    if round_ is None:
+        return {}
+    critics = {c.critic for c in state.critiques_in(round_number)}
+    voters = state.votes_in(round_number)
+    outcomes: dict[str, str | None] = {}
+    for participant in round_.participants:
+        attempts = sorted(state.attempts_in(round_number, participant), key=lambda c: c.attempt)
+        if not attempts:
+            continue
+        last = attempts[-1]
+        if last.status == "failed" and not last.will_retry:
+            outcomes[participant] = f"{last.error_kind}: {last.error}"
+        elif last.status == "completed":
+            if round_.kind == "critique" and participant not in critics:
+                continue
+            if round_.kind == "convergence" and participant not in voters:
+                continue
+            outcomes[participant] = None
+    return outcomes
+
+
+def _percent(score: float | None) -> str:
+    return "no counted votes" if score is None else f"{score:.0%} agree"
+
+
+def end_after_convergence(state: SessionState, round_number: int) -> EndSession | None:
+    """Converged, or out of iterations, after that convergence round; None to go on."""
+    round_ = state.round_state(round_number)
+    if round_ is None or round_.kind != "convergence":
+        return None
+    threshold = state.settings.convergence_threshold
+    if has_converged(round_.score, threshold):
+        return EndSession(
+            "converged",
+            f"{_percent(round_.score)} (threshold {threshold:.0%}) at iteration {round_.iteration}",
+            round_.score,
+        )
+    if round_.iteration >= state.settings.max_rounds:
+        return EndSession(
+            "max_rounds",
+            f"no convergence after {round_.iteration} iteration(s), the most allowed (max_rounds); "
+            f"last vote: {_percent(round_.score)}, threshold {threshold:.0%}",
+            round_.score,
+        )
+    return None
+
+
+def next_step(state: SessionState) -> NextRound | EndSession | None:
+    """What a session deliberating on its own does next; None while a round runs or once it ended."""
+    if state.ended:
+        return None
+    current = state.current_round
+    if current is None:
+        return NextRound("draft")
+    if current.status == "running":
+        return None
+    if current.status == "failed":
+        return EndSession(
+            "failed", f"no AI participant succeeded in round {current.round} ({current.kind}): {current.reason}"
+        )
+    if current.status == "cancelled":
+        return EndSession("cancelled", current.reason or "cancelled")
+    if current.kind == "draft":
+        return NextRound("critique" if round_participants(state, "critique") else "synthesis")
+    if current.kind == "critique":
+        return NextRound("synthesis")
+    if current.kind == "synthesis":
+        return NextRound("convergence")
+    return end_after_convergence(state, current.round) or NextRound("synthesis")

@@ -66,6 +66,8 @@ class ContributionState(msgspec.Struct, frozen=True):
     latency_ms: float = 0.0
     error_kind: str = ""
     error: str = ""
+    #: A failed attempt that is followed by another attempt (the failure is not final).
+    will_retry: bool = False
     served_by: str = ""
     proposal_labels: dict[str, str] = {}
 
@@ -164,6 +166,13 @@ class SessionState(msgspec.Struct, frozen=True):
             for c in self.contributions.values()
             if c.round == round_number and c.status == "completed"
         }
+
+    def attempts_in(self, round_number: int, participant: str) -> list[ContributionState]:
+        """The participant's attempts in that round, finished ones first, in order."""
+        return [
+            c for c in (*self.contributions.values(), *self.streaming.values())
+            if c.round == round_number and c.participant == participant
+        ]
 
     def mean_scores(self, round_number: int) -> dict[str, float]:
         """Mean critique score per proposal author in that round (unscored reviews left out)."""
@@ -276,7 +285,7 @@ def _contribution_completed(state: SessionState, e: ContributionCompleted) -> Se
 
 def _contribution_failed(state: SessionState, e: ContributionFailed) -> SessionState:
     started = _started(state, e.contribution_id, e.participant, e.round, e.attempt)
-    finished = replace(started, status="failed", error_kind=e.error_kind, error=e.message)
+    finished = replace(started, status="failed", error_kind=e.error_kind, error=e.message, will_retry=e.will_retry)
     return _finish(state, e.contribution_id, finished)
 
 

@@ -1,0 +1,436 @@
+"""Forge: the embedding API. Everything a service, the CLI or the server does goes through here.
+
+::
+
+    with Forge("forge.db") as forge:
+        session_id = forge.create_session("Design a TODO app API", ["mock:alice", "mock:bob", "mock:carol"])
+        for recorded in forge.deliberate(session_id):   # committed events, live
+            print(recorded.position, recorded.event)
+        print(forge.state(session_id).status)
+
+One engine owns one event log file, a batching writer, one scheduler thread, and an
+actor per running session plus one per AI participant of it. Sessions not running
+in this process are just events in the log: ``state`` folds them, ``deliberate`` or
+``resume`` starts their actors again, ``replay`` and ``rerun`` read them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from typing import Any
+
+import msgspec
+import pykka
+
+from eventstore import NO_STREAM, BatchingWriter, EventStore, NewEvent, RecordedEvent, Subscription
+from forge_actors.config import ForgeConfig, ParticipantSpec, participant_spec, session_settings
+from forge_actors.errors import ConfigError, InvalidCommandError, SessionNotFoundError, SessionStoppedError
+from forge_actors.events import (
+    ROUND_KINDS,
+    Event,
+    HumanDraftAdded,
+    ParticipantAdded,
+    ParticipantInfo,
+    RoundKind,
+    RoundStarted,
+    SessionCreated,
+    SessionEnded,
+    VoteChoice,
+    decode_event,
+    encode_event,
+    event_type,
+)
+from forge_actors.messages import AddHumanDraft, CancelSession, CastVote, Deliberate, Recover, RunRound
+from forge_actors.participant import ParticipantActor
+from forge_actors.providers.base import Provider
+from forge_actors.providers.registry import get_provider, parse_spec
+from forge_actors.providers.retry import RetryPolicy
+from forge_actors.recordings import replay_provider
+from forge_actors.scheduler import Scheduler
+from forge_actors.session import SessionActor
+from forge_actors.state import RoundState, SessionState, apply
+
+#: Spec prefix of a participant re-run from a recorded session: ``replay:SESSION_ID``.
+REPLAY_PREFIX = "replay:"
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _as_new(event: Event) -> NewEvent:
+    return NewEvent.from_bytes(event_type(event), encode_event(event))
+
+
+def _default_title(goal: str) -> str:
+    first_line = goal.strip().splitlines()[0] if goal.strip() else ""
+    return first_line if len(first_line) <= 80 else first_line[:77] + "..."
+
+
+def _stop(actor: pykka.ActorRef, timeout: float = 10.0) -> None:
+    try:
+        actor.stop(block=True, timeout=timeout)
+    except pykka.Timeout:  # a provider that ignores abort(); its daemon thread dies with the process
+        pass
+
+
+class _Running(msgspec.Struct):
+    session: pykka.ActorRef
+    participants: list[pykka.ActorRef]
+
+
+class Forge:
+    """The deliberation engine over one event log. Thread-safe; close it when done."""
+
+    def __init__(
+        self,
+        db_path: str,
+        config: ForgeConfig | None = None,
+        *,
+        clock_ns: Callable[[], int] | None = None,
+        id_factory: Callable[[], str] = new_session_id,
+        retry_policy: RetryPolicy | None = None,
+        synchronous: str = "NORMAL",
+        writer_max_delay: float = 0.004,
+    ) -> None:
+        """``clock_ns`` stamps events and times contributions (inject one for repeatable logs);
+        ``id_factory`` names new sessions; ``retry_policy`` paces retries of failed attempts."""
+        self.config = config or ForgeConfig()
+        self.store = EventStore(db_path, synchronous=synchronous, clock=clock_ns or time.time_ns)
+        self._writer = BatchingWriter(self.store, max_delay=writer_max_delay)
+        self._scheduler = Scheduler()
+        self._latency_clock = clock_ns or time.monotonic_ns
+        self._id_factory = id_factory
+        self._retry_policy = retry_policy or RetryPolicy()
+        self._lock = threading.RLock()
+        self._running: dict[str, _Running] = {}
+        self._stopped_participants: list[pykka.ActorRef] = []
+        self._states: dict[str, tuple[int, SessionState]] = {}
+        self._closed = False
+
+    # -- creating -------------------------------------------------------------------------------
+
+    def create_session(
+        self,
+        goal: str,
+        participants: Iterable[str | ParticipantSpec | Mapping[str, Any]] | None = None,
+        title: str | None = None,
+        *,
+        constraints: Iterable[str] = (),
+        **overrides: Any,
+    ) -> str:
+        """Record a new session and return its id. Nothing runs until ``deliberate`` or ``run_round``.
+
+        Every provider is built once here, so an unknown provider, a bad option or a
+        missing API key fails now, before anything is written. ``overrides`` are
+        session settings (``max_rounds=3``, ``seed=7``...).
+        """
+        self._check_open()
+        if not isinstance(goal, str) or not goal.strip():
+            raise ConfigError("the goal is empty: say what the participants should work on")
+        specs = [participant_spec(p) for p in (participants if participants is not None else self.config.participants)]
+        if not specs:
+            raise ConfigError("a session needs participants: give specs such as mock:alice or anthropic:MODEL")
+        infos = self._participant_infos(specs)
+        settings = session_settings(self.config.settings, overrides)
+        ai_names = [p.name for p in infos if p.kind == "ai"]
+        if settings.synthesizer is not None and settings.synthesizer not in ai_names:
+            raise ConfigError(f"synthesizer {settings.synthesizer!r} is not an AI participant ({', '.join(ai_names)})")
+        session_id = self._id_factory()
+        created = SessionCreated(session_id, title or _default_title(goal), goal, settings, tuple(infos),
+                                 tuple(str(c) for c in constraints))
+        self.store.append(session_id, [_as_new(created)], expected_version=NO_STREAM)
+        return session_id
+
+    def _participant_infos(self, specs: list[ParticipantSpec]) -> list[ParticipantInfo]:
+        infos: list[ParticipantInfo] = []
+        taken: set[str] = set()
+        for spec in specs:
+            if spec.kind == "human":
+                if not spec.name:
+                    raise ConfigError("a human participant needs a name")
+                name, provider, model = spec.name, "", ""
+            else:
+                parsed = parse_spec(spec.spec)
+                self._provider_for_spec(str(parsed)).close()  # fails now on a bad option or missing key
+                name, provider, model = spec.name or parsed.model, str(parsed.redacted()), parsed.model
+            if name in taken:
+                if spec.name:
+                    raise ConfigError(f"two participants are named {name!r}: give each its own name")
+                name = next(f"{name}-{n}" for n in range(2, 1000) if f"{name}-{n}" not in taken)
+            taken.add(name)
+            infos.append(ParticipantInfo(name, spec.kind, provider, model, spec.persona))
+        return infos
+
+    def _provider_for_spec(self, spec: str) -> Provider:
+        parsed = parse_spec(spec)
+        # The engine retries failed attempts itself, so that each retry is a fact in the log;
+        # a spec that sets max_retries keeps its own.
+        defaults = {"max_retries": 0, **self.config.provider_options.get(parsed.provider, {})}
+        return get_provider(parsed, **{k: v for k, v in defaults.items() if k not in parsed.options})
+
+    def _provider_for(self, info: ParticipantInfo) -> Provider:
+        if info.provider.startswith(REPLAY_PREFIX):
+            source = info.provider[len(REPLAY_PREFIX):]
+            return replay_provider(self._events(source), info.name, info.model)
+        return self._provider_for_spec(info.provider)
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def deliberate(self, session_id: str, from_position: int = 0) -> Iterator[RecordedEvent]:
+        """Run the session to its end (resuming it if a process stopped mid-way) and return
+        its committed events, from ``from_position`` on, live, until SessionEnded.
+
+        The deliberation starts at once; iterating is only watching it.
+        """
+        session = self._attach(session_id)
+        if session is not None:
+            session.tell(Deliberate())
+        return self._follow(session_id, from_position)
+
+    def resume(self, session_id: str) -> Iterator[RecordedEvent]:
+        """Continue a session a stopped process left unfinished: what was in flight is recorded
+        as abandoned and run again. Returns the events from now on, live, until it ends."""
+        position = self.store.last_position()
+        return self.deliberate(session_id, from_position=position)
+
+    def run_round(self, session_id: str, kind: RoundKind, timeout: float | None = None) -> RoundState:
+        """Run one round of ``kind`` and return how it went. Raises InvalidCommandError when the
+        round does not fit the session now (e.g. convergence before any synthesis)."""
+        if kind not in ROUND_KINDS:
+            raise ConfigError(f"unknown round kind {kind!r}; the kinds are {', '.join(ROUND_KINDS)}")
+        session = self._attach_for_command(session_id)
+        done: Future = Future()
+        session.ask(RunRound(kind, done))
+        return done.result(timeout)
+
+    def add_human_draft(self, session_id: str, author: str, content: str) -> int:
+        """Add a human's draft (joining the draft round, or the first one to come); returns its round."""
+        return self._attach_for_command(session_id).ask(AddHumanDraft(author, content))
+
+    def cast_vote(self, session_id: str, voter: str, vote: VoteChoice, reasons: Iterable[str] = (),
+                  concerns: Iterable[str] = ()) -> int:
+        """A human's vote on the current synthesis; returns the convergence round it counts in."""
+        return self._attach_for_command(session_id).ask(
+            CastVote(voter, str(vote).upper(), tuple(reasons), tuple(concerns))  # type: ignore[arg-type]
+        )
+
+    def cancel(self, session_id: str, reason: str = "cancelled by the user") -> SessionState:
+        """End the session as cancelled; contributions in flight stop at once. No-op once ended."""
+        session = self._attach(session_id)
+        if session is not None:
+            try:
+                session.ask(CancelSession(reason))
+            except pykka.ActorDeadError:  # it ended on its own meanwhile
+                pass
+        return self.state(session_id)
+
+    def _attach_for_command(self, session_id: str) -> pykka.ActorRef:
+        session = self._attach(session_id)
+        if session is None:
+            state = self.state(session_id)
+            raise InvalidCommandError(f"the session has ended ({state.status}): {state.end_reason}")
+        return session
+
+    def _attach(self, session_id: str) -> pykka.ActorRef | None:
+        """The session's actor, started from its log if no actor runs it; None once it has ended."""
+        with self._lock:
+            self._check_open()
+            running = self._running.get(session_id)
+            if running is not None and running.session.is_alive():
+                return running.session
+            state, version = self._load(session_id)
+            if state.ended:
+                return None
+            participants: dict[str, pykka.ActorRef] = {}
+            try:
+                for info in state.participants.values():
+                    if info.kind == "ai":
+                        participants[info.name] = ParticipantActor.start(
+                            info.name, self._provider_for(info), self._latency_clock
+                        )
+            except BaseException:
+                for ref in participants.values():
+                    ref.stop(block=False)
+                raise
+            session = SessionActor.start(
+                state=state, version=version, writer=self._writer, participants=participants,
+                scheduler=self._scheduler, retry_policy=self._retry_policy, on_stopped=self._forget,
+            )
+            self._running[session_id] = _Running(session, list(participants.values()))
+            if state.status == "running" or state.streaming:
+                session.tell(Recover())
+            return session
+
+    def _forget(self, session_id: str) -> None:
+        """Called by a session actor as it stops."""
+        with self._lock:
+            running = self._running.pop(session_id, None)
+            if running is not None:
+                self._stopped_participants = [r for r in self._stopped_participants if r.is_alive()]
+                self._stopped_participants += running.participants
+
+    def running_sessions(self) -> list[str]:
+        with self._lock:
+            return [sid for sid, running in self._running.items() if running.session.is_alive()]
+
+    def _follow(self, session_id: str, from_position: int) -> Iterator[RecordedEvent]:
+        subscription = self.subscribe(session_id, from_position)
+        try:
+            while True:
+                recorded = subscription.poll(0.25)
+                if recorded is not None:
+                    yield recorded
+                    if isinstance(recorded.event, SessionEnded):
+                        return
+                    continue
+                if subscription.closed:
+                    raise SessionStoppedError("the engine was closed while following the session")
+                if session_id not in self.running_sessions():
+                    # Stopped: whatever it wrote is readable now; after that, it either ended or stopped short.
+                    for recorded in iter(lambda: subscription.poll(0), None):
+                        yield recorded
+                        if isinstance(recorded.event, SessionEnded):
+                            return
+                    if self.state(session_id).ended:
+                        return
+                    raise SessionStoppedError(
+                        f"session {session_id} stopped before it ended; its log is intact: resume it"
+                    )
+        finally:
+            subscription.close()
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def state(self, session_id: str) -> SessionState:
+        """The session as its committed events fold it."""
+        return self._load(session_id)[0]
+
+    def _load(self, session_id: str) -> tuple[SessionState, int]:
+        with self._lock:
+            version, state = self._states.get(session_id, (0, SessionState()))
+        for recorded in self.store.read_stream(session_id, after_version=version, codec=decode_event):
+            state = apply(state, recorded.event)
+            version = recorded.version
+        if version == 0:
+            raise SessionNotFoundError(session_id)
+        with self._lock:
+            cached = self._states.get(session_id)
+            if cached is None or cached[0] < version:
+                self._states[session_id] = (version, state)
+        return state, version
+
+    def sessions(self) -> list[str]:
+        """Every session id in the log, oldest first."""
+        return [stream_id for stream_id, _ in self.store.streams()]
+
+    def events(self, session_id: str) -> list[Event]:
+        return self._events(session_id)
+
+    def _events(self, session_id: str) -> list[Event]:
+        events = [r.event for r in self.store.read_stream(session_id, codec=decode_event)]
+        if not events:
+            raise SessionNotFoundError(session_id)
+        return events
+
+    def subscribe(self, session_id: str, from_position: int = 0) -> Subscription:
+        """The session's committed events after ``from_position``: stored ones, then live ones."""
+        if self.store.stream_version(session_id) == 0:
+            raise SessionNotFoundError(session_id)
+        return self.store.subscribe(from_position, stream_id=session_id, codec=decode_event)
+
+    def replay(self, session_id: str, speed: float = 1.0, *,
+               sleep: Callable[[float], None] = time.sleep, max_pause: float | None = None) -> Iterator[RecordedEvent]:
+        """The recorded events again, paced as they were recorded, ``speed`` times faster
+        (``speed=0``: no pauses). ``max_pause`` caps any one pause (idle time between steps)."""
+        if speed < 0:
+            raise ConfigError("speed must be 0 (as fast as possible) or more")
+        if self.store.stream_version(session_id) == 0:
+            raise SessionNotFoundError(session_id)
+        return self._paced(self.store.read_stream(session_id, codec=decode_event), speed, sleep, max_pause)
+
+    @staticmethod
+    def _paced(records: Iterator[RecordedEvent], speed: float, sleep: Callable[[float], None],
+               max_pause: float | None) -> Iterator[RecordedEvent]:
+        previous: int | None = None
+        for recorded in records:
+            if speed > 0 and previous is not None:
+                pause = max(0, recorded.recorded_at - previous) / 1e9 / speed
+                if max_pause is not None:
+                    pause = min(pause, max_pause)
+                if pause > 0:
+                    sleep(pause)
+            previous = recorded.recorded_at
+            yield recorded
+
+    def rerun(self, session_id: str) -> str:
+        """Run a recorded session again with every AI participant answered from its recording.
+
+        The new session sends the same prompts and gets the same answers, so it records the
+        same events (ids, timestamps and latencies aside). It follows the original's rounds;
+        human drafts given before the first round are carried over. Returns the new id; follow
+        it with ``deliberate(new_id)``.
+        """
+        events = self._events(session_id)
+        created = events[0]
+        if not isinstance(created, SessionCreated):
+            raise ConfigError(f"session {session_id} does not start with SessionCreated; it cannot be re-run")
+        plan = tuple(e.kind for e in events if isinstance(e, RoundStarted))
+        ended = next((e for e in reversed(events) if isinstance(e, SessionEnded)), None)
+        before_rounds: list[Event] = []
+        for event in events[1:]:
+            if isinstance(event, RoundStarted):
+                break
+            if isinstance(event, (ParticipantAdded, HumanDraftAdded)):
+                before_rounds.append(event)
+        new_id = self._id_factory()
+        participants = tuple(
+            msgspec.structs.replace(p, provider=REPLAY_PREFIX + session_id) if p.kind == "ai" else p
+            for p in created.participants
+        )
+        new_created = msgspec.structs.replace(created, session_id=new_id, participants=participants)
+        self.store.append(new_id, [_as_new(e) for e in (new_created, *before_rounds)], expected_version=NO_STREAM)
+        session = self._attach(new_id)
+        assert session is not None
+        cancel_reason = ended.reason if ended is not None and ended.outcome == "cancelled" else None
+        session.tell(Deliberate(plan, cancel_reason))
+        return new_id
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionStoppedError("this Forge is closed")
+
+    def close(self) -> None:
+        """Stop every actor (contributions in flight stop at once), commit what is queued, close the log.
+
+        Sessions still running stay unfinished in the log; ``resume`` continues them later.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            running = list(self._running.values())
+        for entry in running:
+            _stop(entry.session)
+        with self._lock:
+            participants = [ref for entry in running for ref in entry.participants] + self._stopped_participants
+        for ref in participants:
+            _stop(ref)
+        self._scheduler.close()
+        self._writer.close()
+        self.store.close()
+
+    def __enter__(self) -> Forge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Forge({self.store.path!r})"

@@ -1,0 +1,34 @@
+"""Errors of the engine: each says what went wrong and what to do about it.
+
+Provider errors live in ``forge_actors.providers.errors``; log errors in ``eventstore``.
+"""
+
+from __future__ import annotations
+
+
+class ForgeError(Exception):
+    """Base of the engine's errors."""
+
+
+class SessionNotFoundError(ForgeError, KeyError):
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(session_id)
+
+    def __str__(self) -> str:
+        return f"no session {self.session_id!r} in this log; list them with Forge.sessions() (or `forge sessions`)"
+
+
+class InvalidCommandError(ForgeError):
+    """A command that does not fit the session's status (e.g. a vote before any synthesis)."""
+
+
+class SessionStoppedError(ForgeError):
+    """The session's actor stopped (engine closed, or an internal failure) before the session ended.
+
+    Its log is intact: ``Forge.resume(session_id)`` continues it.
+    """
+
+
+class ConfigError(ForgeError, ValueError):
+    """A setting or participant definition is wrong; the message names it."""

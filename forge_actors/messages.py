@@ -1,0 +1,164 @@
+"""The messages actors tell each other, and the cancel token a contribution carries.
+
+pykka shares a message between threads rather than copying it, so every message is
+a frozen Struct. The session actor only ever *tells*: a participant answers with
+``DeltaReceived``... then ``ContributionSucceeded`` or ``ContributionErrored``, and
+timers answer with ``DeadlinePassed`` or ``RetryDue``. Commands from the engine
+(``RunRound``, ``AddHumanDraft``...) are the only messages that are asked, and they
+come from outside the actor system.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from forge_actors.events import RoundKind, VoteChoice
+from forge_actors.providers.base import LlmRequest, Usage
+
+
+class CancelToken:
+    """Set once, from any thread; runs its callbacks (e.g. a provider's ``abort``) at once.
+
+    A participant registers the abort of its provider while it streams, so that the
+    session cancelling a contribution wakes a read blocked on the network.
+    """
+
+    __slots__ = ("_event", "_callbacks", "_lock")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            _call_quietly(callback)
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run ``callback`` on cancel (now, if already cancelled). Returns a function that unregisters it."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return lambda: self._forget(callback)
+        _call_quietly(callback)
+        return lambda: None
+
+    def _forget(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+
+def _call_quietly(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:  # an abort that fails leaves the stream to its own timeout
+        pass
+
+
+# -- session -> participant -----------------------------------------------------------------------
+
+
+class Contribute(msgspec.Struct, frozen=True):
+    """Run one attempt: stream ``request`` and tell ``reply_to`` what happens."""
+
+    contribution_id: str
+    request: LlmRequest
+    cancel: Any  # CancelToken
+    reply_to: Any  # pykka ActorRef
+
+
+# -- participant -> session -----------------------------------------------------------------------
+
+
+class DeltaReceived(msgspec.Struct, frozen=True):
+    contribution_id: str
+    text: str
+
+
+class ContributionSucceeded(msgspec.Struct, frozen=True):
+    contribution_id: str
+    content: str
+    finish_reason: str | None
+    usage: Usage
+    latency_ms: float
+    served_by: str = ""
+
+
+class ContributionErrored(msgspec.Struct, frozen=True):
+    contribution_id: str
+    error_kind: str
+    message: str
+    retryable: bool
+    retry_after: float | None = None
+
+
+# -- timers -> session ----------------------------------------------------------------------------
+
+
+class DeadlinePassed(msgspec.Struct, frozen=True):
+    round: int
+
+
+class RetryDue(msgspec.Struct, frozen=True):
+    round: int
+    participant: str
+
+
+# -- engine -> session (commands) -----------------------------------------------------------------
+
+
+class Recover(msgspec.Struct, frozen=True):
+    """The session was running in a process that stopped: abandon what was in flight, go on."""
+
+
+class Deliberate(msgspec.Struct, frozen=True):
+    """Run rounds on its own until the session ends.
+
+    ``plan`` fixes the kinds of the rounds to run instead (a re-run follows its
+    original); when it runs out the session stops there, or is cancelled with
+    ``cancel_reason`` if the original was.
+    """
+
+    plan: tuple[RoundKind, ...] | None = None
+    cancel_reason: str | None = None
+
+
+class RunRound(msgspec.Struct, frozen=True):
+    """Run one round; ``done`` gets the RoundState when it completes."""
+
+    kind: RoundKind
+    done: Any = None  # concurrent.futures.Future | None
+
+
+class AddHumanDraft(msgspec.Struct, frozen=True):
+    author: str
+    content: str
+
+
+class CastVote(msgspec.Struct, frozen=True):
+    voter: str
+    vote: VoteChoice
+    reasons: tuple[str, ...] = ()
+    concerns: tuple[str, ...] = ()
+
+
+class CancelSession(msgspec.Struct, frozen=True):
+    reason: str = "cancelled by the user"
+
+
+class GetState(msgspec.Struct, frozen=True):
+    pass

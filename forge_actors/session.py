@@ -1,0 +1,508 @@
+"""SessionActor: one session's coordinator. Commands and replies in, events out.
+
+It owns the session's state, which is nothing but the fold of the events it has
+emitted (``state.apply``): every decision reads that state through the pure
+functions of ``rounds``, and every outcome becomes an event before anything else
+happens. It never blocks on a participant nor asks one anything: it tells
+``Contribute`` and gets told deltas, results and deadlines back.
+
+Durability (DESIGN.md): deltas go to the batching writer and commit within a few
+milliseconds; an event that ends something — a contribution, its parsed critiques
+or vote, a round, the session — is waited for (``ticket.wait()``) before the actor
+takes its next decision. A crash therefore loses at most the tail of deltas of
+contributions still in flight, and ``Recover`` runs those again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import msgspec
+import pykka
+
+from eventstore import BatchingWriter, NewEvent
+from forge_actors import rounds
+from forge_actors.errors import InvalidCommandError, SessionStoppedError
+from forge_actors.events import (
+    ContentDelta,
+    ContributionAbandoned,
+    ContributionCompleted,
+    ContributionFailed,
+    CritiqueRecorded,
+    Event,
+    HumanDraftAdded,
+    ParticipantAdded,
+    ParticipantInfo,
+    PromptSent,
+    RoundCompleted,
+    RoundKind,
+    RoundStarted,
+    SessionEnded,
+    SessionResumed,
+    TokenUsage,
+    VoteRecorded,
+    encode_event,
+    event_type,
+)
+from forge_actors.formats import ParsedCritique
+from forge_actors.messages import (
+    AddHumanDraft,
+    CancelSession,
+    CancelToken,
+    CastVote,
+    Contribute,
+    ContributionErrored,
+    ContributionSucceeded,
+    DeadlinePassed,
+    Deliberate,
+    DeltaReceived,
+    GetState,
+    Recover,
+    RetryDue,
+    RunRound,
+)
+from forge_actors.providers.base import LlmRequest, Message
+from forge_actors.providers.retry import RetryPolicy
+from forge_actors.scheduler import ScheduledTell, Scheduler
+from forge_actors.state import SessionState, apply
+
+UNREADABLE_VOTE = "the vote could not be read, even after a format reminder"
+
+
+class _Attempt(msgspec.Struct):
+    """A contribution attempt in flight (ephemeral: the log has its PromptSent)."""
+
+    contribution_id: str
+    participant: str
+    attempt: int
+    prompt: rounds.RoundPrompt
+    purpose: str
+    token: CancelToken
+    #: Critique rounds: what the first reply gave, kept while its re-ask runs.
+    first_parse: dict[str, ParsedCritique] | None = None
+    reasked: bool = False
+
+
+class _RoundRun(msgspec.Struct):
+    """The round in progress (ephemeral bookkeeping; its facts are in the log)."""
+
+    number: int
+    kind: RoundKind
+    participants: tuple[str, ...]
+    deadline: ScheduledTell | None = None
+    last_attempt: dict[str, int] = {}
+    retries: dict[str, int] = {}
+    #: Participants waiting out a retry backoff: the attempt that failed, and its timer.
+    waiting: dict[str, tuple[_Attempt, ScheduledTell]] = {}
+    waiters: list[Future] = []
+
+
+class SessionActor(pykka.ThreadingActor):
+    def __init__(
+        self,
+        *,
+        state: SessionState,
+        version: int,
+        writer: BatchingWriter,
+        participants: dict[str, pykka.ActorRef],
+        scheduler: Scheduler,
+        retry_policy: RetryPolicy,
+        on_stopped: Callable[[str], None] = lambda session_id: None,
+    ) -> None:
+        super().__init__()
+        self.state = state
+        self.session_id = state.session_id
+        self._version = version
+        self._writer = writer
+        self._participants = participants
+        self._scheduler = scheduler
+        self._retry_policy = retry_policy
+        self._on_stopped = on_stopped
+        self._active: dict[str, _Attempt] = {}
+        self._round: _RoundRun | None = None
+        self._auto = False
+        self._plan: list[RoundKind] | None = None
+        self._cancel_reason: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        handler = _HANDLERS.get(type(message))
+        if handler is None:
+            raise TypeError(f"SessionActor got an unknown message: {type(message).__name__}")
+        return handler(self, message)
+
+    def on_stop(self) -> None:
+        self._shut_down(SessionStoppedError(f"session {self.session_id} stopped before the round completed"))
+
+    def on_failure(self, exception_type: type, exception_value: BaseException, traceback: object) -> None:
+        # A bug or a failing store. Record why, if the log still takes it, so that readers
+        # waiting for the end are not left hanging; resume can take over from the log.
+        try:
+            if not self.state.ended:
+                self._cancel_in_flight("internal", f"the session actor failed: {exception_value!r}")
+                self._emit(SessionEnded("failed", f"internal error: {exception_type.__name__}: {exception_value}"),
+                           durable=True)
+        except Exception:
+            pass
+        self._shut_down(SessionStoppedError(f"session {self.session_id} failed: {exception_value!r}"))
+
+    def _shut_down(self, error: Exception) -> None:
+        for attempt in self._active.values():
+            attempt.token.cancel()
+        if self._round is not None:
+            self._stop_timers(self._round)
+            for waiter in self._round.waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+        for ref in self._participants.values():
+            ref.stop(block=False)
+        self._on_stopped(self.session_id)
+
+    # -- emitting events --------------------------------------------------------------------
+
+    def _emit(self, *events: Event, durable: bool = False) -> None:
+        """Append events (in order, after everything emitted before) and fold them into the state.
+
+        ``expected_version`` makes a second process writing the same session fail
+        loudly instead of interleaving with us.
+        """
+        ticket = self._writer.append(
+            self.session_id,
+            [NewEvent.from_bytes(event_type(e), encode_event(e)) for e in events],
+            expected_version=self._version,
+        )
+        self._version += len(events)
+        for event in events:
+            self.state = apply(self.state, event)
+        if durable:
+            ticket.wait()
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def _on_recover(self, message: Recover) -> None:
+        abandoned = tuple(self.state.streaming)
+        events: list[Event] = [
+            ContributionAbandoned(c.contribution_id, c.participant, c.round, c.attempt,
+                                  "in flight when the process stopped; run again on resume")
+            for c in self.state.streaming.values()
+        ]
+        self._emit(*events, SessionResumed(abandoned), durable=True)
+        current = self.state.current_round
+        if current is not None and current.status == "running":
+            self._continue_round(current.round)
+        else:  # stopped between rounds: an ending the rules call for may not be recorded yet
+            self._advance()
+
+    def _on_deliberate(self, message: Deliberate) -> None:
+        if self._auto:
+            return  # already deliberating: a second caller only follows along
+        self._auto = True
+        if message.plan is not None:
+            self._plan = list(message.plan)
+            self._cancel_reason = message.cancel_reason
+        if self._round is None:
+            self._advance()
+
+    def _on_run_round(self, message: RunRound) -> None:
+        problem = rounds.why_not(self.state, message.kind)
+        if problem is None and self._round is not None:
+            problem = f"round {self._round.number} ({self._round.kind}) is still running"
+        if problem is not None:
+            raise InvalidCommandError(problem)
+        self._start_round(message.kind)
+        if message.done is not None and self._round is not None:
+            self._round.waiters.append(message.done)
+
+    def _on_add_human_draft(self, message: AddHumanDraft) -> int:
+        state = self.state
+        if state.ended:
+            raise InvalidCommandError(f"the session has ended ({state.status})")
+        if {r.kind for r in state.rounds} - {"draft"}:
+            raise InvalidCommandError("drafts are closed: the critique or synthesis has already started")
+        if not message.content.strip():
+            raise InvalidCommandError("the draft is empty")
+        events = self._human_joins(message.author)
+        current = state.current_round
+        round_number = current.round if current is not None and current.kind == "draft" else 0
+        self._emit(*events, HumanDraftAdded(round_number, message.author, message.content), durable=True)
+        return round_number
+
+    def _on_cast_vote(self, message: CastVote) -> int:
+        state = self.state
+        if state.ended:
+            raise InvalidCommandError(f"the session has ended ({state.status})")
+        if message.vote not in ("AGREE", "DISAGREE", "ABSTAIN"):
+            raise InvalidCommandError(f"a vote is AGREE, DISAGREE or ABSTAIN, not {message.vote!r}")
+        current = state.current_round
+        if current is not None and current.kind == "convergence" and current.status == "running":
+            round_number = current.round  # joins the vote in progress
+        elif current is not None and current.kind == "synthesis" and current.status != "running" and state.synthesis:
+            round_number = current.round + 1  # counted in the convergence round that comes next
+        else:
+            raise InvalidCommandError("there is no synthesis up for a vote: run a synthesis round first")
+        events = self._human_joins(message.voter)
+        self._emit(*events, VoteRecorded(round_number, message.voter, message.vote, message.reasons,
+                                         message.concerns, by_human=True), durable=True)
+        return round_number
+
+    def _human_joins(self, name: str) -> list[Event]:
+        info = self.state.participants.get(name)
+        if info is None:
+            return [ParticipantAdded(ParticipantInfo(name, kind="human"))]
+        if info.kind != "human":
+            raise InvalidCommandError(f"{name} is an AI participant; humans need a name of their own")
+        return []
+
+    def _on_cancel(self, message: CancelSession) -> SessionState:
+        if self.state.ended:
+            return self.state
+        self._cancel_in_flight("cancelled", message.reason)
+        if self._round is not None:
+            self._emit(RoundCompleted(self._round.number, self._round.kind, "cancelled", reason=message.reason))
+            self._finish_round_run(self.state.round_state(self._round.number))
+        self._end(rounds.EndSession("cancelled", message.reason))
+        return self.state
+
+    def _on_get_state(self, message: GetState) -> SessionState:
+        return self.state
+
+    # -- rounds ------------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """After a round: end the session if the rules say so; else, when deliberating, start the next."""
+        step = rounds.next_step(self.state)
+        if isinstance(step, rounds.EndSession):
+            self._end(step)
+        elif isinstance(step, rounds.NextRound) and self._auto:
+            if self._plan is None:
+                self._start_round(step.kind)
+            elif self._plan:
+                self._start_round(self._plan.pop(0))
+            elif self._cancel_reason is not None:
+                self._on_cancel(CancelSession(self._cancel_reason))
+
+    def _start_round(self, kind: RoundKind) -> None:
+        state = self.state
+        number = (state.current_round.round if state.current_round else 0) + 1
+        participants = tuple(rounds.round_participants(state, kind))
+        self._emit(RoundStarted(number, kind, rounds.iteration_for(state, kind), participants))
+        self._open_round_run(number, kind, participants)
+        for participant in participants:
+            prompt = rounds.prompt_for(self.state, kind, participant, number)
+            self._send(participant, prompt, "initial")
+        self._check_round_complete()  # a round with nobody to ask completes (and fails) at once
+
+    def _continue_round(self, number: int) -> None:
+        """Resume a round the log shows running: ask again whoever has not settled."""
+        round_state = self.state.round_state(number)
+        assert round_state is not None
+        run = self._open_round_run(number, round_state.kind, round_state.participants)
+        settled = rounds.participant_outcomes(self.state, number)
+        for participant in round_state.participants:
+            attempts = self.state.attempts_in(number, participant)
+            run.last_attempt[participant] = max((a.attempt for a in attempts), default=0)
+            if participant not in settled:
+                prompt = rounds.prompt_for(self.state, round_state.kind, participant, number)
+                self._send(participant, prompt, "rerun")
+        self._check_round_complete()
+
+    def _open_round_run(self, number: int, kind: RoundKind, participants: tuple[str, ...]) -> _RoundRun:
+        run = _RoundRun(number, kind, participants)
+        run.deadline = self._scheduler.tell_later(
+            self.state.settings.round_timeout_seconds, self.actor_ref, DeadlinePassed(number)
+        )
+        self._round = run
+        return run
+
+    def _send(self, participant: str, prompt: rounds.RoundPrompt, purpose: str,
+              first_parse: dict[str, ParsedCritique] | None = None, reasked: bool = False) -> None:
+        run = self._round
+        assert run is not None
+        attempt = run.last_attempt.get(participant, 0) + 1
+        run.last_attempt[participant] = attempt
+        settings = self.state.settings
+        info = self.state.participants[participant]
+        cid = f"r{run.number}.{participant}.{attempt}"
+        self._emit(PromptSent(cid, run.number, participant, attempt, info.model, prompt.messages,
+                              settings.temperature, settings.max_tokens, purpose,  # type: ignore[arg-type]
+                              prompt.proposal_labels))
+        token = CancelToken()
+        self._active[cid] = _Attempt(cid, participant, attempt, prompt, purpose, token, first_parse, reasked)
+        request = LlmRequest(
+            messages=tuple(Message(m.role, m.content) for m in prompt.messages),
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
+        )
+        self._participants[participant].tell(Contribute(cid, request, token, self.actor_ref))
+
+    # -- replies from participants -------------------------------------------------------------
+
+    def _on_delta(self, message: DeltaReceived) -> None:
+        attempt = self._active.get(message.contribution_id)
+        if attempt is None:  # from an attempt already timed out or cancelled
+            return
+        self._emit(ContentDelta(message.contribution_id, attempt.participant, self._round.number,  # type: ignore[union-attr]
+                                attempt.attempt, message.text))
+
+    def _on_succeeded(self, message: ContributionSucceeded) -> None:
+        attempt = self._active.pop(message.contribution_id, None)
+        if attempt is None or self._round is None:
+            return
+        number = self._round.number
+        completed = ContributionCompleted(
+            message.contribution_id, attempt.participant, number, attempt.attempt, message.content,
+            message.finish_reason, TokenUsage(message.usage.input_tokens, message.usage.output_tokens),
+            message.latency_ms, message.served_by,
+        )
+        kind = self._round.kind
+        if kind == "critique":
+            self._read_critique(attempt, completed)
+        elif kind == "convergence":
+            self._read_vote(attempt, completed)
+        else:
+            self._emit(completed, durable=True)
+        self._check_round_complete()
+
+    def _read_critique(self, attempt: _Attempt, completed: ContributionCompleted) -> None:
+        labels = attempt.prompt.proposal_labels
+        parsed, unreadable = rounds.read_critiques(completed.content, labels)
+        if unreadable and not attempt.reasked:
+            self._emit(completed, durable=True)
+            problem = f"no readable Score line for proposal(s) {', '.join(unreadable)}"
+            self._send(attempt.participant, rounds.reask_prompt(attempt.prompt, completed.content, problem), "reask",
+                       first_parse=parsed, reasked=True)
+            return
+        if attempt.first_parse is not None:  # keep what the first reply scored; the re-ask fills the rest
+            parsed = {label: critique if critique.score is not None or label not in attempt.first_parse
+                      or attempt.first_parse[label].score is None else attempt.first_parse[label]
+                      for label, critique in parsed.items()}
+        critiques = [
+            CritiqueRecorded(completed.round, attempt.participant, label, labels[label], critique.score,
+                             critique.strengths, critique.weaknesses, critique.suggestions)
+            for label, critique in parsed.items()
+        ]
+        self._emit(completed, *critiques, durable=True)
+
+    def _read_vote(self, attempt: _Attempt, completed: ContributionCompleted) -> None:
+        vote = rounds.read_vote(completed.content)
+        if vote is None and not attempt.reasked:
+            self._emit(completed, durable=True)
+            self._send(attempt.participant, rounds.reask_prompt(attempt.prompt, completed.content,
+                                                                 "no VOTE: AGREE or VOTE: DISAGREE line"),
+                       "reask", reasked=True)
+            return
+        if vote is None:
+            recorded = VoteRecorded(completed.round, attempt.participant, "ABSTAIN", concerns=(UNREADABLE_VOTE,))
+        else:
+            recorded = VoteRecorded(completed.round, attempt.participant, vote.vote,  # type: ignore[arg-type]
+                                    vote.reasons, vote.concerns)
+        self._emit(completed, recorded, durable=True)
+
+    def _on_errored(self, message: ContributionErrored) -> None:
+        attempt = self._active.pop(message.contribution_id, None)
+        run = self._round
+        if attempt is None or run is None:
+            return
+        used = run.retries.get(attempt.participant, 0)
+        will_retry = message.retryable and used < self.state.settings.max_retries
+        self._emit(ContributionFailed(message.contribution_id, attempt.participant, run.number, attempt.attempt,
+                                      message.error_kind, message.message, message.retryable, will_retry),
+                   durable=True)
+        if will_retry:
+            run.retries[attempt.participant] = used + 1
+            delay = self._retry_policy.delay(used + 1, message)  # type: ignore[arg-type]  # reads .retry_after
+            timer = self._scheduler.tell_later(delay, self.actor_ref, RetryDue(run.number, attempt.participant))
+            run.waiting[attempt.participant] = (attempt, timer)
+        self._check_round_complete()
+
+    def _on_retry_due(self, message: RetryDue) -> None:
+        run = self._round
+        if run is None or run.number != message.round or message.participant not in run.waiting:
+            return
+        failed, _ = run.waiting.pop(message.participant)
+        self._send(failed.participant, failed.prompt, "retry", failed.first_parse, failed.reasked)
+
+    def _on_deadline(self, message: DeadlinePassed) -> None:
+        run = self._round
+        if run is None or run.number != message.round:
+            return
+        timeout = self.state.settings.round_timeout_seconds
+        why = f"no answer within the round timeout of {timeout:g} s (round_timeout_seconds)"
+        self._cancel_in_flight("deadline", why)
+        # Those waiting out a retry backoff: their last failure becomes final.
+        for participant, (failed, timer) in list(run.waiting.items()):
+            timer.cancel()
+            self._emit(ContributionFailed(failed.contribution_id, participant, run.number, failed.attempt,
+                                          "deadline", why, False, False))
+        run.waiting.clear()
+        self._check_round_complete()  # its RoundCompleted is durable, and so all of the above
+
+    def _cancel_in_flight(self, kind: str, why: str) -> None:
+        """Cancel every attempt in flight and record each as failed (not retried)."""
+        run = self._round
+        for cid, attempt in list(self._active.items()):
+            attempt.token.cancel()
+            self._emit(ContributionFailed(cid, attempt.participant, run.number if run else 0, attempt.attempt,
+                                          kind, why, False, False))
+        self._active.clear()
+
+    # -- completing rounds and the session ------------------------------------------------------
+
+    def _check_round_complete(self) -> None:
+        run = self._round
+        if run is None:
+            return
+        outcomes = rounds.participant_outcomes(self.state, run.number)
+        if any(p not in outcomes for p in run.participants):
+            return
+        succeeded = tuple(p for p in run.participants if outcomes[p] is None)
+        failed = tuple(p for p in run.participants if outcomes[p] is not None)
+        status = "completed" if not failed else ("degraded" if succeeded else "failed")
+        if not run.participants:
+            status = "failed"
+        reason = "; ".join(f"{p}: {outcomes[p]}" for p in failed) or ("nobody to ask" if status == "failed" else "")
+        score = rounds.convergence_score(self.state.votes_in(run.number)) if run.kind == "convergence" else None
+        self._emit(RoundCompleted(run.number, run.kind, status, succeeded, failed, score, reason),  # type: ignore[arg-type]
+                   durable=True)
+        self._finish_round_run(self.state.round_state(run.number))
+        self._advance()
+
+    def _finish_round_run(self, round_state: Any) -> None:
+        run = self._round
+        if run is None:
+            return
+        self._round = None
+        self._stop_timers(run)
+        for waiter in run.waiters:
+            if not waiter.done():
+                waiter.set_result(round_state)
+
+    @staticmethod
+    def _stop_timers(run: _RoundRun) -> None:
+        if run.deadline is not None:
+            run.deadline.cancel()
+        for _, timer in run.waiting.values():
+            timer.cancel()
+
+    def _end(self, end: rounds.EndSession) -> None:
+        self._emit(SessionEnded(end.outcome, end.reason, end.final_score), durable=True)
+        self.stop()
+
+
+_HANDLERS: dict[type, Callable[[SessionActor, Any], Any]] = {
+    DeltaReceived: SessionActor._on_delta,
+    ContributionSucceeded: SessionActor._on_succeeded,
+    ContributionErrored: SessionActor._on_errored,
+    DeadlinePassed: SessionActor._on_deadline,
+    RetryDue: SessionActor._on_retry_due,
+    Recover: SessionActor._on_recover,
+    Deliberate: SessionActor._on_deliberate,
+    RunRound: SessionActor._on_run_round,
+    AddHumanDraft: SessionActor._on_add_human_draft,
+    CastVote: SessionActor._on_cast_vote,
+    CancelSession: SessionActor._on_cancel,
+    GetState: SessionActor._on_get_state,
+}
