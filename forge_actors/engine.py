@@ -367,13 +367,15 @@ class Forge:
             previous = recorded.recorded_at
             yield recorded
 
-    def rerun(self, session_id: str) -> str:
+    def rerun(self, session_id: str, *, wait: bool = True, timeout: float | None = None) -> str:
         """Run a recorded session again with every AI participant answered from its recording.
 
         The new session sends the same prompts and gets the same answers, so it records the
-        same events (ids, timestamps and latencies aside). It follows the original's rounds;
-        human drafts given before the first round are carried over. Returns the new id; follow
-        it with ``deliberate(new_id)``.
+        same events (ids, timestamps and latencies aside). It runs the original's rounds, in
+        order, and ends as the original ended (an original left open leaves the re-run open
+        after the same rounds). Human drafts given before the first round are carried over.
+        Returns the new session's id once it is done; with ``wait=False`` at once (watch it
+        with ``subscribe``).
         """
         events = self._events(session_id)
         created = events[0]
@@ -397,7 +399,10 @@ class Forge:
         session = self._attach(new_id)
         assert session is not None
         cancel_reason = ended.reason if ended is not None and ended.outcome == "cancelled" else None
-        session.tell(Deliberate(plan, cancel_reason))
+        done: Future = Future()
+        session.tell(Deliberate(plan, cancel_reason, done))
+        if wait:
+            done.result(timeout)
         return new_id
 
     # -- lifecycle -------------------------------------------------------------------------------------

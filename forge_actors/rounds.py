@@ -111,6 +111,16 @@ def critique_prompt(state: SessionState, critic: str, round_number: int) -> Roun
     return _prompt(state, critic, "critique", render("critique", proposals=proposals, **_common(state)), labels)
 
 
+def _order(state: SessionState, participant: str) -> tuple[int, str]:
+    """Participant order (then name): replies arrive in any order, prompts must not depend on it."""
+    names = list(state.participants)
+    return (names.index(participant) if participant in names else len(names), participant)
+
+
+def _by_critic(state: SessionState, round_number: int) -> list:
+    return sorted(state.critiques_in(round_number), key=lambda c: (_order(state, c.critic), c.label))
+
+
 def _critique_summary(state: SessionState, labels: dict[str, str]) -> str:
     critique_round = state.last_round_of("critique")
     if critique_round is None:
@@ -118,7 +128,7 @@ def _critique_summary(state: SessionState, labels: dict[str, str]) -> str:
     by_author = {author: label for label, author in labels.items()}
     lines = []
     for author, label in by_author.items():
-        reviews = [c for c in state.critiques_in(critique_round.round) if c.proposal_author == author]
+        reviews = [c for c in _by_critic(state, critique_round.round) if c.proposal_author == author]
         if not reviews:
             continue
         scores = [c.score for c in reviews if c.score is not None]
@@ -131,12 +141,13 @@ def _critique_summary(state: SessionState, labels: dict[str, str]) -> str:
 
 
 def open_concerns(state: SessionState) -> list[str]:
-    """Concerns from the last convergence round, in voter order, without repeats."""
+    """Concerns from the last convergence round, in participant order, without repeats."""
     last = state.last_round_of("convergence")
     if last is None:
         return []
     concerns: list[str] = []
-    for vote in state.votes_in(last.round).values():
+    votes = state.votes_in(last.round)
+    for vote in sorted(votes.values(), key=lambda v: _order(state, v.voter)):
         for concern in vote.concerns:
             if concern not in concerns:
                 concerns.append(concern)

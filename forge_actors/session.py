@@ -125,6 +125,7 @@ class SessionActor(pykka.ThreadingActor):
         self._auto = False
         self._plan: list[RoundKind] | None = None
         self._cancel_reason: str | None = None
+        self._plan_done: Future | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -157,6 +158,8 @@ class SessionActor(pykka.ThreadingActor):
             for waiter in self._round.waiters:
                 if not waiter.done():
                     waiter.set_exception(error)
+        if self._plan_done is not None and not self._plan_done.done():
+            self._plan_done.set_exception(error)
         for ref in self._participants.values():
             ref.stop(block=False)
         self._on_stopped(self.session_id)
@@ -203,6 +206,7 @@ class SessionActor(pykka.ThreadingActor):
         if message.plan is not None:
             self._plan = list(message.plan)
             self._cancel_reason = message.cancel_reason
+            self._plan_done = message.done
         if self._round is None:
             self._advance()
 
@@ -283,6 +287,13 @@ class SessionActor(pykka.ThreadingActor):
                 self._start_round(self._plan.pop(0))
             elif self._cancel_reason is not None:
                 self._on_cancel(CancelSession(self._cancel_reason))
+            else:  # the plan ran out where the original stopped: wait for commands, as it did
+                self._auto, self._plan = False, None
+                self._resolve_plan()
+
+    def _resolve_plan(self) -> None:
+        if self._plan_done is not None and not self._plan_done.done():
+            self._plan_done.set_result(self.state)
 
     def _start_round(self, kind: RoundKind) -> None:
         state = self.state
@@ -489,6 +500,7 @@ class SessionActor(pykka.ThreadingActor):
 
     def _end(self, end: rounds.EndSession) -> None:
         self._emit(SessionEnded(end.outcome, end.reason, end.final_score), durable=True)
+        self._resolve_plan()
         self.stop()
 
 

@@ -36,8 +36,26 @@ def test_providers_know_nothing_of_sessions():
 
 
 def test_core_does_no_io_and_uses_no_actors():
-    core = ["events.py", "state.py", "formats.py", "rounds.py"]
+    core = ["events.py", "state.py", "formats.py", "rounds.py", "templates.py"]
     for name in core:
         names = imports_of(ROOT / "forge_actors")[f"forge_actors/{name}"]
         assert not names & {"pykka", "httpx", "sqlite3", "eventstore", "subprocess", "socket"}, name
         assert not any(n.startswith("forge_actors.providers") for n in names), name
+
+
+def test_surfaces_use_the_engine_api_only():
+    inner = ("forge_actors.session", "forge_actors.participant", "forge_actors.messages", "forge_actors.scheduler")
+    surfaces = {path: names for path, names in imports_of(ROOT / "forge_actors").items()
+                if path.endswith(("demo.py", "cli.py")) or "/server/" in path}
+    surfaces.update(imports_of(ROOT / "tools") if (ROOT / "tools").exists() else {})
+    assert surfaces
+    for path, names in surfaces.items():
+        assert not any(n.startswith(inner) for n in names), path
+        assert not any(n == "eventstore" or n.startswith("eventstore.") for n in names), path
+
+
+def test_actors_never_import_surfaces():
+    surfaces = ("forge_actors.engine", "forge_actors.cli", "forge_actors.server", "forge_actors.demo")
+    for name in ("session.py", "participant.py", "messages.py", "scheduler.py"):
+        names = imports_of(ROOT / "forge_actors")[f"forge_actors/{name}"]
+        assert not any(n.startswith(surfaces) for n in names), name

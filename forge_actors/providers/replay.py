@@ -82,9 +82,14 @@ class ReplayProvider:
         for delta in deltas:
             yield StreamChunk(delta)
         if answer.error_kind is not None:
-            raise ERRORS_BY_KIND.get(answer.error_kind, LlmError)(
-                f"replayed failure: {answer.error_message}", provider=self.name
-            )
+            raise _recorded_error(answer)
         if answer.content is None:
             raise NotFoundError(f"the recording of {answer.contribution_id} never finished", provider=self.name)
         yield StreamChunk("", True, answer.finish_reason, answer.usage)
+
+
+def _recorded_error(answer: RecordedAnswer) -> LlmError:
+    """The recorded failure again: same kind, same message (which already names its provider)."""
+    error = ERRORS_BY_KIND.get(answer.error_kind or "", LlmError)(answer.error_message)
+    error.kind = answer.error_kind or error.kind  # kinds the taxonomy does not name (e.g. a deadline) too
+    return error

@@ -1,0 +1,78 @@
+"""Resume after SIGKILL, in real processes, at seeded random moments.
+
+Each trial starts a deliberation of slow mock participants in a subprocess, kills it
+with SIGKILL at a random moment, resumes the session in a fresh process and checks
+the log: the session ends normally; versions are contiguous; every completed
+contribution is exactly its own deltas; each round outcome follows from the log; the
+state the resuming process folded piece by piece equals a fresh fold of the log; and
+every contribution abandoned by the kill was run again.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from eventstore import EventStore
+from forge_actors import audit
+from forge_actors.engine import Forge
+from forge_actors.events import ContributionAbandoned, PromptSent, SessionEnded, SessionResumed, decode_event
+from forge_actors.state import SessionState, rebuild
+
+WORKER = str(Path(__file__).with_name("resume_worker.py"))
+TRIALS = int(os.environ.get("FORGE_RESUME_TRIALS", "10"))
+SEED = int(os.environ.get("FORGE_RESUME_SEED", "20261122"))
+
+
+def worker(db: Path, mode: str, session_id: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, WORKER, str(db), mode, session_id], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_sigkill_at_a_random_moment_then_resume(tmp_path, trial):
+    rng = random.Random(SEED * 1000 + trial)
+    db = tmp_path / "forge.db"
+    with Forge(str(db)) as forge:
+        session_id = forge.create_session(
+            "Design a TODO app API",
+            [f"mock:{name}?word_delay=0.002" for name in ("alice", "bob", "carol")],
+            seed=rng.randrange(1000), max_rounds=2,
+        )
+    # A random moment: once the log holds a random number of events (a whole session is
+    # about 800-1200), wherever the victim happens to be by then.
+    kill_at = rng.randint(2, 750)
+    victim = worker(db, "deliberate", session_id)
+    with EventStore(str(db), create=False) as watcher:
+        while watcher.stream_version(session_id) < kill_at and victim.poll() is None:
+            time.sleep(rng.uniform(0.0, 0.01))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+
+    resumer = worker(db, "resume", session_id)
+    out, err = resumer.communicate(timeout=120)
+    assert resumer.returncode == 0, err
+    folded_by_resumer = msgspec.json.decode(out.strip().splitlines()[-1], type=SessionState)
+
+    with Forge(str(db)) as forge:
+        stored = list(forge.store.read_stream(session_id, codec=decode_event))
+    events = [r.event for r in stored]
+    assert isinstance(events[-1], SessionEnded) and events[-1].outcome in ("converged", "max_rounds"), events[-1]
+    assert audit.verify(stored) == []
+    assert folded_by_resumer == rebuild(events)
+    resumed = [e for e in events if isinstance(e, SessionResumed)]
+    abandoned = [e for e in events if isinstance(e, ContributionAbandoned)]
+    assert len(resumed) == 1, "the kill came after the session ended: nothing was resumed"
+    assert {a.contribution_id for a in abandoned} == set(resumed[0].abandoned)
+    for gone in abandoned:
+        later = events[events.index(gone):]
+        assert any(isinstance(e, PromptSent) and (e.round, e.participant, e.purpose) == (gone.round, gone.participant, "rerun")
+                   for e in later), f"{gone.contribution_id} was never run again"
