@@ -28,6 +28,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/eventstore.py
 	$(PY) benchmarks/providers.py
+	$(PY) benchmarks/deliberation.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

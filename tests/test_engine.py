@@ -263,3 +263,26 @@ def test_live_followers_see_exactly_the_log(forge):
     assert seen == subscribed == [r.position for r in records(forge, session_id)]
     counts = Counter(type(e).__name__ for e in forge.events(session_id))
     assert counts["SessionEnded"] == 1 and counts["ContributionCompleted"] >= 3
+
+
+def test_a_deadline_aborts_a_real_stalled_http_stream(forge):
+    from loopback import LoopbackServer, Reply
+    from streams_fixtures import openai_stream
+
+    stalled = openai_stream(["Hel", "lo ", "never"])
+    cut = stalled.index(b"never") - 40  # the first two deltas are through; then the server stalls 30 s
+    review = openai_stream(["## Proposal A\nScore: 71/100\nStrengths:\n- clear\nWeaknesses:\n- thin\n"
+                            "Suggestions:\n- add tests\n"])
+    with LoopbackServer(Reply(parts=[stalled[:cut], 30.0, stalled[cut:]]), Reply(parts=[review])) as server:
+        session_id = forge.create_session(
+            "Design a TODO app API", [f"openai:gpt-x?base_url={server.url}/v1&timeout=60", "mock:bob"],
+            round_timeout_seconds=0.5,
+        )
+        draft = forge.run_round(session_id, "draft", timeout=20)
+        assert draft.status == "degraded" and draft.failed == ("gpt-x",)
+        events = forge.events(session_id)
+        assert "".join(e.text for e in events if isinstance(e, ContentDelta) and e.participant == "gpt-x") == "Hello "
+        # the stalled stream was aborted: the same participant answers the next round at once
+        critique = forge.run_round(session_id, "critique", timeout=20)
+        assert critique.status == "completed" and critique.participants == ("gpt-x",)
+        assert forge.state(session_id).critiques[0].score == 71

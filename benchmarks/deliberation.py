@@ -1,0 +1,196 @@
+"""The engine under load: parallel rounds, live latency, many sessions at once.
+
+    python benchmarks/deliberation.py [--latency-seconds 4] [--sessions 50]
+
+Everything goes through the public engine API (``Forge``) on a fresh log in a temp
+folder; the last line of output is one JSON object (fields in the README).
+
+- parallelism: a draft round of 5 participants whose answers take L = 1 s each
+  (a paced provider: 50 deltas evenly over 1 s). Round wall time / L, beside the same
+  five contributions run one participant at a time (the baseline, about 5).
+- live latency: 5 participants x 50 deltas/s for a few seconds; for every delta, the
+  time from the provider handing it to its participant to a subscriber of the log
+  receiving the committed ContentDelta (so it includes the batching writer's commit).
+- load: 50 sessions x 4 mock participants with no delay, all deliberating at once
+  (max_rounds=2): durable deltas/s over the whole run, CPU seconds per 1,000 deltas,
+  peak RSS and the most threads alive at any moment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from forge_actors.engine import Forge  # noqa: E402
+from forge_actors.events import ContentDelta  # noqa: E402
+from forge_actors.providers import LlmRequest, StreamChunk, Usage, collect, register_provider  # noqa: E402
+
+#: (participant model, delta index) -> perf_counter when the provider handed the delta over.
+HANDED_OVER: dict[tuple[str, int], float] = {}
+
+
+class PacedProvider:
+    """``paced:NAME?deltas=50&seconds=1``: deltas evenly spread over ``seconds``; abortable."""
+
+    name = "paced"
+
+    def __init__(self, model: str, *, deltas: int = 50, seconds: float = 1.0, **_ignored: object) -> None:
+        self.model = model
+        self.deltas = deltas
+        self.seconds = seconds
+        self._aborted = threading.Event()
+
+    def stream(self, request: LlmRequest):
+        self._aborted.clear()
+        return self._chunks()
+
+    def _chunks(self):
+        start = time.perf_counter()
+        for index in range(self.deltas):
+            remaining = start + (index + 1) * self.seconds / self.deltas - time.perf_counter()
+            if remaining > 0 and self._aborted.wait(remaining):
+                return
+            HANDED_OVER[(self.model, index)] = time.perf_counter()
+            yield StreamChunk(f"w{index} ")
+        yield StreamChunk("", True, "stop", Usage(10, self.deltas))
+
+    def complete(self, request: LlmRequest):
+        return collect(self.stream(request), self.model)
+
+    def abort(self) -> None:
+        self._aborted.set()
+
+    def close(self) -> None:
+        pass
+
+
+register_provider("paced", PacedProvider, {"deltas": int, "seconds": float})
+NAMES = ("alice", "bob", "carol", "dave", "erin")
+
+
+def bench_parallel(folder: str, latency_s: float) -> tuple[float, float]:
+    with Forge(f"{folder}/parallel.db") as forge:
+        five = forge.create_session("Plan a garden", [f"paced:{n}?deltas=50&seconds={latency_s}" for n in NAMES])
+        start = time.perf_counter()
+        forge.run_round(five, "draft")
+        parallel = time.perf_counter() - start
+        sequential = 0.0
+        for name in NAMES:  # the same five contributions, one participant at a time
+            alone = forge.create_session("Plan a garden", [f"paced:{name}?deltas=50&seconds={latency_s}"])
+            start = time.perf_counter()
+            forge.run_round(alone, "draft")
+            sequential += time.perf_counter() - start
+    return parallel / latency_s, sequential / latency_s
+
+
+def bench_latency(folder: str, seconds: float) -> list[float]:
+    HANDED_OVER.clear()
+    deltas = int(50 * seconds)
+    received: list[tuple[str, int, float]] = []
+    with Forge(f"{folder}/latency.db") as forge:
+        session_id = forge.create_session(
+            "Plan a garden", [f"paced:{n}-lat?deltas={deltas}&seconds={seconds}" for n in NAMES]
+        )
+        live = forge.subscribe(session_id)
+
+        def watch() -> None:
+            for recorded in live:
+                if isinstance(recorded.event, ContentDelta):
+                    received.append((recorded.event.participant, int(recorded.event.text[1:]), time.perf_counter()))
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        forge.run_round(session_id, "draft")
+        time.sleep(0.1)
+        live.close()
+        watcher.join()
+    return [(at - HANDED_OVER[(who, index)]) * 1000 for who, index, at in received]
+
+
+def bench_load(folder: str, sessions: int) -> dict[str, float]:
+    peak_threads = threading.active_count()
+    sampling = True
+
+    def sample() -> None:
+        nonlocal peak_threads
+        while sampling:
+            peak_threads = max(peak_threads, threading.active_count())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    with Forge(f"{folder}/load.db") as forge:
+        ids = [forge.create_session(f"Design service {i}", [f"mock:{n}" for n in NAMES[:4]], seed=i, max_rounds=2)
+               for i in range(sessions)]
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        start = time.perf_counter()
+        followers = [forge.deliberate(session_id) for session_id in ids]  # all start now
+        for follower in followers:
+            for _ in follower:
+                pass
+        wall = time.perf_counter() - start
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        deltas = sum(1 for session_id in ids for e in forge.events(session_id) if isinstance(e, ContentDelta))
+        outcomes = {forge.state(session_id).status for session_id in ids}
+    sampling = False
+    sampler.join()
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return {
+        "load_sessions": sessions,
+        "load_deltas": deltas,
+        "load_wall_s": round(wall, 2),
+        "load_deltas_per_s": round(deltas / wall),
+        "cpu_s_per_1k_deltas": round(cpu / deltas * 1000, 4),
+        "threads_peak": peak_threads - 1,  # not counting the sampler itself
+        "load_outcomes": sorted(outcomes),
+    }
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latency-seconds", type=float, default=4.0)
+    parser.add_argument("--sessions", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="forge-bench-") as folder:
+        parallel, sequential = bench_parallel(folder, 1.0)
+        latencies = bench_latency(folder, args.latency_seconds)
+        load = bench_load(folder, args.sessions)
+    result = {
+        "parallel_wall_over_L": round(parallel, 3),
+        "sequential_wall_over_L": round(sequential, 3),
+        "latency_samples": len(latencies),
+        "latency_p50_ms": round(statistics.median(latencies), 2),
+        "latency_p99_ms": round(percentile(latencies, 0.99), 2),
+        "latency_max_ms": round(max(latencies), 2),
+        **load,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    print(f"{'round of 5 in parallel, wall / L':<44}{result['parallel_wall_over_L']:>10}  (target <= 1.05)")
+    print(f"{'the same 5 one at a time, wall / L':<44}{result['sequential_wall_over_L']:>10}  (baseline)")
+    print(f"{'live latency p50 / p99 / max (ms)':<44}{result['latency_p50_ms']:>10} / {result['latency_p99_ms']} / "
+          f"{result['latency_max_ms']}  ({result['latency_samples']} deltas; target p99 <= 25)")
+    print(f"{'load: sessions x 4 participants':<44}{result['load_sessions']:>10}  "
+          f"({result['load_deltas']} deltas in {result['load_wall_s']} s, outcomes {result['load_outcomes']})")
+    print(f"{'load: durable deltas/s':<44}{result['load_deltas_per_s']:>10}")
+    print(f"{'load: CPU s per 1,000 deltas':<44}{result['cpu_s_per_1k_deltas']:>10}")
+    print(f"{'threads at peak':<44}{result['threads_peak']:>10}")
+    print(f"{'peak RSS (MB)':<44}{result['peak_rss_mb']:>10}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
