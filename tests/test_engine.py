@@ -193,6 +193,11 @@ def test_no_thread_outlives_a_session_or_the_engine(tmp_path):
     stalled = forge.create_session("Design a TODO app API", ["mock:alice?word_delay=30", "mock:bob?word_delay=30"])
     forge.deliberate(stalled)
     assert wait_until(lambda: any(isinstance(e, PromptSent) for e in forge.events(stalled)))
+    cancelled = forge.create_session("Design a TODO app API", ["mock:carol?word_delay=30"])
+    forge.deliberate(cancelled)
+    assert wait_until(lambda: any(isinstance(e, PromptSent) for e in forge.events(cancelled)))
+    forge.cancel(cancelled)  # its two actors stop; the stalled session's three remain
+    assert wait_until(lambda: threading.active_count() == baseline + 2 + 3), [t.name for t in threading.enumerate()]
     forge.close()  # with two streams in flight
     assert wait_until(lambda: threading.active_count() == baseline), [t.name for t in threading.enumerate()]
 
@@ -229,12 +234,19 @@ def test_bad_input_gets_typed_errors_and_writes_nothing(forge):
         forge.deliberate("nope")
 
 
-def test_names_default_to_the_model_and_stay_unique(forge):
-    session_id = forge.create_session("goal", ["mock:alice", "mock:alice", {"spec": "mock:x", "name": "xena"},
+def test_names_default_to_the_model_and_stay_unique_and_personas_reach_the_prompt(forge):
+    persona = {"name": "The Skeptic", "traits": ["careful"], "tone": "dry", "specialties": ["security"]}
+    session_id = forge.create_session("goal", ["mock:alice", "mock:alice", {"spec": "mock:x", "name": "xena",
+                                                                           "persona": persona},
                                               {"kind": "human", "name": "hana"}])
     participants = forge.state(session_id).participants
     assert list(participants) == ["alice", "alice-2", "xena", "hana"]
     assert participants["hana"].kind == "human" and participants["xena"].provider == "mock:x"
+    forge.run_round(session_id, "draft")
+    prompts = {e.participant: e for e in forge.events(session_id) if isinstance(e, PromptSent)}
+    system = prompts["xena"].messages[0]
+    assert system.role == "system" and "The Skeptic" in system.content and "security" in system.content
+    assert "Skeptic" not in prompts["alice"].messages[0].content and "hana" not in prompts
 
 
 def test_api_keys_never_reach_the_log(tmp_path, monkeypatch):
