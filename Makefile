@@ -18,8 +18,9 @@ $(VENV)/.installed-dev: $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 
+# `forge run` with no participants and no API key: three offline mock participants.
 demo: $(VENV)/.installed
-	$(PY) -m forge_actors.demo
+	env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY $(VENV)/bin/forge run "Design a TODO app API" --db forge-demo.db
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q

@@ -486,6 +486,11 @@ class EventStore:
         with self._committed:
             self._committed.notify_all()
 
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+        """Rows of a read-only query, e.g. of a projection's tables (on this thread's reader)."""
+        self._check_open()
+        return self._reader().execute(sql, parameters).fetchall()
+
     # -- checkpoints (used by projections) ----------------------------------------
 
     def checkpoint(self, name: str) -> int:

@@ -1,20 +1,312 @@
-"""The ``forge`` command. (The full CLI arrives with the engine; this prints the version.)"""
+"""The ``forge`` command: run, list, show, export, replay, resume and re-run deliberations.
+
+It talks to the engine API only (``Forge``). On a terminal it shows a live view; when
+stdout is not a terminal, or with ``--json``, it writes one JSON event per line and
+keeps diagnostics on stderr.
+
+Exit codes: 0 converged (or the command did its job), 1 the session ended without
+converging (max_rounds, cancelled), 2 a usage or configuration error, 3 the session
+failed, 130 interrupted (Ctrl-C; the session can be resumed).
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import signal
 import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+from rich.text import Text
 
 from forge_actors import __version__
+from forge_actors.config import ForgeConfig, load_config
+from forge_actors.engine import Forge, RecordedEvent, probe_providers
+from forge_actors.errors import (
+    ConfigError,
+    CorruptEventError,
+    ForgeError,
+    NotAnEventLogError,
+)
+from forge_actors.export import FORMATS, export_document, render
+from forge_actors.pricing import format_cost
+from forge_actors.providers.errors import LlmError, ProviderConfigError
+from forge_actors.state import SessionState
+from forge_actors.terminal import JsonLinesView, LiveView
+
+EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+DEFAULT_DB = "forge.db"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("-V", "--version", "version"):
-        print(f"forge {__version__}")
-        return 0
-    print(f"forge {__version__}: the command-line interface is not built yet; try `forge --version`.")
-    return 0
+class UsageError(Exception):
+    """A problem with what was asked: one line to stderr, exit 2."""
+
+
+# -- arguments ---------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help=f"the event log (default: $FORGE_DB, else ./{DEFAULT_DB})")
+    common.add_argument("--config", help="forge.toml to use (default: $FORGE_CONFIG, else ./forge.toml)")
+    common.add_argument("--json", action="store_true", help="machine-readable output (JSON) even on a terminal")
+
+    parser = argparse.ArgumentParser(prog="forge", description="A deliberation engine: several LLMs and humans "
+                                     "draft, critique, synthesize and vote, streaming live into a replayable log.")
+    parser.add_argument("-V", "--version", action="version", version=f"forge {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", parents=[common], help="run a whole deliberation on GOAL")
+    run.add_argument("goal", metavar="GOAL")
+    run.add_argument("-p", "--participant", dest="participants", action="append", metavar="SPEC",
+                     help="a participant, e.g. mock:alice, anthropic:claude-sonnet-4-20250514 (repeatable)")
+    run.add_argument("--title")
+    run.add_argument("--max-rounds", type=int, metavar="N")
+    run.add_argument("--threshold", type=float, metavar="X", help="convergence threshold, 0-1")
+    run.add_argument("--round-timeout", type=float, metavar="S", help="seconds a participant gets per round")
+    run.add_argument("--seed", type=int, metavar="N")
+
+    commands.add_parser("sessions", parents=[common], help="list the sessions in the log")
+    for name, text in (("show", "a session's state"), ("resume", "continue an interrupted session"),
+                       ("rerun", "re-run a recorded session through the replay provider")):
+        sub = commands.add_parser(name, parents=[common], help=text)
+        sub.add_argument("session", metavar="ID", help="a session id or a unique prefix of one")
+    export = commands.add_parser("export", parents=[common], help="export a session as Markdown, JSON or YAML")
+    export.add_argument("session", metavar="ID")
+    export.add_argument("--format", choices=FORMATS, default="md")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    replay = commands.add_parser("replay", parents=[common], help="re-stream a past session at its recorded pace")
+    replay.add_argument("session", metavar="ID")
+    replay.add_argument("--speed", type=float, default=1.0, metavar="X", help="pace multiplier (0: no pauses)")
+    replay.add_argument("--max-pause", type=float, default=None, metavar="S", help="cap each pause at S seconds")
+    commands.add_parser("providers", parents=[common], help="each provider: key present, base URL, reachable")
+    return parser
+
+
+# -- plumbing ------------------------------------------------------------------------------------------
+
+
+class Context:
+    def __init__(self, args: argparse.Namespace, environ: dict[str, str]) -> None:
+        self.args = args
+        self.environ = environ
+        self.json = bool(args.json) or not sys.stdout.isatty()
+        self.out = Console(highlight=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.config: ForgeConfig = load_config(args.config, environ)
+        self.db = args.db or environ.get("FORGE_DB") or DEFAULT_DB
+
+    def open(self, create: bool = False) -> Forge:
+        if not create and not Path(self.db).exists():
+            raise UsageError(f"no event log at {self.db}: run `forge run GOAL` first, or give --db / FORGE_DB")
+        return Forge(self.db, self.config, create=create)
+
+    def note(self, message: str) -> None:
+        self.err.print(Text(message, style="dim"))
+
+
+def _outcome_code(state: SessionState) -> int:
+    if state.status == "converged":
+        return EXIT_OK
+    if state.status == "failed":
+        return EXIT_FAILED
+    if state.status in ("max_rounds", "cancelled"):
+        return EXIT_NOT_CONVERGED
+    return EXIT_INTERRUPTED
+
+
+def _follow(ctx: Context, forge: Forge, session_id: str, events: Iterable[RecordedEvent],
+            initial: SessionState | None = None) -> int:
+    """Show events as they come; on Ctrl-C record the interruption and say how to resume."""
+    try:
+        if ctx.json:
+            JsonLinesView(sys.stdout).run(events)
+            state = forge.state(session_id)
+        else:
+            view = LiveView(ctx.out, initial, ctx.config.pricing)
+            view.run(events)
+            view.print_outcome()
+            state = view.state
+    except (KeyboardInterrupt, BrokenPipeError) as stop:
+        closed = isinstance(stop, BrokenPipeError)
+        forge.interrupt(session_id, "the output pipe was closed" if closed else "interrupted by the user (Ctrl-C)")
+        if closed:  # nobody reads stdout any more: keep Python from complaining about it at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        db = f" --db {ctx.db}" if ctx.db != DEFAULT_DB else ""
+        ctx.err.print(f"interrupted; the log is consistent. Continue with: forge resume {session_id}{db}")
+        return EXIT_INTERRUPTED
+    return _outcome_code(state)
+
+
+# -- commands -----------------------------------------------------------------------------------------------
+
+
+def cmd_run(ctx: Context) -> int:
+    args = ctx.args
+    with ctx.open(create=True) as forge:
+        participants: list[Any] | None = args.participants
+        if not participants:
+            participants, why = forge.default_participants(ctx.environ)
+            ctx.note(why)
+        session_id = forge.create_session(
+            args.goal, participants, title=args.title, max_rounds=args.max_rounds,
+            convergence_threshold=args.threshold, round_timeout_seconds=args.round_timeout, seed=args.seed,
+        )
+        ctx.note(f"session {session_id} · log {forge.path}")
+        return _follow(ctx, forge, session_id, forge.deliberate(session_id))
+
+
+def cmd_resume(ctx: Context) -> int:
+    with ctx.open() as forge:
+        session_id = forge.resolve(ctx.args.session)
+        state = forge.state(session_id)
+        if state.ended:
+            ctx.note(f"session {session_id} has already ended ({state.status}); nothing to resume")
+            return _outcome_code(state)
+        events = forge.resume(session_id)
+        return _follow(ctx, forge, session_id, events, forge.state(session_id))
+
+
+def cmd_replay(ctx: Context) -> int:
+    if ctx.args.speed < 0:
+        raise UsageError("--speed must be 0 (no pauses) or more")
+    with ctx.open() as forge:
+        session_id = forge.resolve(ctx.args.session)
+        events = forge.replay(session_id, ctx.args.speed, max_pause=ctx.args.max_pause)
+        _follow(ctx, forge, session_id, events)
+        return EXIT_OK
+
+
+def cmd_rerun(ctx: Context) -> int:
+    with ctx.open() as forge:
+        original = forge.resolve(ctx.args.session)
+        session_id = forge.rerun(original)
+        ctx.note(f"re-ran {original} as {session_id}")
+        _follow(ctx, forge, session_id, forge.replay(session_id, speed=0))
+        return _outcome_code(forge.state(session_id)) if forge.state(session_id).ended else EXIT_OK
+
+
+def cmd_sessions(ctx: Context) -> int:
+    with ctx.open() as forge:
+        rows = forge.summaries()
+    if ctx.json:
+        for row in rows:
+            print(msgspec.json.encode(row).decode())
+        return EXIT_OK
+    table = Table(title=f"sessions in {ctx.db}", title_justify="left")
+    for column in ("id", "title", "status", "rounds", "created", "tokens"):
+        table.add_column(column, justify="right" if column in ("rounds", "tokens") else "left")
+    for row in rows:
+        created = _timestamp(row.created_at)
+        table.add_row(row.session_id, row.title, row.status, str(row.rounds), created, f"{row.total_tokens:,}")
+    ctx.out.print(table if rows else Text("no sessions yet", style="dim"))
+    return EXIT_OK
+
+
+def _timestamp(ns: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_show(ctx: Context) -> int:
+    with ctx.open() as forge:
+        session_id = forge.resolve(ctx.args.session)
+        state = forge.state(session_id)
+        report = forge.usage(session_id)
+        document = export_document(state, ctx.config.pricing)
+    if ctx.json:
+        print(render(document, "json"), end="")
+        return EXIT_OK
+    out = ctx.out
+    out.print(Text(state.title, style="bold"))
+    out.print(f"goal: {state.goal}")
+    out.print(f"session {state.session_id} · status [bold]{state.status}[/bold]"
+              + (f" — {state.end_reason}" if state.end_reason else ""))
+    rounds = Table(title="rounds", title_justify="left")
+    for column in ("#", "kind", "iteration", "status", "succeeded", "failed", "score"):
+        rounds.add_column(column)
+    for r in state.rounds:
+        rounds.add_row(str(r.round), r.kind, str(r.iteration), r.status, ", ".join(r.succeeded),
+                       ", ".join(r.failed), "" if r.score is None else f"{r.score:.0%}")
+    out.print(rounds)
+    if state.synthesis is not None:
+        out.print(Text(f"latest synthesis (by {state.synthesis.author}):", style="bold"))
+        out.print(Markdown(state.synthesis.content))
+    out.print(f"tokens: {report.total.input_tokens:,} in, {report.total.output_tokens:,} out · "
+              f"estimated cost {format_cost(report.total_cost)}")
+    return EXIT_OK
+
+
+def cmd_export(ctx: Context) -> int:
+    with ctx.open() as forge:
+        session_id = forge.resolve(ctx.args.session)
+        text = render(export_document(forge.state(session_id), ctx.config.pricing), ctx.args.format)
+    if ctx.args.output:
+        Path(ctx.args.output).write_text(text, encoding="utf-8")
+        ctx.note(f"wrote {ctx.args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_providers(ctx: Context) -> int:
+    probes = probe_providers(ctx.config)  # needs no log
+    if ctx.json:
+        for probe in probes:
+            print(msgspec.json.encode(probe).decode())
+        return EXIT_OK
+    table = Table(title="providers", title_justify="left")
+    for column in ("provider", "key", "base URL", "reachable", "models / detail"):
+        table.add_column(column)
+    for probe in probes:
+        if probe.key_env is None:
+            key = "no key used"
+        elif probe.key_present:
+            key = f"{probe.key_env} set"
+        else:
+            key = f"{probe.key_env} missing" + ("" if probe.key_needed else " (not needed here)")
+        reachable = {True: "yes", False: "no", None: "—"}[probe.reachable]
+        detail = ", ".join(probe.models) if probe.models else probe.detail
+        table.add_row(probe.provider, key, probe.base_url or "—", reachable, detail)
+    ctx.out.print(table)
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[Context], int]] = {
+    "run": cmd_run, "resume": cmd_resume, "replay": cmd_replay, "rerun": cmd_rerun, "sessions": cmd_sessions,
+    "show": cmd_show, "export": cmd_export, "providers": cmd_providers,
+}
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops a run as cleanly as Ctrl-C
+
+
+def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = dict(os.environ if environ is None else environ)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        return COMMANDS[args.command](Context(args, env))
+    except (UsageError, ConfigError, ProviderConfigError, NotAnEventLogError, CorruptEventError) as exc:
+        err.print(f"forge: {exc}", markup=False)
+        return EXIT_USAGE
+    except (ForgeError, LlmError) as exc:  # unknown session, a step that does not fit, a missing key
+        err.print(f"forge: {exc}", markup=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("forge: interrupted", markup=False)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

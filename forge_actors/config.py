@@ -1,12 +1,40 @@
-"""Engine configuration: session defaults, per-provider options, participant definitions.
+"""Configuration: ``forge.toml`` -> ForgeConfig, checked key by key.
 
-Everything here is a msgspec Struct, checked when it is built: a wrong key, a wrong
-type or a value out of range is a ConfigError that names it.
+::
+
+    [forge]
+    default_model = "claude-sonnet-4-20250514"
+    max_rounds = 10
+    convergence_threshold = 0.8
+    round_timeout_seconds = 300
+
+    [forge.providers.ollama]
+    enabled = true
+    base_url = "http://localhost:11434"
+    timeout = 600
+
+    [[forge.participants]]
+    spec = "anthropic:claude-sonnet-4-20250514"
+    name = "claude"
+    persona = { name = "The Skeptic", traits = ["careful"], tone = "dry" }
+
+    [forge.pricing."claude-sonnet-4-20250514"]
+    input_per_mtok = 3.0
+    output_per_mtok = 15.0
+
+Found via ``--config``, else ``$FORGE_CONFIG``, else ``./forge.toml``, else the
+defaults. An unknown key, a wrong type or an out-of-range value is a ConfigError that
+names the key and the file. API keys are read from the environment only: a key in
+the file is an error, so that config files can be shared and committed safely.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -15,9 +43,11 @@ from forge_actors.errors import ConfigError
 from forge_actors.events import ParticipantKind, Persona, SessionSettings
 
 SETTING_NAMES: tuple[str, ...] = SessionSettings.__struct_fields__
+DEFAULT_MODEL = "claude-sonnet-4-20250514"
+CONFIG_FILE_NAME = "forge.toml"
 
 
-class ParticipantSpec(msgspec.Struct, frozen=True, kw_only=True):
+class ParticipantSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A participant: a provider spec (``mock:alice``, ``anthropic:claude-…``) or a human.
 
     ``name`` defaults to the spec's model (``alice`` for ``mock:alice``).
@@ -29,13 +59,49 @@ class ParticipantSpec(msgspec.Struct, frozen=True, kw_only=True):
     kind: ParticipantKind = "ai"
 
 
+class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[forge.providers.NAME]``: defaults for every participant of that provider."""
+
+    enabled: bool = True
+    base_url: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+
+    def options(self) -> dict[str, Any]:
+        values = {"base_url": self.base_url, "timeout": self.timeout, "max_retries": self.max_retries}
+        return {key: value for key, value in values.items() if value is not None}
+
+
+class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """US dollars per million tokens. Used for estimates only."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+
 class ForgeConfig(msgspec.Struct, frozen=True, kw_only=True):
     #: Defaults of every new session; ``create_session(**overrides)`` changes them per session.
     settings: SessionSettings = SessionSettings()
-    #: Options given to every provider of that kind (``{"ollama": {"base_url": ...}}``); a spec's own options win.
-    provider_options: dict[str, dict[str, Any]] = {}
-    #: Who deliberates when ``create_session`` is given no participants.
+    #: The model used when no participants are given and its key is present.
+    default_model: str = DEFAULT_MODEL
+    providers: dict[str, ProviderSettings] = {}
+    #: Who deliberates when no participants are given.
     participants: tuple[ParticipantSpec, ...] = ()
+    #: Price overrides by model name (merged over the shipped table).
+    pricing: dict[str, Price] = {}
+    #: The file this came from, None for the defaults.
+    source: str | None = None
+
+    def provider_options(self, provider: str) -> dict[str, Any]:
+        section = self.providers.get(provider)
+        return section.options() if section is not None else {}
+
+    def provider_enabled(self, provider: str) -> bool:
+        section = self.providers.get(provider)
+        return section is None or section.enabled
+
+
+# -- settings ---------------------------------------------------------------------------------------
 
 
 def _check_ranges(settings: SessionSettings) -> None:
@@ -58,10 +124,7 @@ def session_settings(base: SessionSettings, overrides: Mapping[str, Any]) -> Ses
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTING_NAMES)}")
     merged = {**msgspec.structs.asdict(base), **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        settings = msgspec.convert(merged, SessionSettings, strict=False)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid setting: {exc}") from None
+    settings = _convert(merged, SessionSettings, "")
     _check_ranges(settings)
     return settings
 
@@ -72,7 +135,114 @@ def participant_spec(value: str | ParticipantSpec | Mapping[str, Any]) -> Partic
         return value
     if isinstance(value, str):
         return ParticipantSpec(spec=value)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"a participant is a spec string or a table of spec/name/persona/kind, not {value!r}")
+    return _convert(dict(value), ParticipantSpec, "")
+
+
+def _convert(value: Any, type_: type, where: str) -> Any:
+    """msgspec.convert, with its error's ``$.path`` rewritten as the key people write."""
     try:
-        return msgspec.convert(dict(value), ParticipantSpec)
-    except (msgspec.ValidationError, TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid participant {value!r}: {exc}") from None
+        return msgspec.convert(value, type_, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = re.search(r" - at `\$(.*)`$", message)
+        key = where + (match.group(1) if match else "")
+        message = re.sub(r" - at `.*`$", "", message).replace("Object contains unknown field", "unknown key")
+        raise ConfigError(f"{key.lstrip('.')}: {message}" if key else message) from None
+
+
+# -- the file ---------------------------------------------------------------------------------------
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ) -> Path | None:
+    """``explicit``, else $FORGE_CONFIG, else ./forge.toml if it exists, else None (defaults)."""
+    for given, origin in ((explicit, "--config"), (environ.get("FORGE_CONFIG"), "FORGE_CONFIG")):
+        if given:
+            path = Path(given)
+            if not path.is_file():
+                raise ConfigError(f"{path}: no such config file (given by {origin})")
+            return path
+    local = Path(CONFIG_FILE_NAME)
+    return local if local.is_file() else None
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ) -> ForgeConfig:
+    path = find_config(explicit, environ)
+    if path is None:
+        return ForgeConfig()
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return parse_config(document, source=str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def parse_config(document: Mapping[str, Any], source: str | None = None) -> ForgeConfig:
+    unknown = sorted(set(document) - {"forge"})
+    if unknown:
+        raise ConfigError(f"unknown table(s) {', '.join(unknown)}: everything goes under [forge]")
+    section = dict(document.get("forge", {}))
+    providers = _providers(section.pop("providers", {}))
+    participants = _participants(section.pop("participants", []))
+    pricing = {model: _convert(price, Price, f"forge.pricing.{model}")
+               for model, price in _table(section.pop("pricing", {}), "forge.pricing").items()}
+    default_model = section.pop("default_model", DEFAULT_MODEL)
+    if not isinstance(default_model, str) or not default_model:
+        raise ConfigError("forge.default_model: a model name or a provider spec")
+    unknown = sorted(set(section) - set(SETTING_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown key(s) forge.{', forge.'.join(unknown)}; the [forge] keys are default_model, "
+                          f"{', '.join(SETTING_NAMES)}, and the tables providers, participants, pricing")
+    settings = _convert(section, SessionSettings, "forge")
+    try:
+        _check_ranges(settings)
+    except ConfigError as exc:
+        raise ConfigError(f"forge.{exc}") from None
+    return ForgeConfig(settings=settings, default_model=default_model, providers=providers,
+                       participants=participants, pricing=pricing, source=source)
+
+
+def _table(value: Any, key: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a table")
+    return dict(value)
+
+
+def _providers(value: Any) -> dict[str, ProviderSettings]:
+    from forge_actors.providers.registry import known_providers
+
+    providers: dict[str, ProviderSettings] = {}
+    for name, section in _table(value, "forge.providers").items():
+        key = f"forge.providers.{name}"
+        if name not in known_providers():
+            raise ConfigError(f"{key}: unknown provider {name!r}; known providers: {', '.join(known_providers())}")
+        if isinstance(section, Mapping) and "api_key" in section:
+            raise ConfigError(f"{key}.api_key: API keys are read from the environment only, never from the "
+                              "file; remove it and set the provider's variable (e.g. ANTHROPIC_API_KEY)")
+        providers[name] = _convert(section, ProviderSettings, key)
+    return providers
+
+
+def _participants(value: Any) -> tuple[ParticipantSpec, ...]:
+    if not isinstance(value, list):
+        raise ConfigError("forge.participants: expected an array of tables ([[forge.participants]])")
+    specs = []
+    for index, entry in enumerate(value):
+        key = f"forge.participants[{index}]"
+        persona = entry.get("persona") if isinstance(entry, Mapping) else None
+        if isinstance(persona, Mapping):
+            unknown = sorted(set(persona) - set(Persona.__struct_fields__))
+            if unknown:
+                raise ConfigError(f"{key}.persona: unknown key(s) {', '.join(unknown)}; a persona has "
+                                  f"{', '.join(Persona.__struct_fields__)}")
+        spec = _convert(entry, ParticipantSpec, key)
+        if "api_key=" in spec.spec:
+            raise ConfigError(f"{key}.spec: API keys are read from the environment only, never from the file")
+        specs.append(spec)
+    return tuple(specs)

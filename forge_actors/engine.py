@@ -16,6 +16,7 @@ in this process are just events in the log: ``state`` folds them, ``deliberate``
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -26,7 +27,8 @@ from typing import Any
 import msgspec
 import pykka
 
-from eventstore import NO_STREAM, BatchingWriter, EventStore, NewEvent, RecordedEvent, Subscription
+from eventstore import NO_STREAM, BatchingWriter, EventStore, NewEvent, ProjectionRunner, RecordedEvent, Subscription
+from forge_actors.audit import Violation, verify
 from forge_actors.config import ForgeConfig, ParticipantSpec, participant_spec, session_settings
 from forge_actors.errors import ConfigError, InvalidCommandError, SessionNotFoundError, SessionStoppedError
 from forge_actors.events import (
@@ -35,6 +37,7 @@ from forge_actors.events import (
     HumanDraftAdded,
     ParticipantAdded,
     ParticipantInfo,
+    Persona,
     RoundKind,
     RoundStarted,
     SessionCreated,
@@ -44,18 +47,49 @@ from forge_actors.events import (
     encode_event,
     event_type,
 )
-from forge_actors.messages import AddHumanDraft, CancelSession, CastVote, Deliberate, Recover, RunRound
+from forge_actors.messages import AddHumanDraft, CancelSession, CastVote, Deliberate, Interrupt, Recover, RunRound
 from forge_actors.participant import ParticipantActor
 from forge_actors.providers.base import Provider
-from forge_actors.providers.registry import get_provider, parse_spec
+from forge_actors.providers.probe import HTTP_PROVIDERS, ProviderProbe, probe
+from forge_actors.providers.registry import get_provider, known_providers, parse_spec
 from forge_actors.providers.retry import RetryPolicy
 from forge_actors.recordings import replay_provider
 from forge_actors.scheduler import Scheduler
 from forge_actors.session import SessionActor
 from forge_actors.state import RoundState, SessionState, apply
+from forge_actors.usage import SessionSummary, SummaryProjection, UsageReport, read_summaries, usage_report
 
 #: Spec prefix of a participant re-run from a recorded session: ``replay:SESSION_ID``.
 REPLAY_PREFIX = "replay:"
+
+
+#: The three members a session gets on the default model when nobody is named.
+DEFAULT_PERSONAS: tuple[tuple[str, Persona], ...] = (
+    ("pragmatist", Persona("The Pragmatist", ("practical", "delivery-minded"), "direct",
+                           "smallest thing that works first", ("planning", "trade-offs"))),
+    ("skeptic", Persona("The Skeptic", ("careful", "probing"), "dry", "look for what breaks",
+                        ("risks", "security", "failure modes"))),
+    ("architect", Persona("The Architect", ("structured", "long-term"), "measured", "clear boundaries",
+                          ("system design", "interfaces"))),
+)
+
+
+def default_model_spec(model: str) -> str:
+    """A spec for the config's ``default_model``: a spec as is, else the provider its name implies."""
+    if ":" in model:
+        return model
+    if model.startswith("claude"):
+        return f"anthropic:{model}"
+    if model.startswith(("gpt-", "o1", "o3", "o4", "chatgpt")):
+        return f"openai:{model}"
+    return f"ollama:{model}"
+
+
+def probe_providers(config: ForgeConfig, names: Iterable[str] | None = None,
+                    timeout: float = 3.0) -> list[ProviderProbe]:
+    """``Forge.providers`` without a log: every enabled provider (or ``names``), probed."""
+    chosen = list(names) if names is not None else [n for n in known_providers() if config.provider_enabled(n)]
+    return [probe(name, base_url=config.provider_options(name).get("base_url"), timeout=timeout) for name in chosen]
 
 
 def new_session_id() -> str:
@@ -96,11 +130,13 @@ class Forge:
         retry_policy: RetryPolicy | None = None,
         synchronous: str = "NORMAL",
         writer_max_delay: float = 0.004,
+        create: bool = True,
     ) -> None:
         """``clock_ns`` stamps events and times contributions (inject one for repeatable logs);
-        ``id_factory`` names new sessions; ``retry_policy`` paces retries of failed attempts."""
+        ``id_factory`` names new sessions; ``retry_policy`` paces retries of failed attempts;
+        ``create=False`` refuses a path that is not an existing log (NotAnEventLogError)."""
         self.config = config or ForgeConfig()
-        self.store = EventStore(db_path, synchronous=synchronous, clock=clock_ns or time.time_ns)
+        self.store = EventStore(db_path, synchronous=synchronous, clock=clock_ns or time.time_ns, create=create)
         self._writer = BatchingWriter(self.store, max_delay=writer_max_delay)
         self._scheduler = Scheduler()
         self._latency_clock = clock_ns or time.monotonic_ns
@@ -110,6 +146,7 @@ class Forge:
         self._running: dict[str, _Running] = {}
         self._stopped_participants: list[pykka.ActorRef] = []
         self._states: dict[str, tuple[int, SessionState]] = {}
+        self._summaries: ProjectionRunner | None = None
         self._closed = False
 
     # -- creating -------------------------------------------------------------------------------
@@ -156,6 +193,9 @@ class Forge:
                 name, provider, model = spec.name, "", ""
             else:
                 parsed = parse_spec(spec.spec)
+                if not self.config.provider_enabled(parsed.provider):
+                    raise ConfigError(f"provider {parsed.provider} is disabled in {self.config.source or 'the config'}: "
+                                      f"set enabled = true under [forge.providers.{parsed.provider}]")
                 self._provider_for_spec(str(parsed)).close()  # fails now on a bad option or missing key
                 name, provider, model = spec.name or parsed.model, str(parsed.redacted()), parsed.model
             if name in taken:
@@ -170,7 +210,7 @@ class Forge:
         parsed = parse_spec(spec)
         # The engine retries failed attempts itself, so that each retry is a fact in the log;
         # a spec that sets max_retries keeps its own.
-        defaults = {"max_retries": 0, **self.config.provider_options.get(parsed.provider, {})}
+        defaults = {"max_retries": 0, **self.config.provider_options(parsed.provider)}
         return get_provider(parsed, **{k: v for k, v in defaults.items() if k not in parsed.options})
 
     def _provider_for(self, info: ParticipantInfo) -> Provider:
@@ -229,6 +269,18 @@ class Forge:
                 pass
         return self.state(session_id)
 
+    def interrupt(self, session_id: str, reason: str = "interrupted by the user") -> SessionState:
+        """Stop running the session here without ending it (what Ctrl-C does): what was in flight
+        is recorded as abandoned, then ``SessionInterrupted``; ``resume`` continues it."""
+        with self._lock:
+            running = self._running.get(session_id)
+        if running is not None:
+            try:
+                running.session.ask(Interrupt(reason))
+            except pykka.ActorDeadError:
+                pass
+        return self.state(session_id)
+
     def _attach_for_command(self, session_id: str) -> pykka.ActorRef:
         session = self._attach(session_id)
         if session is None:
@@ -262,7 +314,7 @@ class Forge:
                 scheduler=self._scheduler, retry_policy=self._retry_policy, on_stopped=self._forget,
             )
             self._running[session_id] = _Running(session, list(participants.values()))
-            if state.status == "running" or state.streaming:
+            if state.status in ("running", "interrupted") or state.streaming:
                 session.tell(Recover())
             return session
 
@@ -327,6 +379,57 @@ class Forge:
     def sessions(self) -> list[str]:
         """Every session id in the log, oldest first."""
         return [stream_id for stream_id, _ in self.store.streams()]
+
+    def summaries(self) -> list[SessionSummary]:
+        """One row per session (title, status, rounds, tokens), from a projection kept up to date here."""
+        with self._lock:
+            if self._summaries is None:
+                self._summaries = ProjectionRunner(self.store, SummaryProjection())
+            self._summaries.catch_up()
+        return read_summaries(self.store)
+
+    def resolve(self, prefix: str) -> str:
+        """The session id ``prefix`` names: itself, or the only id that starts with it (like git)."""
+        if self.store.stream_version(prefix) > 0:
+            return prefix
+        matches = [sid for sid in self.sessions() if sid.startswith(prefix)] if prefix else []
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise SessionNotFoundError(prefix, f"{len(matches)} sessions start with {prefix!r} "
+                                               f"({', '.join(matches[:5])}); give more of the id")
+        raise SessionNotFoundError(prefix)
+
+    def verify(self, session_id: str) -> list[Violation]:
+        """The log's invariants, checked on this session (empty list: sound)."""
+        if self.store.stream_version(session_id) == 0:
+            raise SessionNotFoundError(session_id)
+        return verify(self.store.read_stream(session_id, codec=decode_event))
+
+    def usage(self, session_id: str) -> UsageReport:
+        """Tokens and estimated cost per participant, per round and in all."""
+        return usage_report(self.state(session_id), self.config.pricing)
+
+    def providers(self, names: Iterable[str] | None = None, timeout: float = 3.0) -> list[ProviderProbe]:
+        """Each provider's key (present or not, never its value), base URL, reachability, Ollama's models."""
+        return probe_providers(self.config, names, timeout)
+
+    def default_participants(self, environ: Mapping[str, str] = os.environ) -> tuple[list[ParticipantSpec], str]:
+        """Who deliberates when nobody is named: the config's participants; else three members on
+        the default model when its key is present; else three offline mocks. With a line saying which."""
+        if self.config.participants:
+            names = ", ".join(p.name or p.spec for p in self.config.participants)
+            return list(self.config.participants), f"participants from {self.config.source}: {names}"
+        spec = default_model_spec(self.config.default_model)
+        provider = spec.split(":", 1)[0]
+        key_env = HTTP_PROVIDERS[provider].api_key_env if provider in HTTP_PROVIDERS else None
+        if key_env is None or environ.get(key_env):
+            members = [ParticipantSpec(spec=spec, name=name, persona=persona) for name, persona in DEFAULT_PERSONAS]
+            return members, f"no participants given: three members on {spec} ({', '.join(n for n, _ in DEFAULT_PERSONAS)})"
+        # A small word delay, so that the text streams at a pace a person can watch.
+        mocks = [ParticipantSpec(spec=f"mock:{name}?word_delay=0.01") for name in ("alice", "bob", "carol")]
+        return mocks, (f"no participants given and {key_env} is not set (default model {spec}): "
+                       "using three offline mock participants (alice, bob, carol)")
 
     def events(self, session_id: str) -> list[Event]:
         return self._events(session_id)
@@ -436,6 +539,11 @@ class Forge:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def path(self) -> str:
+        """The event log file."""
+        return self.store.path
 
     def __repr__(self) -> str:
         return f"Forge({self.store.path!r})"

@@ -5,18 +5,29 @@ Provider errors live in ``forge_actors.providers.errors``; log errors in ``event
 
 from __future__ import annotations
 
+# The log's own errors reach engine callers too; surfaces import them from here.
+from eventstore.errors import ConcurrencyError, CorruptEventError, NotAnEventLogError
+
+__all__ = [
+    "ConcurrencyError", "ConfigError", "CorruptEventError", "ForgeError", "InvalidCommandError",
+    "NotAnEventLogError", "SessionNotFoundError", "SessionStoppedError",
+]
+
 
 class ForgeError(Exception):
     """Base of the engine's errors."""
 
 
 class SessionNotFoundError(ForgeError, KeyError):
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, message: str | None = None) -> None:
         self.session_id = session_id
+        self.message = message or (
+            f"no session {session_id!r} in this log; list them with `forge sessions` (or Forge.sessions())"
+        )
         super().__init__(session_id)
 
     def __str__(self) -> str:
-        return f"no session {self.session_id!r} in this log; list them with Forge.sessions() (or `forge sessions`)"
+        return self.message
 
 
 class InvalidCommandError(ForgeError):

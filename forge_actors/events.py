@@ -213,6 +213,14 @@ class ProviderSwitched(Event):
     previous_model: str
 
 
+class SessionInterrupted(Event):
+    """The process running the session was asked to stop (e.g. Ctrl-C). Not an ending:
+    what was in flight is recorded as abandoned, and ``resume`` continues the session."""
+
+    reason: str
+    abandoned: tuple[str, ...] = ()
+
+
 class SessionResumed(Event):
     abandoned: tuple[str, ...] = ()
 
@@ -237,6 +245,7 @@ AnyEvent = Union[
     ParticipantAdded,
     RoundCompleted,
     ProviderSwitched,
+    SessionInterrupted,
     SessionResumed,
     SessionEnded,
 ]

@@ -162,5 +162,11 @@ class CancelSession(msgspec.Struct, frozen=True):
     reason: str = "cancelled by the user"
 
 
+class Interrupt(msgspec.Struct, frozen=True):
+    """Stop now without ending the session (Ctrl-C): ``resume`` continues it later."""
+
+    reason: str = "interrupted by the user"
+
+
 class GetState(msgspec.Struct, frozen=True):
     pass

@@ -40,6 +40,7 @@ from forge_actors.events import (
     RoundKind,
     RoundStarted,
     SessionEnded,
+    SessionInterrupted,
     SessionResumed,
     TokenUsage,
     VoteRecorded,
@@ -59,6 +60,7 @@ from forge_actors.messages import (
     Deliberate,
     DeltaReceived,
     GetState,
+    Interrupt,
     Recover,
     RetryDue,
     RunRound,
@@ -268,6 +270,20 @@ class SessionActor(pykka.ThreadingActor):
             self._emit(RoundCompleted(self._round.number, self._round.kind, "cancelled", reason=message.reason))
             self._finish_round_run(self.state.round_state(self._round.number))
         self._end(rounds.EndSession("cancelled", message.reason))
+        return self.state
+
+    def _on_interrupt(self, message: Interrupt) -> SessionState:
+        if self.state.ended:
+            return self.state
+        abandoned: list[Event] = []
+        for cid, attempt in self._active.items():
+            attempt.token.cancel()
+            abandoned.append(ContributionAbandoned(cid, attempt.participant, self._round.number if self._round else 0,
+                                                   attempt.attempt, message.reason))
+        self._active.clear()
+        self._emit(*abandoned, SessionInterrupted(message.reason, tuple(e.contribution_id for e in abandoned)),
+                   durable=True)
+        self.stop()
         return self.state
 
     def _on_get_state(self, message: GetState) -> SessionState:
@@ -516,5 +532,6 @@ _HANDLERS: dict[type, Callable[[SessionActor, Any], Any]] = {
     AddHumanDraft: SessionActor._on_add_human_draft,
     CastVote: SessionActor._on_cast_vote,
     CancelSession: SessionActor._on_cancel,
+    Interrupt: SessionActor._on_interrupt,
     GetState: SessionActor._on_get_state,
 }

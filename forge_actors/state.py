@@ -37,13 +37,16 @@ from forge_actors.events import (
     RoundStarted,
     SessionCreated,
     SessionEnded,
+    SessionInterrupted,
     SessionResumed,
     SessionSettings,
     TokenUsage,
     VoteRecorded,
 )
 
-SessionStatus = Literal["new", "created", "running", "converged", "max_rounds", "cancelled", "failed"]
+SessionStatus = Literal[
+    "new", "created", "running", "interrupted", "converged", "max_rounds", "cancelled", "failed"
+]
 ContributionStatus = Literal["streaming", "completed", "failed", "abandoned"]
 RoundProgress = Literal["running", "completed", "degraded", "failed", "cancelled"]
 ENDED_STATUSES: frozenset[str] = frozenset({"converged", "max_rounds", "cancelled", "failed"})
@@ -333,8 +336,13 @@ def _provider_switched(state: SessionState, e: ProviderSwitched) -> SessionState
     return replace(state, participants=_with(state.participants, e.participant, switched))
 
 
+def _session_interrupted(state: SessionState, e: SessionInterrupted) -> SessionState:
+    return replace(state, status="interrupted", end_reason=e.reason)
+
+
 def _session_resumed(state: SessionState, e: SessionResumed) -> SessionState:
-    return replace(state, resumes=state.resumes + 1)
+    status = "running" if state.rounds else "created"
+    return replace(state, resumes=state.resumes + 1, status=status, end_reason="")
 
 
 def _session_ended(state: SessionState, e: SessionEnded) -> SessionState:
@@ -356,6 +364,7 @@ _HANDLERS: dict[type[Event], Callable[[SessionState, Event], SessionState]] = {
     ParticipantAdded: _participant_added,
     RoundCompleted: _round_completed,
     ProviderSwitched: _provider_switched,
+    SessionInterrupted: _session_interrupted,
     SessionResumed: _session_resumed,
     SessionEnded: _session_ended,
 }  # type: ignore[dict-item]

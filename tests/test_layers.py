@@ -46,7 +46,7 @@ def test_core_does_no_io_and_uses_no_actors():
 def test_surfaces_use_the_engine_api_only():
     inner = ("forge_actors.session", "forge_actors.participant", "forge_actors.messages", "forge_actors.scheduler")
     surfaces = {path: names for path, names in imports_of(ROOT / "forge_actors").items()
-                if path.endswith(("demo.py", "cli.py")) or "/server/" in path}
+                if path.endswith(("terminal.py", "cli.py")) or "/server/" in path}
     surfaces.update(imports_of(ROOT / "tools") if (ROOT / "tools").exists() else {})
     assert surfaces
     for path, names in surfaces.items():
@@ -55,7 +55,7 @@ def test_surfaces_use_the_engine_api_only():
 
 
 def test_actors_never_import_surfaces():
-    surfaces = ("forge_actors.engine", "forge_actors.cli", "forge_actors.server", "forge_actors.demo")
+    surfaces = ("forge_actors.engine", "forge_actors.cli", "forge_actors.server", "forge_actors.terminal")
     for name in ("session.py", "participant.py", "messages.py", "scheduler.py"):
         names = imports_of(ROOT / "forge_actors")[f"forge_actors/{name}"]
         assert not any(n.startswith(surfaces) for n in names), name

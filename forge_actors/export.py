@@ -1,0 +1,268 @@
+"""Exports of a session — Markdown, JSON, YAML — made from its rebuilt state only.
+
+JSON and YAML carry the same document, ``ExportDocument``, whose shape is the stable,
+versioned schema ``forge_actors.session/1`` (documented in the README; a test pins
+it). A change that would break readers gets a new schema version.
+
+``event_json`` is the one wire form of a recorded event, used by every surface that
+streams events (``forge run --json``, the server's SSE and WebSocket): the event's own
+fields plus ``position``, ``version`` and ``recorded_at``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+import yaml
+
+from eventstore import RecordedEvent
+from forge_actors.config import Price
+from forge_actors.events import Persona, SessionSettings
+from forge_actors.pricing import format_cost
+from forge_actors.state import SessionState
+from forge_actors.usage import usage_report
+
+SCHEMA = "forge_actors.session/1"
+ExportFormat = Literal["md", "json", "yaml"]
+FORMATS: tuple[str, ...] = ("md", "json", "yaml")
+COST_NOTE = "estimated from list prices per million tokens; unknown models are null, never 0"
+
+
+class ExportParticipant(msgspec.Struct, frozen=True):
+    name: str
+    kind: str
+    provider: str
+    model: str
+    persona: Persona | None
+
+
+class ExportCritique(msgspec.Struct, frozen=True):
+    critic: str
+    label: str
+    proposal_author: str
+    score: int | None
+    strengths: tuple[str, ...]
+    weaknesses: tuple[str, ...]
+    suggestions: tuple[str, ...]
+
+
+class ExportVote(msgspec.Struct, frozen=True):
+    voter: str
+    vote: str
+    reasons: tuple[str, ...]
+    concerns: tuple[str, ...]
+    by_human: bool
+
+
+class ExportRound(msgspec.Struct, frozen=True):
+    round: int
+    kind: str
+    iteration: int
+    status: str
+    participants: tuple[str, ...]
+    succeeded: tuple[str, ...]
+    failed: tuple[str, ...]
+    reason: str
+    #: Convergence rounds: AGREE / (AGREE + DISAGREE); null when no vote counted.
+    score: float | None
+    #: Each participant's completed text in this round (draft, critique, synthesis or vote reply).
+    texts: dict[str, str]
+    critiques: tuple[ExportCritique, ...]
+    votes: tuple[ExportVote, ...]
+
+
+class ExportSynthesis(msgspec.Struct, frozen=True):
+    author: str
+    round: int
+    iteration: int
+    content: str
+
+
+class ExportUsage(msgspec.Struct, frozen=True):
+    participant: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
+class ExportTotals(msgspec.Struct, frozen=True):
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    cost_note: str = COST_NOTE
+
+
+class ExportDocument(msgspec.Struct, frozen=True):
+    schema: str
+    session_id: str
+    title: str
+    goal: str
+    constraints: tuple[str, ...]
+    settings: SessionSettings
+    status: str
+    reason: str
+    final_score: float | None
+    participants: tuple[ExportParticipant, ...]
+    #: The latest draft of each author, AI or human.
+    drafts: dict[str, str]
+    rounds: tuple[ExportRound, ...]
+    synthesis: ExportSynthesis | None
+    usage: tuple[ExportUsage, ...]
+    totals: ExportTotals
+
+
+def export_document(state: SessionState, prices: Mapping[str, Price] | None = None) -> ExportDocument:
+    """The document of a session. Everything is listed in participant order, never in the order
+    replies happened to arrive, so that equal sessions export byte for byte the same."""
+    report = usage_report(state, prices)
+    order = {name: index for index, name in enumerate(state.participants)}
+
+    def rank(name: str) -> tuple[int, str]:
+        return (order.get(name, len(order)), name)
+
+    rounds = tuple(
+        ExportRound(
+            r.round, r.kind, r.iteration, r.status, r.participants, r.succeeded, r.failed, r.reason, r.score,
+            {name: c.content for name, c in sorted(state.completed_in(r.round).items(), key=lambda kv: rank(kv[0]))},
+            tuple(ExportCritique(c.critic, c.label, c.proposal_author, c.score, c.strengths, c.weaknesses,
+                                 c.suggestions)
+                  for c in sorted(state.critiques_in(r.round), key=lambda c: (rank(c.critic), c.label))),
+            tuple(ExportVote(v.voter, v.vote, v.reasons, v.concerns, v.by_human)
+                  for v in sorted(state.votes_in(r.round).values(), key=lambda v: rank(v.voter))),
+        )
+        for r in state.rounds
+    )
+    synthesis = state.synthesis
+    return ExportDocument(
+        SCHEMA, state.session_id, state.title, state.goal, state.constraints, state.settings, state.status,
+        state.end_reason, state.final_score,
+        tuple(ExportParticipant(p.name, p.kind, p.provider, p.model, p.persona) for p in state.participants.values()),
+        dict(sorted(state.drafts.items())), rounds,
+        ExportSynthesis(synthesis.author, synthesis.round, synthesis.iteration, synthesis.content) if synthesis else None,
+        tuple(ExportUsage(u.participant, u.provider, u.model, u.usage.input_tokens, u.usage.output_tokens, u.cost)
+              for u in report.participants),
+        ExportTotals(report.total.input_tokens, report.total.output_tokens, report.total_cost),
+    )
+
+
+def to_json(document: ExportDocument) -> str:
+    return msgspec.json.format(msgspec.json.encode(document).decode(), indent=2) + "\n"
+
+
+def to_yaml(document: ExportDocument) -> str:
+    return yaml.safe_dump(msgspec.to_builtins(document), sort_keys=False, allow_unicode=True, width=100)
+
+
+# -- markdown ----------------------------------------------------------------------------------------
+
+
+def _nest(text: str, levels: int = 2) -> str:
+    """Headings inside a participant's text, pushed down so they nest under the export's own."""
+    return re.sub(r"^(#{1,6})(?=\s)", lambda m: "#" * min(6, len(m.group(1)) + levels), text.strip(), flags=re.M)
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _percent(score: float | None) -> str:
+    return "n/a" if score is None else f"{score:.0%}"
+
+
+def _persona(persona: Persona | None) -> str:
+    if persona is None:
+        return ""
+    parts = [persona.name, ", ".join(persona.traits), persona.tone, persona.approach, ", ".join(persona.specialties)]
+    return "; ".join(p for p in parts if p)
+
+
+def to_markdown(document: ExportDocument) -> str:
+    d = document
+    lines = [f"# {d.title}", "", f"**Goal:** {d.goal}", ""]
+    if d.constraints:
+        lines += ["**Constraints:**", *[f"- {c}" for c in d.constraints], ""]
+    outcome = f"**Outcome:** {d.status}"
+    if d.reason:
+        outcome += f" — {d.reason}"
+    lines += [outcome, "", f"Session `{d.session_id}` · max_rounds {d.settings.max_rounds} · threshold "
+              f"{d.settings.convergence_threshold:.0%} · seed {d.settings.seed}", ""]
+    lines += ["## Participants", ""]
+    lines += _table(["name", "kind", "provider", "model", "persona"],
+                    [[p.name, p.kind, p.provider or "—", p.model or "—", _persona(p.persona) or "—"]
+                     for p in d.participants])
+    humans = {p.name for p in d.participants if p.kind == "human"}
+    human_drafts = {author: text for author, text in d.drafts.items() if author in humans}
+    if human_drafts:
+        lines += ["## Human drafts", ""]
+        for author, text in human_drafts.items():
+            lines += [f"### {author}", "", _nest(text), ""]
+    for r in d.rounds:
+        lines += _round_markdown(r)
+    lines += ["## Usage", ""]
+    rows = [[u.participant, u.model, u.input_tokens, u.output_tokens, format_cost(u.cost_usd)] for u in d.usage]
+    rows.append(["**total**", "", d.totals.input_tokens, d.totals.output_tokens, format_cost(d.totals.cost_usd)])
+    lines += _table(["participant", "model", "input tokens", "output tokens", "est. cost"], rows)
+    lines += [f"_Costs are {COST_NOTE}._", ""]
+    return "\n".join(lines)
+
+
+def _round_markdown(r: ExportRound) -> list[str]:
+    title = f"## Round {r.round} — {r.kind}"
+    if r.kind in ("synthesis", "convergence"):
+        title += f" (iteration {r.iteration})"
+    lines = [title, ""]
+    if r.status != "completed":
+        lines += [f"_{r.status}: {r.reason}_" if r.reason else f"_{r.status}_", ""]
+    if r.kind in ("draft", "synthesis"):
+        for name, text in r.texts.items():
+            lines += [f"### {'Synthesis by ' if r.kind == 'synthesis' else ''}{name}", "", _nest(text), ""]
+    elif r.kind == "critique":
+        lines += _table(
+            ["critic", "proposal", "author", "score", "strengths", "weaknesses", "suggestions"],
+            [[c.critic, c.label, c.proposal_author, "unscored" if c.score is None else c.score,
+              "; ".join(c.strengths), "; ".join(c.weaknesses), "; ".join(c.suggestions)] for c in r.critiques],
+        )
+        means: dict[str, list[int]] = {}
+        for c in r.critiques:
+            if c.score is not None:
+                means.setdefault(c.proposal_author, []).append(c.score)
+        if means:
+            ranked = sorted(means.items(), key=lambda kv: -sum(kv[1]) / len(kv[1]))
+            lines += ["Mean scores: " + ", ".join(f"{a} {sum(s) / len(s):.1f}" for a, s in ranked), ""]
+    else:
+        lines += [f"Agreement: **{_percent(r.score)}** of the counted votes", ""]
+        lines += _table(["voter", "vote", "reasons", "concerns"],
+                        [[v.voter + (" (human)" if v.by_human else ""), v.vote, "; ".join(v.reasons),
+                          "; ".join(v.concerns)] for v in r.votes])
+    return lines
+
+
+def render(document: ExportDocument, fmt: str) -> str:
+    if fmt == "md":
+        return to_markdown(document)
+    if fmt == "json":
+        return to_json(document)
+    if fmt == "yaml":
+        return to_yaml(document)
+    raise ValueError(f"unknown export format {fmt!r}; the formats are {', '.join(FORMATS)}")
+
+
+# -- events on the wire --------------------------------------------------------------------------------
+
+
+def event_json(recorded: RecordedEvent) -> str:
+    """One recorded event as one JSON object: position, version, recorded_at, then the event's
+    own fields (``type`` first). Built around the stored JSON text, which is already the event."""
+    head = f'{{"position":{recorded.position},"version":{recorded.version},"recorded_at":{recorded.recorded_at},'
+    return head + recorded.data[1:]

@@ -1,0 +1,103 @@
+"""forge.toml: found in the documented order, parsed into Structs, every mistake named."""
+
+from __future__ import annotations
+
+import pytest
+
+from forge_actors.config import ForgeConfig, find_config, load_config, parse_config
+from forge_actors.engine import Forge
+from forge_actors.errors import ConfigError
+
+GOOD = """
+[forge]
+default_model = "claude-sonnet-4-20250514"
+max_rounds = 4
+convergence_threshold = 0.75
+round_timeout_seconds = 120
+
+[forge.providers.anthropic]
+enabled = true
+
+[forge.providers.openai]
+enabled = false
+
+[forge.providers.ollama]
+enabled = true
+base_url = "http://gpu-box:11434"
+timeout = 600
+
+[[forge.participants]]
+spec = "mock:alice"
+persona = { name = "The Skeptic", traits = ["careful"], tone = "dry" }
+
+[[forge.participants]]
+spec = "mock:bob"
+name = "robert"
+
+[forge.pricing."my-model"]
+input_per_mtok = 1.5
+output_per_mtok = 6
+"""
+
+
+def test_a_full_file_parses_into_typed_config(tmp_path):
+    path = tmp_path / "forge.toml"
+    path.write_text(GOOD)
+    config = load_config(path, {})
+    assert config.settings.max_rounds == 4 and config.settings.convergence_threshold == 0.75
+    assert config.settings.round_timeout_seconds == 120.0 and config.source == str(path)
+    assert config.provider_options("ollama") == {"base_url": "http://gpu-box:11434", "timeout": 600.0}
+    assert not config.provider_enabled("openai") and config.provider_enabled("mock")
+    assert [p.name for p in config.participants] == [None, "robert"]
+    assert config.participants[0].persona.traits == ("careful",)
+    assert config.pricing["my-model"].output_per_mtok == 6.0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[forge]\nmax_round = 3\n", "forge.max_round"),
+    ("[forge]\nmax_rounds = 'many'\n", "forge.max_rounds: Expected `int`"),
+    ("[forge]\nmax_rounds = 0\n", "forge.max_rounds must be at least 1"),
+    ("[forge]\nconvergence_threshold = 1.2\n", "forge.convergence_threshold must be between 0 and 1"),
+    ("[forge]\nround_timeout_seconds = -1\n", "round_timeout_seconds must be more than 0"),
+    ("[forge.providers.ollama]\nbase_urll = 'x'\n", "forge.providers.ollama: unknown key `base_urll`"),
+    ("[forge.providers.ollama]\ntimeout = 'slow'\n", "forge.providers.ollama.timeout"),
+    ("[forge.providers.anthropic]\napi_key = 'sk-abc'\n", "environment only"),
+    ("[forge.providers.nosuch]\nenabled = true\n", "unknown provider 'nosuch'"),
+    ("[[forge.participants]]\nspec = 'mock:a'\nnickname = 'x'\n", "forge.participants[0]: unknown key `nickname`"),
+    ("[[forge.participants]]\nspec = 'mock:a'\npersona = { mood = 'x' }\n", "forge.participants[0].persona"),
+    ("[[forge.participants]]\nspec = 'anthropic:c?api_key=sk-x'\n", "environment only"),
+    ("[forge.pricing.m]\ninput_per_mtok = 1\n", "forge.pricing.m: Object missing required field `output_per_mtok`"),
+    ("[other]\nx = 1\n", "unknown table(s) other"),
+    ("[forge\n", "not valid TOML"),
+])
+def test_every_mistake_names_the_key_and_the_file(tmp_path, text, message):
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert message in str(caught.value) and str(path) in str(caught.value)
+    assert "sk-abc" not in str(caught.value) and "sk-x" not in str(caught.value)
+
+
+def test_config_is_found_flag_then_environment_then_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert find_config(None, {}) is None and load_config(None, {}) == ForgeConfig()
+    (tmp_path / "forge.toml").write_text("[forge]\nmax_rounds = 2\n")
+    (tmp_path / "env.toml").write_text("[forge]\nmax_rounds = 3\n")
+    (tmp_path / "flag.toml").write_text("[forge]\nmax_rounds = 4\n")
+    assert load_config(None, {}).settings.max_rounds == 2
+    assert load_config(None, {"FORGE_CONFIG": "env.toml"}).settings.max_rounds == 3
+    assert load_config("flag.toml", {"FORGE_CONFIG": "env.toml"}).settings.max_rounds == 4
+    with pytest.raises(ConfigError, match="no such config file .given by FORGE_CONFIG"):
+        load_config(None, {"FORGE_CONFIG": "missing.toml"})
+
+
+def test_the_engine_applies_the_config(tmp_path):
+    config = parse_config({"forge": {"max_rounds": 2, "providers": {"openai": {"enabled": False}},
+                                     "participants": [{"spec": "mock:alice"}, {"spec": "mock:bob"}]}})
+    with Forge(str(tmp_path / "f.db"), config) as forge:
+        session_id = forge.create_session("goal")  # the config's participants
+        state = forge.state(session_id)
+        assert list(state.participants) == ["alice", "bob"] and state.settings.max_rounds == 2
+        with pytest.raises(ConfigError, match="openai is disabled"):
+            forge.create_session("goal", ["openai:gpt-4o?base_url=http://127.0.0.1:9/v1"])

@@ -1,0 +1,58 @@
+"""Re-stream, verify, or dump a recorded session.
+
+    python tools/replay.py [--db PATH] SESSION [--speed X | --verify | --state]
+
+- default: re-stream the session to the terminal at its recorded pace times X (the
+  same live view as `forge replay`; JSON lines when stdout is not a terminal);
+- ``--verify``: check the log's invariants (contiguous versions, each contribution
+  equal to its deltas, every round outcome following from the log); exits 1 naming
+  the first violation, 0 when the log is sound;
+- ``--state``: print the rebuilt state as JSON.
+
+It goes through the engine API, the same code paths as the `forge` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import msgspec
+
+from forge_actors import cli
+from forge_actors.engine import Forge
+from forge_actors.errors import CorruptEventError, ForgeError, NotAnEventLogError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tools/replay.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default=os.environ.get("FORGE_DB", cli.DEFAULT_DB))
+    parser.add_argument("session", metavar="SESSION", help="a session id or a unique prefix of one")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--speed", type=float, default=1.0, help="pace multiplier (0: no pauses)")
+    mode.add_argument("--verify", action="store_true", help="check the log's invariants")
+    mode.add_argument("--state", action="store_true", help="print the rebuilt state as JSON")
+    args = parser.parse_args(argv)
+    if not (args.verify or args.state):
+        return cli.main(["replay", args.session, "--db", args.db, "--speed", str(args.speed)])
+    try:
+        with Forge(args.db, create=False) as forge:
+            session_id = forge.resolve(args.session)
+            if args.state:
+                sys.stdout.write(msgspec.json.encode(forge.state(session_id)).decode() + "\n")
+                return 0
+            violations = forge.verify(session_id)
+            events = len(forge.events(session_id))
+    except (ForgeError, NotAnEventLogError, CorruptEventError) as exc:
+        print(f"replay.py: {exc}", file=sys.stderr)
+        return 2
+    if violations:
+        print(f"{session_id}: {len(violations)} violation(s); the first: {violations[0]}", file=sys.stderr)
+        return 1
+    print(f"{session_id}: {events} events, no violations")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
