@@ -151,13 +151,15 @@ def cmd_run(ctx: Context) -> int:
     args = ctx.args
     with ctx.open(create=True) as forge:
         participants: list[Any] | None = args.participants
+        why = None
         if not participants:
             participants, why = forge.default_participants(ctx.environ)
-            ctx.note(why)
         session_id = forge.create_session(
             args.goal, participants, title=args.title, max_rounds=args.max_rounds,
             convergence_threshold=args.threshold, round_timeout_seconds=args.round_timeout, seed=args.seed,
         )
+        if why:
+            ctx.note(why)
         ctx.note(f"session {session_id} · log {forge.path}")
         return _follow(ctx, forge, session_id, forge.deliberate(session_id))
 
