@@ -443,6 +443,10 @@ class EventStore:
             (stream_id, after_version, limit),
         ).fetchall()
 
+    def version_at(self, stream_id: str, position: int) -> int:
+        """The stream's version as of log position ``position`` (0 before its first event)."""
+        return self._version_at(stream_id, position)
+
     def _version_at(self, stream_id: str, position: int) -> int:
         return self._reader().execute(
             "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ? AND position <= ?",

@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", type=float, default=1.0, metavar="X", help="pace multiplier (0: no pauses)")
     replay.add_argument("--max-pause", type=float, default=None, metavar="S", help="cap each pause at S seconds")
     commands.add_parser("providers", parents=[common], help="each provider: key present, base URL, reachable")
+    serve = commands.add_parser("serve", parents=[common], help="serve the HTTP API, live streams and the web page")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--token", help="require this bearer token (default: $FORGE_API_TOKEN)")
     return parser
 
 
@@ -281,9 +285,22 @@ def cmd_providers(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_serve(ctx: Context) -> int:
+    from forge_actors.server.runner import check_bind, serve
+
+    token = ctx.args.token or ctx.environ.get("FORGE_API_TOKEN") or None
+    check_bind(ctx.args.host, token)
+    with ctx.open(create=True) as forge:
+        shown = f"http://{ctx.args.host}:{ctx.args.port}/"
+        ctx.note(f"serving {forge.path} on {shown}" + (" (token required; open the page as /#token=TOKEN)"
+                                                       if token else ""))
+        serve(forge, ctx.args.host, ctx.args.port, token)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Context], int]] = {
     "run": cmd_run, "resume": cmd_resume, "replay": cmd_replay, "rerun": cmd_rerun, "sessions": cmd_sessions,
-    "show": cmd_show, "export": cmd_export, "providers": cmd_providers,
+    "show": cmd_show, "export": cmd_export, "providers": cmd_providers, "serve": cmd_serve,
 }
 
 

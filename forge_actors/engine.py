@@ -16,6 +16,7 @@ in this process are just events in the log: ``state`` folds them, ``deliberate``
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -241,12 +242,17 @@ class Forge:
     def run_round(self, session_id: str, kind: RoundKind, timeout: float | None = None) -> RoundState:
         """Run one round of ``kind`` and return how it went. Raises InvalidCommandError when the
         round does not fit the session now (e.g. convergence before any synthesis)."""
+        return self.start_round(session_id, kind)[1].result(timeout)
+
+    def start_round(self, session_id: str, kind: RoundKind) -> tuple[int, Future]:
+        """Start one round of ``kind`` without waiting: (its number, a Future of its RoundState).
+        Raises InvalidCommandError at once when the round does not fit."""
         if kind not in ROUND_KINDS:
             raise ConfigError(f"unknown round kind {kind!r}; the kinds are {', '.join(ROUND_KINDS)}")
         session = self._attach_for_command(session_id)
         done: Future = Future()
-        session.ask(RunRound(kind, done))
-        return done.result(timeout)
+        number = session.ask(RunRound(kind, done))
+        return number, done
 
     def add_human_draft(self, session_id: str, author: str, content: str) -> int:
         """Add a human's draft (joining the draft round, or the first one to come); returns its round."""
@@ -440,11 +446,30 @@ class Forge:
             raise SessionNotFoundError(session_id)
         return events
 
-    def subscribe(self, session_id: str, from_position: int = 0) -> Subscription:
-        """The session's committed events after ``from_position``: stored ones, then live ones."""
+    def subscribe(self, session_id: str, from_position: int = 0, *, decoded: bool = True) -> Subscription:
+        """The session's committed events after ``from_position``: stored ones, then live ones.
+
+        ``decoded=False`` leaves ``.event`` empty: for relays that only pass the JSON on
+        (``.data``, ``.type``) and need not pay for decoding every event.
+        """
         if self.store.stream_version(session_id) == 0:
             raise SessionNotFoundError(session_id)
-        return self.store.subscribe(from_position, stream_id=session_id, codec=decode_event)
+        return self.store.subscribe(from_position, stream_id=session_id, codec=decode_event if decoded else None)
+
+    def last_position(self) -> int:
+        """The position of the last event committed to the log (any session)."""
+        return self.store.last_position()
+
+    def version_at(self, session_id: str, position: int) -> int:
+        """How many events of the session the log held as of ``position``."""
+        return self.store.version_at(session_id, position)
+
+    def events_page(self, session_id: str, after_version: int, limit: int = 500, *,
+                    decoded: bool = False) -> list[RecordedEvent]:
+        """Up to ``limit`` committed events of the session after its version ``after_version``."""
+        records = self.store.read_stream(session_id, after_version, codec=decode_event if decoded else None,
+                                         page_size=limit)
+        return list(itertools.islice(records, limit))
 
     def replay(self, session_id: str, speed: float = 1.0, *,
                sleep: Callable[[float], None] = time.sleep, max_pause: float | None = None) -> Iterator[RecordedEvent]:

@@ -212,15 +212,20 @@ class SessionActor(pykka.ThreadingActor):
         if self._round is None:
             self._advance()
 
-    def _on_run_round(self, message: RunRound) -> None:
+    def _on_run_round(self, message: RunRound) -> int:
         problem = rounds.why_not(self.state, message.kind)
         if problem is None and self._round is not None:
             problem = f"round {self._round.number} ({self._round.kind}) is still running"
         if problem is not None:
             raise InvalidCommandError(problem)
         self._start_round(message.kind)
-        if message.done is not None and self._round is not None:
-            self._round.waiters.append(message.done)
+        number = self.state.current_round.round  # type: ignore[union-attr]
+        if message.done is not None:
+            if self._round is not None and self._round.number == number:
+                self._round.waiters.append(message.done)
+            else:  # completed at once (nobody to ask)
+                message.done.set_result(self.state.round_state(number))
+        return number
 
     def _on_add_human_draft(self, message: AddHumanDraft) -> int:
         state = self.state

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,36 @@ def test_on_a_terminal_run_shows_the_live_view(tmp_path):
                  "converged"):
         assert part in screen, part
     assert '"type":' not in screen  # no JSON on a terminal
+
+
+def test_serve_refuses_an_open_bind_without_a_token(tmp_path):
+    done = forge("serve", "--host", "0.0.0.0", cwd=tmp_path)
+    assert done.returncode == 2 and "without a token" in done.stderr
+
+
+def test_serve_then_stop_interrupts_running_sessions_which_resume_finishes(tmp_path):
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([FORGE, "serve", "--port", str(port)], cwd=tmp_path, env=clean_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    api = f"http://127.0.0.1:{port}/api/v1/forge"
+    for _ in range(200):
+        try:
+            if httpx.get(api + "/sessions").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    created = httpx.post(api + "/sessions", json={"goal": "Design a TODO app API", "deliberate": True,
+                                                  "participants": ["mock:alice?word_delay=0.02", "mock:bob?word_delay=0.02"]})
+    assert created.status_code == 201
+    session_id = created.json()["session_id"]
+    time.sleep(1.0)
+    server.send_signal(signal.SIGINT)
+    server.wait(timeout=30)
+    shown = json.loads(forge("show", session_id, cwd=tmp_path).stdout)
+    assert shown["status"] == "interrupted" and shown["reason"] == "the server stopped"
+    resumed = forge("resume", session_id, cwd=tmp_path)
+    assert resumed.returncode in (0, 1) and json_lines(resumed.stdout)[-1]["type"] == "SessionEnded"

@@ -1,0 +1,350 @@
+"""The HTTP API (Starlette): sessions, steps, exports, and live events over SSE and WebSocket.
+
+Every route talks to the engine (``Forge``) only, from a worker thread, since the
+engine's calls block. Live events come from the log itself: each streaming client
+reads it from its own position at its own pace (``EventFeed``), so what a client sees
+is exactly what was committed, and a slow client slows nobody.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+import msgspec
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from forge_actors.engine import Forge, RecordedEvent
+from forge_actors.errors import ConfigError, InvalidCommandError, SessionNotFoundError
+from forge_actors.events import ROUND_KINDS
+from forge_actors.export import FORMATS, event_json, export_document, render
+from forge_actors.providers.errors import LlmError, ProviderConfigError
+from forge_actors.server import bodies
+from forge_actors.server.feed import EventFeed
+from forge_actors.server.hub import Hubs
+from forge_actors.server.openapi import openapi_document
+
+API = "/api/v1/forge"
+STATIC = Path(__file__).with_name("static")
+#: Request bodies larger than this are refused with 413.
+MAX_BODY_BYTES = 1 << 20
+KEEP_ALIVE_SECONDS = 15.0
+CONTENT_TYPES = {"md": "text/markdown; charset=utf-8", "json": "application/json",
+                 "yaml": "application/yaml; charset=utf-8"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, detail: Any = None) -> None:
+        self.status = status
+        self.message = message
+        self.detail = detail
+        super().__init__(message)
+
+
+def _error(status: int, message: str, detail: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
+
+
+async def _body(request: Request, type_: type, limit: int) -> Any:
+    """The request's JSON body decoded as ``type_``: 413 past ``limit`` bytes, 422 with field errors."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the request body is over the limit of {limit} bytes")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise ApiError(413, f"the request body is over the limit of {limit} bytes")
+    try:
+        return msgspec.json.decode(bytes(data) or b"{}", type=type_)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `")
+        field = where.rstrip("`").removeprefix("$").lstrip(".") or None
+        raise ApiError(422, "the request body is invalid", [{"field": field, "message": message}]) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(422, "the request body is not valid JSON", [{"field": None, "message": str(exc)}]) from None
+
+
+# -- streaming ------------------------------------------------------------------------------------------
+
+
+def _paced_feed(forge: Forge, session_id: str, after: int, speed: float) -> EventFeed:
+    """The recorded session re-streamed at its recorded pace times ``speed``, in a thread of its own."""
+    stop = threading.Event()
+    paced = forge.replay(session_id, speed, sleep=stop.wait, max_pause=5.0)
+    return EventFeed((r for r in paced if r.position > after), close=stop.set)
+
+
+async def _batches(hubs: Hubs, forge: Forge, session_id: str, after: int, speed: float | None,
+                   idle_every: float | None = None) -> AsyncIterator[list[RecordedEvent]]:
+    """The events a client asked for: live from the session's hub, or re-paced from the log.
+    Events are relayed as stored (their JSON text), never decoded here."""
+    if speed is None:
+        async for batch in hubs.follow(session_id, after, idle_every):
+            yield batch
+        return
+    feed = await run_in_threadpool(_paced_feed, forge, session_id, after, speed)
+    async with feed:
+        async for batch in feed.batches(idle_every):
+            yield batch
+
+
+def _position(text: str | None, name: str) -> int:
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise ApiError(422, f"{name} must be a log position (a whole number)")
+    return int(text)
+
+
+def _speed(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        raise ApiError(422, "speed must be a number (0: as fast as possible)") from None
+    if speed < 0:
+        raise ApiError(422, "speed must be 0 or more")
+    return speed
+
+
+# -- the app ---------------------------------------------------------------------------------------------
+
+
+def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BODY_BYTES) -> Starlette:
+    """The ASGI app over ``forge``. With ``token``, every API and stream request must carry it."""
+
+    hubs = Hubs(forge)
+
+    async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    async def session_id_of(request: Request | WebSocket) -> str:
+        session_id = request.path_params["session_id"]
+        await in_thread(forge.state, session_id)  # SessionNotFoundError -> 404
+        return session_id
+
+    async def document(session_id: str) -> Response:
+        state = await in_thread(forge.state, session_id)
+        return _json(export_document(state, forge.config.pricing))
+
+    # -- sessions
+
+    async def create_session(request: Request) -> Response:
+        body: bodies.CreateSession = await _body(request, bodies.CreateSession, max_body)
+        participants: list[Any] = list(body.participants)
+        if not participants:
+            participants, _ = forge.default_participants()
+        session_id = await in_thread(forge.create_session, body.goal, participants, body.title,
+                                     constraints=body.constraints, **body.config)
+        if body.deliberate:
+            await in_thread(forge.deliberate, session_id)
+        response = await document(session_id)
+        response.status_code = 201
+        response.headers["location"] = f"{API}/sessions/{session_id}"
+        return response
+
+    async def list_sessions(request: Request) -> Response:
+        return _json(await in_thread(forge.summaries))
+
+    async def get_session(request: Request) -> Response:
+        return await document(await session_id_of(request))
+
+    async def deliberate(request: Request) -> Response:
+        session_id = await session_id_of(request)
+        state = await in_thread(forge.state, session_id)
+        if state.ended:
+            raise ApiError(409, f"the session has ended ({state.status}): {state.end_reason}")
+        await in_thread(forge.deliberate, session_id)  # starts (or resumes) it; the events are on the streams
+        return _json({"session_id": session_id, "status": "deliberating",
+                      "events": f"{API}/sessions/{session_id}/events"}, 202)
+
+    async def start_round(request: Request, kind: str) -> Response:
+        session_id = await session_id_of(request)
+        if kind not in ROUND_KINDS:
+            raise ApiError(422, f"unknown round kind {kind!r}; the kinds are {', '.join(ROUND_KINDS)}")
+        number, _ = await in_thread(forge.start_round, session_id, kind)
+        return _json({"session_id": session_id, "round": number, "kind": kind}, 202)
+
+    async def synthesize(request: Request) -> Response:
+        return await start_round(request, "synthesis")
+
+    async def converge(request: Request) -> Response:
+        return await start_round(request, "convergence")
+
+    async def rounds(request: Request) -> Response:
+        body: bodies.StartRound = await _body(request, bodies.StartRound, max_body)
+        return await start_round(request, body.kind)
+
+    async def add_draft(request: Request) -> Response:
+        session_id = await session_id_of(request)
+        body: bodies.HumanDraft = await _body(request, bodies.HumanDraft, max_body)
+        number = await in_thread(forge.add_human_draft, session_id, body.author, body.content)
+        return _json({"session_id": session_id, "round": number, "author": body.author}, 201)
+
+    async def add_vote(request: Request) -> Response:
+        session_id = await session_id_of(request)
+        body: bodies.HumanVote = await _body(request, bodies.HumanVote, max_body)
+        number = await in_thread(forge.cast_vote, session_id, body.voter, body.vote, body.reasons, body.concerns)
+        return _json({"session_id": session_id, "round": number, "voter": body.voter, "vote": body.vote}, 201)
+
+    async def cancel(request: Request) -> Response:
+        session_id = await session_id_of(request)
+        body: bodies.Cancel = await _body(request, bodies.Cancel, max_body)
+        await in_thread(forge.cancel, session_id, body.reason)
+        return await document(session_id)
+
+    async def export(request: Request) -> Response:
+        session_id = await session_id_of(request)
+        fmt = request.query_params.get("format", "md")
+        if fmt not in FORMATS:
+            raise ApiError(422, f"format must be one of {', '.join(FORMATS)}")
+        state = await in_thread(forge.state, session_id)
+        text = render(export_document(state, forge.config.pricing), fmt)
+        return Response(text, media_type=CONTENT_TYPES[fmt])
+
+    # -- live events
+
+    async def events_sse(request: Request) -> Response:
+        session_id = await session_id_of(request)
+        after = _position(request.headers.get("last-event-id") or request.query_params.get("from"), "from")
+        speed = _speed(request.query_params.get("speed"))
+
+        async def stream() -> Any:
+            yield "retry: 1000\n\n"
+            async for batch in _batches(hubs, forge, session_id, after, speed, KEEP_ALIVE_SECONDS):
+                if not batch:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield "".join(f"id: {r.position}\ndata: {event_json(r)}\n\n" for r in batch)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+    async def events_ws(websocket: WebSocket) -> None:
+        try:
+            session_id = await session_id_of(websocket)
+            after = _position(websocket.query_params.get("from"), "from")
+            speed = _speed(websocket.query_params.get("speed"))
+        except (ApiError, SessionNotFoundError) as exc:
+            await websocket.accept()
+            await websocket.close(code=4404 if isinstance(exc, SessionNotFoundError) else 4422, reason=str(exc)[:120])
+            return
+        await websocket.accept()
+        async with anyio.create_task_group() as tasks:
+
+            async def pump() -> None:
+                try:
+                    async for batch in _batches(hubs, forge, session_id, after, speed):
+                        for recorded in batch:
+                            await websocket.send_text(event_json(recorded))
+                    await websocket.close(code=1000)
+                except (WebSocketDisconnect, RuntimeError, OSError):  # the client went away mid-send
+                    pass
+                tasks.cancel_scope.cancel()
+
+            async def watch() -> None:  # the client's side: a disconnect ends the pump too
+                try:
+                    while (await websocket.receive())["type"] != "websocket.disconnect":
+                        pass
+                except (WebSocketDisconnect, RuntimeError):
+                    pass
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(pump)
+            tasks.start_soon(watch)
+
+    async def openapi(request: Request) -> Response:
+        return _json(openapi_document(API))
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    routes = [
+        Route(f"{API}/sessions", create_session, methods=["POST"]),
+        Route(f"{API}/sessions", list_sessions, methods=["GET"]),
+        Route(f"{API}/sessions/{{session_id}}", get_session, methods=["GET"]),
+        Route(f"{API}/sessions/{{session_id}}/deliberate", deliberate, methods=["POST"]),
+        Route(f"{API}/sessions/{{session_id}}/rounds", rounds, methods=["POST"]),
+        Route(f"{API}/sessions/{{session_id}}/drafts", add_draft, methods=["POST"]),
+        Route(f"{API}/sessions/{{session_id}}/synthesize", synthesize, methods=["POST"]),
+        Route(f"{API}/sessions/{{session_id}}/converge", converge, methods=["POST"]),
+        Route(f"{API}/sessions/{{session_id}}/votes", add_vote, methods=["POST"]),
+        Route(f"{API}/sessions/{{session_id}}/cancel", cancel, methods=["POST"]),
+        Route(f"{API}/sessions/{{session_id}}/export", export, methods=["GET"]),
+        Route(f"{API}/sessions/{{session_id}}/events", events_sse, methods=["GET"]),
+        WebSocketRoute(f"{API}/sessions/{{session_id}}/stream", events_ws),
+        Route(f"{API}/openapi.json", openapi, methods=["GET"]),
+        Route("/", index, methods=["GET"]),  # the web page: one file, no build step
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        ApiError: _api_error,
+        SessionNotFoundError: _status(404),
+        InvalidCommandError: _status(409),  # a step that does not fit the session now
+        ConfigError: _status(422),
+        ProviderConfigError: _status(422),
+        LlmError: _status(422),  # e.g. a participant whose API key is missing
+    }
+    app = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+    app.state.forge = forge
+    return TokenGate(app, token) if token else app  # type: ignore[return-value]
+
+
+def _status(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handler(request: Request, exc: Exception) -> Response:
+        return _error(status, str(exc))
+
+    return handler
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return _error(exc.status, exc.message, exc.detail)
+
+
+class TokenGate:
+    """Every request under /api/ must carry the token: ``Authorization: Bearer TOKEN``, or, for the
+    event streams (browsers cannot set headers on EventSource or WebSocket), ``?token=TOKEN``."""
+
+    def __init__(self, app: Starlette, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+        self.state = app.state
+
+    def _allowed(self, scope: dict[str, Any]) -> bool:
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"authorization", b"")
+        if given.lower().startswith(b"bearer ") and hmac.compare_digest(given[7:].strip(), self.token):
+            return True
+        if scope["type"] == "websocket" or scope["path"].endswith("/events"):
+            query = parse_qs(scope.get("query_string", b"").decode())
+            return any(hmac.compare_digest(t.encode(), self.token) for t in query.get("token", []))
+        return False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket") and scope["path"].startswith("/api/") and not self._allowed(scope):
+            if scope["type"] == "http":
+                await _error(401, "a token is required: send `Authorization: Bearer TOKEN`")(scope, receive, send)
+            else:
+                await receive()  # websocket.connect
+                await send({"type": "websocket.close", "code": 4401, "reason": "a token is required"})
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,93 @@
+"""Running the app under uvicorn: in the foreground (`forge serve`) or in a thread (tests, embedding).
+
+Sessions still running when the server stops are recorded as interrupted
+(``SessionInterrupted``); they are resumed on request — ``POST .../deliberate`` or
+``forge resume`` — not automatically on the next start, since a session driven step
+by step must not start deliberating on its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+
+import uvicorn
+
+from forge_actors.engine import Forge
+from forge_actors.errors import ConfigError
+from forge_actors.server.app import MAX_BODY_BYTES, create_app
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    if not token and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to listen on {host} without a token: anyone who reaches it could run deliberations on your "
+            "API keys. Give --token (or set FORGE_API_TOKEN), or bind 127.0.0.1."
+        )
+
+
+def interrupt_running(forge: Forge) -> None:
+    for session_id in forge.running_sessions():
+        forge.interrupt(session_id, "the server stopped")
+
+
+def _config(forge: Forge, host: str, port: int, token: str | None, max_body: int) -> uvicorn.Config:
+    check_bind(host, token)
+    app = create_app(forge, token=token, max_body=max_body)
+    # One process; the sans-I/O websockets protocol (the plain "websockets" one is deprecated).
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", ws="websockets-sansio", lifespan="off")
+
+
+def serve(forge: Forge, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
+          max_body: int = MAX_BODY_BYTES) -> None:
+    """Serve until interrupted (Ctrl-C), then record the sessions still running as interrupted."""
+    server = uvicorn.Server(_config(forge, host, port, token, max_body))
+    try:
+        server.run()
+    finally:
+        interrupt_running(forge)
+
+
+class ServerThread:
+    """The server on an ephemeral port in a background thread; ``url`` once started."""
+
+    def __init__(self, forge: Forge, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
+                 max_body: int = MAX_BODY_BYTES) -> None:
+        self.forge = forge
+        self.server = uvicorn.Server(_config(forge, host, port, token, max_body))
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
+        self._thread = threading.Thread(target=self.server.run, name="forge-server", daemon=True)
+        self.url = ""
+
+    def start(self, timeout: float = 10.0) -> ServerThread:
+        self._thread.start()
+        started = threading.Event()
+        while not self.server.started:
+            if not self._thread.is_alive() or started.wait(0.01) or timeout <= 0:
+                break
+            timeout -= 0.01
+        if not self.server.started:
+            raise RuntimeError("the server did not start")
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=10)
+        interrupt_running(self.forge)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
