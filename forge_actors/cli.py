@@ -86,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", type=float, default=1.0, metavar="X", help="pace multiplier (0: no pauses)")
     replay.add_argument("--max-pause", type=float, default=None, metavar="S", help="cap each pause at S seconds")
     commands.add_parser("providers", parents=[common], help="each provider: key present, base URL, reachable")
+    switch = commands.add_parser("switch", parents=[common], help="move a participant to another provider "
+                                 "(between rounds)")
+    switch.add_argument("session", metavar="ID")
+    switch.add_argument("participant", metavar="PARTICIPANT")
+    switch.add_argument("spec", metavar="SPEC", help="the new provider, e.g. ollama:llama3.2 or pool:fast")
     serve = commands.add_parser("serve", parents=[common], help="serve the HTTP API, live streams and the web page")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000)
@@ -285,6 +290,15 @@ def cmd_providers(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_switch(ctx: Context) -> int:
+    with ctx.open() as forge:
+        session_id = forge.resolve(ctx.args.session)
+        state = forge.switch_provider(session_id, ctx.args.participant, ctx.args.spec)
+        info = state.participants[ctx.args.participant]
+    ctx.note(f"{ctx.args.participant} in {session_id} now uses {info.provider}; the next round uses it")
+    return EXIT_OK
+
+
 def cmd_serve(ctx: Context) -> int:
     from forge_actors.server.runner import check_bind, serve
 
@@ -300,7 +314,7 @@ def cmd_serve(ctx: Context) -> int:
 
 COMMANDS: dict[str, Callable[[Context], int]] = {
     "run": cmd_run, "resume": cmd_resume, "replay": cmd_replay, "rerun": cmd_rerun, "sessions": cmd_sessions,
-    "show": cmd_show, "export": cmd_export, "providers": cmd_providers, "serve": cmd_serve,
+    "show": cmd_show, "export": cmd_export, "providers": cmd_providers, "serve": cmd_serve, "switch": cmd_switch,
 }
 
 

@@ -35,7 +35,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -72,6 +72,41 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         return {key: value for key, value in values.items() if value is not None}
 
 
+class CliTool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[forge.cli.NAME]``: a command-line assistant run once per call (``cli:NAME``)."""
+
+    command: list[str] | str
+    history: Literal["resend", "resume"] = "resend"
+    resume_args: list[str] = []
+    noise: list[str] = []
+    timeout: float = 300.0
+
+
+class DaemonTool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[forge.daemon.NAME]``: an interactive assistant kept running (``daemon:NAME``)."""
+
+    command: list[str] | str
+    prompt_marker: str | None = None
+    end_marker: str | None = None
+    quiet_seconds: float = 2.0
+    startup_seconds: float = 10.0
+    quit_command: str | None = None
+    timeout: float = 300.0
+    noise: list[str] = []
+    line_join: str = " "
+
+
+class PoolSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[forge.pools.NAME]``: member specs behind one provider (``pool:NAME``)."""
+
+    members: list[str]
+    strategy: Literal["round_robin", "failover"] = "failover"
+    degraded_after: int = 2
+    unavailable_after: int = 4
+    window_seconds: float = 60.0
+    cooldown_seconds: float = 30.0
+
+
 class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """US dollars per million tokens. Used for estimates only."""
 
@@ -89,12 +124,29 @@ class ForgeConfig(msgspec.Struct, frozen=True, kw_only=True):
     participants: tuple[ParticipantSpec, ...] = ()
     #: Price overrides by model name (merged over the shipped table).
     pricing: dict[str, Price] = {}
+    cli: dict[str, CliTool] = {}
+    daemon: dict[str, DaemonTool] = {}
+    pools: dict[str, PoolSettings] = {}
     #: The file this came from, None for the defaults.
     source: str | None = None
 
     def provider_options(self, provider: str) -> dict[str, Any]:
         section = self.providers.get(provider)
         return section.options() if section is not None else {}
+
+    def options_for(self, provider: str, model: str) -> dict[str, Any]:
+        """Options for the provider a spec names: its tool or pool definition, or its provider section."""
+        tool: Any = {"cli": self.cli, "daemon": self.daemon}.get(provider, {}).get(model)
+        if tool is not None:
+            return {k: v for k, v in msgspec.structs.asdict(tool).items() if v is not None}
+        if provider == "pool":
+            pool = self.pools.get(model)
+            if pool is None:
+                known = ", ".join(sorted(self.pools)) or "none defined"
+                raise ConfigError(f"pool:{model} is not defined: add [forge.pools.{model}] with members = [...] "
+                                  f"to forge.toml (pools: {known})")
+            return {"members": list(pool.members), "strategy": pool.strategy}
+        return self.provider_options(provider)
 
     def provider_enabled(self, provider: str) -> bool:
         section = self.providers.get(provider)
@@ -192,20 +244,33 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
     participants = _participants(section.pop("participants", []))
     pricing = {model: _convert(price, Price, f"forge.pricing.{model}")
                for model, price in _table(section.pop("pricing", {}), "forge.pricing").items()}
+    tools = {kind: {name: _convert(_no_keys(entry, f"forge.{kind}.{name}"), cls, f"forge.{kind}.{name}")
+                    for name, entry in _table(section.pop(kind, {}), f"forge.{kind}").items()}
+             for kind, cls in (("cli", CliTool), ("daemon", DaemonTool))}
+    pools = {name: _convert(entry, PoolSettings, f"forge.pools.{name}")
+             for name, entry in _table(section.pop("pools", {}), "forge.pools").items()}
     default_model = section.pop("default_model", DEFAULT_MODEL)
     if not isinstance(default_model, str) or not default_model:
         raise ConfigError("forge.default_model: a model name or a provider spec")
     unknown = sorted(set(section) - set(SETTING_NAMES))
     if unknown:
         raise ConfigError(f"unknown key(s) forge.{', forge.'.join(unknown)}; the [forge] keys are default_model, "
-                          f"{', '.join(SETTING_NAMES)}, and the tables providers, participants, pricing")
+                          f"{', '.join(SETTING_NAMES)}, and the tables providers, participants, pricing, cli, daemon, pools")
     settings = _convert(section, SessionSettings, "forge")
     try:
         _check_ranges(settings)
     except ConfigError as exc:
         raise ConfigError(f"forge.{exc}") from None
     return ForgeConfig(settings=settings, default_model=default_model, providers=providers,
-                       participants=participants, pricing=pricing, source=source)
+                       participants=participants, pricing=pricing, cli=tools["cli"], daemon=tools["daemon"],
+                       pools=pools, source=source)
+
+
+def _no_keys(entry: Any, key: str) -> Any:
+    if isinstance(entry, Mapping) and "env" in entry:
+        raise ConfigError(f"{key}.env: environment for tools is not read from the file (keys must not be in it); "
+                          "set variables in the environment forge runs in")
+    return entry
 
 
 def _table(value: Any, key: str) -> dict[str, Any]:

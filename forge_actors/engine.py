@@ -48,10 +48,21 @@ from forge_actors.events import (
     encode_event,
     event_type,
 )
-from forge_actors.messages import AddHumanDraft, CancelSession, CastVote, Deliberate, Interrupt, Recover, RunRound
+from forge_actors.messages import (
+    AddHumanDraft,
+    CancelSession,
+    CastVote,
+    Deliberate,
+    Interrupt,
+    Recover,
+    RunRound,
+    SwitchProvider,
+)
 from forge_actors.participant import ParticipantActor
 from forge_actors.providers.base import Provider
-from forge_actors.providers.probe import HTTP_PROVIDERS, ProviderProbe, probe
+from forge_actors.providers.pool import HealthPolicy, MemberHealth, PoolHealth
+from forge_actors.providers.cli import argv_option
+from forge_actors.providers.probe import HTTP_PROVIDERS, ProviderProbe, probe, probe_command
 from forge_actors.providers.registry import get_provider, known_providers, parse_spec
 from forge_actors.providers.retry import RetryPolicy
 from forge_actors.recordings import replay_provider
@@ -86,11 +97,22 @@ def default_model_spec(model: str) -> str:
     return f"ollama:{model}"
 
 
-def probe_providers(config: ForgeConfig, names: Iterable[str] | None = None,
-                    timeout: float = 3.0) -> list[ProviderProbe]:
-    """``Forge.providers`` without a log: every enabled provider (or ``names``), probed."""
+def probe_providers(config: ForgeConfig, names: Iterable[str] | None = None, timeout: float = 3.0,
+                    pool_health: Mapping[str, list[MemberHealth]] | None = None) -> list[ProviderProbe]:
+    """``Forge.providers`` without a log: every enabled provider kind (or ``names``), then each
+    configured command-line tool (is its program on PATH?) and pool (its members' health)."""
     chosen = list(names) if names is not None else [n for n in known_providers() if config.provider_enabled(n)]
-    return [probe(name, base_url=config.provider_options(name).get("base_url"), timeout=timeout) for name in chosen]
+    probes = [probe(name, base_url=config.provider_options(name).get("base_url"), timeout=timeout)
+              for name in chosen if name not in ("cli", "daemon", "pool")]
+    for kind, tools in (("cli", config.cli), ("daemon", config.daemon)):
+        if kind in chosen:
+            probes += [probe_command(f"{kind}:{name}", argv_option(tool.command)) for name, tool in tools.items()]
+    if "pool" in chosen:
+        for name, pool in config.pools.items():
+            health = {h.member: h for h in (pool_health or {}).get(name, [])}
+            members = ", ".join(f"{m} ({health[m].state})" if m in health else m for m in pool.members)
+            probes.append(ProviderProbe(f"pool:{name}", None, False, False, "", None, f"{pool.strategy}: {members}"))
+    return probes
 
 
 def new_session_id() -> str:
@@ -132,6 +154,7 @@ class Forge:
         synchronous: str = "NORMAL",
         writer_max_delay: float = 0.004,
         create: bool = True,
+        pool_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``clock_ns`` stamps events and times contributions (inject one for repeatable logs);
         ``id_factory`` names new sessions; ``retry_policy`` paces retries of failed attempts;
@@ -148,6 +171,8 @@ class Forge:
         self._stopped_participants: list[pykka.ActorRef] = []
         self._states: dict[str, tuple[int, SessionState]] = {}
         self._summaries: ProjectionRunner | None = None
+        self._pool_healths: dict[str, PoolHealth] = {}
+        self._pool_clock = pool_clock
         self._closed = False
 
     # -- creating -------------------------------------------------------------------------------
@@ -211,8 +236,26 @@ class Forge:
         parsed = parse_spec(spec)
         # The engine retries failed attempts itself, so that each retry is a fact in the log;
         # a spec that sets max_retries keeps its own.
-        defaults = {"max_retries": 0, **self.config.provider_options(parsed.provider)}
+        defaults: dict[str, Any] = {"max_retries": 0, **self.config.options_for(parsed.provider, parsed.model)}
+        if parsed.provider == "pool":
+            defaults["health"] = self._pool_health(parsed.model)
+            defaults["member_factory"] = self._provider_for_spec  # members get the config's defaults too
         return get_provider(parsed, **{k: v for k, v in defaults.items() if k not in parsed.options})
+
+    def _pool_health(self, name: str) -> PoolHealth:
+        """One health record per pool definition, shared by every participant using it."""
+        with self._lock:
+            health = self._pool_healths.get(name)
+            if health is None:
+                settings = self.config.pools.get(name)
+                policy = HealthPolicy(settings.degraded_after, settings.unavailable_after, settings.window_seconds,
+                                      settings.cooldown_seconds) if settings else HealthPolicy()
+                health = self._pool_healths[name] = PoolHealth(policy, self._pool_clock)
+            return health
+
+    def pool_health(self) -> dict[str, list[MemberHealth]]:
+        """Each configured pool's members and their health as this engine has seen it."""
+        return {name: self._pool_health(name).snapshot(settings.members) for name, settings in self.config.pools.items()}
 
     def _provider_for(self, info: ParticipantInfo) -> Provider:
         if info.provider.startswith(REPLAY_PREFIX):
@@ -273,6 +316,23 @@ class Forge:
                 session.ask(CancelSession(reason))
             except pykka.ActorDeadError:  # it ended on its own meanwhile
                 pass
+        return self.state(session_id)
+
+    def switch_provider(self, session_id: str, participant: str, spec: str) -> SessionState:
+        """Between rounds, move ``participant`` to the provider ``spec`` names (``ProviderSwitched``).
+
+        The new provider is built first, so a bad spec or a missing key changes nothing.
+        """
+        parsed = parse_spec(spec)
+        if not self.config.provider_enabled(parsed.provider):
+            raise ConfigError(f"provider {parsed.provider} is disabled in {self.config.source or 'the config'}")
+        session = self._attach_for_command(session_id)
+        provider = self._provider_for_spec(str(parsed))
+        try:
+            session.ask(SwitchProvider(participant, str(parsed.redacted()), parsed.model, provider))
+        except BaseException:
+            provider.close()
+            raise
         return self.state(session_id)
 
     def interrupt(self, session_id: str, reason: str = "interrupted by the user") -> SessionState:
@@ -418,7 +478,7 @@ class Forge:
 
     def providers(self, names: Iterable[str] | None = None, timeout: float = 3.0) -> list[ProviderProbe]:
         """Each provider's key (present or not, never its value), base URL, reachability, Ollama's models."""
-        return probe_providers(self.config, names, timeout)
+        return probe_providers(self.config, names, timeout, self.pool_health())
 
     def default_participants(self, environ: Mapping[str, str] = os.environ) -> tuple[list[ParticipantSpec], str]:
         """Who deliberates when nobody is named: the config's participants; else three members on

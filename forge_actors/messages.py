@@ -81,6 +81,12 @@ class Contribute(msgspec.Struct, frozen=True):
     reply_to: Any  # pykka ActorRef
 
 
+class UseProvider(msgspec.Struct, frozen=True):
+    """From now on, contribute with ``provider`` (the previous one is closed)."""
+
+    provider: Any
+
+
 # -- participant -> session -----------------------------------------------------------------------
 
 
@@ -160,6 +166,15 @@ class CastVote(msgspec.Struct, frozen=True):
 
 class CancelSession(msgspec.Struct, frozen=True):
     reason: str = "cancelled by the user"
+
+
+class SwitchProvider(msgspec.Struct, frozen=True):
+    """Between rounds: ``participant`` continues on ``provider`` (spec and model as recorded)."""
+
+    participant: str
+    spec: str
+    model: str
+    provider: Any
 
 
 class Interrupt(msgspec.Struct, frozen=True):

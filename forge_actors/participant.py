@@ -19,7 +19,14 @@ from typing import Any
 
 import pykka
 
-from forge_actors.messages import CancelToken, Contribute, ContributionErrored, ContributionSucceeded, DeltaReceived
+from forge_actors.messages import (
+    CancelToken,
+    Contribute,
+    ContributionErrored,
+    ContributionSucceeded,
+    DeltaReceived,
+    UseProvider,
+)
 from forge_actors.providers.base import Provider, Usage
 from forge_actors.providers.errors import LlmError
 
@@ -38,6 +45,9 @@ class ParticipantActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Contribute):
             self._contribute(message)
+        elif isinstance(message, UseProvider):  # queued behind any contribution still running
+            self._close_provider()
+            self.provider = message.provider
         return None
 
     def on_stop(self) -> None:

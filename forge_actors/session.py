@@ -36,6 +36,7 @@ from forge_actors.events import (
     ParticipantAdded,
     ParticipantInfo,
     PromptSent,
+    ProviderSwitched,
     RoundCompleted,
     RoundKind,
     RoundStarted,
@@ -64,6 +65,8 @@ from forge_actors.messages import (
     Recover,
     RetryDue,
     RunRound,
+    SwitchProvider,
+    UseProvider,
 )
 from forge_actors.providers.base import LlmRequest, Message
 from forge_actors.providers.retry import RetryPolicy
@@ -289,6 +292,20 @@ class SessionActor(pykka.ThreadingActor):
         self._emit(*abandoned, SessionInterrupted(message.reason, tuple(e.contribution_id for e in abandoned)),
                    durable=True)
         self.stop()
+        return self.state
+
+    def _on_switch_provider(self, message: SwitchProvider) -> SessionState:
+        info = self.state.participants.get(message.participant)
+        if info is None or info.kind != "ai":
+            raise InvalidCommandError(f"{message.participant} is not an AI participant of this session")
+        if self.state.ended:
+            raise InvalidCommandError(f"the session has ended ({self.state.status})")
+        if self._round is not None:
+            raise InvalidCommandError(f"round {self._round.number} ({self._round.kind}) is running; a provider can "
+                                      "be switched between rounds")
+        self._emit(ProviderSwitched(message.participant, message.spec, message.model, info.provider, info.model),
+                   durable=True)
+        self._participants[message.participant].tell(UseProvider(message.provider))
         return self.state
 
     def _on_get_state(self, message: GetState) -> SessionState:
@@ -538,5 +555,6 @@ _HANDLERS: dict[type, Callable[[SessionActor, Any], Any]] = {
     CastVote: SessionActor._on_cast_vote,
     CancelSession: SessionActor._on_cancel,
     Interrupt: SessionActor._on_interrupt,
+    SwitchProvider: SessionActor._on_switch_provider,
     GetState: SessionActor._on_get_state,
 }

@@ -86,7 +86,7 @@ def test_specs_and_options():
 
 
 @pytest.mark.parametrize("spec, error, words", [
-    ("gemini:pro", UnknownProviderError, "known providers: anthropic, mock, ollama, openai"),
+    ("gemini:pro", UnknownProviderError, "known providers: anthropic, cli, daemon, mock, ollama, openai, pool"),
     ("anthropic", ProviderConfigError, "names no model"),
     ("mock:a?colour=red", ProviderConfigError, "does not take the option(s) colour"),
     ("ollama:x?timeout=soon", ProviderConfigError, "timeout='soon' is not a valid float"),

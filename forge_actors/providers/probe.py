@@ -6,6 +6,7 @@ It never shows a key, only whether its environment variable is set.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 
 import httpx
@@ -68,3 +69,11 @@ def probe(
         finally:
             ollama.close()
     return ProviderProbe(provider, key_env, key_needed, key_present, safe_url(url), reachable, detail, models)
+
+
+def probe_command(label: str, argv: list[str], environ: Mapping[str, str] = os.environ) -> ProviderProbe:
+    """A command-line tool: is its program on PATH?"""
+    program = argv[0] if argv else ""
+    found = shutil.which(program, path=environ.get("PATH", os.defpath)) if program else None
+    detail = found or f"{program!r} not found on PATH"
+    return ProviderProbe(label, None, False, False, program, found is not None, detail)

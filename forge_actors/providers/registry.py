@@ -16,12 +16,15 @@ import msgspec
 from forge_actors.providers.anthropic import AnthropicProvider
 from forge_actors.providers.base import Provider
 from forge_actors.providers.errors import ProviderConfigError, UnknownProviderError
+from forge_actors.providers.cli import CliProvider, argv_option
+from forge_actors.providers.daemon import DaemonProvider
 from forge_actors.providers.mock import MockProvider
 from forge_actors.providers.ollama import OllamaProvider
 from forge_actors.providers.openai import OpenAIProvider
+from forge_actors.providers.pool import PoolProvider
 
 #: Options every provider accepts (those that do not apply to one are ignored by it).
-COMMON_OPTIONS: dict[str, type] = {"base_url": str, "api_key": str, "timeout": float, "max_retries": int}
+COMMON_OPTIONS: dict[str, Callable[[Any], Any]] = {"base_url": str, "api_key": str, "timeout": float, "max_retries": int}
 #: Options whose values must never be recorded or shown.
 SECRET_OPTIONS = frozenset({"api_key"})
 
@@ -40,13 +43,60 @@ class ProviderSpec(msgspec.Struct, frozen=True):
         return ProviderSpec(self.provider, self.model, {k: v for k, v in self.options.items() if k not in SECRET_OPTIONS})
 
 
+#: An option's type: a class, or a function that converts (and checks) a value.
+OptionType = Callable[[Any], Any]
+
+
 class _Entry(msgspec.Struct, frozen=True):
     factory: Callable[..., Provider]
-    options: dict[str, type]
+    options: dict[str, OptionType]
 
 
-def _entry(factory: Callable[..., Provider], options: Mapping[str, type] | None = None) -> _Entry:
+def _entry(factory: Callable[..., Provider], options: Mapping[str, OptionType] | None = None) -> _Entry:
     return _Entry(factory, {**COMMON_OPTIONS, **(options or {})})
+
+
+def _strings(value: Any) -> list[str]:
+    """A list of strings: a list, or one comma-separated string (as in a spec's query)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(value).lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _anything(value: Any) -> Any:
+    return value
+
+
+def _process_factory(cls: Callable[..., Provider]) -> Callable[..., Provider]:
+    def build(model: str, **options: Any) -> Provider:
+        for ignored in ("base_url", "api_key", "max_retries"):
+            options.pop(ignored, None)
+        return cls(model, **options)
+
+    return build
+
+
+def _pool_factory(model: str, *, members: list[str] | None = None, strategy: str = "failover",
+                  health: Any = None, member_factory: Any = None, **_common: Any) -> Provider:
+    """``members`` are specs; ``member_factory(spec)`` builds each (default: get_provider)."""
+    build = member_factory or (lambda spec: get_provider(spec, max_retries=0))
+    specs = members or []
+    if any(spec.split(":", 1)[0].strip().lower() == "pool" for spec in specs):
+        raise ProviderConfigError(f"pool:{model} lists a pool among its members; pools do not nest")
+    return PoolProvider(model, members=[(spec, build(spec)) for spec in specs], strategy=strategy,  # type: ignore[arg-type]
+                        health=health)
 
 
 def _mock_factory(model: str, **options: Any) -> Provider:
@@ -60,10 +110,22 @@ _REGISTRY: dict[str, _Entry] = {
     "openai": _entry(OpenAIProvider),
     "ollama": _entry(OllamaProvider),
     "mock": _entry(_mock_factory, {"seed": int, "word_delay": float, "fail_on": str, "garble": str}),
+    "cli": _entry(_process_factory(CliProvider), {
+        "command": argv_option, "history": str, "resume_args": argv_option, "noise": _strings,
+        "flush_after": float, "env": dict,
+    }),
+    "daemon": _entry(_process_factory(DaemonProvider), {
+        "command": argv_option, "prompt_marker": str, "end_marker": str, "quiet_seconds": float,
+        "startup_seconds": float, "quit_command": str, "noise": _strings, "line_join": str, "flush_after": float,
+        "env": dict,
+    }),
+    "pool": _entry(_pool_factory, {
+        "members": _strings, "strategy": str, "health": _anything, "member_factory": _anything,
+    }),
 }
 
 
-def register_provider(name: str, factory: Callable[..., Provider], options: Mapping[str, type] | None = None) -> None:
+def register_provider(name: str, factory: Callable[..., Provider], options: Mapping[str, OptionType] | None = None) -> None:
     """Add a provider kind. ``factory(model, **options)`` builds one; ``options`` maps names to types."""
     _REGISTRY[name] = _entry(factory, options)
 
@@ -90,14 +152,15 @@ def parse_spec(spec: str) -> ProviderSpec:
     return ProviderSpec(provider, model.strip(), options)
 
 
-def _convert(provider: str, key: str, value: Any, wanted: type) -> Any:
-    if isinstance(value, wanted) and not isinstance(value, bool):
+def _convert(provider: str, key: str, value: Any, wanted: Callable[[Any], Any]) -> Any:
+    if isinstance(wanted, type) and isinstance(value, wanted) and not isinstance(value, bool):
         return value
     try:
         return wanted(value)
     except (TypeError, ValueError):
         shown = "***" if key in SECRET_OPTIONS else repr(value)
-        raise ProviderConfigError(f"{provider} option {key}={shown} is not a valid {wanted.__name__}") from None
+        kind = getattr(wanted, "__name__", "value").strip("_")
+        raise ProviderConfigError(f"{provider} option {key}={shown} is not a valid {kind}") from None
 
 
 def provider_options(spec: ProviderSpec, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -212,6 +212,16 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         await in_thread(forge.cancel, session_id, body.reason)
         return await document(session_id)
 
+    async def switch_provider(request: Request) -> Response:
+        session_id = await session_id_of(request)
+        body: bodies.SwitchProvider = await _body(request, bodies.SwitchProvider, max_body)
+        await in_thread(forge.switch_provider, session_id, request.path_params["participant"], body.spec)
+        return await document(session_id)
+
+    async def providers(request: Request) -> Response:
+        probes = await in_thread(forge.providers, None, 2.0)
+        return _json({"providers": probes, "pools": forge.pool_health()})
+
     async def export(request: Request) -> Response:
         session_id = await session_id_of(request)
         fmt = request.query_params.get("format", "md")
@@ -289,9 +299,12 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         Route(f"{API}/sessions/{{session_id}}/converge", converge, methods=["POST"]),
         Route(f"{API}/sessions/{{session_id}}/votes", add_vote, methods=["POST"]),
         Route(f"{API}/sessions/{{session_id}}/cancel", cancel, methods=["POST"]),
+        Route(f"{API}/sessions/{{session_id}}/participants/{{participant}}/provider", switch_provider,
+              methods=["POST"]),
         Route(f"{API}/sessions/{{session_id}}/export", export, methods=["GET"]),
         Route(f"{API}/sessions/{{session_id}}/events", events_sse, methods=["GET"]),
         WebSocketRoute(f"{API}/sessions/{{session_id}}/stream", events_ws),
+        Route(f"{API}/providers", providers, methods=["GET"]),
         Route(f"{API}/openapi.json", openapi, methods=["GET"]),
         Route("/", index, methods=["GET"]),  # the web page: one file, no build step
     ]

@@ -40,3 +40,7 @@ class Cancel(msgspec.Struct, forbid_unknown_fields=True):
 
 class StartRound(msgspec.Struct, forbid_unknown_fields=True):
     kind: str
+
+
+class SwitchProvider(msgspec.Struct, forbid_unknown_fields=True):
+    spec: str

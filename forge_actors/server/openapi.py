@@ -22,12 +22,16 @@ ENDPOINTS: tuple[tuple[str, str, str, type | None, int, str], ...] = (
     ("post", "/sessions/{session_id}/converge", "Start a convergence (vote) round", None, 202, "started"),
     ("post", "/sessions/{session_id}/votes", "Add a human vote", bodies.HumanVote, 201, "recorded"),
     ("post", "/sessions/{session_id}/cancel", "Cancel the session", bodies.Cancel, 200, "the session"),
+    ("post", "/sessions/{session_id}/participants/{participant}/provider", "Switch a participant's provider "
+     "(between rounds)", bodies.SwitchProvider, 200, "the session"),
     ("get", "/sessions/{session_id}/export", "Export as Markdown, JSON or YAML", None, 200, "the export"),
     ("get", "/sessions/{session_id}/events", "Live events as Server-Sent Events (id = log position; "
      "Last-Event-ID or ?from= resumes after it; ?speed= re-streams at the recorded pace)", None, 200,
      "text/event-stream of events"),
     ("get", "/sessions/{session_id}/stream", "WebSocket: events after ?from=POSITION, then live "
      "(?speed= re-streams at the recorded pace); one JSON object per message", None, 101, "switching protocols"),
+    ("get", "/providers", "Each provider (key present or not, reachable) and each pool's member health",
+     None, 200, "providers and pools"),
     ("get", "/openapi.json", "This document", None, 200, "OpenAPI 3.1"),
 )
 
@@ -50,9 +54,10 @@ def openapi_document(root: str) -> dict[str, Any]:
             "responses": {str(status): {"description": description},
                           **{code: {"description": text} for code, text in _ERRORS.items()}},
         }
-        if "{session_id}" in path:
-            operation["parameters"] = [{"name": "session_id", "in": "path", "required": True,
-                                        "schema": {"type": "string"}}]
+        names = [name for name in ("session_id", "participant") if "{" + name + "}" in path]
+        if names:
+            operation["parameters"] = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                                       for name in names]
         if body is not None:
             operation["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
