@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Iterable

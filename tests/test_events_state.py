@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forge_actors.events import (
-    EVENT_TYPES,
     ROUND_KINDS,
     ContentDelta,
     ContributionAbandoned,

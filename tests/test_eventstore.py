@@ -10,7 +10,6 @@ import time
 import pytest
 
 from eventstore import (
-    ANY,
     NO_STREAM,
     BatchingWriter,
     ConcurrencyError,

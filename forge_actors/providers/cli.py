@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage, collect
+from forge_actors.providers.base import LlmRequest, StreamChunk, Usage
 from forge_actors.providers.cleaning import TerminalCleaner
 from forge_actors.providers.errors import (
     CancelledError,
@@ -31,7 +31,14 @@ from forge_actors.providers.errors import (
     ProviderConfigError,
     RequestTimeoutError,
 )
-from forge_actors.providers.process import OutputReader, StderrTail, resolve_command, start, stop_group
+from forge_actors.providers.process import (
+    OutputReader,
+    StderrTail,
+    ToolProvider,
+    resolve_command,
+    start,
+    stop_group,
+)
 
 PLACEHOLDER = "{prompt}"
 History = Literal["resend", "resume"]
@@ -68,7 +75,7 @@ def estimated_usage(prompt: str, answer: str) -> Usage:
     return Usage(max(1, len(prompt) // 4), max(1, len(answer) // 4))
 
 
-class CliProvider:
+class CliProvider(ToolProvider):
     name = "cli"
 
     def __init__(
@@ -102,23 +109,13 @@ class CliProvider:
         self.flush_after = float(flush_after)
         self.env = dict(env) if env is not None else None
         self._calls = 0
-        self._process = None
-        self._aborted = threading.Event()
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"CliProvider({self.model!r}, command={self.command[:1]!r})"
 
     def close(self) -> None:
         self.abort()
-
-    def abort(self) -> None:
-        self._aborted.set()
-        process = self._process
-        if process is not None:
-            stop_group(process, grace=0.0)
-
-    def complete(self, request: LlmRequest) -> LlmResponse:
-        return collect(self.stream(request), self.model)
 
     def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
         self._aborted.clear()

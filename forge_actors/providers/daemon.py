@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, collect
+from forge_actors.providers.base import LlmRequest, StreamChunk
 from forge_actors.providers.cleaning import TerminalCleaner
 from forge_actors.providers.cli import argv_option, conversation_prompt, estimated_usage
 from forge_actors.providers.errors import (
@@ -32,14 +32,21 @@ from forge_actors.providers.errors import (
     ProviderConfigError,
     RequestTimeoutError,
 )
-from forge_actors.providers.process import OutputReader, StderrTail, resolve_command, start, stop_group
+from forge_actors.providers.process import (
+    OutputReader,
+    StderrTail,
+    ToolProvider,
+    resolve_command,
+    start,
+    stop_group,
+)
 
 
 class _ToolGone(Exception):
     """The pipe broke or the process died."""
 
 
-class DaemonProvider:
+class DaemonProvider(ToolProvider):
     name = "daemon"
 
     def __init__(
@@ -74,8 +81,7 @@ class DaemonProvider:
         self.flush_after = float(flush_after)
         self.env = dict(env) if env is not None else None
         self._lock = threading.Lock()
-        self._aborted = threading.Event()
-        self._process: subprocess.Popen | None = None
+        super().__init__()
         self._reader: OutputReader | None = None
         self._stderr: StderrTail | None = None
         self.starts = 0  # how many times the tool was started (a restart counts)
@@ -118,16 +124,7 @@ class DaemonProvider:
         """Quit the tool: its quit command, then SIGTERM, then SIGKILL."""
         self._stop(polite=True)
 
-    def abort(self) -> None:
-        self._aborted.set()
-        process = self._process
-        if process is not None:
-            stop_group(process, grace=0.0)
-
     # -- calls ------------------------------------------------------------------------------------------
-
-    def complete(self, request: LlmRequest) -> LlmResponse:
-        return collect(self.stream(request), self.model)
 
     def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
         self._aborted.clear()

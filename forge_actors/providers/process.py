@@ -13,10 +13,10 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
+from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, collect
 from forge_actors.providers.errors import ProcessFailedError
 
 #: How long a stopped tool gets between SIGTERM and SIGKILL.
@@ -122,5 +122,24 @@ class OutputReader:
         self._selector.close()
 
 
-def deadline_left(deadline: float) -> float:
-    return deadline - time.monotonic()
+class ToolProvider:
+    """What the command-line providers share: the running process, and aborting it from any thread."""
+
+    model: str
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen | None = None
+        self._aborted = threading.Event()
+
+    def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        raise NotImplementedError
+
+    def complete(self, request: LlmRequest) -> LlmResponse:
+        return collect(self.stream(request), self.model)
+
+    def abort(self) -> None:
+        """Stop the running tool now (its whole process group); the reading side sees it end."""
+        self._aborted.set()
+        process = self._process
+        if process is not None:
+            stop_group(process, grace=0.0)

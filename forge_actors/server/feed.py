@@ -14,31 +14,20 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-#: Batches in flight per client before its reader waits (each up to BATCH events).
+#: Batches in flight per client before its reader waits.
 MAX_PENDING_BATCHES = 32
-BATCH = 256
 _END = object()
 
 
 class EventFeed:
-    """Runs ``open_source()`` (a blocking iterator of recorded events) in a thread; iterate it async.
+    """Reads ``source`` (a blocking iterator of events) in a thread; iterate ``batches()`` async.
 
-    ``poll`` (optional) fetches the next event without blocking (None when there is none),
-    so events already committed travel in one batch. ``close`` stops the source.
+    ``close`` is called to stop the source (e.g. to cut its pacing sleeps short).
     """
 
-    def __init__(
-        self,
-        source: Iterator[Any],
-        *,
-        poll: Callable[[float], Any] | None = None,
-        close: Callable[[], None] = lambda: None,
-        stop_after: Callable[[Any], bool] = lambda event: False,
-    ) -> None:
+    def __init__(self, source: Iterator[Any], *, close: Callable[[], None] = lambda: None) -> None:
         self._source = source
-        self._poll = poll
         self._close_source = close
-        self._stop_after = stop_after
         self._stopped = threading.Event()
         self._queue: queue.Queue[Any] = queue.Queue(MAX_PENDING_BATCHES)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -100,15 +89,7 @@ class EventFeed:
     def _read(self) -> None:
         try:
             for event in self._source:
-                batch = [event]
-                ended = self._stop_after(event)
-                while not ended and self._poll is not None and len(batch) < BATCH:
-                    more = self._poll(0)
-                    if more is None:
-                        break
-                    batch.append(more)
-                    ended = self._stop_after(more)
-                if not self._hand_over(batch) or ended:
+                if not self._hand_over([event]):
                     break
         except Exception as exc:  # a corrupt row, the store closing: tell the client's side
             self._hand_over(exc)
