@@ -30,6 +30,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/eventstore.py
 	$(PY) benchmarks/providers.py
 	$(PY) benchmarks/deliberation.py
+	$(PY) benchmarks/server.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
