@@ -48,9 +48,7 @@ def verify(records: Iterable[RecordedEvent]) -> list[Violation]:
     expected_version = 1
     for record in records:
         event = record.event
-
-        def flag(problem: str) -> None:
-            violations.append(Violation(record.position, record.version, problem))
+        flag = _flagger(violations, record)
 
         if record.version != expected_version:
             flag(f"version {record.version} where {expected_version} was expected")
@@ -81,6 +79,11 @@ def verify(records: Iterable[RecordedEvent]) -> list[Violation]:
                 flag(problem)
         state = apply(state, event)
     return violations
+
+
+def _flagger(violations: list[Violation], record: RecordedEvent):  # noqa: ANN202 - a small closure
+    """Records a problem at ``record``'s place in the log."""
+    return lambda problem: violations.append(Violation(record.position, record.version, problem))
 
 
 def _round_outcome_problem(state: SessionState, event: RoundCompleted) -> str | None:

@@ -60,8 +60,8 @@ from forge_actors.messages import (
 )
 from forge_actors.participant import ParticipantActor
 from forge_actors.providers.base import Provider
-from forge_actors.providers.pool import HealthPolicy, MemberHealth, PoolHealth
 from forge_actors.providers.cli import argv_option
+from forge_actors.providers.pool import HealthPolicy, MemberHealth, PoolHealth
 from forge_actors.providers.probe import HTTP_PROVIDERS, ProviderProbe, probe, probe_command
 from forge_actors.providers.registry import get_provider, known_providers, parse_spec
 from forge_actors.providers.retry import RetryPolicy
