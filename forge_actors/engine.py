@@ -292,20 +292,18 @@ class Forge:
         Raises InvalidCommandError at once when the round does not fit."""
         if kind not in ROUND_KINDS:
             raise ConfigError(f"unknown round kind {kind!r}; the kinds are {', '.join(ROUND_KINDS)}")
-        session = self._attach_for_command(session_id)
         done: Future = Future()
-        number = session.ask(RunRound(kind, done))
-        return number, done
+        return self._command(session_id, RunRound(kind, done)), done
 
     def add_human_draft(self, session_id: str, author: str, content: str) -> int:
         """Add a human's draft (joining the draft round, or the first one to come); returns its round."""
-        return self._attach_for_command(session_id).ask(AddHumanDraft(author, content))
+        return self._command(session_id, AddHumanDraft(author, content))
 
     def cast_vote(self, session_id: str, voter: str, vote: VoteChoice, reasons: Iterable[str] = (),
                   concerns: Iterable[str] = ()) -> int:
         """A human's vote on the current synthesis; returns the convergence round it counts in."""
-        return self._attach_for_command(session_id).ask(
-            CastVote(voter, str(vote).upper(), tuple(reasons), tuple(concerns))  # type: ignore[arg-type]
+        return self._command(
+            session_id, CastVote(voter, str(vote).upper(), tuple(reasons), tuple(concerns))  # type: ignore[arg-type]
         )
 
     def cancel(self, session_id: str, reason: str = "cancelled by the user") -> SessionState:
@@ -326,10 +324,9 @@ class Forge:
         parsed = parse_spec(spec)
         if not self.config.provider_enabled(parsed.provider):
             raise ConfigError(f"provider {parsed.provider} is disabled in {self.config.source or 'the config'}")
-        session = self._attach_for_command(session_id)
         provider = self._provider_for_spec(str(parsed))
         try:
-            session.ask(SwitchProvider(participant, str(parsed.redacted()), parsed.model, provider))
+            self._command(session_id, SwitchProvider(participant, str(parsed.redacted()), parsed.model, provider))
         except BaseException:
             provider.close()
             raise
@@ -347,12 +344,18 @@ class Forge:
                 pass
         return self.state(session_id)
 
-    def _attach_for_command(self, session_id: str) -> pykka.ActorRef:
-        session = self._attach(session_id)
-        if session is None:
-            state = self.state(session_id)
-            raise InvalidCommandError(f"the session has ended ({state.status}): {state.end_reason}")
-        return session
+    def _command(self, session_id: str, message: Any) -> Any:
+        """Ask the session's actor; a session that ended (even just now) is an InvalidCommandError."""
+        for _ in range(2):
+            session = self._attach(session_id)
+            if session is None:
+                break
+            try:
+                return session.ask(message)
+            except pykka.ActorDeadError:  # it stopped between attach and ask: look again
+                continue
+        state = self.state(session_id)
+        raise InvalidCommandError(f"the session has ended ({state.status}): {state.end_reason}")
 
     def _attach(self, session_id: str) -> pykka.ActorRef | None:
         """The session's actor, started from its log if no actor runs it; None once it has ended."""
@@ -361,6 +364,9 @@ class Forge:
             running = self._running.get(session_id)
             if running is not None and running.session.is_alive():
                 return running.session
+            if running is not None:  # stopping right now: its participants still need joining on close
+                self._stopped_participants += running.participants
+            self._writer.flush()  # a previous actor's last appends count in the version we start from
             state, version = self._load(session_id)
             if state.ended:
                 return None
@@ -384,11 +390,12 @@ class Forge:
                 session.tell(Recover())
             return session
 
-    def _forget(self, session_id: str) -> None:
-        """Called by a session actor as it stops."""
+    def _forget(self, session_id: str, urn: str) -> None:
+        """Called by a session actor as it stops (only its own entry goes: a successor may be registered)."""
         with self._lock:
-            running = self._running.pop(session_id, None)
-            if running is not None:
+            running = self._running.get(session_id)
+            if running is not None and running.session.actor_urn == urn:
+                del self._running[session_id]
                 self._stopped_participants = [r for r in self._stopped_participants if r.is_alive()]
                 self._stopped_participants += running.participants
 

@@ -114,7 +114,7 @@ class SessionActor(pykka.ThreadingActor):
         participants: dict[str, pykka.ActorRef],
         scheduler: Scheduler,
         retry_policy: RetryPolicy,
-        on_stopped: Callable[[str], None] = lambda session_id: None,
+        on_stopped: Callable[[str, str], None] = lambda session_id, urn: None,
     ) -> None:
         super().__init__()
         self.state = state
@@ -167,7 +167,7 @@ class SessionActor(pykka.ThreadingActor):
             self._plan_done.set_exception(error)
         for ref in self._participants.values():
             ref.stop(block=False)
-        self._on_stopped(self.session_id)
+        self._on_stopped(self.session_id, self.actor_urn)
 
     # -- emitting events --------------------------------------------------------------------
 
