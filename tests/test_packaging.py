@@ -25,6 +25,7 @@ def test_wheel_ships_templates_and_installs_into_a_fresh_venv(tmp_path):
     wheel = next(dist.glob("forge_actors-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "forge_actors/prompts/system.txt" in names
+    assert "forge_actors/server/static/index.html" in names  # the web page ships with the package
     assert "eventstore/store.py" in names
     assert not any(name.startswith("tests/") for name in names)
 
