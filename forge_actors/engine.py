@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from eventstore import NO_STREAM, BatchingWriter, EventStore, NewEvent, ProjectionRunner, RecordedEvent, Subscription
+from eventstore import NO_STREAM, BatchingWriter, EventStore, ProjectionRunner, RecordedEvent, Subscription
 from forge_actors.audit import Violation, verify
 from forge_actors.config import ForgeConfig, ParticipantSpec, participant_spec, session_settings
 from forge_actors.errors import ConfigError, InvalidCommandError, SessionNotFoundError, SessionStoppedError
@@ -45,8 +45,6 @@ from forge_actors.events import (
     SessionEnded,
     VoteChoice,
     decode_event,
-    encode_event,
-    event_type,
 )
 from forge_actors.messages import (
     AddHumanDraft,
@@ -67,7 +65,7 @@ from forge_actors.providers.registry import get_provider, known_providers, parse
 from forge_actors.providers.retry import RetryPolicy
 from forge_actors.recordings import replay_provider
 from forge_actors.scheduler import Scheduler
-from forge_actors.session import SessionActor
+from forge_actors.session import SessionActor, as_new_event
 from forge_actors.state import RoundState, SessionState, apply
 from forge_actors.usage import SessionSummary, SummaryProjection, UsageReport, read_summaries, usage_report
 
@@ -117,10 +115,6 @@ def probe_providers(config: ForgeConfig, names: Iterable[str] | None = None, tim
 
 def new_session_id() -> str:
     return uuid.uuid4().hex[:12]
-
-
-def _as_new(event: Event) -> NewEvent:
-    return NewEvent.from_bytes(event_type(event), encode_event(event))
 
 
 def _default_title(goal: str) -> str:
@@ -206,7 +200,7 @@ class Forge:
         session_id = self._id_factory()
         created = SessionCreated(session_id, title or _default_title(goal), goal, settings, tuple(infos),
                                  tuple(str(c) for c in constraints))
-        self.store.append(session_id, [_as_new(created)], expected_version=NO_STREAM)
+        self.store.append(session_id, [as_new_event(created)], expected_version=NO_STREAM)
         return session_id
 
     def _participant_infos(self, specs: list[ParticipantSpec]) -> list[ParticipantInfo]:
@@ -260,7 +254,7 @@ class Forge:
     def _provider_for(self, info: ParticipantInfo) -> Provider:
         if info.provider.startswith(REPLAY_PREFIX):
             source = info.provider[len(REPLAY_PREFIX):]
-            return replay_provider(self._events(source), info.name, info.model)
+            return replay_provider(self.events(source), info.name, info.model)
         return self._provider_for_spec(info.provider)
 
     # -- running ---------------------------------------------------------------------------------
@@ -279,8 +273,7 @@ class Forge:
     def resume(self, session_id: str) -> Iterator[RecordedEvent]:
         """Continue a session a stopped process left unfinished: what was in flight is recorded
         as abandoned and run again. Returns the events from now on, live, until it ends."""
-        position = self.store.last_position()
-        return self.deliberate(session_id, from_position=position)
+        return self.deliberate(session_id, from_position=self.last_position())
 
     def run_round(self, session_id: str, kind: RoundKind, timeout: float | None = None) -> RoundState:
         """Run one round of ``kind`` and return how it went. Raises InvalidCommandError when the
@@ -473,10 +466,14 @@ class Forge:
                                                f"({', '.join(matches[:5])}); give more of the id")
         raise SessionNotFoundError(prefix)
 
-    def verify(self, session_id: str) -> list[Violation]:
-        """The log's invariants, checked on this session (empty list: sound)."""
+    def _require(self, session_id: str) -> None:
+        """SessionNotFoundError unless the log holds the session."""
         if self.store.stream_version(session_id) == 0:
             raise SessionNotFoundError(session_id)
+
+    def verify(self, session_id: str) -> list[Violation]:
+        """The log's invariants, checked on this session (empty list: sound)."""
+        self._require(session_id)
         return verify(self.store.read_stream(session_id, codec=decode_event))
 
     def usage(self, session_id: str) -> UsageReport:
@@ -505,9 +502,7 @@ class Forge:
                        "using three offline mock participants (alice, bob, carol)")
 
     def events(self, session_id: str) -> list[Event]:
-        return self._events(session_id)
-
-    def _events(self, session_id: str) -> list[Event]:
+        """Every event of the session, decoded, in order."""
         events = [r.event for r in self.store.read_stream(session_id, codec=decode_event)]
         if not events:
             raise SessionNotFoundError(session_id)
@@ -519,8 +514,7 @@ class Forge:
         ``decoded=False`` leaves ``.event`` empty: for relays that only pass the JSON on
         (``.data``, ``.type``) and need not pay for decoding every event.
         """
-        if self.store.stream_version(session_id) == 0:
-            raise SessionNotFoundError(session_id)
+        self._require(session_id)
         return self.store.subscribe(from_position, stream_id=session_id, codec=decode_event if decoded else None)
 
     def last_position(self) -> int:
@@ -544,8 +538,7 @@ class Forge:
         (``speed=0``: no pauses). ``max_pause`` caps any one pause (idle time between steps)."""
         if speed < 0:
             raise ConfigError("speed must be 0 (as fast as possible) or more")
-        if self.store.stream_version(session_id) == 0:
-            raise SessionNotFoundError(session_id)
+        self._require(session_id)
         return self._paced(self.store.read_stream(session_id, codec=decode_event), speed, sleep, max_pause)
 
     @staticmethod
@@ -572,7 +565,7 @@ class Forge:
         Returns the new session's id once it is done; with ``wait=False`` at once (watch it
         with ``subscribe``).
         """
-        events = self._events(session_id)
+        events = self.events(session_id)
         created = events[0]
         if not isinstance(created, SessionCreated):
             raise ConfigError(f"session {session_id} does not start with SessionCreated; it cannot be re-run")
@@ -590,7 +583,7 @@ class Forge:
             for p in created.participants
         )
         new_created = msgspec.structs.replace(created, session_id=new_id, participants=participants)
-        self.store.append(new_id, [_as_new(e) for e in (new_created, *before_rounds)], expected_version=NO_STREAM)
+        self.store.append(new_id, [as_new_event(e) for e in (new_created, *before_rounds)], expected_version=NO_STREAM)
         session = self._attach(new_id)
         assert session is not None
         cancel_reason = ended.reason if ended is not None and ended.outcome == "cancelled" else None

@@ -76,6 +76,11 @@ from forge_actors.state import SessionState, apply
 UNREADABLE_VOTE = "the vote could not be read, even after a format reminder"
 
 
+def as_new_event(event: Event) -> NewEvent:
+    """A domain event as the log stores it: its type name and its JSON."""
+    return NewEvent.from_bytes(event_type(event), encode_event(event))
+
+
 class _Attempt(msgspec.Struct):
     """A contribution attempt in flight (ephemeral: the log has its PromptSent)."""
 
@@ -179,7 +184,7 @@ class SessionActor(pykka.ThreadingActor):
         """
         ticket = self._writer.append(
             self.session_id,
-            [NewEvent.from_bytes(event_type(e), encode_event(e)) for e in events],
+            [as_new_event(e) for e in events],
             expected_version=self._version,
         )
         self._version += len(events)
