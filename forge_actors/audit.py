@@ -87,14 +87,17 @@ def _flagger(violations: list[Violation], record: RecordedEvent):  # noqa: ANN20
 
 
 def _round_outcome_problem(state: SessionState, event: RoundCompleted) -> str | None:
-    outcomes = rounds.participant_outcomes(state, event.round)
-    succeeded = tuple(p for p, error in outcomes.items() if error is None)
-    failed = tuple(p for p, error in outcomes.items() if error is not None)
-    if set(succeeded) != set(event.succeeded) or set(failed) != set(event.failed):
-        return (f"round {event.round}: the log gives succeeded={sorted(succeeded)} failed={sorted(failed)}, "
+    """The outcome the log gives (``rounds.round_result``, which the session actor records) against the recorded one."""
+    result = rounds.round_result(state, event.round)
+    if result is None:
+        started = state.round_state(event.round)
+        if started is None:
+            return f"round {event.round}: recorded as over, but it never started"
+        unsettled = sorted(set(started.participants) - set(rounds.participant_outcomes(state, event.round)))
+        return f"round {event.round}: recorded as over, but the log leaves {unsettled} unsettled"
+    if set(result.succeeded) != set(event.succeeded) or set(result.failed) != set(event.failed):
+        return (f"round {event.round}: the log gives succeeded={sorted(result.succeeded)} failed={sorted(result.failed)}, "
                 f"the round recorded succeeded={sorted(event.succeeded)} failed={sorted(event.failed)}")
-    if event.kind == "convergence":
-        score = rounds.convergence_score(state.votes_in(event.round))
-        if score != event.score:
-            return f"round {event.round}: the votes give a score of {score}, the round recorded {event.score}"
+    if result.score != event.score:
+        return f"round {event.round}: the votes give a score of {result.score}, the round recorded {event.score}"
     return None

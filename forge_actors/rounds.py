@@ -281,6 +281,13 @@ def prompt_for(state: SessionState, kind: RoundKind, participant: str, round_num
     return convergence_prompt(state, participant)
 
 
+def drafts_closed(state: SessionState) -> str | None:
+    """Why no draft (AI round or human) can be added any more; None while drafts are open."""
+    if {r.kind for r in state.rounds} - {"draft"}:
+        return "drafts are closed: the critique or synthesis has already started"
+    return None
+
+
 def why_not(state: SessionState, kind: RoundKind) -> str | None:
     """Why a round of that kind cannot start now; None when it can."""
     if state.status == "new":
@@ -293,8 +300,8 @@ def why_not(state: SessionState, kind: RoundKind) -> str | None:
     if not state.ai_participants:
         return "the session has no AI participants"
     kinds_run = {r.kind for r in state.rounds}
-    if kind == "draft" and kinds_run - {"draft"}:
-        return "drafts are closed: the critique or synthesis has already started"
+    if kind == "draft" and drafts_closed(state):
+        return drafts_closed(state)
     if kind in ("critique", "synthesis") and not state.drafts:
         return "there are no drafts yet: run a draft round (or add a human draft) first"
     if kind == "critique":
@@ -335,7 +342,40 @@ def participant_outcomes(state: SessionState, round_number: int) -> dict[str, st
     return outcomes
 
 
-def _percent(score: float | None) -> str:
+class RoundResult(msgspec.Struct, frozen=True):
+    """What a finished round records in RoundCompleted, as the log gives it."""
+
+    status: str
+    succeeded: tuple[str, ...]
+    failed: tuple[str, ...]
+    score: float | None
+    reason: str
+
+
+def round_result(state: SessionState, round_number: int) -> RoundResult | None:
+    """The outcome of a round once every participant has settled; None while someone has not.
+
+    Status: completed (nobody failed), degraded (some failed), failed (nobody succeeded, or
+    nobody was asked). A convergence round's score counts its votes (``convergence_score``).
+    """
+    round_ = state.round_state(round_number)
+    if round_ is None:
+        return None
+    outcomes = participant_outcomes(state, round_number)
+    if any(p not in outcomes for p in round_.participants):
+        return None
+    succeeded = tuple(p for p in round_.participants if outcomes[p] is None)
+    failed = tuple(p for p in round_.participants if outcomes[p] is not None)
+    status = "completed" if not failed else ("degraded" if succeeded else "failed")
+    if not round_.participants:
+        status = "failed"
+    reason = "; ".join(f"{p}: {outcomes[p]}" for p in failed) or ("nobody to ask" if status == "failed" else "")
+    score = convergence_score(state.votes_in(round_number)) if round_.kind == "convergence" else None
+    return RoundResult(status, succeeded, failed, score, reason)
+
+
+def describe_agreement(score: float | None) -> str:
+    """A convergence score in words: "75% agree", or "no counted votes"."""
     return "no counted votes" if score is None else f"{score:.0%} agree"
 
 
@@ -348,14 +388,14 @@ def end_after_convergence(state: SessionState, round_number: int) -> EndSession 
     if has_converged(round_.score, threshold):
         return EndSession(
             "converged",
-            f"{_percent(round_.score)} (threshold {threshold:.0%}) at iteration {round_.iteration}",
+            f"{describe_agreement(round_.score)} (threshold {threshold:.0%}) at iteration {round_.iteration}",
             round_.score,
         )
     if round_.iteration >= state.settings.max_rounds:
         return EndSession(
             "max_rounds",
             f"no convergence after {round_.iteration} iteration(s), the most allowed (max_rounds); "
-            f"last vote: {_percent(round_.score)}, threshold {threshold:.0%}",
+            f"last vote: {describe_agreement(round_.score)}, threshold {threshold:.0%}",
             round_.score,
         )
     return None

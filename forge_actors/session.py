@@ -239,8 +239,9 @@ class SessionActor(pykka.ThreadingActor):
         state = self.state
         if state.ended:
             raise InvalidCommandError(f"the session has ended ({state.status})")
-        if {r.kind for r in state.rounds} - {"draft"}:
-            raise InvalidCommandError("drafts are closed: the critique or synthesis has already started")
+        closed = rounds.drafts_closed(state)
+        if closed:
+            raise InvalidCommandError(closed)
         if not message.content.strip():
             raise InvalidCommandError("the draft is empty")
         events = self._human_joins(message.author)
@@ -509,18 +510,11 @@ class SessionActor(pykka.ThreadingActor):
         run = self._round
         if run is None:
             return
-        outcomes = rounds.participant_outcomes(self.state, run.number)
-        if any(p not in outcomes for p in run.participants):
+        result = rounds.round_result(self.state, run.number)
+        if result is None:
             return
-        succeeded = tuple(p for p in run.participants if outcomes[p] is None)
-        failed = tuple(p for p in run.participants if outcomes[p] is not None)
-        status = "completed" if not failed else ("degraded" if succeeded else "failed")
-        if not run.participants:
-            status = "failed"
-        reason = "; ".join(f"{p}: {outcomes[p]}" for p in failed) or ("nobody to ask" if status == "failed" else "")
-        score = rounds.convergence_score(self.state.votes_in(run.number)) if run.kind == "convergence" else None
-        self._emit(RoundCompleted(run.number, run.kind, status, succeeded, failed, score, reason),  # type: ignore[arg-type]
-                   durable=True)
+        self._emit(RoundCompleted(run.number, run.kind, result.status, result.succeeded,  # type: ignore[arg-type]
+                                  result.failed, result.score, result.reason), durable=True)
         self._finish_round_run(self.state.round_state(run.number))
         self._advance()
 

@@ -33,6 +33,7 @@ from forge_actors.events import (
 )
 from forge_actors.export import event_json
 from forge_actors.pricing import format_cost
+from forge_actors.rounds import describe_agreement
 from forge_actors.state import SessionState, apply
 from forge_actors.usage import usage_report
 
@@ -166,7 +167,7 @@ class LiveView:
         return table
 
     def vote_table(self, round_number: int, score: float | None) -> RenderableType:
-        agreement = "no counted votes" if score is None else f"{score:.0%} agree"
+        agreement = describe_agreement(score)
         threshold = self.state.settings.convergence_threshold
         table = Table()
         table.add_column("voter")
