@@ -12,6 +12,7 @@ failed, 130 interrupted (Ctrl-C; the session can be resumed).
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import signal
 import sys
@@ -200,7 +201,8 @@ def cmd_rerun(ctx: Context) -> int:
         session_id = forge.rerun(original)
         ctx.note(f"re-ran {original} as {session_id}")
         _follow(ctx, forge, session_id, forge.replay(session_id, speed=0))
-        return _outcome_code(forge.state(session_id)) if forge.state(session_id).ended else EXIT_OK
+        state = forge.state(session_id)
+        return _outcome_code(state) if state.ended else EXIT_OK
 
 
 def cmd_sessions(ctx: Context) -> int:
@@ -221,8 +223,6 @@ def cmd_sessions(ctx: Context) -> int:
 
 
 def _timestamp(ns: int) -> str:
-    import datetime
-
     return datetime.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M")
 
 

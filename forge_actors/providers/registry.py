@@ -79,15 +79,6 @@ def _anything(value: Any) -> Any:
     return value
 
 
-def _process_factory(cls: Callable[..., Provider]) -> Callable[..., Provider]:
-    def build(model: str, **options: Any) -> Provider:
-        for ignored in ("base_url", "api_key", "max_retries"):
-            options.pop(ignored, None)
-        return cls(model, **options)
-
-    return build
-
-
 def _pool_factory(model: str, *, members: list[str] | None = None, strategy: str = "failover",
                   health: Any = None, member_factory: Any = None, **_common: Any) -> Provider:
     """``members`` are specs; ``member_factory(spec)`` builds each (default: get_provider)."""
@@ -110,11 +101,12 @@ _REGISTRY: dict[str, _Entry] = {
     "openai": _entry(OpenAIProvider),
     "ollama": _entry(OllamaProvider),
     "mock": _entry(_mock_factory, {"seed": int, "word_delay": float, "fail_on": str, "garble": str}),
-    "cli": _entry(_process_factory(CliProvider), {
+    # The command-line providers take (and ignore) the HTTP-only common options themselves.
+    "cli": _entry(CliProvider, {
         "command": argv_option, "history": str, "resume_args": argv_option, "noise": _strings,
         "flush_after": float, "env": dict,
     }),
-    "daemon": _entry(_process_factory(DaemonProvider), {
+    "daemon": _entry(DaemonProvider, {
         "command": argv_option, "prompt_marker": str, "end_marker": str, "quiet_seconds": float,
         "startup_seconds": float, "quit_command": str, "noise": _strings, "line_join": str, "flush_after": float,
         "env": dict,
