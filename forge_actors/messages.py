@@ -181,7 +181,3 @@ class Interrupt(msgspec.Struct, frozen=True):
     """Stop now without ending the session (Ctrl-C): ``resume`` continues it later."""
 
     reason: str = "interrupted by the user"
-
-
-class GetState(msgspec.Struct, frozen=True):
-    pass

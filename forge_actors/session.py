@@ -60,7 +60,6 @@ from forge_actors.messages import (
     DeadlinePassed,
     Deliberate,
     DeltaReceived,
-    GetState,
     Interrupt,
     Recover,
     RetryDue,
@@ -314,9 +313,6 @@ class SessionActor(pykka.ThreadingActor):
         self._participants[message.participant].tell(UseProvider(message.provider))
         return self.state
 
-    def _on_get_state(self, message: GetState) -> SessionState:
-        return self.state
-
     # -- rounds ------------------------------------------------------------------------------
 
     def _advance(self) -> None:
@@ -555,5 +551,4 @@ _HANDLERS: dict[type, Callable[[SessionActor, Any], Any]] = {
     CancelSession: SessionActor._on_cancel,
     Interrupt: SessionActor._on_interrupt,
     SwitchProvider: SessionActor._on_switch_provider,
-    GetState: SessionActor._on_get_state,
 }
