@@ -137,8 +137,3 @@ class Hubs:
             if hub.clients == 0 and self._hubs.get(session_id) is hub:
                 del self._hubs[session_id]
                 hub.close()
-
-    def close(self) -> None:
-        for hub in self._hubs.values():
-            hub.close()
-        self._hubs.clear()
