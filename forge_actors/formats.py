@@ -12,6 +12,8 @@ bullets) and strict about what matters: a score it cannot read is None, never a 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import msgspec
 
@@ -51,6 +53,86 @@ class ParsedVote(msgspec.Struct, frozen=True):
     vote: str  # AGREE or DISAGREE
     reasons: tuple[str, ...] = ()
     concerns: tuple[str, ...] = ()
+    #: 0-1, when the reply gave one (structured replies do); None otherwise.
+    confidence: float | None = None
+
+
+# -- structured (JSON) replies ------------------------------------------------------------------
+#
+# The shapes asked for through a provider's structured-output mechanism. Every field is
+# required in the schema (OpenAI's strict mode wants that); the decoders below are
+# lenient about what the schema cannot enforce everywhere (a missing list is empty).
+
+
+class ProposalReview(msgspec.Struct, frozen=True):
+    proposal: str
+    score: int
+    strengths: list[str] = []
+    weaknesses: list[str] = []
+    suggestions: list[str] = []
+
+
+class CritiqueReply(msgspec.Struct, frozen=True):
+    reviews: list[ProposalReview]
+
+
+class VoteReply(msgspec.Struct, frozen=True):
+    vote: Literal["AGREE", "DISAGREE"]
+    reasons: list[str] = []
+    concerns: list[str] = []
+    confidence: float | None = None
+
+
+CRITIQUE_SCHEMA_NAME = "critique"
+VOTE_SCHEMA_NAME = "vote"
+_STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+
+
+def critique_schema(labels: list[str]) -> dict[str, Any]:
+    """JSON Schema of a critique reply reviewing the proposals ``labels``."""
+    review = {
+        "type": "object",
+        "properties": {
+            "proposal": {"type": "string", "enum": list(labels), "description": "the proposal's letter"},
+            "score": {"type": "integer", "minimum": 1, "maximum": 100, "description": "1 (useless) to 100 (excellent)"},
+            "strengths": _STRINGS, "weaknesses": _STRINGS, "suggestions": _STRINGS,
+        },
+        "required": ["proposal", "score", "strengths", "weaknesses", "suggestions"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"reviews": {"type": "array", "items": review, "description": "one review per proposal"}},
+        "required": ["reviews"],
+        "additionalProperties": False,
+    }
+
+
+VOTE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "vote": {"type": "string", "enum": ["AGREE", "DISAGREE"]},
+        "reasons": _STRINGS,
+        "concerns": _STRINGS,
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1, "description": "how sure you are, 0 to 1"},
+    },
+    "required": ["vote", "reasons", "concerns", "confidence"],
+    "additionalProperties": False,
+}
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def render_critique_json(critiques: Mapping[str, ParsedCritique]) -> str:
+    """A structured critique reply (what the mock streams when asked for JSON)."""
+    reviews = [ProposalReview(label, c.score or 1, list(c.strengths), list(c.weaknesses), list(c.suggestions))
+               for label, c in critiques.items()]
+    return _json_encoder.encode(CritiqueReply(reviews)).decode()
+
+
+def render_vote_json(vote: ParsedVote) -> str:
+    reply = VoteReply(vote.vote, list(vote.reasons), list(vote.concerns), vote.confidence)  # type: ignore[arg-type]
+    return _json_encoder.encode(reply).decode()
 
 
 # -- reading prompts (what the mock needs to know) ---------------------------------------
@@ -172,6 +254,35 @@ def parse_critiques(text: str, labels: list[str]) -> dict[str, ParsedCritique]:
     for label in labels:
         result.setdefault(label, ParsedCritique(None))
     return result
+
+
+def parse_critique_json(text: str, labels: list[str]) -> dict[str, ParsedCritique] | None:
+    """A structured critique reply, one ParsedCritique per expected label; None when ``text``
+    is not a critique document at all. A score out of 1-100 (or a label not asked for) reads as None."""
+    try:
+        reply = msgspec.json.decode(text.strip(), type=CritiqueReply)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    result: dict[str, ParsedCritique] = {}
+    for review in reply.reviews:
+        label = review.proposal.strip().upper()
+        if label in labels and (label not in result or result[label].score is None):
+            score = review.score if 1 <= review.score <= 100 else None
+            result[label] = ParsedCritique(score, tuple(review.strengths), tuple(review.weaknesses),
+                                           tuple(review.suggestions))
+    for label in labels:
+        result.setdefault(label, ParsedCritique(None))
+    return result
+
+
+def parse_vote_json(text: str) -> ParsedVote | None:
+    """A structured vote reply; None when ``text`` is not one."""
+    try:
+        reply = msgspec.json.decode(text.strip(), type=VoteReply)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    confidence = reply.confidence if reply.confidence is None or 0 <= reply.confidence <= 1 else None
+    return ParsedVote(reply.vote, tuple(reply.reasons), tuple(reply.concerns), confidence)
 
 
 def parse_vote(text: str) -> ParsedVote | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -20,14 +20,28 @@ class Usage(msgspec.Struct, frozen=True):
     output_tokens: int = 0
 
 
+class JsonSchema(msgspec.Struct, frozen=True):
+    """A JSON reply shape to ask a model for (structured output): a name, the JSON Schema, what it is for."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+
+
 class LlmRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """One request. An empty ``model`` means the provider's own model."""
+    """One request. An empty ``model`` means the provider's own model.
+
+    ``response_schema`` asks for a reply that is one JSON document of that shape, through
+    the API's own mechanism (providers whose ``supports_json`` is true); the JSON text
+    then streams as the answer's deltas like any other text.
+    """
 
     messages: tuple[Message, ...]
     model: str = ""
     temperature: float | None = None
     max_tokens: int = 1024
     stop: tuple[str, ...] = ()
+    response_schema: JsonSchema | None = None
 
     @property
     def system(self) -> str:
@@ -55,12 +69,24 @@ class LlmResponse(msgspec.Struct, frozen=True):
     model: str
 
 
+class StructuredResponse(msgspec.Struct, frozen=True):
+    """A structured reply: the JSON text as the model wrote it, and ``data`` decoded from it."""
+
+    content: str
+    data: Any
+    finish_reason: str | None
+    usage: Usage
+    model: str
+
+
 @runtime_checkable
 class Provider(Protocol):
     """What every provider offers. Implementations are used from one thread at a time."""
 
     name: str
     model: str
+    #: True when ``stream``/``complete`` honour ``LlmRequest.response_schema`` natively.
+    supports_json: bool
 
     def complete(self, request: LlmRequest) -> LlmResponse: ...
 
