@@ -5,7 +5,7 @@ stdout is not a terminal, or with ``--json``, it writes one JSON event per line 
 keeps diagnostics on stderr.
 
 Exit codes: 0 converged (or the command did its job), 1 the session ended without
-converging (max_rounds, cancelled), 2 a usage or configuration error, 3 the session
+converging (max_rounds, no_quorum, cancelled), 2 a usage or configuration error, 3 the session
 failed, 130 interrupted (Ctrl-C; the session can be resumed).
 """
 
@@ -126,7 +126,7 @@ def _outcome_code(state: SessionState) -> int:
         return EXIT_OK
     if state.status == "failed":
         return EXIT_FAILED
-    if state.status in ("max_rounds", "cancelled"):
+    if state.status in ("max_rounds", "no_quorum", "cancelled"):
         return EXIT_NOT_CONVERGED
     return EXIT_INTERRUPTED
 

@@ -19,8 +19,15 @@ ROUND_KINDS: tuple[RoundKind, ...] = ("draft", "critique", "synthesis", "converg
 ParticipantKind = Literal["ai", "human"]
 VoteChoice = Literal["AGREE", "DISAGREE", "ABSTAIN"]
 RoundStatus = Literal["completed", "degraded", "failed", "cancelled"]
-Outcome = Literal["converged", "max_rounds", "cancelled", "failed"]
+#: How a session ended. ``no_quorum``: a convergence round counted fewer votes than the quorum
+#: (``min_votes``), so no later iteration could be decided either; the session stops instead of
+#: paying for more rounds nobody can read.
+Outcome = Literal["converged", "max_rounds", "no_quorum", "cancelled", "failed"]
 PromptPurpose = Literal["initial", "retry", "reask", "rerun"]
+#: How a participant is asked for critiques and votes: ``json`` through its provider's
+#: structured-output mechanism, ``text`` in the marker formats (``Score:``, ``VOTE:``), ``auto``
+#: JSON when the provider supports it. The engine records the resolved choice (json or text).
+RepliesMode = Literal["json", "text", "auto"]
 
 
 class Persona(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -34,13 +41,18 @@ class Persona(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class ParticipantInfo(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A member of the session. ``provider`` is a spec string with no secrets in it."""
+    """A member of the session. ``provider`` is a spec string with no secrets in it.
+
+    ``replies`` is how its critiques and votes are asked for, as resolved when it joined
+    (``json`` or ``text``; sessions recorded before structured replies existed read as text).
+    """
 
     name: str
     kind: ParticipantKind = "ai"
     provider: str = ""
     model: str = ""
     persona: Persona | None = None
+    replies: RepliesMode = "text"
 
 
 class SessionSettings(msgspec.Struct, frozen=True):
@@ -54,6 +66,9 @@ class SessionSettings(msgspec.Struct, frozen=True):
     temperature: float = 0.7
     max_tokens: int = 2048
     max_retries: int = 2
+    #: Counted votes (AGREE or DISAGREE) a convergence round needs to decide anything;
+    #: None: more than half of its voters.
+    min_votes: int | None = None
 
 
 class TokenUsage(msgspec.Struct, frozen=True):
@@ -114,6 +129,8 @@ class PromptSent(Event):
     max_tokens: int
     purpose: PromptPurpose = "initial"
     proposal_labels: dict[str, str] = {}
+    #: The structured reply asked for (``critique`` or ``vote``), None for free text.
+    response_schema: str | None = None
 
 
 class ContentDelta(Event):
@@ -136,6 +153,9 @@ class ContributionCompleted(Event):
     usage: TokenUsage
     latency_ms: float
     served_by: str = ""
+    #: Why the answer came from a non-streaming call (the stream failed before its first
+    #: delta); empty when it streamed. The whole answer is then its one delta.
+    fallback: str = ""
 
 
 class ContributionFailed(Event):
@@ -179,6 +199,8 @@ class VoteRecorded(Event):
     reasons: tuple[str, ...] = ()
     concerns: tuple[str, ...] = ()
     by_human: bool = False
+    #: 0-1 when the voter gave one (structured replies ask for it).
+    confidence: float | None = None
 
 
 class HumanDraftAdded(Event):

@@ -55,6 +55,8 @@ class ExportVote(msgspec.Struct, frozen=True):
     reasons: tuple[str, ...]
     concerns: tuple[str, ...]
     by_human: bool
+    #: 0-1 when the voter gave one (structured replies); null otherwise.
+    confidence: float | None
 
 
 class ExportRound(msgspec.Struct, frozen=True):
@@ -132,7 +134,7 @@ def export_document(state: SessionState, prices: Mapping[str, Price] | None = No
             tuple(ExportCritique(c.critic, c.label, c.proposal_author, c.score, c.strengths, c.weaknesses,
                                  c.suggestions)
                   for c in sorted(state.critiques_in(r.round), key=lambda c: (rank(c.critic), c.label))),
-            tuple(ExportVote(v.voter, v.vote, v.reasons, v.concerns, v.by_human)
+            tuple(ExportVote(v.voter, v.vote, v.reasons, v.concerns, v.by_human, v.confidence)
                   for v in sorted(state.votes_in(r.round).values(), key=lambda v: rank(v.voter))),
         )
         for r in state.rounds

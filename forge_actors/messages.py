@@ -10,6 +10,7 @@ come from outside the actor system.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,8 @@ import msgspec
 
 from forge_actors.events import RoundKind, VoteChoice
 from forge_actors.providers.base import LlmRequest, Usage
+
+logger = logging.getLogger(__name__)
 
 
 class CancelToken:
@@ -66,7 +69,7 @@ def _call_quietly(callback: Callable[[], None]) -> None:
     try:
         callback()
     except Exception:  # an abort that fails leaves the stream to its own timeout
-        pass
+        logger.warning("a cancel callback failed; the stream ends at its own timeout", exc_info=True)
 
 
 # -- session -> participant -----------------------------------------------------------------------
@@ -102,6 +105,8 @@ class ContributionSucceeded(msgspec.Struct, frozen=True):
     usage: Usage
     latency_ms: float
     served_by: str = ""
+    #: Why a non-streaming call answered instead (the stream failed before its first delta).
+    fallback: str = ""
 
 
 class ContributionErrored(msgspec.Struct, frozen=True):

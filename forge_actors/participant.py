@@ -6,6 +6,11 @@ or sessions: the session actor decides what a contribution means.
 
 Every failure of the provider is caught and told as ``ContributionErrored``: an
 exception escaping a told message would kill the actor without a word (pykka).
+
+A stream that fails before its first delta with an error a plain request may avoid (a
+malformed or cut stream, a server that refuses ``stream: true``) is answered by one
+non-streaming call instead; the whole answer is then its one delta, and
+``ContributionSucceeded.fallback`` says why, so the log records it.
 Cancellation goes through the message's CancelToken, which calls the provider's
 ``abort()`` from the cancelling thread, so even a read blocked on a stalled server
 ends at once.
@@ -13,6 +18,7 @@ ends at once.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +36,7 @@ from forge_actors.messages import (
 from forge_actors.providers.base import Provider, Usage
 from forge_actors.providers.errors import LlmError
 
+logger = logging.getLogger(__name__)
 
 class ParticipantActor(pykka.ThreadingActor):
     # The engine stops every participant it starts; a daemon thread is only the safety
@@ -59,13 +66,14 @@ class ParticipantActor(pykka.ThreadingActor):
     def _close_provider(self) -> None:
         try:
             self.provider.close()
-        except Exception:
-            pass
+        except Exception:  # closing is best effort; the actor stops either way
+            logger.warning("%s: closing its provider failed", self.name, exc_info=True)
 
     def _contribute(self, message: Contribute) -> None:
         try:
             outcome = self._stream(message)
         except Exception as exc:  # not an LlmError: a bug in a provider; still a failed attempt, not a dead actor
+            logger.exception("%s: the provider raised an unexpected error", self.name)
             outcome = ContributionErrored(message.contribution_id, "internal", f"{type(exc).__name__}: {exc}", False)
         try:
             message.reply_to.tell(outcome)
@@ -97,6 +105,8 @@ class ParticipantActor(pykka.ThreadingActor):
         except LlmError as error:
             if token.cancelled:  # the abort is what broke the stream
                 return _cancelled(cid)
+            if not parts and getattr(error, "stream_fallback", False):  # TODO(merge): B names it
+                return self._without_streaming(message, error, started)
             return ContributionErrored(cid, error.kind, str(error), error.retryable, error.retry_after)
         finally:
             unregister()
@@ -108,6 +118,27 @@ class ParticipantActor(pykka.ThreadingActor):
         latency_ms = (self._clock_ns() - started) / 1e6
         return ContributionSucceeded(cid, "".join(parts), finish_reason, usage, latency_ms,
                                      getattr(self.provider, "served_by", "") or "")
+
+
+    def _without_streaming(self, message: Contribute, stream_error: LlmError,
+                           started: int) -> ContributionSucceeded | ContributionErrored:
+        """One non-streaming call after the stream failed before its first delta."""
+        cid, token = message.contribution_id, message.cancel
+        why = f"the stream failed before its first delta ({stream_error.kind}: {stream_error}); one non-streaming call answered"
+        logger.info("%s: %s", self.name, why)
+        try:
+            response = self.provider.complete(message.request)
+        except LlmError as error:
+            if token.cancelled:
+                return _cancelled(cid)
+            return ContributionErrored(cid, error.kind, f"{error} (a non-streaming call, after the stream failed: "
+                                       f"{stream_error})", error.retryable, error.retry_after)
+        if token.cancelled:
+            return _cancelled(cid)
+        message.reply_to.tell(DeltaReceived(cid, response.content))
+        latency_ms = (self._clock_ns() - started) / 1e6
+        return ContributionSucceeded(cid, response.content, response.finish_reason, response.usage, latency_ms,
+                                     getattr(self.provider, "served_by", "") or "", fallback=why)
 
 
 def _cancelled(contribution_id: str) -> ContributionErrored:

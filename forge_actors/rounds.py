@@ -13,31 +13,60 @@ Vote counting: the convergence score of a round is AGREE / (AGREE + DISAGREE) ov
 last vote of each voter, AI or human. An abstention (a reply whose vote could not be
 read even after the format reminder) and a participant that failed are not votes, so
 they are in neither count; a round with no counted vote has no score and does not
-converge.
+converge. A round decides only with a quorum of counted votes (``min_votes``, default
+more than half of its voters): below it the session ends ``no_quorum`` rather than pay
+for iterations whose votes cannot be read either.
+
+Structured replies: a participant whose ``replies`` is ``json`` is asked for its critique
+or vote as one JSON document (``formats.critique_schema`` / ``VOTE_SCHEMA``, named in
+``RoundPrompt.response_schema``); its reply is read as JSON first, then as text.
 """
 
 from __future__ import annotations
 
 import random
 import string
+from typing import Any
 
 import msgspec
 
 from forge_actors import formats
 from forge_actors.events import Outcome, Persona, PromptMessage, RoundKind, VoteRecorded
 from forge_actors.state import SessionState
-from forge_actors.templates import render
+from forge_actors.templates import load_template, render
 
 LABELS = string.ascii_uppercase
 
 
 class RoundPrompt(msgspec.Struct, frozen=True):
-    """What one participant is sent in one round. ``proposal_labels`` maps label -> author."""
+    """What one participant is sent in one round. ``proposal_labels`` maps label -> author;
+    ``response_schema`` names the structured reply asked for (``critique``/``vote``), if any."""
 
     participant: str
     kind: RoundKind
     messages: tuple[PromptMessage, ...]
     proposal_labels: dict[str, str] = {}
+    response_schema: str | None = None
+
+
+def reply_schema(prompt: RoundPrompt) -> dict[str, Any] | None:
+    """The JSON Schema of the structured reply ``prompt`` asks for; None for free text."""
+    if prompt.response_schema == formats.CRITIQUE_SCHEMA_NAME:
+        return formats.critique_schema(list(prompt.proposal_labels))
+    if prompt.response_schema == formats.VOTE_SCHEMA_NAME:
+        return formats.VOTE_SCHEMA
+    return None
+
+
+def _wants_json(state: SessionState, participant: str) -> bool:
+    info = state.participants.get(participant)
+    return info is not None and info.replies == "json"
+
+
+def _answer_format(kind: RoundKind, as_json: bool) -> str:
+    if kind == "critique":
+        return load_template("critique_json").strip() if as_json else formats.CRITIQUE_FORMAT
+    return load_template("vote_json").strip() if as_json else formats.VOTE_FORMAT
 
 
 # -- system prompt and persona --------------------------------------------------------------
@@ -71,9 +100,9 @@ def _common(state: SessionState) -> dict[str, str]:
 
 
 def _prompt(state: SessionState, participant: str, kind: RoundKind, user: str,
-            labels: dict[str, str] | None = None) -> RoundPrompt:
+            labels: dict[str, str] | None = None, response_schema: str | None = None) -> RoundPrompt:
     messages = (PromptMessage("system", system_prompt(state, participant)), PromptMessage("user", user))
-    return RoundPrompt(participant, kind, messages, labels or {})
+    return RoundPrompt(participant, kind, messages, labels or {}, response_schema)
 
 
 # -- the four rounds ---------------------------------------------------------------------------
@@ -108,7 +137,9 @@ def critique_prompt(state: SessionState, critic: str, round_number: int) -> Roun
     if not authors:
         return None
     proposals, labels = _proposals(state, authors)
-    return _prompt(state, critic, "critique", render("critique", proposals=proposals, **_common(state)), labels)
+    as_json = _wants_json(state, critic)
+    user = render("critique", proposals=proposals, answer_format=_answer_format("critique", as_json), **_common(state))
+    return _prompt(state, critic, "critique", user, labels, formats.CRITIQUE_SCHEMA_NAME if as_json else None)
 
 
 def _order(state: SessionState, participant: str) -> tuple[int, str]:
@@ -172,12 +203,15 @@ def synthesis_prompt(state: SessionState, synthesizer: str) -> RoundPrompt:
 
 def convergence_prompt(state: SessionState, voter: str) -> RoundPrompt:
     synthesis = state.synthesis.content.strip() if state.synthesis else "(no synthesis yet)"
-    return _prompt(state, voter, "convergence", render("convergence", synthesis=synthesis, **_common(state)))
+    as_json = _wants_json(state, voter)
+    user = render("convergence", synthesis=synthesis, answer_format=_answer_format("convergence", as_json),
+                  **_common(state))
+    return _prompt(state, voter, "convergence", user, None, formats.VOTE_SCHEMA_NAME if as_json else None)
 
 
 def reask_prompt(prompt: RoundPrompt, reply: str, problem: str) -> RoundPrompt:
     """The same conversation, the unreadable reply, and a short format reminder."""
-    reminder = formats.CRITIQUE_FORMAT if prompt.kind == "critique" else formats.VOTE_FORMAT
+    reminder = _answer_format(prompt.kind, prompt.response_schema is not None)
     messages = prompt.messages + (
         PromptMessage("assistant", reply),
         PromptMessage("user", render("reask", problem=problem, format=reminder)),
@@ -188,14 +222,19 @@ def reask_prompt(prompt: RoundPrompt, reply: str, problem: str) -> RoundPrompt:
 # -- reading replies --------------------------------------------------------------------------
 
 
-def read_critiques(reply: str, labels: dict[str, str]) -> tuple[dict[str, formats.ParsedCritique], list[str]]:
-    """(parsed critique per label, labels whose score could not be read)."""
-    parsed = formats.parse_critiques(reply, list(labels))
+def read_critiques(reply: str, labels: dict[str, str], as_json: bool = False,
+                   ) -> tuple[dict[str, formats.ParsedCritique], list[str]]:
+    """(parsed critique per label, labels whose score could not be read). A structured reply is
+    read as JSON first; a model that answered in prose anyway is still read as text."""
+    parsed = formats.parse_critique_json(reply, list(labels)) if as_json else None
+    if parsed is None or all(c.score is None for c in parsed.values()):
+        parsed = formats.parse_critiques(reply, list(labels))
     return parsed, [label for label, critique in parsed.items() if critique.score is None]
 
 
-def read_vote(reply: str) -> formats.ParsedVote | None:
-    return formats.parse_vote(reply)
+def read_vote(reply: str, as_json: bool = False) -> formats.ParsedVote | None:
+    vote = formats.parse_vote_json(reply) if as_json else None
+    return vote if vote is not None else formats.parse_vote(reply)
 
 
 # -- decisions ----------------------------------------------------------------------------------
@@ -342,6 +381,17 @@ def participant_outcomes(state: SessionState, round_number: int) -> dict[str, st
     return outcomes
 
 
+def repeats_protocol_violation(state: SessionState, round_number: int, participant: str, error_kind: str,
+                               message: str) -> bool:
+    """Whether this failure is the same malformed stream the participant's previous attempt in the
+    round already got: a server that breaks its protocol the same way twice will a third time too,
+    so it is retried once, not again and again (each retry is a paid call)."""
+    if error_kind != "malformed_stream":
+        return False
+    failures = [c for c in state.attempts_in(round_number, participant) if c.status == "failed"]
+    return bool(failures) and failures[-1].error_kind == error_kind and failures[-1].error == message
+
+
 class RoundResult(msgspec.Struct, frozen=True):
     """What a finished round records in RoundCompleted, as the log gives it."""
 
@@ -379,23 +429,80 @@ def describe_agreement(score: float | None) -> str:
     return "no counted votes" if score is None else f"{score:.0%} agree"
 
 
+class VoteTally(msgspec.Struct, frozen=True):
+    """Who voted how in one convergence round: the voters (asked AI participants, and humans
+    who voted), how many votes counted, and who abstained or failed."""
+
+    voters: tuple[str, ...]
+    agree: int
+    disagree: int
+    abstained: tuple[str, ...]
+    failed: tuple[str, ...]
+
+    @property
+    def counted(self) -> int:
+        return self.agree + self.disagree
+
+    @property
+    def score(self) -> float | None:
+        return self.agree / self.counted if self.counted else None
+
+
+def vote_tally(state: SessionState, round_number: int) -> VoteTally:
+    round_ = state.round_state(round_number)
+    votes = state.votes_in(round_number)
+    asked = round_.participants if round_ is not None else ()
+    voters = [p for p in state.participants if p in asked or p in votes]
+    failed = tuple(p for p in voters if p not in votes and round_ is not None and p in round_.failed)
+    return VoteTally(
+        tuple(voters),
+        sum(1 for v in votes.values() if v.vote == "AGREE"),
+        sum(1 for v in votes.values() if v.vote == "DISAGREE"),
+        tuple(p for p in voters if p in votes and votes[p].vote == "ABSTAIN"),
+        failed,
+    )
+
+
+def quorum(state: SessionState, tally: VoteTally) -> int:
+    """Counted votes a convergence round needs: ``min_votes``, else more than half of its voters."""
+    configured = state.settings.min_votes
+    return configured if configured is not None else len(tally.voters) // 2 + 1
+
+
+def describe_tally(tally: VoteTally) -> str:
+    """E.g. "2 of 3 voted: 100% agree; carol abstained"."""
+    text = f"{tally.counted} of {len(tally.voters)} voted: {describe_agreement(tally.score)}"
+    if tally.abstained:
+        text += f"; {', '.join(tally.abstained)} abstained"
+    if tally.failed:
+        text += f"; {', '.join(tally.failed)} failed"
+    return text
+
+
 def end_after_convergence(state: SessionState, round_number: int) -> EndSession | None:
-    """Converged, or out of iterations, after that convergence round; None to go on."""
+    """Without a quorum, converged, or out of iterations, after that convergence round; None to go on."""
     round_ = state.round_state(round_number)
     if round_ is None or round_.kind != "convergence":
         return None
-    threshold = state.settings.convergence_threshold
-    if has_converged(round_.score, threshold):
+    tally = vote_tally(state, round_number)
+    votes = describe_tally(tally)
+    needed = quorum(state, tally)
+    if tally.counted < needed:
         return EndSession(
-            "converged",
-            f"{describe_agreement(round_.score)} (threshold {threshold:.0%}) at iteration {round_.iteration}",
+            "no_quorum",
+            f"{votes}, fewer than the quorum of {needed} (min_votes) at iteration {round_.iteration}; "
+            "another iteration would not be decided either",
             round_.score,
         )
+    threshold = state.settings.convergence_threshold
+    if has_converged(round_.score, threshold):
+        return EndSession("converged", f"{votes} (threshold {threshold:.0%}) at iteration {round_.iteration}",
+                          round_.score)
     if round_.iteration >= state.settings.max_rounds:
         return EndSession(
             "max_rounds",
             f"no convergence after {round_.iteration} iteration(s), the most allowed (max_rounds); "
-            f"last vote: {describe_agreement(round_.score)}, threshold {threshold:.0%}",
+            f"last vote: {votes}, threshold {threshold:.0%}",
             round_.score,
         )
     return None

@@ -67,7 +67,7 @@ from forge_actors.messages import (
     SwitchProvider,
     UseProvider,
 )
-from forge_actors.providers.base import LlmRequest, Message
+from forge_actors.providers.base import JsonSchema, LlmRequest, Message
 from forge_actors.providers.retry import RetryPolicy
 from forge_actors.scheduler import ScheduledTell, Scheduler
 from forge_actors.state import SessionState, apply
@@ -379,13 +379,15 @@ class SessionActor(pykka.ThreadingActor):
         cid = f"r{run.number}.{participant}.{attempt}"
         self._emit(PromptSent(cid, run.number, participant, attempt, info.model, prompt.messages,
                               settings.temperature, settings.max_tokens, purpose,  # type: ignore[arg-type]
-                              prompt.proposal_labels))
+                              prompt.proposal_labels, prompt.response_schema))
         token = CancelToken()
         self._active[cid] = _Attempt(cid, participant, attempt, prompt, purpose, token, first_parse, reasked)
+        schema = rounds.reply_schema(prompt)
         request = LlmRequest(
             messages=tuple(Message(m.role, m.content) for m in prompt.messages),
             temperature=settings.temperature,
             max_tokens=settings.max_tokens,
+            response_schema=JsonSchema(prompt.response_schema, schema) if prompt.response_schema and schema else None,
         )
         self._participants[participant].tell(Contribute(cid, request, token, self.actor_ref))
 
@@ -419,10 +421,12 @@ class SessionActor(pykka.ThreadingActor):
 
     def _read_critique(self, attempt: _Attempt, completed: ContributionCompleted) -> None:
         labels = attempt.prompt.proposal_labels
-        parsed, unreadable = rounds.read_critiques(completed.content, labels)
+        as_json = attempt.prompt.response_schema is not None
+        parsed, unreadable = rounds.read_critiques(completed.content, labels, as_json)
         if unreadable and not attempt.reasked:
             self._emit(completed, durable=True)
-            problem = f"no readable Score line for proposal(s) {', '.join(unreadable)}"
+            problem = (f"no readable score for proposal(s) {', '.join(unreadable)}" if as_json
+                       else f"no readable Score line for proposal(s) {', '.join(unreadable)}")
             self._send(attempt.participant, rounds.reask_prompt(attempt.prompt, completed.content, problem), "reask",
                        first_parse=parsed, reasked=True)
             return
@@ -438,18 +442,20 @@ class SessionActor(pykka.ThreadingActor):
         self._emit(completed, *critiques, durable=True)
 
     def _read_vote(self, attempt: _Attempt, completed: ContributionCompleted) -> None:
-        vote = rounds.read_vote(completed.content)
+        as_json = attempt.prompt.response_schema is not None
+        vote = rounds.read_vote(completed.content, as_json)
         if vote is None and not attempt.reasked:
             self._emit(completed, durable=True)
-            self._send(attempt.participant, rounds.reask_prompt(attempt.prompt, completed.content,
-                                                                 "no VOTE: AGREE or VOTE: DISAGREE line"),
+            problem = ("no JSON object with a vote of AGREE or DISAGREE" if as_json
+                       else "no VOTE: AGREE or VOTE: DISAGREE line")
+            self._send(attempt.participant, rounds.reask_prompt(attempt.prompt, completed.content, problem),
                        "reask", reasked=True)
             return
         if vote is None:
             recorded = VoteRecorded(completed.round, attempt.participant, "ABSTAIN", concerns=(UNREADABLE_VOTE,))
         else:
             recorded = VoteRecorded(completed.round, attempt.participant, vote.vote,  # type: ignore[arg-type]
-                                    vote.reasons, vote.concerns)
+                                    vote.reasons, vote.concerns, confidence=vote.confidence)
         self._emit(completed, recorded, durable=True)
 
     def _on_errored(self, message: ContributionErrored) -> None:
@@ -458,7 +464,9 @@ class SessionActor(pykka.ThreadingActor):
         if attempt is None or run is None:
             return
         used = run.retries.get(attempt.participant, 0)
-        will_retry = message.retryable and used < self.state.settings.max_retries
+        will_retry = (message.retryable and used < self.state.settings.max_retries
+                      and not rounds.repeats_protocol_violation(self.state, run.number, attempt.participant,
+                                                                message.error_kind, message.message))
         self._emit(ContributionFailed(message.contribution_id, attempt.participant, run.number, attempt.attempt,
                                       message.error_kind, message.message, message.retryable, will_retry),
                    durable=True)

@@ -45,11 +45,11 @@ from forge_actors.events import (
 )
 
 SessionStatus = Literal[
-    "new", "created", "running", "interrupted", "converged", "max_rounds", "cancelled", "failed"
+    "new", "created", "running", "interrupted", "converged", "max_rounds", "no_quorum", "cancelled", "failed"
 ]
 ContributionStatus = Literal["streaming", "completed", "failed", "abandoned"]
 RoundProgress = Literal["running", "completed", "degraded", "failed", "cancelled"]
-ENDED_STATUSES: frozenset[str] = frozenset({"converged", "max_rounds", "cancelled", "failed"})
+ENDED_STATUSES: frozenset[str] = frozenset({"converged", "max_rounds", "no_quorum", "cancelled", "failed"})
 
 
 class ContributionState(msgspec.Struct, frozen=True):

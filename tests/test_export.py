@@ -60,18 +60,19 @@ def test_yaml_carries_the_same_data_as_json(session):
     assert yaml.safe_load(render(document, "yaml")) == json.loads(render(document, "json"))
 
 
-# The stable schema: these keys, at these levels. Changing them is a new schema version.
+# The stable schema: these keys, at these levels. Adding a key keeps the version (readers ignore keys
+# they do not know); renaming, removing or changing the meaning of one is a new schema version.
 PINNED = {
     "": ["schema", "session_id", "title", "goal", "constraints", "settings", "status", "reason", "final_score",
          "participants", "drafts", "rounds", "synthesis", "usage", "totals"],
     "settings": ["max_rounds", "convergence_threshold", "round_timeout_seconds", "synthesizer", "seed",
-                 "temperature", "max_tokens", "max_retries"],
+                 "temperature", "max_tokens", "max_retries", "min_votes"],
     "participants[]": ["name", "kind", "provider", "model", "persona"],
     "rounds[]": ["round", "kind", "iteration", "status", "participants", "succeeded", "failed", "reason", "score",
                  "texts", "critiques", "votes"],
     "rounds[].critiques[]": ["critic", "label", "proposal_author", "score", "strengths", "weaknesses",
                              "suggestions"],
-    "rounds[].votes[]": ["voter", "vote", "reasons", "concerns", "by_human"],
+    "rounds[].votes[]": ["voter", "vote", "reasons", "concerns", "by_human", "confidence"],
     "synthesis": ["author", "round", "iteration", "content"],
     "usage[]": ["participant", "provider", "model", "input_tokens", "output_tokens", "cost_usd"],
     "totals": ["input_tokens", "output_tokens", "cost_usd", "cost_note"],

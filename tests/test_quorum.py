@@ -1,0 +1,123 @@
+"""Stopping that saves money: a quorum of counted votes, the vote tally in words, no retry of a
+server that breaks its protocol the same way twice."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from forge_actors import rounds
+from forge_actors.engine import Forge
+from forge_actors.events import (
+    ContributionFailed,
+    ParticipantInfo,
+    PromptSent,
+    RoundCompleted,
+    RoundStarted,
+    SessionCreated,
+    SessionEnded,
+    SessionSettings,
+    VoteRecorded,
+    decode_event,
+)
+from forge_actors.providers import ProtocolError, RetryPolicy, register_provider
+from forge_actors.providers.base import LlmRequest, StreamChunk
+from forge_actors.state import rebuild
+
+FAST_RETRIES = RetryPolicy(base_delay=0.01, max_delay=0.02, jitter=0)
+VOTERS = ("alice", "bob", "carol")
+
+
+@pytest.fixture
+def forge(tmp_path):
+    with Forge(str(tmp_path / "forge.db"), retry_policy=FAST_RETRIES) as engine:
+        yield engine
+
+
+def convergence(votes: dict[str, str], failed: tuple[str, ...] = (), min_votes: int | None = None,
+                max_rounds: int = 10):
+    infos = tuple(ParticipantInfo(n, provider=f"mock:{n}", model=n) for n in VOTERS)
+    events = [SessionCreated("s", "t", "g", SessionSettings(min_votes=min_votes, max_rounds=max_rounds), infos),
+              RoundStarted(1, "convergence", 1, VOTERS)]
+    events += [VoteRecorded(1, voter, vote) for voter, vote in votes.items()]  # type: ignore[arg-type]
+    state = rebuild(events)
+    result = rounds.round_result(state, 1)
+    score = result.score if result else rounds.convergence_score(state.votes_in(1))
+    succeeded = tuple(v for v in VOTERS if v not in failed)
+    return rebuild([RoundCompleted(1, "convergence", "degraded" if failed else "completed", succeeded, failed, score)],
+                   state)
+
+
+def test_the_tally_says_who_counted_abstained_and_failed():
+    state = convergence({"alice": "AGREE", "bob": "ABSTAIN"}, failed=("carol",))
+    tally = rounds.vote_tally(state, 1)
+    assert (tally.counted, tally.abstained, tally.failed) == (1, ("bob",), ("carol",))
+    assert rounds.describe_tally(tally) == "1 of 3 voted: 100% agree; bob abstained; carol failed"
+
+
+def test_one_counted_vote_of_three_voters_is_no_quorum_not_a_convergence():
+    end = rounds.end_after_convergence(convergence({"alice": "AGREE", "bob": "ABSTAIN", "carol": "ABSTAIN"}), 1)
+    assert end is not None and end.outcome == "no_quorum"
+    assert "1 of 3 voted: 100% agree; bob, carol abstained" in end.reason and "quorum of 2" in end.reason
+
+
+def test_a_quorum_decides_and_the_reason_mentions_the_abstention():
+    end = rounds.end_after_convergence(convergence({"alice": "AGREE", "bob": "AGREE", "carol": "ABSTAIN"}), 1)
+    assert end is not None and end.outcome == "converged"
+    assert end.reason.startswith("2 of 3 voted: 100% agree; carol abstained (threshold 80%)")
+
+
+def test_min_votes_sets_the_quorum():
+    state = convergence({"alice": "AGREE", "bob": "ABSTAIN", "carol": "ABSTAIN"}, min_votes=1)
+    end = rounds.end_after_convergence(state, 1)
+    assert end is not None and end.outcome == "converged"
+    strict = convergence({"alice": "AGREE", "bob": "AGREE", "carol": "DISAGREE"}, min_votes=3)
+    assert rounds.end_after_convergence(strict, 1) is None  # 67% < 80%, quorum met: another iteration
+
+
+def test_unreadable_votes_end_the_session_after_one_iteration_and_its_reasks(forge):
+    session_id = forge.create_session("Design a TODO app API",
+                                      ["mock:alice?garble=convergence", "mock:bob?garble=convergence"], max_rounds=10)
+    events = [r.event for r in forge.deliberate(session_id)]
+    ended = events[-1]
+    assert isinstance(ended, SessionEnded) and ended.outcome == "no_quorum", ended
+    assert "0 of 2 voted" in ended.reason and "alice, bob abstained" in ended.reason
+    asks = Counter(e.purpose for e in events if isinstance(e, PromptSent) and e.round == max(
+        r.round for r in events if isinstance(r, RoundStarted)))
+    assert asks == {"initial": 2, "reask": 2}  # one vote request and one re-ask each, then stop
+    assert sum(1 for e in events if isinstance(e, RoundStarted) and e.kind == "synthesis") == 1
+    assert forge.state(session_id).status == "no_quorum"
+
+
+class _BrokenStream:
+    """Every stream fails before its first delta with the same malformed line."""
+
+    name = "broken"
+    model = "broken"
+    supports_json = False
+    calls = 0
+
+    def stream(self, request: LlmRequest):
+        _BrokenStream.calls += 1
+        raise ProtocolError("malformed data in the response: expected an object at line 1", provider="broken")
+        yield StreamChunk()  # pragma: no cover - makes this a generator
+
+    def complete(self, request: LlmRequest):
+        raise ProtocolError("no plain answer either", provider="broken")
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_same_protocol_violation_is_retried_once_not_max_retries_times(forge):
+    register_provider("broken", lambda model, **options: _BrokenStream())
+    session_id = forge.create_session("Design a TODO app API", ["broken:x", "mock:bob"], max_retries=5)
+    forge.run_round(session_id, "draft", timeout=30)
+    failures = [r.event for r in forge.store.read_stream(session_id, codec=decode_event)
+                if isinstance(r.event, ContributionFailed) and r.event.participant == "x"]
+    assert [f.will_retry for f in failures] == [True, False]  # the first repeat is final, not 5 retries
+
