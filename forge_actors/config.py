@@ -40,7 +40,7 @@ from typing import Any, Literal
 import msgspec
 
 from forge_actors.errors import ConfigError
-from forge_actors.events import ParticipantKind, Persona, SessionSettings
+from forge_actors.events import ParticipantKind, Persona, RepliesMode, SessionSettings
 
 SETTING_NAMES: tuple[str, ...] = SessionSettings.__struct_fields__
 DEFAULT_MODEL = "claude-sonnet-4-20250514"
@@ -50,13 +50,16 @@ CONFIG_FILE_NAME = "forge.toml"
 class ParticipantSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A participant: a provider spec (``mock:alice``, ``anthropic:claude-…``) or a human.
 
-    ``name`` defaults to the spec's model (``alice`` for ``mock:alice``).
+    ``name`` defaults to the spec's model (``alice`` for ``mock:alice``). ``replies``: how its
+    critiques and votes are asked for (json, text, or auto: json when the provider supports it);
+    a spec's ``?replies=`` option says the same.
     """
 
     spec: str = ""
     name: str | None = None
     persona: Persona | None = None
     kind: ParticipantKind = "ai"
+    replies: RepliesMode = "auto"
 
 
 class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

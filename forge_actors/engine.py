@@ -39,6 +39,7 @@ from forge_actors.events import (
     ParticipantAdded,
     ParticipantInfo,
     Persona,
+    RepliesMode,
     RoundKind,
     RoundStarted,
     SessionCreated,
@@ -61,7 +62,7 @@ from forge_actors.providers.base import Provider
 from forge_actors.providers.cli import argv_option
 from forge_actors.providers.pool import HealthPolicy, MemberHealth, PoolHealth
 from forge_actors.providers.probe import HTTP_PROVIDERS, ProviderProbe, probe, probe_command
-from forge_actors.providers.registry import get_provider, known_providers, parse_spec
+from forge_actors.providers.registry import ProviderSpec, get_provider, known_providers, parse_spec
 from forge_actors.providers.retry import RetryPolicy
 from forge_actors.recordings import replay_provider
 from forge_actors.scheduler import Scheduler
@@ -111,6 +112,26 @@ def probe_providers(config: ForgeConfig, names: Iterable[str] | None = None, tim
             members = ", ".join(f"{m} ({health[m].state})" if m in health else m for m in pool.members)
             probes.append(ProviderProbe(f"pool:{name}", None, False, False, "", None, f"{pool.strategy}: {members}"))
     return probes
+
+
+REPLIES_MODES: tuple[RepliesMode, ...] = ("json", "text", "auto")
+
+
+def replies_option(parsed: ProviderSpec, default: RepliesMode = "auto") -> tuple[ProviderSpec, RepliesMode]:
+    """Take the engine's ``replies`` option out of a spec (it is not the provider's): the spec
+    the provider is built from, and the mode asked for (the spec's, else ``default``)."""
+    options = dict(parsed.options)
+    mode = options.pop("replies", default)
+    if mode not in REPLIES_MODES:
+        raise ConfigError(f"replies={mode} in {parsed.provider}:{parsed.model}: write replies=json, text or auto")
+    return ProviderSpec(parsed.provider, parsed.model, options), mode  # type: ignore[return-value]
+
+
+def resolve_replies(mode: RepliesMode, provider: Provider) -> RepliesMode:
+    """``auto`` becomes json when the provider has a structured-output mechanism, else text."""
+    if mode == "auto":
+        return "json" if getattr(provider, "supports_json", False) else "text"
+    return mode
 
 
 def new_session_id() -> str:
@@ -212,18 +233,21 @@ class Forge:
                     raise ConfigError("a human participant needs a name")
                 name, provider, model = spec.name, "", ""
             else:
-                parsed = parse_spec(spec.spec)
+                parsed, replies = replies_option(parse_spec(spec.spec), spec.replies)
                 if not self.config.provider_enabled(parsed.provider):
                     raise ConfigError(f"provider {parsed.provider} is disabled in {self.config.source or 'the config'}: "
                                       f"set enabled = true under [forge.providers.{parsed.provider}]")
-                self._provider_for_spec(str(parsed)).close()  # fails now on a bad option or missing key
+                built = self._provider_for_spec(str(parsed))  # fails now on a bad option or missing key
+                replies = resolve_replies(replies, built)
+                built.close()
                 name, provider, model = spec.name or parsed.model, str(parsed.redacted()), parsed.model
             if name in taken:
                 if spec.name:
                     raise ConfigError(f"two participants are named {name!r}: give each its own name")
                 name = next(f"{name}-{n}" for n in range(2, 1000) if f"{name}-{n}" not in taken)
             taken.add(name)
-            infos.append(ParticipantInfo(name, spec.kind, provider, model, spec.persona))
+            infos.append(ParticipantInfo(name, spec.kind, provider, model, spec.persona,
+                                         replies if spec.kind == "ai" else "text"))
         return infos
 
     def _provider_for_spec(self, spec: str) -> Provider:
@@ -314,12 +338,13 @@ class Forge:
 
         The new provider is built first, so a bad spec or a missing key changes nothing.
         """
-        parsed = parse_spec(spec)
+        parsed, replies = replies_option(parse_spec(spec))
         if not self.config.provider_enabled(parsed.provider):
             raise ConfigError(f"provider {parsed.provider} is disabled in {self.config.source or 'the config'}")
         provider = self._provider_for_spec(str(parsed))
         try:
-            self._command(session_id, SwitchProvider(participant, str(parsed.redacted()), parsed.model, provider))
+            self._command(session_id, SwitchProvider(participant, str(parsed.redacted()), parsed.model, provider,
+                                                     resolve_replies(replies, provider)))
         except BaseException:
             provider.close()
             raise

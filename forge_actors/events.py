@@ -233,6 +233,8 @@ class ProviderSwitched(Event):
     model: str
     previous_provider: str
     previous_model: str
+    #: How its critiques and votes are asked for from now on; None: as before (older logs).
+    replies: RepliesMode | None = None
 
 
 class SessionInterrupted(Event):

@@ -180,6 +180,7 @@ class SwitchProvider(msgspec.Struct, frozen=True):
     spec: str
     model: str
     provider: Any
+    replies: str = "text"
 
 
 class Interrupt(msgspec.Struct, frozen=True):

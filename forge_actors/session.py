@@ -308,7 +308,8 @@ class SessionActor(pykka.ThreadingActor):
         if self._round is not None:
             raise InvalidCommandError(f"round {self._round.number} ({self._round.kind}) is running; a provider can "
                                       "be switched between rounds")
-        self._emit(ProviderSwitched(message.participant, message.spec, message.model, info.provider, info.model),
+        self._emit(ProviderSwitched(message.participant, message.spec, message.model, info.provider, info.model,
+                                    message.replies),  # type: ignore[arg-type]
                    durable=True)
         self._participants[message.participant].tell(UseProvider(message.provider))
         return self.state

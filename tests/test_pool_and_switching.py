@@ -171,7 +171,7 @@ def test_switching_between_rounds_is_recorded_and_replayed(tmp_path):
             forge.switch_provider(session_id, "nobody", "mock:x")
         events = forge.events(session_id)
     switched = [e for e in events if isinstance(e, ProviderSwitched)]
-    assert switched == [ProviderSwitched("alice", "mock:zed?seed=9", "zed", "mock:alice", "alice")]
+    assert switched == [ProviderSwitched("alice", "mock:zed?seed=9", "zed", "mock:alice", "alice", replies="json")]
     models = [(e.round, e.model) for e in events if type(e).__name__ == "PromptSent" and e.participant == "alice"]
     assert models == [(1, "alice"), (2, "zed")]
     assert rebuild(events).participants["alice"].provider == "mock:zed?seed=9"  # the fold reproduces it
