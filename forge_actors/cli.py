@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import os
 import signal
 import sys
@@ -42,6 +43,7 @@ from forge_actors.state import SessionState
 from forge_actors.terminal import JsonLinesView, LiveView
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_DB = "forge.db"
 
 
@@ -57,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--db", help=f"the event log (default: $FORGE_DB, else ./{DEFAULT_DB})")
     common.add_argument("--config", help="forge.toml to use (default: $FORGE_CONFIG, else ./forge.toml)")
     common.add_argument("--json", action="store_true", help="machine-readable output (JSON) even on a terminal")
+    common.add_argument("--log-level", default=None, choices=LOG_LEVELS, type=str.upper,
+                        help="log to stderr from this level on (default: $FORGE_LOG_LEVEL, else WARNING)")
 
     parser = argparse.ArgumentParser(prog="forge", description="A deliberation engine: several LLMs and humans "
                                      "draft, critique, synthesize and vote, streaming live into a replayable log.")
@@ -322,9 +326,22 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM stops a run as cleanly as Ctrl-C
 
 
+def configure_logging(level: str | None, environ: dict[str, str]) -> None:
+    """The command's logging: to stderr, one line per record (the library itself configures none)."""
+    chosen = (level or environ.get("FORGE_LOG_LEVEL") or "WARNING").upper()
+    if chosen not in LOG_LEVELS:
+        raise UsageError(f"FORGE_LOG_LEVEL={chosen}: use one of {', '.join(LOG_LEVELS)}")
+    logging.basicConfig(level=chosen, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ if environ is None else environ)
+    try:
+        configure_logging(args.log_level, env)
+    except UsageError as exc:
+        print(f"forge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
