@@ -25,6 +25,7 @@ from forge_actors.providers import (
     OllamaProvider,
     OpenAIProvider,
     EmptyResponseError,
+    ProtocolError,
     ProviderConfigError,
     collect,
 )
@@ -458,3 +459,14 @@ def test_anthropic_structured_stream_without_the_tool_call_is_an_empty_answer():
         return_value=httpx.Response(200, content=anthropic_stream(["just text"])))
     with pytest.raises(EmptyResponseError):
         collect(anthropic(max_retries=0).stream(REQUEST), "m")
+
+
+@respx.mock
+def test_openai_structured_stream_without_done_ends_on_its_finish_reason_or_is_cut():
+    finished = openai_json_stream(VOTE_PIECES).replace(sse(None, "[DONE]"), b"")
+    cut = finished.split(b'"finish_reason": "stop"')[0].rsplit(b"data:", 1)[0]
+    respx.post("https://api.openai.com/v1/chat/completions").mock(side_effect=[
+        httpx.Response(200, content=finished), httpx.Response(200, content=cut)])
+    assert collect(openai().stream(REQUEST), "m").content == VOTE_JSON
+    with pytest.raises(ProtocolError, match="before \\[DONE\\]"):
+        collect(openai(max_retries=0).stream(REQUEST), "m")
