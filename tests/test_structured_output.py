@@ -13,6 +13,7 @@ import httpx
 import msgspec
 import pytest
 import respx
+from fake_tools import ASSISTANT, env_with, write_tool
 from loopback import LoopbackServer, Reply, split_every
 from streams_fixtures import anthropic_stream, sse
 
@@ -470,3 +471,12 @@ def test_openai_structured_stream_without_done_ends_on_its_finish_reason_or_is_c
     assert collect(openai().stream(REQUEST), "m").content == VOTE_JSON
     with pytest.raises(ProtocolError, match="before \\[DONE\\]"):
         collect(openai(max_retries=0).stream(REQUEST), "m")
+
+
+def test_a_command_line_tool_gets_the_schema_in_its_prompt(tmp_path):
+    write_tool(tmp_path, "fakeai", ASSISTANT)
+    tool = CliProvider("fakeai", command=["fakeai", "{prompt}"], env=env_with(tmp_path, FAKE_MODE="args"))
+    with pytest.raises(MalformedReplyError, match="got an array") as caught:  # the tool echoes its argv
+        tool.complete_json(PLAIN, VOTE)
+    (prompt,) = json.loads(caught.value.content)
+    assert prompt.endswith(MESSAGES[1].content + "\n\n" + schema_instructions(VOTE))
