@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage
+from forge_actors.providers.base import JsonSchema, LlmRequest, LlmResponse, StreamChunk, Usage
 from forge_actors.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -22,6 +22,7 @@ from forge_actors.providers.errors import (
 )
 from forge_actors.providers.http import HttpProvider
 from forge_actors.providers.streams import sse_events
+from forge_actors.providers.structured import StructuredOutput
 
 API_VERSION = "2023-06-01"
 
@@ -46,6 +47,7 @@ class _Usage(msgspec.Struct):
 class _Delta(msgspec.Struct):
     type: str = ""
     text: str = ""
+    partial_json: str = ""  # input_json_delta: a piece of a tool call's input (a structured reply)
     stop_reason: str | None = None
 
 
@@ -77,6 +79,8 @@ class _DeltaEvent(msgspec.Struct):
 class _Block(msgspec.Struct):
     type: str = ""
     text: str = ""
+    name: str = ""  # tool_use
+    input: Any = None  # tool_use: the call's arguments, decoded
 
 
 class _Response(msgspec.Struct):
@@ -91,16 +95,40 @@ def _answer_text(delta: _Delta | None) -> str:
     return delta.text if delta is not None and delta.type == "text_delta" else ""
 
 
+_json_encode = msgspec.json.Encoder().encode
+
+
+def _tool_input_json(delta: _Delta | None) -> str:
+    """A piece of the forced tool call's input: a structured reply's only answer text."""
+    return delta.partial_json if delta is not None and delta.type == "input_json_delta" else ""
+
+
+def answer_tool(schema: JsonSchema) -> dict[str, Any]:
+    """The tool whose input is ``schema``: forcing a call to it is how Messages gives structured replies."""
+    return {"name": schema.name, "description": schema.description or f"Give the {schema.name} reply.",
+            "input_schema": schema.schema}
+
+
+def _structured_content(blocks: list[_Block], schema: JsonSchema) -> str:
+    """The forced call's input as compact JSON text (keys in the order given); the text, if the model made no call."""
+    calls = [block for block in blocks if block.type == "tool_use"]
+    call = next((block for block in calls if block.name == schema.name), calls[0] if calls else None)
+    if call is None:
+        return "".join(block.text for block in blocks if block.type == "text")
+    return _json_encode(call.input).decode()
+
+
 _decode_event = msgspec.json.Decoder(_Event).decode
 _decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
 _decode_response = msgspec.json.Decoder(_Response).decode
 
 
-class AnthropicProvider(HttpProvider):
+class AnthropicProvider(StructuredOutput, HttpProvider):
     name = "anthropic"
     default_base_url = "https://api.anthropic.com"
     api_key_env = "ANTHROPIC_API_KEY"
     error_types = _ERROR_TYPES
+    supports_json = True
 
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"x-api-key": api_key or "", "anthropic-version": API_VERSION}
@@ -118,6 +146,11 @@ class AnthropicProvider(HttpProvider):
             body["temperature"] = request.temperature
         if request.stop:
             body["stop_sequences"] = list(request.stop)
+        schema = request.response_schema
+        if schema is not None:
+            # One forced call of one tool: its input is the reply (no text before it, no second call).
+            body["tools"] = [answer_tool(schema)]
+            body["tool_choice"] = {"type": "tool", "name": schema.name, "disable_parallel_tool_use": True}
         if stream:
             body["stream"] = True
         return body
@@ -126,8 +159,10 @@ class AnthropicProvider(HttpProvider):
         with self.translate_errors():
             data = _decode_response(self.post_json("/v1/messages", self.body(request, stream=False)))
         usage = data.usage or _Usage()
+        schema = request.response_schema
         return LlmResponse(
-            "".join(block.text for block in data.content if block.type == "text"),
+            _structured_content(data.content, schema) if schema is not None
+            else "".join(block.text for block in data.content if block.type == "text"),
             data.stop_reason,
             Usage(usage.input_tokens or 0, usage.output_tokens or 0),
             data.model or self.model_for(request),
@@ -136,10 +171,12 @@ class AnthropicProvider(HttpProvider):
     def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
         input_tokens = output_tokens = 0
         stop_reason: str | None = None
+        # A structured reply's answer is the forced tool call's input; text deltas of other blocks are not.
+        answer_of = _answer_text if request.response_schema is None else _tool_input_json
         with self.open_stream("/v1/messages", self.body(request, stream=True)) as chunks:
             for sse in sse_events(chunks):
                 if sse.event == "content_block_delta":
-                    text = _answer_text(_decode_delta_event(sse.data).delta)
+                    text = answer_of(_decode_delta_event(sse.data).delta)
                     if text:
                         yield StreamChunk(text)
                     continue
@@ -148,7 +185,7 @@ class AnthropicProvider(HttpProvider):
                 event = _decode_event(sse.data)  # named otherwise, or unnamed: read its type
                 kind = event.type
                 if kind == "content_block_delta":
-                    text = _answer_text(event.delta)
+                    text = answer_of(event.delta)
                     if text:
                         yield StreamChunk(text)
                 elif kind == "message_start":

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
+from forge_actors.providers.errors import ProviderConfigError
+
 Role = Literal["system", "user", "assistant"]
+
+#: What both OpenAI (``json_schema.name``) and Anthropic (a tool's ``name``) accept as a name.
+_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Message(msgspec.Struct, frozen=True):
@@ -26,6 +32,18 @@ class JsonSchema(msgspec.Struct, frozen=True):
     name: str
     schema: dict[str, Any]
     description: str = ""
+
+    def __post_init__(self) -> None:
+        # Checked here, before any request: the APIs would refuse these with a vaguer 400.
+        if not _SCHEMA_NAME.fullmatch(self.name):
+            raise ProviderConfigError(
+                f"JsonSchema name {self.name!r} must be 1-64 letters, digits, '_' or '-' (the APIs' rule for names)"
+            )
+        if self.schema.get("type") != "object":
+            raise ProviderConfigError(
+                f"JsonSchema {self.name!r} must describe an object (\"type\": \"object\") at its root, as the "
+                "OpenAI and Anthropic structured-output mechanisms require; wrap other values in an object"
+            )
 
 
 class LlmRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,6 +107,12 @@ class Provider(Protocol):
     supports_json: bool
 
     def complete(self, request: LlmRequest) -> LlmResponse: ...
+
+    def complete_json(self, request: LlmRequest, schema: JsonSchema, type: type | None = None) -> StructuredResponse:
+        """``complete`` asking for ``schema`` (natively, or by instructions when ``supports_json`` is
+        false), the reply decoded into ``type`` (plain JSON when None); ``MalformedReplyError`` when
+        it does not decode. Every provider gets it from ``structured.StructuredOutput``."""
+        ...
 
     def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
         """Deltas as they arrive; closing the iterator early ends the request at once."""

@@ -5,6 +5,10 @@ and the round from the prompt's marker lines (``forge_actors.formats``) and answ
 drafts, critiques (with scores), syntheses and votes in exactly the formats the round
 parsers read, streamed word by word with an optional delay.
 
+Asked for a structured reply (``response_schema``), it answers critiques and votes in
+JSON (``formats.render_critique_json`` / ``render_vote_json``) saying what its text reply
+would say, a vote adding a seeded confidence; other rounds ignore the schema.
+
 Test options: ``fail_on`` (comma-separated round kinds, or ``all``) fails those calls
 with a server error; ``garble`` answers those rounds without the expected format.
 """
@@ -17,11 +21,19 @@ import re
 import threading
 from collections.abc import Iterator
 
+import msgspec
+
 from forge_actors import formats
 from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage, collect
 from forge_actors.providers.errors import CancelledError, ProviderConfigError, ServerError
+from forge_actors.providers.structured import StructuredOutput
 
 _WORDS = re.compile(r"\S+\s*")
+#: JSON streamed in small pieces, each ending after a ``,`` or ``:`` (inside strings too, as a model's would)
+_JSON_PIECES = re.compile(r"[^,:]*[,:]|[^,:]+")
+#: The round a schema name asks about, when the prompt has no ``Round:`` marker.
+_ROUND_OF_SCHEMA = {formats.CRITIQUE_SCHEMA_NAME: "critique", formats.VOTE_SCHEMA_NAME: "convergence"}
+_JSON_ROUNDS = frozenset(_ROUND_OF_SCHEMA.values())
 _TOPIC_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#-]{2,}")
 _STOP_WORDS = frozenset(
     "the and for with that this from into your our their about design build make create plan write "
@@ -57,8 +69,10 @@ SUGGESTIONS = [
 ]
 
 
-class MockProvider:
+class MockProvider(StructuredOutput):
     """``mock:NAME`` — see the module docstring."""
+
+    supports_json = True
 
     def __init__(
         self,
@@ -103,26 +117,36 @@ class MockProvider:
     def answer(self, request: LlmRequest) -> str:
         """The whole text this mock gives for ``request`` (deterministic)."""
         prompt = _prompt_of(request)
-        return self._answer(request, prompt, formats.find_round_kind(prompt) or "draft")
+        return self._answer(request, prompt, _round_of(request, prompt))
 
     def _answer(self, request: LlmRequest, prompt: str, kind: str) -> str:
         rng = random.Random(self._seed_for(request))
         if kind in self.garble:
             return f"I have thoughts on this but will not use any particular format. {self._topic(prompt)} is hard."
+        as_json = request.response_schema is not None
         if kind == "critique":
-            return self._critique(rng, prompt)
+            critiques = self._critiques(rng, prompt)
+            if as_json:
+                return formats.render_critique_json(critiques)
+            return "\n".join(formats.render_critique(label, critique) for label, critique in critiques.items())
         if kind == "convergence":
-            return self._vote(rng, prompt)
+            vote = self._vote(rng, prompt)
+            if as_json:  # drawn after the vote, so that the vote is the one the text reply gives
+                confidence = round(rng.uniform(0.5, 0.95), 2)
+                return formats.render_vote_json(msgspec.structs.replace(vote, confidence=confidence))
+            return formats.render_vote(vote)
         if kind == "synthesis":
             return self._synthesis(rng, prompt)
         return self._draft(rng, prompt)
 
     def _chunks(self, request: LlmRequest, delay: float) -> Iterator[StreamChunk]:
         prompt = _prompt_of(request)
-        kind = formats.find_round_kind(prompt) or "draft"
+        kind = _round_of(request, prompt)
         if kind in self.fail_on or "all" in self.fail_on:
             raise ServerError(f"mock {self.persona_name} was told to fail in the {kind} round", provider="mock")
-        words = _WORDS.findall(self._answer(request, prompt, kind))
+        answer = self._answer(request, prompt, kind)
+        as_json = request.response_schema is not None and kind in _JSON_ROUNDS and kind not in self.garble
+        words = _JSON_PIECES.findall(answer) if as_json else _WORDS.findall(answer)
         for word in words:
             if delay:
                 self._aborted.wait(delay)  # a sleep that abort() cuts short
@@ -162,18 +186,16 @@ class MockProvider:
         lines += [f"- Risk: {risk}. Mitigation: {mitigation}." for risk, mitigation in risks]
         return "\n".join(lines) + "\n"
 
-    def _critique(self, rng: random.Random, prompt: str) -> str:
-        labels = formats.find_proposal_labels(prompt) or ["A"]
-        parts = []
-        for label in labels:
-            critique = formats.ParsedCritique(
+    def _critiques(self, rng: random.Random, prompt: str) -> dict[str, formats.ParsedCritique]:
+        return {
+            label: formats.ParsedCritique(
                 rng.randint(55, 95),
                 tuple(rng.sample(STRENGTHS, 2)),
                 tuple(rng.sample(WEAKNESSES, 2)),
                 tuple(rng.sample(SUGGESTIONS, 2)),
             )
-            parts.append(formats.render_critique(label, critique))
-        return "\n".join(parts)
+            for label in formats.find_proposal_labels(prompt) or ["A"]
+        }
 
     def _synthesis(self, rng: random.Random, prompt: str) -> str:
         topic, keywords = self._topic(prompt), self._keywords(prompt)
@@ -187,20 +209,27 @@ class MockProvider:
                   "", "### Addressed concerns", f"- {_upper_first(rng.choice(SUGGESTIONS))}."]
         return "\n".join(lines) + "\n"
 
-    def _vote(self, rng: random.Random, prompt: str) -> str:
+    def _vote(self, rng: random.Random, prompt: str) -> formats.ParsedVote:
         iteration = formats.find_iteration(prompt)
         agree = rng.random() < min(0.95, 0.55 + 0.2 * iteration)
-        vote = formats.ParsedVote(
+        return formats.ParsedVote(
             "AGREE" if agree else "DISAGREE",
             (f"the plan covers {rng.choice(self._keywords(prompt))} end to end",
              rng.choice(STRENGTHS)),
             () if agree else (rng.choice(WEAKNESSES), rng.choice(SUGGESTIONS)),
         )
-        return formats.render_vote(vote)
 
 
 def _prompt_of(request: LlmRequest) -> str:
     return "\n".join(m.content for m in request.messages)
+
+
+def _round_of(request: LlmRequest, prompt: str) -> str:
+    """The round the prompt's marker names; else the one the schema asks about; else a draft."""
+    kind = formats.find_round_kind(prompt)
+    if kind is None and request.response_schema is not None:
+        kind = _ROUND_OF_SCHEMA.get(request.response_schema.name)
+    return kind or "draft"
 
 
 def _upper_first(text: str) -> str:

@@ -11,6 +11,7 @@ from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Us
 from forge_actors.providers.errors import LlmError, NotFoundError, ProtocolError, ServerError
 from forge_actors.providers.http import HttpProvider
 from forge_actors.providers.streams import ndjson_lines
+from forge_actors.providers.structured import StructuredOutput
 
 
 class _Message(msgspec.Struct):
@@ -39,10 +40,11 @@ class _Tags(msgspec.Struct):
 _decode_line = msgspec.json.Decoder(_Line).decode
 
 
-class OllamaProvider(HttpProvider):
+class OllamaProvider(StructuredOutput, HttpProvider):
     name = "ollama"
     default_base_url = "http://localhost:11434"
     api_key_env = None
+    supports_json = True
 
     def error_for_type(self, error_type: str | None, message: str, status: int | None) -> LlmError | None:
         if status == 404 or ("not found" in message and "model" in message):
@@ -61,12 +63,15 @@ class OllamaProvider(HttpProvider):
             options["temperature"] = request.temperature
         if request.stop:
             options["stop"] = list(request.stop)
-        return {
+        body: dict[str, Any] = {
             "model": self.model_for(request),
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "stream": stream,
             "options": options,
         }
+        if request.response_schema is not None:
+            body["format"] = request.response_schema.schema  # the JSON then streams as message.content
+        return body
 
     def list_models(self) -> list[str]:
         """Names of the models this Ollama server has pulled."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage
+from forge_actors.providers.base import JsonSchema, LlmRequest, LlmResponse, StreamChunk, Usage
 from forge_actors.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -20,6 +20,7 @@ from forge_actors.providers.errors import (
 )
 from forge_actors.providers.http import HttpProvider
 from forge_actors.providers.streams import sse_events
+from forge_actors.providers.structured import RefusalError, StructuredOutput
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -64,6 +65,26 @@ class _Chunk(msgspec.Struct):
 
 class _Message(msgspec.Struct):
     content: str | None = None
+    refusal: str | None = None  # structured requests: the model declined (never answer text)
+
+
+# A structured request's stream, read apart so that the ordinary path decodes no more than it did.
+
+
+class _StructuredDelta(msgspec.Struct):
+    content: str | None = None
+    refusal: str | None = None
+
+
+class _StructuredChoice(msgspec.Struct):
+    delta: _StructuredDelta | None = None
+    finish_reason: str | None = None
+
+
+class _StructuredChunk(msgspec.Struct):
+    choices: list[_StructuredChoice] = []
+    usage: _Usage | None = None
+    error: _Error | None = None
 
 
 class _FullChoice(msgspec.Struct):
@@ -80,6 +101,7 @@ class _Completion(msgspec.Struct):
 
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 _decode_completion = msgspec.json.Decoder(_Completion).decode
+_decode_structured_chunk = msgspec.json.Decoder(_StructuredChunk).decode
 
 
 def _usage(usage: _Usage | None) -> Usage:
@@ -88,11 +110,42 @@ def _usage(usage: _Usage | None) -> Usage:
     return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
 
 
-class OpenAIProvider(HttpProvider):
+def strict_ready(schema: Any) -> bool:
+    """Whether ``schema`` meets what strict structured outputs demand of every object in it:
+    ``additionalProperties: false`` and every property required. The API refuses a strict
+    request whose schema does not, so such a schema is sent with ``strict: false``."""
+    if isinstance(schema, list):
+        return all(strict_ready(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    properties = schema.get("properties")
+    if schema.get("type") == "object" or isinstance(properties, dict):
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required") or ()) != set(properties or {}):
+            return False
+    return all(strict_ready(value) for key, value in schema.items()
+               if key in _SUBSCHEMA_KEYS or (key == "properties" and isinstance(value, dict)))
+
+
+#: Keywords whose values hold subschemas ("properties" maps names to them).
+_SUBSCHEMA_KEYS = frozenset({"items", "anyOf", "allOf", "oneOf", "$defs", "definitions", "not"})
+
+
+def response_format(schema: JsonSchema) -> dict[str, Any]:
+    """The Chat Completions ``response_format`` asking for ``schema``."""
+    json_schema: dict[str, Any] = {"name": schema.name, "schema": schema.schema, "strict": strict_ready(schema.schema)}
+    if schema.description:
+        json_schema["description"] = schema.description
+    return {"type": "json_schema", "json_schema": json_schema}
+
+
+class OpenAIProvider(StructuredOutput, HttpProvider):
     name = "openai"
     default_base_url = OPENAI_BASE_URL
     api_key_env = "OPENAI_API_KEY"
     error_types = _ERROR_TYPES
+    supports_json = True
 
     def requires_api_key(self) -> bool:
         # Local and compatible servers (vLLM, llama.cpp, LM Studio, Ollama) need no key.
@@ -124,6 +177,8 @@ class OpenAIProvider(HttpProvider):
             body["temperature"] = request.temperature
         if request.stop:
             body["stop"] = list(request.stop)
+        if request.response_schema is not None:
+            body["response_format"] = response_format(request.response_schema)
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -137,10 +192,20 @@ class OpenAIProvider(HttpProvider):
         if not data.choices:
             raise ProtocolError("the response has no choices", provider=self.name)
         choice = data.choices[0]
+        if choice.message is not None and choice.message.refusal:
+            raise self._refusal(choice.message.refusal)
         content = (choice.message.content if choice.message else None) or ""
         return LlmResponse(content, choice.finish_reason, _usage(data.usage), data.model or self.model_for(request))
 
+    def _refusal(self, text: str) -> RefusalError:
+        return RefusalError(f"the model refused to answer: {self.clean(text)}", provider=self.name)
+
     def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        if request.response_schema is not None:
+            return self._stream_structured(request)
+        return self._stream_text(request)
+
+    def _stream_text(self, request: LlmRequest) -> Iterator[StreamChunk]:
         finish_reason: str | None = None
         usage: _Usage | None = None
         with self.open_stream("/chat/completions", self.body(request, stream=True)) as chunks:
@@ -165,3 +230,37 @@ class OpenAIProvider(HttpProvider):
             yield StreamChunk("", True, finish_reason, _usage(usage))
             return
         raise ProtocolError("the stream ended before [DONE]; the answer may be cut short", provider=self.name)
+
+    def _stream_structured(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        """The JSON streams as ``delta.content``; ``delta.refusal`` pieces, joined, are a RefusalError."""
+        finish_reason: str | None = None
+        usage: _Usage | None = None
+        refusal: list[str] = []
+        with self.open_stream("/chat/completions", self.body(request, stream=True)) as chunks:
+            for sse in sse_events(chunks):
+                if sse.data == b"[DONE]":
+                    break
+                chunk = _decode_structured_chunk(sse.data)
+                if chunk.error is not None:
+                    raise self._mid_stream_error(chunk.error)
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta is not None:
+                        if delta.refusal:
+                            refusal.append(delta.refusal)
+                        elif delta.content:
+                            yield StreamChunk(delta.content)
+                    if choice.finish_reason is not None:
+                        if choice.finish_reason == "error":
+                            raise ServerError("the server ended the answer with finish_reason=error",
+                                              provider=self.name)
+                        finish_reason = choice.finish_reason
+            else:
+                if finish_reason is None:
+                    raise ProtocolError("the stream ended before [DONE]; the answer may be cut short",
+                                        provider=self.name)
+        if refusal:
+            raise self._refusal("".join(refusal))
+        yield StreamChunk("", True, finish_reason, _usage(usage))

@@ -32,6 +32,7 @@ import msgspec
 
 from forge_actors.providers.base import LlmRequest, LlmResponse, Provider, StreamChunk, collect
 from forge_actors.providers.errors import ERRORS_BY_KIND, LlmError, ProviderConfigError, ServerError
+from forge_actors.providers.structured import StructuredOutput
 
 Strategy = Literal["round_robin", "failover"]
 MemberState = Literal["healthy", "degraded", "unavailable", "probation"]
@@ -125,7 +126,7 @@ class PoolHealth:
             return out
 
 
-class PoolProvider:
+class PoolProvider(StructuredOutput):
     name = "pool"
 
     def __init__(
@@ -150,6 +151,11 @@ class PoolProvider:
 
     def __repr__(self) -> str:
         return f"PoolProvider({self.model!r}, strategy={self.strategy!r}, members={[m for m, _ in self.members]!r})"
+
+    @property
+    def supports_json(self) -> bool:
+        """True only if every member honours ``response_schema``: any of them may be the one that answers."""
+        return all(getattr(member, "supports_json", False) for _, member in self.members)
 
     def labels(self) -> list[str]:
         return [label for label, _ in self.members]

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, collect
 from forge_actors.providers.errors import ProcessFailedError
+from forge_actors.providers.structured import StructuredOutput
 
 #: How long a stopped tool gets between SIGTERM and SIGKILL.
 TERM_GRACE_SECONDS = 1.0
@@ -122,10 +123,13 @@ class OutputReader:
         self._selector.close()
 
 
-class ToolProvider:
+class ToolProvider(StructuredOutput):
     """What the command-line providers share: the running process, and aborting it from any thread."""
 
     model: str
+    #: A tool takes a prompt and nothing else: ``response_schema`` is ignored, and
+    #: ``complete_json`` writes the schema into the prompt instead.
+    supports_json = False
 
     def __init__(self) -> None:
         self._process: subprocess.Popen | None = None

@@ -18,6 +18,7 @@ import msgspec
 
 from forge_actors.providers.base import LlmRequest, LlmResponse, Message, StreamChunk, Usage, collect
 from forge_actors.providers.errors import ERRORS_BY_KIND, LlmError, NotFoundError
+from forge_actors.providers.structured import STRUCTURED_ERRORS_BY_KIND, StructuredOutput
 
 
 class RecordedAnswer(msgspec.Struct):
@@ -41,12 +42,23 @@ def prompt_key(messages: Iterable[Message]) -> str:
     return digest.hexdigest()
 
 
-class ReplayProvider:
+class ReplayProvider(StructuredOutput):
+    """Replays recorded answers, structured ones too (their JSON deltas, as recorded).
+
+    Requests are matched by their messages alone, not by ``response_schema``: in a
+    deterministic re-run a prompt belongs to one round, and so to one schema, and the
+    recorded events carry no schema to match against. ``supports_json`` says what the
+    recorded participant's provider did (default True), so that an engine choosing
+    JSON or text by it asks the re-run for what the recording holds.
+    """
+
     name = "replay"
 
-    def __init__(self, participant: str, answers: Iterable[RecordedAnswer], model: str = "") -> None:
+    def __init__(self, participant: str, answers: Iterable[RecordedAnswer], model: str = "", *,
+                 supports_json: bool = True) -> None:
         self.participant = participant
         self.model = model or participant
+        self.supports_json = supports_json
         self._queues: dict[str, deque[RecordedAnswer]] = {}
         for answer in answers:  # in the order the prompts were sent
             self._queues.setdefault(answer.prompt_key, deque()).append(answer)
@@ -90,6 +102,7 @@ class ReplayProvider:
 
 def _recorded_error(answer: RecordedAnswer) -> LlmError:
     """The recorded failure again: same kind, same message (which already names its provider)."""
-    error = ERRORS_BY_KIND.get(answer.error_kind or "", LlmError)(answer.error_message)
+    kind = answer.error_kind or ""
+    error = (ERRORS_BY_KIND.get(kind) or STRUCTURED_ERRORS_BY_KIND.get(kind) or LlmError)(answer.error_message)
     error.kind = answer.error_kind or error.kind  # kinds the taxonomy does not name (e.g. a deadline) too
     return error
