@@ -5,7 +5,17 @@ Providers know nothing of sessions or actors. Build one from a spec string with
 """
 
 from forge_actors.providers.anthropic import AnthropicProvider
-from forge_actors.providers.base import LlmRequest, LlmResponse, Message, Provider, StreamChunk, Usage, collect
+from forge_actors.providers.base import (
+    JsonSchema,
+    LlmRequest,
+    LlmResponse,
+    Message,
+    Provider,
+    StreamChunk,
+    StructuredResponse,
+    Usage,
+    collect,
+)
 from forge_actors.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -30,10 +40,12 @@ from forge_actors.providers.ollama import OllamaProvider
 from forge_actors.providers.openai import OpenAIProvider
 from forge_actors.providers.registry import ProviderSpec, get_provider, known_providers, parse_spec, register_provider
 from forge_actors.providers.retry import RetryPolicy
+from forge_actors.providers.structured import MalformedReplyError, RefusalError, complete_json
 
 __all__ = [
     "AnthropicProvider", "AuthenticationError", "BadRequestError", "CancelledError", "ConnectError",
-    "EmptyResponseError", "LlmError", "LlmRequest", "LlmResponse", "Message", "MissingApiKeyError",
+    "EmptyResponseError", "JsonSchema", "LlmError", "LlmRequest", "LlmResponse", "MalformedReplyError", "Message",
+    "MissingApiKeyError", "RefusalError", "StructuredResponse", "complete_json",
     "MockProvider", "NotFoundError", "OllamaProvider", "OpenAIProvider", "OverloadedError",
     "PermissionDeniedError", "ProcessFailedError", "ProtocolError", "Provider", "ProviderConfigError",
     "ProviderSpec", "RateLimitError", "RequestTimeoutError", "RetryPolicy", "ServerError", "StreamChunk",
