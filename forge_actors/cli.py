@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import os
 import signal
 import sys
@@ -26,6 +27,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
+from eventstore import EventStoreError, LogWriteError
 from forge_actors import __version__
 from forge_actors.config import ForgeConfig, load_config
 from forge_actors.engine import Forge, RecordedEvent, probe_providers
@@ -143,6 +145,9 @@ def _follow(ctx: Context, forge: Forge, session_id: str, events: Iterable[Record
             view.run(events)
             view.print_outcome()
             state = view.state
+    except LogWriteError as exc:  # the log could not take the session's appends: say how to go on
+        db = f" --db {ctx.db}" if ctx.db != DEFAULT_DB else ""
+        raise exc.with_next_step(f"resume (forge resume {session_id}{db})") from exc.__cause__
     except (KeyboardInterrupt, BrokenPipeError) as stop:
         closed = isinstance(stop, BrokenPipeError)
         forge.interrupt(session_id, "the output pipe was closed" if closed else "interrupted by the user (Ctrl-C)")
@@ -322,14 +327,32 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM stops a run as cleanly as Ctrl-C
 
 
+def _reported_here(record: logging.LogRecord) -> bool:
+    """False for a log record about an error of the log file: main() reports it, in one line."""
+    return not (record.exc_info and isinstance(record.exc_info[1], EventStoreError))
+
+
+def _quiet_reported_errors() -> None:
+    # A full disk or a damaged file stops a session actor; pykka logs that with a traceback,
+    # and the writer says it too. On the command line one line says it all (main's).
+    for name in ("pykka", "eventstore.writer"):
+        log = logging.getLogger(name)
+        if _reported_here not in log.filters:
+            log.addFilter(_reported_here)
+
+
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ if environ is None else environ)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    _quiet_reported_errors()
     try:
         return COMMANDS[args.command](Context(args, env))
     except (UsageError, ConfigError, ProviderConfigError, NotAnEventLogError, CorruptEventError) as exc:
+        err.print(f"forge: {exc}", markup=False)
+        return EXIT_USAGE
+    except EventStoreError as exc:  # a full disk, a damaged file: what happened and what to do, one line
         err.print(f"forge: {exc}", markup=False)
         return EXIT_USAGE
     except (ForgeError, LlmError) as exc:  # unknown session, a step that does not fit, a missing key
