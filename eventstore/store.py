@@ -4,6 +4,13 @@ Layout (see the README): ``events(position, stream_id, version, type, data, reco
 with UNIQUE(stream_id, version) as the optimistic-concurrency guard, in WAL mode so
 readers in any process never block the one writer.
 
+Opening: an existing file is first looked at through a read-only connection (its
+header, ``application_id``, ``user_version``, tables); a file that is not one of our
+logs is refused with NotAnEventLogError and left byte for byte as it was. Only then is
+the write connection opened (WAL) and whatever is missing created. What SQLite says
+about the file itself becomes a typed error: a full disk DiskFullError, a failed write
+LogWriteError, a failed read LogReadError, a damaged page CorruptLogError.
+
 Threading: one write connection guarded by a lock (SQLite has one writer anyway);
 readers get a connection per thread. Every read pages through the table with keyset
 pagination and holds no transaction open between pages, so an iterator over a huge
@@ -197,7 +204,9 @@ def _inspect(conn: sqlite3.Connection) -> _FileShape:
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
         )
     )
-    columns = frozenset(row[1] for row in conn.execute("PRAGMA table_info(events)")) if "events" in tables else frozenset()
+    columns: frozenset[str] = frozenset()
+    if "events" in tables:
+        columns = frozenset(row[1] for row in conn.execute("PRAGMA table_info(events)"))
     return _FileShape(
         conn.execute("PRAGMA application_id").fetchone()[0],
         conn.execute("PRAGMA user_version").fetchone()[0],
@@ -298,7 +307,7 @@ class EventStore:
         try:
             if needs_setup:
                 self._ensure_schema(create)
-            self._last_committed = self._read_one(self._conn, _MAX_POSITION, (), "reading")
+            self._last_committed = self._read_one(self._conn, _MAX_POSITION, ())
         except BaseException:
             self._conn.close()
             raise
@@ -384,19 +393,17 @@ class EventStore:
     def _typed(self, exc: sqlite3.Error, doing: Literal["reading", "writing"]) -> EventStoreError | None:
         return _typed_error(self.path, exc, doing)
 
-    def _read_rows(self, conn: sqlite3.Connection, sql: str, parameters: Sequence[Any] | dict,
-                   doing: Literal["reading", "writing"] = "reading") -> list[tuple]:
+    def _read_rows(self, conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[tuple]:
         try:
             return conn.execute(sql, parameters).fetchall()
         except sqlite3.DatabaseError as exc:
-            typed = self._typed(exc, doing)
+            typed = self._typed(exc, "reading")
             if typed is None:
                 raise
             raise typed from exc
 
-    def _read_one(self, conn: sqlite3.Connection, sql: str, parameters: Sequence[Any],
-                  doing: Literal["reading", "writing"] = "reading") -> Any:
-        rows = self._read_rows(conn, sql, parameters, doing)
+    def _read_one(self, conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> Any:
+        rows = self._read_rows(conn, sql, parameters)
         return rows[0][0] if rows else None
 
     def _reader(self) -> sqlite3.Connection:

@@ -27,14 +27,15 @@ from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
-from eventstore import EventStoreError, LogWriteError
 from forge_actors import __version__
 from forge_actors.config import ForgeConfig, load_config
 from forge_actors.engine import Forge, RecordedEvent, probe_providers
 from forge_actors.errors import (
     ConfigError,
     CorruptEventError,
+    EventStoreError,
     ForgeError,
+    LogWriteError,
     NotAnEventLogError,
 )
 from forge_actors.export import FORMATS, export_document, render

@@ -137,10 +137,10 @@ def test_forge_run_does_not_take_over_a_foreign_file(foreign_log):
 def test_our_own_logs_keep_opening_read_only_and_writable(tmp_path):
     path = tmp_path / "forge.db"
     session_id = run_session(path)
-    listed = forge("sessions", cwd=tmp_path)
-    assert listed.returncode == 0 and json.loads(listed.stdout)["session_id"] == session_id
-    with Forge(str(path), create=False) as engine:
-        assert engine.state(session_id).status in ("converged", "max_rounds")
+    for create in (False, True):
+        with Forge(str(path), create=create) as engine:
+            assert engine.state(session_id).status in ("converged", "max_rounds")
+            assert [s.session_id for s in engine.summaries()] == [session_id]
 
 
 # -- a full disk -------------------------------------------------------------------------------------------
@@ -185,8 +185,6 @@ def test_read_only_commands_read_a_valid_log_on_a_full_disk(tmp_path):
     row = json.loads(listed.stdout)
     assert row["session_id"] == session_id and row["status"] in ("converged", "max_rounds") and row["rounds"] >= 1
     assert "Traceback" not in listed.stderr and "read them from the log instead" in listed.stderr
-    shown = forge("show", session_id, cwd=tmp_path, free_pages=0)
-    assert shown.returncode == 0 and json.loads(shown.stdout)["session_id"] == session_id
     exported = forge("export", session_id, "--format", "md", cwd=tmp_path, free_pages=0)
     assert exported.returncode == 0 and "Plan a garden" in exported.stdout
     assert digest(tmp_path / "forge.db") == before
@@ -246,9 +244,10 @@ def damage(path: Path, page_size: int = 4096) -> None:
             file.write(b"\xff" * 64)
 
 
-@pytest.fixture
-def damaged_log(tmp_path) -> tuple[Path, str]:
-    path = tmp_path / "forge.db"
+@pytest.fixture(scope="module")
+def damaged_log(tmp_path_factory) -> tuple[Path, str]:
+    """One log for the module (the tests only read it): a whole session, then a few pages clobbered."""
+    path = tmp_path_factory.mktemp("damaged") / "forge.db"
     session_id = run_session(path, max_rounds=3)
     damage(path)
     return path, session_id
@@ -273,10 +272,9 @@ def test_the_api_on_a_damaged_log_raises_a_typed_error(damaged_log):
 def test_a_sqlite_header_over_garbage_is_a_damaged_file(tmp_path):
     path = tmp_path / "forge.db"
     path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 5000)
-    with pytest.raises(CorruptLogError, match="file is not a database"):
-        EventStore(path, create=False)
-    line = one_line_error(forge("sessions", "--db", str(path), cwd=tmp_path))
-    assert str(path) in line
+    for create in (False, True):
+        with pytest.raises(CorruptLogError, match="file is not a database"):
+            EventStore(path, create=create)
 
 
 def test_with_next_step_keeps_the_kind_and_the_cause():
