@@ -6,14 +6,20 @@ It knows streams, versions, positions and bytes; nothing about what the events m
 from eventstore.errors import (
     ConcurrencyError,
     CorruptEventError,
+    CorruptLogError,
+    DiskFullError,
     EventStoreError,
+    LogReadError,
+    LogWriteError,
     NotAnEventLogError,
     StoreClosedError,
 )
 from eventstore.projection import Projection, ProjectionRunner
 from eventstore.store import (
     ANY,
+    APPLICATION_ID,
     NO_STREAM,
+    SCHEMA_VERSION,
     AppendResult,
     EventStore,
     NewEvent,
@@ -24,14 +30,20 @@ from eventstore.writer import AppendTicket, BatchingWriter
 
 __all__ = [
     "ANY",
+    "APPLICATION_ID",
     "NO_STREAM",
+    "SCHEMA_VERSION",
     "AppendResult",
     "AppendTicket",
     "BatchingWriter",
     "ConcurrencyError",
     "CorruptEventError",
+    "CorruptLogError",
+    "DiskFullError",
     "EventStore",
     "EventStoreError",
+    "LogReadError",
+    "LogWriteError",
     "NewEvent",
     "NotAnEventLogError",
     "Projection",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 
 class EventStoreError(Exception):
     """Base class of every error the event store raises."""
@@ -48,3 +50,58 @@ class CorruptEventError(EventStoreError):
 
 class StoreClosedError(EventStoreError):
     """The store or writer was closed; it takes no more work."""
+
+
+class LogWriteError(EventStoreError):
+    """The log file could not take a write (an I/O error, a read-only file...).
+
+    Nothing that was committed before is affected: the appends of the failed
+    transaction are simply not in the log. ``then`` says how to carry on once the cause
+    is fixed; a caller that knows more (which session to resume) swaps it with
+    ``with_next_step``.
+    """
+
+    def __init__(self, path: str, reason: str, then: str = "try again", *, remedy: str = "fix the cause") -> None:
+        self.path = path
+        self.reason = reason
+        self.then = then
+        self.remedy = remedy
+        super().__init__(
+            f"{reason} writing {path}: the last appends were not written; nothing committed was lost; "
+            f"{remedy} and {then}"
+        )
+
+    def with_next_step(self, then: str) -> LogWriteError:
+        """The same error, naming ``then`` (e.g. "resume (forge resume ID)") as the way on."""
+        copy = type(self).__new__(type(self))
+        LogWriteError.__init__(copy, self.path, self.reason, then, remedy=self.remedy)
+        copy.__cause__ = self.__cause__
+        return copy
+
+
+class DiskFullError(LogWriteError):
+    """The disk (or the file's size limit) is full: SQLite said SQLITE_FULL."""
+
+    def __init__(self, path: str, then: str = "try again") -> None:
+        super().__init__(path, "disk full", then, remedy="free space")
+
+
+class LogReadError(EventStoreError):
+    """The log file could not be read (an I/O error). Nothing was changed."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{reason} reading {path}: nothing was changed; check the disk and the file, then try again")
+
+
+class CorruptLogError(EventStoreError):
+    """SQLite found a damaged page (or a damaged header) in the log file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"{path} is damaged ({reason}): stop writing to it, keep a copy, and recover what it holds with "
+            f"`sqlite3 {shlex.quote(path)} .recover | sqlite3 recovered.db`, then use recovered.db"
+        )

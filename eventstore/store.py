@@ -4,6 +4,13 @@ Layout (see the README): ``events(position, stream_id, version, type, data, reco
 with UNIQUE(stream_id, version) as the optimistic-concurrency guard, in WAL mode so
 readers in any process never block the one writer.
 
+Opening: an existing file is first looked at through a read-only connection (its
+header, ``application_id``, ``user_version``, tables); a file that is not one of our
+logs is refused with NotAnEventLogError and left byte for byte as it was. Only then is
+the write connection opened (WAL) and whatever is missing created. What SQLite says
+about the file itself becomes a typed error: a full disk DiskFullError, a failed write
+LogWriteError, a failed read LogReadError, a damaged page CorruptLogError.
+
 Threading: one write connection guarded by a lock (SQLite has one writer anyway);
 readers get a connection per thread. Every read pages through the table with keyset
 pagination and holds no transaction open between pages, so an iterator over a huge
@@ -12,7 +19,9 @@ log uses little memory and never pins the WAL.
 
 from __future__ import annotations
 
+import logging
 import os
+import pathlib
 import sqlite3
 import threading
 import time
@@ -26,9 +35,16 @@ import sqlite_utils
 from eventstore.errors import (
     ConcurrencyError,
     CorruptEventError,
+    CorruptLogError,
+    DiskFullError,
+    EventStoreError,
+    LogReadError,
+    LogWriteError,
     NotAnEventLogError,
     StoreClosedError,
 )
+
+logger = logging.getLogger(__name__)
 
 #: ``expected_version`` value: append whatever the stream's current version is.
 ANY: Final = "any"
@@ -42,12 +58,22 @@ Codec = Callable[[str, str], Any]
 
 # 'EVLG' — marks a SQLite file as one of our event logs (PRAGMA application_id).
 APPLICATION_ID: Final = 0x45564C47
+#: The layout's version (PRAGMA user_version). Logs made before it was recorded say 0.
+SCHEMA_VERSION: Final = 1
+
+_SQLITE_HEADER: Final = b"SQLite format 3\x00"
+# Primary result codes (an extended code carries one in its low byte).
+_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB, _SQLITE_READONLY = 10, 11, 13, 26, 8
 
 _EVENT_COLUMNS: Final = ("position", "stream_id", "version", "type", "data", "recorded_at")
 _SELECT: Final = "SELECT position, stream_id, version, type, data, recorded_at FROM events "
+_PAGE_ALL: Final = _SELECT + "WHERE position > ? ORDER BY position LIMIT ?"
+_PAGE_STREAM: Final = _SELECT + "WHERE stream_id = ? AND version > ? ORDER BY version LIMIT ?"
 _INSERT: Final = (
     "INSERT INTO events (stream_id, version, type, data, recorded_at) VALUES (?, ?, ?, ?, ?)"
 )
+_MAX_POSITION: Final = "SELECT COALESCE(MAX(position), 0) FROM events"
+_STREAM_VERSION: Final = "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?"
 _SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
@@ -132,6 +158,107 @@ def _check_expected_version(expected: object) -> None:
         )
 
 
+class _FileShape(msgspec.Struct, frozen=True):
+    """What an existing SQLite file holds, as far as telling one of our logs from other files goes."""
+
+    application_id: int
+    user_version: int
+    tables: frozenset[str]
+    event_columns: frozenset[str]
+
+    @property
+    def ours(self) -> bool:
+        return self.application_id == APPLICATION_ID
+
+    @property
+    def complete(self) -> bool:
+        """One of our logs with every table: opening it needs to write nothing."""
+        return self.ours and {"events", "checkpoints"} <= self.tables
+
+    def refusal(self, create: bool) -> str | None:
+        """Why this file cannot be used as an event log; None when it can."""
+        if not self.ours and self.application_id != 0:
+            return f"it belongs to another application (application_id {self.application_id})"
+        if "events" in self.tables:
+            missing = [c for c in _EVENT_COLUMNS if c not in self.event_columns]
+            if missing:
+                return f"its events table lacks the columns {', '.join(missing)}"
+        if not self.ours:
+            # Only an empty database is taken over; tables without our marker belong to someone else.
+            if "events" in self.tables:
+                return ("its events table was not made by forge_actors (the file lacks the event log's "
+                        "application_id marker), so it is left alone")
+            if self.tables:
+                return f"it is a SQLite database with other tables ({', '.join(sorted(self.tables))})"
+        if self.user_version > SCHEMA_VERSION:
+            return (f"it has a newer layout (schema version {self.user_version}; this version of the event "
+                    f"store reads up to {SCHEMA_VERSION}): upgrade forge_actors to open it")
+        if "events" not in self.tables and not create:
+            return "it has no events table"
+        return None
+
+
+def _inspect(conn: sqlite3.Connection) -> _FileShape:
+    tables = frozenset(
+        row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        )
+    )
+    columns: frozenset[str] = frozenset()
+    if "events" in tables:
+        columns = frozenset(row[1] for row in conn.execute("PRAGMA table_info(events)"))
+    return _FileShape(
+        conn.execute("PRAGMA application_id").fetchone()[0],
+        conn.execute("PRAGMA user_version").fetchone()[0],
+        tables,
+        columns,
+    )
+
+
+def _inspect_read_only(path: str, timeout: float) -> _FileShape:
+    """Look at an existing file without changing a byte of it (its header, then read-only SQL)."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise NotAnEventLogError(path, f"it cannot be read ({exc.strerror or exc})") from exc
+    if header and header != _SQLITE_HEADER:  # an empty file is an empty database
+        raise NotAnEventLogError(path, "it is not a SQLite database (its first bytes are not a SQLite header)")
+    uri = pathlib.Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout)
+    except sqlite3.Error as exc:
+        raise NotAnEventLogError(path, f"SQLite cannot open it ({exc})") from exc
+    try:
+        return _inspect(conn)
+    except sqlite3.DatabaseError as exc:
+        typed = _typed_error(path, exc, "reading")
+        raise typed or NotAnEventLogError(path, f"SQLite cannot read it ({exc})") from exc
+    finally:
+        conn.close()
+
+
+def _typed_error(path: str, exc: sqlite3.Error, doing: Literal["reading", "writing"]) -> EventStoreError | None:
+    """The store's error for what SQLite said about the file itself; None for anything else."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    primary = code & 0xFF
+    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return CorruptLogError(path, str(exc))
+    if doing == "reading":
+        if primary in (_SQLITE_IOERR, _SQLITE_FULL):  # a full disk fails reads that need temporary space
+            return LogReadError(path, f"{exc} ({exc.sqlite_errorname})")
+        return None
+    if primary == _SQLITE_FULL:
+        return DiskFullError(path)
+    if primary == _SQLITE_IOERR:
+        return LogWriteError(path, f"I/O error ({exc.sqlite_errorname})", remedy="check the disk")
+    if primary == _SQLITE_READONLY:
+        return LogWriteError(path, f"no permission ({exc})", remedy="make the file and its folder writable")
+    return None
+
+
 class EventStore:
     """An append-only event log in one SQLite file.
 
@@ -167,19 +294,27 @@ class EventStore:
         self._subscriptions: set[Subscription] = set()
         self._committed = threading.Condition(threading.Lock())
 
-        if not create and not os.path.exists(self.path):
+        exists = os.path.exists(self.path)
+        if not create and not exists:
             raise NotAnEventLogError(self.path, "the file does not exist")
-        self._conn = self._connect()
+        # A file that is there is looked at through a read-only connection first, so that one
+        # we refuse leaves exactly as it came (no WAL switch, no table, no -wal file).
+        needs_setup = True
+        if exists:
+            shape = _inspect_read_only(self.path, busy_timeout_ms / 1000)
+            needs_setup = self._check_shape(shape, create)
+        self._conn = self._connect(write=True)
         try:
-            self._ensure_schema(create)
-            self._last_committed = self._max_position(self._conn)
+            if needs_setup:
+                self._ensure_schema(create)
+            self._last_committed = self._read_one(self._conn, _MAX_POSITION, ())
         except BaseException:
             self._conn.close()
             raise
 
     # -- connections and schema -------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, write: bool = False) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -191,36 +326,32 @@ class EventStore:
             raise NotAnEventLogError(self.path, f"SQLite cannot open it ({exc})") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            if write:  # the mode is a property of the file: readers find it set
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise NotAnEventLogError(self.path, f"it is not a SQLite database ({exc})") from exc
+            raise self._typed(exc, "writing") or NotAnEventLogError(
+                self.path, f"it is not a SQLite database ({exc})"
+            ) from exc
         return conn
+
+    def _check_shape(self, shape: _FileShape, create: bool) -> bool:
+        """Refuse a file that is not one of our logs; True when its tables still have to be made."""
+        reason = shape.refusal(create)
+        if reason is not None:
+            raise NotAnEventLogError(self.path, reason)
+        return not shape.complete
 
     def _ensure_schema(self, create: bool) -> None:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")  # two processes creating one new file must not race
         try:
+            conn.execute("BEGIN IMMEDIATE")  # two processes creating one new file must not race
+            # Looked at again inside the transaction: another process may have made it meanwhile.
+            shape = _inspect(conn)
+            self._check_shape(shape, create)
             db = sqlite_utils.Database(conn)
-            tables = set(db.table_names())
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            if app_id not in (0, APPLICATION_ID):
-                raise NotAnEventLogError(self.path, f"it belongs to another application (application_id {app_id})")
-            if "events" in tables:
-                columns = set(db["events"].columns_dict)
-                missing = [c for c in _EVENT_COLUMNS if c not in columns]
-                if missing:
-                    raise NotAnEventLogError(
-                        self.path, f"its events table lacks the columns {', '.join(missing)}"
-                    )
-            elif tables - {"checkpoints"} and app_id != APPLICATION_ID:
-                raise NotAnEventLogError(
-                    self.path, f"it is a SQLite database with other tables ({', '.join(sorted(tables))})"
-                )
-            elif not create:
-                raise NotAnEventLogError(self.path, "it has no events table")
-            else:
+            if "events" not in shape.tables:
                 db["events"].create(
                     {
                         "position": int,
@@ -235,16 +366,45 @@ class EventStore:
                 )
                 db["events"].create_index(["stream_id", "version"], unique=True)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            if "checkpoints" not in tables:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if "checkpoints" not in shape.tables:
                 db["checkpoints"].create(
                     {"name": str, "position": int, "updated_at": int},
                     pk="name",
                     not_null={"position", "updated_at"},
                 )
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
+            self._rollback(conn)
+            typed = self._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
+            if typed is None:
+                raise
+            raise typed from exc
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        """Roll back what is open; SQLite has already done so after some errors (a full disk)."""
+        if not conn.in_transaction:
+            return
+        try:
             conn.execute("ROLLBACK")
-            raise
+        except sqlite3.Error as exc:  # the transaction's own error is the one worth raising
+            logger.warning("rolling back a failed transaction on %s failed too: %s", self.path, exc)
+
+    def _typed(self, exc: sqlite3.Error, doing: Literal["reading", "writing"]) -> EventStoreError | None:
+        return _typed_error(self.path, exc, doing)
+
+    def _read_rows(self, conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[tuple]:
+        try:
+            return conn.execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as exc:
+            typed = self._typed(exc, "reading")
+            if typed is None:
+                raise
+            raise typed from exc
+
+    def _read_one(self, conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> Any:
+        rows = self._read_rows(conn, sql, parameters)
+        return rows[0][0] if rows else None
 
     def _reader(self) -> sqlite3.Connection:
         """This thread's read connection (opened on first use, closed by close())."""
@@ -264,7 +424,7 @@ class EventStore:
 
     @staticmethod
     def _max_position(conn: sqlite3.Connection) -> int:
-        return conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+        return conn.execute(_MAX_POSITION).fetchone()[0]
 
     # -- writing ------------------------------------------------------------------
 
@@ -369,39 +529,44 @@ class EventStore:
                 last_position = next_position + len(rows) - 1
             conn.execute("COMMIT")
         except sqlite3.IntegrityError:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._rollback(conn)
+            # A full disk, a damaged page, an I/O error: the store's own error, for every append.
+            typed = self._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
             for pending in appends:
-                pending.error = exc
-            raise
+                pending.error = typed or exc
+            if typed is None:
+                raise
+            raise typed from exc
         self._versions.update(staged)
         return last_position
 
     @staticmethod
     def _read_version(conn: sqlite3.Connection, stream_id: str) -> int:
-        return conn.execute(
-            "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?", (stream_id,)
-        ).fetchone()[0]
+        return conn.execute(_STREAM_VERSION, (stream_id,)).fetchone()[0]
 
     # -- reading ------------------------------------------------------------------
+    # Every read goes through _read_rows, which turns what SQLite says about a damaged
+    # or unreadable file into the store's typed errors.
 
     def stream_version(self, stream_id: str) -> int:
         """The stream's last version, 0 when it has no events."""
-        return self._read_version(self._reader(), stream_id)
+        return self._read_one(self._reader(), _STREAM_VERSION, (stream_id,))
 
     def last_position(self) -> int:
         """The position of the newest committed event, 0 for an empty log."""
-        return self._max_position(self._reader())
+        return self._read_one(self._reader(), _MAX_POSITION, ())
 
     def streams(self) -> Iterator[tuple[str, int]]:
         """Every stream as ``(stream_id, last_version)``, in order of first appearance."""
-        rows = self._reader().execute(
+        rows = self._read_rows(
+            self._reader(),
             "SELECT stream_id, MAX(version), MIN(position) AS first FROM events "
-            "GROUP BY stream_id ORDER BY first"
-        ).fetchall()
+            "GROUP BY stream_id ORDER BY first",
+            (),
+        )
         for stream_id, version, _ in rows:
             yield stream_id, version
 
@@ -433,25 +598,21 @@ class EventStore:
             after_version = page[-1][2]
 
     def _page_all(self, after: int, limit: int) -> list[tuple]:
-        return self._reader().execute(
-            _SELECT + "WHERE position > ? ORDER BY position LIMIT ?", (after, limit)
-        ).fetchall()
+        return self._read_rows(self._reader(), _PAGE_ALL, (after, limit))
 
     def _page_stream(self, stream_id: str, after_version: int, limit: int) -> list[tuple]:
-        return self._reader().execute(
-            _SELECT + "WHERE stream_id = ? AND version > ? ORDER BY version LIMIT ?",
-            (stream_id, after_version, limit),
-        ).fetchall()
+        return self._read_rows(self._reader(), _PAGE_STREAM, (stream_id, after_version, limit))
 
     def version_at(self, stream_id: str, position: int) -> int:
         """The stream's version as of log position ``position`` (0 before its first event)."""
         return self._version_at(stream_id, position)
 
     def _version_at(self, stream_id: str, position: int) -> int:
-        return self._reader().execute(
+        return self._read_one(
+            self._reader(),
             "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ? AND position <= ?",
             (stream_id, position),
-        ).fetchone()[0]
+        )
 
     # -- live ---------------------------------------------------------------------
 
@@ -493,15 +654,13 @@ class EventStore:
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
         """Rows of a read-only query, e.g. of a projection's tables (on this thread's reader)."""
         self._check_open()
-        return self._reader().execute(sql, parameters).fetchall()
+        return self._read_rows(self._reader(), sql, parameters)
 
     # -- checkpoints (used by projections) ----------------------------------------
 
     def checkpoint(self, name: str) -> int:
-        row = self._reader().execute(
-            "SELECT position FROM checkpoints WHERE name = ?", (name,)
-        ).fetchone()
-        return row[0] if row else 0
+        position = self._read_one(self._reader(), "SELECT position FROM checkpoints WHERE name = ?", (name,))
+        return position or 0
 
     def write_transaction(self) -> _WriteTransaction:
         """A ``with`` block holding the write lock inside BEGIN IMMEDIATE ... COMMIT."""
@@ -547,20 +706,41 @@ class _WriteTransaction:
         self._store = store
 
     def __enter__(self) -> sqlite3.Connection:
-        self._store._write_lock.acquire()
+        store = self._store
+        store._write_lock.acquire()
         try:
-            self._store._check_open()
-            self._store._conn.execute("BEGIN IMMEDIATE")
+            store._check_open()
+            store._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            store._write_lock.release()
+            typed = store._typed(exc, "writing")
+            if typed is None:
+                raise
+            raise typed from exc
         except BaseException:
-            self._store._write_lock.release()
+            store._write_lock.release()
             raise
-        return self._store._conn
+        return store._conn
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        store = self._store
         try:
-            self._store._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            if exc is None:
+                try:
+                    store._conn.execute("COMMIT")
+                except sqlite3.DatabaseError as error:
+                    exc = error
+            if exc is not None:
+                store._rollback(store._conn)
+                # What SQLite said about the file (full, damaged) becomes the store's error;
+                # anything else raised in the block goes on as it was.
+                typed = store._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
+                if typed is not None:
+                    raise typed from exc
+                if exc_type is None:
+                    raise exc
         finally:
-            self._store._write_lock.release()
+            store._write_lock.release()
 
 
 def _decode_rows(rows: list[tuple], codec: Codec | None) -> Iterator[RecordedEvent]:

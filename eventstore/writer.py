@@ -15,13 +15,16 @@ throughput. A commit lock keeps batches in submission order.
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import weakref
 from collections import deque
 from collections.abc import Iterable
 
-from eventstore.errors import StoreClosedError
+from eventstore.errors import ConcurrencyError, CorruptLogError, LogWriteError, StoreClosedError
 from eventstore.store import ANY, AppendResult, EventStore, ExpectedVersion, NewEvent, PendingAppend
+
+logger = logging.getLogger(__name__)
 
 
 class AppendTicket(PendingAppend):
@@ -64,6 +67,10 @@ class BatchingWriter:
         self._committed_seq = 0
         self._closing = False
         self._failure: BaseException | None = None
+        # Streams whose appends the file could not take (full disk, damaged page), with why:
+        # until one of their appends commits again, their later appends fail with that
+        # error rather than with the version gap the lost appends left behind.
+        self._lost: dict[str, LogWriteError | CorruptLogError] = {}
         self._thread = threading.Thread(target=self._run, name="eventstore-flusher", daemon=True)
         self._thread.start()
         # A daemon thread dies silently at exit; make sure what was handed to us lands.
@@ -104,6 +111,13 @@ class BatchingWriter:
             self._commit_lock.release()
         if self._committed_seq < seq:  # only when the store itself failed
             raise StoreClosedError("the appends could not be committed") from self._failure
+
+    def write_failure(self, stream_id: str) -> LogWriteError | CorruptLogError | None:
+        """Why the stream's last appends were lost (the file could not take them), or None.
+
+        Cleared once an append of the stream commits again (e.g. on resume).
+        """
+        return self._lost.get(stream_id)
 
     def close(self) -> None:
         """Commit what is queued, then stop the timer thread. Safe to call twice."""
@@ -154,7 +168,31 @@ class BatchingWriter:
                 for ticket in batch:
                     ticket.error = ticket.error or exc
                 self._failure = exc
+                if isinstance(exc, (LogWriteError, CorruptLogError)):
+                    self._record_loss(batch, exc)
+            else:
+                if self._lost:
+                    self._settle_losses(batch)
             self._committed_seq = batch[-1].seq
+
+    def _record_loss(self, batch: list[AppendTicket], exc: LogWriteError | CorruptLogError) -> None:
+        if not self._lost:  # once per outage, not once per batch of deltas
+            logger.warning("appends to %s were not written: %s", self.store.path, exc, exc_info=exc)
+        for ticket in batch:
+            self._lost[ticket.stream_id] = exc
+
+    def _settle_losses(self, batch: list[AppendTicket]) -> None:
+        """After a lost batch, a stream's next appends expect versions that never landed."""
+        for ticket in batch:
+            lost = self._lost.get(ticket.stream_id)
+            if lost is None:
+                continue
+            error = ticket.error
+            if error is None:
+                del self._lost[ticket.stream_id]  # it writes again
+            elif isinstance(error, ConcurrencyError) and isinstance(error.expected, int) \
+                    and error.expected > error.actual:
+                ticket.error = lost  # the gap is the lost appends': say why they were lost
 
 
 def _close_at_exit(ref: weakref.ref[BatchingWriter]) -> None:

@@ -33,7 +33,9 @@ from forge_actors.engine import Forge, RecordedEvent, probe_providers
 from forge_actors.errors import (
     ConfigError,
     CorruptEventError,
+    EventStoreError,
     ForgeError,
+    LogWriteError,
     NotAnEventLogError,
 )
 from forge_actors.export import FORMATS, export_document, render
@@ -147,6 +149,9 @@ def _follow(ctx: Context, forge: Forge, session_id: str, events: Iterable[Record
             view.run(events)
             view.print_outcome()
             state = view.state
+    except LogWriteError as exc:  # the log could not take the session's appends: say how to go on
+        db = f" --db {ctx.db}" if ctx.db != DEFAULT_DB else ""
+        raise exc.with_next_step(f"resume (forge resume {session_id}{db})") from exc.__cause__
     except (KeyboardInterrupt, BrokenPipeError) as stop:
         closed = isinstance(stop, BrokenPipeError)
         forge.interrupt(session_id, "the output pipe was closed" if closed else "interrupted by the user (Ctrl-C)")
@@ -332,6 +337,21 @@ def configure_logging(level: str | None, environ: dict[str, str]) -> None:
     if chosen not in LOG_LEVELS:
         raise UsageError(f"FORGE_LOG_LEVEL={chosen}: use one of {', '.join(LOG_LEVELS)}")
     logging.basicConfig(level=chosen, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _quiet_reported_errors()
+
+
+def _reported_here(record: logging.LogRecord) -> bool:
+    """False for a log record about an error of the log file: main() reports it, in one line."""
+    return not (record.exc_info and isinstance(record.exc_info[1], EventStoreError))
+
+
+def _quiet_reported_errors() -> None:
+    # A full disk or a damaged file stops a session actor; pykka logs that with a traceback,
+    # and the writer says it too. On the command line one line says it all (main's).
+    for name in ("pykka", "eventstore.writer"):
+        log = logging.getLogger(name)
+        if _reported_here not in log.filters:
+            log.addFilter(_reported_here)
 
 
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
@@ -347,6 +367,9 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     try:
         return COMMANDS[args.command](Context(args, env))
     except (UsageError, ConfigError, ProviderConfigError, NotAnEventLogError, CorruptEventError) as exc:
+        err.print(f"forge: {exc}", markup=False)
+        return EXIT_USAGE
+    except EventStoreError as exc:  # a full disk, a damaged file: what happened and what to do, one line
         err.print(f"forge: {exc}", markup=False)
         return EXIT_USAGE
     except (ForgeError, LlmError) as exc:  # unknown session, a step that does not fit, a missing key

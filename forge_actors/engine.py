@@ -17,7 +17,9 @@ in this process are just events in the log: ``state`` folds them, ``deliberate``
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -28,7 +30,17 @@ from typing import Any
 import msgspec
 import pykka
 
-from eventstore import NO_STREAM, BatchingWriter, EventStore, ProjectionRunner, RecordedEvent, Subscription
+from eventstore import (
+    NO_STREAM,
+    BatchingWriter,
+    CorruptLogError,
+    EventStore,
+    EventStoreError,
+    LogWriteError,
+    ProjectionRunner,
+    RecordedEvent,
+    Subscription,
+)
 from forge_actors.audit import Violation, verify
 from forge_actors.config import ForgeConfig, ParticipantSpec, participant_spec, session_settings
 from forge_actors.errors import ConfigError, InvalidCommandError, SessionNotFoundError, SessionStoppedError
@@ -69,6 +81,8 @@ from forge_actors.scheduler import Scheduler
 from forge_actors.session import SessionActor, as_new_event
 from forge_actors.state import RoundState, SessionState, apply
 from forge_actors.usage import SessionSummary, SummaryProjection, UsageReport, read_summaries, usage_report
+
+logger = logging.getLogger(__name__)
 
 #: Spec prefix of a participant re-run from a recorded session: ``replay:SESSION_ID``.
 REPLAY_PREFIX = "replay:"
@@ -148,6 +162,39 @@ def _stop(actor: pykka.ActorRef, timeout: float = 10.0) -> None:
         actor.stop(block=True, timeout=timeout)
     except pykka.Timeout:  # a provider that ignores abort(); its daemon thread dies with the process
         pass
+
+
+def _write_failure_for(lost: EventStoreError, session_id: str) -> EventStoreError:
+    """The store's error that stopped a session, saying how to carry on with it."""
+    if isinstance(lost, LogWriteError):
+        return lost.with_next_step(f"resume session {session_id}")
+    if isinstance(lost, CorruptLogError):
+        return CorruptLogError(lost.path, lost.reason)
+    return lost
+
+
+class _MemoryRows:
+    """Rows of an in-memory SQLite database, read the way ``read_summaries`` reads a store."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def query(self, sql: str, parameters: tuple = ()) -> list[tuple]:
+        return self._conn.execute(sql, parameters).fetchall()
+
+
+def _summaries_without_writing(store: EventStore) -> list[SessionSummary]:
+    """What the summary projection holds, folded in memory from the whole log: for a log
+    that cannot take the projection's writes (the same fold, so the same rows)."""
+    projection = SummaryProjection()
+    conn = sqlite3.connect(":memory:")
+    try:
+        projection.setup(conn)
+        for recorded in store.read_all():
+            projection.apply(conn, recorded)
+        return read_summaries(_MemoryRows(conn))  # type: ignore[arg-type]
+    finally:
+        conn.close()
 
 
 class _Running(msgspec.Struct):
@@ -441,6 +488,9 @@ class Forge:
                             return
                     if self.state(session_id).ended:
                         return
+                    lost = self._writer.write_failure(session_id)
+                    if lost is not None:  # the log could not take its appends: say why, as the store did
+                        raise _write_failure_for(lost, session_id)
                     raise SessionStoppedError(
                         f"session {session_id} stopped before it ended; its log is intact: resume it"
                     )
@@ -474,9 +524,14 @@ class Forge:
     def summaries(self) -> list[SessionSummary]:
         """One row per session (title, status, rounds, tokens), from a projection kept up to date here."""
         with self._lock:
-            if self._summaries is None:
-                self._summaries = ProjectionRunner(self.store, SummaryProjection())
-            self._summaries.catch_up()
+            try:
+                if self._summaries is None:
+                    self._summaries = ProjectionRunner(self.store, SummaryProjection())
+                self._summaries.catch_up()
+            except LogWriteError as exc:  # e.g. a full disk: the log is still there to read
+                logger.warning("could not save the session summaries in %s (%s); read them from the log instead",
+                               exc.path, exc.reason)
+                return _summaries_without_writing(self.store)
         return read_summaries(self.store)
 
     def resolve(self, prefix: str) -> str:

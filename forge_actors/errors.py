@@ -6,11 +6,21 @@ Provider errors live in ``forge_actors.providers.errors``; log errors in ``event
 from __future__ import annotations
 
 # The log's own errors reach engine callers too; surfaces import them from here.
-from eventstore.errors import ConcurrencyError, CorruptEventError, NotAnEventLogError
+from eventstore.errors import (
+    ConcurrencyError,
+    CorruptEventError,
+    CorruptLogError,
+    DiskFullError,
+    EventStoreError,
+    LogReadError,
+    LogWriteError,
+    NotAnEventLogError,
+)
 
 __all__ = [
-    "ConcurrencyError", "ConfigError", "CorruptEventError", "ForgeError", "InvalidCommandError",
-    "NotAnEventLogError", "SessionNotFoundError", "SessionStoppedError",
+    "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DiskFullError", "EventStoreError",
+    "ForgeError", "InvalidCommandError", "LogReadError", "LogWriteError", "NotAnEventLogError",
+    "SessionNotFoundError", "SessionStoppedError",
 ]
 
 

@@ -15,6 +15,7 @@ contributions still in flight, and ``Recover`` runs those again.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from eventstore import BatchingWriter, NewEvent
+from eventstore import BatchingWriter, EventStoreError, NewEvent
 from forge_actors import rounds
 from forge_actors.errors import InvalidCommandError, SessionStoppedError
 from forge_actors.events import (
@@ -71,6 +72,8 @@ from forge_actors.providers.base import JsonSchema, LlmRequest, Message
 from forge_actors.providers.retry import RetryPolicy
 from forge_actors.scheduler import ScheduledTell, Scheduler
 from forge_actors.state import SessionState, apply
+
+logger = logging.getLogger(__name__)
 
 UNREADABLE_VOTE = "the vote could not be read, even after a format reminder"
 
@@ -148,15 +151,22 @@ class SessionActor(pykka.ThreadingActor):
         self._shut_down(SessionStoppedError(f"session {self.session_id} stopped before the round completed"))
 
     def on_failure(self, exception_type: type, exception_value: BaseException, traceback: object) -> None:
-        # A bug or a failing store. Record why, if the log still takes it, so that readers
-        # waiting for the end are not left hanging; resume can take over from the log.
+        if isinstance(exception_value, EventStoreError):
+            # The log itself failed (full disk, damaged file...): an ending could not be written
+            # either, and the session has not failed; it stops, and resume finishes it later.
+            # The engine's followers learn why from the writer.
+            logger.info("session %s stops: the log failed (%s)", self.session_id, exception_value)
+            self._shut_down(exception_value)
+            return
+        # A bug. Record why, if the log still takes it, so that readers waiting for the end
+        # are not left hanging.
         try:
             if not self.state.ended:
                 self._cancel_in_flight("internal", f"the session actor failed: {exception_value!r}")
                 self._emit(SessionEnded("failed", f"internal error: {exception_type.__name__}: {exception_value}"),
                            durable=True)
         except Exception:
-            pass
+            logger.exception("session %s: recording its failure failed too", self.session_id)
         self._shut_down(SessionStoppedError(f"session {self.session_id} failed: {exception_value!r}"))
 
     def _shut_down(self, error: Exception) -> None:
@@ -190,7 +200,13 @@ class SessionActor(pykka.ThreadingActor):
         for event in events:
             self.state = apply(self.state, event)
         if durable:
-            ticket.wait()
+            try:
+                ticket.wait()
+            except EventStoreError:
+                # The log no longer takes this session's events (full disk, damaged file): its
+                # state here is ahead of the log, so stop; resume continues from what was written.
+                self.stop()
+                raise
 
     # -- commands -----------------------------------------------------------------------------
 

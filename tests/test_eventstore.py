@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -10,11 +11,16 @@ import time
 import pytest
 
 from eventstore import (
+    APPLICATION_ID,
     NO_STREAM,
+    SCHEMA_VERSION,
     BatchingWriter,
     ConcurrencyError,
     CorruptEventError,
+    CorruptLogError,
+    DiskFullError,
     EventStore,
+    LogWriteError,
     NewEvent,
     NotAnEventLogError,
     StoreClosedError,
@@ -366,3 +372,150 @@ def test_close_ends_a_blocked_subscription(store):
     sub.close()
     assert done.wait(5)
     store.close()
+
+
+# -- files that are not ours, full disks, damaged pages --------------------------------------------
+
+
+def sqlite_file(path, *statements: str) -> bytes:
+    conn = sqlite3.connect(path)
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+EVENTS_TABLE = ("CREATE TABLE events (position INTEGER PRIMARY KEY, stream_id TEXT, version INTEGER, type TEXT, "
+                "data TEXT, recorded_at INTEGER)")
+
+
+@pytest.mark.parametrize("statements, reason", [
+    ((EVENTS_TABLE,), "its events table was not made by forge_actors"),
+    ((EVENTS_TABLE, "PRAGMA application_id = 7"), "another application (application_id 7)"),
+    (("CREATE TABLE checkpoints (name TEXT)",), "other tables (checkpoints)"),
+    (("CREATE TABLE customers (id INTEGER)",), "other tables (customers)"),
+])
+@pytest.mark.parametrize("create", [True, False])
+def test_a_refused_file_is_left_byte_for_byte_as_it_was(tmp_path, statements, reason, create):
+    path = tmp_path / "theirs.db"
+    before = sqlite_file(path, *statements)
+    with pytest.raises(NotAnEventLogError, match=re.escape(reason)):
+        EventStore(path, create=create)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["theirs.db"]  # no -wal, no -shm
+
+
+def test_an_empty_file_becomes_a_log_only_when_asked_to_create(tmp_path):
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    with pytest.raises(NotAnEventLogError, match="no events table"):
+        EventStore(path, create=False)
+    assert path.read_bytes() == b""
+    with EventStore(path) as s:
+        s.append("a", [ev(1)])
+
+
+def test_a_new_log_carries_the_marker_and_the_schema_version(tmp_path):
+    with EventStore(tmp_path / "log.db") as s:
+        s.append("a", [ev(1)])
+    conn = sqlite3.connect(tmp_path / "log.db")
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.execute("PRAGMA user_version = 0")  # as logs made before the version was recorded
+    conn.commit()
+    conn.close()
+    with EventStore(tmp_path / "log.db", create=False) as s:
+        assert s.stream_version("a") == 1
+    conn = sqlite3.connect(tmp_path / "log.db")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(NotAnEventLogError, match="newer layout"):
+        EventStore(tmp_path / "log.db")
+
+
+def test_opening_a_complete_log_writes_nothing(tmp_path, monkeypatch):
+    with EventStore(tmp_path / "log.db") as s:
+        s.append("a", [ev(1)])
+    statements: list[str] = []
+    connect = EventStore._connect
+
+    def traced(self, write=False):
+        conn = connect(self, write)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(EventStore, "_connect", traced)
+    with EventStore(tmp_path / "log.db", create=False) as s:
+        assert s.last_position() == 1
+    assert not [sql for sql in statements if sql.split()[0].upper() in ("BEGIN", "CREATE", "INSERT", "UPDATE")]
+
+
+def full_disk(store: EventStore, free_pages: int = 0) -> None:
+    """Let the store's file grow by ``free_pages`` pages only: then SQLite says SQLITE_FULL."""
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count = {pages + free_pages}")
+
+
+def big(n: int) -> NewEvent:
+    return NewEvent("Thing", json.dumps({"n": n, "pad": "x" * 3000}))
+
+
+def test_a_full_disk_is_a_typed_error_that_loses_nothing_committed(store):
+    store.append("a", [ev(1), ev(2)])
+    full_disk(store)
+    with pytest.raises(DiskFullError) as info:
+        store.append("a", [big(i) for i in range(10)], 2)
+    assert str(info.value) == (f"disk full writing {store.path}: the last appends were not written; nothing "
+                               "committed was lost; free space and try again")
+    assert isinstance(info.value, LogWriteError) and isinstance(info.value.__cause__, sqlite3.OperationalError)
+    assert [e.version for e in store.read_stream("a")] == [1, 2]  # reads still work
+    full_disk(store, 1000)  # space again: the same append goes in
+    assert store.append("a", [big(i) for i in range(10)], 2).last_version == 12
+
+
+def test_a_write_transaction_on_a_full_disk_raises_typed_and_releases_the_lock(store):
+    full_disk(store)
+    with pytest.raises(DiskFullError):
+        with store.write_transaction() as conn:
+            conn.execute("CREATE TABLE projection (x TEXT)")
+            conn.executemany("INSERT INTO projection VALUES (?)", [("x" * 3000,)] * 10)
+    full_disk(store, 1000)
+    store.append("a", [ev(1)])  # neither the lock nor a transaction was left behind
+
+
+def test_the_writer_reports_the_full_disk_not_the_version_gap_it_leaves(store):
+    with BatchingWriter(store, max_delay=60) as writer:
+        writer.append("s", [ev(1)], 0).wait()
+        full_disk(store)
+        lost = writer.append("s", [big(i) for i in range(5)], 1)
+        with pytest.raises(DiskFullError):
+            lost.wait()
+        assert isinstance(writer.write_failure("s"), DiskFullError) and writer.write_failure("t") is None
+        # The next append expects the versions that never landed: it fails for the same reason.
+        with pytest.raises(DiskFullError):
+            writer.append("s", [ev(7)], 6).wait()
+        with pytest.raises(ConcurrencyError):
+            writer.append("t", [ev(1)], 3).wait()  # another stream's own gap stays a ConcurrencyError
+        full_disk(store, 1000)
+        assert writer.append("s", [ev(2)], 1).wait().last_version == 2  # resumed from the log
+        assert writer.write_failure("s") is None
+
+
+def test_a_damaged_page_is_a_typed_error_naming_the_file(tmp_path):
+    path = tmp_path / "log.db"
+    with EventStore(path) as s:
+        s.append("a", [big(i) for i in range(40)])
+    pages = path.stat().st_size // 4096
+    assert pages > 10
+    with path.open("r+b") as file:  # clobber the b-tree headers of a few pages in the middle
+        for page in range(pages // 2, pages // 2 + 3):
+            file.seek(page * 4096)
+            file.write(b"\xff" * 64)
+    with EventStore(path, create=False) as s:
+        with pytest.raises(CorruptLogError) as info:
+            list(s.read_all())
+        assert info.value.path == str(path) and ".recover" in str(info.value)
+        with pytest.raises(CorruptLogError):
+            list(s.read_stream("a"))
