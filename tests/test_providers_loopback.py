@@ -228,3 +228,11 @@ def test_mock_abort_cuts_its_word_delay():
     assert time.monotonic() - start < 0.45
     mock.word_delay = 0.0
     assert collect(mock.stream(REQUEST), "m").content  # the next stream is not affected
+
+
+def test_the_same_malformed_line_again_is_not_retried_a_third_time():
+    bad = Reply(parts=[b"data: {\"choices\": [\n\n"])
+    with LoopbackServer(bad, bad, bad, bad) as server:
+        with pytest.raises(ProtocolError, match="malformed"):
+            list(make("openai", server.url, max_retries=3).stream(REQUEST))
+        assert len(server.requests) == 2
