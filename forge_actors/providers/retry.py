@@ -129,9 +129,14 @@ def stream_with_retries(
         except LlmError as error:
             if started:  # text already went out: a silent retry would repeat it
                 raise
+            _close(chunks)  # let go of the connection now, not after the backoff
             _wait_to_retry(error, attempt, policy, on_retry, sleep, previous)
             previous = error
         finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            _close(chunks)
+
+
+def _close(chunks: Iterator[StreamChunk]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
