@@ -278,3 +278,40 @@ def test_the_default_client_records_its_sockets():
         assert isinstance(provider._client._transport._pool._network_backend, _TrackingBackend)
     finally:
         provider.close()
+
+
+def test_a_cancelled_contribution_ends_at_once_and_the_actor_serves_the_next():
+    # The path a round deadline takes: CancelToken.cancel() -> provider.abort() in the cancelling thread.
+    import queue
+
+    import pykka
+
+    from forge_actors.messages import CancelToken, Contribute, ContributionErrored, ContributionSucceeded
+    from forge_actors.participant import ParticipantActor
+
+    class Inbox(pykka.ThreadingActor):
+        def __init__(self, box: queue.Queue) -> None:
+            super().__init__()
+            self.box = box
+
+        def on_receive(self, message: object) -> None:
+            if isinstance(message, ContributionErrored | ContributionSucceeded):
+                self.box.put(message)
+
+    box: queue.Queue = queue.Queue()
+    with ScriptedSocketServer(HANG, http_response(openai_stream(TEXTS))) as server:
+        inbox = Inbox.start(box)
+        participant = ParticipantActor.start("alice", make("openai", server.url))
+        try:
+            token = CancelToken()
+            participant.tell(Contribute("c1", REQUEST, token, inbox))
+            assert server.requested.acquire(timeout=BOUND)  # sent; the server withholds the headers
+            token.cancel()
+            outcome = box.get(timeout=BOUND)
+            assert isinstance(outcome, ContributionErrored) and outcome.error_kind == "cancelled"
+            participant.tell(Contribute("c2", REQUEST, CancelToken(), inbox))
+            outcome = box.get(timeout=BOUND)
+            assert isinstance(outcome, ContributionSucceeded) and outcome.content == "".join(TEXTS)
+        finally:
+            participant.stop(block=True, timeout=BOUND)
+            inbox.stop(block=True, timeout=BOUND)
