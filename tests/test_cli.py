@@ -135,8 +135,7 @@ def test_sigint_leaves_a_log_that_resume_finishes(tmp_path):
 
 def test_providers_shows_keys_present_never_their_values(tmp_path):
     tags = b'{"models":[{"name":"llama3.2:latest"},{"name":"qwen2.5:7b"}]}'
-    with LoopbackServer(Reply(200, [b"Ollama is running"], content_type="text/plain"),
-                        Reply(200, [tags], content_type="application/json")) as ollama, \
+    with LoopbackServer(Reply(200, [tags], content_type="application/json")) as ollama, \
             LoopbackServer(Reply(404, [b"{}"], content_type="application/json")) as anthropic:
         (tmp_path / "forge.toml").write_text(
             "[forge.providers.ollama]\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import msgspec
 import pytest
 import respx
 from streams_fixtures import anthropic_stream, openai_stream, sse
@@ -13,6 +14,7 @@ from forge_actors.providers import (
     AnthropicProvider,
     AuthenticationError,
     BadRequestError,
+    CancelledError,
     EmptyResponseError,
     LlmRequest,
     Message,
@@ -28,6 +30,8 @@ from forge_actors.providers import (
     Usage,
     collect,
 )
+from forge_actors.providers.errors import ERRORS_BY_KIND, QuotaExceededError
+from forge_actors.providers.probe import probe
 
 SECRET = "sk-test-SECRET-0123456789"
 REQUEST = LlmRequest(
@@ -261,3 +265,183 @@ def test_anthropic_stream_without_event_lines_reads_the_data_type():
     respx.post("https://anthropic.test/v1/messages").mock(return_value=httpx.Response(200, content=wire))
     response = collect(anthropic().stream(REQUEST), "m")
     assert (response.content, response.finish_reason, response.usage) == ("ab", "end_turn", Usage(25, 7))
+
+
+# -- classification by status first (as the official SDKs do), the body refining within it ----------------
+
+def _openai_error(status: int, message: str, type_: str | None, code: str | None, **headers: str) -> httpx.Response:
+    return httpx.Response(status, json={"error": {"message": message, "type": type_, "param": None, "code": code}},
+                          headers=headers)
+
+
+OPENAI_ERRORS = [
+    # (status, type, code, expected class, retryable, words the message must have)
+    (401, "invalid_request_error", "invalid_api_key", AuthenticationError, False, "OPENAI_API_KEY"),
+    (400, "invalid_request_error", "context_length_exceeded", BadRequestError, False, "context window"),
+    (400, "invalid_request_error", None, BadRequestError, False, "refused"),
+    (403, "invalid_request_error", "unsupported_country_region_territory", PermissionDeniedError, False, "may not"),
+    (404, "invalid_request_error", "model_not_found", NotFoundError, False, "model name"),
+    (404, None, None, NotFoundError, False, "base_url"),
+    (409, "invalid_request_error", None, BadRequestError, False, "409"),
+    (422, "invalid_request_error", None, BadRequestError, False, "422"),
+    (429, "requests", "rate_limit_exceeded", RateLimitError, True, "rate limited"),
+    (429, "insufficient_quota", "insufficient_quota", QuotaExceededError, False, "billing"),
+    (500, "invalid_request_error", None, ServerError, True, "500"),  # compatible servers label 5xx so
+    (503, "server_error", None, OverloadedError, True, "overloaded"),
+]
+
+
+@respx.mock
+@pytest.mark.parametrize("status, type_, code, expected, retryable, hint", OPENAI_ERRORS)
+def test_openai_errors_by_status_then_type(status, type_, code, expected, retryable, hint):
+    respx.post("https://api.openai.com/v1/chat/completions").mock(
+        return_value=_openai_error(status, f"boom {status}", type_, code, **{"retry-after": "2"}))
+    for call in (lambda p: list(p.stream(REQUEST)), lambda p: p.complete(REQUEST)):
+        with pytest.raises(expected) as info:
+            call(openai(max_retries=0))
+        error = info.value
+        assert type(error) is expected and error.status_code == status and error.retryable is retryable
+        assert hint in str(error) and f"boom {status}" in str(error)
+        if expected is RateLimitError:
+            assert error.retry_after == 2.0
+
+
+@respx.mock
+def test_openai_real_401_body_says_check_the_key_and_is_not_retried():
+    route = respx.post("https://api.openai.com/v1/chat/completions").mock(return_value=_openai_error(
+        401, "Incorrect API key provided: sk-abc***xyz. You can find your API key at "
+             "https://platform.openai.com/account/api-keys.", "invalid_request_error", "invalid_api_key"))
+    with pytest.raises(AuthenticationError, match="check OPENAI_API_KEY"):
+        list(openai().stream(REQUEST))
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_insufficient_quota_is_not_retried():
+    route = respx.post("https://api.openai.com/v1/chat/completions").mock(return_value=_openai_error(
+        429, "You exceeded your current quota, please check your plan and billing details.", "insufficient_quota",
+        "insufficient_quota"))
+    with pytest.raises(QuotaExceededError) as info:
+        list(openai(max_retries=3).stream(REQUEST))
+    assert route.call_count == 1 and isinstance(info.value, RateLimitError) and info.value.kind == "quota_exceeded"
+    assert ERRORS_BY_KIND["quota_exceeded"] is QuotaExceededError
+
+
+@respx.mock
+@pytest.mark.parametrize("code, expected", [("insufficient_quota", QuotaExceededError),
+                                            ("rate_limit_exceeded", RateLimitError), (None, ServerError)])
+def test_openai_mid_stream_errors_are_classified_by_code(code, expected):
+    respx.post("https://api.openai.com/v1/chat/completions").mock(return_value=httpx.Response(
+        200, content=sse(None, {"error": {"message": "stop", "type": code, "code": code}})))
+    with pytest.raises(expected):
+        list(openai(max_retries=0).stream(REQUEST))
+
+
+@respx.mock
+@pytest.mark.parametrize("status, type_, expected", [
+    (400, "invalid_request_error", BadRequestError), (401, "authentication_error", AuthenticationError),
+    (403, "permission_error", PermissionDeniedError), (404, "not_found_error", NotFoundError),
+    (413, "request_too_large", BadRequestError), (429, "rate_limit_error", RateLimitError),
+    (500, "api_error", ServerError), (529, "overloaded_error", OverloadedError),
+    (500, "invalid_request_error", ServerError),  # the status wins over a mislabelled body
+])
+def test_anthropic_errors_by_status(status, type_, expected):
+    respx.post("https://anthropic.test/v1/messages").mock(return_value=httpx.Response(
+        status, json={"type": "error", "error": {"type": type_, "message": "nope"}}))
+    with pytest.raises(expected) as info:
+        list(anthropic(max_retries=0).stream(REQUEST))
+    assert type(info.value) is expected and info.value.status_code == status
+    if status == 401:
+        assert "ANTHROPIC_API_KEY" in str(info.value)
+
+
+@respx.mock
+def test_ollama_404_says_pull_only_for_a_missing_model():
+    route = respx.post("http://ollama.test/api/chat")
+    route.mock(return_value=httpx.Response(404, json={"error": 'model "llama3.2" not found, try pulling it first'}))
+    with pytest.raises(NotFoundError, match="ollama pull llama3.2"):
+        list(ollama(max_retries=0).stream(REQUEST))
+    route.mock(return_value=httpx.Response(404, text="404 page not found"))
+    with pytest.raises(NotFoundError) as info:
+        list(ollama(max_retries=0).stream(REQUEST))
+    assert "ollama pull" not in str(info.value) and "base_url" in str(info.value)
+    route.mock(return_value=httpx.Response(500, json={"error": "model runner crashed"}))
+    with pytest.raises(ServerError):
+        list(ollama(max_retries=0).stream(REQUEST))
+
+
+# -- the stream -> non-stream fallback signal -------------------------------------------------------------
+
+@pytest.mark.parametrize("error, fallback", [
+    (ProtocolError("the stream ended before [DONE]"), True),
+    (BadRequestError("the request was refused (400: stream is not supported)", status_code=400), True),
+    (BadRequestError("the request was refused (422: Streaming not supported for this model)", status_code=422), True),
+    (BadRequestError("This model does not support streaming.", status_code=400), True),
+    (BadRequestError("Unsupported value: 'stream' does not support true with this model.", status_code=400), True),
+    (BadRequestError("the request was refused (400: max_tokens is too large)", status_code=400), False),
+    (BadRequestError("streaming not supported", status_code=404), False),
+    (ServerError("streaming not supported", status_code=500), False),
+    (CancelledError("the request was aborted"), False),
+    (RateLimitError("slow down", status_code=429), False),
+])
+def test_stream_fallback_flag(error, fallback):
+    assert error.stream_fallback is fallback
+
+
+@respx.mock
+def test_a_server_that_rejects_streaming_gives_the_fallback_signal():
+    respx.post("https://api.openai.com/v1/chat/completions").mock(
+        return_value=_openai_error(400, "stream is not supported", "invalid_request_error", None))
+    with pytest.raises(BadRequestError) as info:
+        list(openai(max_retries=0).stream(REQUEST))
+    assert info.value.stream_fallback
+
+
+# -- probes ----------------------------------------------------------------------------------------------
+
+@respx.mock
+def test_probe_openai_compatible_lists_models_with_the_bearer_key():
+    route = respx.get("http://vllm.test/v1/models").mock(return_value=httpx.Response(
+        200, json={"object": "list", "data": [{"id": "qwen2.5", "object": "model"}, {"id": "llama3", "object": "model"}]}))
+    result = probe("openai", base_url="http://vllm.test/v1/", environ={"OPENAI_API_KEY": SECRET})
+    assert result.reachable and result.models == ("qwen2.5", "llama3") and result.key_present
+    assert route.calls.last.request.headers["authorization"] == f"Bearer {SECRET}"
+    assert SECRET not in repr(result) and SECRET not in msgspec.json.encode(result).decode()
+
+
+@respx.mock
+def test_probe_openai_without_a_key_sends_none_and_a_rejection_is_reachable():
+    route = respx.get("https://api.openai.com/v1/models").mock(return_value=_openai_error(
+        401, f"Incorrect API key provided: {SECRET}.", "invalid_request_error", "invalid_api_key"))
+    result = probe("openai", environ={})
+    assert "authorization" not in route.calls.last.request.headers
+    assert result.reachable is True and "no key was sent" in result.detail and result.key_needed
+    result = probe("openai", environ={"OPENAI_API_KEY": SECRET})
+    assert result.reachable is True and "key was rejected" in result.detail and SECRET not in result.detail
+
+
+@respx.mock
+def test_probe_anthropic_and_ollama_endpoints():
+    anthropic_route = respx.get("https://api.anthropic.com/v1/models").mock(return_value=httpx.Response(
+        200, json={"data": [{"id": "claude-sonnet-4-20250514", "type": "model"}], "has_more": False}))
+    respx.get("http://ollama.test/api/tags").mock(return_value=httpx.Response(
+        200, json={"models": [{"name": "llama3.2:latest"}, {"name": "qwen2.5:7b"}]}))
+    result = probe("anthropic", environ={"ANTHROPIC_API_KEY": SECRET})
+    headers = anthropic_route.calls.last.request.headers
+    assert headers["x-api-key"] == SECRET and headers["anthropic-version"]
+    assert result.models == ("claude-sonnet-4-20250514",) and SECRET not in repr(result)
+    result = probe("ollama", base_url="http://ollama.test")
+    assert result.reachable and result.models == ("llama3.2:latest", "qwen2.5:7b")
+
+
+@respx.mock
+def test_probe_unreachable_and_odd_bodies():
+    respx.get("http://down.test/v1/models").mock(side_effect=httpx.ConnectError("refused"))
+    respx.get("http://odd.test/v1/models").mock(return_value=httpx.Response(200, text="<html>hi</html>"))
+    respx.get("http://user:pw@gone.test/models").mock(return_value=httpx.Response(404, text="404 page not found"))
+    down = probe("openai", base_url="http://down.test/v1", environ={})
+    assert down.reachable is False and "ConnectError" in down.detail
+    odd = probe("openai", base_url="http://odd.test/v1", environ={})
+    assert odd.reachable and odd.models == () and "model list" in odd.detail
+    gone = probe("openai", base_url="http://user:pw@gone.test", environ={})
+    assert gone.reachable and "404" in gone.detail and "pw" not in gone.base_url

@@ -7,8 +7,17 @@ import random
 
 import pytest
 
-from forge_actors.providers import BadRequestError, RateLimitError, RetryPolicy, ServerError, StreamChunk
-from forge_actors.providers.retry import call_with_retries, parse_retry_after, stream_with_retries
+from forge_actors.providers import (
+    BadRequestError,
+    CancelledError,
+    ProtocolError,
+    RateLimitError,
+    RetryPolicy,
+    ServerError,
+    StreamChunk,
+)
+from forge_actors.providers.errors import failure_signature, same_failure
+from forge_actors.providers.retry import call_with_retries, may_retry, parse_retry_after, stream_with_retries
 
 
 def test_parse_retry_after_forms():
@@ -74,3 +83,64 @@ def test_stream_retries_before_first_chunk_only():
     with pytest.raises(ServerError):
         next(chunks)
     assert len(opened) == 1
+
+
+def test_the_same_protocol_violation_is_retried_once_only():
+    policy = RetryPolicy(max_retries=5)
+    attempts = []
+
+    def same_bad_line():
+        attempts.append(1)
+        raise ProtocolError("malformed data in the response: JSON is malformed: invalid character (byte 12)")
+        yield StreamChunk("never")
+
+    with pytest.raises(ProtocolError):
+        list(stream_with_retries(same_bad_line, policy, sleep=lambda s: None))
+    assert len(attempts) == 2  # the first try, and one retry that showed the fault is the server's
+
+    attempts.clear()
+
+    def each_cut_differs():
+        attempts.append(1)
+        raise ProtocolError(f"the connection broke mid-response (after {len(attempts)} bytes)")
+
+    with pytest.raises(ProtocolError):
+        call_with_retries(each_cut_differs, policy, sleep=lambda s: None)
+    assert len(attempts) == 6  # different failures: the whole retry budget
+
+
+def test_repeated_transient_errors_keep_their_retries():
+    attempts = []
+
+    def busy():
+        attempts.append(1)
+        raise ServerError("server error 502 (bad gateway)")
+
+    with pytest.raises(ServerError):
+        call_with_retries(busy, RetryPolicy(max_retries=3), sleep=lambda s: None)
+    assert len(attempts) == 4
+
+
+def test_a_cancelled_attempt_is_never_retried():
+    class Odd(CancelledError):
+        retryable = True  # even if some provider said otherwise
+
+    attempts = []
+
+    def cancelled():
+        attempts.append(1)
+        raise Odd("stopped")
+
+    with pytest.raises(CancelledError):
+        call_with_retries(cancelled, RetryPolicy(max_retries=3), sleep=lambda s: None)
+    assert len(attempts) == 1
+    assert not may_retry(CancelledError("x"), 1, RetryPolicy())
+
+
+def test_same_failure_and_signature():
+    a = ProtocolError("bad  line\n", provider="openai")
+    b = ProtocolError("bad line", provider="ollama")
+    assert same_failure(a, b) and a.signature == ("malformed_stream", "bad line")
+    assert not same_failure(a, ProtocolError("other line"))
+    assert not same_failure(a, ServerError("bad line"))
+    assert failure_signature("malformed_stream", "bad line") == a.signature

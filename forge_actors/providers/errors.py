@@ -7,6 +7,7 @@ contain an API key: providers pass what they show through ``redact`` first.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 
@@ -34,6 +35,17 @@ class LlmError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r}, status_code={self.status_code})"
 
+    @property
+    def signature(self) -> tuple[str, str]:
+        """What makes two failures "the same one": see ``failure_signature``."""
+        return failure_signature(self.kind, self.message)
+
+    @property
+    def stream_fallback(self) -> bool:
+        """True when a stream that failed like this before its first delta may succeed as one
+        non-streaming call (the participant then makes that one call instead of retrying the stream)."""
+        return False
+
 
 class AuthenticationError(LlmError):
     kind = "authentication"
@@ -53,8 +65,29 @@ class OverloadedError(LlmError):
     retryable = True
 
 
+class QuotaExceededError(RateLimitError):
+    """A 429 that waiting cannot fix: the account is out of credit (OpenAI's ``insufficient_quota``)."""
+
+    kind = "quota_exceeded"
+    retryable = False
+
+
+#: How servers say that they refuse ``stream: true`` (vLLM, proxies, some OpenAI models, ...).
+_STREAMING_REFUSED = re.compile(
+    r"\bstream(ing)?\b[^.;]*\b(not|un)[ -]?(supported|available|allowed)"
+    r"|\b(does not|doesn't|do not|don't|cannot|can't) (support )?stream"
+    r"|\bunsupported\b[^.;]*\bstream",
+    re.IGNORECASE,
+)
+
+
 class BadRequestError(LlmError):
     kind = "bad_request"
+
+    @property
+    def stream_fallback(self) -> bool:
+        # Only a refusal of streaming itself: any other bad request fails the same without it.
+        return self.status_code in (400, 422) and _STREAMING_REFUSED.search(self.message) is not None
 
 
 class NotFoundError(LlmError):
@@ -82,6 +115,10 @@ class ProtocolError(LlmError):
     kind = "malformed_stream"
     retryable = True
 
+    @property
+    def stream_fallback(self) -> bool:
+        return True  # a malformed or cut stream says nothing against a plain response
+
 
 class EmptyResponseError(LlmError):
     kind = "empty_response"
@@ -95,6 +132,8 @@ class ProcessFailedError(LlmError):
 
 
 class CancelledError(LlmError):
+    """The caller stopped the request (``abort()``, a cancel, a deadline). Never retried."""
+
     kind = "cancelled"
 
 
@@ -127,7 +166,7 @@ ERRORS_BY_KIND: dict[str, type[LlmError]] = {
     cls.kind: cls
     for cls in (
         AuthenticationError, PermissionDeniedError, RateLimitError, OverloadedError, BadRequestError,
-        NotFoundError, ServerError, RequestTimeoutError, ConnectError, ProtocolError,
+        NotFoundError, ServerError, QuotaExceededError, RequestTimeoutError, ConnectError, ProtocolError,
         EmptyResponseError, ProcessFailedError, CancelledError,
     )
 }
@@ -139,3 +178,21 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def failure_signature(kind: str, message: str) -> tuple[str, str]:
+    """The identity of a failure: its kind and its message (spacing aside).
+
+    Two attempts that fail with the same signature met the same deterministic fault
+    (e.g. the same malformed line from the same server): retrying once more will not help.
+    """
+    return kind, " ".join(message.split())
+
+
+def same_failure(a: LlmError, b: LlmError) -> bool:
+    """True when ``a`` and ``b`` are the same failure (same kind, same message).
+
+    For failures known only as recorded text (e.g. ``ContributionErrored``), compare
+    ``failure_signature(kind, message)`` instead.
+    """
+    return failure_signature(a.kind, a.message) == failure_signature(b.kind, b.message)

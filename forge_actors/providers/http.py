@@ -1,21 +1,39 @@
-"""What the HTTP providers share: the client, error mapping, retries, stream guards.
+"""What the HTTP providers share: the client, error mapping, retries, stream guards, abort.
 
 A subclass says how to build a request body and how to read a response; this class
 owns everything that can go wrong on the way: statuses, timeouts (``timeout`` is also
 the longest silence tolerated inside a stream), refused connections, cut streams.
+
+Abort, at any moment. ``stream()`` and ``complete()`` each run as one *call* (all its
+attempts); ``abort()`` ends the call in progress whatever it is doing:
+
+- connecting, or sent and waiting for the response headers: the blocking ``send`` runs
+  in a worker thread, and the calling thread waits for it or for the abort, whichever
+  comes first. An abandoned worker is not left hanging: its socket is shut down (see
+  below), and a connect still in progress is closed as soon as it completes.
+- reading the body: the socket is shut down, which wakes a ``recv`` blocked in the
+  calling thread (closing it from another thread would not, on Linux).
+
+The sockets are known because the client's connection pool gets a network backend
+that records, in the call that runs the worker, every stream it connects or writes a
+request to. After an abort, whatever error the reader sees is a ``CancelledError``,
+which is never retried; the provider then serves the next call as usual.
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import httpcore
 import httpx
 import msgspec
 
@@ -23,6 +41,7 @@ from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk
 from forge_actors.providers.errors import (
     AuthenticationError,
     BadRequestError,
+    CancelledError,
     ConnectError,
     EmptyResponseError,
     LlmError,
@@ -38,7 +57,10 @@ from forge_actors.providers.errors import (
 )
 from forge_actors.providers.retry import OnRetry, RetryPolicy, call_with_retries, parse_retry_after, stream_with_retries
 
+logger = logging.getLogger(__name__)
+
 _json_encode = msgspec.json.Encoder().encode
+T = TypeVar("T")
 
 
 class _ErrorBody(msgspec.Struct):
@@ -53,20 +75,33 @@ class _ErrorEnvelope(msgspec.Struct):
     detail: str | None = None
 
 
-def error_detail(body: bytes) -> tuple[str, str | None]:
-    """(message, error type) from an error response body of any of the APIs we speak."""
+class ErrorDetail(msgspec.Struct, frozen=True):
+    """What an error response body says: its message, and the API's error ``type`` and ``code`` if any."""
+
+    message: str
+    type: str | None = None
+    code: str | None = None
+
+    @property
+    def labels(self) -> frozenset[str]:
+        """``type`` and ``code`` together (APIs put the same word in either)."""
+        return frozenset(label for label in (self.type, self.code) if label)
+
+
+def error_detail(body: bytes) -> ErrorDetail:
+    """What an error response body of any of the APIs we speak says."""
     try:
         envelope = msgspec.json.decode(body, type=_ErrorEnvelope)
     except msgspec.DecodeError:
         text = body.decode("utf-8", "replace").strip()
-        return (text[:500] or "(empty body)"), None
+        return ErrorDetail(text[:500] or "(empty body)")
     if isinstance(envelope.error, _ErrorBody):
-        return envelope.error.message or "(no message)", envelope.error.type or (
-            str(envelope.error.code) if envelope.error.code is not None else None
-        )
+        code = envelope.error.code
+        return ErrorDetail(envelope.error.message or "(no message)", envelope.error.type or None,
+                           str(code) if code is not None and code != "" else None)
     if isinstance(envelope.error, str):
-        return envelope.error, None
-    return envelope.message or envelope.detail or body.decode("utf-8", "replace")[:500], None
+        return ErrorDetail(envelope.error)
+    return ErrorDetail(envelope.message or envelope.detail or body.decode("utf-8", "replace")[:500])
 
 
 def safe_url(url: str) -> str:
@@ -77,13 +112,210 @@ def safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
+# -- abort: calls, hand-offs, and the network backend that knows the sockets ----------------------
+
+
+class _Handoff:
+    """The outcome of a worker's ``send``, for a caller that may stop waiting for it (an abort)."""
+
+    __slots__ = ("_lock", "_ready", "_response", "_error", "_done", "_abandoned")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._response: httpx.Response | None = None
+        self._error: BaseException | None = None
+        self._done = False
+        self._abandoned = False
+
+    def put(self, response: httpx.Response | None = None, error: BaseException | None = None) -> bool:
+        """Hand the outcome over; False when nobody waits for it any more (the worker then cleans up)."""
+        with self._lock:
+            if self._abandoned:
+                return False
+            self._response, self._error, self._done = response, error, True
+        self._ready.set()
+        return True
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    def take(self, call: _Call) -> httpx.Response:
+        """The response, or the worker's error; raises CancelledError as soon as ``call`` is aborted."""
+        self._ready.wait()
+        with self._lock:
+            if self._done and not call.aborted:
+                if self._error is not None:
+                    raise self._error
+                assert self._response is not None
+                return self._response
+            self._abandoned = True
+            leftover = self._response
+        if leftover is not None:  # it came in just as the abort did: nobody will read it
+            leftover.close()
+        raise CancelledError("the request was aborted")
+
+
+class _Call:
+    """One ``stream()`` or ``complete()``, all its attempts: the unit that ``abort()`` ends."""
+
+    __slots__ = ("_lock", "_aborted", "_ended", "_streams", "_handoff")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._aborted = threading.Event()
+        self._ended = False
+        self._streams: list[Any] = []  # network streams of the attempt under way
+        self._handoff: _Handoff | None = None
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted.is_set()
+
+    def sleep(self, seconds: float) -> None:
+        """A backoff that an abort cuts short."""
+        self._aborted.wait(seconds)
+
+    def track(self, stream: Any) -> bool:
+        """Remember a network stream to shut down on abort; False (not kept) if already aborted."""
+        with self._lock:
+            if self._aborted.is_set():
+                return False
+            if not self._ended and not any(known is stream for known in self._streams):
+                self._streams.append(stream)
+            return True
+
+    def forget_streams(self) -> None:
+        """The attempt is over: its connection may go back to the pool, where an abort must not reach it."""
+        with self._lock:
+            self._streams = []
+
+    def waiting(self, handoff: _Handoff | None) -> None:
+        with self._lock:
+            self._handoff = handoff
+            aborted = self._aborted.is_set()
+        if handoff is not None and aborted:
+            handoff.wake()
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._ended or self._aborted.is_set():
+                return
+            self._aborted.set()
+            streams, self._streams = self._streams, []
+            handoff = self._handoff
+        if handoff is not None:
+            handoff.wake()
+        for stream in streams:
+            _shutdown(stream)
+
+    def end(self) -> None:
+        with self._lock:
+            self._ended = True
+            self._streams = []
+            self._handoff = None
+
+
+def _shutdown(stream: Any) -> None:
+    """Shut a network stream's socket down: a ``recv`` blocked on it, in any thread, returns at once."""
+    try:
+        sock = stream.get_extra_info("socket")
+    except Exception:  # a stream that cannot say: nothing to shut down
+        logger.debug("no socket to shut down on %r", stream, exc_info=True)
+        return
+    if isinstance(sock, socket.socket):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed or never connected: nothing left to wake
+            logger.debug("socket already shut", exc_info=True)
+
+
+#: The call a worker thread sends for; read by the network backend to record its sockets.
+_current_call: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("forge_http_call", default=None)
+
+
+class _TrackedStream(httpcore.NetworkStream):
+    """A network stream that enrols in the current call whenever a request is written to it.
+
+    Writing is where a request starts (on a new or a pooled connection), and it is rare
+    (headers, body); reads, the hot path, are passed straight through.
+    """
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        call = _current_call.get()
+        if call is not None and not call.track(self):
+            raise httpcore.WriteError("the request was aborted")
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _enrol(_TrackedStream(self._inner.start_tls(ssl_context, server_hostname, timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+def _enrol(stream: _TrackedStream) -> _TrackedStream:
+    """Record a freshly connected stream in the current call; close it if that call was aborted meanwhile."""
+    call = _current_call.get()
+    if call is not None and not call.track(stream):
+        stream.close()
+        raise httpcore.ConnectError("the request was aborted while connecting")
+    return stream
+
+
+class _TrackingBackend(httpcore.NetworkBackend):
+    """httpcore's network backend, with every connected stream recorded for abort."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return _enrol(_TrackedStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options)))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return _enrol(_TrackedStream(self._inner.connect_unix_socket(path, timeout, socket_options)))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _track_sockets(client: httpx.Client) -> int:
+    """Give the client's connection pools (the direct one and any proxy's) the tracking backend.
+
+    httpx has no public option for a network backend, so this reaches its transports'
+    pools; a transport of another shape is left alone (abort then still returns at once,
+    but an abandoned worker lasts until its own timeout). Returns how many pools it fitted.
+    """
+    fitted = 0
+    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None) if isinstance(transport, httpx.HTTPTransport) else None
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, httpcore.NetworkBackend) and not isinstance(backend, _TrackingBackend):
+            pool._network_backend = _TrackingBackend(backend)  # type: ignore[union-attr]
+            fitted += 1
+    return fitted
+
+
 class HttpProvider:
     """Base of the providers that speak HTTP."""
 
     name: ClassVar[str] = "http"
     default_base_url: ClassVar[str] = ""
     api_key_env: ClassVar[str | None] = None
-    #: The API's error type strings (in bodies and mid-stream error events) -> our errors.
+    #: The API's error type strings (in mid-stream error events, which have no status) -> our errors.
     error_types: ClassVar[dict[str, type[LlmError]]] = {}
 
     def __init__(
@@ -107,13 +339,14 @@ class HttpProvider:
         self._api_key = api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None) or None
         if self._api_key is None and self.requires_api_key():
             raise MissingApiKeyError(self.name, self.api_key_env or "an API key")
-        self._live_response: httpx.Response | None = None
-        self._live_lock = threading.Lock()
+        self._call: _Call | None = None
+        self._call_lock = threading.Lock()
         self._client = httpx.Client(
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
             headers=self.headers(self._api_key),
             transport=transport,
         )
+        _track_sockets(self._client)
 
     # -- what subclasses say ------------------------------------------------------------
 
@@ -130,7 +363,8 @@ class HttpProvider:
         raise NotImplementedError
 
     def error_for_type(self, error_type: str | None, message: str, status: int | None) -> LlmError | None:
-        """The error an API error type string names (``error_types``); None to map by status."""
+        """The error an API error type string names (``error_types``), for errors that come without a
+        status (inside a stream or a 200 body); None when the type names none."""
         cls = self.error_types.get(error_type or "")
         if cls is None:
             return None
@@ -139,39 +373,41 @@ class HttpProvider:
     # -- the Provider protocol ------------------------------------------------------------
 
     def complete(self, request: LlmRequest) -> LlmResponse:
-        response = call_with_retries(
-            lambda: self._complete_once(request), self.retry_policy, on_retry=self.on_retry, sleep=self._sleep
-        )
+        call = self._begin_call()
+        try:
+            response = call_with_retries(
+                lambda: self._cancellable(call, lambda: self._complete_once(request)),
+                self.retry_policy, on_retry=self.on_retry, sleep=self._backoff(call),
+            )
+        finally:
+            self._end_call(call)
         if not response.content:
             raise EmptyResponseError("the model returned no text; try again or check max_tokens", provider=self.name)
         return response
 
     def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
-        return stream_with_retries(
-            lambda: _require_text(self._stream_once(request), self.name),
-            self.retry_policy,
-            on_retry=self.on_retry,
-            sleep=self._sleep,
-        )
+        call = self._begin_call()  # now, not at the first next(): an abort from here on must stick
+        return self._streaming(call, request)
+
+    def _streaming(self, call: _Call, request: LlmRequest) -> Iterator[StreamChunk]:
+        try:
+            yield from stream_with_retries(
+                lambda: self._cancellable_stream(call, _require_text(self._stream_once(request), self.name)),
+                self.retry_policy, on_retry=self.on_retry, sleep=self._backoff(call),
+            )
+        finally:
+            self._end_call(call)
 
     def abort(self) -> None:
-        """Shut the live response's socket down: a read blocked in ``recv`` wakes at once.
-
-        Closing the response from another thread would not wake it (on Linux a blocked
-        ``recv`` keeps its file descriptor); ``shutdown`` does, and the reader then sees
-        the stream as cut (ProtocolError).
-        """
-        with self._live_lock:
-            response = self._live_response
-            network_stream = response.extensions.get("network_stream") if response is not None else None
-            sock = network_stream.get_extra_info("socket") if network_stream is not None else None
-            if isinstance(sock, socket.socket):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:  # already closed: nothing left to wake
-                    pass
+        """End the call in progress at once, whatever its phase (connecting, waiting for headers,
+        reading the body, backing off before a retry). Any thread; idempotent; a no-op when idle."""
+        with self._call_lock:
+            call = self._call
+        if call is not None:
+            call.abort()
 
     def close(self) -> None:
+        self.abort()  # a worker still sending lets go of its socket now
         self._client.close()
 
     def model_for(self, request: LlmRequest) -> str:
@@ -180,16 +416,108 @@ class HttpProvider:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, base_url={safe_url(self.base_url)!r})"
 
+    # -- calls and cancellation -----------------------------------------------------------
+
+    def _begin_call(self) -> _Call:
+        call = _Call()
+        with self._call_lock:
+            self._call = call
+        return call
+
+    def _end_call(self, call: _Call) -> None:
+        call.end()
+        with self._call_lock:
+            if self._call is call:
+                self._call = None
+
+    @contextmanager
+    def _call_scope(self) -> Iterator[_Call]:
+        """The call in progress, or one for this request alone (e.g. ``list_models``)."""
+        with self._call_lock:
+            call = self._call
+        if call is not None:
+            yield call
+            return
+        call = self._begin_call()
+        try:
+            yield call
+        finally:
+            self._end_call(call)
+
+    def _backoff(self, call: _Call) -> Callable[[float], None]:
+        # The real clock waits on the abort too; an injected sleep (tests) is used as given.
+        return call.sleep if self._sleep is time.sleep else self._sleep
+
+    def _cancelled(self) -> CancelledError:
+        return CancelledError("the request was aborted", provider=self.name)
+
+    def _cancellable(self, call: _Call, attempt: Callable[[], T]) -> T:
+        """One attempt; whatever it fails with after an abort is a CancelledError (never retried)."""
+        if call.aborted:
+            raise self._cancelled()
+        try:
+            return attempt()
+        except (LlmError, httpx.HTTPError, OSError, msgspec.DecodeError):
+            if call.aborted:
+                raise self._cancelled() from None
+            raise
+
+    def _cancellable_stream(self, call: _Call, chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
+        try:
+            if call.aborted:
+                raise self._cancelled()
+            yield from chunks
+        except (LlmError, httpx.HTTPError, OSError, msgspec.DecodeError):
+            # e.g. the shut socket read as a cut stream, or as an early end ("no [DONE]")
+            if call.aborted:
+                raise self._cancelled() from None
+            raise
+        finally:
+            chunks.close()  # type: ignore[attr-defined]
+
+    def _send(self, call: _Call, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        """``client.send`` in a worker thread, so that an abort returns at once even while it connects
+        or waits for headers. With ``stream`` the body is left to read (by the calling thread)."""
+        if call.aborted:
+            raise self._cancelled()
+        handoff = _Handoff()
+        call.waiting(handoff)
+        worker = threading.Thread(target=self._send_in_worker, args=(call, handoff, request, stream),
+                                  name=f"forge-{self.name}-send", daemon=True)
+        worker.start()
+        try:
+            return handoff.take(call)
+        except CancelledError:
+            raise self._cancelled() from None
+        finally:
+            call.waiting(None)
+
+    def _send_in_worker(self, call: _Call, handoff: _Handoff, request: httpx.Request, stream: bool) -> None:
+        _current_call.set(call)  # a fresh thread: this context is its own
+        try:
+            response = self._client.send(request, stream=stream)
+        except BaseException as exc:  # the caller's to raise; or, abandoned, of no use to anyone
+            if not handoff.put(error=exc):
+                logger.debug("%s: an aborted request ended with %s", self.name, type(exc).__name__)
+            return
+        if not handoff.put(response):
+            response.close()
+
     # -- plumbing for subclasses ----------------------------------------------------------
 
     def post_json(self, path: str, body: dict[str, Any]) -> bytes:
-        with self.translate_errors():
-            return self._content(self._client.post(self.base_url + path, content=_json_encode(body),
-                                                   headers={"content-type": "application/json"}))
+        return self._request_bytes(self._client.build_request(
+            "POST", self.base_url + path, content=_json_encode(body), headers={"content-type": "application/json"}))
 
     def get_json(self, path: str) -> bytes:
-        with self.translate_errors():
-            return self._content(self._client.get(self.base_url + path))
+        return self._request_bytes(self._client.build_request("GET", self.base_url + path))
+
+    def _request_bytes(self, request: httpx.Request) -> bytes:
+        with self._call_scope() as call, self.translate_errors():
+            try:
+                return self._content(self._send(call, request, stream=False))
+            finally:
+                call.forget_streams()
 
     def _content(self, response: httpx.Response) -> bytes:
         if response.status_code >= 400:
@@ -203,59 +531,73 @@ class HttpProvider:
         Errors come out typed, also those raised while the caller reads inside the
         ``with`` block: they pass back through this generator's ``yield``.
         """
-        with self.translate_errors():
-            with self._client.stream(
-                "POST", self.base_url + path, content=_json_encode(body),
-                headers={"content-type": "application/json"},
-            ) as response:
+        request = self._client.build_request(
+            "POST", self.base_url + path, content=_json_encode(body), headers={"content-type": "application/json"})
+        with self._call_scope() as call, self.translate_errors():
+            response = self._send(call, request, stream=True)
+            try:
+                # A transport we could not fit with the tracking backend still shows its stream here.
+                network_stream = response.extensions.get("network_stream")
+                if network_stream is not None and not call.track(network_stream):
+                    raise self._cancelled()
                 if response.status_code >= 400:
                     response.read()
                     raise self.status_error(response)
-                with self._live_lock:
-                    self._live_response = response
-                try:
-                    yield response.iter_bytes()
-                finally:
-                    with self._live_lock:
-                        self._live_response = None
+                yield response.iter_bytes()
+            finally:
+                call.forget_streams()
+                response.close()
 
     @contextmanager
     def translate_errors(self) -> Iterator[None]:
         try:
             yield
-        except httpx.TimeoutException as exc:
+        except CancelledError:
+            raise
+        except (LlmError, httpx.HTTPError, OSError, msgspec.DecodeError) as exc:
+            with self._call_lock:
+                call = self._call
+            if call is not None and call.aborted:  # the abort is what broke it, whatever it looks like
+                raise self._cancelled() from None
+            if isinstance(exc, LlmError | OSError):
+                raise
+            raise self._http_error(exc) from None
+
+    def _http_error(self, exc: Exception) -> LlmError | Exception:
+        if isinstance(exc, httpx.TimeoutException):
             what = "connect" if isinstance(exc, httpx.ConnectTimeout) else "receive data"
-            raise RequestTimeoutError(
+            return RequestTimeoutError(
                 f"could not {what} within {self.timeout:g} s; the server may be overloaded or stalled "
                 "(raise `timeout` for slow local models)",
                 provider=self.name,
-            ) from None
-        except httpx.ConnectError as exc:
-            raise ConnectError(
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return ConnectError(
                 f"cannot connect to {safe_url(self.base_url)} ({self.clean(str(exc))}); is the server running "
                 "and the base_url right?",
                 provider=self.name,
-            ) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise ProtocolError(
+            )
+        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+            return ProtocolError(
                 f"the connection broke mid-response ({self.clean(str(exc)) or type(exc).__name__})",
                 provider=self.name,
-            ) from None
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(f"malformed data in the response: {exc}", provider=self.name) from None
+            )
+        if isinstance(exc, msgspec.DecodeError):
+            return ProtocolError(f"malformed data in the response: {exc}", provider=self.name)
+        return exc  # another httpx error (e.g. a bad URL): a bug to see as it is
 
     def clean(self, text: str) -> str:
         return redact(text, [self._api_key])
 
     def status_error(self, response: httpx.Response) -> LlmError:
-        status = response.status_code
-        message, error_type = error_detail(response.content)
-        message = self.clean(message)
-        specific = self.error_for_type(error_type, message, status)
-        if specific is not None:
-            specific.status_code = status
-            specific.retry_after = parse_retry_after(response.headers)
-            return specific
+        """The error of a response with status >= 400: by status first (as the official SDKs do)."""
+        detail = error_detail(response.content)
+        detail = ErrorDetail(self.clean(detail.message), detail.type, detail.code)
+        return self.error_for_status(response.status_code, detail, parse_retry_after(response.headers))
+
+    def error_for_status(self, status: int, detail: ErrorDetail, retry_after: float | None) -> LlmError:
+        """What ``status`` means. Subclasses refine it by the body's ``type``/``code``, within the status."""
+        message = detail.message
         kwargs: dict[str, Any] = {"provider": self.name, "status_code": status}
         if status == 401:
             return AuthenticationError(f"the API key was rejected ({message}); check {self.api_key_env or 'the key'}", **kwargs)
@@ -264,16 +606,15 @@ class HttpProvider:
         if status == 404:
             return NotFoundError(f"not found ({message}); check the model name and base_url", **kwargs)
         if status == 408:
-            return RequestTimeoutError(f"the server timed out ({message})", **kwargs)
+            return RequestTimeoutError(f"the server timed out ({message})", retry_after=retry_after, **kwargs)
         if status == 429:
             return RateLimitError(f"rate limited ({message}); slow down or raise your limits",
-                                  retry_after=parse_retry_after(response.headers), **kwargs)
+                                  retry_after=retry_after, **kwargs)
         if status in (503, 529):
             return OverloadedError(f"the service is overloaded ({message}); try again shortly",
-                                   retry_after=parse_retry_after(response.headers), **kwargs)
+                                   retry_after=retry_after, **kwargs)
         if status >= 500:
-            return ServerError(f"server error {status} ({message})",
-                               retry_after=parse_retry_after(response.headers), **kwargs)
+            return ServerError(f"server error {status} ({message})", retry_after=retry_after, **kwargs)
         return BadRequestError(f"the request was refused ({status}: {message})", **kwargs)
 
 

@@ -9,7 +9,7 @@ import msgspec
 
 from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage
 from forge_actors.providers.errors import LlmError, NotFoundError, ProtocolError, ServerError
-from forge_actors.providers.http import HttpProvider
+from forge_actors.providers.http import ErrorDetail, HttpProvider
 from forge_actors.providers.streams import ndjson_lines
 from forge_actors.providers.structured import StructuredOutput
 
@@ -47,12 +47,21 @@ class OllamaProvider(StructuredOutput, HttpProvider):
     supports_json = True
 
     def error_for_type(self, error_type: str | None, message: str, status: int | None) -> LlmError | None:
-        if status == 404 or ("not found" in message and "model" in message):
-            return NotFoundError(
-                f"{message}; download it with `ollama pull {self.model}` (or list models with `ollama list`)",
-                provider=self.name, status_code=status,
-            )
+        # Ollama's errors have no type: inside a stream, a missing model is known by its message.
+        if "not found" in message and "model" in message:
+            return self._model_missing(message, status)
         return None
+
+    def error_for_status(self, status: int, detail: ErrorDetail, retry_after: float | None) -> LlmError:
+        if status == 404 and "model" in detail.message:  # not a wrong path ("404 page not found")
+            return self._model_missing(detail.message, status)
+        return super().error_for_status(status, detail, retry_after)
+
+    def _model_missing(self, message: str, status: int | None) -> NotFoundError:
+        return NotFoundError(
+            f"{message}; download it with `ollama pull {self.model}` (or list models with `ollama list`)",
+            provider=self.name, status_code=status,
+        )
 
     def _line_error(self, message: str) -> LlmError:
         return self.error_for_type(None, message, None) or ServerError(f"ollama reported: {message}", provider=self.name)

@@ -15,18 +15,21 @@ from forge_actors.providers.errors import (
     NotFoundError,
     OverloadedError,
     ProtocolError,
+    QuotaExceededError,
     RateLimitError,
     ServerError,
 )
-from forge_actors.providers.http import HttpProvider
+from forge_actors.providers.http import ErrorDetail, HttpProvider
 from forge_actors.providers.streams import sse_events
 from forge_actors.providers.structured import RefusalError, StructuredOutput
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
+#: Error types and codes, for the errors that come without a status: inside a stream, or in a 200 body.
+#: An error response is classified by its status first (``error_for_status``).
 _ERROR_TYPES: dict[str, type[LlmError]] = {
     "rate_limit_exceeded": RateLimitError,
-    "insufficient_quota": RateLimitError,
+    "insufficient_quota": QuotaExceededError,
     "invalid_api_key": AuthenticationError,
     "authentication_error": AuthenticationError,
     "model_not_found": NotFoundError,
@@ -154,11 +157,24 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}
 
-    def error_for_type(self, error_type: str | None, message: str, status: int | None) -> LlmError | None:
-        # Compatible servers label 5xx failures "invalid_request_error" too: trust the status then.
-        if status is not None and status >= 500 and _ERROR_TYPES.get(error_type or "") is BadRequestError:
-            return None
-        return super().error_for_type(error_type, message, status)
+    def error_for_status(self, status: int, detail: ErrorDetail, retry_after: float | None) -> LlmError:
+        # The status decides, as in the official SDK (a 401 says "invalid_request_error" in its body,
+        # compatible servers label 5xx failures so too); the body's type/code only refine within it.
+        labels, message = detail.labels, detail.message
+        kwargs: dict[str, Any] = {"provider": self.name, "status_code": status}
+        if status == 429 and "insufficient_quota" in labels:
+            return QuotaExceededError(
+                f"the account is out of quota ({message}); check the plan and billing details of this key: "
+                "retrying will not help", **kwargs)
+        if status == 400 and "context_length_exceeded" in labels:
+            return BadRequestError(
+                f"the prompt does not fit the model's context window ({message}); shorten the conversation "
+                "or choose a model with a longer context", **kwargs)
+        if status == 404 and "model_not_found" in labels:
+            return NotFoundError(
+                f"no model {self.model!r} here ({message}); check the model name, and that base_url is the "
+                "server that serves it", **kwargs)
+        return super().error_for_status(status, detail, retry_after)
 
     def _mid_stream_error(self, error: _Error) -> LlmError:
         code = str(error.code) if error.code is not None else error.type

@@ -2,6 +2,8 @@
 
 A stream is retried only while it has yielded nothing: once text has gone to the
 caller, a silent retry would duplicate it, so the error goes up and the caller decides.
+A cancelled attempt is never retried, and a protocol violation that comes back
+identical (``same_failure``) is a deterministic fault of the server: retried once, not more.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TypeVar
 import msgspec
 
 from forge_actors.providers.base import StreamChunk
-from forge_actors.providers.errors import LlmError
+from forge_actors.providers.errors import CancelledError, LlmError, ProtocolError, same_failure
 
 T = TypeVar("T")
 
@@ -62,11 +64,24 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def may_retry(error: LlmError, attempt: int, policy: RetryPolicy, previous: LlmError | None = None) -> bool:
+    """Whether ``attempt`` (1-based), which failed with ``error`` after ``previous``, is worth another try."""
+    if isinstance(error, CancelledError) or not error.retryable or attempt > policy.max_retries:
+        return False
+    # The same malformed line twice is the server's doing, not the network's: a third try repeats it.
+    return not (isinstance(error, ProtocolError) and previous is not None and same_failure(error, previous))
+
+
 def _wait_to_retry(
-    error: LlmError, attempt: int, policy: RetryPolicy, on_retry: OnRetry | None, sleep: Callable[[float], None]
+    error: LlmError,
+    attempt: int,
+    policy: RetryPolicy,
+    on_retry: OnRetry | None,
+    sleep: Callable[[float], None],
+    previous: LlmError | None,
 ) -> None:
     """Return after the backoff if ``attempt`` may be retried; raise ``error`` if not."""
-    if not error.retryable or attempt > policy.max_retries:
+    if not may_retry(error, attempt, policy, previous):
         raise error
     delay = policy.delay(attempt, error)
     if on_retry:
@@ -82,12 +97,14 @@ def call_with_retries(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     attempt = 0
+    previous: LlmError | None = None
     while True:
         attempt += 1
         try:
             return call()
         except LlmError as error:
-            _wait_to_retry(error, attempt, policy, on_retry, sleep)
+            _wait_to_retry(error, attempt, policy, on_retry, sleep, previous)
+            previous = error
 
 
 def stream_with_retries(
@@ -99,6 +116,7 @@ def stream_with_retries(
 ) -> Iterator[StreamChunk]:
     """Chunks of ``open_stream()``; a failure before the first chunk opens it again."""
     attempt = 0
+    previous: LlmError | None = None
     while True:
         attempt += 1
         chunks = open_stream()
@@ -111,8 +129,14 @@ def stream_with_retries(
         except LlmError as error:
             if started:  # text already went out: a silent retry would repeat it
                 raise
-            _wait_to_retry(error, attempt, policy, on_retry, sleep)
+            _close(chunks)  # let go of the connection now, not after the backoff
+            _wait_to_retry(error, attempt, policy, on_retry, sleep, previous)
+            previous = error
         finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            _close(chunks)
+
+
+def _close(chunks: Iterator[StreamChunk]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
