@@ -105,7 +105,7 @@ class ParticipantActor(pykka.ThreadingActor):
         except LlmError as error:
             if token.cancelled:  # the abort is what broke the stream
                 return _cancelled(cid)
-            if not parts and getattr(error, "stream_fallback", False):  # TODO(merge): B names it
+            if not parts and error.stream_fallback:
                 return self._without_streaming(message, error, started)
             return ContributionErrored(cid, error.kind, str(error), error.retryable, error.retry_after)
         finally:

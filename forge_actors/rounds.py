@@ -381,17 +381,6 @@ def participant_outcomes(state: SessionState, round_number: int) -> dict[str, st
     return outcomes
 
 
-def repeats_protocol_violation(state: SessionState, round_number: int, participant: str, error_kind: str,
-                               message: str) -> bool:
-    """Whether this failure is the same malformed stream the participant's previous attempt in the
-    round already got: a server that breaks its protocol the same way twice will a third time too,
-    so it is retried once, not again and again (each retry is a paid call)."""
-    if error_kind != "malformed_stream":
-        return False
-    failures = [c for c in state.attempts_in(round_number, participant) if c.status == "failed"]
-    return bool(failures) and failures[-1].error_kind == error_kind and failures[-1].error == message
-
-
 class RoundResult(msgspec.Struct, frozen=True):
     """What a finished round records in RoundCompleted, as the log gives it."""
 

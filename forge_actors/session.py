@@ -69,6 +69,7 @@ from forge_actors.messages import (
     UseProvider,
 )
 from forge_actors.providers.base import JsonSchema, LlmRequest, Message
+from forge_actors.providers.errors import ProtocolError, failure_signature
 from forge_actors.providers.retry import RetryPolicy
 from forge_actors.scheduler import ScheduledTell, Scheduler
 from forge_actors.state import SessionState, apply
@@ -425,7 +426,7 @@ class SessionActor(pykka.ThreadingActor):
         completed = ContributionCompleted(
             message.contribution_id, attempt.participant, number, attempt.attempt, message.content,
             message.finish_reason, TokenUsage(message.usage.input_tokens, message.usage.output_tokens),
-            message.latency_ms, message.served_by,
+            message.latency_ms, message.served_by, message.fallback,
         )
         kind = self._round.kind
         if kind == "critique":
@@ -482,8 +483,7 @@ class SessionActor(pykka.ThreadingActor):
             return
         used = run.retries.get(attempt.participant, 0)
         will_retry = (message.retryable and used < self.state.settings.max_retries
-                      and not rounds.repeats_protocol_violation(self.state, run.number, attempt.participant,
-                                                                message.error_kind, message.message))
+                      and not self._repeats_malformed_stream(run.number, attempt.participant, message))
         self._emit(ContributionFailed(message.contribution_id, attempt.participant, run.number, attempt.attempt,
                                       message.error_kind, message.message, message.retryable, will_retry),
                    durable=True)
@@ -493,6 +493,16 @@ class SessionActor(pykka.ThreadingActor):
             timer = self._scheduler.tell_later(delay, self.actor_ref, RetryDue(run.number, attempt.participant))
             run.waiting[attempt.participant] = (attempt, timer)
         self._check_round_complete()
+
+    def _repeats_malformed_stream(self, round_number: int, participant: str, message: ContributionErrored) -> bool:
+        """The same malformed stream the participant's previous attempt in this round got: a server
+        that breaks its protocol the same way twice will a third time, so it is retried once only
+        (every retry is a paid call)."""
+        if message.error_kind != ProtocolError.kind:
+            return False
+        failed = [c for c in self.state.attempts_in(round_number, participant) if c.status == "failed"]
+        return bool(failed) and (failure_signature(failed[-1].error_kind, failed[-1].error)
+                                 == failure_signature(message.error_kind, message.message))
 
     def _on_retry_due(self, message: RetryDue) -> None:
         run = self._round

@@ -23,6 +23,7 @@ from forge_actors.providers.errors import (
     ConnectError,
     EmptyResponseError,
     LlmError,
+    MalformedReplyError,
     MissingApiKeyError,
     NotFoundError,
     OverloadedError,
@@ -30,7 +31,9 @@ from forge_actors.providers.errors import (
     ProcessFailedError,
     ProtocolError,
     ProviderConfigError,
+    QuotaExceededError,
     RateLimitError,
+    RefusalError,
     RequestTimeoutError,
     ServerError,
     UnknownProviderError,
@@ -40,12 +43,12 @@ from forge_actors.providers.ollama import OllamaProvider
 from forge_actors.providers.openai import OpenAIProvider
 from forge_actors.providers.registry import ProviderSpec, get_provider, known_providers, parse_spec, register_provider
 from forge_actors.providers.retry import RetryPolicy
-from forge_actors.providers.structured import MalformedReplyError, RefusalError, complete_json
+from forge_actors.providers.structured import complete_json
 
 __all__ = [
     "AnthropicProvider", "AuthenticationError", "BadRequestError", "CancelledError", "ConnectError",
     "EmptyResponseError", "JsonSchema", "LlmError", "LlmRequest", "LlmResponse", "MalformedReplyError", "Message",
-    "MissingApiKeyError", "RefusalError", "StructuredResponse", "complete_json",
+    "MissingApiKeyError", "QuotaExceededError", "RefusalError", "StructuredResponse", "complete_json",
     "MockProvider", "NotFoundError", "OllamaProvider", "OpenAIProvider", "OverloadedError",
     "PermissionDeniedError", "ProcessFailedError", "ProtocolError", "Provider", "ProviderConfigError",
     "ProviderSpec", "RateLimitError", "RequestTimeoutError", "RetryPolicy", "ServerError", "StreamChunk",

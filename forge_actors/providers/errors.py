@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 
 class LlmError(Exception):
@@ -137,6 +138,34 @@ class CancelledError(LlmError):
     kind = "cancelled"
 
 
+class RefusalError(BadRequestError):
+    """The model declined to answer in the asked shape (OpenAI's ``refusal``).
+
+    Not retryable: the same request gets the same refusal; rephrase it, or ask for text.
+    """
+
+    kind = "refusal"
+    retryable = False
+
+
+class MalformedReplyError(LlmError):
+    """A structured reply that is not JSON of the asked shape. ``content`` keeps what the model wrote.
+
+    Not retryable: the request was delivered and answered, and sending it again costs a
+    whole reply for what is usually the same outcome (a reply cut at ``max_tokens``, or a
+    model that does not follow schemas). The caller decides: read ``content`` as text,
+    raise ``max_tokens``, or ask for text replies.
+    """
+
+    kind = "malformed_reply"
+    retryable = False
+
+    def __init__(self, message: str, *, content: str = "", finish_reason: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.content = content
+        self.finish_reason = finish_reason
+
+
 class ProviderConfigError(ValueError):
     """A provider spec or option is wrong. Raised before any request is made."""
 
@@ -167,7 +196,7 @@ ERRORS_BY_KIND: dict[str, type[LlmError]] = {
     for cls in (
         AuthenticationError, PermissionDeniedError, RateLimitError, OverloadedError, BadRequestError,
         NotFoundError, ServerError, QuotaExceededError, RequestTimeoutError, ConnectError, ProtocolError,
-        EmptyResponseError, ProcessFailedError, CancelledError,
+        EmptyResponseError, ProcessFailedError, CancelledError, RefusalError, MalformedReplyError,
     )
 }
 

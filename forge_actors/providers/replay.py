@@ -18,7 +18,7 @@ import msgspec
 
 from forge_actors.providers.base import LlmRequest, LlmResponse, Message, StreamChunk, Usage, collect
 from forge_actors.providers.errors import ERRORS_BY_KIND, LlmError, NotFoundError
-from forge_actors.providers.structured import STRUCTURED_ERRORS_BY_KIND, StructuredOutput
+from forge_actors.providers.structured import StructuredOutput
 
 
 class RecordedAnswer(msgspec.Struct):
@@ -103,6 +103,6 @@ class ReplayProvider(StructuredOutput):
 def _recorded_error(answer: RecordedAnswer) -> LlmError:
     """The recorded failure again: same kind, same message (which already names its provider)."""
     kind = answer.error_kind or ""
-    error = (ERRORS_BY_KIND.get(kind) or STRUCTURED_ERRORS_BY_KIND.get(kind) or LlmError)(answer.error_message)
+    error = ERRORS_BY_KIND.get(kind, LlmError)(answer.error_message)
     error.kind = answer.error_kind or error.kind  # kinds the taxonomy does not name (e.g. a deadline) too
     return error

@@ -17,48 +17,13 @@ from typing import Any
 import msgspec
 
 from forge_actors.providers.base import JsonSchema, LlmRequest, Message, StructuredResponse
-from forge_actors.providers.errors import BadRequestError, LlmError
+from forge_actors.providers.errors import LlmError, MalformedReplyError, RefusalError
 
 logger = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 #: finish reasons that mean the reply was cut at max_tokens (OpenAI/Ollama, Anthropic)
 _CUT_SHORT = frozenset({"length", "max_tokens"})
-
-
-class RefusalError(BadRequestError):
-    """The model declined to answer in the asked shape (OpenAI's ``refusal``).
-
-    Not retryable: the same request gets the same refusal; rephrase it, or ask for text.
-    """
-
-    kind = "refusal"
-    retryable = False
-
-
-class MalformedReplyError(LlmError):
-    """A structured reply that is not JSON of the asked shape. ``content`` keeps what the model wrote.
-
-    Not retryable: the request was delivered and answered, and sending it again costs a
-    whole reply for what is usually the same outcome (a reply cut at ``max_tokens``, or a
-    model that does not follow schemas). The caller decides: read ``content`` as text,
-    raise ``max_tokens``, or ask for text replies.
-    """
-
-    kind = "malformed_reply"
-    retryable = False
-
-    def __init__(self, message: str, *, content: str = "", finish_reason: str | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.content = content
-        self.finish_reason = finish_reason
-
-
-#: The kinds this module adds to the taxonomy (for replaying a recorded failure as itself).
-STRUCTURED_ERRORS_BY_KIND: dict[str, type[LlmError]] = {
-    RefusalError.kind: RefusalError,
-    MalformedReplyError.kind: MalformedReplyError,
-}
 
 
 def schema_instructions(schema: JsonSchema) -> str:

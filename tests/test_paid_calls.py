@@ -121,3 +121,40 @@ def test_the_same_protocol_violation_is_retried_once_not_max_retries_times(forge
                 if isinstance(r.event, ContributionFailed) and r.event.participant == "x"]
     assert [f.will_retry for f in failures] == [True, False]  # the first repeat is final, not 5 retries
 
+
+
+class _NoStreaming:
+    """A server that cuts every stream before its first delta but answers a plain request."""
+
+    name = "nostream"
+    model = "nostream"
+    supports_json = False
+
+    def stream(self, request: LlmRequest):
+        raise ProtocolError("the connection broke mid-response (peer closed connection)", provider="nostream")
+        yield StreamChunk()  # pragma: no cover - makes this a generator
+
+    def complete(self, request: LlmRequest):
+        from forge_actors.providers.base import LlmResponse, Usage
+
+        return LlmResponse("### Components\n- one plain answer\n", "stop", Usage(10, 5), "nostream")
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stream_cut_before_its_first_delta_falls_back_to_one_plain_call(forge):
+    register_provider("nostream", lambda model, **options: _NoStreaming())
+    session_id = forge.create_session("Design a TODO app API", ["nostream:x", "mock:bob"])
+    forge.run_round(session_id, "draft", timeout=30)
+    events = [r.event for r in forge.store.read_stream(session_id, codec=decode_event)]
+    mine = [e for e in events if getattr(e, "participant", None) == "x"]
+    kinds = [type(e).__name__ for e in mine]
+    assert kinds == ["PromptSent", "ContentDelta", "ContributionCompleted"]  # no failure, no retry
+    delta, completed = mine[1], mine[2]
+    assert delta.text == completed.content == "### Components\n- one plain answer\n"
+    assert "stream failed before its first delta" in completed.fallback and "malformed_stream" in completed.fallback
+    assert forge.verify(session_id) == []
