@@ -246,11 +246,11 @@ class Forge:
         specs = [participant_spec(p) for p in given]
         if not specs:
             raise ConfigError("a session needs participants: give specs such as mock:alice or anthropic:MODEL")
+        chosen = session_settings(self.config.settings, {**self._settings_mapping(settings), **overrides})
         if not trusted:
             for spec in specs:
                 check_untrusted_participant(self.config, spec)
         infos, full_specs = self._participant_infos(specs)
-        chosen = session_settings(self.config.settings, {**self._settings_mapping(settings), **overrides})
         ai_names = [p.name for p in infos if p.kind == "ai"]
         if chosen.synthesizer is not None and chosen.synthesizer not in ai_names:
             raise ConfigError(f"synthesizer {chosen.synthesizer!r} is not an AI participant ({', '.join(ai_names)})")
@@ -391,7 +391,8 @@ class Forge:
     def _human_command(self, session_id: str, name: str, message: Any) -> Any:
         """Send a human's command; one from a human not yet in the session joins it, so the
         participant cap is checked first (under a lock: two joins cannot both take the last seat)."""
-        if name in self.state(session_id).participants:
+        state = self.state(session_id)
+        if name in state.participants or state.ended:  # no new seat (an ended session says so itself)
             return self._command(session_id, message)
         with self._joins_lock:
             participants = self.state(session_id).participants
