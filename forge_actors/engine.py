@@ -384,9 +384,8 @@ class Forge:
                   concerns: Iterable[str] = ()) -> int:
         """A human's vote on the current synthesis; returns the convergence round it counts in.
         A new human joins only while the session has fewer than ``config.max_participants``."""
-        return self._human_command(
-            session_id, voter, CastVote(voter, str(vote).upper(), tuple(reasons), tuple(concerns))  # type: ignore[arg-type]
-        )
+        vote_cast = CastVote(voter, str(vote).upper(), tuple(reasons), tuple(concerns))  # type: ignore[arg-type]
+        return self._human_command(session_id, voter, vote_cast)
 
     def _human_command(self, session_id: str, name: str, message: Any) -> Any:
         """Send a human's command; one from a human not yet in the session joins it, so the

@@ -354,7 +354,8 @@ def test_resuming_in_another_engine_says_which_participant_lacks_its_key(tmp_pat
         with Forge(str(tmp_path / "forge.db")) as forge:
             session_id = forge.create_session(
                 "Design a TODO app API",
-                [{"spec": f"anthropic:claude-x?base_url={server.url}&api_key={INLINE_KEY}", "name": "claude"}, "mock:bob"],
+                [{"spec": f"anthropic:claude-x?base_url={server.url}&api_key={INLINE_KEY}", "name": "claude"},
+                 "mock:bob"],
             )
         with Forge(str(tmp_path / "forge.db")) as forge:  # a new process: the key was never recorded
             with pytest.raises(ParticipantKeyMissingError) as missing:

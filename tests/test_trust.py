@@ -280,19 +280,19 @@ def test_pool_members_keys_are_redacted_in_labels_served_by_and_listings(tmp_pat
 
     # A Python caller may build a config with a key in a member spec (the file loader refuses it).
     config = ForgeConfig(pools={"p": PoolSettings(members=[f"mock:a?api_key={POOL_KEY}&seed=2", "mock:b"])})
-    forge = Forge(str(tmp_path / "forge.db"), config)
-    session_id = forge.create_session("Design a TODO app API", ["pool:p", "mock:x"])
-    assert forge.run_round(session_id, "draft", timeout=20).status == "completed"
-    served = {e.participant: e.served_by for e in forge.events(session_id) if isinstance(e, ContributionCompleted)}
-    assert served["p"] == "mock:a?seed=2"
-    health = forge.pool_health()
-    assert [h.member for h in health["p"]] == ["mock:a?seed=2", "mock:b"] and health["p"][0].successes == 1
-    listed = repr(probe_providers(config)) + repr(forge.providers(["pool"])) + repr(health) + repr(forge.events(session_id))
-    assert "mock:a?seed=2 (healthy)" in repr(forge.providers(["pool"]))
-    with ServerThread(forge) as server:
-        over_http = httpx.get(url(server, "/providers"), timeout=30).text
-        document = httpx.get(url(server, f"/sessions/{session_id}")).text
-    forge.close()
+    with Forge(str(tmp_path / "forge.db"), config) as forge:
+        session_id = forge.create_session("Design a TODO app API", ["pool:p", "mock:x"])
+        assert forge.run_round(session_id, "draft", timeout=20).status == "completed"
+        served = {e.participant: e.served_by for e in forge.events(session_id) if isinstance(e, ContributionCompleted)}
+        assert served["p"] == "mock:a?seed=2"
+        health = forge.pool_health()
+        assert [h.member for h in health["p"]] == ["mock:a?seed=2", "mock:b"] and health["p"][0].successes == 1
+        assert "mock:a?seed=2 (healthy)" in repr(forge.providers(["pool"]))
+        listed = "".join(repr(x) for x in (probe_providers(config), forge.providers(["pool"]), health,
+                                           forge.events(session_id)))
+        with ServerThread(forge) as server:
+            over_http = httpx.get(url(server, "/providers"), timeout=30).text
+            document = httpx.get(url(server, f"/sessions/{session_id}")).text
     assert "pool:p" in over_http and "mock:a?seed=2" in over_http
     for text in (listed, over_http, document):
         assert POOL_KEY not in text
