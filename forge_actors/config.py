@@ -4,6 +4,7 @@
 
     [forge]
     default_model = "claude-sonnet-4-20250514"
+    max_participants = 32          # per session, whoever creates it (and humans who join)
     max_rounds = 10
     convergence_threshold = 0.8
     round_timeout_seconds = 300
@@ -25,7 +26,8 @@
 Found via ``--config``, else ``$FORGE_CONFIG``, else ``./forge.toml``, else the
 defaults. An unknown key, a wrong type or an out-of-range value is a ConfigError that
 names the key and the file. API keys are read from the environment only: a key in
-the file is an error, so that config files can be shared and committed safely.
+the file (a provider section, a participant's or the default model's spec, a pool
+member's spec) is an error, so that config files can be shared and committed safely.
 """
 
 from __future__ import annotations
@@ -43,7 +45,13 @@ from forge_actors.errors import ConfigError
 from forge_actors.events import ParticipantKind, Persona, RepliesMode, SessionSettings
 
 SETTING_NAMES: tuple[str, ...] = SessionSettings.__struct_fields__
+#: Options of a participant's spec that the engine reads itself (the provider never sees them).
+ENGINE_SPEC_OPTIONS: tuple[str, ...] = ("replies",)
 DEFAULT_MODEL = "claude-sonnet-4-20250514"
+#: Participants a session may have unless ``[forge] max_participants`` says otherwise.
+DEFAULT_MAX_PARTICIPANTS = 32
+#: A quorum larger than this could never be met by any session.
+MAX_MIN_VOTES = 10_000
 CONFIG_FILE_NAME = "forge.toml"
 
 
@@ -125,6 +133,9 @@ class ForgeConfig(msgspec.Struct, frozen=True, kw_only=True):
     providers: dict[str, ProviderSettings] = {}
     #: Who deliberates when no participants are given.
     participants: tuple[ParticipantSpec, ...] = ()
+    #: The most participants (AI and human) one session may have: creating a bigger one, or a
+    #: human joining a full one, is refused. Every participant costs a thread and model calls.
+    max_participants: int = DEFAULT_MAX_PARTICIPANTS
     #: Price overrides by model name (merged over the shipped table).
     pricing: dict[str, Price] = {}
     cli: dict[str, CliTool] = {}
@@ -159,14 +170,28 @@ class ForgeConfig(msgspec.Struct, frozen=True, kw_only=True):
 # -- settings ---------------------------------------------------------------------------------------
 
 
+#: Upper bounds of the settings: a session is created by API callers too, on the operator's
+#: keys, so none may ask for unbounded rounds, retries, tokens or time.
+MAX_ROUNDS = 100
+MAX_RETRIES = 10
+MAX_TOKENS = 128_000
+MAX_ROUND_TIMEOUT_SECONDS = 86_400.0
+#: Seeds are recorded as JSON integers: keep them within 64 bits.
+SEED_LIMIT = 2**63
+
+
 def _check_ranges(settings: SessionSettings) -> None:
     checks: list[tuple[bool, str]] = [
         (0.0 <= settings.convergence_threshold <= 1.0, "convergence_threshold must be between 0 and 1"),
-        (settings.max_rounds >= 1, "max_rounds must be at least 1"),
-        (settings.round_timeout_seconds > 0, "round_timeout_seconds must be more than 0"),
-        (settings.max_retries >= 0, "max_retries must be 0 or more"),
-        (settings.max_tokens >= 1, "max_tokens must be at least 1"),
+        (1 <= settings.max_rounds <= MAX_ROUNDS, f"max_rounds must be at least 1 and at most {MAX_ROUNDS}"),
+        (0 < settings.round_timeout_seconds <= MAX_ROUND_TIMEOUT_SECONDS,
+         f"round_timeout_seconds must be more than 0 and at most {MAX_ROUND_TIMEOUT_SECONDS:.0f} (a day)"),
+        (0 <= settings.max_retries <= MAX_RETRIES, f"max_retries must be 0 or more and at most {MAX_RETRIES}"),
+        (1 <= settings.max_tokens <= MAX_TOKENS, f"max_tokens must be at least 1 and at most {MAX_TOKENS}"),
         (0.0 <= settings.temperature <= 2.0, "temperature must be between 0 and 2"),
+        (-SEED_LIMIT < settings.seed < SEED_LIMIT, "seed must be a 64-bit integer"),
+        (settings.min_votes is None or 1 <= settings.min_votes <= MAX_MIN_VOTES,
+         f"min_votes must be at least 1 and at most {MAX_MIN_VOTES}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -175,9 +200,12 @@ def _check_ranges(settings: SessionSettings) -> None:
 
 def session_settings(base: SessionSettings, overrides: Mapping[str, Any]) -> SessionSettings:
     """``base`` with ``overrides`` applied (None values ignored), type- and range-checked."""
-    unknown = sorted(set(overrides) - set(SETTING_NAMES))
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"session settings are a mapping of setting names to values, not {type(overrides).__name__}")
+    unknown = sorted(str(key) for key in set(overrides) - set(SETTING_NAMES))
     if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTING_NAMES)}")
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTING_NAMES)} "
+                          "(goal, title, participants and constraints are not settings)")
     merged = {**msgspec.structs.asdict(base), **{k: v for k, v in overrides.items() if v is not None}}
     settings = _convert(merged, SessionSettings, "")
     _check_ranges(settings)
@@ -250,14 +278,20 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
     tools = {kind: {name: _convert(_no_keys(entry, f"forge.{kind}.{name}"), cls, f"forge.{kind}.{name}")
                     for name, entry in _table(section.pop(kind, {}), f"forge.{kind}").items()}
              for kind, cls in (("cli", CliTool), ("daemon", DaemonTool))}
-    pools = {name: _convert(entry, PoolSettings, f"forge.pools.{name}")
+    pools = {name: _pool(entry, f"forge.pools.{name}")
              for name, entry in _table(section.pop("pools", {}), "forge.pools").items()}
     default_model = section.pop("default_model", DEFAULT_MODEL)
     if not isinstance(default_model, str) or not default_model:
         raise ConfigError("forge.default_model: a model name or a provider spec")
+    _refuse_secrets(default_model, "forge.default_model")
+    max_participants = section.pop("max_participants", DEFAULT_MAX_PARTICIPANTS)
+    if not isinstance(max_participants, int) or isinstance(max_participants, bool) or max_participants < 1:
+        raise ConfigError("forge.max_participants: a whole number, at least 1 (the most participants one session "
+                          f"may have; default {DEFAULT_MAX_PARTICIPANTS})")
     unknown = sorted(set(section) - set(SETTING_NAMES))
     if unknown:
         raise ConfigError(f"unknown key(s) forge.{', forge.'.join(unknown)}; the [forge] keys are default_model, "
+                          "max_participants, "
                           f"{', '.join(SETTING_NAMES)}, and the tables providers, participants, pricing, cli, daemon, pools")
     settings = _convert(section, SessionSettings, "forge")
     try:
@@ -265,8 +299,25 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
     except ConfigError as exc:
         raise ConfigError(f"forge.{exc}") from None
     return ForgeConfig(settings=settings, default_model=default_model, providers=providers,
-                       participants=participants, pricing=pricing, cli=tools["cli"], daemon=tools["daemon"],
-                       pools=pools, source=source)
+                       participants=participants, max_participants=max_participants, pricing=pricing,
+                       cli=tools["cli"], daemon=tools["daemon"], pools=pools, source=source)
+
+
+def _refuse_secrets(spec: str, key: str) -> None:
+    """A spec in the file must not carry a key (``api_key=``...): keys come from the environment."""
+    from forge_actors.providers.registry import secret_options
+
+    found = secret_options(spec)
+    if found:
+        raise ConfigError(f"{key}: {', '.join(found)} in a spec: API keys are read from the environment only, never "
+                          "from the file; remove it and set the provider's variable (e.g. ANTHROPIC_API_KEY)")
+
+
+def _pool(entry: Any, key: str) -> PoolSettings:
+    pool = _convert(entry, PoolSettings, key)
+    for index, member in enumerate(pool.members):
+        _refuse_secrets(member, f"{key}.members[{index}]")
+    return pool
 
 
 def _no_keys(entry: Any, key: str) -> Any:
@@ -310,7 +361,6 @@ def _participants(value: Any) -> tuple[ParticipantSpec, ...]:
                 raise ConfigError(f"{key}.persona: unknown key(s) {', '.join(unknown)}; a persona has "
                                   f"{', '.join(Persona.__struct_fields__)}")
         spec = _convert(entry, ParticipantSpec, key)
-        if "api_key=" in spec.spec:
-            raise ConfigError(f"{key}.spec: API keys are read from the environment only, never from the file")
+        _refuse_secrets(spec.spec, f"{key}.spec")
         specs.append(spec)
     return tuple(specs)

@@ -42,8 +42,14 @@ from eventstore import (
     Subscription,
 )
 from forge_actors.audit import Violation, verify
-from forge_actors.config import ForgeConfig, ParticipantSpec, participant_spec, session_settings
-from forge_actors.errors import ConfigError, InvalidCommandError, SessionNotFoundError, SessionStoppedError
+from forge_actors.config import ENGINE_SPEC_OPTIONS, ForgeConfig, ParticipantSpec, participant_spec, session_settings
+from forge_actors.errors import (
+    ConfigError,
+    InvalidCommandError,
+    ParticipantKeyMissingError,
+    SessionNotFoundError,
+    SessionStoppedError,
+)
 from forge_actors.events import (
     ROUND_KINDS,
     Event,
@@ -72,14 +78,16 @@ from forge_actors.messages import (
 from forge_actors.participant import ParticipantActor
 from forge_actors.providers.base import Provider
 from forge_actors.providers.cli import argv_option
+from forge_actors.providers.errors import MissingApiKeyError
 from forge_actors.providers.pool import HealthPolicy, MemberHealth, PoolHealth
 from forge_actors.providers.probe import HTTP_PROVIDERS, ProviderProbe, probe, probe_command
-from forge_actors.providers.registry import ProviderSpec, get_provider, known_providers, parse_spec
+from forge_actors.providers.registry import ProviderSpec, get_provider, known_providers, parse_spec, redact_spec
 from forge_actors.providers.retry import RetryPolicy
 from forge_actors.recordings import replay_provider
 from forge_actors.scheduler import Scheduler
 from forge_actors.session import SessionActor, as_new_event
 from forge_actors.state import RoundState, SessionState, apply
+from forge_actors.trust import check_untrusted_participant, check_untrusted_spec
 from forge_actors.usage import SessionSummary, SummaryProjection, UsageReport, read_summaries, usage_report
 
 logger = logging.getLogger(__name__)
@@ -123,7 +131,8 @@ def probe_providers(config: ForgeConfig, names: Iterable[str] | None = None, tim
     if "pool" in chosen:
         for name, pool in config.pools.items():
             health = {h.member: h for h in (pool_health or {}).get(name, [])}
-            members = ", ".join(f"{m} ({health[m].state})" if m in health else m for m in pool.members)
+            labels = [redact_spec(m) for m in pool.members]  # as the pool labels them: never a key
+            members = ", ".join(f"{m} ({health[m].state})" if m in health else m for m in labels)
             probes.append(ProviderProbe(f"pool:{name}", None, False, False, "", None, f"{pool.strategy}: {members}"))
     return probes
 
@@ -134,8 +143,8 @@ REPLIES_MODES: tuple[RepliesMode, ...] = ("json", "text", "auto")
 def replies_option(parsed: ProviderSpec, default: RepliesMode = "auto") -> tuple[ProviderSpec, RepliesMode]:
     """Take the engine's ``replies`` option out of a spec (it is not the provider's): the spec
     the provider is built from, and the mode asked for (the spec's, else ``default``)."""
-    options = dict(parsed.options)
-    mode = options.pop("replies", default)
+    options = {k: v for k, v in parsed.options.items() if k not in ENGINE_SPEC_OPTIONS}
+    mode = parsed.options.get("replies", default)
     if mode not in REPLIES_MODES:
         raise ConfigError(f"replies={mode} in {parsed.provider}:{parsed.model}: write replies=json, text or auto")
     return ProviderSpec(parsed.provider, parsed.model, options), mode  # type: ignore[return-value]
@@ -202,6 +211,37 @@ class _Running(msgspec.Struct):
     participants: list[pykka.ActorRef]
 
 
+class _InlineSpecs:
+    """Specs that carried a key (``anthropic:x?api_key=...``), by session and participant.
+
+    The log records a participant's spec without its key, so rebuilding its provider from
+    the log (when its session's actors start again) would lose the key the trusted caller
+    gave. This keeps the full spec in memory for the life of the engine, and only here:
+    it is never recorded, shown or logged, and its repr holds no spec. A full spec is
+    used only while the participant's recorded spec is still the one it was given with.
+    """
+
+    def __init__(self) -> None:
+        self._specs: dict[tuple[str, str], tuple[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, session_id: str, participant: str, spec: ProviderSpec) -> None:
+        """Keep ``spec`` if it has secrets; else drop what was kept (a switch to a spec without a key)."""
+        with self._lock:
+            if spec.has_secrets:
+                self._specs[(session_id, participant)] = (str(spec.redacted()), str(spec))
+            else:
+                self._specs.pop((session_id, participant), None)
+
+    def full_spec(self, session_id: str, participant: str, recorded: str) -> str | None:
+        with self._lock:
+            kept = self._specs.get((session_id, participant))
+        return kept[1] if kept is not None and kept[0] == recorded else None
+
+    def __repr__(self) -> str:
+        return f"<{len(self._specs)} participant spec(s) with keys, kept in memory only>"
+
+
 class Forge:
     """The deliberation engine over one event log. Thread-safe; close it when done."""
 
@@ -235,6 +275,9 @@ class Forge:
         self._summaries: ProjectionRunner | None = None
         self._pool_healths: dict[str, PoolHealth] = {}
         self._pool_clock = pool_clock
+        self._inline_specs = _InlineSpecs()
+        # Held while a new human joins (count, then join), so concurrent joins cannot pass the cap together.
+        self._joins_lock = threading.Lock()
         self._closed = False
 
     # -- creating -------------------------------------------------------------------------------
@@ -246,35 +289,69 @@ class Forge:
         title: str | None = None,
         *,
         constraints: Iterable[str] = (),
+        settings: Mapping[str, Any] | None = None,
+        trusted: bool = True,
         **overrides: Any,
     ) -> str:
         """Record a new session and return its id. Nothing runs until ``deliberate`` or ``run_round``.
 
         Every provider is built once here, so an unknown provider, a bad option or a
-        missing API key fails now, before anything is written. ``overrides`` are
-        session settings (``max_rounds=3``, ``seed=7``...).
+        missing API key fails now, before anything is written. ``settings`` (a mapping)
+        and ``overrides`` (keywords, which win) are session settings (``max_rounds=3``,
+        ``seed=7``...); any other name is a ConfigError.
+
+        ``trusted=False`` is for callers from outside (the HTTP server): each participant
+        must then be one the operator configured (``forge_actors.trust``), checked before
+        anything is built; the CLI and the Python API are trusted and keep full specs.
+        A key given in a trusted spec (``?api_key=...``) is used for the life of this engine
+        and never recorded. At most ``config.max_participants`` participants.
         """
         self._check_open()
         if not isinstance(goal, str) or not goal.strip():
             raise ConfigError("the goal is empty: say what the participants should work on")
-        specs = [participant_spec(p) for p in (participants if participants is not None else self.config.participants)]
+        given = list(participants) if participants is not None else list(self.config.participants)
+        self._check_participant_count(len(given))
+        specs = [participant_spec(p) for p in given]
         if not specs:
             raise ConfigError("a session needs participants: give specs such as mock:alice or anthropic:MODEL")
-        infos = self._participant_infos(specs)
-        settings = session_settings(self.config.settings, overrides)
+        chosen = session_settings(self.config.settings, {**self._settings_mapping(settings), **overrides})
+        if not trusted:
+            for spec in specs:
+                check_untrusted_participant(self.config, spec)
+        infos, full_specs = self._participant_infos(specs)
         ai_names = [p.name for p in infos if p.kind == "ai"]
-        if settings.synthesizer is not None and settings.synthesizer not in ai_names:
-            raise ConfigError(f"synthesizer {settings.synthesizer!r} is not an AI participant ({', '.join(ai_names)})")
+        if chosen.synthesizer is not None and chosen.synthesizer not in ai_names:
+            raise ConfigError(f"synthesizer {chosen.synthesizer!r} is not an AI participant ({', '.join(ai_names)})")
         session_id = self._id_factory()
-        created = SessionCreated(session_id, title or _default_title(goal), goal, settings, tuple(infos),
+        created = SessionCreated(session_id, title or _default_title(goal), goal, chosen, tuple(infos),
                                  tuple(str(c) for c in constraints))
         self.store.append(session_id, [as_new_event(created)], expected_version=NO_STREAM)
+        for name, parsed in full_specs.items():
+            self._inline_specs.remember(session_id, name, parsed)
         return session_id
 
-    def _participant_infos(self, specs: list[ParticipantSpec]) -> list[ParticipantInfo]:
+    @staticmethod
+    def _settings_mapping(settings: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        if settings is None:
+            return {}
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"settings are a mapping of setting names to values, not {type(settings).__name__}")
+        return settings
+
+    def _check_participant_count(self, count: int) -> None:
+        cap = self.config.max_participants
+        if count > cap:
+            raise ConfigError(f"{count} participants: a session takes at most {cap}; to allow more, raise "
+                              f"max_participants under [forge] in {self.config.source or 'forge.toml'}")
+
+    def _participant_infos(self, specs: list[ParticipantSpec]) -> tuple[list[ParticipantInfo], dict[str, ProviderSpec]]:
+        """Each participant as recorded (unique names, specs without keys), and the full
+        specs of those whose spec carried a key (kept in memory only, by name)."""
         infos: list[ParticipantInfo] = []
+        full_specs: dict[str, ProviderSpec] = {}
         taken: set[str] = set()
         for spec in specs:
+            parsed: ProviderSpec | None = None
             if spec.kind == "human":
                 if not spec.name:
                     raise ConfigError("a human participant needs a name")
@@ -291,11 +368,13 @@ class Forge:
             if name in taken:
                 if spec.name:
                     raise ConfigError(f"two participants are named {name!r}: give each its own name")
-                name = next(f"{name}-{n}" for n in range(2, 1000) if f"{name}-{n}" not in taken)
+                name = next(f"{name}-{n}" for n in itertools.count(2) if f"{name}-{n}" not in taken)
             taken.add(name)
+            if parsed is not None and parsed.has_secrets:
+                full_specs[name] = parsed
             infos.append(ParticipantInfo(name, spec.kind, provider, model, spec.persona,
                                          replies if spec.kind == "ai" else "text"))
-        return infos
+        return infos, full_specs
 
     def _provider_for_spec(self, spec: str) -> Provider:
         parsed = parse_spec(spec)
@@ -319,14 +398,22 @@ class Forge:
             return health
 
     def pool_health(self) -> dict[str, list[MemberHealth]]:
-        """Each configured pool's members and their health as this engine has seen it."""
-        return {name: self._pool_health(name).snapshot(settings.members) for name, settings in self.config.pools.items()}
+        """Each configured pool's members (as the pool labels them: never a key) and their health
+        as this engine has seen it."""
+        return {name: self._pool_health(name).snapshot([redact_spec(m) for m in settings.members])
+                for name, settings in self.config.pools.items()}
 
-    def _provider_for(self, info: ParticipantInfo) -> Provider:
+    def _provider_for(self, info: ParticipantInfo, session_id: str | None = None) -> Provider:
+        """The provider of a recorded participant: its recorded spec, with the key it was given
+        in this engine merged back (``_InlineSpecs``) when there was one."""
         if info.provider.startswith(REPLAY_PREFIX):
             source = info.provider[len(REPLAY_PREFIX):]
             return replay_provider(self.events(source), info.name, info.model)
-        return self._provider_for_spec(info.provider)
+        full = self._inline_specs.full_spec(session_id, info.name, info.provider) if session_id else None
+        try:
+            return self._provider_for_spec(full or info.provider)
+        except MissingApiKeyError as missing:
+            raise ParticipantKeyMissingError(info.name, info.provider, missing.provider, missing.env_var) from None
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -360,15 +447,33 @@ class Forge:
         return self._command(session_id, RunRound(kind, done)), done
 
     def add_human_draft(self, session_id: str, author: str, content: str) -> int:
-        """Add a human's draft (joining the draft round, or the first one to come); returns its round."""
-        return self._command(session_id, AddHumanDraft(author, content))
+        """Add a human's draft (joining the draft round, or the first one to come); returns its round.
+        A new human joins only while the session has fewer than ``config.max_participants``."""
+        return self._human_command(session_id, author, AddHumanDraft(author, content))
 
     def cast_vote(self, session_id: str, voter: str, vote: VoteChoice, reasons: Iterable[str] = (),
                   concerns: Iterable[str] = ()) -> int:
-        """A human's vote on the current synthesis; returns the convergence round it counts in."""
-        return self._command(
-            session_id, CastVote(voter, str(vote).upper(), tuple(reasons), tuple(concerns))  # type: ignore[arg-type]
-        )
+        """A human's vote on the current synthesis; returns the convergence round it counts in.
+        A new human joins only while the session has fewer than ``config.max_participants``."""
+        vote_cast = CastVote(voter, str(vote).upper(), tuple(reasons), tuple(concerns))  # type: ignore[arg-type]
+        return self._human_command(session_id, voter, vote_cast)
+
+    def _human_command(self, session_id: str, name: str, message: Any) -> Any:
+        """Send a human's command; one from a human not yet in the session joins it, so the
+        participant cap is checked first (under a lock: two joins cannot both take the last seat)."""
+        state = self.state(session_id)
+        if name in state.participants or state.ended:  # no new seat (an ended session says so itself)
+            return self._command(session_id, message)
+        with self._joins_lock:
+            participants = self.state(session_id).participants
+            count = len(participants)
+            if name not in participants and count >= self.config.max_participants:
+                raise InvalidCommandError(
+                    f"session {session_id} is full ({count} participants, at most {self.config.max_participants}): "
+                    f"{name} cannot join; to allow more, raise max_participants under [forge] in "
+                    f"{self.config.source or 'forge.toml'}"
+                )
+            return self._command(session_id, message)
 
     def cancel(self, session_id: str, reason: str = "cancelled by the user") -> SessionState:
         """End the session as cancelled; contributions in flight stop at once. No-op once ended."""
@@ -380,11 +485,15 @@ class Forge:
                 pass
         return self.state(session_id)
 
-    def switch_provider(self, session_id: str, participant: str, spec: str) -> SessionState:
+    def switch_provider(self, session_id: str, participant: str, spec: str, *, trusted: bool = True) -> SessionState:
         """Between rounds, move ``participant`` to the provider ``spec`` names (``ProviderSwitched``).
 
         The new provider is built first, so a bad spec or a missing key changes nothing.
+        ``trusted=False`` (the HTTP server) allows only what the operator configured, as for
+        ``create_session``; a key in a trusted spec is used for the life of this engine, never recorded.
         """
+        if not trusted:
+            check_untrusted_spec(self.config, spec)
         parsed, replies = replies_option(parse_spec(spec))
         if not self.config.provider_enabled(parsed.provider):
             raise ConfigError(f"provider {parsed.provider} is disabled in {self.config.source or 'the config'}")
@@ -395,6 +504,7 @@ class Forge:
         except BaseException:
             provider.close()
             raise
+        self._inline_specs.remember(session_id, participant, parsed)  # or forget the previous provider's key
         return self.state(session_id)
 
     def interrupt(self, session_id: str, reason: str = "interrupted by the user") -> SessionState:
@@ -440,7 +550,7 @@ class Forge:
                 for info in state.participants.values():
                     if info.kind == "ai":
                         participants[info.name] = ParticipantActor.start(
-                            info.name, self._provider_for(info), self._latency_clock
+                            info.name, self._provider_for(info, session_id), self._latency_clock
                         )
             except BaseException:
                 for ref in participants.values():

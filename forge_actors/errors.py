@@ -16,11 +16,12 @@ from eventstore.errors import (
     LogWriteError,
     NotAnEventLogError,
 )
+from forge_actors.providers.errors import LlmError, MissingApiKeyError
 
 __all__ = [
     "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DiskFullError", "EventStoreError",
     "ForgeError", "InvalidCommandError", "LogReadError", "LogWriteError", "NotAnEventLogError",
-    "SessionNotFoundError", "SessionStoppedError",
+    "ParticipantKeyMissingError", "SessionNotFoundError", "SessionStoppedError", "UntrustedSpecError",
 ]
 
 
@@ -53,3 +54,34 @@ class SessionStoppedError(ForgeError):
 
 class ConfigError(ForgeError, ValueError):
     """A setting or participant definition is wrong; the message names it."""
+
+
+class UntrustedSpecError(ConfigError):
+    """A participant spec from an untrusted caller (HTTP, WebSocket) names something the operator
+    did not configure, or sets an option only the operator may set. The server answers 422.
+
+    ``option`` is the refused option's name (None when the spec as a whole is refused); the
+    message never repeats an option's value.
+    """
+
+    def __init__(self, message: str, *, spec: str = "", option: str | None = None) -> None:
+        self.spec = spec
+        self.option = option
+        super().__init__(message)
+
+
+class ParticipantKeyMissingError(MissingApiKeyError):
+    """A participant's provider cannot be rebuilt here because its key is not available: the
+    environment variable is unset and no key was given for it in this process (a key given
+    inline in a spec is kept in memory only, so it does not outlive the engine that got it)."""
+
+    def __init__(self, participant: str, spec: str, provider: str, env_var: str) -> None:
+        self.participant = participant
+        self.env_var = env_var
+        LlmError.__init__(
+            self,
+            f"participant {participant} ({spec}) has no API key in this process: set {env_var} to resume it. "
+            "A key given in a spec (api_key=...) is never recorded, so it lasts only as long as the engine "
+            "that was given it.",
+            provider=provider,
+        )

@@ -25,7 +25,6 @@ or vote as one JSON document (``formats.critique_schema`` / ``VOTE_SCHEMA``, nam
 from __future__ import annotations
 
 import random
-import string
 from typing import Any
 
 import msgspec
@@ -35,7 +34,17 @@ from forge_actors.events import Outcome, Persona, PromptMessage, RoundKind, Vote
 from forge_actors.state import SessionState
 from forge_actors.templates import load_template, render
 
-LABELS = string.ascii_uppercase
+def proposal_label(index: int) -> str:
+    """The label of the ``index``-th proposal (from 0): A … Z, then AA, AB … AZ, BA … ZZ, AAA …
+    (as spreadsheet columns), so that any number of proposals has a label of its own."""
+    if index < 0:
+        raise ValueError(f"a proposal index is 0 or more, not {index}")
+    label = ""
+    number = index + 1
+    while number:
+        number, letter = divmod(number - 1, 26)
+        label = chr(ord("A") + letter) + label
+    return label
 
 
 class RoundPrompt(msgspec.Struct, frozen=True):
@@ -124,7 +133,7 @@ def proposal_order(state: SessionState, critic: str, round_number: int) -> list[
 
 
 def _proposals(state: SessionState, authors: list[str]) -> tuple[str, dict[str, str]]:
-    labels = {LABELS[i]: author for i, author in enumerate(authors)}
+    labels = {proposal_label(i): author for i, author in enumerate(authors)}
     text = "\n\n".join(
         f"{formats.PROPOSAL_HEADING.format(label=label)}\n{state.drafts[author].strip()}" for label, author in labels.items()
     )

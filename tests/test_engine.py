@@ -23,6 +23,7 @@ from forge_actors.events import (
     decode_event,
 )
 from forge_actors.providers import RetryPolicy, UnknownProviderError
+from forge_actors.providers.registry import parse_spec
 from forge_actors.state import rebuild
 
 FAST_RETRIES = RetryPolicy(base_delay=0.01, max_delay=0.02, jitter=0)
@@ -298,3 +299,86 @@ def test_a_deadline_aborts_a_real_stalled_http_stream(forge):
         critique = forge.run_round(session_id, "critique", timeout=20)
         assert critique.status == "completed" and critique.participants == ("gpt-x",)
         assert forge.state(session_id).critiques[0].score == 71
+
+
+# -- keys given in a trusted spec: used at run time, recorded nowhere ------------------------------------------
+
+INLINE_KEY = "sk-ant-inline-secret-4242"
+
+
+def _draft_reply():
+    from loopback import Reply
+    from streams_fixtures import anthropic_stream
+
+    return Reply(parts=[anthropic_stream(["## Draft\n", "Use SQLite and a small HTTP API.\n"])])
+
+
+def _sent_keys(server) -> list[str]:
+    return [{k.lower(): v for k, v in r.headers.items()}.get("x-api-key", "") for r in server.requests]
+
+
+def test_a_key_given_in_a_spec_is_used_at_run_time_and_recorded_nowhere(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from loopback import LoopbackServer
+
+    from forge_actors.export import FORMATS, export_document, render
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    caplog.set_level(logging.DEBUG)
+    with LoopbackServer(_draft_reply()) as server, Forge(str(tmp_path / "forge.db")) as forge:
+        claude = {"spec": f"anthropic:claude-x?base_url={server.url}&api_key={INLINE_KEY}", "name": "claude"}
+        session_id = forge.create_session("Design a TODO app API", [claude, "mock:bob"])
+        draft = forge.run_round(session_id, "draft", timeout=20)  # no actor ran at create: the provider is rebuilt
+        assert draft.status == "completed", draft
+        assert _sent_keys(server) == [INLINE_KEY]
+        state = forge.state(session_id)
+        assert parse_spec(state.participants["claude"].provider).options == {"base_url": server.url}
+        shown = [repr(forge), repr(state), repr(forge._inline_specs), repr(forge.events(session_id)),
+                 *(render(export_document(state, forge.config.pricing), fmt) for fmt in FORMATS)]
+        rows = [r.data for r in forge.store.read_stream(session_id)]
+    assert not any(INLINE_KEY in text for text in shown)
+    assert rows and not any(INLINE_KEY in str(row) for row in rows)
+    assert INLINE_KEY.encode() not in (tmp_path / "forge.db").read_bytes()
+    assert not any(INLINE_KEY in record.getMessage() or INLINE_KEY in str(record.args) for record in caplog.records)
+
+
+def test_resuming_in_another_engine_says_which_participant_lacks_its_key(tmp_path, monkeypatch):
+    from loopback import LoopbackServer
+
+    from forge_actors.errors import ParticipantKeyMissingError
+    from forge_actors.providers.errors import MissingApiKeyError
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with LoopbackServer(_draft_reply()) as server:
+        with Forge(str(tmp_path / "forge.db")) as forge:
+            session_id = forge.create_session(
+                "Design a TODO app API",
+                [{"spec": f"anthropic:claude-x?base_url={server.url}&api_key={INLINE_KEY}", "name": "claude"},
+                 "mock:bob"],
+            )
+        with Forge(str(tmp_path / "forge.db")) as forge:  # a new process: the key was never recorded
+            with pytest.raises(ParticipantKeyMissingError) as missing:
+                forge.run_round(session_id, "draft")
+            assert isinstance(missing.value, MissingApiKeyError) and missing.value.env_var == "ANTHROPIC_API_KEY"
+            message = str(missing.value)
+            assert "participant claude" in message and "set ANTHROPIC_API_KEY" in message and INLINE_KEY not in message
+            monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-env-key-0007")
+            assert forge.run_round(session_id, "draft", timeout=20).status == "completed"
+    assert _sent_keys(server) == ["sk-ant-env-key-0007"]
+
+
+def test_a_key_given_when_switching_is_kept_and_a_switch_without_one_forgets_it(tmp_path, monkeypatch):
+    from loopback import LoopbackServer
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-env-key-0008")
+    with LoopbackServer(_draft_reply(), _draft_reply()) as server, Forge(str(tmp_path / "forge.db")) as forge:
+        session_id = forge.create_session("Design a TODO app API", ["mock:alice", "mock:bob"])
+        forge.switch_provider(session_id, "alice", f"anthropic:claude-x?base_url={server.url}&api_key={INLINE_KEY}")
+        forge.interrupt(session_id)  # its actors stop: the next round rebuilds alice's provider from the log
+        assert forge.run_round(session_id, "draft", timeout=20).status == "completed"
+        forge.switch_provider(session_id, "alice", f"anthropic:claude-x?base_url={server.url}")  # the same, keyless
+        forge.interrupt(session_id)
+        assert forge.run_round(session_id, "draft", timeout=20).status == "completed"
+        assert INLINE_KEY not in repr(forge.events(session_id))
+    assert _sent_keys(server) == [INLINE_KEY, "sk-ant-env-key-0008"]

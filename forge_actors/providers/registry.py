@@ -27,6 +27,8 @@ from forge_actors.providers.pool import PoolProvider
 COMMON_OPTIONS: dict[str, Callable[[Any], Any]] = {"base_url": str, "api_key": str, "timeout": float, "max_retries": int}
 #: Options whose values must never be recorded or shown.
 SECRET_OPTIONS = frozenset({"api_key"})
+#: The option of a pool that holds member specs (which may carry secrets of their own).
+MEMBERS_OPTION = "members"
 
 
 class ProviderSpec(msgspec.Struct, frozen=True):
@@ -39,8 +41,41 @@ class ProviderSpec(msgspec.Struct, frozen=True):
         return f"{self.provider}:{self.model}" + (f"?{query}" if query else "")
 
     def redacted(self) -> ProviderSpec:
-        """The spec without secret options: what may go into the log."""
-        return ProviderSpec(self.provider, self.model, {k: v for k, v in self.options.items() if k not in SECRET_OPTIONS})
+        """The spec without secret options, its pool members' included: what may go into the log."""
+        return ProviderSpec(self.provider, self.model, {
+            key: ",".join(redact_spec(m) for m in _strings(value)) if key == MEMBERS_OPTION else value
+            for key, value in self.options.items() if key not in SECRET_OPTIONS
+        })
+
+    @property
+    def has_secrets(self) -> bool:
+        """Whether a secret option is set here or in a member spec (so the spec must never be shown)."""
+        return self.redacted() != self
+
+
+def redact_spec(spec: str) -> str:
+    """``spec`` without its secret options (members' included), for labels and displays.
+
+    A spec without secrets comes back unchanged (same text, same option order), so labels
+    still match the config's member strings; one that cannot be read loses its whole query.
+    """
+    try:
+        parsed = parse_spec(spec)
+    except ProviderConfigError:
+        return spec.partition("?")[0]
+    return str(parsed.redacted()) if parsed.has_secrets else spec
+
+
+def secret_options(spec: str) -> list[str]:
+    """The names of the secret options ``spec`` sets, its members' included (for refusing them)."""
+    head, _, query = spec.partition("?")
+    found: list[str] = []
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in SECRET_OPTIONS:
+            found.append(key)
+        elif key == MEMBERS_OPTION:
+            found += [name for member in value.split(",") for name in secret_options(member)]
+    return sorted(set(found))
 
 
 #: An option's type: a class, or a function that converts (and checks) a value.
@@ -86,8 +121,9 @@ def _pool_factory(model: str, *, members: list[str] | None = None, strategy: str
     specs = members or []
     if any(spec.split(":", 1)[0].strip().lower() == "pool" for spec in specs):
         raise ProviderConfigError(f"pool:{model} lists a pool among its members; pools do not nest")
-    return PoolProvider(model, members=[(spec, build(spec)) for spec in specs], strategy=strategy,  # type: ignore[arg-type]
-                        health=health)
+    # A member's label is what health is keyed by and what ``served_by`` records: never a key.
+    return PoolProvider(model, members=[(redact_spec(spec), build(spec)) for spec in specs],  # type: ignore[arg-type]
+                        strategy=strategy, health=health)
 
 
 def _mock_factory(model: str, **options: Any) -> Provider:

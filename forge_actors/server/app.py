@@ -151,10 +151,12 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
     async def create_session(request: Request) -> Response:
         body: bodies.CreateSession = await _body(request, bodies.CreateSession, max_body)
         participants: list[Any] = list(body.participants)
-        if not participants:
+        # A client names only what the operator configured; the server's own defaults are the operator's.
+        trusted = not participants
+        if trusted:
             participants, _ = forge.default_participants()
         session_id = await in_thread(forge.create_session, body.goal, participants, body.title,
-                                     constraints=body.constraints, **body.config)
+                                     constraints=body.constraints, settings=body.config, trusted=trusted)
         if body.deliberate:
             await in_thread(forge.deliberate, session_id)
         response = await document(session_id)
@@ -215,7 +217,8 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
     async def switch_provider(request: Request) -> Response:
         session_id = await session_id_of(request)
         body: bodies.SwitchProvider = await _body(request, bodies.SwitchProvider, max_body)
-        await in_thread(forge.switch_provider, session_id, request.path_params["participant"], body.spec)
+        await in_thread(forge.switch_provider, session_id, request.path_params["participant"], body.spec,
+                        trusted=False)
         return await document(session_id)
 
     async def providers(request: Request) -> Response:
