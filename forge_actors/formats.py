@@ -246,6 +246,8 @@ _SCORE_RE = re.compile(
     r"[ \t]*(?::|=|-|–|—|\bof\b|\bis\b)[ \t]*" + _DECOR + r"[ \t]*(?:\[[ \t]*)?" + _VALUE,
     re.IGNORECASE,
 )
+# "Score 85" opening a line (mid-line, "would score 10 points higher" is no score)
+_LEAD_SCORE_RE = re.compile(r"^[ \t*_#\-]*" + _SCORE_WORD + r"[ \t]+" + _DECOR + _VALUE, re.IGNORECASE)
 _PAREN_SCORE_RE = re.compile(r"\([ \t]*" + _SCORE_WORD + r"[ \t]+" + _VALUE, re.IGNORECASE)
 # "Score:" ending its line: the value is alone at the start of the next non-blank line
 # (not after a bare "Overall", which heads prose as often as a number)
@@ -289,6 +291,8 @@ def _score_candidates(text: str) -> tuple[list[int | _Unreadable], list[int | _U
             continue
         found = [(m.group("word"), _score_value(m)) for m in _SCORE_RE.finditer(line)]
         found += [(m.group("word"), _score_value(m)) for m in _PAREN_SCORE_RE.finditer(line)]
+        if not found and (lead := _LEAD_SCORE_RE.match(line)):
+            found = [(lead.group("word"), _score_value(lead))]
         if not found:
             found = _score_on_next_line(line, lines[index + 1:])
         for word, value in found:
@@ -320,11 +324,16 @@ def parse_score(text: str) -> int | None:
 
 _LABEL = r"(?-i:[A-Z])(?![\w'’])"
 _LABEL_MENTION_RE = re.compile(r"\b[Pp]roposal[ \t]+((?-i:[A-Z]))\b")
-# the text of a heading that is about one proposal: "Proposal A: ...", "Review of Proposal A"
+# the text of a heading that is about one proposal: "Proposal A: ...", "Review of Proposal A", "A. Title"
 _HEADING_TEXT_RE = re.compile(
     r"^[ \t*_`]*(?:\d{1,2}[.)][ \t]*)?(?:(?:review|critique|evaluation|assessment|analysis|feedback|scores?|notes)[ \t]+"
-    r"(?:of|for|on)[ \t]+(?:the[ \t]+)?)?[*_`]*[Pp]roposal[ \t]+(" + _LABEL + r")",
+    r"(?:of|for|on)[ \t]+(?:the[ \t]+)?)?[*_`]*(?:[Pp]roposal[ \t]+(" + _LABEL + r")|((?-i:[A-Z]))(?:[.:)]|[ \t]+[-–—])[ \t*_`])",
     re.IGNORECASE,
+)
+# "A: 84/100", "**Proposal B** — 7/10": a label and a fraction, as explicit as a table row
+_LABELLED_FRACTION_RE = re.compile(
+    r"^[ \t]*(?:(?:\d{1,2}[.)]|[-*+])[ \t]+)?[*_`]*(?:[Pp]roposal[ \t]+)?((?-i:[A-Z]))[*_`]*[ \t]*(?::|-|–|—)[ \t]*"
+    + _DECOR + r"(?P<num>\d{1,3}(?:\.\d+)?)" + _DECOR + r"[ \t]*/[ \t]*(?P<scale>10|100)(?!\d)(?P<range>[ \t]*-[ \t]*\d)?(?P<pct>)"
 )
 _MARKDOWN_HEADING_RE = re.compile(r"^[ \t]{0,3}(#{1,6})[ \t]+(.*)$")
 _BOLD_LEAD_RE = re.compile(r"^[ \t]*(?:(?:\d{1,2}[.)]|[-*+])[ \t]+)?(\*\*|__)(.+?)\1")
@@ -337,11 +346,12 @@ _WEAKEST_HEADING = 7  # bold or plain proposal lines rank below every markdown h
 
 def _heading_label(heading_text: str) -> str | None:
     """The one proposal a heading is about; None when it names none or several."""
-    match = _HEADING_TEXT_RE.match(heading_text)
+    match = _HEADING_TEXT_RE.match(heading_text + " ")
     if match is None:
         return None
+    label = match.group(1) or match.group(2)
     mentioned = {m.group(1) for m in _LABEL_MENTION_RE.finditer(heading_text)}
-    return match.group(1) if mentioned <= {match.group(1)} else None
+    return label if mentioned <= {label} else None
 
 
 def _heading(line: str) -> tuple[int, str | None] | None:
@@ -389,7 +399,7 @@ _SECTION_RE = re.compile(
 )
 _BULLET_RE = re.compile(r"^[ \t]*(?:[-*+\u2022]|\d{1,2}[.)])[ \t]+(.*\S)")
 _SECTION_ALIASES = {"improvements": "suggestions"}
-_NOTHING = ("(none)", "none", "n/a", "none.")
+_NOTHING = ("(none)", "none", "n/a", "none.", "[none]")
 
 
 def _section_heading(line: str) -> tuple[str, str] | None:
@@ -429,7 +439,7 @@ def _sections(text: str) -> dict[str, list[str]]:
 
 # -- tables of scores --
 
-_TABLE_RULE_RE = re.compile(r"^[ \t]*\|?[ \t]*:?-{2,}")
+_TABLE_RULE_RE = re.compile(r"^[ \t]*\|[ \t|:]*-[ \t|:\-]*$")
 _SCORE_HEADER_RE = re.compile(r"\b(?:score|rating|grade|overall|total)\b", re.IGNORECASE)
 _LABEL_CELL_RE = re.compile(r"^(?:proposal[ \t]+)?(" + _LABEL + r")(?:[ \t]*[(:\-–—].*)?$", re.IGNORECASE)
 
@@ -619,6 +629,9 @@ def parse_critiques(text: str, labels: list[str]) -> dict[str, ParsedCritique]:
         lists.setdefault(label, []).append(ParsedCritique(
             None, tuple(parsed.get("strengths", ())), tuple(parsed.get("weaknesses", ())),
             tuple(parsed.get("suggestions", ()))))
+    for line in text.splitlines():
+        if fraction := _LABELLED_FRACTION_RE.match(line):
+            readings.setdefault(fraction.group(1), []).append(_score_value(fraction))
     for label, values in _table_scores(text).items():
         readings.setdefault(label, []).extend(values)
     for label, entries in from_json.items():
