@@ -14,11 +14,14 @@ so the round re-asks. See "parsing replies" below for the rules.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
+
+logger = logging.getLogger(__name__)
 
 ROUND_MARKER = "Round:"
 ITERATION_MARKER = "Iteration:"
@@ -247,7 +250,7 @@ _SCORE_RE = re.compile(
     re.IGNORECASE,
 )
 # "Score 85" opening a line (mid-line, "would score 10 points higher" is no score)
-_LEAD_SCORE_RE = re.compile(r"^[ \t*_#\-]*" + _SCORE_WORD + r"[ \t]+" + _DECOR + _VALUE, re.IGNORECASE)
+_LEAD_SCORE_RE = re.compile(r"^[ \t#]*[*_]*" + _SCORE_WORD + r"[ \t]+" + _DECOR + _VALUE, re.IGNORECASE)
 _PAREN_SCORE_RE = re.compile(r"\([ \t]*" + _SCORE_WORD + r"[ \t]+" + _VALUE, re.IGNORECASE)
 # "Score:" ending its line: the value is alone at the start of the next non-blank line
 # (not after a bare "Overall", which heads prose as often as a number)
@@ -509,7 +512,8 @@ def _table_scores(text: str) -> dict[str, list[int | _Unreadable]]:
 
 # -- JSON inside a reply --
 
-_JSON_START_RE = re.compile(r"^[ \t]*[{\[]", re.MULTILINE)
+_JSON_START_RE = re.compile(r"^[ \t]*(?:\{(?=\s*[\"}])|\[)", re.MULTILINE)
+_JSON_ATTEMPTS = 16  # a failed decode costs O(len(text)) (the error counts lines): bound the tries
 _FENCE_RE = re.compile(r"^[ \t]*```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)\n[ \t]*```[ \t]*$", re.DOTALL)
 _json_decoder = json.JSONDecoder()
 
@@ -518,13 +522,18 @@ def _json_documents(text: str) -> list[tuple[int, int, Any]]:
     """(start, end, value) of each JSON object or array that starts a line of ``text``."""
     documents: list[tuple[int, int, Any]] = []
     position = 0
+    attempts = 0
     for start in _JSON_START_RE.finditer(text):
         offset = start.end() - 1
         if offset < position:
             continue
+        attempts += 1
+        if attempts > _JSON_ATTEMPTS:
+            logger.debug("reply has more JSON-looking lines than %d: the rest are not decoded", _JSON_ATTEMPTS)
+            break
         try:
             value, end = _json_decoder.raw_decode(text, offset)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than any reply needs
             continue
         if isinstance(value, (dict, list)):
             documents.append((offset, end, value))
@@ -561,11 +570,13 @@ def _lowered(mapping: dict[Any, Any]) -> dict[str, Any]:
     return {key.lower(): value for key, value in mapping.items() if isinstance(key, str)}
 
 
-def _json_reviews(value: Any) -> list[tuple[str, Any]]:
+def _json_reviews(value: Any, depth: int = 0) -> list[tuple[str, Any]]:
     """(label, review or bare score) pairs found in a decoded JSON value, in the shapes models
     use: ``{"reviews": [{"proposal": "A", ...}]}``, a bare list, ``{"A": {"score": 80}}``, ``{"A": 80}``."""
+    if depth > 3:
+        return []
     if isinstance(value, list):
-        return [pair for item in value if isinstance(item, dict) for pair in _json_reviews(item)]
+        return [pair for item in value if isinstance(item, dict) for pair in _json_reviews(item, depth + 1)]
     if not isinstance(value, dict):
         return []
     fields = _lowered(value)
@@ -575,7 +586,7 @@ def _json_reviews(value: Any) -> list[tuple[str, Any]]:
         return [(label, fields)] if label else []
     for key in _REVIEW_LISTS:
         if isinstance(fields.get(key), (list, dict)):
-            return _json_reviews(fields[key])
+            return _json_reviews(fields[key], depth + 1)
     return [(label, item) for key, item in value.items() if (label := _json_label(key))]
 
 
@@ -650,8 +661,10 @@ _VOTE_SEPARATOR = r"[ \t]*" + _DECOR + r"[ \t]*(?::|=|-|–|—|\bis\b[ \t]*:?)"
 _VOTE_RE = re.compile(
     r"\b" + _VOTE_WORD + r"\b" + _VOTE_SEPARATOR + r"[ \t*_`\[(\"']*(AGREE|DISAGREE)\b", re.IGNORECASE
 )
-_VOTE_LEAD_RE = re.compile(r"^[ \t#>*_\-\d.]*" + _VOTE_WORD + r"\b" + _VOTE_SEPARATOR, re.IGNORECASE)
-_VOTE_HEADING_RE = re.compile(r"^[ \t#*_\-\d.]*" + _VOTE_WORD + r"[ \t*_`]*:?[ \t*_`]*$", re.IGNORECASE)
+# a line that starts with a vote marker, or is one (a heading: markdown or bold, not a list item)
+_VOTE_LINE_START = r"^[ \t]*(?:#{1,6}[ \t]*)?[*_]*[ \t]*"
+_VOTE_LEAD_RE = re.compile(_VOTE_LINE_START + _VOTE_WORD + r"\b" + _VOTE_SEPARATOR, re.IGNORECASE)
+_VOTE_HEADING_RE = re.compile(_VOTE_LINE_START + _VOTE_WORD + r"[ \t*_`]*:?[ \t*_`]*$", re.IGNORECASE)
 _BARE_VOTE_RE = re.compile(r"^[ \t*_`\[(>#\-]*(AGREE|DISAGREE)\b", re.IGNORECASE)
 # an echo of the instructions ("VOTE: AGREE or VOTE: DISAGREE", "AGREE/DISAGREE")
 _OPTIONS_RE = re.compile(
