@@ -349,6 +349,8 @@ _WEAKEST_HEADING = 7  # bold or plain proposal lines rank below every markdown h
 
 def _heading_label(heading_text: str) -> str | None:
     """The one proposal a heading is about; None when it names none or several."""
+    if re.fullmatch(r"[ \t*_`]*(?-i:[A-Z])[ \t*_`:]*", heading_text):
+        return heading_text.strip(" \t*_`:")  # "**A**", "### B"
     match = _HEADING_TEXT_RE.match(heading_text + " ")
     if match is None:
         return None
@@ -442,7 +444,8 @@ def _sections(text: str) -> dict[str, list[str]]:
 
 # -- tables of scores --
 
-_TABLE_RULE_RE = re.compile(r"^[ \t]*\|[ \t|:]*-[ \t|:\-]*$")
+_TABLE_RULE_RE = re.compile(r"^[ \t|:]*-[ \t|:\-]*$")
+_TABLE_ROW_RE = re.compile(r"\|")  # a table without outer pipes ("A | 90") still has inner ones
 _SCORE_HEADER_RE = re.compile(r"\b(?:score|rating|grade|overall|total)\b", re.IGNORECASE)
 _LABEL_CELL_RE = re.compile(r"^(?:proposal[ \t]+)?(" + _LABEL + r")(?:[ \t]*[(:\-–—].*)?$", re.IGNORECASE)
 
@@ -456,10 +459,10 @@ def _tables(text: str) -> list[list[list[str]]]:
     tables: list[list[list[str]]] = []
     block: list[str] = []
     for line in [*text.splitlines(), ""]:
-        if _TABLE_LINE_RE.match(line):
+        if _TABLE_ROW_RE.search(line):
             block.append(line)
             continue
-        if len(block) >= 3 and _TABLE_RULE_RE.match(block[1]):
+        if len(block) >= 3 and _TABLE_RULE_RE.match(block[1]) and "|" in block[1]:
             tables.append([_cells(row) for row in [block[0], *block[2:]]])
         block = []
     return tables
@@ -512,14 +515,14 @@ def _table_scores(text: str) -> dict[str, list[int | _Unreadable]]:
 
 # -- JSON inside a reply --
 
-_JSON_START_RE = re.compile(r"^[ \t]*(?:\{(?=\s*[\"}])|\[)", re.MULTILINE)
+_JSON_START_RE = re.compile(r"\{(?=\s*[\"}])|^[ \t]*\[", re.MULTILINE)  # an object anywhere, an array opening a line
 _JSON_ATTEMPTS = 16  # a failed decode costs O(len(text)) (the error counts lines): bound the tries
 _FENCE_RE = re.compile(r"^[ \t]*```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)\n[ \t]*```[ \t]*$", re.DOTALL)
 _json_decoder = json.JSONDecoder()
 
 
 def _json_documents(text: str) -> list[tuple[int, int, Any]]:
-    """(start, end, value) of each JSON object or array that starts a line of ``text``."""
+    """(start, end, value) of each JSON object in ``text``, and each array that opens a line."""
     documents: list[tuple[int, int, Any]] = []
     position = 0
     attempts = 0
@@ -656,7 +659,7 @@ def parse_critiques(text: str, labels: list[str]) -> dict[str, ParsedCritique]:
 
 # -- votes --
 
-_VOTE_WORD = r"(?:(?:my[ \t]+)?(?:final[ \t]+)?vote|verdict)"
+_VOTE_WORD = r"(?:(?:my[ \t]+)?(?:final[ \t]+)?(?:vote|decision)|verdict|(?:my|final)[ \t]+answer)"
 _VOTE_SEPARATOR = r"[ \t]*" + _DECOR + r"[ \t]*(?::|=|-|–|—|\bis\b[ \t]*:?)"
 _VOTE_RE = re.compile(
     r"\b" + _VOTE_WORD + r"\b" + _VOTE_SEPARATOR + r"[ \t*_`\[(\"']*(AGREE|DISAGREE)\b", re.IGNORECASE
@@ -672,6 +675,7 @@ _OPTIONS_RE = re.compile(
     r"[ \t*_`'\"]*)?(?:AGREE|DISAGREE)\b",
     re.IGNORECASE,
 )
+_VOTE_ROW_RE = re.compile(r"^[ \t]*\|[ \t*_]*" + _VOTE_WORD + r"[ \t*_:]*\|[ \t*_`]*(AGREE|DISAGREE)[ \t*_`.]*\|", re.IGNORECASE)
 _CONFIDENCE_RE = re.compile(r"^[ \t*_#\-]*confidence\b[^:\n]{0,20}:[ \t*_]*(\d{1,3}(?:\.\d+)?)[ \t]*(%|/[ \t]*10\b)?",
                             re.IGNORECASE | re.MULTILINE)
 
@@ -689,6 +693,8 @@ def _line_votes(line: str, following: list[str]) -> list[str | _Unreadable]:
         return [word.group(1).upper() if word and not _OPTIONS_RE.search(below) else UNREADABLE]
     if _VOTE_LEAD_RE.match(line):
         return [UNREADABLE]  # "Vote: undecided"
+    if row := _VOTE_ROW_RE.match(line):
+        return [row.group(1).upper()]  # "| Vote | AGREE |"
     return []
 
 

@@ -121,6 +121,8 @@ def _scores(text, labels=("A", "B")):
     ("### A. Event store\nScore: 80\n### B) CRUD\nScore: 70", {"A": 80, "B": 70}),
     ("A: 84/100 — strong\nB: 7/10 — weak", {"A": 84, "B": 70}),
     ("**Proposal A Score:** 72\n**Proposal B Score:** 88", {"A": 72, "B": 88}),
+    ("**A**\nScore: 81\n\n### B\nScore: 59", {"A": 81, "B": 59}),
+    ("Proposal | Score\n--- | ---\nA | 90\nB | 70", {"A": 90, "B": 70}),
     # JSON, fenced or not, in the CritiqueReply shape and close variants
     ('```json\n{"reviews": [{"proposal": "A", "score": 80}, {"proposal": "B", "score": 81.0}]}\n```', {"A": 80, "B": 81}),
     ('{"A": {"score": 80}, "B": 70}', {"A": 80, "B": 70}),
@@ -180,6 +182,8 @@ def test_json_lists_are_read():
     ("<think>VOTE: AGREE", None), ("VOTE: NOT AGREE", None),
     ("Reasons for my vote:\n- fine\nVOTE: AGREE", "AGREE"),
     ('{"vote": "ABSTAIN"}', None),
+    ("Decision: DISAGREE", "DISAGREE"), ("Final answer: AGREE", "AGREE"), ("| Vote | **AGREE** |", "AGREE"),
+    ('My answer: {"vote": "AGREE", "reasons": ["ok"]}', "AGREE"), ("VOTE AGREE", None),
 ])
 def test_vote_shapes(text, vote):
     parsed = formats.parse_vote(text)
