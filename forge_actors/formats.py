@@ -235,7 +235,7 @@ class _Unreadable:
         return "UNREADABLE"
 
 
-UNREADABLE = _Unreadable()
+_UNREADABLE = _Unreadable()
 _DECOR = r"[*_`]*"
 # a number, an optional scale, and what would make it a range; group names are used below
 _VALUE = (
@@ -255,7 +255,8 @@ _PAREN_SCORE_RE = re.compile(r"\([ \t]*" + _SCORE_WORD + r"[ \t]+" + _VALUE, re.
 # "Score:" ending its line: the value is alone at the start of the next non-blank line
 # (not after a bare "Overall", which heads prose as often as a number)
 _SCORE_LINE_END_RE = re.compile(
-    r"\b(?P<word>(?:(?:overall|final|total)[ \t]+)?(?:score|rating|grade))\b" + _DECOR + r"(?:[ \t]*\([^)\n]{0,20}\))?" + _DECOR + r"[ \t]*:?" + _DECOR + r"[ \t]*$",
+    r"\b(?P<word>(?:(?:overall|final|total)[ \t]+)?(?:score|rating|grade))\b" + _DECOR +
+    r"(?:[ \t]*\([^)\n]{0,20}\))?" + _DECOR + r"[ \t]*:?" + _DECOR + r"[ \t]*$",
     re.IGNORECASE,
 )
 _VALUE_LINE_RE = re.compile(r"^[ \t]*" + _DECOR + _VALUE + _DECOR + r"[ \t]*(?:\.?[ \t]*$|[-–—(])")
@@ -264,15 +265,16 @@ _OVERALL_WORDS = ("overall", "final", "total")
 
 
 def _score_value(match: re.Match[str], default_scale: int = 100) -> int | _Unreadable:
-    """The 1-100 value of a ``_VALUE`` match; UNREADABLE when it is not one for certain."""
+    """The 1-100 value of a ``_VALUE`` match; _UNREADABLE when it is not one for certain."""
     if match.group("range"):
-        return UNREADABLE
+        return _UNREADABLE
     value = float(match.group("num"))
-    scale = int(match.group("scale")) if match.group("scale") else (100 if match.group("pct") else default_scale)
+    percent = match.groupdict().get("pct")
+    scale = int(match.group("scale")) if match.group("scale") else (100 if percent else default_scale)
     if scale not in (10, 100):
-        return UNREADABLE
+        return _UNREADABLE
     value *= 100 // scale
-    return round(value) if 1 <= value <= 100 else UNREADABLE
+    return round(value) if 1 <= value <= 100 else _UNREADABLE
 
 
 def _resolve(values: list[int | _Unreadable]) -> int | None:
@@ -297,17 +299,18 @@ def _score_candidates(text: str) -> tuple[list[int | _Unreadable], list[int | _U
         if not found and (lead := _LEAD_SCORE_RE.match(line)):
             found = [(lead.group("word"), _score_value(lead))]
         if not found:
-            found = _score_on_next_line(line, lines[index + 1:])
+            found = _score_on_next_line(line, lines, index + 1)
         for word, value in found:
             (overall if word.lower().startswith(_OVERALL_WORDS) else other).append(value)
     return overall, other
 
 
-def _score_on_next_line(line: str, rest: list[str]) -> list[tuple[str, int | _Unreadable]]:
+def _score_on_next_line(line: str, lines: list[str], start: int) -> list[tuple[str, int | _Unreadable]]:
+    """A "Score:" that ends ``line`` and the value alone on the next non-blank line."""
     marker = _SCORE_LINE_END_RE.search(line)
     if marker is None:
         return []
-    following = next((candidate for candidate in rest if candidate.strip()), "")
+    following = next((candidate for candidate in lines[start:start + 4] if candidate.strip()), "")
     value = _VALUE_LINE_RE.match(following)
     return [(marker.group("word"), _score_value(value))] if value else []
 
@@ -336,8 +339,9 @@ _HEADING_TEXT_RE = re.compile(
 # "A: 84/100", "**Proposal B** — 7/10": a label and a fraction, as explicit as a table row
 _LABELLED_FRACTION_RE = re.compile(
     r"^[ \t]*(?:(?:\d{1,2}[.)]|[-*+])[ \t]+)?[*_`]*(?:[Pp]roposal[ \t]+)?((?-i:[A-Z]))[*_`]*[ \t]*(?::|-|–|—)[ \t]*"
-    + _DECOR + r"(?P<num>\d{1,3}(?:\.\d+)?)" + _DECOR + r"[ \t]*/[ \t]*(?P<scale>10|100)(?!\d)(?P<range>[ \t]*-[ \t]*\d)?(?P<pct>)"
+    + _DECOR + r"(?P<num>\d{1,3}(?:\.\d+)?)" + _DECOR + r"[ \t]*/[ \t]*(?P<scale>10|100)(?!\d)(?P<range>[ \t]*-[ \t]*\d)?"
 )
+_LETTER_ONLY_RE = re.compile(r"[ \t*_`]*[A-Z][ \t*_`:]*")
 _MARKDOWN_HEADING_RE = re.compile(r"^[ \t]{0,3}(#{1,6})[ \t]+(.*)$")
 _BOLD_LEAD_RE = re.compile(r"^[ \t]*(?:(?:\d{1,2}[.)]|[-*+])[ \t]+)?(\*\*|__)(.+?)\1")
 _PLAIN_HEADING_RE = re.compile(
@@ -349,7 +353,7 @@ _WEAKEST_HEADING = 7  # bold or plain proposal lines rank below every markdown h
 
 def _heading_label(heading_text: str) -> str | None:
     """The one proposal a heading is about; None when it names none or several."""
-    if re.fullmatch(r"[ \t*_`]*(?-i:[A-Z])[ \t*_`:]*", heading_text):
+    if _LETTER_ONLY_RE.fullmatch(heading_text):
         return heading_text.strip(" \t*_`:")  # "**A**", "### B"
     match = _HEADING_TEXT_RE.match(heading_text + " ")
     if match is None:
@@ -445,7 +449,6 @@ def _sections(text: str) -> dict[str, list[str]]:
 # -- tables of scores --
 
 _TABLE_RULE_RE = re.compile(r"^[ \t|:]*-[ \t|:\-]*$")
-_TABLE_ROW_RE = re.compile(r"\|")  # a table without outer pipes ("A | 90") still has inner ones
 _SCORE_HEADER_RE = re.compile(r"\b(?:score|rating|grade|overall|total)\b", re.IGNORECASE)
 _LABEL_CELL_RE = re.compile(r"^(?:proposal[ \t]+)?(" + _LABEL + r")(?:[ \t]*[(:\-–—].*)?$", re.IGNORECASE)
 
@@ -459,10 +462,10 @@ def _tables(text: str) -> list[list[list[str]]]:
     tables: list[list[list[str]]] = []
     block: list[str] = []
     for line in [*text.splitlines(), ""]:
-        if _TABLE_ROW_RE.search(line):
+        if "|" in line:
             block.append(line)
             continue
-        if len(block) >= 3 and _TABLE_RULE_RE.match(block[1]) and "|" in block[1]:
+        if len(block) >= 3 and _TABLE_RULE_RE.match(block[1]):  # rows need not have outer pipes: "A | 90"
             tables.append([_cells(row) for row in [block[0], *block[2:]]])
         block = []
     return tables
@@ -485,7 +488,7 @@ def _cell_score(cell: str, header: str) -> int | _Unreadable | None:
     scale = 10 if re.search(r"(?:/|of|-)[ \t]*10\b(?!0)", header) else 100
     match = _VALUE_CELL_RE.match(cell)
     if match is None:
-        return UNREADABLE if re.search(r"\d", cell) else None
+        return _UNREADABLE if re.search(r"\d", cell) else None
     return _score_value(match, scale)
 
 
@@ -556,12 +559,12 @@ def _json_score(value: Any) -> int | _Unreadable | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        return UNREADABLE
+        return _UNREADABLE
     if isinstance(value, (int, float)):
-        return int(value) if float(value).is_integer() and 1 <= value <= 100 else UNREADABLE
+        return int(value) if float(value).is_integer() and 1 <= value <= 100 else _UNREADABLE
     if isinstance(value, str) and (match := _VALUE_CELL_RE.match(value.strip())):
         return _score_value(match)
-    return UNREADABLE
+    return _UNREADABLE
 
 
 _REVIEW_LISTS = ("reviews", "critiques", "proposals", "evaluations", "scores", "ratings", "results")
@@ -690,9 +693,9 @@ def _line_votes(line: str, following: list[str]) -> list[str | _Unreadable]:
     if _VOTE_HEADING_RE.match(line):
         below = next((candidate for candidate in following if candidate.strip()), "")
         word = _BARE_VOTE_RE.match(below)
-        return [word.group(1).upper() if word and not _OPTIONS_RE.search(below) else UNREADABLE]
+        return [word.group(1).upper() if word and not _OPTIONS_RE.search(below) else _UNREADABLE]
     if _VOTE_LEAD_RE.match(line):
-        return [UNREADABLE]  # "Vote: undecided"
+        return [_UNREADABLE]  # "Vote: undecided"
     if row := _VOTE_ROW_RE.match(line):
         return [row.group(1).upper()]  # "| Vote | AGREE |"
     return []
@@ -705,7 +708,7 @@ def _json_vote(document: Any) -> tuple[str | _Unreadable, dict[str, Any]] | None
     if "vote" not in fields:
         return None
     vote = fields["vote"].strip().upper() if isinstance(fields["vote"], str) else None
-    return (vote if vote in ("AGREE", "DISAGREE") else UNREADABLE), fields
+    return (vote if vote in ("AGREE", "DISAGREE") else _UNREADABLE), fields
 
 
 def _confidence(value: Any) -> float | None:
@@ -800,8 +803,8 @@ def parse_critique_json(text: str, labels: list[str]) -> dict[str, ParsedCritiqu
         label = _json_label(review.proposal)
         if label is None or label not in labels:
             continue
-        score = _json_score(review.score) if not isinstance(review.score, str) else UNREADABLE
-        readings.setdefault(label, []).append(UNREADABLE if score is None else score)
+        score = _json_score(review.score) if not isinstance(review.score, str) else _UNREADABLE
+        readings.setdefault(label, []).append(_UNREADABLE if score is None else score)
         lists.setdefault(label, []).append(ParsedCritique(None, _strings(review.strengths),
                                                           _strings(review.weaknesses), _strings(review.suggestions)))
     return {label: ParsedCritique(_resolve(readings.get(label, [])), *_merge_lists(lists.get(label, [])))
