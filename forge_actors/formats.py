@@ -242,11 +242,12 @@ _VALUE = (
     r"(?P<num>\d{1,3}(?:\.\d+)?)(?!\.?\d)" + _DECOR +
     r"(?:[ \t]*(?P<pct>%)|[ \t]*(?:/|out[ \t]+of\b|of\b)[ \t]*" + _DECOR + r"(?P<scale>\d{1,4})(?!\d))?"
     r"(?P<range>[ \t]*(?:-|–|—|to\b)[ \t]*" + _DECOR + r"\d)?"
+    r"(?P<unit>[ \t]*(?:stars?|points?|pts|x|times)\b)?"  # "4 stars" is another scale; "2x faster" no score
 )
 _SCORE_WORD = r"(?P<word>(?:(?:overall|final|total)[ \t]+)?(?:score|rating|grade)|overall)"
 _SCORE_RE = re.compile(
     r"\b" + _SCORE_WORD + r"\b" + _DECOR + r"(?:[ \t]*\([^)\n]{0,20}\))?" + _DECOR +
-    r"[ \t]*(?::|=|-|–|—|\bof\b|\bis\b)[ \t]*" + _DECOR + r"[ \t]*(?:\[[ \t]*)?" + _VALUE,
+    r"[ \t]*(?P<sep>:|=|-|–|—|\bof\b|\bis\b)[ \t]*" + _DECOR + r"[ \t]*(?:\[[ \t]*)?" + _VALUE,
     re.IGNORECASE,
 )
 # "Score 85" opening a line (mid-line, "would score 10 points higher" is no score)
@@ -266,7 +267,7 @@ _OVERALL_WORDS = ("overall", "final", "total")
 
 def _score_value(match: re.Match[str], default_scale: int = 100) -> int | _Unreadable:
     """The 1-100 value of a ``_VALUE`` match; _UNREADABLE when it is not one for certain."""
-    if match.group("range"):
+    if match.group("range") or match.groupdict().get("unit"):
         return _UNREADABLE
     value = float(match.group("num"))
     percent = match.groupdict().get("pct")
@@ -294,7 +295,7 @@ def _score_candidates(text: str) -> tuple[list[int | _Unreadable], list[int | _U
     for index, line in enumerate(lines):
         if _TABLE_LINE_RE.match(line):
             continue
-        found = [(m.group("word"), _score_value(m)) for m in _SCORE_RE.finditer(line)]
+        found = [(m.group("word"), _score_value(m)) for m in _SCORE_RE.finditer(line) if _is_score(m, line)]
         found += [(m.group("word"), _score_value(m)) for m in _PAREN_SCORE_RE.finditer(line)]
         if not found and (lead := _LEAD_SCORE_RE.match(line)):
             found = [(lead.group("word"), _score_value(lead))]
@@ -303,6 +304,18 @@ def _score_candidates(text: str) -> tuple[list[int | _Unreadable], list[int | _U
         for word, value in found:
             (overall if word.lower().startswith(_OVERALL_WORDS) else other).append(value)
     return overall, other
+
+
+def _is_score(match: re.Match[str], line: str) -> bool:
+    """Whether a ``_SCORE_RE`` match is a score, not prose: a bare "Overall" takes only ``:`` or
+    ``=`` ("Overall - 3 endpoints are missing"), and "score of 85" / "rating is 85" must not run
+    on into words ("a rating of 4 out of 5 stars", "the score is 3 times higher")."""
+    separator = match.group("sep").lower()
+    if match.group("word").lower() == "overall" and separator not in (":", "="):
+        return False
+    if separator in ("of", "is") and not match.group("scale"):
+        return not re.match(r"[ \t]*[A-Za-z]", line[match.end():])
+    return True
 
 
 def _score_on_next_line(line: str, lines: list[str], start: int) -> list[tuple[str, int | _Unreadable]]:
@@ -678,16 +691,26 @@ _OPTIONS_RE = re.compile(
     r"[ \t*_`'\"]*)?(?:AGREE|DISAGREE)\b",
     re.IGNORECASE,
 )
+_VOTE_PREFIX_RE = re.compile(r"[ \t#*_\-\d.()\[\]]*")
 _VOTE_ROW_RE = re.compile(r"^[ \t]*\|[ \t*_]*" + _VOTE_WORD + r"[ \t*_:]*\|[ \t*_`]*(AGREE|DISAGREE)[ \t*_`.]*\|", re.IGNORECASE)
 _CONFIDENCE_RE = re.compile(r"^[ \t*_#\-]*confidence\b[^:\n]{0,20}:[ \t*_]*(\d{1,3}(?:\.\d+)?)[ \t]*(%|/[ \t]*10\b)?",
                             re.IGNORECASE | re.MULTILINE)
+
+
+def _is_own_vote(match: re.Match[str], line: str) -> bool:
+    """A vote marker opening the line is the reply's own; mid-line it must be the format's
+    ``VOTE`` in capitals or "my / final vote" ("whose vote: DISAGREE" reports someone else's)."""
+    opening = _VOTE_PREFIX_RE.fullmatch(line[:match.start()])
+    marker = match.group(0)
+    return bool(opening) or marker.startswith("VOTE") or marker.lower().startswith(("my", "final"))
 
 
 def _line_votes(line: str, following: list[str]) -> list[str | _Unreadable]:
     """The explicit votes on ``line`` (the next non-blank lines serve a bare ``## Vote`` heading)."""
     if line.lstrip().startswith(">") or _OPTIONS_RE.search(line):
         return []  # a quotation, or the instructions echoed back
-    votes: list[str | _Unreadable] = [match.group(1).upper() for match in _VOTE_RE.finditer(line)]
+    votes: list[str | _Unreadable] = [match.group(1).upper() for match in _VOTE_RE.finditer(line)
+                                      if _is_own_vote(match, line)]
     if votes:
         return votes
     if _VOTE_HEADING_RE.match(line):

@@ -96,6 +96,9 @@ def test_strip_reasoning(text, kept):
     ("Clarity score: 8/10\nOverall score: 76", 76), ("Clarity score: 8/10\nFeasibility score: 6/10", None),
     ("Initial score: 80\nFinal score — 88", 88), ("would score 10 points higher", None),
     ("<think>Score: 10</think>Score: 90", 90),
+    # prose that only looks like a score
+    ("Score: 80\nOverall is 2x faster", 80), ("Overall - 3 endpoints are missing", None), ("Rating of 4 stars", None),
+    ("Score: 4 stars", None), ("the score is 3 times higher", None), ("Score: 85 points", None), ("a score of 79.", 79),
 ])
 def test_score_shapes(text, score):
     assert formats.parse_score(text) == score
@@ -182,6 +185,8 @@ def test_json_lists_are_read():
     ("<think>VOTE: AGREE", None), ("VOTE: NOT AGREE", None),
     ("Reasons for my vote:\n- fine\nVOTE: AGREE", "AGREE"),
     ('{"vote": "ABSTAIN"}', None),
+    ("Bob's vote: DISAGREE", None), ("VOTE: AGREE\nunlike Bob, whose vote: DISAGREE", "AGREE"),
+    ("I DISAGREE with X, but VOTE: AGREE overall", "AGREE"), ("after review my vote: disagree", "DISAGREE"),
     ("Decision: DISAGREE", "DISAGREE"), ("Final answer: AGREE", "AGREE"), ("| Vote | **AGREE** |", "AGREE"),
     ('My answer: {"vote": "AGREE", "reasons": ["ok"]}', "AGREE"), ("VOTE AGREE", None),
 ])
