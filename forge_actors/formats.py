@@ -187,17 +187,20 @@ VOTE_FORMAT = "Answer in exactly this format:\nVOTE: AGREE or VOTE: DISAGREE\nRe
 # Rules shared by every reader below:
 # * reasoning (``<think>``, ``<thinking>``, ``<reasoning>``) is removed first: what a model
 #   muses on its way is not its answer;
-# * a score must sit next to a score word (``Score``, ``Rating``, ``Grade``, ``Overall``, a
-#   table column so named, a JSON ``score`` field) and belong to one proposal (its section, its
-#   table row, its JSON entry); everything it says about one proposal must agree, else None;
-#   an explicit ``Overall``/``Final``/``Total`` score outranks sub-scores (``Clarity score``);
-# * ``8.5/10`` is 85; a range (``80-85``), a scale other than /10 or /100, or a value outside
-#   1-100 makes the proposal's score None. In JSON a number must be integral (85.0 is 85; 85.5
-#   is None: the schema asks for an integer and a server that ignores it gets no rounding);
+# * a score sits next to a score word (``Score``, ``Rating``, ``Grade``, ``Overall``, a table
+#   column so named, a JSON ``score`` field) or is a fraction right after a label (``A: 84/100``),
+#   and belongs to one proposal (its section, table row, line or JSON entry); everything the
+#   reply says about one proposal must agree, else None; an explicit ``Overall``/``Final``/
+#   ``Total`` score outranks sub-scores (``Clarity score: 8/10``);
+# * ``8.5/10`` is 85 and a decimal in text is rounded (``77.6`` is 78: the model wrote that
+#   number); a range (``80-85``), a scale other than /10 or /100, a unit (``4 stars``) or a
+#   value outside 1-100 makes the score None. In JSON a number must be integral (85.0 is 85;
+#   85.5 is None: the schema asks for an integer, and a server that ignores it gets no rounding);
 # * a vote is explicit (``VOTE: AGREE``, ``Final vote — DISAGREE``, a ``## Vote`` heading and
 #   the word below it, a JSON ``vote`` field); the last explicit vote wins; "I agree" in prose,
-#   quoted lines (``>``) and echoed instructions (``AGREE or DISAGREE``) are not votes; an
-#   explicit vote marker with an unreadable value (``Vote: undecided``) last means None.
+#   quoted lines (``>``), someone else's vote and echoed instructions (``AGREE or DISAGREE``)
+#   are not votes; an explicit vote marker with an unreadable value (``Vote: undecided``),
+#   last, means None.
 
 _REASONING_TAG_RE = re.compile(r"<(/?)[ \t]*(?:think|thinking|reasoning)\b[^>\n]*>", re.IGNORECASE)
 
@@ -345,14 +348,17 @@ _LABEL = r"(?-i:[A-Z])(?![\w'’])"
 _LABEL_MENTION_RE = re.compile(r"\b[Pp]roposal[ \t]+((?-i:[A-Z]))\b")
 # the text of a heading that is about one proposal: "Proposal A: ...", "Review of Proposal A", "A. Title"
 _HEADING_TEXT_RE = re.compile(
-    r"^[ \t*_`]*(?:\d{1,2}[.)][ \t]*)?(?:(?:review|critique|evaluation|assessment|analysis|feedback|scores?|notes)[ \t]+"
-    r"(?:of|for|on)[ \t]+(?:the[ \t]+)?)?[*_`]*(?:[Pp]roposal[ \t]+(" + _LABEL + r")|((?-i:[A-Z]))(?:[.:)]|[ \t]+[-–—])[ \t*_`])",
+    r"^[ \t*_`]*(?:\d{1,2}[.)][ \t]*)?"  # "1. Proposal A"
+    r"(?:(?:review|critique|evaluation|assessment|analysis|feedback|scores?|notes)[ \t]+"
+    r"(?:of|for|on)[ \t]+(?:the[ \t]+)?)?[*_`]*"  # "Review of Proposal A"
+    r"(?:[Pp]roposal[ \t]+(" + _LABEL + r")|((?-i:[A-Z]))(?:[.:)]|[ \t]+[-–—])[ \t*_`])",  # "Proposal A", "A. Title"
     re.IGNORECASE,
 )
 # "A: 84/100", "**Proposal B** — 7/10": a label and a fraction, as explicit as a table row
 _LABELLED_FRACTION_RE = re.compile(
     r"^[ \t]*(?:(?:\d{1,2}[.)]|[-*+])[ \t]+)?[*_`]*(?:[Pp]roposal[ \t]+)?((?-i:[A-Z]))[*_`]*[ \t]*(?::|-|–|—)[ \t]*"
-    + _DECOR + r"(?P<num>\d{1,3}(?:\.\d+)?)" + _DECOR + r"[ \t]*/[ \t]*(?P<scale>10|100)(?!\d)(?P<range>[ \t]*-[ \t]*\d)?"
+    + _DECOR + r"(?P<num>\d{1,3}(?:\.\d+)?)" + _DECOR
+    + r"[ \t]*/[ \t]*(?P<scale>10|100)(?!\d)(?P<range>[ \t]*-[ \t]*\d)?"
 )
 _LETTER_ONLY_RE = re.compile(r"[ \t*_`]*[A-Z][ \t*_`:]*")
 _MARKDOWN_HEADING_RE = re.compile(r"^[ \t]{0,3}(#{1,6})[ \t]+(.*)$")
@@ -692,7 +698,9 @@ _OPTIONS_RE = re.compile(
     re.IGNORECASE,
 )
 _VOTE_PREFIX_RE = re.compile(r"[ \t#*_\-\d.()\[\]]*")
-_VOTE_ROW_RE = re.compile(r"^[ \t]*\|[ \t*_]*" + _VOTE_WORD + r"[ \t*_:]*\|[ \t*_`]*(AGREE|DISAGREE)[ \t*_`.]*\|", re.IGNORECASE)
+_VOTE_ROW_RE = re.compile(
+    r"^[ \t]*\|[ \t*_]*" + _VOTE_WORD + r"[ \t*_:]*\|[ \t*_`]*(AGREE|DISAGREE)[ \t*_`.]*\|", re.IGNORECASE
+)
 _CONFIDENCE_RE = re.compile(r"^[ \t*_#\-]*confidence\b[^:\n]{0,20}:[ \t*_]*(\d{1,3}(?:\.\d+)?)[ \t]*(%|/[ \t]*10\b)?",
                             re.IGNORECASE | re.MULTILINE)
 
