@@ -249,7 +249,7 @@ _VALUE = (
 )
 _SCORE_WORD = r"(?P<word>(?:(?:overall|final|total)[ \t]+)?(?:score|rating|grade)|overall)"
 _SCORE_RE = re.compile(
-    r"\b" + _SCORE_WORD + r"\b" + _DECOR + r"(?:[ \t]*\([^)\n]{0,20}\))?" + _DECOR +
+    r"\b" + _SCORE_WORD + r"\b" + _DECOR + r"(?:[ \t]*(?P<hint>\([^)\n]{0,20}\)))?" + _DECOR +
     r"[ \t]*(?P<sep>:|=|-|–|—|\bof\b|\bis\b)[ \t]*" + _DECOR + r"[ \t]*(?:\[[ \t]*)?" + _VALUE,
     re.IGNORECASE,
 )
@@ -260,7 +260,7 @@ _PAREN_SCORE_RE = re.compile(r"\([ \t]*" + _SCORE_WORD + r"[ \t]+" + _VALUE, re.
 # (not after a bare "Overall", which heads prose as often as a number)
 _SCORE_LINE_END_RE = re.compile(
     r"\b(?P<word>(?:(?:overall|final|total)[ \t]+)?(?:score|rating|grade))\b" + _DECOR +
-    r"(?:[ \t]*\([^)\n]{0,20}\))?" + _DECOR + r"[ \t]*:?" + _DECOR + r"[ \t]*$",
+    r"(?:[ \t]*(?P<hint>\([^)\n]{0,20}\)))?" + _DECOR + r"[ \t]*:?" + _DECOR + r"[ \t]*$",
     re.IGNORECASE,
 )
 _VALUE_LINE_RE = re.compile(r"^[ \t]*" + _DECOR + _VALUE + _DECOR + r"[ \t]*(?:\.?[ \t]*$|[-–—(])")
@@ -281,6 +281,16 @@ def _score_value(match: re.Match[str], default_scale: int = 100) -> int | _Unrea
     return round(value) if 1 <= value <= 100 else _UNREADABLE
 
 
+_SCALE_HINT_RE = re.compile(r"(?:/|\bof|\bto|-|–)[ \t]*(\d{1,4})\b")
+
+
+def _declared_scale(hint: str | None) -> int:
+    """The scale a score word or column declares ("Score (1-10)", "Score (/5)"); 100 if none.
+    A scale other than 10 or 100 makes the bare numbers under it unreadable, never /100."""
+    match = _SCALE_HINT_RE.search(hint or "")
+    return int(match.group(1)) if match else 100
+
+
 def _resolve(values: list[int | _Unreadable]) -> int | None:
     """One value when every reading agrees; None when there is none, or any doubt."""
     distinct = set(values)
@@ -298,7 +308,8 @@ def _score_candidates(text: str) -> tuple[list[int | _Unreadable], list[int | _U
     for index, line in enumerate(lines):
         if _TABLE_LINE_RE.match(line):
             continue
-        found = [(m.group("word"), _score_value(m)) for m in _SCORE_RE.finditer(line) if _is_score(m, line)]
+        found = [(m.group("word"), _score_value(m, _declared_scale(m.group("hint"))))
+                 for m in _SCORE_RE.finditer(line) if _is_score(m, line)]
         found += [(m.group("word"), _score_value(m)) for m in _PAREN_SCORE_RE.finditer(line)]
         if not found and (lead := _LEAD_SCORE_RE.match(line)):
             found = [(lead.group("word"), _score_value(lead))]
@@ -328,7 +339,7 @@ def _score_on_next_line(line: str, lines: list[str], start: int) -> list[tuple[s
         return []
     following = next((candidate for candidate in lines[start:start + 4] if candidate.strip()), "")
     value = _VALUE_LINE_RE.match(following)
-    return [(marker.group("word"), _score_value(value))] if value else []
+    return [(marker.group("word"), _score_value(value, _declared_scale(marker.group("hint"))))] if value else []
 
 
 def _section_score(text: str) -> int | None:
@@ -504,7 +515,7 @@ def _score_column(header: list[str]) -> int | None:
 
 
 def _cell_score(cell: str, header: str) -> int | _Unreadable | None:
-    scale = 10 if re.search(r"(?:/|of|-)[ \t]*10\b(?!0)", header) else 100
+    scale = _declared_scale(header)
     match = _VALUE_CELL_RE.match(cell)
     if match is None:
         return _UNREADABLE if re.search(r"\d", cell) else None

@@ -98,6 +98,9 @@ def test_strip_reasoning(text, kept):
     ("<think>Score: 10</think>Score: 90", 90),
     # prose that only looks like a score
     ("Score: 80\nOverall is 2x faster", 80), ("Overall - 3 endpoints are missing", None), ("Rating of 4 stars", None),
+    # a declared scale is honoured; one other than /10 or /100 is not read as /100
+    ("Score (1-5): 4", None), ("Score (1-10): 8", 80), ("Score (1-100): 85", 85), ("Score (out of 10):\n7", 70),
+    ("Score (1-5): 80/100", 80), ("Score (final): 88", 88),
     ("Score: 4 stars", None), ("the score is 3 times higher", None), ("Score: 85 points", None), ("a score of 79.", 79),
 ])
 def test_score_shapes(text, score):
@@ -116,6 +119,7 @@ def _scores(text, labels=("A", "B")):
     ("| Proposal | Design score | Risk score |\n|---|---|---|\n| A | 80 | 60 |\n| B | 70 | 75 |", {"A": None, "B": None}),
     ("| | A | B |\n|---|---|---|\n| Clarity | 8 | 7 |\n| Overall score | 82 | 71 |", {"A": 82, "B": 71}),
     ("| Proposal | Score |\n|---|---|\n| A | 80-85 |\n| B | n/a |", {"A": None, "B": None}),
+    ("| Proposal | Score (1-5) |\n|---|---|\n| A | 4 |\n| B | 3 |", {"A": None, "B": None}),
     # headings and lists
     ("1. **Proposal A** — Score: 90/100\n   - Strengths: x\n2. **Proposal B** — Score: 70/100", {"A": 90, "B": 70}),
     ("### Review of Proposal A\nRating: 83/100\n### Review of Proposal B\nOverall: 6/10", {"A": 83, "B": 60}),
