@@ -548,14 +548,16 @@ def _table_scores(text: str) -> dict[str, list[int | _Unreadable]]:
 
 # -- JSON inside a reply --
 
-_JSON_START_RE = re.compile(r"\{(?=\s*[\"}])|^[ \t]*\[", re.MULTILINE)  # an object anywhere, an array opening a line
+# an object opening a line or following a colon ("My answer: {...}", not "something like {...}"),
+# an array opening a line
+_JSON_START_RE = re.compile(r"(?:^[ \t]*|:[ \t]*)\{(?=\s*[\"}])|^[ \t]*\[", re.MULTILINE)
 _JSON_ATTEMPTS = 16  # a failed decode costs O(len(text)) (the error counts lines): bound the tries
 _FENCE_RE = re.compile(r"^[ \t]*```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)\n[ \t]*```[ \t]*$", re.DOTALL)
 _json_decoder = json.JSONDecoder()
 
 
 def _json_documents(text: str) -> list[tuple[int, int, Any]]:
-    """(start, end, value) of each JSON object in ``text``, and each array that opens a line."""
+    """(start, end, value) of each JSON object or array in ``text`` where a reply would put one."""
     documents: list[tuple[int, int, Any]] = []
     position = 0
     attempts = 0
@@ -662,7 +664,7 @@ def _merge_lists(critiques: list[ParsedCritique]) -> tuple[tuple[str, ...], tupl
 def parse_critiques(text: str, labels: list[str]) -> dict[str, ParsedCritique]:
     """One ParsedCritique per expected label; its score is None unless the reply attributes
     one score to that proposal with certainty (see the rules above)."""
-    text = strip_reasoning(text)
+    text = _STRUCK_RE.sub("", strip_reasoning(text))
     sections = _proposal_sections(text)
     from_json = _json_critiques(text)
     if not sections and len(labels) == 1 and not from_json:
@@ -692,7 +694,8 @@ def parse_critiques(text: str, labels: list[str]) -> dict[str, ParsedCritique]:
 
 # -- votes --
 
-_VOTE_WORD = r"(?:(?:my[ \t]+)?(?:final[ \t]+)?(?:vote|decision)|verdict|(?:my|final)[ \t]+answer)"
+_VOTE_WORD = (r"(?:(?:my[ \t]+)?(?:(?:final|actual|real|official)[ \t]+)?(?:vote|decision)|verdict"
+              r"|(?:my|final)[ \t]+answer)")
 _VOTE_SEPARATOR = r"[ \t]*" + _DECOR + r"[ \t]*(?::|=|-|–|—|\bis\b[ \t]*:?)"
 _VOTE_RE = re.compile(
     r"\b" + _VOTE_WORD + r"\b" + _VOTE_SEPARATOR + r"[ \t*_`\[(\"']*(AGREE|DISAGREE)\b", re.IGNORECASE
@@ -704,11 +707,17 @@ _VOTE_HEADING_RE = re.compile(_VOTE_LINE_START + _VOTE_WORD + r"[ \t*_`]*:?[ \t*
 _BARE_VOTE_RE = re.compile(r"^[ \t*_`\[(>#\-]*(AGREE|DISAGREE)\b", re.IGNORECASE)
 # an echo of the instructions ("VOTE: AGREE or VOTE: DISAGREE", "AGREE/DISAGREE")
 _OPTIONS_RE = re.compile(
-    r"\b(?:AGREE|DISAGREE)\b[ \t*_`'\")\]]*(?:or|/|\|)[ \t*_`'\"(\[]*(?:vote\b" + _VOTE_SEPARATOR +
+    r"\b(?:AGREE|DISAGREE)\b[ \t*_`'\")\]]*(?:\([^)\n]*\)[ \t*_`'\"]*)?(?:or|/|\|)[ \t*_`'\"(\[]*(?:vote\b" + _VOTE_SEPARATOR +
     r"[ \t*_`'\"]*)?(?:AGREE|DISAGREE)\b",
     re.IGNORECASE,
 )
 _VOTE_PREFIX_RE = re.compile(r"[ \t#*_\-\d.()\[\]]*")
+# what precedes a vote reported on someone's behalf: "Alice: ", "Bob's "
+_ATTRIBUTION_RE = re.compile(r"(?:([A-Za-z][\w]*)[ \t*_`]*[:–—][ \t*_`]*|['’]s[ \t*_`]*)$")
+_LEAD_INS = frozenset({"answer", "reply", "response", "conclusion", "summary", "dr", "result", "output", "so",
+                       "therefore", "thus", "hence", "overall", "short"})
+_FENCE_LINE_RE = re.compile(r"^[ \t]*(?:```|~~~)")
+_STRUCK_RE = re.compile(r"~~[^~\n]+~~")  # struck-out text is withdrawn: "VOTE: ~~AGREE~~ DISAGREE"
 _VOTE_ROW_RE = re.compile(
     r"^[ \t]*\|[ \t*_]*" + _VOTE_WORD + r"[ \t*_:]*\|[ \t*_`]*(AGREE|DISAGREE)[ \t*_`.]*\|", re.IGNORECASE
 )
@@ -717,11 +726,17 @@ _CONFIDENCE_RE = re.compile(r"^[ \t*_#\-]*confidence\b[^:\n]{0,20}:[ \t*_]*(\d{1
 
 
 def _is_own_vote(match: re.Match[str], line: str) -> bool:
-    """A vote marker opening the line is the reply's own; mid-line it must be the format's
-    ``VOTE`` in capitals or "my / final vote" ("whose vote: DISAGREE" reports someone else's)."""
-    opening = _VOTE_PREFIX_RE.fullmatch(line[:match.start()])
+    """A vote marker opening the line is the reply's own. Mid-line it must be the format's
+    ``VOTE`` in capitals or "my / final vote", and not be attributed to someone else
+    ("- Alice: VOTE: DISAGREE", "Bob's VOTE: AGREE", "whose vote: DISAGREE")."""
+    prefix = line[:match.start()]
+    if _VOTE_PREFIX_RE.fullmatch(prefix):
+        return True
+    attributed = _ATTRIBUTION_RE.search(prefix)
+    if attributed and (attributed.group(1) or "").lower() not in _LEAD_INS:
+        return False
     marker = match.group(0)
-    return bool(opening) or marker.startswith("VOTE") or marker.lower().startswith(("my", "final"))
+    return marker.startswith("VOTE") or marker.lower().startswith(("my", "final"))
 
 
 def _line_votes(line: str, following: list[str]) -> list[str | _Unreadable]:
@@ -770,18 +785,24 @@ def _text_confidence(text: str) -> float | None:
 
 def parse_vote(text: str) -> ParsedVote | None:
     """The last explicit vote in ``text``; None when there is none, or the last one cannot be read."""
-    text = strip_reasoning(text)
+    text = _STRUCK_RE.sub("", strip_reasoning(text))
     documents = _json_documents(text)
     votes: list[tuple[int, str | _Unreadable, dict[str, Any] | None]] = []
     for start, _, document in documents:
         if (found := _json_vote(document)) is not None:
             votes.append((start, found[0], found[1]))
+    fenced: list[tuple[int, str | _Unreadable, None]] = []  # votes in a code block: examples, unless alone
     lines = text.splitlines(keepends=True)
     offset = 0
+    in_fence = False
     for index, line in enumerate(lines):
-        if not any(start <= offset < end for start, end, _ in documents):
-            votes.extend((offset, vote, None) for vote in _line_votes(line, lines[index + 1:index + 4]))
+        if _FENCE_LINE_RE.match(line):
+            in_fence = not in_fence
+        elif not any(start <= offset < end for start, end, _ in documents):
+            found_here = [(offset, vote, None) for vote in _line_votes(line, lines[index + 1:index + 4])]
+            (fenced if in_fence else votes).extend(found_here)
         offset += len(line)
+    votes = votes or fenced  # type: ignore[assignment]
     if not votes:
         return None
     _, vote, fields = max(votes, key=lambda found: found[0])

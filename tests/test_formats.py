@@ -191,6 +191,11 @@ def test_json_lists_are_read():
     ('{"vote": "ABSTAIN"}', None),
     ("Bob's vote: DISAGREE", None), ("VOTE: AGREE\nunlike Bob, whose vote: DISAGREE", "AGREE"),
     ("I DISAGREE with X, but VOTE: AGREE overall", "AGREE"), ("after review my vote: disagree", "DISAGREE"),
+    ("VOTE: AGREE (if auth is fixed) / DISAGREE (otherwise)", None), ("VOTE: ~~AGREE~~ DISAGREE", "DISAGREE"),
+    ("Example:\n```\nVOTE: AGREE\n```\nMy actual vote: DISAGREE", "DISAGREE"), ("```\nVOTE: AGREE\n```", "AGREE"),
+    ("VOTE: AGREE\nLast round:\n- Alice: VOTE: DISAGREE\n- Bob's VOTE: DISAGREE", "AGREE"),
+    ("Participant 2 wrote: VOTE: DISAGREE", None), ("TL;DR: VOTE: AGREE", "AGREE"),
+    ('The schema wants something like {"vote": "AGREE"}.', None),
     ("Decision: DISAGREE", "DISAGREE"), ("Final answer: AGREE", "AGREE"), ("| Vote | **AGREE** |", "AGREE"),
     ('My answer: {"vote": "AGREE", "reasons": ["ok"]}', "AGREE"), ("VOTE AGREE", None),
 ])
