@@ -378,6 +378,7 @@ _PLAIN_HEADING_RE = re.compile(
     r"^[ \t]*(?:\d{1,2}[.)][ \t]+)?[Pp]roposal[ \t]+(" + _LABEL + r")[ \t]*(?:$|[:(\-–—]|\.[ \t]*$)"
 )
 _TABLE_LINE_RE = re.compile(r"^[ \t]*\|")
+_HEADING_REST_RE = re.compile(r"[ \t]*(?:$|[:(\-–—.,])")
 _WEAKEST_HEADING = 7  # bold or plain proposal lines rank below every markdown heading
 
 
@@ -393,6 +394,12 @@ def _heading_label(heading_text: str) -> str | None:
     return label if mentioned <= {label} else None
 
 
+def _ends_heading(bold: str, rest: str) -> bool:
+    """Whether a bold lead is a heading ("**Proposal A**", "**A** — 81/100", "**Proposal A Score:** 72")
+    rather than the start of a sentence ("**Proposal A** is better than B")."""
+    return bold.rstrip().endswith(":") or _HEADING_REST_RE.match(rest) is not None
+
+
 def _heading(line: str) -> tuple[int, str | None] | None:
     """(level, proposal label or None) when ``line`` is a heading that can open or close a
     proposal's section; None for any other line."""
@@ -400,7 +407,7 @@ def _heading(line: str) -> tuple[int, str | None] | None:
     if markdown:
         return len(markdown.group(1)), _heading_label(markdown.group(2))
     bold = _BOLD_LEAD_RE.match(line)
-    if bold and (label := _heading_label(bold.group(2))):
+    if bold and _ends_heading(bold.group(2), line[bold.end():]) and (label := _heading_label(bold.group(2))):
         return _WEAKEST_HEADING, label
     plain = _PLAIN_HEADING_RE.match(line)
     if plain:

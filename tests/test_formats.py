@@ -142,6 +142,8 @@ def _scores(text, labels=("A", "B")):
     ("Proposal A is solid, I'd say 80. Proposal B maybe 65.", {"A": None, "B": None}),
     ("The first is good. Score: 80. The second is weaker. Score: 60.", {"A": None, "B": None}),
     ("## Proposal A vs Proposal B\nScore: 80", {"A": None, "B": None}),
+    ("**A** is better than **B** here. Score: 80", {"A": None, "B": None}),
+    ("**Proposal A** is solid.\nScore: 80", {"A": None, "B": None}),
     ("<think>## Proposal A\nScore: 10</think>\n## Proposal A\nScore: 50\n## Proposal B\nScore: 60", {"A": 50, "B": 60}),
     ("<think>## Proposal A\nScore: 10\n## Proposal B\nScore: 20", {"A": None, "B": None}),
 ])
