@@ -34,6 +34,8 @@ _GOAL_RE = re.compile(r"^\s*Goal:[ \t]*(.+)$", re.IGNORECASE | re.MULTILINE)
 _PROPOSAL_RE = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*|__)?[ \t]*Proposal[ \t]+([A-Z])\b[^\n]*$", re.IGNORECASE | re.MULTILINE
 )
+
+
 class ParsedCritique(msgspec.Struct, frozen=True):
     score: int | None
     strengths: tuple[str, ...] = ()
@@ -487,6 +489,8 @@ def _sections(text: str) -> dict[str, list[str]]:
 
 _TABLE_RULE_RE = re.compile(r"^[ \t|:]*-[ \t|:\-]*$")
 _SCORE_HEADER_RE = re.compile(r"\b(?:score|rating|grade|overall|total)\b", re.IGNORECASE)
+_OVERALL_HEADER_RE = re.compile(r"overall|total|final", re.IGNORECASE)
+_LABEL_HEADER_RE = re.compile(r"proposal|draft|option", re.IGNORECASE)
 _LABEL_CELL_RE = re.compile(r"^(?:proposal[ \t]+)?(" + _LABEL + r")(?:[ \t]*[(:\-–—].*)?$", re.IGNORECASE)
 
 
@@ -516,17 +520,40 @@ def _cell_label(cell: str) -> str | None:
 def _score_column(header: list[str]) -> int | None:
     """The one column that holds the overall score; None when there is none or it is unclear."""
     columns = [i for i, name in enumerate(header) if _SCORE_HEADER_RE.search(name)]
-    overall = [i for i in columns if re.search(r"overall|total|final", header[i], re.IGNORECASE)]
+    overall = [i for i in columns if _OVERALL_HEADER_RE.search(header[i])]
     chosen = overall or columns
     return chosen[0] if len(chosen) == 1 else None
 
 
 def _cell_score(cell: str, header: str) -> int | _Unreadable | None:
-    scale = _declared_scale(header)
     match = _VALUE_CELL_RE.match(cell)
     if match is None:
-        return _UNREADABLE if re.search(r"\d", cell) else None
-    return _score_value(match, scale)
+        return _UNREADABLE if re.search(r"\d", cell) else None  # "n/a" is no score; "about 80" is unreadable
+    return _score_value(match, _declared_scale(header))
+
+
+def _scores_by_row(header: list[str], rows: list[list[str]], column: int) -> list[tuple[str, int | _Unreadable]]:
+    """| Proposal | Score | with a row per proposal."""
+    named = [i for i, name in enumerate(header) if _LABEL_HEADER_RE.search(name)]
+    label_column = named[0] if named else 0
+    found = []
+    for row in rows:
+        label = _cell_label(row[label_column]) if label_column < len(row) else None
+        if label and column < len(row) and (value := _cell_score(row[column], header[column])) is not None:
+            found.append((label, value))
+    return found
+
+
+def _scores_by_column(header: list[str], rows: list[list[str]]) -> list[tuple[str, int | _Unreadable]]:
+    """| Criterion | A | B | with one (overall) score row."""
+    labels = {i: label for i, cell in enumerate(header) if (label := _cell_label(cell))}
+    score_rows = [row for row in rows if row and _SCORE_HEADER_RE.search(row[0])]
+    chosen = [row for row in score_rows if _OVERALL_HEADER_RE.search(row[0])] or score_rows
+    if not labels or len(chosen) != 1:
+        return []
+    (row,) = chosen
+    return [(label, value) for i, label in labels.items()
+            if i < len(row) and (value := _cell_score(row[i], row[0])) is not None]
 
 
 def _table_scores(text: str) -> dict[str, list[int | _Unreadable]]:
@@ -534,22 +561,9 @@ def _table_scores(text: str) -> dict[str, list[int | _Unreadable]]:
     scores: dict[str, list[int | _Unreadable]] = {}
     for header, *rows in _tables(text):
         column = _score_column(header)
-        if column is not None:  # a row per proposal
-            named = [i for i, name in enumerate(header) if re.search(r"proposal|draft|option", name, re.IGNORECASE)]
-            label_column = named[0] if named else 0
-            for row in rows:
-                label = _cell_label(row[label_column]) if label_column < len(row) else None
-                if label and column < len(row) and (value := _cell_score(row[column], header[column])) is not None:
-                    scores.setdefault(label, []).append(value)
-            continue
-        labels = {i: label for i, cell in enumerate(header) if (label := _cell_label(cell))}
-        score_rows = [row for row in rows if row and _score_column([row[0]]) == 0]
-        overall_rows = [row for row in score_rows if re.search(r"overall|total|final", row[0], re.IGNORECASE)]
-        chosen = overall_rows or score_rows
-        if labels and len(chosen) == 1:  # a column per proposal, one score row
-            for i, label in labels.items():
-                if i < len(chosen[0]) and (value := _cell_score(chosen[0][i], chosen[0][0])) is not None:
-                    scores.setdefault(label, []).append(value)
+        found = _scores_by_row(header, rows, column) if column is not None else _scores_by_column(header, rows)
+        for label, value in found:
+            scores.setdefault(label, []).append(value)
     return scores
 
 
