@@ -364,7 +364,8 @@ _HEADING_TEXT_RE = re.compile(
     r"^[ \t*_`]*(?:\d{1,2}[.)][ \t]*)?"  # "1. Proposal A"
     r"(?:(?:review|critique|evaluation|assessment|analysis|feedback|scores?|notes)[ \t]+"
     r"(?:of|for|on)[ \t]+(?:the[ \t]+)?)?[*_`]*"  # "Review of Proposal A"
-    r"(?:[Pp]roposal[ \t]+(" + _LABEL + r")|((?-i:[A-Z]))(?:[.:)]|[ \t]+[-–—])[ \t*_`])",  # "Proposal A", "A. Title"
+    # "Proposal A", or "A. Title"
+    r"(?:[Pp]roposal[ \t]+(" + _LABEL + r")|((?-i:[A-Z]))(?:[.:)]|[ \t]+[-–—])[ \t*_`])",
     re.IGNORECASE,
 )
 # "A: 84/100", "**Proposal B** — 7/10": a label and a fraction, as explicit as a table row
@@ -682,16 +683,12 @@ def _merge_lists(critiques: list[ParsedCritique]) -> tuple[tuple[str, ...], tupl
     return strengths, weaknesses, suggestions
 
 
-def parse_critiques(text: str, labels: list[str]) -> dict[str, ParsedCritique]:
-    """One ParsedCritique per expected label; its score is None unless the reply attributes
-    one score to that proposal with certainty (see the rules above)."""
-    text = _STRUCK_RE.sub("", strip_reasoning(text))
-    sections = _proposal_sections(text)
-    from_json = _json_critiques(text)
-    if not sections and len(labels) == 1 and not from_json:
-        sections = [(labels[0], text)]
-    readings: dict[str, list[int | _Unreadable]] = {}
-    lists: dict[str, list[ParsedCritique]] = {}
+_Readings = dict[str, list[int | _Unreadable]]
+
+
+def _read_sections(sections: list[tuple[str, str]], readings: _Readings,
+                   lists: dict[str, list[ParsedCritique]]) -> None:
+    """Each section's score readings (overall ones outrank the rest) and its lists, by label."""
     for label, section in sections:
         overall, other = _score_candidates(section)
         readings.setdefault(label, []).extend(overall or other)
@@ -699,18 +696,34 @@ def parse_critiques(text: str, labels: list[str]) -> dict[str, ParsedCritique]:
         lists.setdefault(label, []).append(ParsedCritique(
             None, tuple(parsed.get("strengths", ())), tuple(parsed.get("weaknesses", ())),
             tuple(parsed.get("suggestions", ()))))
+
+
+def _read_labelled_lines(text: str, readings: _Readings) -> None:
     for line in text.splitlines():
         if fraction := _LABELLED_FRACTION_RE.match(line):
             readings.setdefault(fraction.group(1), []).append(_score_value(fraction))
+
+
+def parse_critiques(text: str, labels: list[str]) -> dict[str, ParsedCritique]:
+    """One ParsedCritique per expected label; its score is None unless the reply attributes
+    one score to that proposal with certainty: every reading of it, from its sections, its
+    labelled lines, table rows and JSON entries, agrees (see the rules above)."""
+    text = _STRUCK_RE.sub("", strip_reasoning(text))
+    sections = _proposal_sections(text)
+    from_json = _json_critiques(text)
+    if not sections and len(labels) == 1 and not from_json:
+        sections = [(labels[0], text)]  # one proposal asked for, reviewed without a heading
+    readings: _Readings = {}
+    lists: dict[str, list[ParsedCritique]] = {}
+    _read_sections(sections, readings, lists)
+    _read_labelled_lines(text, readings)
     for label, values in _table_scores(text).items():
         readings.setdefault(label, []).extend(values)
     for label, entries in from_json.items():
         readings.setdefault(label, []).extend(value for value, _ in entries if value is not None)
         lists.setdefault(label, []).extend(critique for _, critique in entries)
-    result: dict[str, ParsedCritique] = {}
-    for label in labels:
-        result[label] = ParsedCritique(_resolve(readings.get(label, [])), *_merge_lists(lists.get(label, [])))
-    return result
+    return {label: ParsedCritique(_resolve(readings.get(label, [])), *_merge_lists(lists.get(label, [])))
+            for label in labels}
 
 
 # -- votes --
@@ -728,7 +741,8 @@ _VOTE_HEADING_RE = re.compile(_VOTE_LINE_START + _VOTE_WORD + r"[ \t*_`]*:?[ \t*
 _BARE_VOTE_RE = re.compile(r"^[ \t*_`\[(>#\-]*(AGREE|DISAGREE)\b", re.IGNORECASE)
 # an echo of the instructions ("VOTE: AGREE or VOTE: DISAGREE", "AGREE/DISAGREE")
 _OPTIONS_RE = re.compile(
-    r"\b(?:AGREE|DISAGREE)\b[ \t*_`'\")\]]*(?:\([^)\n]*\)[ \t*_`'\"]*)?(?:or|/|\|)[ \t*_`'\"(\[]*(?:vote\b" + _VOTE_SEPARATOR +
+    r"\b(?:AGREE|DISAGREE)\b[ \t*_`'\")\]]*(?:\([^)\n]*\)[ \t*_`'\"]*)?"  # "AGREE (if X)"
+    r"(?:or|/|\|)[ \t*_`'\"(\[]*(?:vote\b" + _VOTE_SEPARATOR +
     r"[ \t*_`'\"]*)?(?:AGREE|DISAGREE)\b",
     re.IGNORECASE,
 )
