@@ -66,3 +66,189 @@ def test_prompt_markers():
     assert formats.find_iteration(prompt) == 3
     assert formats.find_goal(prompt) == "Build {{a}} thing"
     assert formats.find_proposal_labels(prompt) == ["A", "B"]
+
+
+# -- reasoning blocks ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, kept", [
+    ("<think>hmm</think>answer", "answer"),
+    ("a<THINKING>x</Thinking>b<reasoning>y</reasoning>c", "abc"),
+    ("a<think>x<thinking>y</thinking>z</think>b", "ab"),  # nested
+    ("answer<think>cut off before closing", "answer"),  # unclosed: the rest is reasoning
+    ("musing without an opening tag</think>answer", "answer"),  # the server dropped the opening tag
+    ("<think>a</think>keep</think>final", "final"),
+    ("no tags at all", "no tags at all"),
+    ('<think type="x">a</think>b', "b"),
+])
+def test_strip_reasoning(text, kept):
+    assert formats.strip_reasoning(text) == kept
+
+
+# -- scores in their many shapes ------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, score", [
+    ("Rating: 83/100", 83), ("Grade: 83", 83), ("Overall: 83/100", 83), ("Overall rating: 8/10", 80),
+    ("Score: **85**", 85), ("Score: 85 / 100", 85), ("Score: 85%", 85), ("**Score:**\n\n81/100", 81),
+    ("Score:\n**85**", 85), ("a score of 72", 72), ("Score 85", 85), ("Score: 8.5/10", 85),
+    ("Score: 80-85", None), ("Score: 80 to 85", None), ("Score: 4/5", None), ("Score: 85/10", None),
+    ("Grade: B+", None), ("I'd say 80", None), ("Score:\n1. Strengths", None), ("Overall:\n85% of it is fine", None),
+    ("Score: 70\nScore: 75", None), ("Score: 70\nScore: 70", 70),
+    ("Clarity score: 8/10\nOverall score: 76", 76), ("Clarity score: 8/10\nFeasibility score: 6/10", None),
+    ("Initial score: 80\nFinal score — 88", 88), ("would score 10 points higher", None),
+    ("<think>Score: 10</think>Score: 90", 90),
+    # prose that only looks like a score
+    ("Score: 80\nOverall is 2x faster", 80), ("Overall - 3 endpoints are missing", None), ("Rating of 4 stars", None),
+    # a declared scale is honoured; one other than /10 or /100 is not read as /100
+    ("Score (1-5): 4", None), ("Score (1-10): 8", 80), ("Score (1-100): 85", 85), ("Score (out of 10):\n7", 70),
+    ("Score (1-5): 80/100", 80), ("Score (final): 88", 88),
+    ("Score: 4 stars", None), ("the score is 3 times higher", None), ("Score: 85 points", None), ("a score of 79.", 79),
+])
+def test_score_shapes(text, score):
+    assert formats.parse_score(text) == score
+
+
+def _scores(text, labels=("A", "B")):
+    return {label: c.score for label, c in formats.parse_critiques(text, list(labels)).items()}
+
+
+@pytest.mark.parametrize("text, scores", [
+    # markdown tables: labels as A / Proposal A / **A**, scores as 85/100 or 8.5/10
+    ("| Proposal | Score |\n|---|---|\n| A | 85/100 |\n| **B** | 8.5/10 |", {"A": 85, "B": 85}),
+    ("| Proposal | Score (/10) |\n|:-|:-:|\n| Proposal A | 8 |\n| Proposal B | 6.5 |", {"A": 80, "B": 65}),
+    ("| Proposal | Clarity | Overall |\n|---|---|---|\n| A | 9 | 80 |\n| B | 6 | 70 |", {"A": 80, "B": 70}),
+    ("| Proposal | Design score | Risk score |\n|---|---|---|\n| A | 80 | 60 |\n| B | 70 | 75 |", {"A": None, "B": None}),
+    ("| | A | B |\n|---|---|---|\n| Clarity | 8 | 7 |\n| Overall score | 82 | 71 |", {"A": 82, "B": 71}),
+    ("| Proposal | Score |\n|---|---|\n| A | 80-85 |\n| B | n/a |", {"A": None, "B": None}),
+    ("| Proposal | Score (1-5) |\n|---|---|\n| A | 4 |\n| B | 3 |", {"A": None, "B": None}),
+    # headings and lists
+    ("1. **Proposal A** — Score: 90/100\n   - Strengths: x\n2. **Proposal B** — Score: 70/100", {"A": 90, "B": 70}),
+    ("### Review of Proposal A\nRating: 83/100\n### Review of Proposal B\nOverall: 6/10", {"A": 83, "B": 60}),
+    ("Proposal A (score 78)\nfine\nProposal B (score 65)", {"A": 78, "B": 65}),
+    ("## 1. Proposal A\n**Score: 77/100**\n## 2. Proposal B\n**Score: 73/100**", {"A": 77, "B": 73}),
+    ("### A. Event store\nScore: 80\n### B) CRUD\nScore: 70", {"A": 80, "B": 70}),
+    ("A: 84/100 — strong\nB: 7/10 — weak", {"A": 84, "B": 70}),
+    ("**Proposal A Score:** 72\n**Proposal B Score:** 88", {"A": 72, "B": 88}),
+    ("**A**\nScore: 81\n\n### B\nScore: 59", {"A": 81, "B": 59}),
+    ("Proposal | Score\n--- | ---\nA | 90\nB | 70", {"A": 90, "B": 70}),
+    # JSON, fenced or not, in the CritiqueReply shape and close variants
+    ('```json\n{"reviews": [{"proposal": "A", "score": 80}, {"proposal": "B", "score": 81.0}]}\n```', {"A": 80, "B": 81}),
+    ('{"A": {"score": 80}, "B": 70}', {"A": 80, "B": 70}),
+    ('{"scores": {"Proposal A": "8/10", "Proposal B": 55.5}}', {"A": 80, "B": None}),
+    ('[{"label": "A", "rating": 61}, {"label": "B", "rating": 62}]', {"A": 61, "B": 62}),
+    # never guess
+    ("## Proposal A\nScore: 82\n## Proposal B\nScore: 67\n| Proposal | Score |\n|---|---|\n| A | 80 |", {"A": None, "B": 67}),
+    ("## Proposal A\nScore: 79\n### Comparison with Proposal B\nB is better.\n## Proposal B\nScore: 71", {"A": 79, "B": 71}),
+    ("## Proposal A\nScore: 80\n## Proposal B\nScore: 70\n## Summary\nOverall score: 99", {"A": 80, "B": 70}),
+    ("Proposal A is solid, I'd say 80. Proposal B maybe 65.", {"A": None, "B": None}),
+    ("The first is good. Score: 80. The second is weaker. Score: 60.", {"A": None, "B": None}),
+    ("## Proposal A vs Proposal B\nScore: 80", {"A": None, "B": None}),
+    ("**A** is better than **B** here. Score: 80", {"A": None, "B": None}),
+    ("**Proposal A** is solid.\nScore: 80", {"A": None, "B": None}),
+    ("<think>## Proposal A\nScore: 10</think>\n## Proposal A\nScore: 50\n## Proposal B\nScore: 60", {"A": 50, "B": 60}),
+    ("<think>## Proposal A\nScore: 10\n## Proposal B\nScore: 20", {"A": None, "B": None}),
+])
+def test_critique_shapes(text, scores):
+    assert _scores(text) == scores
+
+
+def test_a_label_not_asked_for_is_ignored_and_closes_the_section():
+    text = "## Proposal A\nScore: 74\n## Proposal B\nScore: 91\n## Proposal C\nScore: 58"
+    assert _scores(text, ["A", "C"]) == {"A": 74, "C": 58}
+    assert _scores("## Proposal B\nScore: 80", ["A"]) == {"A": None}
+
+
+def test_lists_are_read_beside_the_new_shapes():
+    text = ("1. **Proposal A** — Score: 90/100\n   - **Strengths:** clear\n   - **Weaknesses:** slow\n"
+            "## Proposal B\nScore: 60\n### Strengths\n- simple\n### Improvements\n- add auth\n"
+            "- Strengths are overstated\n")
+    parsed = formats.parse_critiques(text, ["A", "B"])
+    assert parsed["A"] == formats.ParsedCritique(90, ("clear",), ("slow",), ())
+    assert parsed["B"] == formats.ParsedCritique(60, ("simple",), (), ("add auth", "Strengths are overstated"))
+
+
+def test_json_lists_are_read():
+    text = '```json\n{"A": {"score": 80, "strengths": ["x"], "improvements": ["y"]}}\n```'
+    assert formats.parse_critiques(text, ["A"])["A"] == formats.ParsedCritique(80, ("x",), (), ("y",))
+
+
+# -- votes in their many shapes --------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, vote", [
+    ("VOTE: AGREE\nReasons:\n- ok\nFinal vote: DISAGREE", "DISAGREE"),  # the last explicit vote wins
+    ("## Vote\nAGREE", "AGREE"), ("**Vote**\n\n**DISAGREE**", "DISAGREE"), ("Vote:\nagree.", "AGREE"),
+    ("Final vote — AGREE", "AGREE"), ("Vote = agree", "AGREE"), ("My vote: **AGREE**", "AGREE"),
+    ("VOTE: [DISAGREE]", "DISAGREE"), ("**Verdict: AGREE**", "AGREE"), ("### Vote: AGREE", "AGREE"),
+    ("My vote is DISAGREE.", "DISAGREE"), ("VOTE: DISAGREE (I would AGREE if auth were fixed)", "DISAGREE"),
+    ('```json\n{"vote": "AGREE", "reasons": ["a"]}\n```', "AGREE"),
+    ('VOTE: AGREE\n\n{"vote": "disagree"}', "DISAGREE"),
+    ("<think>VOTE: DISAGREE</think>\nVOTE: AGREE", "AGREE"),
+    ("VOTE: DISAGREE maybe... </think>\n**Final Vote: AGREE**", "AGREE"),
+    ("VOTE: AGREE or VOTE: DISAGREE", None), ("VOTE: AGREE/DISAGREE", None),
+    ("Reply with `VOTE: AGREE` or `VOTE: DISAGREE`.\nVOTE: DISAGREE", "DISAGREE"),
+    ("I can't help with that.", None), ("I agree with the synthesis.", None), ("I would vote to agree.", None),
+    ("Vote: undecided", None), ("VOTE: AGREE\nVote: I am torn", None), ("## Vote\nI am not sure yet", None),
+    ("> VOTE: DISAGREE\nMy vote: AGREE", "AGREE"), ("> VOTE: DISAGREE", None),
+    ("<think>VOTE: AGREE", None), ("VOTE: NOT AGREE", None),
+    ("Reasons for my vote:\n- fine\nVOTE: AGREE", "AGREE"),
+    ('{"vote": "ABSTAIN"}', None),
+    ("Bob's vote: DISAGREE", None), ("VOTE: AGREE\nunlike Bob, whose vote: DISAGREE", "AGREE"),
+    ("I DISAGREE with X, but VOTE: AGREE overall", "AGREE"), ("after review my vote: disagree", "DISAGREE"),
+    ("VOTE: AGREE (if auth is fixed) / DISAGREE (otherwise)", None), ("VOTE: ~~AGREE~~ DISAGREE", "DISAGREE"),
+    ("Example:\n```\nVOTE: AGREE\n```\nMy actual vote: DISAGREE", "DISAGREE"), ("```\nVOTE: AGREE\n```", "AGREE"),
+    ("VOTE: AGREE\nLast round:\n- Alice: VOTE: DISAGREE\n- Bob's VOTE: DISAGREE", "AGREE"),
+    ("Participant 2 wrote: VOTE: DISAGREE", None), ("TL;DR: VOTE: AGREE", "AGREE"),
+    ('The schema wants something like {"vote": "AGREE"}.', None),
+    ("Decision: DISAGREE", "DISAGREE"), ("Final answer: AGREE", "AGREE"), ("| Vote | **AGREE** |", "AGREE"),
+    ('My answer: {"vote": "AGREE", "reasons": ["ok"]}', "AGREE"), ("VOTE AGREE", None),
+])
+def test_vote_shapes(text, vote):
+    parsed = formats.parse_vote(text)
+    assert (parsed.vote if parsed else None) == vote
+
+
+def test_vote_lists_and_confidence():
+    parsed = formats.parse_vote("VOTE: AGREE\nReasons for my vote:\n- clear\nConcerns:\n- [none]\nConfidence: 80%")
+    assert parsed == formats.ParsedVote("AGREE", ("clear",), (), 0.8)
+    parsed = formats.parse_vote('```json\n{"vote": "DISAGREE", "reasons": ["x"], "concerns": ["y"], "confidence": 0.4}\n```')
+    assert parsed == formats.ParsedVote("DISAGREE", ("x",), ("y",), 0.4)
+
+
+# -- structured (JSON) replies ------------------------------------------------------------------
+
+_REVIEWS = '{"reviews": [{"proposal": "A", "score": 85.0, "strengths": ["s"], "weaknesses": [], "suggestions": []}]}'
+
+
+@pytest.mark.parametrize("text", [
+    _REVIEWS, f"\n  {_REVIEWS}  \n", f"```json\n{_REVIEWS}\n```", f"<think>schema...</think>\n{_REVIEWS}",
+    f"Here it is:\n{_REVIEWS}", _REVIEWS.replace('"score"', '"extra": {"x": 1}, "score"'),
+])
+def test_critique_json_tolerates_what_servers_send(text):
+    assert formats.parse_critique_json(text, ["A"]) == {"A": formats.ParsedCritique(85, ("s",))}
+
+
+@pytest.mark.parametrize("score, read", [(85.5, None), (0, None), (101, None), ('"85"', None), ("true", None), (1, 1)])
+def test_critique_json_scores_are_never_invented(score, read):
+    text = '{"reviews": [{"proposal": "A", "score": %s}]}' % score
+    assert formats.parse_critique_json(text, ["A"])["A"].score == read
+
+
+def test_critique_json_labels():
+    text = ('{"reviews": [{"proposal": "Proposal A", "score": 70}, {"proposal": "C", "score": 90},'
+            ' {"proposal": "B", "score": 60}, {"proposal": "B", "score": 65}]}')
+    assert {k: v.score for k, v in formats.parse_critique_json(text, ["A", "B"]).items()} == {"A": 70, "B": None}
+
+
+@pytest.mark.parametrize("text", ["I can't do that.", "", "{}", '{"vote": "AGREE"}', "[1, 2]", '{"reviews": "none"}'])
+def test_critique_json_none_when_not_a_document(text):
+    assert formats.parse_critique_json(text, ["A"]) is None
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"vote": "AGREE", "reasons": ["r"], "concerns": [], "confidence": 0.9}', formats.ParsedVote("AGREE", ("r",), (), 0.9)),
+    ('<think>hm</think>\n```json\n{"vote": "disagree", "model": "x"}\n```', formats.ParsedVote("DISAGREE")),
+    ('{"vote": "AGREE", "confidence": 85}', formats.ParsedVote("AGREE")),
+    ('{"vote": "AGREE", "confidence": 1}', formats.ParsedVote("AGREE", confidence=1.0)),
+    ('{"vote": "ABSTAIN"}', None), ("I agree.", None), ('{"reasons": []}', None),
+])
+def test_vote_json(text, expected):
+    assert formats.parse_vote_json(text) == expected
