@@ -32,7 +32,7 @@ _ROUND_RE = re.compile(r"^\s*Round:\s*(draft|critique|synthesis|convergence)\b",
 _ITERATION_RE = re.compile(r"^\s*Iteration:\s*(\d+)", re.IGNORECASE | re.MULTILINE)
 _GOAL_RE = re.compile(r"^\s*Goal:[ \t]*(.+)$", re.IGNORECASE | re.MULTILINE)
 _PROPOSAL_RE = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*|__)?[ \t]*Proposal[ \t]+([A-Z])\b[^\n]*$", re.IGNORECASE | re.MULTILINE
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*|__)?[ \t]*Proposal[ \t]+([A-Z]{1,2})\b[^\n]*$", re.IGNORECASE | re.MULTILINE
 )
 
 
