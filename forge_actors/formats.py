@@ -118,15 +118,16 @@ _json_encoder = msgspec.json.Encoder()
 
 
 def render_critique_json(critiques: Mapping[str, ParsedCritique]) -> str:
-    """A structured critique reply (what the mock streams when asked for JSON)."""
+    """A structured critique reply (what the mock streams when asked for JSON), indented as
+    models usually write it, so a live view shows it line by line."""
     reviews = [ProposalReview(label, c.score or 1, list(c.strengths), list(c.weaknesses), list(c.suggestions))
                for label, c in critiques.items()]
-    return _json_encoder.encode(CritiqueReply(reviews)).decode()
+    return msgspec.json.format(_json_encoder.encode(CritiqueReply(reviews)), indent=2).decode()
 
 
 def render_vote_json(vote: ParsedVote) -> str:
     reply = VoteReply(vote.vote, list(vote.reasons), list(vote.concerns), vote.confidence)  # type: ignore[arg-type]
-    return _json_encoder.encode(reply).decode()
+    return msgspec.json.format(_json_encoder.encode(reply), indent=2).decode()
 
 
 # -- reading prompts (what the mock needs to know) ---------------------------------------
