@@ -7,9 +7,12 @@ from eventstore.errors import (
     ConcurrencyError,
     CorruptEventError,
     EventStoreError,
+    LeaseHeldError,
+    LeaseLostError,
     NotAnEventLogError,
     StoreClosedError,
 )
+from eventstore.lease import Lease, LeaseStore, SqliteLeases, StaleCheck
 from eventstore.projection import Projection, ProjectionRunner
 from eventstore.store import (
     ANY,
@@ -32,11 +35,17 @@ __all__ = [
     "CorruptEventError",
     "EventStore",
     "EventStoreError",
+    "Lease",
+    "LeaseHeldError",
+    "LeaseLostError",
+    "LeaseStore",
     "NewEvent",
     "NotAnEventLogError",
     "Projection",
     "ProjectionRunner",
     "RecordedEvent",
+    "SqliteLeases",
+    "StaleCheck",
     "StoreClosedError",
     "Subscription",
 ]

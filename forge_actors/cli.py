@@ -34,6 +34,7 @@ from forge_actors.errors import (
     CorruptEventError,
     ForgeError,
     NotAnEventLogError,
+    SessionBusyError,
 )
 from forge_actors.export import FORMATS, export_document, render
 from forge_actors.pricing import format_cost
@@ -330,6 +331,9 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     try:
         return COMMANDS[args.command](Context(args, env))
     except (UsageError, ConfigError, ProviderConfigError, NotAnEventLogError, CorruptEventError) as exc:
+        err.print(f"forge: {exc}", markup=False)
+        return EXIT_USAGE
+    except SessionBusyError as exc:  # another process drives the session: one line naming it
         err.print(f"forge: {exc}", markup=False)
         return EXIT_USAGE
     except (ForgeError, LlmError) as exc:  # unknown session, a step that does not fit, a missing key

@@ -10,7 +10,7 @@ from eventstore.errors import ConcurrencyError, CorruptEventError, NotAnEventLog
 
 __all__ = [
     "ConcurrencyError", "ConfigError", "CorruptEventError", "ForgeError", "InvalidCommandError",
-    "NotAnEventLogError", "SessionNotFoundError", "SessionStoppedError",
+    "NotAnEventLogError", "SessionBusyError", "SessionNotFoundError", "SessionStoppedError",
 ]
 
 
@@ -43,3 +43,20 @@ class SessionStoppedError(ForgeError):
 
 class ConfigError(ForgeError, ValueError):
     """A setting or participant definition is wrong; the message names it."""
+
+
+class SessionBusyError(ForgeError):
+    """Another engine (another process, or another Forge in this one) drives the session now.
+
+    Nothing was changed. ``owner`` is ``host:pid:token`` of that engine; its lease runs out
+    ``expires_in`` seconds from now unless it is renewed (it is, while that engine runs).
+    """
+
+    def __init__(self, session_id: str, owner: str, expires_in: float) -> None:
+        self.session_id = session_id
+        self.owner = owner
+        self.expires_in = expires_in
+        super().__init__(
+            f"session {session_id} is being driven by another engine ({owner}): wait for it to finish, or stop "
+            f"that process; if it has died, resume works once its lease expires in {max(expires_in, 0.0):.0f} s"
+        )
