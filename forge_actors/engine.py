@@ -31,6 +31,7 @@ import msgspec
 import pykka
 
 from eventstore import (
+    ANY,
     NO_STREAM,
     AppendTicket,
     BatchingWriter,
@@ -208,7 +209,7 @@ class _LeaseFence:
         self._writer = writer
         self.lost: LeaseLostError | None = None
 
-    def append(self, stream_id: str, events: Iterable[NewEvent], expected_version: Any = "any") -> AppendTicket:
+    def append(self, stream_id: str, events: Iterable[NewEvent], expected_version: Any = ANY) -> AppendTicket:
         if self.lost is not None:
             raise self.lost
         return self._writer.append(stream_id, events, expected_version)
@@ -466,7 +467,7 @@ class Forge:
         with self._lock:
             self._check_open()
             running = self._running.get(session_id)
-            if running is not None and running.session.is_alive():
+            if running is not None and running.session.is_alive() and running.fence.lost is None:
                 return running.session
             if running is not None:  # stopping right now: its participants still need joining on close
                 self._stopped_participants += running.participants
@@ -575,9 +576,7 @@ class Forge:
                         self._leases.renew(_lease_name(session_id), self.owner, self._lease_ttl)
                     except LeaseLostError as lost:
                         self._lease_lost(session_id, lost)
-                    except EventStoreError as exc:  # e.g. the log is busy: the next turn tries again
-                        logger.warning("could not renew the lease of session %s: %s", session_id, exc)
-                    except Exception:  # e.g. sqlite3.OperationalError (database is locked)
+                    except Exception:  # e.g. the database stayed locked past busy_timeout: the next turn tries again
                         logger.exception("could not renew the lease of session %s", session_id)
 
     def _lease_lost(self, session_id: str, lost: LeaseLostError) -> None:
@@ -811,7 +810,8 @@ class Forge:
         _stop_all([entry.session for entry in running], deadline)
         with self._lock:
             participants = [ref for entry in running for ref in entry.participants] + self._stopped_participants
-        _stop_all(participants, deadline)
+        # A stopped session's participants are in both lists (its _forget moved them): each once.
+        _stop_all(list({ref.actor_urn: ref for ref in participants}.values()), deadline)
         self._scheduler.close()
         self._writer.close()  # from here on nothing of ours reaches the log: the leases can go
         with self._lock:

@@ -324,6 +324,7 @@ def test_http_steps_on_a_session_another_engine_drives_are_409_naming_it(tmp_pat
                            ("/participants/alice/provider", {"spec": "mock:zed"})):
             response = httpx.post(base + path, json=body, timeout=30)
             assert response.status_code == 409, (path, response.text)
-            assert ELSEWHERE in response.json()["error"] and "being driven by another engine" in response.json()["error"]
+            error = response.json()["error"]
+            assert ELSEWHERE in error and "being driven by another engine" in error
         assert httpx.get(base, timeout=30).json()["status"] == "created"  # reading needs no lease
         assert forge.store.stream_version(session_id) == 1
