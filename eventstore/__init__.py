@@ -1,6 +1,7 @@
 """A small, generic, append-only event log on SQLite.
 
 It knows streams, versions, positions and bytes; nothing about what the events mean.
+Leases (``SqliteLeases``) let one owner at a time act on a named thing, across processes.
 """
 
 from eventstore.errors import (

@@ -102,7 +102,8 @@ def test_a_second_engine_cannot_drive_a_running_session_but_reads_it(tmp_path):
         assert driver.owner.startswith(f"{HOST}:{os.getpid()}:")
         # Reads take no lease.
         assert other.state(session_id).status == "running" and other.events(session_id)
-        assert other.subscribe(session_id).poll(5) is not None
+        with other.subscribe(session_id) as subscription:
+            assert subscription.poll(5) is not None
         assert next(other.replay(session_id, speed=0)) is not None
         assert other.lease_holder(session_id).owner == driver.owner
         assert isinstance(list(events)[-1].event, SessionEnded)
