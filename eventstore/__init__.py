@@ -1,6 +1,7 @@
 """A small, generic, append-only event log on SQLite.
 
 It knows streams, versions, positions and bytes; nothing about what the events mean.
+Leases (``SqliteLeases``) let one owner at a time act on a named thing, across processes.
 """
 
 from eventstore.errors import (
@@ -11,9 +12,12 @@ from eventstore.errors import (
     EventStoreError,
     LogReadError,
     LogWriteError,
+    LeaseHeldError,
+    LeaseLostError,
     NotAnEventLogError,
     StoreClosedError,
 )
+from eventstore.lease import Lease, LeaseStore, SqliteLeases, StaleCheck
 from eventstore.projection import Projection, ProjectionRunner
 from eventstore.store import (
     ANY,
@@ -44,11 +48,17 @@ __all__ = [
     "EventStoreError",
     "LogReadError",
     "LogWriteError",
+    "Lease",
+    "LeaseHeldError",
+    "LeaseLostError",
+    "LeaseStore",
     "NewEvent",
     "NotAnEventLogError",
     "Projection",
     "ProjectionRunner",
     "RecordedEvent",
+    "SqliteLeases",
+    "StaleCheck",
     "StoreClosedError",
     "Subscription",
 ]

@@ -105,3 +105,30 @@ class CorruptLogError(EventStoreError):
             f"{path} is damaged ({reason}): stop writing to it, keep a copy, and recover what it holds with "
             f"`sqlite3 {shlex.quote(path)} .recover | sqlite3 recovered.db`, then use recovered.db"
         )
+
+
+class LeaseHeldError(EventStoreError):
+    """Another owner holds the lease and it has not expired; nothing was changed."""
+
+    def __init__(self, name: str, owner: str, expires_in: float) -> None:
+        self.name = name
+        self.owner = owner
+        self.expires_in = expires_in
+        super().__init__(
+            f"lease {name!r} is held by {owner} for {max(expires_in, 0.0):.1f} s more; "
+            "wait for its owner to release it or for it to expire, then try again."
+        )
+
+
+class LeaseLostError(EventStoreError):
+    """A lease its owner meant to renew is no longer its own (taken after it expired, or released)."""
+
+    def __init__(self, name: str, owner: str, holder: str | None) -> None:
+        self.name = name
+        self.owner = owner
+        self.holder = holder
+        now_held = f"now held by {holder}" if holder else "no longer recorded"
+        super().__init__(
+            f"lease {name!r} of {owner} was lost ({now_held}): it expired before it was renewed. "
+            "Stop acting on it; what this owner knew of it may be out of date."
+        )

@@ -3,16 +3,22 @@
 Used by the tests, by ``tools/replay.py --verify``, and by anyone auditing a log:
 
 - the stream's versions run 1, 2, 3... without a gap;
+- nothing follows SessionEnded;
+- each contribution id is sent once (one PromptSent), and settled at most once: completed,
+  failed or abandoned (a failure awaiting its retry may be made final once, at the deadline);
 - every delta belongs to an attempt whose prompt was recorded before it, carries that
-  attempt's number, and none comes after that attempt finished;
+  attempt's number, and none comes after that attempt was settled;
 - every completed contribution's content is exactly the concatenation of its own deltas;
 - folding the events reproduces every recorded round outcome (who succeeded, who
   failed, the convergence score).
+
+Two engines driving one session at once leave exactly such traces (the lease keeps
+that from happening; the audit is how a log proves it did).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
@@ -25,6 +31,7 @@ from forge_actors.events import (
     ContributionFailed,
     PromptSent,
     RoundCompleted,
+    SessionEnded,
 )
 from forge_actors.state import SessionState, apply
 
@@ -38,13 +45,26 @@ class Violation(msgspec.Struct, frozen=True):
         return f"position {self.position} (version {self.version}): {self.problem}"
 
 
+_SETTLED_AS = {ContributionCompleted: "completed", ContributionFailed: "failed", ContributionAbandoned: "abandoned"}
+
+
+class _Contribution(msgspec.Struct):
+    """What the audit has seen of one contribution id so far."""
+
+    prompted_at: int
+    attempt: int
+    deltas: list[str] = []
+    settled: str | None = None  # "completed", "failed", "abandoned"
+    settled_at: int = 0
+    retry_pending: bool = False  # failed with will_retry: the deadline may still make it final
+
+
 def verify(records: Iterable[RecordedEvent]) -> list[Violation]:
     """Every violation in a session's recorded events (decoded), in log order; empty when sound."""
     violations: list[Violation] = []
     state = SessionState()
-    deltas: dict[str, list[str]] = {}
-    attempts: dict[str, int] = {}
-    finished: set[str] = set()
+    contributions: dict[str, _Contribution] = {}
+    ended_at: int | None = None
     expected_version = 1
     for record in records:
         event = record.event
@@ -53,32 +73,65 @@ def verify(records: Iterable[RecordedEvent]) -> list[Violation]:
         if record.version != expected_version:
             flag(f"version {record.version} where {expected_version} was expected")
         expected_version = record.version + 1
-        if isinstance(event, PromptSent):
-            deltas.setdefault(event.contribution_id, [])
-            attempts[event.contribution_id] = event.attempt
+        if ended_at is not None:
+            flag(f"{type(event).__name__} after SessionEnded (at position {ended_at})")
+        if isinstance(event, SessionEnded) and ended_at is None:
+            ended_at = record.position
+        elif isinstance(event, PromptSent):
+            _check_prompt(contributions, event, record.position, flag)
         elif isinstance(event, ContentDelta):
-            if event.contribution_id not in deltas:
-                flag(f"delta of {event.contribution_id} before its prompt")
-            elif attempts[event.contribution_id] != event.attempt:
-                flag(f"delta of {event.contribution_id} says attempt {event.attempt}, its prompt "
-                     f"{attempts[event.contribution_id]}")
-            elif event.contribution_id in finished:
-                flag(f"delta of {event.contribution_id} after it finished")
-            deltas.setdefault(event.contribution_id, []).append(event.text)
-        elif isinstance(event, ContributionCompleted):
-            joined = "".join(deltas.get(event.contribution_id, []))
-            if joined != event.content:
-                flag(f"{event.contribution_id}: the content ({len(event.content)} chars) is not its deltas "
-                     f"joined ({len(joined)} chars)")
-            finished.add(event.contribution_id)
-        elif isinstance(event, (ContributionFailed, ContributionAbandoned)):
-            finished.add(event.contribution_id)
+            _check_delta(contributions.get(event.contribution_id), event, flag)
+        elif isinstance(event, (ContributionCompleted, ContributionFailed, ContributionAbandoned)):
+            _check_settlement(contributions.get(event.contribution_id), event, record.position, flag)
         elif isinstance(event, RoundCompleted) and event.status in ("completed", "degraded", "failed"):
             problem = _round_outcome_problem(state, event)
             if problem:
                 flag(problem)
         state = apply(state, event)
     return violations
+
+
+def _check_prompt(contributions: dict[str, _Contribution], event: PromptSent, position: int,
+                  flag: Callable[[str], None]) -> None:
+    seen = contributions.get(event.contribution_id)
+    if seen is not None:
+        # Keep the first one's record: its deltas and settlement are what later events are checked against.
+        flag(f"PromptSent reuses the contribution id {event.contribution_id} (first sent at position "
+             f"{seen.prompted_at})")
+        return
+    contributions[event.contribution_id] = _Contribution(position, event.attempt)
+
+
+def _check_delta(seen: _Contribution | None, event: ContentDelta, flag: Callable[[str], None]) -> None:
+    cid = event.contribution_id
+    if seen is None:
+        flag(f"delta of {cid} before its prompt")
+        return
+    if seen.settled is not None:
+        flag(f"delta of {cid} after it {seen.settled} (at position {seen.settled_at})")
+    elif seen.attempt != event.attempt:
+        flag(f"delta of {cid} says attempt {event.attempt}, its prompt {seen.attempt}")
+    seen.deltas.append(event.text)
+
+
+def _check_settlement(seen: _Contribution | None, event: ContributionCompleted | ContributionFailed |
+                      ContributionAbandoned, position: int, flag: Callable[[str], None]) -> None:
+    cid = event.contribution_id
+    settled = _SETTLED_AS[type(event)]
+    if seen is None:
+        flag(f"{cid} {settled} without its prompt")
+        return
+    if seen.settled is not None:
+        finalises_a_retry = seen.retry_pending and isinstance(event, ContributionFailed) and not event.will_retry
+        if not finalises_a_retry:
+            flag(f"{cid} {settled} a second time (it {seen.settled} at position {seen.settled_at})")
+            return
+    elif isinstance(event, ContributionCompleted):
+        joined = "".join(seen.deltas)
+        if joined != event.content:
+            flag(f"{cid}: the content ({len(event.content)} chars) is not its deltas joined ({len(joined)} chars)")
+    seen.settled, seen.settled_at = settled, position
+    seen.retry_pending = isinstance(event, ContributionFailed) and event.will_retry
 
 
 def _flagger(violations: list[Violation], record: RecordedEvent):  # noqa: ANN202 - a small closure

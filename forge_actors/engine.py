@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -31,14 +32,21 @@ import msgspec
 import pykka
 
 from eventstore import (
+    ANY,
     NO_STREAM,
+    AppendTicket,
     BatchingWriter,
     CorruptLogError,
     EventStore,
     EventStoreError,
+    Lease,
+    LeaseHeldError,
+    LeaseLostError,
     LogWriteError,
+    NewEvent,
     ProjectionRunner,
     RecordedEvent,
+    SqliteLeases,
     Subscription,
 )
 from forge_actors.audit import Violation, verify
@@ -47,6 +55,7 @@ from forge_actors.errors import (
     ConfigError,
     InvalidCommandError,
     ParticipantKeyMissingError,
+    SessionBusyError,
     SessionNotFoundError,
     SessionStoppedError,
 )
@@ -94,6 +103,12 @@ logger = logging.getLogger(__name__)
 
 #: Spec prefix of a participant re-run from a recorded session: ``replay:SESSION_ID``.
 REPLAY_PREFIX = "replay:"
+
+#: Seconds a session's lease lasts unless its engine renews it (every third of that): after a
+#: crash, how long an engine on another host waits before it may resume the session.
+DEFAULT_LEASE_TTL = 6.0
+#: Seconds ``Forge.close()`` waits, in all, for every actor to stop.
+DEFAULT_CLOSE_TIMEOUT = 1.0
 
 
 #: The three members a session gets on the default model when nobody is named.
@@ -166,11 +181,66 @@ def _default_title(goal: str) -> str:
     return first_line if len(first_line) <= 80 else first_line[:77] + "..."
 
 
-def _stop(actor: pykka.ActorRef, timeout: float = 10.0) -> None:
+def _stop_all(actors: list[pykka.ActorRef], deadline: float) -> None:
+    """Ask every actor to stop at once, then wait for each until ``deadline`` (time.monotonic)."""
+    stopping = [(actor, actor.stop(block=False)) for actor in actors]
+    for actor, stopped in stopping:
+        try:
+            stopped.get(timeout=max(0.0, deadline - time.monotonic()))
+        except pykka.Timeout:  # e.g. a provider that ignores abort(); a daemon thread, it dies with the process
+            logger.warning("%s did not stop in time; leaving it behind", actor)
+
+
+def engine_owner_id() -> str:
+    """``host:pid:token``: names one engine in lease rows and in SessionBusyError messages."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _process_exists(pid: int) -> bool:
+    if os.name != "posix":  # no cheap, harmless probe (os.kill(pid, 0) is not one on Windows)
+        return True
     try:
-        actor.stop(block=True, timeout=timeout)
-    except pykka.Timeout:  # a provider that ignores abort(); its daemon thread dies with the process
-        pass
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, under another user
+        return True
+    return True
+
+
+def owner_is_dead_here(lease: Lease) -> bool:
+    """A lease left by an engine of this host whose process is gone (e.g. ``kill -9``): take it at
+    once. An owner on another host, or one this check cannot read, keeps its lease until it expires."""
+    host, _, rest = lease.owner.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid() or _process_exists(pid):
+        return False
+    logger.info("taking over lease %s: its owner %s was a process of this host that no longer exists",
+                lease.name, lease.owner)
+    return True
+
+
+def _lease_name(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
+class _LeaseFence:
+    """The writer as one session's actor sees it: once this engine has lost the session's lease,
+    every append is refused (LeaseLostError), so the actor stops without writing more."""
+
+    __slots__ = ("_writer", "lost")
+
+    def __init__(self, writer: BatchingWriter) -> None:
+        self._writer = writer
+        self.lost: LeaseLostError | None = None
+
+    def append(self, stream_id: str, events: Iterable[NewEvent], expected_version: Any = ANY) -> AppendTicket:
+        if self.lost is not None:
+            raise self.lost
+        return self._writer.append(stream_id, events, expected_version)
 
 
 def _write_failure_for(lost: EventStoreError, session_id: str) -> EventStoreError:
@@ -209,6 +279,7 @@ def _summaries_without_writing(store: EventStore) -> list[SessionSummary]:
 class _Running(msgspec.Struct):
     session: pykka.ActorRef
     participants: list[pykka.ActorRef]
+    fence: _LeaseFence
 
 
 class _InlineSpecs:
@@ -257,10 +328,21 @@ class Forge:
         writer_max_delay: float = 0.004,
         create: bool = True,
         pool_clock: Callable[[], float] = time.monotonic,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        lease_clock: Callable[[], int] = time.time_ns,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
         """``clock_ns`` stamps events and times contributions (inject one for repeatable logs);
         ``id_factory`` names new sessions; ``retry_policy`` paces retries of failed attempts;
-        ``create=False`` refuses a path that is not an existing log (NotAnEventLogError)."""
+        ``create=False`` refuses a path that is not an existing log (NotAnEventLogError).
+
+        Driving a session (``deliberate``, ``resume``, a step, a draft, a vote, ``cancel``) takes
+        its lease for ``lease_ttl`` seconds, renewed while this engine runs it; a session another
+        engine drives raises SessionBusyError. ``lease_clock`` is wall-clock ns (kept apart from
+        ``clock_ns``: leases are compared across processes). ``close()`` waits at most
+        ``close_timeout`` seconds in all for the actors to stop."""
+        if isinstance(lease_ttl, bool) or not isinstance(lease_ttl, (int, float)) or not 0 < lease_ttl < float("inf"):
+            raise ConfigError(f"lease_ttl is a number of seconds > 0, not {lease_ttl!r}")
         self.config = config or ForgeConfig()
         self.store = EventStore(db_path, synchronous=synchronous, clock=clock_ns or time.time_ns, create=create)
         self._writer = BatchingWriter(self.store, max_delay=writer_max_delay)
@@ -279,6 +361,14 @@ class Forge:
         # Held while a new human joins (count, then join), so concurrent joins cannot pass the cap together.
         self._joins_lock = threading.Lock()
         self._closed = False
+        #: This engine's name in the session leases it holds (``host:pid:token``).
+        self.owner = engine_owner_id()
+        self._leases = SqliteLeases(self.store, clock=lease_clock)
+        self._lease_ttl = float(lease_ttl)
+        self._close_timeout = close_timeout
+        self._held: set[str] = set()  # sessions whose lease this engine holds
+        self._renewer: threading.Thread | None = None  # runs while this engine holds a lease
+        self._renewer_wake = threading.Event()  # set when the last lease goes, or on close
 
     # -- creating -------------------------------------------------------------------------------
 
@@ -517,6 +607,9 @@ class Forge:
                 running.session.ask(Interrupt(reason))
             except pykka.ActorDeadError:
                 pass
+            # The actor stops itself after recording the interruption; wait (briefly) until it has,
+            # so that its lease is released and a resume elsewhere can start right away.
+            _stop_all([running.session], time.monotonic() + self._close_timeout)
         return self.state(session_id)
 
     def _command(self, session_id: str, message: Any) -> Any:
@@ -533,37 +626,55 @@ class Forge:
         raise InvalidCommandError(f"the session has ended ({state.status}): {state.end_reason}")
 
     def _attach(self, session_id: str) -> pykka.ActorRef | None:
-        """The session's actor, started from its log if no actor runs it; None once it has ended."""
+        """The session's actor, started from its log if no actor runs it; None once it has ended.
+
+        Starting one takes the session's lease first: SessionBusyError when another engine holds it.
+        """
         with self._lock:
             self._check_open()
             running = self._running.get(session_id)
-            if running is not None and running.session.is_alive():
+            if running is not None and running.session.is_alive() and running.fence.lost is None:
                 return running.session
             if running is not None:  # stopping right now: its participants still need joining on close
                 self._stopped_participants += running.participants
-            self._writer.flush()  # a previous actor's last appends count in the version we start from
-            state, version = self._load(session_id)
-            if state.ended:
+            if self._load(session_id)[0].ended:  # an ended session needs no driver, hence no lease
                 return None
-            participants: dict[str, pykka.ActorRef] = {}
+            self._take_lease(session_id)
             try:
-                for info in state.participants.values():
-                    if info.kind == "ai":
-                        participants[info.name] = ParticipantActor.start(
-                            info.name, self._provider_for(info, session_id), self._latency_clock
-                        )
+                return self._start_session(session_id)
             except BaseException:
-                for ref in participants.values():
-                    ref.stop(block=False)
+                self._release_lease(session_id)
                 raise
-            session = SessionActor.start(
-                state=state, version=version, writer=self._writer, participants=participants,
-                scheduler=self._scheduler, retry_policy=self._retry_policy, on_stopped=self._forget,
-            )
-            self._running[session_id] = _Running(session, list(participants.values()))
-            if state.status in ("running", "interrupted") or state.streaming:
-                session.tell(Recover())
-            return session
+
+    def _start_session(self, session_id: str) -> pykka.ActorRef | None:
+        """Under the lock, holding the lease: the session's actors, from the log as it stands now."""
+        # Read after taking the lease: the previous driver's last events count in the version we start
+        # from (a previous actor of ours may have appends queued, hence the flush).
+        self._writer.flush()
+        state, version = self._load(session_id)
+        if state.ended:
+            self._release_lease(session_id)
+            return None
+        participants: dict[str, pykka.ActorRef] = {}
+        try:
+            for info in state.participants.values():
+                if info.kind == "ai":
+                    participants[info.name] = ParticipantActor.start(
+                        info.name, self._provider_for(info, session_id), self._latency_clock
+                    )
+        except BaseException:
+            for ref in participants.values():
+                ref.stop(block=False)
+            raise
+        fence = _LeaseFence(self._writer)
+        session = SessionActor.start(
+            state=state, version=version, writer=fence, participants=participants,  # type: ignore[arg-type]
+            scheduler=self._scheduler, retry_policy=self._retry_policy, on_stopped=self._forget,
+        )
+        self._running[session_id] = _Running(session, list(participants.values()), fence)
+        if state.status in ("running", "interrupted") or state.streaming:
+            session.tell(Recover())
+        return session
 
     def _forget(self, session_id: str, urn: str) -> None:
         """Called by a session actor as it stops (only its own entry goes: a successor may be registered)."""
@@ -573,10 +684,76 @@ class Forge:
                 del self._running[session_id]
                 self._stopped_participants = [r for r in self._stopped_participants if r.is_alive()]
                 self._stopped_participants += running.participants
+                if running.fence.lost is None:
+                    self._release_lease(session_id)
 
     def running_sessions(self) -> list[str]:
+        """The sessions this engine drives now (their actors run here)."""
         with self._lock:
             return [sid for sid, running in self._running.items() if running.session.is_alive()]
+
+    # -- leases: one driver per session ----------------------------------------------------------
+
+    def lease_holder(self, session_id: str) -> Lease | None:
+        """Who drives the session now (any engine on this log), None when nobody does. Writes nothing."""
+        return self._leases.holder(_lease_name(session_id))
+
+    def _take_lease(self, session_id: str) -> None:
+        """Under the lock. Takes (or keeps) the session's lease; SessionBusyError if another engine holds it."""
+        try:
+            self._leases.acquire(_lease_name(session_id), self.owner, self._lease_ttl, stale=owner_is_dead_here)
+        except LeaseHeldError as held:
+            raise SessionBusyError(session_id, held.owner, held.expires_in) from None
+        self._held.add(session_id)
+        if self._renewer is None:
+            self._renewer = threading.Thread(target=self._renew_leases, name="forge-lease-renewer", daemon=True)
+            self._renewer.start()
+
+    def _release_lease(self, session_id: str) -> None:
+        """Under the lock. What our actors queued is committed first, so that the next driver reads it."""
+        if session_id not in self._held:
+            return
+        self._held.discard(session_id)
+        if not self._held:
+            self._renewer_wake.set()  # nothing left to renew: let the thread end now
+        try:
+            self._writer.flush()
+            self._leases.release(_lease_name(session_id), self.owner)
+        except EventStoreError as exc:  # e.g. the log is closed; the lease then simply expires
+            logger.warning("could not release the lease of session %s (it expires in %g s): %s",
+                           session_id, self._lease_ttl, exc)
+
+    def _renew_leases(self) -> None:
+        """The renewal thread: every third of the ttl, renew each lease held; act on any found lost.
+        It ends when the engine holds no lease any more (the next lease taken starts another)."""
+        while True:
+            self._renewer_wake.wait(self._lease_ttl / 3)
+            with self._lock:
+                self._renewer_wake.clear()
+                if self._closed or not self._held:
+                    self._renewer = None
+                    return
+                held = sorted(self._held)
+            for session_id in held:
+                with self._lock:
+                    if session_id not in self._held or self._closed:
+                        continue
+                    try:
+                        self._leases.renew(_lease_name(session_id), self.owner, self._lease_ttl)
+                    except LeaseLostError as lost:
+                        self._lease_lost(session_id, lost)
+                    except Exception:  # e.g. the database stayed locked past busy_timeout: the next turn tries again
+                        logger.exception("could not renew the lease of session %s", session_id)
+
+    def _lease_lost(self, session_id: str, lost: LeaseLostError) -> None:
+        """Under the lock. Another engine took the session (this process was paused past its lease, or
+        its renewals failed): stop our actors, and let them write nothing more."""
+        self._held.discard(session_id)
+        running = self._running.get(session_id)
+        logger.error("session %s: %s; stopping its actors here without writing more", session_id, lost)
+        if running is not None:
+            running.fence.lost = lost
+            running.session.stop(block=False)
 
     def _follow(self, session_id: str, from_position: int) -> Iterator[RecordedEvent]:
         subscription = self.subscribe(session_id, from_position)
@@ -790,7 +967,9 @@ class Forge:
             raise SessionStoppedError("this Forge is closed")
 
     def close(self) -> None:
-        """Stop every actor (contributions in flight stop at once), commit what is queued, close the log.
+        """Stop every actor (contributions in flight stop at once), commit what is queued, release
+        the leases, close the log. Returns within about ``close_timeout`` seconds: an actor that
+        has not stopped by then (a provider ignoring abort) is logged and left behind.
 
         Sessions still running stay unfinished in the log; ``resume`` continues them later.
         """
@@ -799,14 +978,22 @@ class Forge:
                 return
             self._closed = True
             running = list(self._running.values())
-        for entry in running:
-            _stop(entry.session)
+        self._renewer_wake.set()
+        deadline = time.monotonic() + self._close_timeout
+        # Sessions first: a participant stopped under a running session would fail its round.
+        _stop_all([entry.session for entry in running], deadline)
         with self._lock:
             participants = [ref for entry in running for ref in entry.participants] + self._stopped_participants
-        for ref in participants:
-            _stop(ref)
+        # A stopped session's participants are in both lists (its _forget moved them): each once.
+        _stop_all(list({ref.actor_urn: ref for ref in participants}.values()), deadline)
         self._scheduler.close()
-        self._writer.close()
+        self._writer.close()  # from here on nothing of ours reaches the log: the leases can go
+        with self._lock:
+            for session_id in sorted(self._held):
+                self._release_lease(session_id)
+            renewer = self._renewer
+        if renewer is not None:
+            renewer.join(timeout=max(0.0, deadline - time.monotonic()))
         self.store.close()
 
     def __enter__(self) -> Forge:

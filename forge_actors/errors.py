@@ -21,7 +21,8 @@ from forge_actors.providers.errors import LlmError, MissingApiKeyError
 __all__ = [
     "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DiskFullError", "EventStoreError",
     "ForgeError", "InvalidCommandError", "LogReadError", "LogWriteError", "NotAnEventLogError",
-    "ParticipantKeyMissingError", "SessionNotFoundError", "SessionStoppedError", "UntrustedSpecError",
+    "ParticipantKeyMissingError", "SessionBusyError", "SessionNotFoundError", "SessionStoppedError",
+    "UntrustedSpecError",
 ]
 
 
@@ -84,4 +85,21 @@ class ParticipantKeyMissingError(MissingApiKeyError):
             "A key given in a spec (api_key=...) is never recorded, so it lasts only as long as the engine "
             "that was given it.",
             provider=provider,
+        )
+
+
+class SessionBusyError(ForgeError):
+    """Another engine (another process, or another Forge in this one) drives the session now.
+
+    Nothing was changed. ``owner`` is ``host:pid:token`` of that engine; its lease runs out
+    ``expires_in`` seconds from now unless it is renewed (it is, while that engine runs).
+    """
+
+    def __init__(self, session_id: str, owner: str, expires_in: float) -> None:
+        self.session_id = session_id
+        self.owner = owner
+        self.expires_in = expires_in
+        super().__init__(
+            f"session {session_id} is being driven by another engine ({owner}): wait for it to finish, or stop "
+            f"that process; if it has died, resume works once its lease expires in {max(expires_in, 0.0):.0f} s"
         )

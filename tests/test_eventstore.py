@@ -21,8 +21,12 @@ from eventstore import (
     DiskFullError,
     EventStore,
     LogWriteError,
+    Lease,
+    LeaseHeldError,
+    LeaseLostError,
     NewEvent,
     NotAnEventLogError,
+    SqliteLeases,
     StoreClosedError,
 )
 
@@ -519,3 +523,127 @@ def test_a_damaged_page_is_a_typed_error_naming_the_file(tmp_path):
         assert info.value.path == str(path) and ".recover" in str(info.value)
         with pytest.raises(CorruptLogError):
             list(s.read_stream("a"))
+
+
+# -- leases -----------------------------------------------------------------------------------------
+
+
+class FakeWallClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000 * 10**9
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1e9)
+
+
+@pytest.fixture
+def leases(store):
+    return SqliteLeases(store, clock=FakeWallClock())
+
+
+def lease_rows(store) -> list[tuple]:
+    return store.query("SELECT name, owner, expires_at FROM leases ORDER BY name")
+
+
+def test_the_lease_table_appears_with_the_first_lease_not_with_the_log(store, leases):
+    tables = lambda: {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'table'")}  # noqa: E731
+    assert "leases" not in tables()
+    assert leases.holder("x") is None  # reading writes nothing
+    assert "leases" not in tables()
+    leases.acquire("x", "a", 5)
+    assert "leases" in tables()
+
+
+def test_a_free_lease_is_taken_and_a_held_one_refused_naming_its_owner(store, leases):
+    lease = leases.acquire("session:1", "engine-a", 5)
+    assert lease == Lease("session:1", "engine-a", leases._clock() + 5 * 10**9, leases._clock())
+    leases._clock.advance(2)
+    with pytest.raises(LeaseHeldError) as held:
+        leases.acquire("session:1", "engine-b", 5)
+    assert (held.value.name, held.value.owner, held.value.expires_in) == ("session:1", "engine-a", 3.0)
+    assert "engine-a" in str(held.value) and "3.0 s" in str(held.value)
+    assert leases.holder("session:1") == lease  # the refusal changed nothing
+    assert leases.acquire("session:2", "engine-b", 5).owner == "engine-b"  # names are independent
+
+
+def test_an_expired_lease_is_taken_by_another_owner(leases):
+    leases.acquire("n", "a", 5)
+    leases._clock.advance(5)
+    assert leases.holder("n") is None
+    taken = leases.acquire("n", "b", 5)
+    assert taken.owner == "b" and taken.acquired_at == leases._clock()
+
+
+def test_acquiring_ones_own_lease_extends_it(leases):
+    first = leases.acquire("n", "a", 5)
+    leases._clock.advance(4)
+    again = leases.acquire("n", "a", 5)
+    assert again.acquired_at == first.acquired_at and again.expires_at == leases._clock() + 5 * 10**9
+
+
+def test_a_stale_check_takes_a_lease_over_at_once_and_sees_only_live_foreign_ones(leases):
+    seen: list[Lease] = []
+    leases.acquire("n", "a", 5)
+    with pytest.raises(LeaseHeldError):
+        leases.acquire("n", "b", 5, stale=lambda lease: seen.append(lease) or False)
+    assert [lease.owner for lease in seen] == ["a"]
+    assert leases.acquire("n", "b", 5, stale=lambda lease: True).owner == "b"
+    seen.clear()
+    leases.acquire("n", "b", 5, stale=lambda lease: seen.append(lease) or False)  # ours: not asked
+    leases.acquire("free", "b", 5, stale=lambda lease: seen.append(lease) or False)
+    assert seen == []
+
+
+def test_renew_extends_a_lease_still_held_even_past_expiry(leases):
+    leases.acquire("n", "a", 5)
+    leases._clock.advance(7)  # expired, but nobody took it
+    renewed = leases.renew("n", "a", 5)
+    assert renewed.expires_at == leases._clock() + 5 * 10**9 and leases.holder("n") == renewed
+
+
+def test_renew_of_a_lease_taken_or_released_meanwhile_is_lost(leases):
+    leases.acquire("n", "a", 5)
+    leases._clock.advance(6)
+    leases.acquire("n", "b", 5)
+    with pytest.raises(LeaseLostError) as lost:
+        leases.renew("n", "a", 5)
+    assert (lost.value.name, lost.value.owner, lost.value.holder) == ("n", "a", "b")
+    assert leases.holder("n").owner == "b"  # untouched
+    leases.release("n", "b")
+    with pytest.raises(LeaseLostError, match="no longer recorded"):
+        leases.renew("n", "a", 5)
+
+
+def test_release_frees_only_ones_own_lease(store, leases):
+    leases.acquire("n", "a", 5)
+    assert leases.release("n", "b") is False and leases.holder("n").owner == "a"
+    assert leases.release("n", "a") is True and leases.holder("n") is None and lease_rows(store) == []
+    assert leases.release("n", "a") is False
+    assert leases.acquire("n", "b", 5).owner == "b"
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("inf"), float("nan"), "5", True])
+def test_bad_lease_arguments_are_rejected(leases, ttl):
+    with pytest.raises(ValueError, match="ttl"):
+        leases.acquire("n", "a", ttl)
+    with pytest.raises(ValueError, match="name"):
+        leases.acquire("", "a", 5)
+    with pytest.raises(ValueError, match="owner"):
+        leases.renew("n", "", 5)
+
+
+def test_leases_need_an_open_store(tmp_path):
+    store = EventStore(tmp_path / "log.db")
+    leases = SqliteLeases(store)
+    store.close()
+    with pytest.raises(StoreClosedError):
+        leases.acquire("n", "a", 5)
+
+
+def test_leases_use_the_wall_clock_not_the_event_clock(tmp_path):
+    with EventStore(tmp_path / "log.db", clock=lambda: 1) as store:  # a faked event clock, as tests use
+        lease = SqliteLeases(store).acquire("n", "a", 5)
+        assert abs(lease.acquired_at - time.time_ns()) < 60 * 10**9

@@ -156,7 +156,7 @@ def test_a_full_disk_at_create_is_one_line_and_exit_2(tmp_path):
 
 
 def test_a_full_disk_mid_run_stops_cleanly_and_resume_finishes_once_there_is_space(tmp_path):
-    done = forge("run", "Plan a garden", *TWO, "--seed", "7", "--max-rounds", "2", cwd=tmp_path, free_pages=10)
+    done = forge("run", "Plan a garden", *TWO, "--seed", "7", "--max-rounds", "2", cwd=tmp_path, free_pages=14)
     line = one_line_error(done)
     events = [json.loads(text) for text in done.stdout.splitlines()]
     session_id = events[0]["session_id"]

@@ -48,8 +48,8 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path, trial):
             seed=rng.randrange(1000), max_rounds=2,
         )
     # A random moment: once the log holds a random number of events (a whole session is
-    # about 800-1200), wherever the victim happens to be by then.
-    kill_at = rng.randint(2, 750)
+    # about 500-800 with structured replies), wherever the victim happens to be by then.
+    kill_at = rng.randint(2, 450)
     victim = worker(db, "deliberate", session_id)
     with EventStore(str(db), create=False) as watcher:
         while watcher.stream_version(session_id) < kill_at and victim.poll() is None:

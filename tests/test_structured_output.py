@@ -20,28 +20,30 @@ from streams_fixtures import anthropic_stream, sse
 from forge_actors import formats
 from forge_actors.providers import (
     AnthropicProvider,
+    EmptyResponseError,
     LlmRequest,
     Message,
     MockProvider,
     OllamaProvider,
     OpenAIProvider,
-    EmptyResponseError,
     ProtocolError,
     ProviderConfigError,
     collect,
 )
-from forge_actors.providers.base import JsonSchema, LlmResponse, StreamChunk, StructuredResponse, Usage
+from forge_actors.providers.base import (
+    JsonSchema,
+    LlmResponse,
+    StreamChunk,
+    StructuredResponse,
+    Usage,
+)
 from forge_actors.providers.cli import CliProvider
 from forge_actors.providers.daemon import DaemonProvider
+from forge_actors.providers.errors import MalformedReplyError, RefusalError
 from forge_actors.providers.openai import response_format, strict_ready
 from forge_actors.providers.pool import PoolProvider
 from forge_actors.providers.replay import RecordedAnswer, ReplayProvider, prompt_key
-from forge_actors.providers.structured import (
-    MalformedReplyError,
-    RefusalError,
-    StructuredOutput,
-    schema_instructions,
-)
+from forge_actors.providers.structured import StructuredOutput, schema_instructions
 
 SECRET = "sk-test-SECRET-0123456789"
 VOTE = JsonSchema(formats.VOTE_SCHEMA_NAME, formats.VOTE_SCHEMA, "your vote on the plan")

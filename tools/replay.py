@@ -4,8 +4,10 @@
 
 - default: re-stream the session to the terminal at its recorded pace times X (the
   same live view as `forge replay`; JSON lines when stdout is not a terminal);
-- ``--verify``: check the log's invariants (contiguous versions, each contribution
-  equal to its deltas, every round outcome following from the log); exits 1 naming
+- ``--verify``: check the log's invariants (contiguous versions, nothing after
+  SessionEnded, each contribution sent once and settled once, no delta after its
+  contribution was settled, each completed contribution equal to its deltas, every
+  round outcome following from the log: see ``forge_actors.audit``); exits 1 naming
   the first violation, 0 when the log is sound;
 - ``--state``: print the rebuilt state as JSON.
 

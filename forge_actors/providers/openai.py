@@ -7,7 +7,13 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.providers.base import JsonSchema, LlmRequest, LlmResponse, StreamChunk, Usage
+from forge_actors.providers.base import (
+    JsonSchema,
+    LlmRequest,
+    LlmResponse,
+    StreamChunk,
+    Usage,
+)
 from forge_actors.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -17,11 +23,12 @@ from forge_actors.providers.errors import (
     ProtocolError,
     QuotaExceededError,
     RateLimitError,
+    RefusalError,
     ServerError,
 )
 from forge_actors.providers.http import ErrorDetail, HttpProvider
 from forge_actors.providers.streams import sse_events
-from forge_actors.providers.structured import RefusalError, StructuredOutput
+from forge_actors.providers.structured import StructuredOutput
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from forge_actors.providers.base import JsonSchema, LlmRequest, Message, StructuredResponse
-from forge_actors.providers.errors import LlmError, MalformedReplyError, RefusalError
+from forge_actors.providers.errors import MalformedReplyError
 
 logger = logging.getLogger(__name__)
 

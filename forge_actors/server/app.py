@@ -25,7 +25,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from forge_actors.engine import Forge, RecordedEvent
-from forge_actors.errors import ConfigError, InvalidCommandError, SessionNotFoundError
+from forge_actors.errors import ConfigError, InvalidCommandError, SessionBusyError, SessionNotFoundError
 from forge_actors.events import ROUND_KINDS
 from forge_actors.export import FORMATS, event_json, export_document, render
 from forge_actors.providers.errors import LlmError, ProviderConfigError
@@ -315,6 +315,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         ApiError: _api_error,
         SessionNotFoundError: _status(404),
         InvalidCommandError: _status(409),  # a step that does not fit the session now
+        SessionBusyError: _status(409),  # another engine drives the session (its lease)
         ConfigError: _status(422),
         ProviderConfigError: _status(422),
         LlmError: _status(422),  # e.g. a participant whose API key is missing
