@@ -488,8 +488,8 @@ def end_after_convergence(state: SessionState, round_number: int) -> EndSession 
     if tally.counted < needed:
         return EndSession(
             "no_quorum",
-            f"{votes}, fewer than the quorum of {needed} (min_votes) at iteration {round_.iteration}; "
-            "another iteration would not be decided either",
+            f"{votes} — fewer than the quorum of {needed} (min_votes) at iteration {round_.iteration}, "
+            "so another iteration would not be decided either",
             round_.score,
         )
     threshold = state.settings.convergence_threshold
