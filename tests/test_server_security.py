@@ -156,7 +156,6 @@ def test_a_foreign_origin_gets_403_on_http_and_websocket(server, ended, origin):
     with pytest.raises(InvalidStatus) as refused:  # the handshake itself is refused: no WebSocket opens
         connect(ws_url(server, f"/sessions/{ended}/stream"), origin=origin, open_timeout=10)
     assert refused.value.response.status_code == 403
-    assert "origin" in json.loads(refused.value.response.body)["error"]
 
 
 def test_the_pages_own_origin_passes_on_http_and_websocket(server, ended):
@@ -176,11 +175,11 @@ def test_a_port_forward_keeps_the_page_working(server):
     assert response.status_code == 201, response.text
 
 
-def test_a_foreign_host_on_a_websocket_handshake_gets_421(server, ended):
+def test_a_foreign_host_on_a_websocket_handshake_is_refused_with_403(server, ended):
     status = raw_request(server, f"GET {API}/sessions/{ended}/stream HTTP/1.1\r\nHost: evil.example\r\n"
                          "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                          "Sec-WebSocket-Version: 13\r\n\r\n")
-    assert status.split()[1] == "421"
+    assert status.split()[1] == "403"
 
 
 def test_on_another_bind_any_host_is_answered_but_an_origin_must_match_it(forge):

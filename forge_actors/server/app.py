@@ -36,7 +36,7 @@ from forge_actors.server import bodies
 from forge_actors.server.feed import EventFeed
 from forge_actors.server.guards import WS_INTERNAL_ERROR, BrowserGuard, ErrorBoundary, TokenGate, check_token
 from forge_actors.server.hub import Hubs
-from forge_actors.server.openapi import openapi_document
+from forge_actors.server.openapi import MAX_POSITION, openapi_document
 
 __all__ = ["API", "ApiError", "MAX_BODY_BYTES", "TokenGate", "create_app"]
 
@@ -49,10 +49,8 @@ MAX_BODY_BYTES = 1 << 20
 KEEP_ALIVE_SECONDS = 15.0
 CONTENT_TYPES = {"md": "text/markdown; charset=utf-8", "json": "application/json",
                  "yaml": "application/yaml; charset=utf-8"}
-#: Log positions are SQLite integers: below 2**63.
-MAX_POSITION = (1 << 63) - 1
-#: A speed is a plain decimal number (no sign, exponent, digit groups or non-ASCII digits).
-_SPEED = re.compile(r"(?:[0-9]{1,15}(?:\.[0-9]{0,15})?|\.[0-9]{1,15})")
+#: A speed is a decimal number in ASCII (no sign, digit groups, or other scripts' digits).
+_SPEED = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
 
 
 class ApiError(Exception):
@@ -133,10 +131,9 @@ def _position(text: str | None, name: str) -> int:
 def _speed(text: str | None) -> float | None:
     if text is None:
         return None
-    speed = float(text) if _SPEED.fullmatch(text) else math.nan
+    speed = float(text) if len(text) <= 32 and _SPEED.fullmatch(text) else math.nan
     if not math.isfinite(speed):
-        raise ApiError(422, "speed must be a plain decimal number, 0 or more, like 2 or 0.5 "
-                            "(0: as fast as possible)")
+        raise ApiError(422, "speed must be a number, 0 or more, like 2 or 0.5 (0: as fast as possible)")
     return speed
 
 

@@ -13,11 +13,9 @@
 - ``TokenGate``: with a token, every request under /api/ must carry it.
 
 WebSocket handshakes go through the same checks. A foreign Host or Origin is refused before
-any WebSocket exists: the handshake gets the HTTP status and JSON body (through the ASGI
-``websocket.http.response`` extension where the server has it, else a refusal uvicorn sends
-as 403). A missing token is told apart in a way a browser can see: the handshake is accepted
-and closed at once with code 4401, since a page's WebSocket cannot read a refused handshake's
-status.
+any WebSocket exists: the handshake gets HTTP 403 (RFC 6455 §4.2.2). A missing token is told
+apart in a way a browser can see: the handshake is accepted and closed at once with code
+4401, since a page's WebSocket cannot read a refused handshake's status.
 """
 
 from __future__ import annotations
@@ -66,21 +64,14 @@ async def send_http_error(send: Send, status: int, message: str, detail: Any = N
     await send({"type": "http.response.body", "body": body})
 
 
-async def refuse_handshake(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-    """Refuse a WebSocket handshake with an HTTP status and a JSON body (uvicorn sends a bare 403
-    when the server lacks the extension)."""
+async def refuse_handshake(receive: Receive, send: Send, reason: str) -> None:
+    """Refuse a WebSocket handshake: closing before accepting, which uvicorn answers with HTTP 403.
+
+    (Not the ``websocket.http.response`` extension: uvicorn's sans-I/O protocol answers it, then
+    logs an error for every such refusal, which a foreign page could use to flood the log.)
+    """
     await receive()  # websocket.connect
-    await _refuse(scope, send, status, message)
-
-
-async def _refuse(scope: Scope, send: Send, status: int, message: str, detail: Any = None) -> None:
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        body = _json_body(message, detail)
-        await send({"type": "websocket.http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+    await send({"type": "websocket.close", "code": 1008, "reason": _close_reason(reason)})
 
 
 async def accept_and_close(receive: Receive, send: Send, code: int, reason: str) -> None:
@@ -257,7 +248,7 @@ class BrowserGuard:
         elif scope["type"] == "http":
             await send_http_error(send, *refused)
         else:
-            await refuse_handshake(scope, receive, send, *refused)
+            await refuse_handshake(receive, send, refused[1])
 
 
 # -- the last resort ---------------------------------------------------------------------------------
@@ -300,9 +291,9 @@ class ErrorBoundary:
             try:
                 if phase == "new" and scope["type"] == "http":
                     await send_http_error(send, 500, message, detail)
-                elif phase == "new":  # no WebSocket yet: refuse the handshake (uvicorn: HTTP 500 or 403)
-                    await _refuse(scope, send, 500, message, detail)
-                elif phase == "open":
+                elif phase in ("new", "open"):  # a close code is what a browser's WebSocket can see
+                    if phase == "new":
+                        await send({"type": "websocket.accept"})
                     await send({"type": "websocket.close", "code": WS_INTERNAL_ERROR,
                                 "reason": _close_reason(f"internal error, incident {incident}")})
             except Exception:  # the client is gone, or the reply had begun: nothing more can be said
