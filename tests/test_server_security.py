@@ -317,6 +317,17 @@ def test_an_unexpected_failure_is_a_logged_json_500_that_leaks_nothing(server, f
     assert HTTP.get(api(server, "/sessions")).status_code == 200
 
 
+def test_an_unexpected_failure_on_every_session_route_and_stream(server, forge, ended, monkeypatch):
+    def broken(session_id: str) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(forge, "state", broken)
+    for path in (f"/sessions/{ended}", f"/sessions/{ended}/export", f"/sessions/{ended}/events"):
+        assert assert_json_error(HTTP.get(api(server, path)), 500)["error"] == "internal error"
+    code, reason, events = ws_close(ws_url(server, f"/sessions/{ended}/stream"))
+    assert code == 1011 and reason.startswith("internal error") and "boom" not in reason and events == []
+
+
 # -- 8. tokens ----------------------------------------------------------------------------------------
 
 

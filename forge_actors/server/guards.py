@@ -269,7 +269,7 @@ class ErrorBoundary:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        phase = "new"  # http: new/started; websocket: new/open/done
+        phase = "new"  # then "open" (a WebSocket accepted) or "done" (a response or close sent)
 
         async def tracked(message: MutableMapping[str, Any]) -> None:
             nonlocal phase
