@@ -76,7 +76,7 @@ def run_session(server: ServerThread, forge: Forge, clients: int) -> dict:
         assert watchers.stdout is not None and watchers.stdout.readline().strip() == "ready"
         time.sleep(1.0)  # every client connected
     start = time.perf_counter()
-    httpx.post(f"{server.url}{API}/sessions/{session_id}/deliberate")
+    httpx.post(f"{server.url}{API}/sessions/{session_id}/deliberate", json={})
     while not forge.state(session_id).ended:
         time.sleep(0.005)
     wall = time.perf_counter() - start

@@ -309,9 +309,13 @@ def cmd_switch(ctx: Context) -> int:
 
 
 def cmd_serve(ctx: Context) -> int:
-    from forge_actors.server.runner import check_bind, serve
+    from forge_actors.server.runner import check_bind, check_token, serve
 
-    token = ctx.args.token or ctx.environ.get("FORGE_API_TOKEN") or None
+    # A token given but blank is refused (it would guard nothing), not taken as "no token".
+    if ctx.args.token is not None:
+        token = check_token(ctx.args.token, "--token")
+    else:
+        token = check_token(ctx.environ.get("FORGE_API_TOKEN"), "FORGE_API_TOKEN")
     check_bind(ctx.args.host, token)
     with ctx.open(create=True) as forge:
         shown = f"http://{ctx.args.host}:{ctx.args.port}/"

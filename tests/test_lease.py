@@ -323,7 +323,7 @@ def test_http_steps_on_a_session_another_engine_drives_are_409_naming_it(tmp_pat
                            ("/converge", None), ("/drafts", {"author": "dana", "content": "mine"}),
                            ("/votes", {"voter": "dana", "vote": "AGREE"}), ("/cancel", {"reason": "stop"}),
                            ("/participants/alice/provider", {"spec": "mock:zed"})):
-            response = httpx.post(base + path, json=body, timeout=30)
+            response = httpx.post(base + path, json=body if body is not None else {}, timeout=30)  # JSON only
             assert response.status_code == 409, (path, response.text)
             error = response.json()["error"]
             assert ELSEWHERE in error and "being driven by another engine" in error

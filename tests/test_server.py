@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from forge_actors.engine import Forge
@@ -19,6 +19,8 @@ from forge_actors.server.openapi import ENDPOINTS, openapi_document
 from forge_actors.server.runner import ServerThread, check_bind
 
 SLOW = [f"mock:{name}?word_delay=0.003" for name in ("alice", "bob", "carol")]
+#: Every state-changing request sends JSON (the server answers anything else with 415).
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
@@ -95,7 +97,7 @@ def test_create_deliberate_and_follow_over_sse_then_resume_with_last_event_id(se
     session = create(server, config={"max_rounds": 2, "seed": 3})
     session_id = session["session_id"]
     assert session["schema"] == "forge_actors.session/1" and session["status"] == "created"
-    assert httpx.post(url(server, f"/sessions/{session_id}/deliberate")).status_code == 202
+    assert httpx.post(url(server, f"/sessions/{session_id}/deliberate"), json={}).status_code == 202
     first = sse_events(server, session_id, limit=40)  # then the client drops
     rest = sse_events(server, session_id, last_event_id=first[-1]["position"])
     positions = [e["position"] for e in first + rest]
@@ -123,22 +125,22 @@ def test_websocket_history_from_a_position_then_live(server):
 
 def test_step_by_step_with_humans_and_the_status_rules(server):
     session_id = create(server, participants=["mock:alice", "mock:bob"], config={"max_rounds": 2})["session_id"]
-    conflict = httpx.post(url(server, f"/sessions/{session_id}/converge"))
+    conflict = httpx.post(url(server, f"/sessions/{session_id}/converge"), json={})
     assert conflict.status_code == 409 and "synthesis" in conflict.json()["error"]
     draft = httpx.post(url(server, f"/sessions/{session_id}/drafts"), json={"author": "hana", "content": "Use SQLite."})
     assert draft.status_code == 201 and draft.json()["round"] == 0
-    started = httpx.post(url(server, f"/sessions/{session_id}/synthesize"))
+    started = httpx.post(url(server, f"/sessions/{session_id}/synthesize"), json={})
     assert started.status_code == 202 and started.json()["round"] == 1
     wait_for_status(server, session_id, lambda s: s["rounds"] and s["rounds"][-1]["status"] == "completed")
     vote = httpx.post(url(server, f"/sessions/{session_id}/votes"), json={"voter": "hana", "vote": "AGREE"})
     assert vote.status_code == 201 and vote.json()["round"] == 2
-    assert httpx.post(url(server, f"/sessions/{session_id}/converge")).status_code == 202
+    assert httpx.post(url(server, f"/sessions/{session_id}/converge"), json={}).status_code == 202
     state = wait_for_status(server, session_id, lambda s: len(s["rounds"]) == 2 and s["rounds"][-1]["status"] != "running")
     assert any(v["voter"] == "hana" and v["by_human"] for v in state["rounds"][-1]["votes"])
     cancelled = httpx.post(url(server, f"/sessions/{session_id}/cancel"), json={"reason": "enough"})
     assert cancelled.status_code == 200 and cancelled.json()["status"] in ("cancelled", "converged")
-    assert httpx.post(url(server, f"/sessions/{session_id}/deliberate")).status_code == 409
-    assert httpx.post(url(server, f"/sessions/{session_id}/synthesize")).status_code == 409
+    assert httpx.post(url(server, f"/sessions/{session_id}/deliberate"), json={}).status_code == 409
+    assert httpx.post(url(server, f"/sessions/{session_id}/synthesize"), json={}).status_code == 409
 
 
 def test_bad_requests_get_clear_statuses_and_never_crash_the_server(server):
@@ -148,14 +150,14 @@ def test_bad_requests_get_clear_statuses_and_never_crash_the_server(server):
     assert invalid.status_code == 422 and invalid.json()["detail"] == [{"field": "goal", "message": "Expected `str`, got `int`"}]
     unknown_field = httpx.post(url(server, "/sessions"), json={"goal": "g", "colour": "red"})
     assert unknown_field.status_code == 422 and "colour" in unknown_field.text
-    assert httpx.post(url(server, "/sessions"), content=b"{not json").status_code == 422
+    assert httpx.post(url(server, "/sessions"), content=b"{not json", headers=JSON).status_code == 422
     bad_setting = httpx.post(url(server, "/sessions"), json={"goal": "g", "config": {"max_round": 2}})
     assert bad_setting.status_code == 422 and "unknown setting" in bad_setting.json()["error"]
     bad_provider = httpx.post(url(server, "/sessions"), json={"goal": "g", "participants": ["nosuch:x"]})
     assert bad_provider.status_code == 422 and "unknown provider" in bad_provider.json()["error"]
-    too_big = httpx.post(url(server, "/sessions"), content=b'{"goal": "' + b"x" * (2 << 20) + b'"}')
+    too_big = httpx.post(url(server, "/sessions"), content=b'{"goal": "' + b"x" * (2 << 20) + b'"}', headers=JSON)
     assert too_big.status_code == 413
-    chunked = httpx.post(url(server, "/sessions"), content=iter([b"x" * (600 << 10)] * 3))  # no content-length
+    chunked = httpx.post(url(server, "/sessions"), content=iter([b"x" * (600 << 10)] * 3), headers=JSON)  # no content-length
     assert chunked.status_code == 413
     session_id = create(server)["session_id"]
     assert httpx.get(url(server, f"/sessions/{session_id}/export?format=pdf")).status_code == 422
@@ -194,8 +196,11 @@ def test_the_token_guards_every_api_and_stream_request(tmp_path):
                              headers=auth)
         assert created.status_code == 201
         session_id = created.json()["session_id"]
-        with pytest.raises(InvalidStatus):
-            ws_events(server, session_id)
+        # A WebSocket without the token is closed with 4401 (a browser's WebSocket can read a close code).
+        with connect(url(server, f"/sessions/{session_id}/stream").replace("http://", "ws://")) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 4401 and "token" in closed.value.rcvd.reason
         assert ws_events(server, session_id, query="&token=s3cret-token")[-1]["type"] == "SessionEnded"
         assert sse_events(server, session_id, token="s3cret-token")[-1]["type"] == "SessionEnded"
         assert httpx.get(url(server, f"/sessions/{session_id}/events")).status_code == 401
@@ -238,15 +243,15 @@ def test_fifty_websocket_and_fifty_sse_clients_each_get_every_event_once_and_a_s
     # Stalled clients: they subscribe (one by WebSocket upgrade, one by SSE), then never read a byte.
     port = int(server.url.rsplit(":", 1)[1])
     stalled = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
-    stalled[0].sendall(f"GET {API}/sessions/{session_id}/stream?from=0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    stalled[0].sendall(f"GET {API}/sessions/{session_id}/stream?from=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                        "Sec-WebSocket-Version: 13\r\n\r\n".encode())
-    stalled[1].sendall(f"GET {API}/sessions/{session_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    stalled[1].sendall(f"GET {API}/sessions/{session_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     threads = [threading.Thread(target=client, args=(kind, i)) for kind in ("ws", "sse") for i in range(50)]
     for thread in threads:
         thread.start()
     time.sleep(0.5)  # let every client subscribe before the first event
-    assert httpx.post(url(server, f"/sessions/{session_id}/deliberate")).status_code == 202
+    assert httpx.post(url(server, f"/sessions/{session_id}/deliberate"), json={}).status_code == 202
     for thread in threads:
         thread.join(timeout=120)
     assert not errors, errors[:3]

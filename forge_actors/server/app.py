@@ -8,31 +8,53 @@ is exactly what was committed, and a slow client slows nobody.
 
 from __future__ import annotations
 
-import hmac
+import logging
+import math
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import anyio
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from forge_actors.engine import Forge, RecordedEvent
-from forge_actors.errors import ConfigError, InvalidCommandError, SessionBusyError, SessionNotFoundError
+from forge_actors.errors import (
+    ConfigError,
+    CorruptEventError,
+    CorruptLogError,
+    InvalidCommandError,
+    LogWriteError,
+    SessionBusyError,
+    SessionNotFoundError,
+)
 from forge_actors.events import ROUND_KINDS
 from forge_actors.export import FORMATS, event_json, export_document, render
 from forge_actors.providers.errors import LlmError, ProviderConfigError
 from forge_actors.server import bodies
 from forge_actors.server.feed import EventFeed
+from forge_actors.server.guards import (
+    WS_INTERNAL_ERROR,
+    BrowserGuard,
+    ErrorBoundary,
+    TokenGate,
+    check_token,
+)
 from forge_actors.server.hub import Hubs
-from forge_actors.server.openapi import openapi_document
+from forge_actors.server.openapi import MAX_POSITION, openapi_document
+
+__all__ = ["API", "ApiError", "MAX_BODY_BYTES", "TokenGate", "create_app"]
+
+logger = logging.getLogger(__name__)
 
 API = "/api/v1/forge"
 STATIC = Path(__file__).with_name("static")
@@ -41,6 +63,8 @@ MAX_BODY_BYTES = 1 << 20
 KEEP_ALIVE_SECONDS = 15.0
 CONTENT_TYPES = {"md": "text/markdown; charset=utf-8", "json": "application/json",
                  "yaml": "application/yaml; charset=utf-8"}
+#: A speed is a decimal number in ASCII (no sign, digit groups, or other scripts' digits).
+_SPEED = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
 
 
 class ApiError(Exception):
@@ -107,31 +131,54 @@ async def _batches(hubs: Hubs, forge: Forge, session_id: str, after: int, speed:
 
 
 def _position(text: str | None, name: str) -> int:
+    """A log position from a query parameter or header: ASCII digits only (``str.isdigit`` also
+    takes ``²`` and ``١٢``), below 2**63 (checked on the text's length before any conversion)."""
     if not text:
         return 0
-    if not text.isdigit():
-        raise ApiError(422, f"{name} must be a log position (a whole number)")
-    return int(text)
+    digits = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit()) or len(digits) > 19 or int(digits) > MAX_POSITION:
+        raise ApiError(422, f"{name} must be a log position: a whole number from 0 to {MAX_POSITION}, "
+                            f"in ASCII digits (the `id:` of the last event seen)")
+    return int(digits)
 
 
 def _speed(text: str | None) -> float | None:
     if text is None:
         return None
-    try:
-        speed = float(text)
-    except ValueError:
-        raise ApiError(422, "speed must be a number (0: as fast as possible)") from None
-    if speed < 0:
-        raise ApiError(422, "speed must be 0 or more")
+    speed = float(text) if len(text) <= 32 and _SPEED.fullmatch(text) else math.nan
+    if not math.isfinite(speed):
+        raise ApiError(422, "speed must be a number, 0 or more, like 2 or 0.5 (0: as fast as possible)")
     return speed
+
+
+def _stream_position(request: Request) -> int:
+    """Where an SSE client resumes: its Last-Event-ID (set by EventSource on reconnecting), else ?from=."""
+    header = request.headers.get("last-event-id")
+    if header:
+        return _position(header, "Last-Event-ID")
+    return _position(request.query_params.get("from"), "from")
+
+
+def _corrupt_detail(exc: CorruptEventError) -> dict[str, Any]:
+    return {"position": exc.position, "event_type": exc.event_type}
+
+
+def _failure(exc: Exception) -> tuple[str, Any]:
+    """What a stream tells its client when it cannot go on: the error and its detail (no internals)."""
+    if isinstance(exc, CorruptEventError):
+        return str(exc), _corrupt_detail(exc)
+    return "internal error", "the server's log holds what went wrong"
 
 
 # -- the app ---------------------------------------------------------------------------------------------
 
 
-def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BODY_BYTES) -> Starlette:
-    """The ASGI app over ``forge``. With ``token``, every API and stream request must carry it."""
-
+def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BODY_BYTES,
+               host: str = "127.0.0.1") -> Starlette:
+    """The ASGI app over ``forge``. With ``token``, every API and stream request must carry it
+    (a blank one is a ConfigError). ``host`` is the address it is served on: on a loopback one,
+    only requests naming a loopback host are answered (see ``guards.BrowserGuard``)."""
+    token = check_token(token)
     hubs = Hubs(forge)
 
     async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -237,29 +284,36 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
     # -- live events
 
     async def events_sse(request: Request) -> Response:
-        session_id = await session_id_of(request)
-        after = _position(request.headers.get("last-event-id") or request.query_params.get("from"), "from")
+        after = _stream_position(request)
         speed = _speed(request.query_params.get("speed"))
+        session_id = await session_id_of(request)
 
         async def stream() -> Any:
             yield "retry: 1000\n\n"
-            async for batch in _batches(hubs, forge, session_id, after, speed, KEEP_ALIVE_SECONDS):
-                if not batch:
-                    yield ": keep-alive\n\n"
-                    continue
-                yield "".join(f"id: {r.position}\ndata: {event_json(r)}\n\n" for r in batch)
+            try:
+                async for batch in _batches(hubs, forge, session_id, after, speed, KEEP_ALIVE_SECONDS):
+                    if not batch:
+                        yield ": keep-alive\n\n"
+                        continue
+                    yield "".join(f"id: {r.position}\ndata: {event_json(r)}\n\n" for r in batch)
+            except Exception as exc:  # the status is sent: the last word is an `error` event
+                _log_stream_failure(session_id, exc)
+                message, detail = _failure(exc)
+                yield f"event: error\ndata: {msgspec.json.encode({'error': message, 'detail': detail}).decode()}\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     async def events_ws(websocket: WebSocket) -> None:
         try:
-            session_id = await session_id_of(websocket)
             after = _position(websocket.query_params.get("from"), "from")
             speed = _speed(websocket.query_params.get("speed"))
-        except (ApiError, SessionNotFoundError) as exc:
+            session_id = await session_id_of(websocket)
+        except (ApiError, SessionNotFoundError, CorruptEventError) as exc:
             await websocket.accept()
-            await websocket.close(code=4404 if isinstance(exc, SessionNotFoundError) else 4422, reason=str(exc)[:120])
+            code = (4404 if isinstance(exc, SessionNotFoundError) else 4422 if isinstance(exc, ApiError)
+                    else WS_INTERNAL_ERROR)
+            await websocket.close(code=code, reason=_ws_reason(exc))
             return
         await websocket.accept()
         async with anyio.create_task_group() as tasks:
@@ -272,6 +326,12 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
                     await websocket.close(code=1000)
                 except (WebSocketDisconnect, RuntimeError, OSError):  # the client went away mid-send
                     pass
+                except Exception as exc:  # the log cannot be read on: say so in the close frame
+                    _log_stream_failure(session_id, exc)
+                    try:
+                        await websocket.close(code=WS_INTERNAL_ERROR, reason=_ws_reason(exc))
+                    except (WebSocketDisconnect, RuntimeError, OSError):
+                        pass
                 tasks.cancel_scope.cancel()
 
             async def watch() -> None:  # the client's side: a disconnect ends the pump too
@@ -313,16 +373,24 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ApiError: _api_error,
+        HTTPException: _http_error,  # no such route (404), a method it does not take (405)
         SessionNotFoundError: _status(404),
         InvalidCommandError: _status(409),  # a step that does not fit the session now
         SessionBusyError: _status(409),  # another engine drives the session (its lease)
         ConfigError: _status(422),
         ProviderConfigError: _status(422),
         LlmError: _status(422),  # e.g. a participant whose API key is missing
+        CorruptEventError: _corrupt_event,
+        LogWriteError: _status(503),  # a full disk: nothing committed was lost; try again once there is space
+        CorruptLogError: _status(500),  # a damaged log file: the message says how to recover it
     }
-    app = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+    # Outermost first. The boundary sits inside Starlette's own error middleware (plain text).
+    middleware = [Middleware(ErrorBoundary), Middleware(BrowserGuard, bind=host)]
+    if token:
+        middleware.append(Middleware(TokenGate, token=token))
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)  # type: ignore[arg-type]
     app.state.forge = forge
-    return TokenGate(app, token) if token else app  # type: ignore[return-value]
+    return app
 
 
 def _status(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
@@ -337,31 +405,34 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status, exc.message, exc.detail)
 
 
-class TokenGate:
-    """Every request under /api/ must carry the token: ``Authorization: Bearer TOKEN``, or, for the
-    event streams (browsers cannot set headers on EventSource or WebSocket), ``?token=TOKEN``."""
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    response = _error(exc.status_code, exc.detail)
+    response.headers.update(exc.headers or {})
+    return response
 
-    def __init__(self, app: Starlette, token: str) -> None:
-        self.app = app
-        self.token = token.encode()
-        self.state = app.state
 
-    def _allowed(self, scope: dict[str, Any]) -> bool:
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"authorization", b"")
-        if given.lower().startswith(b"bearer ") and hmac.compare_digest(given[7:].strip(), self.token):
-            return True
-        if scope["type"] == "websocket" or scope["path"].endswith("/events"):
-            query = parse_qs(scope.get("query_string", b"").decode())
-            return any(hmac.compare_digest(t.encode(), self.token) for t in query.get("token", []))
-        return False
+async def _corrupt_event(request: Request, exc: Exception) -> Response:
+    """A row of the log cannot be decoded: the session cannot be read past it. Not the caller's
+    fault and not transient, so a 500 naming the position (the rest of the log is intact)."""
+    assert isinstance(exc, CorruptEventError)
+    logger.error("session %s: %s", request.path_params.get("session_id"), exc)
+    return _error(500, str(exc), _corrupt_detail(exc))
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] in ("http", "websocket") and scope["path"].startswith("/api/") and not self._allowed(scope):
-            if scope["type"] == "http":
-                await _error(401, "a token is required: send `Authorization: Bearer TOKEN`")(scope, receive, send)
-            else:
-                await receive()  # websocket.connect
-                await send({"type": "websocket.close", "code": 4401, "reason": "a token is required"})
-            return
-        await self.app(scope, receive, send)
+
+def _log_stream_failure(session_id: str, exc: Exception) -> None:
+    if isinstance(exc, CorruptEventError):
+        logger.error("stream of session %s stopped: %s", session_id, exc)
+    else:
+        logger.exception("stream of session %s failed", session_id)
+
+
+def _ws_reason(exc: Exception) -> str:
+    """A close reason (at most 123 bytes): what went wrong, short."""
+    if isinstance(exc, CorruptEventError):
+        return (f"the event at log position {exc.position} cannot be decoded; "
+                f"the server's log says how to inspect it")
+    if isinstance(exc, (ApiError, SessionNotFoundError)):
+        return str(exc).encode()[:123].decode(errors="ignore")
+    return "internal error: the server's log holds what went wrong"
+

@@ -15,13 +15,18 @@ itself with a hundred clients (GIL hand-offs); one reader per session does not.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
 
+import msgspec
 from starlette.concurrency import run_in_threadpool
 
 from forge_actors.engine import Forge, RecordedEvent
+from forge_actors.errors import CorruptEventError
+
+logger = logging.getLogger(__name__)
 
 #: Events kept in memory per session; a client further behind reads the log.
 WINDOW = 4096
@@ -30,6 +35,31 @@ PAGE = 500
 #: The hub's reader gathers what commits within this many seconds into one batch.
 COALESCE_SECONDS = 0.02
 END = "SessionEnded"
+
+
+class _Head(msgspec.Struct):
+    type: str
+
+
+_HEAD = msgspec.json.Decoder(_Head)
+
+
+def sound_prefix(batch: list[RecordedEvent]) -> tuple[list[RecordedEvent], CorruptEventError | None]:
+    """The events of ``batch`` before the first damaged one, and the error naming that one (if any).
+
+    Events are relayed as stored text, spliced into the client's JSON (``export.event_json``),
+    so a damaged row must be caught here or it reaches every client as broken JSON. Scanning
+    the text (fields skipped, only ``type`` read) costs far less than decoding the event.
+    """
+    for index, recorded in enumerate(batch):
+        try:
+            head = _HEAD.decode(recorded.data)
+        except msgspec.DecodeError as exc:
+            return batch[:index], CorruptEventError(recorded.position, recorded.type, str(exc))
+        if head.type != recorded.type:
+            return batch[:index], CorruptEventError(recorded.position, recorded.type,
+                                                    f"its data says type {head.type!r}")
+    return batch, None
 
 
 class SessionHub:
@@ -44,6 +74,8 @@ class SessionHub:
         self._window_first = self.base_version + 1  # version of _window[0]
         self.last_version = self.base_version
         self.clients = 0
+        #: Why the reader stopped early (a corrupt row, the log closing); clients get it after the window.
+        self.failure: Exception | None = None
         self._changed = asyncio.Event()
         self._subscription = forge.subscribe(session_id, start, decoded=False)
         self._thread = threading.Thread(target=self._follow, name=f"forge-hub-{session_id}", daemon=True)
@@ -55,6 +87,16 @@ class SessionHub:
     # -- the reading thread -----------------------------------------------------------------------
 
     def _follow(self) -> None:
+        try:
+            self._relay()
+        except Exception as exc:  # its clients must hear of it, or they would wait forever
+            logger.error("the live reader of session %s stopped: %s", self.session_id, exc)
+            try:
+                self._loop.call_soon_threadsafe(self._fail, exc)
+            except RuntimeError:  # the loop is gone
+                pass
+
+    def _relay(self) -> None:
         subscription = self._subscription
         for first in subscription:
             batch = [first]
@@ -65,10 +107,14 @@ class SessionHub:
                     if more is None:
                         break
                     batch.append(more)
+            sound, damaged = sound_prefix(batch)
             try:
-                self._loop.call_soon_threadsafe(self._extend, batch)
+                if sound:
+                    self._loop.call_soon_threadsafe(self._extend, sound)
             except RuntimeError:  # the loop is gone
                 return
+            if damaged is not None:
+                raise damaged
 
     # -- the event loop side ------------------------------------------------------------------------
 
@@ -81,6 +127,18 @@ class SessionHub:
             self._window_first += drop
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _fail(self, exc: Exception) -> None:
+        self.failure = exc
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _page(self, version: int) -> list[RecordedEvent]:
+        """A page of the log after ``version``, up to its first damaged event (raised when it is first)."""
+        sound, damaged = sound_prefix(self.forge.events_page(self.session_id, version, PAGE))
+        if damaged is not None and not sound:
+            raise damaged
+        return sound
 
     def _from_window(self, version: int) -> list[RecordedEvent] | None:
         """Events after ``version`` from memory; None when ``version`` is older than the window."""
@@ -95,7 +153,7 @@ class SessionHub:
         while True:
             batch = self._from_window(version)
             if batch is None:  # behind the window: read the log itself
-                batch = await run_in_threadpool(self.forge.events_page, self.session_id, version, PAGE)
+                batch = await run_in_threadpool(self._page, version)
             if batch:
                 yield batch
                 version = batch[-1].version
@@ -105,6 +163,8 @@ class SessionHub:
             changed = self._changed
             if self.last_version > version:
                 continue
+            if self.failure is not None:  # every event before it was handed out
+                raise self.failure
             try:
                 await asyncio.wait_for(changed.wait(), idle_every)
             except TimeoutError:

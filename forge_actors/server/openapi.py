@@ -35,32 +35,76 @@ ENDPOINTS: tuple[tuple[str, str, str, type | None, int, str], ...] = (
     ("get", "/openapi.json", "This document", None, 200, "OpenAPI 3.1"),
 )
 
+#: The largest log position (SQLite integers are 64-bit).
+MAX_POSITION = (1 << 63) - 1
+
+_FROM = {"name": "from", "in": "query", "required": False,
+         "description": "resume after this log position (the `id:` / `position` of the last event seen)",
+         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION}}
+_SPEED = {"name": "speed", "in": "query", "required": False,
+          "description": "re-stream the recorded session at its recorded pace times this (0: no pauses)",
+          "schema": {"type": "number", "minimum": 0}}
+_TOKEN = {"name": "token", "in": "query", "required": False,
+          "description": "the server's token, for clients that cannot set `Authorization` (browsers)",
+          "schema": {"type": "string"}}
+#: Query and header parameters by path (path parameters are read from the path itself).
+PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "/sessions/{session_id}/export": [{"name": "format", "in": "query", "required": False,
+                                       "schema": {"enum": ["md", "json", "yaml"], "default": "md"}}],
+    "/sessions/{session_id}/events": [_FROM, _SPEED, _TOKEN, {
+        "name": "Last-Event-ID", "in": "header", "required": False,
+        "description": "as `from` (EventSource sends it when it reconnects); it wins over `from`",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION}}],
+    "/sessions/{session_id}/stream": [_FROM, _SPEED, _TOKEN],
+}
+
 _ERRORS = {
     "401": "a token is required (when the server has one)",
-    "404": "no such session",
+    "403": "the request comes from a page of another origin",
+    "404": "no such session (or route)",
     "409": "the step does not fit the session's status",
     "413": "the request body is too large",
+    "415": "a state-changing request that is not `content-type: application/json`",
+    "421": "a Host that is not a loopback name, on a server bound to loopback",
     "422": "the request is invalid (field errors in `detail`)",
+    "500": "a log row that cannot be decoded (`detail.position` names it), or an internal error (an incident id)",
 }
+_ERROR_SCHEMA = {"type": "object", "required": ["error"],
+                 "properties": {"error": {"type": "string"}, "detail": {}}}
+_NO_BODY = {"required": False, "description": "ignored; send `{}` (with `content-type: application/json`)",
+            "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _success(path: str, status: int, description: str) -> dict[str, Any]:
+    if status == 101:
+        return {"description": description}
+    media = "text/event-stream" if path.endswith("/events") else (
+        "text/markdown" if path.endswith("/export") else "application/json")
+    return {"description": description, "content": {media: {"schema": {}}}}
 
 
 def openapi_document(root: str) -> dict[str, Any]:
     body_types = [body for _, _, _, body, _, _ in ENDPOINTS if body is not None]
     _, components = msgspec.json.schema_components(body_types, ref_template="#/components/schemas/{name}")
+    components["Error"] = _ERROR_SCHEMA
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, body, status, description in ENDPOINTS:
         operation: dict[str, Any] = {
             "summary": summary,
-            "responses": {str(status): {"description": description},
-                          **{code: {"description": text} for code, text in _ERRORS.items()}},
+            "responses": {str(status): _success(path, status, description),
+                          **{code: {"description": text, "content": error} for code, text in _ERRORS.items()}},
         }
         names = [name for name in ("session_id", "participant") if "{" + name + "}" in path]
-        if names:
-            operation["parameters"] = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                                       for name in names]
+        parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names]
+        parameters += PARAMETERS.get(path, [])
+        if parameters:
+            operation["parameters"] = parameters
         if body is not None:
             operation["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
+        elif method == "post":
+            operation["requestBody"] = _NO_BODY
         paths.setdefault(root + path, {})[method] = operation
     return {
         "openapi": "3.1.0",

@@ -8,7 +8,6 @@ by step must not start deliberating on its own.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 
 import uvicorn
@@ -16,18 +15,14 @@ import uvicorn
 from forge_actors.engine import Forge
 from forge_actors.errors import ConfigError
 from forge_actors.server.app import MAX_BODY_BYTES, create_app
+from forge_actors.server.guards import check_token, is_loopback
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["ServerThread", "check_bind", "check_token", "interrupt_running", "is_loopback", "serve"]
 
 
 def check_bind(host: str, token: str | None) -> None:
+    """ConfigError for a blank token, or for a bind beyond loopback without a token."""
+    token = check_token(token)
     if not token and not is_loopback(host):
         raise ConfigError(
             f"refusing to listen on {host} without a token: anyone who reaches it could run deliberations on your "
@@ -42,7 +37,7 @@ def interrupt_running(forge: Forge) -> None:
 
 def _config(forge: Forge, host: str, port: int, token: str | None, max_body: int) -> uvicorn.Config:
     check_bind(host, token)
-    app = create_app(forge, token=token, max_body=max_body)
+    app = create_app(forge, token=token, max_body=max_body, host=host)
     # One process; the sans-I/O websockets protocol (the plain "websockets" one is deprecated).
     return uvicorn.Config(app, host=host, port=port, log_level="warning", ws="websockets-sansio", lifespan="off")
 
@@ -78,7 +73,7 @@ class ServerThread:
         if not self.server.started:
             raise RuntimeError("the server did not start")
         host, port = self.server.servers[0].sockets[0].getsockname()[:2]
-        self.url = f"http://{host}:{port}"
+        self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         return self
 
     def stop(self) -> None:

@@ -1,0 +1,300 @@
+"""The ASGI layers in front of the routes: what a request must be before any handler sees it.
+
+- ``ErrorBoundary``: an exception no handler mapped becomes a JSON 500 (or a WebSocket close
+  1011) naming an incident id that the log holds with the traceback; never a plain-text body,
+  never the exception's text (it could hold anything).
+- ``BrowserGuard``: what keeps a web page on another site from driving the API through a
+  visitor's browser. State-changing requests must be ``application/json`` (a page elsewhere
+  can send a form or text/plain without asking, JSON only after a CORS preflight this server
+  never grants: 415); on a loopback bind, ``Host`` must be a loopback name or the bound address
+  (DNS rebinding: a foreign name resolved to 127.0.0.1 still says its own name: 421); and an
+  ``Origin``, when there is one, must be the server's own (403). Requests without ``Origin``
+  (curl, SDKs) are not browser-borne and pass.
+- ``TokenGate``: with a token, every request under /api/ must carry it.
+
+WebSocket handshakes go through the same checks. A foreign Host or Origin is refused before
+any WebSocket exists: the handshake gets HTTP 403 (RFC 6455 §4.2.2). A missing token is told
+apart in a way a browser can see: the handshake is accepted and closed at once with code
+4401, since a page's WebSocket cannot read a refused handshake's status.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from forge_actors.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Methods that change nothing; every other one must send JSON.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: WebSocket close code when the token is missing or wrong (4000 + the HTTP status, like 4404, 4422).
+WS_UNAUTHORIZED = 4401
+WS_INTERNAL_ERROR = 1011
+
+
+# -- replies -----------------------------------------------------------------------------------------
+
+
+def _json_body(message: str, detail: Any = None) -> bytes:
+    body: dict[str, Any] = {"error": message}
+    if detail is not None:
+        body["detail"] = detail
+    return json.dumps(body).encode()
+
+
+async def send_http_error(send: Send, status: int, message: str, detail: Any = None,
+                          headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = _json_body(message, detail)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def refuse_handshake(receive: Receive, send: Send, reason: str) -> None:
+    """Refuse a WebSocket handshake: closing before accepting, which uvicorn answers with HTTP 403.
+
+    (Not the ``websocket.http.response`` extension: uvicorn's sans-I/O protocol answers it, then
+    logs an error for every such refusal, which a foreign page could use to flood the log.)
+    """
+    await receive()  # websocket.connect
+    await send({"type": "websocket.close", "code": 1008, "reason": _close_reason(reason)})
+
+
+async def accept_and_close(receive: Receive, send: Send, code: int, reason: str) -> None:
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": code, "reason": _close_reason(reason)})
+
+
+def _close_reason(reason: str) -> str:
+    """A close frame's reason holds at most 123 bytes of UTF-8."""
+    data = reason.encode()[:123]
+    return data.decode(errors="ignore")
+
+
+def _header(scope: Scope, name: bytes) -> list[str]:
+    return [value.decode("latin-1") for key, value in scope.get("headers") or [] if key == name]
+
+
+# -- tokens ------------------------------------------------------------------------------------------
+
+
+def check_token(token: str | None, source: str = "the token") -> str | None:
+    """``token`` if it is usable as a bearer token, None for no token; ConfigError for a blank one
+    (a token that was meant to be set, but guards nothing) or one no header can carry."""
+    if token is None:
+        return None
+    if not token.strip():
+        raise ConfigError(f"{source} is blank, so it would guard nothing: give a real token (for example "
+                          "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or none at all")
+    if not all("\x21" <= c <= "\x7e" for c in token):
+        raise ConfigError(f"{source} holds spaces, control or non-ASCII characters, which an "
+                          "`Authorization: Bearer` header cannot carry reliably: use printable ASCII only")
+    return token
+
+
+class TokenGate:
+    """Every request under /api/ must carry the token: ``Authorization: Bearer TOKEN``, or, for the
+    event streams (browsers cannot set headers on EventSource or WebSocket), ``?token=TOKEN``."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        checked = check_token(token)
+        assert checked is not None
+        self.token = checked.encode()
+
+    def _allowed(self, scope: Scope) -> bool:
+        for given in _header(scope, b"authorization"):
+            raw = given.encode("latin-1")
+            if raw[:7].lower() == b"bearer " and hmac.compare_digest(raw[7:].strip(), self.token):
+                return True
+        if scope["type"] == "websocket" or scope["path"].endswith("/events"):
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            return any(hmac.compare_digest(t.encode(), self.token) for t in query.get("token", []))
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and scope["path"].startswith("/api/") and not self._allowed(scope):
+            if scope["type"] == "http":
+                await send_http_error(send, 401, "a token is required: send `Authorization: Bearer TOKEN` "
+                                                 "(the event streams also take `?token=TOKEN`)",
+                                      headers=[(b"www-authenticate", b"Bearer")])
+            else:
+                await accept_and_close(receive, send, WS_UNAUTHORIZED,
+                                       "a token is required: add ?token=TOKEN to the stream's URL")
+            return
+        await self.app(scope, receive, send)
+
+
+# -- hosts and origins -------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1), brackets allowed around IPv6."""
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """``name[:port]`` (``[v6]:port`` for IPv6) as (lowercased name without brackets, port); None if malformed."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        name, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return None
+        port_text = rest[1:] if rest else None
+    elif value.count(":") > 1:  # an IPv6 address must be in brackets
+        return None
+    else:
+        name, colon, port_text = value.partition(":")
+        port_text = port_text if colon else None
+    if not name:
+        return None
+    if port_text is None:
+        return name, None
+    if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5):
+        return None
+    port = int(port_text)
+    return (name, port) if 0 < port < 65536 else None
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+class BrowserGuard:
+    """Refuses browser-borne requests a foreign page could make: see the module's docstring.
+
+    ``bind`` is the address the server listens on. On a loopback bind only loopback names (or the
+    bound address itself) are answered, and an Origin must be ``http://`` one of them with the
+    bound port (or the port the Host header names, which a port forward changes). On any other
+    bind the names the server is reached by are not known here, so there is no Host rule (the
+    token guards it); an Origin must then name exactly the Host the request came on.
+    """
+
+    def __init__(self, app: ASGIApp, bind: str) -> None:
+        self.app = app
+        self.bind = bind.strip("[]").lower()
+        self.loopback = is_loopback(self.bind)
+
+    def _allowed_name(self, name: str) -> bool:
+        return is_loopback(name) or name == self.bind
+
+    def _check(self, scope: Scope) -> tuple[int, str] | None:
+        """(status, message) when the request is refused, else None."""
+        hosts = _header(scope, b"host")
+        host = split_host(hosts[0]) if len(hosts) == 1 else None
+        if self.loopback and (host is None or not self._allowed_name(host[0])):
+            return 421, ("this server answers only on loopback names (localhost, 127.0.0.1, [::1]): the request's "
+                         "Host is not one of them (a DNS-rebinding page would look like this). Use "
+                         "http://127.0.0.1:PORT/, or serve on another address with --host and --token")
+        origins = _header(scope, b"origin")
+        if origins and not self._own_origin(origins, scope, host):
+            return 403, ("the request comes from a page of another origin; this server takes requests only from its "
+                         "own page (or from clients that send no Origin, such as curl and SDKs)")
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+            types = _header(scope, b"content-type")
+            media = types[0].split(";", 1)[0].strip().lower() if len(types) == 1 else ""
+            if media != "application/json":
+                return 415, ("state-changing requests must send `content-type: application/json` with a JSON body "
+                             "(`{}` for the routes that take none)")
+        return None
+
+    def _own_origin(self, origins: list[str], scope: Scope, host: tuple[str, int | None] | None) -> bool:
+        if len(origins) != 1:
+            return False
+        try:
+            origin = urlsplit(origins[0].strip())
+            origin_port = origin.port
+        except ValueError:
+            return False
+        name = (origin.hostname or "").lower()
+        if origin.scheme not in ("http", "https") or not name or "@" in origin.netloc or origin.path or origin.query:
+            return False
+        port = origin_port or _DEFAULT_PORTS[origin.scheme]
+        if self.loopback:
+            server = scope.get("server")
+            ports = {server[1]} if server else set()
+            if host is not None:
+                ports.add(host[1] or 80)
+            return origin.scheme == "http" and self._allowed_name(name) and port in ports
+        return host is not None and (name, port) == (host[0], host[1] or _DEFAULT_PORTS[origin.scheme])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        refused = self._check(scope)
+        if refused is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http":
+            await send_http_error(send, *refused)
+        else:
+            await refuse_handshake(receive, send, refused[1])
+
+
+# -- the last resort ---------------------------------------------------------------------------------
+
+
+class ErrorBoundary:
+    """An exception that reached no handler: logged with its traceback under an incident id, and
+    answered with a JSON 500 (or, on an open WebSocket, a close with 1011) naming that id.
+
+    It sits inside Starlette's own error middleware, so that one (which answers in plain text and
+    re-raises into the server's log) never sees an exception.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        phase = "new"  # then "open" (a WebSocket accepted) or "done" (a response or close sent)
+
+        async def tracked(message: MutableMapping[str, Any]) -> None:
+            nonlocal phase
+            kind = message["type"]
+            if kind in ("http.response.start", "websocket.http.response.start", "websocket.close"):
+                phase = "done"
+            elif kind == "websocket.accept":
+                phase = "open"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            incident = secrets.token_hex(6)
+            logger.exception("internal error %s answering %s %s", incident, scope.get("method", "WEBSOCKET"),
+                             scope.get("path"))
+            message = "internal error"
+            detail = f"incident {incident}: the server's log holds what went wrong; report it with this id"
+            try:
+                if phase == "new" and scope["type"] == "http":
+                    await send_http_error(send, 500, message, detail)
+                elif phase in ("new", "open"):  # a close code is what a browser's WebSocket can see
+                    if phase == "new":
+                        await send({"type": "websocket.accept"})
+                    await send({"type": "websocket.close", "code": WS_INTERNAL_ERROR,
+                                "reason": _close_reason(f"internal error, incident {incident}")})
+            except Exception:  # the client is gone, or the reply had begun: nothing more can be said
+                logger.debug("could not report incident %s to the client", incident, exc_info=True)
