@@ -69,6 +69,15 @@ def test_a_full_file_parses_into_typed_config(tmp_path):
     ("[forge.pricing.m]\ninput_per_mtok = 1\n", "forge.pricing.m: Object missing required field `output_per_mtok`"),
     ("[other]\nx = 1\n", "unknown table(s) other"),
     ("[forge\n", "not valid TOML"),
+    ("[forge.pools.p]\nmembers = ['mock:a', 'anthropic:c?api_key=sk-x']\n", "forge.pools.p.members[1]: api_key"),
+    ("[forge.pools.p]\nmembers = ['openai:g?base_url=http%3A%2F%2Fh&api_key=sk-x']\n", "environment only"),
+    ("[forge]\ndefault_model = 'anthropic:c?api_key=sk-x'\n", "forge.default_model: api_key"),
+    ("[forge]\nmax_participants = 0\n", "forge.max_participants: a whole number, at least 1"),
+    ("[forge]\nmax_participants = 'lots'\n", "forge.max_participants"),
+    ("[forge]\nmax_rounds = 1000\n", "forge.max_rounds must be at least 1 and at most 100"),
+    ("[forge]\nmax_retries = 50\n", "forge.max_retries must be 0 or more and at most 10"),
+    ("[forge]\nmax_tokens = 10000000\n", "forge.max_tokens must be at least 1 and at most 128000"),
+    ("[forge]\nround_timeout_seconds = 1e9\n", "round_timeout_seconds must be more than 0 and at most 86400"),
 ])
 def test_every_mistake_names_the_key_and_the_file(tmp_path, text, message):
     path = tmp_path / "mine.toml"
@@ -101,26 +110,6 @@ def test_the_engine_applies_the_config(tmp_path):
         assert list(state.participants) == ["alice", "bob"] and state.settings.max_rounds == 2
         with pytest.raises(ConfigError, match="openai is disabled"):
             forge.create_session("goal", ["openai:gpt-4o?base_url=http://127.0.0.1:9/v1"])
-
-
-@pytest.mark.parametrize("text, message", [
-    ("[forge.pools.p]\nmembers = ['mock:a', 'anthropic:c?api_key=sk-x']\n", "forge.pools.p.members[1]: api_key"),
-    ("[forge.pools.p]\nmembers = ['openai:g?base_url=http%3A%2F%2Fh&api_key=sk-x']\n", "environment only"),
-    ("[forge]\ndefault_model = 'anthropic:c?api_key=sk-x'\n", "forge.default_model: api_key"),
-    ("[forge]\nmax_participants = 0\n", "forge.max_participants: a whole number, at least 1"),
-    ("[forge]\nmax_participants = 'lots'\n", "forge.max_participants"),
-    ("[forge]\nmax_rounds = 1000\n", "forge.max_rounds must be at least 1 and at most 100"),
-    ("[forge]\nmax_retries = 50\n", "forge.max_retries must be 0 or more and at most 10"),
-    ("[forge]\nmax_tokens = 10000000\n", "forge.max_tokens must be at least 1 and at most 128000"),
-    ("[forge]\nround_timeout_seconds = 1e9\n", "round_timeout_seconds must be more than 0 and at most 86400"),
-])
-def test_keys_in_member_specs_and_unbounded_settings_are_refused(tmp_path, text, message):
-    path = tmp_path / "mine.toml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as caught:
-        load_config(path, {})
-    assert message in str(caught.value) and str(path) in str(caught.value)
-    assert "sk-x" not in str(caught.value)
 
 
 def test_max_participants_is_read_from_the_file_and_defaults_to_32(tmp_path):
