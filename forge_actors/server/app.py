@@ -33,13 +33,14 @@ from forge_actors.errors import (
     CorruptEventError,
     CorruptLogError,
     InvalidCommandError,
+    LlmError,
     LogWriteError,
+    ProviderConfigError,
     SessionBusyError,
     SessionNotFoundError,
 )
 from forge_actors.events import ROUND_KINDS
 from forge_actors.export import FORMATS, event_json, export_document, render
-from forge_actors.providers.errors import LlmError, ProviderConfigError
 from forge_actors.server import bodies
 from forge_actors.server.feed import EventFeed
 from forge_actors.server.guards import (
