@@ -251,7 +251,8 @@ def _session_created(state: SessionState, e: SessionCreated) -> SessionState:
 
 def _round_started(state: SessionState, e: RoundStarted) -> SessionState:
     round_ = RoundState(e.round, e.kind, e.iteration, e.participants)
-    return replace(state, rounds=state.rounds + (round_,), status=next_status(state.status, bool(state.rounds), e))
+    status = next_status(state.status, bool(state.rounds), e)
+    return replace(state, rounds=state.rounds + (round_,), status=status)
 
 
 def _prompt_sent(state: SessionState, e: PromptSent) -> SessionState:

@@ -331,7 +331,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
                     _log_stream_failure(session_id, exc)
                     try:
                         await websocket.close(code=WS_INTERNAL_ERROR, reason=_ws_reason(exc))
-                    except (WebSocketDisconnect, RuntimeError, OSError):
+                    except (WebSocketDisconnect, RuntimeError, OSError):  # gone too: the failure is logged above
                         pass
                 tasks.cancel_scope.cancel()
 
@@ -339,7 +339,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
                 try:
                     while (await websocket.receive())["type"] != "websocket.disconnect":
                         pass
-                except (WebSocketDisconnect, RuntimeError):
+                except (WebSocketDisconnect, RuntimeError):  # the client went away: what we watch for
                     pass
                 tasks.cancel_scope.cancel()
 
