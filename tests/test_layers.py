@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import functools
+import io
+import tokenize
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,3 +381,52 @@ def test_each_rule_catches_a_planted_violation(rule, module, is_package, text):
 
 def test_every_rule_has_a_planted_violation():
     assert {rule.name for rule in RULES} == {planted[0] for planted in PLANTED}
+
+
+# -- no silent failure ----------------------------------------------------------------------------
+
+
+def _comment_lines(text: str) -> set[int]:
+    tokens = tokenize.generate_tokens(io.StringIO(text).readline)
+    return {tok.start[0] for tok in tokens if tok.type == tokenize.COMMENT}
+
+
+def _is_silent(handler: ast.ExceptHandler) -> bool:
+    """Only pass/continue/break/return, none of them using the exception: it vanishes without a word."""
+    if not all(isinstance(stmt, (ast.Pass, ast.Continue, ast.Break, ast.Return)) for stmt in handler.body):
+        return False
+    return not (handler.name and any(isinstance(n, ast.Name) and n.id == handler.name
+                                     for stmt in handler.body for n in ast.walk(stmt)))
+
+
+def silent_excepts(source: Source) -> list[str]:
+    """Each ``except`` that swallows its exception with no comment saying why silence is right."""
+    comments = _comment_lines(source.text)
+    found = []
+    for node in ast.walk(_parsed(source)):
+        if isinstance(node, ast.ExceptHandler) and _is_silent(node):
+            span = range(node.lineno, node.body[-1].end_lineno + 1)  # type: ignore[operator]
+            if not comments.intersection(span):
+                found.append(f"{source.module} line {node.lineno}: an except that swallows its exception silently; "
+                             "log it (logger.warning/debug, exc_info=True) or say in a comment why silence is right")
+    return found
+
+
+def test_no_exception_is_swallowed_without_a_word():
+    assert [s for source in read_tree().values() for s in silent_excepts(source)] == []
+
+
+@pytest.mark.parametrize(("body", "silent"), [
+    ("except ValueError:\n    pass\n", True),
+    ("except Exception:\n    return None\n", True),
+    ("except OSError as exc:\n    continue\n", True),
+    ("except ValueError:  # not a number: the next header may say\n    pass\n", False),
+    ("except ValueError:\n    pass  # the answer sought\n", False),
+    ("except Exception:\n    logger.warning('x failed', exc_info=True)\n", False),
+    ("except OSError as exc:\n    return str(exc)\n", False),  # the caller gets the failure
+    ("except KeyError:\n    raise LookupError('say what to do') from None\n", False),
+])
+def test_a_silent_except_is_caught(body, silent):
+    text = "def f():\n  for _ in ():\n    try:\n        g()\n    " + body.replace("\n    ", "\n        ")
+    source = Source("forge_actors.planted", False, text)
+    assert bool(silent_excepts(source)) is silent
