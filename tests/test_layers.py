@@ -430,3 +430,22 @@ def test_a_silent_except_is_caught(body, silent):
     text = "def f():\n  for _ in ():\n    try:\n        g()\n    " + body.replace("\n    ", "\n        ")
     source = Source("forge_actors.planted", False, text)
     assert bool(silent_excepts(source)) is silent
+
+
+#: Who may configure logging: the commands, never the library (an embedding application owns its handlers).
+LOGGING_CONFIGURERS = ("forge_actors.cli",)
+_CONFIGURING_CALLS = {"basicConfig", "addHandler", "dictConfig", "fileConfig"}
+
+
+def logging_configured_in(source: Source) -> list[str]:
+    return [f"{source.module} line {node.lineno}: {node.func.attr}"
+            for node in ast.walk(_parsed(source))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _CONFIGURING_CALLS]
+
+
+def test_only_the_commands_configure_logging():
+    found = [hit for source in read_tree().values() if source.module not in LOGGING_CONFIGURERS
+             for hit in logging_configured_in(source)]
+    assert found == []
+    assert logging_configured_in(Source("forge_actors.planted", False, "import logging\nlogging.basicConfig()\n"))
