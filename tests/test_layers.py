@@ -337,8 +337,9 @@ def test_providers_cli_is_a_provider_not_a_surface():
     assert is_surface("forge_actors.cli") and is_surface("forge_actors.server.app") and is_surface("tools.replay")
 
 
-#: (rule, module planted into, is it a package, source): each breaks exactly the rule named, and
-#: most of them through a relative import, the kind the first version of this test skipped.
+#: (rule, module planted into, is it a package, source): each breaks the rule named (some a second
+#: one too: an actor importing the engine does), most through a relative import, the kind the first
+#: version of this test skipped, some inside a function or a TYPE_CHECKING block.
 PLANTED = [
     ("eventstore-knows-nothing-of-forge", "eventstore.planted", False, "from forge_actors.events import Event\n"),
     ("eventstore-knows-nothing-of-forge", "eventstore", True, "import forge_actors.state\n"),
