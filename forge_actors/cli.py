@@ -35,12 +35,13 @@ from forge_actors.errors import (
     CorruptEventError,
     EventStoreError,
     ForgeError,
+    LlmError,
     LogWriteError,
     NotAnEventLogError,
+    ProviderConfigError,
 )
 from forge_actors.export import FORMATS, export_document, render
 from forge_actors.pricing import format_cost
-from forge_actors.providers.errors import LlmError, ProviderConfigError
 from forge_actors.state import SessionState
 from forge_actors.terminal import JsonLinesView, LiveView
 

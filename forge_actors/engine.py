@@ -201,7 +201,7 @@ def _process_exists(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except ProcessLookupError:  # the answer sought: no such process
         return False
     except OSError:  # e.g. EPERM: it exists, under another user
         return True
@@ -605,7 +605,7 @@ class Forge:
         if running is not None:
             try:
                 running.session.ask(Interrupt(reason))
-            except pykka.ActorDeadError:
+            except pykka.ActorDeadError:  # it stopped on its own meanwhile: nothing left to interrupt
                 pass
             # The actor stops itself after recording the interruption; wait (briefly) until it has,
             # so that its lease is released and a resume elsewhere can start right away.

@@ -1,6 +1,8 @@
 """Errors of the engine: each says what went wrong and what to do about it.
 
-Provider errors live in ``forge_actors.providers.errors``; log errors in ``eventstore``.
+Provider errors live in ``forge_actors.providers.errors``; log errors in ``eventstore``. Both are
+re-exported here: this module and ``forge_actors.engine`` are the engine's edge, and the surfaces
+(CLI, server, tools) import nothing of providers or the log directly (tests/test_layers.py).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from eventstore.errors import (
     LogWriteError,
     NotAnEventLogError,
 )
-from forge_actors.providers.errors import LlmError, MissingApiKeyError
+# The provider errors a caller catches at the engine's edge (a bad spec, a model that failed).
+from forge_actors.providers.errors import LlmError, MissingApiKeyError, ProviderConfigError
 
 __all__ = [
     "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DiskFullError", "EventStoreError",
-    "ForgeError", "InvalidCommandError", "LogReadError", "LogWriteError", "NotAnEventLogError",
-    "ParticipantKeyMissingError", "SessionBusyError", "SessionNotFoundError", "SessionStoppedError",
+    "ForgeError", "InvalidCommandError", "LlmError", "LogReadError", "LogWriteError", "MissingApiKeyError",
+    "NotAnEventLogError", "ParticipantKeyMissingError", "ProviderConfigError", "SessionBusyError", "SessionNotFoundError", "SessionStoppedError",
     "UntrustedSpecError",
 ]
 

@@ -884,7 +884,7 @@ def _structured(text: str, shape: type[Any]) -> Any:
             continue
         try:
             return msgspec.json.decode(attempt, type=shape)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError):  # not this reading of the reply: try the next
             continue
     return None
 

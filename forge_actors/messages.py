@@ -6,6 +6,11 @@ a frozen Struct. The session actor only ever *tells*: a participant answers with
 timers answer with ``DeadlinePassed`` or ``RetryDue``. Commands from the engine
 (``RunRound``, ``AddHumanDraft``...) are the only messages that are asked, and they
 come from outside the actor system.
+
+Fields are typed with what they hold (``CancelToken``, ``pykka.ActorRef``, a ``Future``, a
+``Provider``) rather than ``Any``: msgspec takes any class as a field type, and it only
+checks types when decoding, which messages never are (they cross threads, not wires). So
+they stay frozen Structs, like every other value that crosses a boundary here.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import Future
+from typing import Union
 
 import msgspec
+import pykka
 
 from forge_actors.events import RoundKind, VoteChoice
-from forge_actors.providers.base import LlmRequest, Usage
+from forge_actors.providers.base import LlmRequest, Provider, Usage
+from forge_actors.state import RoundState, SessionState
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +88,15 @@ class Contribute(msgspec.Struct, frozen=True):
 
     contribution_id: str
     request: LlmRequest
-    cancel: Any  # CancelToken
-    reply_to: Any  # pykka ActorRef
+    cancel: CancelToken
+    #: The session actor: it is told DeltaReceived, then ContributionSucceeded or ContributionErrored.
+    reply_to: pykka.ActorRef
 
 
 class UseProvider(msgspec.Struct, frozen=True):
     """From now on, contribute with ``provider`` (the previous one is closed)."""
 
-    provider: Any
+    provider: Provider
 
 
 # -- participant -> session -----------------------------------------------------------------------
@@ -147,14 +156,14 @@ class Deliberate(msgspec.Struct, frozen=True):
 
     plan: tuple[RoundKind, ...] | None = None
     cancel_reason: str | None = None
-    done: Any = None  # concurrent.futures.Future | None
+    done: Future[SessionState] | None = None
 
 
 class RunRound(msgspec.Struct, frozen=True):
-    """Run one round; ``done`` gets the RoundState when it completes."""
+    """Run one round; ``done`` gets the RoundState when it completes (None if it cannot be found)."""
 
     kind: RoundKind
-    done: Any = None  # concurrent.futures.Future | None
+    done: Future[RoundState | None] | None = None
 
 
 class AddHumanDraft(msgspec.Struct, frozen=True):
@@ -179,7 +188,7 @@ class SwitchProvider(msgspec.Struct, frozen=True):
     participant: str
     spec: str
     model: str
-    provider: Any
+    provider: Provider
     replies: str = "text"
 
 
@@ -187,3 +196,12 @@ class Interrupt(msgspec.Struct, frozen=True):
     """Stop now without ending the session (Ctrl-C): ``resume`` continues it later."""
 
     reason: str = "interrupted by the user"
+
+
+#: What a participant actor is told.
+ParticipantMessage = Union[Contribute, UseProvider]
+#: What the session actor receives: from participants, from timers, and the engine's commands.
+SessionMessage = Union[
+    DeltaReceived, ContributionSucceeded, ContributionErrored, DeadlinePassed, RetryDue,
+    Recover, Deliberate, RunRound, AddHumanDraft, CastVote, CancelSession, SwitchProvider, Interrupt,
+]

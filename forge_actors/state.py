@@ -189,6 +189,34 @@ class SessionState(msgspec.Struct, frozen=True):
 # -- the fold -------------------------------------------------------------------
 
 
+#: The events that change a session's status; every other event leaves it as it was.
+STATUS_EVENTS: frozenset[str] = frozenset(
+    cls.__name__ for cls in (SessionCreated, RoundStarted, SessionInterrupted, SessionResumed, SessionEnded)
+)
+
+
+def next_status(status: SessionStatus, has_rounds: bool, event: Event) -> SessionStatus:
+    """The session's status once ``event`` is folded: the one rule of it.
+
+    ``apply`` uses it, and so does the summary projection (``usage.SummaryProjection``),
+    which keeps only the status and the round count, so that the two can never disagree.
+    ``has_rounds``: a round had started before ``event`` (a resumed session with none is
+    back to "created", not "running").
+    """
+    if isinstance(event, SessionCreated):
+        return "created"
+    if isinstance(event, RoundStarted):
+        return "running"
+    if isinstance(event, SessionInterrupted):
+        return "interrupted"
+    if isinstance(event, SessionResumed):
+        return "running" if has_rounds else "created"
+    if isinstance(event, SessionEnded):
+        outcome: Outcome = event.outcome
+        return outcome
+    return status
+
+
 def _with(mapping: dict, key: str, value: object) -> dict:
     copy = dict(mapping)
     copy[key] = value
@@ -217,13 +245,14 @@ def _session_created(state: SessionState, e: SessionCreated) -> SessionState:
         constraints=e.constraints,
         settings=e.settings,
         participants={p.name: p for p in e.participants},
-        status="created",
+        status=next_status(state.status, bool(state.rounds), e),
     )
 
 
 def _round_started(state: SessionState, e: RoundStarted) -> SessionState:
     round_ = RoundState(e.round, e.kind, e.iteration, e.participants)
-    return replace(state, rounds=state.rounds + (round_,), status="running")
+    status = next_status(state.status, bool(state.rounds), e)
+    return replace(state, rounds=state.rounds + (round_,), status=status)
 
 
 def _prompt_sent(state: SessionState, e: PromptSent) -> SessionState:
@@ -337,16 +366,16 @@ def _provider_switched(state: SessionState, e: ProviderSwitched) -> SessionState
 
 
 def _session_interrupted(state: SessionState, e: SessionInterrupted) -> SessionState:
-    return replace(state, status="interrupted", end_reason=e.reason)
+    return replace(state, status=next_status(state.status, bool(state.rounds), e), end_reason=e.reason)
 
 
 def _session_resumed(state: SessionState, e: SessionResumed) -> SessionState:
-    status = "running" if state.rounds else "created"
+    status = next_status(state.status, bool(state.rounds), e)
     return replace(state, resumes=state.resumes + 1, status=status, end_reason="")
 
 
 def _session_ended(state: SessionState, e: SessionEnded) -> SessionState:
-    status: Outcome = e.outcome
+    status = next_status(state.status, bool(state.rounds), e)
     return replace(state, status=status, end_reason=e.reason, final_score=e.final_score)
 
 

@@ -13,6 +13,7 @@ Costs are never stored: prices change, and the report applies today's table.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Mapping
 
@@ -20,9 +21,11 @@ import msgspec
 
 from eventstore import EventStore, RecordedEvent
 from forge_actors.config import Price
-from forge_actors.events import TokenUsage
+from forge_actors.events import Event, RoundStarted, SessionCreated, TokenUsage, decode_event
 from forge_actors.pricing import estimate_cost, price_of
-from forge_actors.state import SessionState
+from forge_actors.state import STATUS_EVENTS, SessionState, next_status
+
+logger = logging.getLogger(__name__)
 
 
 class ParticipantUsage(msgspec.Struct, frozen=True):
@@ -92,29 +95,13 @@ class SessionSummary(msgspec.Struct, frozen=True):
         return self.input_tokens + self.output_tokens
 
 
-class _Created(msgspec.Struct):
-    session_id: str
-    title: str
-
-
-class _RoundStarted(msgspec.Struct):
-    round: int
-
-
 class _Completed(msgspec.Struct):
     participant: str
     round: int
     usage: TokenUsage
 
 
-class _Ended(msgspec.Struct):
-    outcome: str
-
-
-_decode_created = msgspec.json.Decoder(_Created).decode
-_decode_round = msgspec.json.Decoder(_RoundStarted).decode
 _decode_completed = msgspec.json.Decoder(_Completed).decode
-_decode_ended = msgspec.json.Decoder(_Ended).decode
 
 
 class SummaryProjection:
@@ -135,31 +122,48 @@ class SummaryProjection:
         )
 
     def apply(self, conn: sqlite3.Connection, event: RecordedEvent) -> None:
-        sid, kind = event.stream_id, event.type
-        if kind == "SessionCreated":
-            created = _decode_created(event.data)
-            conn.execute("INSERT OR IGNORE INTO session_summaries (session_id, title, status, created_at) "
-                         "VALUES (?, ?, 'created', ?)", (sid, created.title, event.recorded_at))
-        elif kind == "RoundStarted":
-            conn.execute("UPDATE session_summaries SET rounds = MAX(rounds, ?), status = 'running' "
-                         "WHERE session_id = ?", (_decode_round(event.data).round, sid))
-        elif kind == "ContributionCompleted":
-            done = _decode_completed(event.data)
-            tokens = (done.usage.input_tokens, done.usage.output_tokens)
-            conn.execute(
-                "INSERT INTO session_usage VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id, round, participant) "
-                "DO UPDATE SET input_tokens = input_tokens + excluded.input_tokens, "
-                "output_tokens = output_tokens + excluded.output_tokens",
-                (sid, done.round, done.participant, *tokens),
-            )
-            conn.execute("UPDATE session_summaries SET input_tokens = input_tokens + ?, "
-                         "output_tokens = output_tokens + ? WHERE session_id = ?", (*tokens, sid))
-        elif kind == "SessionEnded":
-            conn.execute("UPDATE session_summaries SET status = ? WHERE session_id = ?",
-                         (_decode_ended(event.data).outcome, sid))
-        elif kind in ("SessionInterrupted", "SessionResumed"):
-            status = "interrupted" if kind == "SessionInterrupted" else "running"
-            conn.execute("UPDATE session_summaries SET status = ? WHERE session_id = ?", (status, sid))
+        if event.type in STATUS_EVENTS:
+            self._fold_status(conn, event)
+        elif event.type == "ContributionCompleted":
+            self._add_usage(conn, event)
+
+    @staticmethod
+    def _fold_status(conn: sqlite3.Connection, recorded: RecordedEvent) -> None:
+        # The status comes from state.next_status, the rule SessionState's fold applies, fed with
+        # the two things it reads (the previous status, whether a round had started): a second
+        # implementation here once drifted (SessionResumed before any round said "running").
+        sid = recorded.stream_id
+        event = recorded.event if isinstance(recorded.event, Event) else decode_event(recorded.type, recorded.data)
+        row = conn.execute("SELECT status, rounds FROM session_summaries WHERE session_id = ?", (sid,)).fetchone()
+        if isinstance(event, SessionCreated):
+            if row is None:
+                conn.execute("INSERT INTO session_summaries (session_id, title, status, created_at) "
+                             "VALUES (?, ?, ?, ?)", (sid, event.title, next_status("new", False, event),
+                                                     recorded.recorded_at))
+                return
+        elif row is None:
+            logger.warning("event %s at position %d of stream %s comes before its SessionCreated; left out of the "
+                           "session summaries", recorded.type, recorded.position, sid)
+            return
+        status, rounds = row
+        # Round numbers start at 1, so "a round had started" is rounds > 0.
+        rounds_after = max(rounds, event.round) if isinstance(event, RoundStarted) else rounds
+        conn.execute("UPDATE session_summaries SET status = ?, rounds = ? WHERE session_id = ?",
+                     (next_status(status, rounds > 0, event), rounds_after, sid))
+
+    @staticmethod
+    def _add_usage(conn: sqlite3.Connection, recorded: RecordedEvent) -> None:
+        done = _decode_completed(recorded.data)
+        tokens = (done.usage.input_tokens, done.usage.output_tokens)
+        sid = recorded.stream_id
+        conn.execute(
+            "INSERT INTO session_usage VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id, round, participant) "
+            "DO UPDATE SET input_tokens = input_tokens + excluded.input_tokens, "
+            "output_tokens = output_tokens + excluded.output_tokens",
+            (sid, done.round, done.participant, *tokens),
+        )
+        conn.execute("UPDATE session_summaries SET input_tokens = input_tokens + ?, "
+                     "output_tokens = output_tokens + ? WHERE session_id = ?", (*tokens, sid))
 
 
 def read_summaries(store: EventStore) -> list[SessionSummary]:

@@ -114,7 +114,7 @@ class DaemonProvider(ToolProvider):
                 process.stdin.write((self.quit_command + "\n").encode())
                 process.stdin.flush()
                 process.wait(1.0)
-            except (OSError, subprocess.TimeoutExpired):
+            except (OSError, subprocess.TimeoutExpired):  # it would not quit politely: the group is stopped below
                 pass
         stop_group(process)
         if reader is not None:

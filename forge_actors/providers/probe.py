@@ -131,7 +131,7 @@ def _get_models(url: str, endpoint: _Endpoint, key: str | None, timeout: float,
         return True, f"HTTP {status} from {endpoint.path} ({message[:200]})", ()
     try:
         models = endpoint.models(response.content)
-    except msgspec.DecodeError:
+    except msgspec.DecodeError:  # the probe's answer says so; the list is only a courtesy
         return True, f"HTTP {status}; {endpoint.path} did not return the usual model list", ()
     return True, f"HTTP {status}", models
 

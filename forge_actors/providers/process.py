@@ -52,26 +52,26 @@ def stop_group(process: subprocess.Popen, grace: float = TERM_GRACE_SECONDS) -> 
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(process.pid, sig)
-        except (ProcessLookupError, PermissionError):
+        except (ProcessLookupError, PermissionError):  # the group is gone already (reaped, or recycled)
             break
         try:
             process.wait(wait)
             break
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # still running after the grace: next, the harder signal
             continue
     try:
         os.killpg(process.pid, signal.SIGKILL)  # stragglers the leader left behind
-    except (ProcessLookupError, PermissionError):
+    except (ProcessLookupError, PermissionError):  # none left: the usual case
         pass
     for pipe in (process.stdin, process.stdout, process.stderr):
         if pipe is not None:
             try:
                 pipe.close()
-            except OSError:
+            except OSError:  # a pipe the dead process broke: closing it is all we wanted
                 pass
     try:
         process.wait(1.0)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired:  # unkillable (e.g. stuck in the kernel): the OS reaps it later
         pass
 
 
@@ -111,7 +111,7 @@ class OutputReader:
             return None
         try:
             data = os.read(self._fd, 65536)
-        except BlockingIOError:
+        except BlockingIOError:  # a spurious wake-up: nothing to read after all
             return None
         except OSError:
             data = b""

@@ -61,7 +61,7 @@ def redact_spec(spec: str) -> str:
     """
     try:
         parsed = parse_spec(spec)
-    except ProviderConfigError:
+    except ProviderConfigError:  # unreadable: drop the whole query, where a secret could be
         return spec.partition("?")[0]
     return str(parsed.redacted()) if parsed.has_secrets else spec
 

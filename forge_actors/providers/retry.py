@@ -48,18 +48,18 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     if millis:
         try:
             return max(0.0, float(millis) / 1000)
-        except ValueError:
+        except ValueError:  # not a number: the next header may say
             pass
     value = headers.get("retry-after")
     if not value:
         return None
     try:
         return max(0.0, float(value))
-    except ValueError:
+    except ValueError:  # not seconds: perhaps an HTTP date
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # unreadable: no hint, the policy's own backoff applies
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 

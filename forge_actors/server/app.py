@@ -33,13 +33,14 @@ from forge_actors.errors import (
     CorruptEventError,
     CorruptLogError,
     InvalidCommandError,
+    LlmError,
     LogWriteError,
+    ProviderConfigError,
     SessionBusyError,
     SessionNotFoundError,
 )
 from forge_actors.events import ROUND_KINDS
 from forge_actors.export import FORMATS, event_json, export_document, render
-from forge_actors.providers.errors import LlmError, ProviderConfigError
 from forge_actors.server import bodies
 from forge_actors.server.feed import EventFeed
 from forge_actors.server.guards import (
@@ -330,7 +331,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
                     _log_stream_failure(session_id, exc)
                     try:
                         await websocket.close(code=WS_INTERNAL_ERROR, reason=_ws_reason(exc))
-                    except (WebSocketDisconnect, RuntimeError, OSError):
+                    except (WebSocketDisconnect, RuntimeError, OSError):  # gone too: the failure is logged above
                         pass
                 tasks.cancel_scope.cancel()
 
@@ -338,7 +339,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
                 try:
                     while (await websocket.receive())["type"] != "websocket.disconnect":
                         pass
-                except (WebSocketDisconnect, RuntimeError):
+                except (WebSocketDisconnect, RuntimeError):  # the client went away: what we watch for
                     pass
                 tasks.cancel_scope.cancel()
 

@@ -77,7 +77,7 @@ class EventFeed:
         while not self._stopped.is_set():
             try:
                 self._queue.put(item, timeout=0.5)
-            except queue.Full:
+            except queue.Full:  # a slow reader: wait on, unless the feed was closed meanwhile
                 continue
             try:
                 self._loop.call_soon_threadsafe(self._ready.set)

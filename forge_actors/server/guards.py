@@ -150,7 +150,7 @@ def is_loopback(host: str) -> bool:
         return True
     try:
         return ipaddress.ip_address(name).is_loopback
-    except ValueError:
+    except ValueError:  # a name other than localhost, or no address at all: not loopback
         return False
 
 
@@ -224,7 +224,7 @@ class BrowserGuard:
         try:
             origin = urlsplit(origins[0].strip())
             origin_port = origin.port
-        except ValueError:
+        except ValueError:  # an unreadable Origin is not ours: refused by the caller
             return False
         name = (origin.hostname or "").lower()
         if origin.scheme not in ("http", "https") or not name or "@" in origin.netloc or origin.path or origin.query:

@@ -4,6 +4,11 @@ Sessions still running when the server stops are recorded as interrupted
 (``SessionInterrupted``); they are resumed on request — ``POST .../deliberate`` or
 ``forge resume`` — not automatically on the next start, since a session driven step
 by step must not start deliberating on its own.
+
+Logging: uvicorn is given no logging config of its own (``log_config=None``), so it adds no
+handlers and its records (``uvicorn.error``, ``uvicorn.access``) propagate to whatever the
+application configured: ``forge serve`` logs them like the rest, from ``--log-level`` /
+``FORGE_LOG_LEVEL`` on. ``log_level`` sets uvicorn's loggers' level explicitly instead.
 """
 
 from __future__ import annotations
@@ -35,17 +40,24 @@ def interrupt_running(forge: Forge) -> None:
         forge.interrupt(session_id, "the server stopped")
 
 
-def _config(forge: Forge, host: str, port: int, token: str | None, max_body: int) -> uvicorn.Config:
+def _config(forge: Forge, host: str, port: int, token: str | None, max_body: int,
+            log_level: str | int | None = None) -> uvicorn.Config:
     check_bind(host, token)
     app = create_app(forge, token=token, max_body=max_body, host=host)
     # One process; the sans-I/O websockets protocol (the plain "websockets" one is deprecated).
-    return uvicorn.Config(app, host=host, port=port, log_level="warning", ws="websockets-sansio", lifespan="off")
+    # No log_config: uvicorn's default one installs handlers of its own that bypass the application's.
+    return uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level,
+                          ws="websockets-sansio", lifespan="off")
 
 
 def serve(forge: Forge, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          max_body: int = MAX_BODY_BYTES) -> None:
-    """Serve until interrupted (Ctrl-C), then record the sessions still running as interrupted."""
-    server = uvicorn.Server(_config(forge, host, port, token, max_body))
+          max_body: int = MAX_BODY_BYTES, log_level: str | int | None = None) -> None:
+    """Serve until interrupted (Ctrl-C), then record the sessions still running as interrupted.
+
+    ``log_level`` (e.g. "info"): uvicorn's loggers' level; None: they follow the application's
+    logging configuration (the root logger's level, as ``forge serve --log-level`` sets it).
+    """
+    server = uvicorn.Server(_config(forge, host, port, token, max_body, log_level))
     try:
         server.run()
     finally:
@@ -56,9 +68,9 @@ class ServerThread:
     """The server on an ephemeral port in a background thread; ``url`` once started."""
 
     def __init__(self, forge: Forge, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 max_body: int = MAX_BODY_BYTES) -> None:
+                 max_body: int = MAX_BODY_BYTES, log_level: str | int | None = None) -> None:
         self.forge = forge
-        self.server = uvicorn.Server(_config(forge, host, port, token, max_body))
+        self.server = uvicorn.Server(_config(forge, host, port, token, max_body, log_level))
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
         self._thread = threading.Thread(target=self.server.run, name="forge-server", daemon=True)
         self.url = ""
