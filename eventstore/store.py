@@ -12,7 +12,9 @@ about the file itself becomes a typed error: a full disk DiskFullError, a failed
 LogWriteError, a failed read LogReadError, a damaged page CorruptLogError.
 
 Threading: one write connection guarded by a lock (SQLite has one writer anyway);
-readers get a connection per thread. Every read pages through the table with keyset
+reads borrow a connection from a small pool for the one statement they run and give it
+back (a connection per thread would pile up file handles with every short-lived thread
+that ever read: a server's per-client threads, say). Every read pages through the table with keyset
 pagination and holds no transaction open between pages, so an iterator over a huge
 log uses little memory and never pins the WAL.
 """
@@ -75,6 +77,9 @@ _INSERT: Final = (
 _MAX_POSITION: Final = "SELECT COALESCE(MAX(position), 0) FROM events"
 _STREAM_VERSION: Final = "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?"
 _SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: Idle read connections kept for the next reads; more are opened when more threads read
+#: at once, and closed again when they come back to a full pool.
+READER_POOL_SIZE: Final = 4
 
 
 class NewEvent(msgspec.Struct, frozen=True):
@@ -289,8 +294,7 @@ class EventStore:
         # UNIQUE(stream_id, version) is the real guard, and a mismatch re-reads the table.
         self._versions: dict[str, int] = {}
         self._readers_lock = threading.Lock()
-        self._readers: list[sqlite3.Connection] = []
-        self._local = threading.local()
+        self._idle_readers: list[sqlite3.Connection] = []  # guarded by _readers_lock
         self._subscriptions: set[Subscription] = set()
         self._committed = threading.Condition(threading.Lock())
 
@@ -307,7 +311,7 @@ class EventStore:
         try:
             if needs_setup:
                 self._ensure_schema(create)
-            self._last_committed = self._read_one(self._conn, _MAX_POSITION, ())
+            self._last_committed = self._max_position(self._conn)
         except BaseException:
             self._conn.close()
             raise
@@ -393,7 +397,9 @@ class EventStore:
     def _typed(self, exc: sqlite3.Error, doing: Literal["reading", "writing"]) -> EventStoreError | None:
         return _typed_error(self.path, exc, doing)
 
-    def _read_rows(self, conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[tuple]:
+    def _read_rows(self, sql: str, parameters: Sequence[Any]) -> list[tuple]:
+        """All rows of one read statement, on a pooled read connection."""
+        conn = self._borrow_reader()
         try:
             return conn.execute(sql, parameters).fetchall()
         except sqlite3.DatabaseError as exc:
@@ -401,22 +407,35 @@ class EventStore:
             if typed is None:
                 raise
             raise typed from exc
+        finally:
+            self._give_back(conn)
 
-    def _read_one(self, conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> Any:
-        rows = self._read_rows(conn, sql, parameters)
+    def _read_one(self, sql: str, parameters: Sequence[Any]) -> Any:
+        rows = self._read_rows(sql, parameters)
         return rows[0][0] if rows else None
 
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's read connection (opened on first use, closed by close())."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+    def _borrow_reader(self) -> sqlite3.Connection:
+        """An idle read connection, or a new one when every pooled one is in use."""
+        with self._readers_lock:
             self._check_open()
-            conn = self._connect()
-            conn.execute("PRAGMA query_only = 1")
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
+            if self._idle_readers:
+                return self._idle_readers.pop()
+        conn = self._connect()
+        conn.execute("PRAGMA query_only = 1")
         return conn
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        # fetchall() has ended the statement, so the connection holds no read transaction.
+        with self._readers_lock:
+            if not self._closed and len(self._idle_readers) < READER_POOL_SIZE:
+                self._idle_readers.append(conn)
+                return
+        conn.close()
+
+    def open_readers(self) -> int:
+        """Idle pooled read connections (for tests and diagnostics)."""
+        with self._readers_lock:
+            return len(self._idle_readers)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -553,16 +572,15 @@ class EventStore:
 
     def stream_version(self, stream_id: str) -> int:
         """The stream's last version, 0 when it has no events."""
-        return self._read_one(self._reader(), _STREAM_VERSION, (stream_id,))
+        return self._read_one(_STREAM_VERSION, (stream_id,))
 
     def last_position(self) -> int:
         """The position of the newest committed event, 0 for an empty log."""
-        return self._read_one(self._reader(), _MAX_POSITION, ())
+        return self._read_one(_MAX_POSITION, ())
 
     def streams(self) -> Iterator[tuple[str, int]]:
         """Every stream as ``(stream_id, last_version)``, in order of first appearance."""
         rows = self._read_rows(
-            self._reader(),
             "SELECT stream_id, MAX(version), MIN(position) AS first FROM events "
             "GROUP BY stream_id ORDER BY first",
             (),
@@ -598,10 +616,10 @@ class EventStore:
             after_version = page[-1][2]
 
     def _page_all(self, after: int, limit: int) -> list[tuple]:
-        return self._read_rows(self._reader(), _PAGE_ALL, (after, limit))
+        return self._read_rows(_PAGE_ALL, (after, limit))
 
     def _page_stream(self, stream_id: str, after_version: int, limit: int) -> list[tuple]:
-        return self._read_rows(self._reader(), _PAGE_STREAM, (stream_id, after_version, limit))
+        return self._read_rows(_PAGE_STREAM, (stream_id, after_version, limit))
 
     def version_at(self, stream_id: str, position: int) -> int:
         """The stream's version as of log position ``position`` (0 before its first event)."""
@@ -609,7 +627,6 @@ class EventStore:
 
     def _version_at(self, stream_id: str, position: int) -> int:
         return self._read_one(
-            self._reader(),
             "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ? AND position <= ?",
             (stream_id, position),
         )
@@ -652,14 +669,14 @@ class EventStore:
             self._committed.notify_all()
 
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
-        """Rows of a read-only query, e.g. of a projection's tables (on this thread's reader)."""
+        """Rows of a read-only query, e.g. of a projection's tables (on a pooled reader)."""
         self._check_open()
-        return self._read_rows(self._reader(), sql, parameters)
+        return self._read_rows(sql, parameters)
 
     # -- checkpoints (used by projections) ----------------------------------------
 
     def checkpoint(self, name: str) -> int:
-        position = self._read_one(self._reader(), "SELECT position FROM checkpoints WHERE name = ?", (name,))
+        position = self._read_one("SELECT position FROM checkpoints WHERE name = ?", (name,))
         return position or 0
 
     def write_transaction(self) -> _WriteTransaction:
@@ -677,7 +694,7 @@ class EventStore:
             self._conn.close()
         with self._readers_lock:
             subs = list(self._subscriptions)
-            readers, self._readers = self._readers, []
+            readers, self._idle_readers = self._idle_readers, []
         for sub in subs:
             sub.close()
         for conn in readers:

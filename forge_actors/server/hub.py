@@ -74,6 +74,12 @@ class SessionHub:
         self._window_first = self.base_version + 1  # version of _window[0]
         self.last_version = self.base_version
         self.clients = 0
+        #: The version of the session's SessionEnded once the hub knows of it: a client past it is done.
+        self.end_version: int | None = None
+        if self.base_version:
+            last = forge.events_page(session_id, self.base_version - 1, 1)
+            if last and last[-1].type == END:
+                self.end_version = last[-1].version
         #: Why the reader stopped early (a corrupt row, the log closing); clients get it after the window.
         self.failure: Exception | None = None
         self._changed = asyncio.Event()
@@ -121,6 +127,8 @@ class SessionHub:
     def _extend(self, batch: list[RecordedEvent]) -> None:
         self._window.extend(batch)
         self.last_version = batch[-1].version
+        if batch[-1].type == END:
+            self.end_version = self.last_version
         if len(self._window) > WINDOW:
             drop = len(self._window) - WINDOW // 2
             del self._window[:drop]
@@ -160,6 +168,8 @@ class SessionHub:
                 if batch[-1].type == END:
                     return
                 continue
+            if self.end_version is not None and version >= self.end_version:
+                return  # opened at or past the end of an ended session: nothing more will come
             changed = self._changed
             if self.last_version > version:
                 continue

@@ -1,0 +1,162 @@
+"""Following the log: every follower gives back what it opened, and concurrent first reads fold once."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from forge_actors import state as state_module
+from forge_actors.engine import Forge
+from forge_actors.server.app import API
+from forge_actors.server.runner import ServerThread
+
+FAST = [f"mock:{name}?word_delay=0" for name in ("alice", "bob", "carol")]
+#: Descriptors a settled server may still hold beyond its start (the pool's idle readers, a socket in teardown).
+SLACK = 12
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def settled_fds(limit: int) -> int:
+    """The descriptor count once it is at or under ``limit``, or what it is after a while.
+
+    The server closes its side of a connection shortly after the client's side: this waits
+    for that (it asserts nothing about how long it takes)."""
+    deadline = time.monotonic() + 10
+    count = open_fds()
+    while count > limit and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = open_fds()
+    return count
+
+
+@pytest.fixture
+def ended(tmp_path):
+    """An engine, and one session of it that has run to its end."""
+    forge = Forge(str(tmp_path / "forge.db"))
+    session_id = forge.create_session("Design a TODO app API", FAST, max_rounds=1, seed=1)
+    events = list(forge.deliberate(session_id))
+    yield forge, session_id, events
+    forge.close()
+
+
+@pytest.fixture
+def cancelled(tmp_path):
+    """An engine, and a session of a few events that has ended (cancelled before its first round)."""
+    forge = Forge(str(tmp_path / "forge.db"))
+    session_id = forge.create_session("Design a TODO app API", FAST, max_rounds=1, seed=1)
+    forge.cancel(session_id)
+    yield forge, session_id, forge.events_page(session_id, 0)
+    forge.close()
+
+
+def ws_positions(base: str, session_id: str, query: str = "from=0") -> list[int]:
+    address = f"{base}{API}/sessions/{session_id}/stream?{query}".replace("http://", "ws://")
+    positions = []
+    with connect(address, open_timeout=10, max_queue=None) as ws:
+        while True:
+            try:
+                positions.append(json.loads(ws.recv(timeout=30))["position"])
+            except Exception:  # the server closed the stream after SessionEnded
+                return positions
+
+
+def sse_positions(base: str, session_id: str, query: str = "") -> list[int]:
+    positions = []
+    with httpx.stream("GET", f"{base}{API}/sessions/{session_id}/events?{query}", timeout=30) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                event = json.loads(line[6:])
+                positions.append(event["position"])
+                if event["type"] == "SessionEnded":
+                    break
+    return positions
+
+
+def test_stream_clients_leave_no_file_descriptors_behind(cancelled):
+    forge, session_id, events = cancelled
+    expected = [r.position for r in events]
+    with ServerThread(forge) as server:
+        ws_positions(server.url, session_id)  # the first client's one-off setup is not a leak
+        sse_positions(server.url, session_id)
+        start = open_fds()
+        for _ in range(200):
+            assert ws_positions(server.url, session_id) == expected
+        for _ in range(50):
+            assert sse_positions(server.url, session_id) == expected
+        for _ in range(20):  # paced replays, as fast as they go
+            assert ws_positions(server.url, session_id, "from=0&speed=0") == expected
+            assert sse_positions(server.url, session_id, "speed=0") == expected
+        assert settled_fds(start + SLACK) <= start + SLACK
+
+
+def test_a_stream_opened_at_or_past_the_end_of_an_ended_session_ends_at_once(ended):
+    forge, session_id, events = ended
+    last = events[-1].position
+    with ServerThread(forge) as server:
+        assert ws_positions(server.url, session_id, f"from={last}") == []
+        assert ws_positions(server.url, session_id, f"from={last + 1000}") == []
+        assert sse_positions(server.url, session_id, f"from={last}") == []
+        # ...also when a live hub for the session already exists and saw it end
+        assert ws_positions(server.url, session_id, f"from={last - 1}") == [last]
+
+
+def test_engine_followers_leave_no_file_descriptors_behind(ended):
+    forge, session_id, events = ended
+    expected = [r.position for r in events]
+
+    def follow_in_a_thread_of_its_own() -> None:
+        with forge.subscribe(session_id) as subscription:
+            got = [next(subscription).position for _ in expected]
+        assert got == expected
+        assert [r.position for r in forge.deliberate(session_id)] == expected
+
+    follow_in_a_thread_of_its_own()
+    start = open_fds()
+    for _ in range(100):  # short-lived threads, each reading: none may keep a connection
+        thread = threading.Thread(target=follow_in_a_thread_of_its_own)
+        thread.start()
+        thread.join()
+    assert open_fds() <= start + SLACK
+
+
+def test_concurrent_first_reads_of_a_session_fold_it_once(tmp_path, monkeypatch):
+    path = str(tmp_path / "forge.db")
+    with Forge(path) as forge:
+        session_id = forge.create_session("Design a TODO app API", FAST, max_rounds=1, seed=1)
+        events = list(forge.deliberate(session_id))
+    applied = []
+    real_apply = state_module.apply
+
+    def counting_apply(state, event):
+        applied.append(event)
+        return real_apply(state, event)
+
+    import forge_actors.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "apply", counting_apply)
+    with Forge(path) as forge:  # cold: it has folded nothing yet
+        barrier = threading.Barrier(16)
+        states = []
+
+        def read() -> None:
+            barrier.wait()
+            states.append(forge.state(session_id))
+
+        threads = [threading.Thread(target=read) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(applied) == len(events)  # one fold, shared by all sixteen
+        assert len(states) == 16 and all(s == states[0] for s in states) and states[0].ended
+        assert forge.state(session_id) is states[0]  # nothing new: the cached state itself
+        assert len(applied) == len(events)
