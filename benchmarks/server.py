@@ -165,29 +165,42 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
+def _run_streamers(server: ServerThread, session_id: str, sequential: int, concurrent: int) -> list[int]:
+    clients = subprocess.run([sys.executable, "-c", STREAMERS, server.url, session_id, str(sequential),
+                              str(concurrent)], capture_output=True, text=True, timeout=1200)
+    if clients.returncode != 0:
+        print(clients.stderr[-2000:], file=sys.stderr)
+        return []
+    time.sleep(0.5)  # the server's side of the last connections winds down
+    return json.loads(clients.stdout.strip().splitlines()[-1])
+
+
 def stream_clients(folder: str, sequential: int, concurrent: int) -> dict:
-    """File handles and RSS of the server before and after many stream clients came and went."""
+    """File handles and RSS of the server before and after many stream clients came and went.
+
+    Three readings: ``cold`` (after one request), ``warm`` (after a first burst of
+    ``concurrent`` clients: the pool of read connections, worker threads and malloc arenas
+    exist), ``after`` (after ``sequential`` more one by one, then ``concurrent`` at once).
+    A leak shows as ``after`` growing past ``warm``."""
     forge = Forge(f"{folder}/streams.db")
     session_id = forge.create_session("Design a TODO app API", [p.replace("0.003", "0") for p in PARTICIPANTS],
                                       max_rounds=1, seed=1)
     events = sum(1 for _ in forge.deliberate(session_id))
     with ServerThread(forge) as server:
         httpx.get(f"{server.url}{API}/sessions/{session_id}")  # the first request's own setup is not a leak
-        fds_before, rss_before = open_fds(), rss_mb()
+        fds_cold, rss_cold = open_fds(), rss_mb()
+        warmup = _run_streamers(server, session_id, 0, concurrent)
+        fds_warm, rss_warm = open_fds(), rss_mb()
         start = time.perf_counter()
-        clients = subprocess.run([sys.executable, "-c", STREAMERS, server.url, session_id, str(sequential),
-                                  str(concurrent)], capture_output=True, text=True, timeout=1200)
+        counts = _run_streamers(server, session_id, sequential, concurrent)
         took = time.perf_counter() - start
-        counts = json.loads(clients.stdout.strip().splitlines()[-1]) if clients.returncode == 0 else []
-        time.sleep(0.5)  # the server's side of the last connections winds down
         fds_after, rss_after = open_fds(), rss_mb()
     forge.close()
-    if clients.returncode != 0:
-        print(clients.stderr[-2000:], file=sys.stderr)
     return {"stream_clients": sequential + concurrent, "stream_clients_s": round(took, 2),
-            "stream_clients_exact": len(counts) == sequential + concurrent and all(c == events for c in counts),
-            "fds_before": fds_before, "fds_after": fds_after,
-            "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(rss_after, 1)}
+            "stream_clients_exact": len(counts) == sequential + concurrent and len(warmup) == concurrent
+            and all(c == events for c in counts + warmup),
+            "fds_cold": fds_cold, "fds_warm": fds_warm, "fds_after": fds_after,
+            "rss_cold_mb": round(rss_cold, 1), "rss_warm_mb": round(rss_warm, 1), "rss_after_mb": round(rss_after, 1)}
 
 
 def cold_reads(folder: str, events: int, readers: int) -> dict:
@@ -258,8 +271,10 @@ def main() -> None:
     print(f"{'every client got every event once, in order':<48}{str(result['every_client_exact']):>10}")
     clients = f"{leaks['stream_clients']} stream clients"
     print(f"{clients + ' (s), every one exact':<48}{leaks['stream_clients_s']:>10} {leaks['stream_clients_exact']}")
-    print(f"{'server file descriptors before -> after':<48}{leaks['fds_before']:>10} -> {leaks['fds_after']}")
-    print(f"{'server RSS before -> after (MB)':<48}{leaks['rss_before_mb']:>10} -> {leaks['rss_after_mb']}")
+    print(f"{'server file descriptors cold / warm / after':<48}{leaks['fds_cold']:>10} / {leaks['fds_warm']} / "
+          f"{leaks['fds_after']}")
+    print(f"{'server RSS cold / warm / after (MB)':<48}{leaks['rss_cold_mb']:>10} / {leaks['rss_warm_mb']} / "
+          f"{leaks['rss_after_mb']}")
     reads = f"{cold['cold_readers']} cold reads of {cold['cold_events']} events"
     print(f"{reads + ', p50 / p99 (s)':<48}{cold.get('cold_p50_s', '-'):>10} / {cold.get('cold_p99_s', '-')}")
     print(json.dumps(result))
