@@ -764,6 +764,12 @@ class Forge:
             running.session.stop(block=False)
 
     def _follow(self, session_id: str, from_position: int) -> Iterator[RecordedEvent]:
+        """The session's events after ``from_position`` until SessionEnded. Live ones are handed
+        over by the writer as they commit; the 0.25 s wait is only how often it looks whether the
+        session stopped without ending."""
+        state, version = self._load(session_id)
+        if state.ended and self.store.version_at(session_id, from_position) >= version:
+            return  # opened at or past the end of an ended session
         subscription = self.subscribe(session_id, from_position)
         try:
             while True:

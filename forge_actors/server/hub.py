@@ -1,7 +1,8 @@
 """Live events of a session to any number of clients, each at its own pace.
 
 One ``SessionHub`` per session with connected clients follows the log in one thread
-and keeps the newest events in a bounded window in memory. Each client is a
+(one ``Subscription``: the writer hands it each committed batch, so nothing just
+written is read back) and keeps the newest events in a bounded window in memory. Each client is a
 coroutine with its own position: while it is within the window it takes its events
 from there; when it is behind (it asked for history, or it reads slowly) it reads
 pages from the log itself, in a worker thread, until it catches up. So a slow or
@@ -10,6 +11,8 @@ clients never wait for it, and nobody's memory grows with it.
 
 Waking a reader per client on every commit would cost more than the deliberation
 itself with a hundred clients (GIL hand-offs); one reader per session does not.
+Re-paced replays (``?speed=``) are the same stream with pauses between events, slept
+on the event loop: no thread of their own.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -32,8 +34,8 @@ logger = logging.getLogger(__name__)
 WINDOW = 4096
 #: Events per page when a client reads the log itself.
 PAGE = 500
-#: The hub's reader gathers what commits within this many seconds into one batch.
-COALESCE_SECONDS = 0.02
+#: How long the hub's reader waits for a batch before looking whether it was closed.
+IDLE_SECONDS = 1.0
 END = "SessionEnded"
 
 
@@ -104,15 +106,12 @@ class SessionHub:
 
     def _relay(self) -> None:
         subscription = self._subscription
-        for first in subscription:
-            batch = [first]
-            if first.type != END:
-                time.sleep(COALESCE_SECONDS)  # let what commits meanwhile join this batch
-                while len(batch) < PAGE:
-                    more = subscription.poll(0)
-                    if more is None:
-                        break
-                    batch.append(more)
+        while not subscription.closed:
+            # Whatever commits while the loop is busy with the last batch joins the next one:
+            # batching comes from the load itself, with no delay added.
+            batch = subscription.poll_batch(IDLE_SECONDS)
+            if not batch:
+                continue
             sound, damaged = sound_prefix(batch)
             try:
                 if sound:
@@ -179,6 +178,29 @@ class SessionHub:
                 await asyncio.wait_for(changed.wait(), idle_every)
             except TimeoutError:
                 yield []
+
+
+async def paced(batches: AsyncIterator[list[RecordedEvent]], speed: float,
+                max_pause: float | None = None) -> AsyncIterator[list[RecordedEvent]]:
+    """``batches`` again, each event as long after the one before it as they were recorded
+    apart, ``speed`` times faster (0: no pauses); ``max_pause`` caps any one pause."""
+    previous: int | None = None
+    async for batch in batches:
+        if speed <= 0 or not batch:
+            yield batch
+            continue
+        start = 0
+        for index, recorded in enumerate(batch):
+            pause = 0.0 if previous is None else max(0, recorded.recorded_at - previous) / 1e9 / speed
+            previous = recorded.recorded_at
+            if max_pause is not None:
+                pause = min(pause, max_pause)
+            if pause > 0:
+                if index > start:
+                    yield batch[start:index]
+                    start = index
+                await asyncio.sleep(pause)
+        yield batch[start:]
 
 
 class Hubs:
