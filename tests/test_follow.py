@@ -160,3 +160,82 @@ def test_concurrent_first_reads_of_a_session_fold_it_once(tmp_path, monkeypatch)
         assert len(states) == 16 and all(s == states[0] for s in states) and states[0].ended
         assert forge.state(session_id) is states[0]  # nothing new: the cached state itself
         assert len(applied) == len(events)
+
+
+# -- the store's subscriptions: handed batches after the stored ones -------------------------------
+
+from eventstore import BatchingWriter, EventStore, NewEvent  # noqa: E402
+
+
+def ev(n: int) -> NewEvent:
+    return NewEvent("E", json.dumps({"n": n}))
+
+
+@pytest.fixture
+def store(tmp_path):
+    with EventStore(tmp_path / "log.db") as opened:
+        yield opened
+
+
+def test_a_live_subscription_takes_handed_batches_and_never_reads_back_what_was_just_written(store, monkeypatch):
+    store.append("a", [ev(0)])
+    sub = store.subscribe(poll_interval=60.0)  # no quiet-spell reads during the test
+    assert sub.poll(1).position == 1  # the stored one, read from the log
+    assert sub.poll(0) is None  # a short page: it is live now
+    reads = []
+    for name in ("_page_all", "_page_stream"):
+        real = getattr(store, name)
+        monkeypatch.setattr(store, name, lambda *args, real=real: reads.append(args) or real(*args))
+    for n in range(1, 101):
+        store.append("a" if n % 2 else "b", [ev(n)])
+    assert [sub.poll(1).position for _ in range(100)] == list(range(2, 102))
+    assert reads == []
+    sub.close()
+    assert store.subscriptions() == 0
+
+
+def test_commits_racing_the_first_read_come_once_and_in_order(store):
+    """Writers commit while subscriptions open and page through the log: none misses or repeats one."""
+    total = 3000
+    with BatchingWriter(store, max_batch=7, max_delay=0.0005) as writer:
+        opened = threading.Event()
+
+        def produce() -> None:
+            for n in range(total):
+                writer.append(f"s{n % 3}", [ev(n)])
+                if n == 100:
+                    opened.wait(10)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        subs = []
+        while len(subs) < 20:  # opened at every moment of the run, at different positions
+            subs.append(store.subscribe(after=store.last_position() // 2, page_size=13))
+            if len(subs) == 5:
+                opened.set()
+        stream_sub = store.subscribe(stream_id="s1", page_size=5)
+        producer.join()
+    for sub in subs:
+        start = sub.position
+        got = [sub.poll(5).position for _ in range(total - start)]
+        assert got == list(range(start + 1, total + 1))
+        assert sub.poll(0) is None
+    versions = [stream_sub.poll(5).version for _ in range(total // 3)]
+    assert versions == list(range(1, total // 3 + 1)) and stream_sub.poll(0) is None
+
+
+def test_a_consumer_that_falls_far_behind_reads_the_log_and_loses_nothing(store):
+    sub = store.subscribe(page_size=10)
+    assert sub.poll(0) is None  # live
+    with BatchingWriter(store, max_batch=50) as writer:
+        for n in range(10_000):
+            writer.append("a", [ev(n)])
+    assert len(sub._pending) <= sub._max_pending  # dropped, not grown
+    assert [sub.poll(1).position for _ in range(10_000)] == list(range(1, 10_001))
+    assert sub.poll(0) is None
+
+
+def test_closing_the_store_ends_its_subscriptions(store):
+    sub = store.subscribe()
+    store.close()
+    assert list(sub) == [] and sub.closed
