@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -36,6 +37,11 @@ WINDOW = 4096
 PAGE = 500
 #: How long the hub's reader waits for a batch before looking whether it was closed.
 IDLE_SECONDS = 1.0
+#: The least time between two batches handed to the clients while events keep coming: the
+#: first event after a quiet spell goes out at once, a steady stream in batches this far apart
+#: (every batch wakes every client: a hundred of them, every 4 ms commit, would cost more than
+#: the deliberation).
+MIN_BATCH_GAP = 0.01
 END = "SessionEnded"
 
 
@@ -106,12 +112,17 @@ class SessionHub:
 
     def _relay(self) -> None:
         subscription = self._subscription
+        handed_at = 0.0
         while not subscription.closed:
-            # Whatever commits while the loop is busy with the last batch joins the next one:
-            # batching comes from the load itself, with no delay added.
             batch = subscription.poll_batch(IDLE_SECONDS)
             if not batch:
                 continue
+            early = handed_at + MIN_BATCH_GAP - time.monotonic()
+            if early > 0 and batch[-1].type != END:
+                time.sleep(early)  # let what commits meanwhile join this batch
+                while len(batch) < PAGE and (more := subscription.poll_batch(0)):
+                    batch.extend(more)
+            handed_at = time.monotonic()
             sound, damaged = sound_prefix(batch)
             try:
                 if sound:
