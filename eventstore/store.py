@@ -12,9 +12,10 @@ about the file itself becomes a typed error: a full disk DiskFullError, a failed
 LogWriteError, a failed read LogReadError, a damaged page CorruptLogError.
 
 Threading: one write connection guarded by a lock (SQLite has one writer anyway);
-reads borrow a connection from a small pool for the one statement they run and give it
-back (a connection per thread would pile up file handles with every short-lived thread
-that ever read: a server's per-client threads, say). Every read pages through the table with keyset
+reads borrow a connection from a small bounded pool for the one statement they run and
+give it back (a connection per thread would pile up file handles with every short-lived
+thread that ever read: a server's per-client threads, say; and opening and closing
+connections on demand leaves SQLite holding the closed ones' handles while others lock). Every read pages through the table with keyset
 pagination and holds no transaction open between pages, so an iterator over a huge
 log uses little memory and never pins the WAL.
 """
@@ -77,9 +78,9 @@ _INSERT: Final = (
 _MAX_POSITION: Final = "SELECT COALESCE(MAX(position), 0) FROM events"
 _STREAM_VERSION: Final = "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?"
 _SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
-#: Idle read connections kept for the next reads; more are opened when more threads read
-#: at once, and closed again when they come back to a full pool.
-READER_POOL_SIZE: Final = 4
+#: Read connections at most (opened as needed); a read finding all of them busy waits for one.
+#: Each read is one statement, and SQLite reads on two cores do not go faster with more.
+READER_POOL_SIZE: Final = 8
 
 
 class NewEvent(msgspec.Struct, frozen=True):
@@ -295,6 +296,7 @@ class EventStore:
         self._versions: dict[str, int] = {}
         self._readers_lock = threading.Lock()
         self._idle_readers: list[sqlite3.Connection] = []  # guarded by _readers_lock
+        self._reader_slots = threading.BoundedSemaphore(READER_POOL_SIZE)
         self._subscriptions: set[Subscription] = set()
 
         exists = os.path.exists(self.path)
@@ -414,22 +416,30 @@ class EventStore:
         return rows[0][0] if rows else None
 
     def _borrow_reader(self) -> sqlite3.Connection:
-        """An idle read connection, or a new one when every pooled one is in use."""
-        with self._readers_lock:
-            self._check_open()
-            if self._idle_readers:
-                return self._idle_readers.pop()
-        conn = self._connect()
-        conn.execute("PRAGMA query_only = 1")
-        return conn
+        """An idle read connection, a new one while the pool is not full, else the next one given back."""
+        self._reader_slots.acquire()
+        try:
+            with self._readers_lock:
+                self._check_open()
+                if self._idle_readers:
+                    return self._idle_readers.pop()
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = 1")
+            return conn
+        except BaseException:
+            self._reader_slots.release()
+            raise
 
     def _give_back(self, conn: sqlite3.Connection) -> None:
         # fetchall() has ended the statement, so the connection holds no read transaction.
-        with self._readers_lock:
-            if not self._closed and len(self._idle_readers) < READER_POOL_SIZE:
-                self._idle_readers.append(conn)
-                return
-        conn.close()
+        try:
+            with self._readers_lock:
+                if not self._closed:
+                    self._idle_readers.append(conn)
+                    return
+            conn.close()  # the store closed while it was out
+        finally:
+            self._reader_slots.release()
 
     def open_readers(self) -> int:
         """Idle pooled read connections (for tests and diagnostics)."""

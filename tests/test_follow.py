@@ -239,3 +239,31 @@ def test_closing_the_store_ends_its_subscriptions(store):
     sub = store.subscribe()
     store.close()
     assert list(sub) == [] and sub.closed
+
+
+def test_engine_followers_opened_past_the_end_of_an_ended_session_end_at_once(ended):
+    forge, session_id, events = ended
+    assert list(forge.deliberate(session_id, from_position=events[-1].position)) == []
+    assert [r.position for r in forge.deliberate(session_id, from_position=events[-2].position)] == \
+        [events[-1].position]
+    assert forge.store.subscriptions() == 0  # each follower closed its subscription
+
+
+def test_the_reader_pool_is_bounded_however_many_threads_read(tmp_path):
+    from eventstore.store import READER_POOL_SIZE
+
+    with EventStore(tmp_path / "log.db") as store:
+        store.append("a", [ev(n) for n in range(100)])
+        barrier = threading.Barrier(32)
+
+        def read() -> None:
+            barrier.wait()
+            for _ in range(20):
+                assert sum(1 for _ in store.read_stream("a", page_size=7)) == 100
+
+        threads = [threading.Thread(target=read) for _ in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert store.open_readers() <= READER_POOL_SIZE
