@@ -75,6 +75,8 @@ def sse_positions(base: str, session_id: str, query: str = "") -> list[int]:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 event = json.loads(line[6:])
+                if "error" in event:  # the stream's last word: it cannot go on
+                    break
                 positions.append(event["position"])
                 if event["type"] == "SessionEnded":
                     break
@@ -267,3 +269,23 @@ def test_the_reader_pool_is_bounded_however_many_threads_read(tmp_path):
         for thread in threads:
             thread.join()
         assert store.open_readers() <= READER_POOL_SIZE
+
+
+def test_live_clients_end_when_the_engine_closes(tmp_path):
+    forge = Forge(str(tmp_path / "forge.db"))
+    # Never run, so never ended; two sessions, so that each client's hub shows as a subscription.
+    first, second = (forge.create_session("Design a TODO app API", FAST, max_rounds=1) for _ in range(2))
+    with ServerThread(forge) as server:
+        got: list[list[int]] = []
+        clients = [threading.Thread(target=lambda: got.append(ws_positions(server.url, first))),
+                   threading.Thread(target=lambda: got.append(sse_positions(server.url, second)))]
+        for client in clients:
+            client.start()
+        deadline = time.monotonic() + 10
+        while forge.store.subscriptions() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until both sessions' hubs follow them
+        forge.close()
+        for client in clients:
+            client.join(timeout=20)
+        assert not any(client.is_alive() for client in clients)
+        assert sorted(got) == [[1], [2]]  # the stored event, then the end of the stream

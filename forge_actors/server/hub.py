@@ -27,7 +27,7 @@ import msgspec
 from starlette.concurrency import run_in_threadpool
 
 from forge_actors.engine import Forge, RecordedEvent
-from forge_actors.errors import CorruptEventError
+from forge_actors.errors import CorruptEventError, SessionStoppedError
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +91,13 @@ class SessionHub:
         #: Why the reader stopped early (a corrupt row, the log closing); clients get it after the window.
         self.failure: Exception | None = None
         self._changed = asyncio.Event()
+        self._closing = False  # closed by Hubs (its last client left), not by the engine closing
         self._subscription = forge.subscribe(session_id, start, decoded=False)
         self._thread = threading.Thread(target=self._follow, name=f"forge-hub-{session_id}", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        self._closing = True
         self._subscription.close()
 
     # -- the reading thread -----------------------------------------------------------------------
@@ -131,6 +133,8 @@ class SessionHub:
                 return
             if damaged is not None:
                 raise damaged
+        if not self._closing:  # the engine closed the log under it: its clients must not wait on
+            raise SessionStoppedError(f"the engine was closed while session {self.session_id} was followed")
 
     # -- the event loop side ------------------------------------------------------------------------
 
