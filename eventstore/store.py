@@ -522,8 +522,18 @@ class EventStore:
         batch = [RecordedEvent(first_position + index, *row) for index, row in enumerate(rows)]
         with self._readers_lock:
             subs = list(self._subscriptions)
+        by_stream: dict[str, list[RecordedEvent]] | None = None
         for sub in subs:
-            sub._committed(batch)
+            if sub._stream_id is None:
+                sub._committed(batch)
+                continue
+            if by_stream is None:  # once per commit, not once per subscription
+                by_stream = {}
+                for recorded in batch:
+                    by_stream.setdefault(recorded.stream_id, []).append(recorded)
+            mine = by_stream.get(sub._stream_id)
+            if mine:
+                sub._committed(mine)
 
     def _commit_once(self, appends: Sequence[PendingAppend], trust_cache: bool) -> tuple[int, list[tuple]]:
         conn = self._conn
@@ -827,11 +837,8 @@ class Subscription:
     # -- the writer's side ----------------------------------------------------------------
 
     def _committed(self, batch: list[RecordedEvent]) -> None:
-        """Called under the store's write lock with every committed batch: keep ours, wake up."""
-        sid = self._stream_id
-        mine = batch if sid is None else [r for r in batch if r.stream_id == sid]
-        if not mine:
-            return
+        """Called under the store's write lock with each committed batch (of its stream): wake up."""
+        mine = batch
         with self._wake:
             if len(self._pending) + len(mine) > self._max_pending:
                 self._pending.clear()  # too far behind: it reads the log instead
