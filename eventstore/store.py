@@ -902,6 +902,9 @@ class Subscription:
                         self._live = False  # a quiet spell: look at the log for other processes' commits
                         continue
                 taken = self._take_pending()
+                if taken is None:  # another process committed in between: the log has those rows
+                    self._live = False
+                    continue
             if taken:
                 try:
                     self._buffer.extend(self._decoded(taken))
@@ -914,15 +917,26 @@ class Subscription:
                 return True
         return False
 
-    def _take_pending(self) -> list[RecordedEvent]:
-        """Up to a page of the handed events after our position (older ones we read from the log)."""
-        pending, position, taken = self._pending, self.position, []
+    def _take_pending(self) -> list[RecordedEvent] | None:
+        """Up to a page of the handed events that follow on from our position without a gap (older
+        ones we read from the log); None when not even the first does: another process wrote
+        rows in between, which only the log has."""
+        pending, taken = self._pending, []
+        position = self.position
+        while pending and pending[0].position <= position:
+            pending.popleft()
+        everything = self._stream_id is None
+        version = self._after_version
         while pending and len(taken) < self._page_size:
-            recorded = pending.popleft()
-            if recorded.position > position:
-                taken.append(recorded)
-                position = recorded.position
-        return taken
+            recorded = pending[0]
+            if recorded.position <= position:  # (a batch handed twice is impossible, but cheap to skip)
+                pending.popleft()
+                continue
+            if (recorded.position != position + 1) if everything else (recorded.version != version + 1):
+                break
+            taken.append(pending.popleft())
+            position, version = recorded.position, recorded.version
+        return taken or (None if pending else [])
 
     def _decoded(self, taken: list[RecordedEvent]) -> list[RecordedEvent]:
         codec = self._codec

@@ -289,3 +289,40 @@ def test_live_clients_end_when_the_engine_closes(tmp_path):
             client.join(timeout=20)
         assert not any(client.is_alive() for client in clients)
         assert sorted(got) == [[1], [2]]  # the stored event, then the end of the stream
+
+
+def _append_elsewhere(path: str, count: int, start) -> None:
+    other = EventStore(path)
+    start.wait()
+    for n in range(count):
+        other.append("elsewhere", [ev(n)])
+    other.close()
+
+
+def test_commits_of_another_process_between_handed_batches_are_read_from_the_log(tmp_path):
+    """Handed batches that do not follow on from the subscription's position mean another process
+    wrote in between: it reads those rows from the log rather than skip them."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    path = str(tmp_path / "log.db")
+    with EventStore(path) as store:
+        everything = store.subscribe(poll_interval=60.0)  # no quiet spells: only gaps make it read
+        ours = store.subscribe(stream_id="here", poll_interval=60.0)
+        assert everything.poll(0) is None and ours.poll(0) is None  # live: from here on, handed batches
+        start = context.Event()
+        other = context.Process(target=_append_elsewhere, args=(path, 300, start))
+        other.start()
+        start.set()
+        ours_written = 0
+        while other.is_alive() or ours_written < 10:  # ours and theirs interleave in the log
+            store.append("here", [ev(ours_written)])
+            ours_written += 1
+            time.sleep(0.001)
+        other.join(60)
+        store.append("here", [ev(ours_written)])  # handed after all of the other process's rows
+        total = store.last_position()
+        assert total == 300 + ours_written + 1
+        got = [everything.poll(5).position for _ in range(total)]
+        assert got == list(range(1, total + 1))
+        assert [ours.poll(5).version for _ in range(ours_written + 1)] == list(range(1, ours_written + 2))
