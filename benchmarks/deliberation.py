@@ -11,6 +11,8 @@ folder; the last line of output is one JSON object (fields in the README).
 - live latency: 5 participants x 50 deltas/s for a few seconds; for every delta, the
   time from the provider handing it to its participant to a subscriber of the log
   receiving the committed ContentDelta (so it includes the batching writer's commit).
+  Then the same end to end over the server: provider -> a WebSocket client in another
+  process (uvicorn in this one), p50/p99.
 - load: 50 sessions x 4 mock participants with no delay, all deliberating at once
   (max_rounds=2): durable deltas/s over the whole run, CPU seconds per 1,000 deltas,
   peak RSS and the most threads alive at any moment.
@@ -22,7 +24,9 @@ import argparse
 import json
 import resource
 import statistics
+import subprocess
 import sys
+import textwrap
 import tempfile
 import threading
 import time
@@ -32,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from forge_actors.engine import Forge  # noqa: E402
 from forge_actors.events import ContentDelta  # noqa: E402
+from forge_actors.server.runner import ServerThread  # noqa: E402
 from forge_actors.providers import LlmRequest, StreamChunk, Usage, collect, register_provider  # noqa: E402
 
 #: (participant model, delta index) -> perf_counter when the provider handed the delta over.
@@ -116,6 +121,41 @@ def bench_latency(folder: str, seconds: float) -> list[float]:
     return [(at - HANDED_OVER[(who, index)]) * 1000 for who, index, at in received]
 
 
+WS_CLIENT = textwrap.dedent('''
+    import json, sys, time
+    from websockets.sync.client import connect
+    address, expected = sys.argv[1], int(sys.argv[2])
+    received = []
+    with connect(address, max_queue=None, open_timeout=30) as socket:
+        print("ready", flush=True)
+        while len(received) < expected:
+            event = json.loads(socket.recv(timeout=60))
+            if event["type"] == "ContentDelta":
+                # perf_counter is CLOCK_MONOTONIC: one clock for every process of the machine
+                received.append((event["participant"], int(event["text"][1:]), time.perf_counter()))
+    print(json.dumps(received), flush=True)
+''')
+
+
+def bench_ws_latency(folder: str, seconds: float) -> list[float]:
+    """Provider delta -> WebSocket client (in another process), through the log and the server."""
+    HANDED_OVER.clear()
+    deltas = int(50 * seconds)
+    with Forge(f"{folder}/ws-latency.db") as forge, ServerThread(forge) as server:
+        session_id = forge.create_session(
+            "Plan a garden", [f"paced:{n}-ws?deltas={deltas}&seconds={seconds}" for n in NAMES]
+        )
+        address = f"{server.url}/api/v1/forge/sessions/{session_id}/stream?from=0".replace("http://", "ws://")
+        client = subprocess.Popen([sys.executable, "-c", WS_CLIENT, address, str(deltas * len(NAMES))],
+                                  stdout=subprocess.PIPE, text=True)
+        assert client.stdout is not None and client.stdout.readline().strip() == "ready"
+        time.sleep(0.2)  # the server has subscribed it
+        forge.run_round(session_id, "draft")
+        received = json.loads(client.stdout.readline())
+        client.wait()
+    return [(at - HANDED_OVER[(who, index)]) * 1000 for who, index, at in received]
+
+
 def bench_load(folder: str, sessions: int) -> dict[str, float]:
     peak_threads = threading.active_count()
     sampling = True
@@ -168,6 +208,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="forge-bench-") as folder:
         parallel, sequential = bench_parallel(folder, 1.0)
         latencies = bench_latency(folder, args.latency_seconds)
+        ws_latencies = bench_ws_latency(folder, args.latency_seconds)
         load = bench_load(folder, args.sessions)
     result = {
         "parallel_wall_over_L": round(parallel, 3),
@@ -176,6 +217,10 @@ def main() -> None:
         "latency_p50_ms": round(statistics.median(latencies), 2),
         "latency_p99_ms": round(percentile(latencies, 0.99), 2),
         "latency_max_ms": round(max(latencies), 2),
+        "ws_latency_samples": len(ws_latencies),
+        "ws_latency_p50_ms": round(statistics.median(ws_latencies), 2),
+        "ws_latency_p99_ms": round(percentile(ws_latencies, 0.99), 2),
+        "ws_latency_max_ms": round(max(ws_latencies), 2),
         **load,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
@@ -183,6 +228,8 @@ def main() -> None:
     print(f"{'the same 5 one at a time, wall / L':<44}{result['sequential_wall_over_L']:>10}  (baseline)")
     print(f"{'live latency p50 / p99 / max (ms)':<44}{result['latency_p50_ms']:>10} / {result['latency_p99_ms']} / "
           f"{result['latency_max_ms']}  ({result['latency_samples']} deltas; target p99 <= 25)")
+    print(f"{'provider -> WebSocket client p50 / p99 / max':<44}{result['ws_latency_p50_ms']:>10} / "
+          f"{result['ws_latency_p99_ms']} / {result['ws_latency_max_ms']}  ({result['ws_latency_samples']} deltas)")
     print(f"{'load: sessions x 4 participants':<44}{result['load_sessions']:>10}  "
           f"({result['load_deltas']} deltas in {result['load_wall_s']} s, outcomes {result['load_outcomes']})")
     print(f"{'load: durable deltas/s':<44}{result['load_deltas_per_s']:>10}")

@@ -12,7 +12,10 @@ about the file itself becomes a typed error: a full disk DiskFullError, a failed
 LogWriteError, a failed read LogReadError, a damaged page CorruptLogError.
 
 Threading: one write connection guarded by a lock (SQLite has one writer anyway);
-readers get a connection per thread. Every read pages through the table with keyset
+reads borrow a connection from a small bounded pool for the one statement they run and
+give it back (a connection per thread would pile up file handles with every short-lived
+thread that ever read: a server's per-client threads, say; and opening and closing
+connections on demand leaves SQLite holding the closed ones' handles while others lock). Every read pages through the table with keyset
 pagination and holds no transaction open between pages, so an iterator over a huge
 log uses little memory and never pins the WAL.
 """
@@ -75,6 +78,9 @@ _INSERT: Final = (
 _MAX_POSITION: Final = "SELECT COALESCE(MAX(position), 0) FROM events"
 _STREAM_VERSION: Final = "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?"
 _SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: Read connections at most (opened as needed); a read finding all of them busy waits for one.
+#: Each read is one statement, and SQLite reads on two cores do not go faster with more.
+READER_POOL_SIZE: Final = 8
 
 
 class NewEvent(msgspec.Struct, frozen=True):
@@ -289,10 +295,9 @@ class EventStore:
         # UNIQUE(stream_id, version) is the real guard, and a mismatch re-reads the table.
         self._versions: dict[str, int] = {}
         self._readers_lock = threading.Lock()
-        self._readers: list[sqlite3.Connection] = []
-        self._local = threading.local()
+        self._idle_readers: list[sqlite3.Connection] = []  # guarded by _readers_lock
+        self._reader_slots = threading.BoundedSemaphore(READER_POOL_SIZE)
         self._subscriptions: set[Subscription] = set()
-        self._committed = threading.Condition(threading.Lock())
 
         exists = os.path.exists(self.path)
         if not create and not exists:
@@ -307,7 +312,7 @@ class EventStore:
         try:
             if needs_setup:
                 self._ensure_schema(create)
-            self._last_committed = self._read_one(self._conn, _MAX_POSITION, ())
+            self._max_position(self._conn)  # a file SQLite cannot read fails here, not at the first read
         except BaseException:
             self._conn.close()
             raise
@@ -393,7 +398,9 @@ class EventStore:
     def _typed(self, exc: sqlite3.Error, doing: Literal["reading", "writing"]) -> EventStoreError | None:
         return _typed_error(self.path, exc, doing)
 
-    def _read_rows(self, conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[tuple]:
+    def _read_rows(self, sql: str, parameters: Sequence[Any]) -> list[tuple]:
+        """All rows of one read statement, on a pooled read connection."""
+        conn = self._borrow_reader()
         try:
             return conn.execute(sql, parameters).fetchall()
         except sqlite3.DatabaseError as exc:
@@ -401,22 +408,43 @@ class EventStore:
             if typed is None:
                 raise
             raise typed from exc
+        finally:
+            self._give_back(conn)
 
-    def _read_one(self, conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> Any:
-        rows = self._read_rows(conn, sql, parameters)
+    def _read_one(self, sql: str, parameters: Sequence[Any]) -> Any:
+        rows = self._read_rows(sql, parameters)
         return rows[0][0] if rows else None
 
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's read connection (opened on first use, closed by close())."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            self._check_open()
+    def _borrow_reader(self) -> sqlite3.Connection:
+        """An idle read connection, a new one while the pool is not full, else the next one given back."""
+        self._reader_slots.acquire()
+        try:
+            with self._readers_lock:
+                self._check_open()
+                if self._idle_readers:
+                    return self._idle_readers.pop()
             conn = self._connect()
             conn.execute("PRAGMA query_only = 1")
-            self._local.conn = conn
+            return conn
+        except BaseException:
+            self._reader_slots.release()
+            raise
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        # fetchall() has ended the statement, so the connection holds no read transaction.
+        try:
             with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+                if not self._closed:
+                    self._idle_readers.append(conn)
+                    return
+            conn.close()  # the store closed while it was out
+        finally:
+            self._reader_slots.release()
+
+    def open_readers(self) -> int:
+        """Idle pooled read connections (for tests and diagnostics)."""
+        with self._readers_lock:
+            return len(self._idle_readers)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -480,17 +508,34 @@ class EventStore:
         with self._write_lock:
             self._check_open()
             try:
-                last_position = self._commit_once(appends, trust_cache=True)
+                last_position, rows = self._commit_once(appends, trust_cache=True)
             except sqlite3.IntegrityError:
                 # Another process wrote to a stream we had cached: start over from the table.
                 self._versions.clear()
-                last_position = self._commit_once(appends, trust_cache=False)
-        if last_position:
-            with self._committed:
-                self._last_committed = max(self._last_committed, last_position)
-                self._committed.notify_all()
+                last_position, rows = self._commit_once(appends, trust_cache=False)
+            if rows and self._subscriptions:
+                # Still under the write lock, so followers get the batches in commit order.
+                self._hand_over(rows, last_position - len(rows) + 1)
 
-    def _commit_once(self, appends: Sequence[PendingAppend], trust_cache: bool) -> int:
+    def _hand_over(self, rows: list[tuple[str, int, str, str, int]], first_position: int) -> None:
+        """Give the rows just committed to this process's subscriptions: they need not read them back."""
+        batch = [RecordedEvent(first_position + index, *row) for index, row in enumerate(rows)]
+        with self._readers_lock:
+            subs = list(self._subscriptions)
+        by_stream: dict[str, list[RecordedEvent]] | None = None
+        for sub in subs:
+            if sub._stream_id is None:
+                sub._committed(batch)
+                continue
+            if by_stream is None:  # once per commit, not once per subscription
+                by_stream = {}
+                for recorded in batch:
+                    by_stream.setdefault(recorded.stream_id, []).append(recorded)
+            mine = by_stream.get(sub._stream_id)
+            if mine:
+                sub._committed(mine)
+
+    def _commit_once(self, appends: Sequence[PendingAppend], trust_cache: bool) -> tuple[int, list[tuple]]:
         conn = self._conn
         rows: list[tuple[str, int, str, str, int]] = []
         append_row = rows.append
@@ -541,7 +586,7 @@ class EventStore:
                 raise
             raise typed from exc
         self._versions.update(staged)
-        return last_position
+        return last_position, rows
 
     @staticmethod
     def _read_version(conn: sqlite3.Connection, stream_id: str) -> int:
@@ -553,16 +598,15 @@ class EventStore:
 
     def stream_version(self, stream_id: str) -> int:
         """The stream's last version, 0 when it has no events."""
-        return self._read_one(self._reader(), _STREAM_VERSION, (stream_id,))
+        return self._read_one(_STREAM_VERSION, (stream_id,))
 
     def last_position(self) -> int:
         """The position of the newest committed event, 0 for an empty log."""
-        return self._read_one(self._reader(), _MAX_POSITION, ())
+        return self._read_one(_MAX_POSITION, ())
 
     def streams(self) -> Iterator[tuple[str, int]]:
         """Every stream as ``(stream_id, last_version)``, in order of first appearance."""
         rows = self._read_rows(
-            self._reader(),
             "SELECT stream_id, MAX(version), MIN(position) AS first FROM events "
             "GROUP BY stream_id ORDER BY first",
             (),
@@ -598,10 +642,10 @@ class EventStore:
             after_version = page[-1][2]
 
     def _page_all(self, after: int, limit: int) -> list[tuple]:
-        return self._read_rows(self._reader(), _PAGE_ALL, (after, limit))
+        return self._read_rows(_PAGE_ALL, (after, limit))
 
     def _page_stream(self, stream_id: str, after_version: int, limit: int) -> list[tuple]:
-        return self._read_rows(self._reader(), _PAGE_STREAM, (stream_id, after_version, limit))
+        return self._read_rows(_PAGE_STREAM, (stream_id, after_version, limit))
 
     def version_at(self, stream_id: str, position: int) -> int:
         """The stream's version as of log position ``position`` (0 before its first event)."""
@@ -609,7 +653,6 @@ class EventStore:
 
     def _version_at(self, stream_id: str, position: int) -> int:
         return self._read_one(
-            self._reader(),
             "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ? AND position <= ?",
             (stream_id, position),
         )
@@ -627,39 +670,35 @@ class EventStore:
     ) -> Subscription:
         """Events after position ``after``: first what is stored, then live as they commit.
 
-        In this process a commit wakes the subscriber at once; commits by other
-        processes are seen within ``poll_interval`` seconds.
+        Commits in this process are handed to the subscription as they happen (no read
+        back); commits by other processes are found by reading the log every
+        ``poll_interval`` seconds. It holds no connection: every read borrows one.
         """
         self._check_open()
         sub = Subscription(self, after, stream_id, codec, poll_interval, page_size)
         with self._readers_lock:
-            self._subscriptions.add(sub)
+            self._check_open()
+            self._subscriptions.add(sub)  # before its first read: a commit after this is handed to it
         return sub
-
-    def _wait_for_commit_after(self, seen: int, timeout: float, sub: Subscription) -> None:
-        with self._committed:
-            if self._last_committed <= seen and not sub.closed and not self._closed:
-                self._committed.wait(timeout)
-
-    def _committed_position(self) -> int:
-        with self._committed:
-            return self._last_committed
 
     def _forget(self, sub: Subscription) -> None:
         with self._readers_lock:
             self._subscriptions.discard(sub)
-        with self._committed:
-            self._committed.notify_all()
+
+    def subscriptions(self) -> int:
+        """How many subscriptions are open (for tests and diagnostics)."""
+        with self._readers_lock:
+            return len(self._subscriptions)
 
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
-        """Rows of a read-only query, e.g. of a projection's tables (on this thread's reader)."""
+        """Rows of a read-only query, e.g. of a projection's tables (on a pooled reader)."""
         self._check_open()
-        return self._read_rows(self._reader(), sql, parameters)
+        return self._read_rows(sql, parameters)
 
     # -- checkpoints (used by projections) ----------------------------------------
 
     def checkpoint(self, name: str) -> int:
-        position = self._read_one(self._reader(), "SELECT position FROM checkpoints WHERE name = ?", (name,))
+        position = self._read_one("SELECT position FROM checkpoints WHERE name = ?", (name,))
         return position or 0
 
     def write_transaction(self) -> _WriteTransaction:
@@ -677,13 +716,11 @@ class EventStore:
             self._conn.close()
         with self._readers_lock:
             subs = list(self._subscriptions)
-            readers, self._readers = self._readers, []
+            readers, self._idle_readers = self._idle_readers, []
         for sub in subs:
             sub.close()
         for conn in readers:
             conn.close()
-        with self._committed:
-            self._committed.notify_all()
 
     @property
     def closed(self) -> bool:
@@ -759,9 +796,17 @@ def _decode_rows(rows: list[tuple], codec: Codec | None) -> Iterator[RecordedEve
 class Subscription:
     """An iterator over stored, then live, events. Blocks while there is nothing new.
 
-    It keeps no buffer beyond one page: a slow consumer simply reads the log later,
-    so it never slows the writer nor grows memory. ``close()`` (from any thread) ends
-    the iteration.
+    Two sources, one order. It first pages through the log after its position; once a
+    page comes back short it is *live*: it takes the batches this process's commits hand
+    it (``_committed``), and reads the log again only every ``poll_interval`` seconds of
+    quiet (commits by other processes) or when it fell behind. It is registered before
+    its first read, so a commit is either in what it reads or in a handed batch, maybe
+    both: everything at or before its position is skipped, so nothing comes twice and
+    nothing is missed.
+
+    Memory stays bounded: a consumer that lets more than ``max_pending`` handed events
+    pile up loses them and reads the log instead, a page at a time, so a slow consumer
+    never slows the writer nor grows memory. ``close()`` (from any thread) ends it.
     """
 
     def __init__(
@@ -778,11 +823,32 @@ class Subscription:
         self._codec = codec
         self._poll_interval = poll_interval
         self._page_size = page_size
+        self._max_pending = max(4 * page_size, 2048)
         self._buffer: deque[RecordedEvent] = deque()
+        self._wake = threading.Condition(threading.Lock())
+        self._pending: deque[RecordedEvent] = deque()  # handed over, not yet taken; guarded by _wake
+        self._live = False  # caught up with the log: handed batches are enough
+        self._drops = 0  # how often handed events were dropped (too many pending); guarded by _wake
         self.closed = False
         #: Position of the last event this subscription has handed out (or skipped past).
         self.position = after
         self._after_version = store._version_at(stream_id, after) if stream_id is not None else 0
+
+    # -- the writer's side ----------------------------------------------------------------
+
+    def _committed(self, batch: list[RecordedEvent]) -> None:
+        """Called under the store's write lock with each committed batch (of its stream): wake up."""
+        mine = batch
+        with self._wake:
+            if len(self._pending) + len(mine) > self._max_pending:
+                self._pending.clear()  # too far behind: it reads the log instead
+                self._live = False
+                self._drops += 1
+            else:
+                self._pending.extend(mine)
+            self._wake.notify_all()
+
+    # -- the consumer's side --------------------------------------------------------------
 
     def __iter__(self) -> Subscription:
         return self
@@ -797,42 +863,120 @@ class Subscription:
 
     def poll(self, timeout: float) -> RecordedEvent | None:
         """The next event, waiting at most ``timeout`` seconds; None if none came (or closed)."""
-        if self._buffer:
-            return self._take()
-        deadline = time.monotonic() + timeout
-        while not self.closed:
-            seen = self._store._committed_position()
-            if self._fill():
-                return self._take()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self._store._wait_for_commit_after(seen, min(remaining, self._poll_interval), self)
-        return None
+        if not self._buffer and not self._fill(timeout):
+            return None
+        return self._take()
+
+    def poll_batch(self, timeout: float) -> list[RecordedEvent]:
+        """Every event available now (up to a page), waiting at most ``timeout`` seconds for the
+        first; empty if none came (or closed)."""
+        if not self._buffer and not self._fill(timeout):
+            return []
+        batch = list(self._buffer)
+        self._buffer.clear()
+        self.position = batch[-1].position
+        return batch
 
     def _take(self) -> RecordedEvent:
         event = self._buffer.popleft()
         self.position = event.position
         return event
 
-    def _fill(self) -> bool:
-        if self._store.closed:
-            self.close()
-            return False
+    def _fill(self, timeout: float) -> bool:
+        """Put the next events in the buffer, waiting at most ``timeout``; False if none came."""
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            if self._store.closed:
+                self.close()
+                return False
+            if not self._live:
+                if self._read_log():
+                    return True
+                continue
+            with self._wake:
+                if not self._pending and self._live and not self.closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    if not self._wake.wait(min(remaining, self._poll_interval)):
+                        self._live = False  # a quiet spell: look at the log for other processes' commits
+                        continue
+                taken = self._take_pending()
+                if taken is None:  # another process committed in between: the log has those rows
+                    self._live = False
+                    continue
+            if taken:
+                try:
+                    self._buffer.extend(self._decoded(taken))
+                    self._after_version = taken[-1].version  # (only a stream's reads use it)
+                except CorruptEventError:
+                    with self._wake:  # read it from the log: the sound events before it come first
+                        self._live = False
+                        self._pending.clear()
+                    continue
+                return True
+        return False
+
+    def _take_pending(self) -> list[RecordedEvent] | None:
+        """Up to a page of the handed events that follow on from our position without a gap (older
+        ones we read from the log); None when not even the first does: another process wrote
+        rows in between, which only the log has."""
+        pending, taken = self._pending, []
+        position = self.position
+        while pending and pending[0].position <= position:
+            pending.popleft()
+        everything = self._stream_id is None
+        version = self._after_version
+        while pending and len(taken) < self._page_size:
+            recorded = pending[0]
+            if recorded.position <= position:  # (a batch handed twice is impossible, but cheap to skip)
+                pending.popleft()
+                continue
+            if (recorded.position != position + 1) if everything else (recorded.version != version + 1):
+                break
+            taken.append(pending.popleft())
+            position, version = recorded.position, recorded.version
+        return taken or (None if pending else [])
+
+    def _decoded(self, taken: list[RecordedEvent]) -> list[RecordedEvent]:
+        codec = self._codec
+        if codec is None:
+            return taken
+        decoded = []
+        for r in taken:
+            try:
+                event = codec(r.type, r.data)
+            except Exception as exc:
+                raise CorruptEventError(r.position, r.type, str(exc)) from exc
+            decoded.append(RecordedEvent(r.position, r.stream_id, r.version, r.type, r.data, r.recorded_at, event))
+        return decoded
+
+    def _read_log(self) -> bool:
+        """A page of the log after our position; a short one means we are live again."""
+        with self._wake:
+            drops = self._drops
+        last = self.position
         if self._stream_id is None:
-            last = self._buffer[-1].position if self._buffer else self.position
             rows = self._store._page_all(last, self._page_size)
         else:
             rows = self._store._page_stream(self._stream_id, self._after_version, self._page_size)
             if rows:
                 self._after_version = rows[-1][2]
-        self._buffer.extend(_decode_rows(rows, self._codec))
+        if len(rows) < self._page_size:
+            with self._wake:
+                # Unless handed events were dropped meanwhile: those may be past this page.
+                self._live = self._drops == drops
+        if rows:
+            self._buffer.extend(_decode_rows(rows, self._codec))
         return bool(rows)
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self._store._forget(self)
+            with self._wake:
+                self._pending.clear()
+                self._wake.notify_all()
 
     def __enter__(self) -> Subscription:
         return self

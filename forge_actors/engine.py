@@ -223,6 +223,10 @@ def owner_is_dead_here(lease: Lease) -> bool:
     return True
 
 
+#: Locks that single-flight the folds of sessions' states (a session's is picked by its id's hash).
+_FOLD_LOCK_STRIPES = 64
+
+
 def _lease_name(session_id: str) -> str:
     return f"session:{session_id}"
 
@@ -354,6 +358,10 @@ class Forge:
         self._running: dict[str, _Running] = {}
         self._stopped_participants: list[pykka.ActorRef] = []
         self._states: dict[str, tuple[int, SessionState]] = {}
+        # Single flight: concurrent first readers of a session wait for one fold instead of each
+        # folding it all. Striped rather than one lock per id, so that ids nobody has (asked for
+        # over HTTP, say) leave nothing behind.
+        self._fold_locks = tuple(threading.Lock() for _ in range(_FOLD_LOCK_STRIPES))
         self._summaries: ProjectionRunner | None = None
         self._pool_healths: dict[str, PoolHealth] = {}
         self._pool_clock = pool_clock
@@ -756,6 +764,12 @@ class Forge:
             running.session.stop(block=False)
 
     def _follow(self, session_id: str, from_position: int) -> Iterator[RecordedEvent]:
+        """The session's events after ``from_position`` until SessionEnded. Live ones are handed
+        over by the writer as they commit; the 0.25 s wait is only how often it looks whether the
+        session stopped without ending."""
+        state, version = self._load(session_id)
+        if state.ended and self.store.version_at(session_id, from_position) >= version:
+            return  # opened at or past the end of an ended session
         subscription = self.subscribe(session_id, from_position)
         try:
             while True:
@@ -791,17 +805,22 @@ class Forge:
         return self._load(session_id)[0]
 
     def _load(self, session_id: str) -> tuple[SessionState, int]:
-        with self._lock:
-            version, state = self._states.get(session_id, (0, SessionState()))
-        for recorded in self.store.read_stream(session_id, after_version=version, codec=decode_event):
-            state = apply(state, recorded.event)
-            version = recorded.version
-        if version == 0:
-            raise SessionNotFoundError(session_id)
-        with self._lock:
-            cached = self._states.get(session_id)
-            if cached is None or cached[0] < version:
-                self._states[session_id] = (version, state)
+        """The cached (state, version) of the session, extended by what was committed since.
+
+        One fold at a time per session: whoever comes while it runs waits for it, then only
+        reads what was committed after it (usually nothing)."""
+        with self._fold_locks[hash(session_id) % _FOLD_LOCK_STRIPES]:
+            with self._lock:
+                version, state = self._states.get(session_id, (0, SessionState()))
+            for recorded in self.store.read_stream(session_id, after_version=version, codec=decode_event):
+                state = apply(state, recorded.event)
+                version = recorded.version
+            if version == 0:
+                raise SessionNotFoundError(session_id)
+            with self._lock:
+                cached = self._states.get(session_id)
+                if cached is None or cached[0] < version:
+                    self._states[session_id] = (version, state)
         return state, version
 
     def sessions(self) -> list[str]:

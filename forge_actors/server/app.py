@@ -1,9 +1,11 @@
 """The HTTP API (Starlette): sessions, steps, exports, and live events over SSE and WebSocket.
 
 Every route talks to the engine (``Forge``) only, from a worker thread, since the
-engine's calls block. Live events come from the log itself: each streaming client
-reads it from its own position at its own pace (``EventFeed``), so what a client sees
-is exactly what was committed, and a slow client slows nobody.
+engine's calls block. Live events come from the log itself, through one reader per
+watched session (``hub.SessionHub``): each streaming client takes them from its own
+position at its own pace, so what a client sees is exactly what was committed, and a
+slow client slows nobody. SSE and WebSocket get the same batches, each event framed
+by ``export.event_json``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,6 @@ from forge_actors.errors import (
 from forge_actors.events import ROUND_KINDS
 from forge_actors.export import FORMATS, event_json, export_document, render
 from forge_actors.server import bodies
-from forge_actors.server.feed import EventFeed
 from forge_actors.server.guards import (
     WS_INTERNAL_ERROR,
     BrowserGuard,
@@ -50,7 +50,7 @@ from forge_actors.server.guards import (
     TokenGate,
     check_token,
 )
-from forge_actors.server.hub import Hubs
+from forge_actors.server.hub import Hubs, paced
 from forge_actors.server.openapi import MAX_POSITION, openapi_document
 
 __all__ = ["API", "ApiError", "MAX_BODY_BYTES", "TokenGate", "create_app"]
@@ -110,25 +110,19 @@ async def _body(request: Request, type_: type, limit: int) -> Any:
 # -- streaming ------------------------------------------------------------------------------------------
 
 
-def _paced_feed(forge: Forge, session_id: str, after: int, speed: float) -> EventFeed:
-    """The recorded session re-streamed at its recorded pace times ``speed``, in a thread of its own."""
-    stop = threading.Event()
-    paced = forge.replay(session_id, speed, sleep=stop.wait, max_pause=5.0)
-    return EventFeed((r for r in paced if r.position > after), close=stop.set)
+#: A re-paced replay waits at most this long between two events (idle time between steps).
+MAX_REPLAY_PAUSE = 5.0
 
 
-async def _batches(hubs: Hubs, forge: Forge, session_id: str, after: int, speed: float | None,
+async def _batches(hubs: Hubs, session_id: str, after: int, speed: float | None,
                    idle_every: float | None = None) -> AsyncIterator[list[RecordedEvent]]:
-    """The events a client asked for: live from the session's hub, or re-paced from the log.
-    Events are relayed as stored (their JSON text), never decoded here."""
-    if speed is None:
-        async for batch in hubs.follow(session_id, after, idle_every):
-            yield batch
-        return
-    feed = await run_in_threadpool(_paced_feed, forge, session_id, after, speed)
-    async with feed:
-        async for batch in feed.batches(idle_every):
-            yield batch
+    """The events a client asked for, from the session's hub: as they come, or re-paced at their
+    recorded pace times ``speed``. Events are relayed as stored (their JSON text), never decoded here."""
+    batches = hubs.follow(session_id, after, idle_every)
+    if speed is not None:
+        batches = paced(batches, speed, MAX_REPLAY_PAUSE)
+    async for batch in batches:
+        yield batch
 
 
 def _position(text: str | None, name: str) -> int:
@@ -292,7 +286,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         async def stream() -> Any:
             yield "retry: 1000\n\n"
             try:
-                async for batch in _batches(hubs, forge, session_id, after, speed, KEEP_ALIVE_SECONDS):
+                async for batch in _batches(hubs, session_id, after, speed, KEEP_ALIVE_SECONDS):
                     if not batch:
                         yield ": keep-alive\n\n"
                         continue
@@ -321,7 +315,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
 
             async def pump() -> None:
                 try:
-                    async for batch in _batches(hubs, forge, session_id, after, speed):
+                    async for batch in _batches(hubs, session_id, after, speed):
                         for recorded in batch:
                             await websocket.send_text(event_json(recorded))
                     await websocket.close(code=1000)

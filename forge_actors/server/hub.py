@@ -1,7 +1,8 @@
 """Live events of a session to any number of clients, each at its own pace.
 
 One ``SessionHub`` per session with connected clients follows the log in one thread
-and keeps the newest events in a bounded window in memory. Each client is a
+(one ``Subscription``: the writer hands it each committed batch, so nothing just
+written is read back) and keeps the newest events in a bounded window in memory. Each client is a
 coroutine with its own position: while it is within the window it takes its events
 from there; when it is behind (it asked for history, or it reads slowly) it reads
 pages from the log itself, in a worker thread, until it catches up. So a slow or
@@ -10,6 +11,8 @@ clients never wait for it, and nobody's memory grows with it.
 
 Waking a reader per client on every commit would cost more than the deliberation
 itself with a hundred clients (GIL hand-offs); one reader per session does not.
+Re-paced replays (``?speed=``) are the same stream with pauses between events, slept
+on the event loop: no thread of their own.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import msgspec
 from starlette.concurrency import run_in_threadpool
 
 from forge_actors.engine import Forge, RecordedEvent
-from forge_actors.errors import CorruptEventError
+from forge_actors.errors import CorruptEventError, SessionStoppedError
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +35,13 @@ logger = logging.getLogger(__name__)
 WINDOW = 4096
 #: Events per page when a client reads the log itself.
 PAGE = 500
-#: The hub's reader gathers what commits within this many seconds into one batch.
-COALESCE_SECONDS = 0.02
+#: How long the hub's reader waits for a batch before looking whether it was closed.
+IDLE_SECONDS = 1.0
+#: The least time between two batches handed to the clients while events keep coming: the
+#: first event after a quiet spell goes out at once, a steady stream in batches this far apart
+#: (every batch wakes every client: a hundred of them, every 4 ms commit, would cost more than
+#: the deliberation).
+MIN_BATCH_GAP = 0.01
 END = "SessionEnded"
 
 
@@ -74,14 +82,22 @@ class SessionHub:
         self._window_first = self.base_version + 1  # version of _window[0]
         self.last_version = self.base_version
         self.clients = 0
+        #: The version of the session's SessionEnded once the hub knows of it: a client past it is done.
+        self.end_version: int | None = None
+        if self.base_version:
+            last = forge.events_page(session_id, self.base_version - 1, 1)
+            if last and last[-1].type == END:
+                self.end_version = last[-1].version
         #: Why the reader stopped early (a corrupt row, the log closing); clients get it after the window.
         self.failure: Exception | None = None
         self._changed = asyncio.Event()
+        self._closing = False  # closed by Hubs (its last client left), not by the engine closing
         self._subscription = forge.subscribe(session_id, start, decoded=False)
         self._thread = threading.Thread(target=self._follow, name=f"forge-hub-{session_id}", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        self._closing = True
         self._subscription.close()
 
     # -- the reading thread -----------------------------------------------------------------------
@@ -98,15 +114,17 @@ class SessionHub:
 
     def _relay(self) -> None:
         subscription = self._subscription
-        for first in subscription:
-            batch = [first]
-            if first.type != END:
-                time.sleep(COALESCE_SECONDS)  # let what commits meanwhile join this batch
-                while len(batch) < PAGE:
-                    more = subscription.poll(0)
-                    if more is None:
-                        break
-                    batch.append(more)
+        handed_at = 0.0
+        while not subscription.closed:
+            batch = subscription.poll_batch(IDLE_SECONDS)
+            if not batch:
+                continue
+            early = handed_at + MIN_BATCH_GAP - time.monotonic()
+            if early > 0 and batch[-1].type != END:
+                time.sleep(early)  # let what commits meanwhile join this batch
+                while len(batch) < PAGE and (more := subscription.poll_batch(0)):
+                    batch.extend(more)
+            handed_at = time.monotonic()
             sound, damaged = sound_prefix(batch)
             try:
                 if sound:
@@ -115,12 +133,16 @@ class SessionHub:
                 return
             if damaged is not None:
                 raise damaged
+        if not self._closing:  # the engine closed the log under it: its clients must not wait on
+            raise SessionStoppedError(f"the engine was closed while session {self.session_id} was followed")
 
     # -- the event loop side ------------------------------------------------------------------------
 
     def _extend(self, batch: list[RecordedEvent]) -> None:
         self._window.extend(batch)
         self.last_version = batch[-1].version
+        if batch[-1].type == END:
+            self.end_version = self.last_version
         if len(self._window) > WINDOW:
             drop = len(self._window) - WINDOW // 2
             del self._window[:drop]
@@ -160,6 +182,8 @@ class SessionHub:
                 if batch[-1].type == END:
                     return
                 continue
+            if self.end_version is not None and version >= self.end_version:
+                return  # opened at or past the end of an ended session: nothing more will come
             changed = self._changed
             if self.last_version > version:
                 continue
@@ -169,6 +193,29 @@ class SessionHub:
                 await asyncio.wait_for(changed.wait(), idle_every)
             except TimeoutError:
                 yield []
+
+
+async def paced(batches: AsyncIterator[list[RecordedEvent]], speed: float,
+                max_pause: float | None = None) -> AsyncIterator[list[RecordedEvent]]:
+    """``batches`` again, each event as long after the one before it as they were recorded
+    apart, ``speed`` times faster (0: no pauses); ``max_pause`` caps any one pause."""
+    previous: int | None = None
+    async for batch in batches:
+        if speed <= 0 or not batch:
+            yield batch
+            continue
+        start = 0
+        for index, recorded in enumerate(batch):
+            pause = 0.0 if previous is None else max(0, recorded.recorded_at - previous) / 1e9 / speed
+            previous = recorded.recorded_at
+            if max_pause is not None:
+                pause = min(pause, max_pause)
+            if pause > 0:
+                if index > start:
+                    yield batch[start:index]
+                    start = index
+                await asyncio.sleep(pause)
+        yield batch[start:]
 
 
 class Hubs:
