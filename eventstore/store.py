@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final, Literal, Union
+from typing import Any, Final, Literal
 
 import msgspec
 import sqlite_utils
@@ -51,7 +51,7 @@ ANY: Final = "any"
 #: ``expected_version`` value: the stream must not exist yet (its version is 0).
 NO_STREAM: Final = "no_stream"
 
-ExpectedVersion = Union[int, Literal["any", "no_stream"]]
+ExpectedVersion = int | Literal["any", "no_stream"]
 
 #: Decodes a stored row's ``(type, data)`` into an object; raise anything to reject it.
 Codec = Callable[[str, str], Any]

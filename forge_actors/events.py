@@ -10,7 +10,7 @@ sanitised (``provider_spec.redact``) before it is recorded, so no key reaches th
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -255,26 +255,26 @@ class SessionEnded(Event):
     final_score: float | None = None
 
 
-AnyEvent = Union[
-    SessionCreated,
-    RoundStarted,
-    PromptSent,
-    ContentDelta,
-    ContributionCompleted,
-    ContributionFailed,
-    ContributionAbandoned,
-    CritiqueRecorded,
-    VoteRecorded,
-    HumanDraftAdded,
-    ParticipantAdded,
-    RoundCompleted,
-    ProviderSwitched,
-    SessionInterrupted,
-    SessionResumed,
-    SessionEnded,
-]
+AnyEvent: TypeAlias = (
+    SessionCreated
+    | RoundStarted
+    | PromptSent
+    | ContentDelta
+    | ContributionCompleted
+    | ContributionFailed
+    | ContributionAbandoned
+    | CritiqueRecorded
+    | VoteRecorded
+    | HumanDraftAdded
+    | ParticipantAdded
+    | RoundCompleted
+    | ProviderSwitched
+    | SessionInterrupted
+    | SessionResumed
+    | SessionEnded
+)
 
-EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in get_args(AnyEvent)}
 
 
 class UnknownEventTypeError(ValueError):

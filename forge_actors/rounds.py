@@ -34,6 +34,7 @@ from forge_actors.events import Outcome, Persona, PromptMessage, RoundKind, Vote
 from forge_actors.state import SessionState
 from forge_actors.templates import load_template, render
 
+
 def proposal_label(index: int) -> str:
     """The label of the ``index``-th proposal (from 0): A … Z, then AA, AB … AZ, BA … ZZ, AAA …
     (as spreadsheet columns), so that any number of proposals has a label of its own."""

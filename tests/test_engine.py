@@ -59,7 +59,7 @@ def test_a_full_deliberation_runs_every_round_and_keeps_the_invariants(forge):
     session_id, events = run(forge, seed=7)
     kinds = [e.kind for e in events if isinstance(e, RoundStarted)]
     assert kinds[:4] == ["draft", "critique", "synthesis", "convergence"]
-    assert all(a == "synthesis" and b == "convergence" for a, b in zip(kinds[2::2], kinds[3::2]))
+    assert all(a == "synthesis" and b == "convergence" for a, b in zip(kinds[2::2], kinds[3::2], strict=False))
     ended = events[-1]
     assert isinstance(ended, SessionEnded) and ended.outcome in ("converged", "max_rounds") and ended.reason
     stored = records(forge, session_id)
