@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import msgspec
 import sqlite_utils
@@ -307,7 +307,7 @@ class EventStore:
         try:
             if needs_setup:
                 self._ensure_schema(create)
-            self._last_committed = self._read_one(self._conn, _MAX_POSITION, ())
+            self._last_committed = cast(int, self._read_one(self._conn, _MAX_POSITION, ()))
         except BaseException:
             self._conn.close()
             raise
@@ -352,7 +352,7 @@ class EventStore:
             self._check_shape(shape, create)
             db = sqlite_utils.Database(conn)
             if "events" not in shape.tables:
-                db["events"].create(
+                db.table("events").create(
                     {
                         "position": int,
                         "stream_id": str,
@@ -364,11 +364,11 @@ class EventStore:
                     pk="position",
                     not_null={"stream_id", "version", "type", "data", "recorded_at"},
                 )
-                db["events"].create_index(["stream_id", "version"], unique=True)
+                db.table("events").create_index(["stream_id", "version"], unique=True)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             if "checkpoints" not in shape.tables:
-                db["checkpoints"].create(
+                db.table("checkpoints").create(
                     {"name": str, "position": int, "updated_at": int},
                     pk="name",
                     not_null={"position", "updated_at"},
@@ -393,7 +393,7 @@ class EventStore:
     def _typed(self, exc: sqlite3.Error, doing: Literal["reading", "writing"]) -> EventStoreError | None:
         return _typed_error(self.path, exc, doing)
 
-    def _read_rows(self, conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[tuple]:
+    def _read_rows(self, conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
             return conn.execute(sql, parameters).fetchall()
         except sqlite3.DatabaseError as exc:
@@ -424,7 +424,7 @@ class EventStore:
 
     @staticmethod
     def _max_position(conn: sqlite3.Connection) -> int:
-        return conn.execute(_MAX_POSITION).fetchone()[0]
+        return cast(int, conn.execute(_MAX_POSITION).fetchone()[0])
 
     # -- writing ------------------------------------------------------------------
 
@@ -545,7 +545,7 @@ class EventStore:
 
     @staticmethod
     def _read_version(conn: sqlite3.Connection, stream_id: str) -> int:
-        return conn.execute(_STREAM_VERSION, (stream_id,)).fetchone()[0]
+        return cast(int, conn.execute(_STREAM_VERSION, (stream_id,)).fetchone()[0])
 
     # -- reading ------------------------------------------------------------------
     # Every read goes through _read_rows, which turns what SQLite says about a damaged
@@ -553,11 +553,11 @@ class EventStore:
 
     def stream_version(self, stream_id: str) -> int:
         """The stream's last version, 0 when it has no events."""
-        return self._read_one(self._reader(), _STREAM_VERSION, (stream_id,))
+        return cast(int, self._read_one(self._reader(), _STREAM_VERSION, (stream_id,)))
 
     def last_position(self) -> int:
         """The position of the newest committed event, 0 for an empty log."""
-        return self._read_one(self._reader(), _MAX_POSITION, ())
+        return cast(int, self._read_one(self._reader(), _MAX_POSITION, ()))
 
     def streams(self) -> Iterator[tuple[str, int]]:
         """Every stream as ``(stream_id, last_version)``, in order of first appearance."""
@@ -597,10 +597,10 @@ class EventStore:
                 return
             after_version = page[-1][2]
 
-    def _page_all(self, after: int, limit: int) -> list[tuple]:
+    def _page_all(self, after: int, limit: int) -> list[tuple[Any, ...]]:
         return self._read_rows(self._reader(), _PAGE_ALL, (after, limit))
 
-    def _page_stream(self, stream_id: str, after_version: int, limit: int) -> list[tuple]:
+    def _page_stream(self, stream_id: str, after_version: int, limit: int) -> list[tuple[Any, ...]]:
         return self._read_rows(self._reader(), _PAGE_STREAM, (stream_id, after_version, limit))
 
     def version_at(self, stream_id: str, position: int) -> int:
@@ -608,11 +608,11 @@ class EventStore:
         return self._version_at(stream_id, position)
 
     def _version_at(self, stream_id: str, position: int) -> int:
-        return self._read_one(
+        return cast(int, self._read_one(
             self._reader(),
             "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ? AND position <= ?",
             (stream_id, position),
-        )
+        ))
 
     # -- live ---------------------------------------------------------------------
 
@@ -651,7 +651,7 @@ class EventStore:
         with self._committed:
             self._committed.notify_all()
 
-    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only query, e.g. of a projection's tables (on this thread's reader)."""
         self._check_open()
         return self._read_rows(self._reader(), sql, parameters)
@@ -743,7 +743,7 @@ class _WriteTransaction:
             store._write_lock.release()
 
 
-def _decode_rows(rows: list[tuple], codec: Codec | None) -> Iterator[RecordedEvent]:
+def _decode_rows(rows: list[tuple[Any, ...]], codec: Codec | None) -> Iterator[RecordedEvent]:
     if codec is None:
         for row in rows:
             yield RecordedEvent(*row)
