@@ -1,9 +1,9 @@
-# The two commands of the README. Each creates .venv when it is missing.
+# The commands of the README (demo, test; lint is part of test). Each creates .venv when it is missing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ $(VENV)/.installed-dev: $(PY) pyproject.toml
 demo: $(VENV)/.installed
 	env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY $(VENV)/bin/forge run "Design a TODO app API" --db forge-demo.db
 
-test: $(VENV)/.installed-dev
+# ruff (style, real problems) and mypy (strict on eventstore and the pure core), both configured in pyproject.toml.
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed-dev

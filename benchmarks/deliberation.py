@@ -26,8 +26,8 @@ import resource
 import statistics
 import subprocess
 import sys
-import textwrap
 import tempfile
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from forge_actors.engine import Forge  # noqa: E402
 from forge_actors.events import ContentDelta  # noqa: E402
-from forge_actors.server.runner import ServerThread  # noqa: E402
 from forge_actors.providers import LlmRequest, StreamChunk, Usage, collect, register_provider  # noqa: E402
+from forge_actors.server.runner import ServerThread  # noqa: E402
 
 #: (participant model, delta index) -> perf_counter when the provider handed the delta over.
 HANDED_OVER: dict[tuple[str, int], float] = {}

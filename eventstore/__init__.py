@@ -10,10 +10,10 @@ from eventstore.errors import (
     CorruptLogError,
     DiskFullError,
     EventStoreError,
-    LogReadError,
-    LogWriteError,
     LeaseHeldError,
     LeaseLostError,
+    LogReadError,
+    LogWriteError,
     NotAnEventLogError,
     StoreClosedError,
 )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -153,5 +153,5 @@ class SqliteLeases:
         return f"SqliteLeases({self.store.path!r})"
 
 
-def _lease(row: tuple | None) -> Lease | None:
+def _lease(row: tuple[Any, ...] | None) -> Lease | None:
     return Lease(*row) if row is not None else None

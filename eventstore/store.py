@@ -30,7 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final, Literal, Union
+from typing import Any, Final, Literal, cast
 
 import msgspec
 import sqlite_utils
@@ -54,7 +54,7 @@ ANY: Final = "any"
 #: ``expected_version`` value: the stream must not exist yet (its version is 0).
 NO_STREAM: Final = "no_stream"
 
-ExpectedVersion = Union[int, Literal["any", "no_stream"]]
+ExpectedVersion = int | Literal["any", "no_stream"]
 
 #: Decodes a stored row's ``(type, data)`` into an object; raise anything to reject it.
 Codec = Callable[[str, str], Any]
@@ -357,7 +357,7 @@ class EventStore:
             self._check_shape(shape, create)
             db = sqlite_utils.Database(conn)
             if "events" not in shape.tables:
-                db["events"].create(
+                db.table("events").create(
                     {
                         "position": int,
                         "stream_id": str,
@@ -369,11 +369,11 @@ class EventStore:
                     pk="position",
                     not_null={"stream_id", "version", "type", "data", "recorded_at"},
                 )
-                db["events"].create_index(["stream_id", "version"], unique=True)
+                db.table("events").create_index(["stream_id", "version"], unique=True)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             if "checkpoints" not in shape.tables:
-                db["checkpoints"].create(
+                db.table("checkpoints").create(
                     {"name": str, "position": int, "updated_at": int},
                     pk="name",
                     not_null={"position", "updated_at"},
@@ -398,7 +398,7 @@ class EventStore:
     def _typed(self, exc: sqlite3.Error, doing: Literal["reading", "writing"]) -> EventStoreError | None:
         return _typed_error(self.path, exc, doing)
 
-    def _read_rows(self, sql: str, parameters: Sequence[Any]) -> list[tuple]:
+    def _read_rows(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
         """All rows of one read statement, on a pooled read connection."""
         conn = self._borrow_reader()
         try:
@@ -452,7 +452,7 @@ class EventStore:
 
     @staticmethod
     def _max_position(conn: sqlite3.Connection) -> int:
-        return conn.execute(_MAX_POSITION).fetchone()[0]
+        return cast(int, conn.execute(_MAX_POSITION).fetchone()[0])
 
     # -- writing ------------------------------------------------------------------
 
@@ -535,7 +535,7 @@ class EventStore:
             if mine:
                 sub._committed(mine)
 
-    def _commit_once(self, appends: Sequence[PendingAppend], trust_cache: bool) -> tuple[int, list[tuple]]:
+    def _commit_once(self, appends: Sequence[PendingAppend], trust_cache: bool) -> tuple[int, list[tuple[Any, ...]]]:
         conn = self._conn
         rows: list[tuple[str, int, str, str, int]] = []
         append_row = rows.append
@@ -590,7 +590,7 @@ class EventStore:
 
     @staticmethod
     def _read_version(conn: sqlite3.Connection, stream_id: str) -> int:
-        return conn.execute(_STREAM_VERSION, (stream_id,)).fetchone()[0]
+        return cast(int, conn.execute(_STREAM_VERSION, (stream_id,)).fetchone()[0])
 
     # -- reading ------------------------------------------------------------------
     # Every read goes through _read_rows, which turns what SQLite says about a damaged
@@ -598,11 +598,11 @@ class EventStore:
 
     def stream_version(self, stream_id: str) -> int:
         """The stream's last version, 0 when it has no events."""
-        return self._read_one(_STREAM_VERSION, (stream_id,))
+        return cast(int, self._read_one(_STREAM_VERSION, (stream_id,)))
 
     def last_position(self) -> int:
         """The position of the newest committed event, 0 for an empty log."""
-        return self._read_one(_MAX_POSITION, ())
+        return cast(int, self._read_one(_MAX_POSITION, ()))
 
     def streams(self) -> Iterator[tuple[str, int]]:
         """Every stream as ``(stream_id, last_version)``, in order of first appearance."""
@@ -641,10 +641,10 @@ class EventStore:
                 return
             after_version = page[-1][2]
 
-    def _page_all(self, after: int, limit: int) -> list[tuple]:
+    def _page_all(self, after: int, limit: int) -> list[tuple[Any, ...]]:
         return self._read_rows(_PAGE_ALL, (after, limit))
 
-    def _page_stream(self, stream_id: str, after_version: int, limit: int) -> list[tuple]:
+    def _page_stream(self, stream_id: str, after_version: int, limit: int) -> list[tuple[Any, ...]]:
         return self._read_rows(_PAGE_STREAM, (stream_id, after_version, limit))
 
     def version_at(self, stream_id: str, position: int) -> int:
@@ -652,10 +652,10 @@ class EventStore:
         return self._version_at(stream_id, position)
 
     def _version_at(self, stream_id: str, position: int) -> int:
-        return self._read_one(
+        return cast(int, self._read_one(
             "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ? AND position <= ?",
             (stream_id, position),
-        )
+        ))
 
     # -- live ---------------------------------------------------------------------
 
@@ -690,7 +690,7 @@ class EventStore:
         with self._readers_lock:
             return len(self._subscriptions)
 
-    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only query, e.g. of a projection's tables (on a pooled reader)."""
         self._check_open()
         return self._read_rows(sql, parameters)
@@ -780,7 +780,7 @@ class _WriteTransaction:
             store._write_lock.release()
 
 
-def _decode_rows(rows: list[tuple], codec: Codec | None) -> Iterator[RecordedEvent]:
+def _decode_rows(rows: list[tuple[Any, ...]], codec: Codec | None) -> Iterator[RecordedEvent]:
     if codec is None:
         for row in rows:
             yield RecordedEvent(*row)
@@ -921,7 +921,8 @@ class Subscription:
         """Up to a page of the handed events that follow on from our position without a gap (older
         ones we read from the log); None when not even the first does: another process wrote
         rows in between, which only the log has."""
-        pending, taken = self._pending, []
+        pending = self._pending
+        taken: list[RecordedEvent] = []
         position = self.position
         while pending and pending[0].position <= position:
             pending.popleft()

@@ -34,6 +34,7 @@ class AppendTicket(PendingAppend):
 
     @property
     def done(self) -> bool:
+        assert self.writer is not None, "a ticket is made by its writer"
         return self.writer._committed_seq >= self.seq
 
     def wait(self, timeout: float | None = None) -> AppendResult:
@@ -41,6 +42,7 @@ class AppendTicket(PendingAppend):
 
         Raises the append's own error (e.g. ConcurrencyError), or TimeoutError.
         """
+        assert self.writer is not None, "a ticket is made by its writer"
         self.writer._flush_upto(self.seq, timeout)
         if self.error is not None:
             raise self.error

@@ -134,7 +134,7 @@ def _check_settlement(seen: _Contribution | None, event: ContributionCompleted |
     seen.retry_pending = isinstance(event, ContributionFailed) and event.will_retry
 
 
-def _flagger(violations: list[Violation], record: RecordedEvent):  # noqa: ANN202 - a small closure
+def _flagger(violations: list[Violation], record: RecordedEvent) -> Callable[[str], None]:
     """Records a problem at ``record``'s place in the log."""
     return lambda problem: violations.append(Violation(record.position, record.version, problem))
 

@@ -18,14 +18,15 @@ from eventstore.errors import (
     LogWriteError,
     NotAnEventLogError,
 )
+
 # The provider errors a caller catches at the engine's edge (a bad spec, a model that failed).
 from forge_actors.providers.errors import LlmError, MissingApiKeyError, ProviderConfigError
 
 __all__ = [
     "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DiskFullError", "EventStoreError",
     "ForgeError", "InvalidCommandError", "LlmError", "LogReadError", "LogWriteError", "MissingApiKeyError",
-    "NotAnEventLogError", "ParticipantKeyMissingError", "ProviderConfigError", "SessionBusyError", "SessionNotFoundError", "SessionStoppedError",
-    "UntrustedSpecError",
+    "NotAnEventLogError", "ParticipantKeyMissingError", "ProviderConfigError", "SessionBusyError",
+    "SessionNotFoundError", "SessionStoppedError", "UntrustedSpecError",
 ]
 
 

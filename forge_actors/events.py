@@ -10,7 +10,7 @@ sanitised (``provider_spec.redact``) before it is recorded, so no key reaches th
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -94,7 +94,7 @@ class Event(msgspec.Struct, frozen=True, tag=True, tag_field="type"):
     """Base of every domain event; the tag is the class name."""
 
 
-class SessionCreated(Event):
+class SessionCreated(Event, frozen=True):
     session_id: str
     title: str
     goal: str
@@ -103,7 +103,7 @@ class SessionCreated(Event):
     constraints: tuple[str, ...] = ()
 
 
-class RoundStarted(Event):
+class RoundStarted(Event, frozen=True):
     """A round begins. ``iteration`` counts Synthesis->Convergence passes (1 for the first)."""
 
     round: int
@@ -112,7 +112,7 @@ class RoundStarted(Event):
     participants: tuple[str, ...]
 
 
-class PromptSent(Event):
+class PromptSent(Event, frozen=True):
     """The exact request sent for one attempt of one contribution.
 
     ``proposal_labels`` maps each anonymous label shown to a critic to the participant
@@ -133,7 +133,7 @@ class PromptSent(Event):
     response_schema: str | None = None
 
 
-class ContentDelta(Event):
+class ContentDelta(Event, frozen=True):
     """One streamed piece of a contribution's text."""
 
     contribution_id: str
@@ -143,7 +143,7 @@ class ContentDelta(Event):
     text: str
 
 
-class ContributionCompleted(Event):
+class ContributionCompleted(Event, frozen=True):
     contribution_id: str
     participant: str
     round: int
@@ -158,7 +158,7 @@ class ContributionCompleted(Event):
     fallback: str = ""
 
 
-class ContributionFailed(Event):
+class ContributionFailed(Event, frozen=True):
     contribution_id: str
     participant: str
     round: int
@@ -169,7 +169,7 @@ class ContributionFailed(Event):
     will_retry: bool = False
 
 
-class ContributionAbandoned(Event):
+class ContributionAbandoned(Event, frozen=True):
     """A contribution that was in flight when the process stopped; resume runs it again."""
 
     contribution_id: str
@@ -179,7 +179,7 @@ class ContributionAbandoned(Event):
     reason: str
 
 
-class CritiqueRecorded(Event):
+class CritiqueRecorded(Event, frozen=True):
     """One critic's parsed review of one proposal. ``score`` is None when it could not be read."""
 
     round: int
@@ -192,7 +192,7 @@ class CritiqueRecorded(Event):
     suggestions: tuple[str, ...] = ()
 
 
-class VoteRecorded(Event):
+class VoteRecorded(Event, frozen=True):
     round: int
     voter: str
     vote: VoteChoice
@@ -203,19 +203,19 @@ class VoteRecorded(Event):
     confidence: float | None = None
 
 
-class HumanDraftAdded(Event):
+class HumanDraftAdded(Event, frozen=True):
     round: int
     author: str
     content: str
 
 
-class ParticipantAdded(Event):
+class ParticipantAdded(Event, frozen=True):
     """A participant (typically a human) joined after the session was created."""
 
     participant: ParticipantInfo
 
 
-class RoundCompleted(Event):
+class RoundCompleted(Event, frozen=True):
     """A round ended. For convergence rounds ``score`` is the share of AGREE among votes counted."""
 
     round: int
@@ -227,7 +227,7 @@ class RoundCompleted(Event):
     reason: str = ""
 
 
-class ProviderSwitched(Event):
+class ProviderSwitched(Event, frozen=True):
     participant: str
     provider: str
     model: str
@@ -237,7 +237,7 @@ class ProviderSwitched(Event):
     replies: RepliesMode | None = None
 
 
-class SessionInterrupted(Event):
+class SessionInterrupted(Event, frozen=True):
     """The process running the session was asked to stop (e.g. Ctrl-C). Not an ending:
     what was in flight is recorded as abandoned, and ``resume`` continues the session."""
 
@@ -245,36 +245,36 @@ class SessionInterrupted(Event):
     abandoned: tuple[str, ...] = ()
 
 
-class SessionResumed(Event):
+class SessionResumed(Event, frozen=True):
     abandoned: tuple[str, ...] = ()
 
 
-class SessionEnded(Event):
+class SessionEnded(Event, frozen=True):
     outcome: Outcome
     reason: str
     final_score: float | None = None
 
 
-AnyEvent = Union[
-    SessionCreated,
-    RoundStarted,
-    PromptSent,
-    ContentDelta,
-    ContributionCompleted,
-    ContributionFailed,
-    ContributionAbandoned,
-    CritiqueRecorded,
-    VoteRecorded,
-    HumanDraftAdded,
-    ParticipantAdded,
-    RoundCompleted,
-    ProviderSwitched,
-    SessionInterrupted,
-    SessionResumed,
-    SessionEnded,
-]
+AnyEvent: TypeAlias = (
+    SessionCreated
+    | RoundStarted
+    | PromptSent
+    | ContentDelta
+    | ContributionCompleted
+    | ContributionFailed
+    | ContributionAbandoned
+    | CritiqueRecorded
+    | VoteRecorded
+    | HumanDraftAdded
+    | ParticipantAdded
+    | RoundCompleted
+    | ProviderSwitched
+    | SessionInterrupted
+    | SessionResumed
+    | SessionEnded
+)
 
-EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in get_args(AnyEvent)}
 
 
 class UnknownEventTypeError(ValueError):

@@ -19,7 +19,6 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Union
 
 import msgspec
 import pykka
@@ -199,9 +198,9 @@ class Interrupt(msgspec.Struct, frozen=True):
 
 
 #: What a participant actor is told.
-ParticipantMessage = Union[Contribute, UseProvider]
+ParticipantMessage = Contribute | UseProvider
 #: What the session actor receives: from participants, from timers, and the engine's commands.
-SessionMessage = Union[
-    DeltaReceived, ContributionSucceeded, ContributionErrored, DeadlinePassed, RetryDue,
-    Recover, Deliberate, RunRound, AddHumanDraft, CastVote, CancelSession, SwitchProvider, Interrupt,
-]
+SessionMessage = (
+    DeltaReceived | ContributionSucceeded | ContributionErrored | DeadlinePassed | RetryDue
+    | Recover | Deliberate | RunRound | AddHumanDraft | CastVote | CancelSession | SwitchProvider | Interrupt
+)

@@ -30,9 +30,10 @@ from typing import Any
 import msgspec
 
 from forge_actors import formats
-from forge_actors.events import Outcome, Persona, PromptMessage, RoundKind, VoteRecorded
+from forge_actors.events import CritiqueRecorded, Outcome, Persona, PromptMessage, RoundKind, VoteRecorded
 from forge_actors.state import SessionState
 from forge_actors.templates import load_template, render
+
 
 def proposal_label(index: int) -> str:
     """The label of the ``index``-th proposal (from 0): A … Z, then AA, AB … AZ, BA … ZZ, AAA …
@@ -157,7 +158,7 @@ def _order(state: SessionState, participant: str) -> tuple[int, str]:
     return (names.index(participant) if participant in names else len(names), participant)
 
 
-def _by_critic(state: SessionState, round_number: int) -> list:
+def _by_critic(state: SessionState, round_number: int) -> list[CritiqueRecorded]:
     return sorted(state.critiques_in(round_number), key=lambda c: (_order(state, c.critic), c.label))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import reduce
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from msgspec.structs import replace
@@ -188,6 +188,7 @@ class SessionState(msgspec.Struct, frozen=True):
 
 # -- the fold -------------------------------------------------------------------
 
+V = TypeVar("V")
 
 #: The events that change a session's status; every other event leaves it as it was.
 STATUS_EVENTS: frozenset[str] = frozenset(
@@ -217,13 +218,13 @@ def next_status(status: SessionStatus, has_rounds: bool, event: Event) -> Sessio
     return status
 
 
-def _with(mapping: dict, key: str, value: object) -> dict:
+def _with(mapping: dict[str, V], key: str, value: V) -> dict[str, V]:
     copy = dict(mapping)
     copy[key] = value
     return copy
 
 
-def _without(mapping: dict, key: str) -> dict:
+def _without(mapping: dict[str, V], key: str) -> dict[str, V]:
     if key not in mapping:
         return mapping
     copy = dict(mapping)
@@ -379,7 +380,9 @@ def _session_ended(state: SessionState, e: SessionEnded) -> SessionState:
     return replace(state, status=status, end_reason=e.reason, final_score=e.final_score)
 
 
-_HANDLERS: dict[type[Event], Callable[[SessionState, Event], SessionState]] = {
+# Each handler takes its own event class (Any here: a dict cannot type that pairing);
+# apply() looks the handler up by type(event), so the pairing holds.
+_HANDLERS: dict[type[Event], Callable[[SessionState, Any], SessionState]] = {
     SessionCreated: _session_created,
     RoundStarted: _round_started,
     PromptSent: _prompt_sent,
@@ -396,7 +399,7 @@ _HANDLERS: dict[type[Event], Callable[[SessionState, Event], SessionState]] = {
     SessionInterrupted: _session_interrupted,
     SessionResumed: _session_resumed,
     SessionEnded: _session_ended,
-}  # type: ignore[dict-item]
+}
 
 
 def apply(state: SessionState, event: Event) -> SessionState:

@@ -79,7 +79,8 @@ def check_untrusted_spec(config: ForgeConfig, spec: str) -> None:
             spec=shown, option=option,
         )
     if kind in CONFIGURED_KINDS:
-        configured: Mapping[str, Any] = {"pool": config.pools, "cli": config.cli, "daemon": config.daemon}[kind]
+        sections: dict[str, Mapping[str, Any]] = {"pool": config.pools, "cli": config.cli, "daemon": config.daemon}
+        configured = sections[kind]
         if name not in configured:
             section = "pools" if kind == "pool" else kind
             known = ", ".join(f"{kind}:{n}" for n in sorted(configured)) or "none"

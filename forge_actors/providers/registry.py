@@ -15,9 +15,9 @@ import msgspec
 
 from forge_actors.providers.anthropic import AnthropicProvider
 from forge_actors.providers.base import Provider
-from forge_actors.providers.errors import ProviderConfigError, UnknownProviderError
 from forge_actors.providers.cli import CliProvider, argv_option
 from forge_actors.providers.daemon import DaemonProvider
+from forge_actors.providers.errors import ProviderConfigError, UnknownProviderError
 from forge_actors.providers.mock import MockProvider
 from forge_actors.providers.ollama import OllamaProvider
 from forge_actors.providers.openai import OpenAIProvider

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import wait_until
 
 from eventstore import EventStore, SqliteLeases
 from forge_actors.engine import Forge
@@ -32,15 +33,6 @@ ELSEWHERE = "elsewhere.example:4242:abcd1234"  # an engine on another host
 
 def slow(delay: float = 0.02, names: tuple[str, ...] = ("alice", "bob")) -> list[str]:
     return [f"mock:{name}?word_delay={delay}" for name in names]
-
-
-def wait_until(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def streaming(forge: Forge, session_id: str) -> bool:

@@ -15,7 +15,7 @@ from forge_actors.config import parse_config
 from forge_actors.engine import Forge
 from forge_actors.errors import InvalidCommandError
 from forge_actors.events import ContributionCompleted, ProviderSwitched, decode_event
-from forge_actors.providers import LlmRequest, Message, ServerError, collect, get_provider
+from forge_actors.providers import LlmError, LlmRequest, Message, ServerError, collect, get_provider
 from forge_actors.providers.pool import HealthPolicy, PoolHealth, PoolProvider
 from forge_actors.state import rebuild
 
@@ -73,7 +73,7 @@ def test_a_stream_cut_after_text_is_reported_not_silently_switched():
             LoopbackServer(ok("other")) as other:
         provider = pool([openai(cut.url, timeout=0.5), openai(other.url)])
         seen = []
-        with pytest.raises(Exception):
+        with pytest.raises(LlmError):
             for chunk in provider.stream(REQUEST):
                 seen.append(chunk.delta)
         assert seen == ["partial "] and other.requests == []

@@ -27,7 +27,7 @@ def decode_ndjson(parts: list[bytes]) -> list[bytes]:
 
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
 
 
 def test_fields_comments_multiline_and_ids():

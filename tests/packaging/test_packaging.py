@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+import forge_actors
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
@@ -23,6 +25,7 @@ def test_wheel_ships_templates_and_installs_into_a_fresh_venv(tmp_path):
     )
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     wheel = next(dist.glob("forge_actors-*.whl"))
+    assert wheel.name.startswith(f"forge_actors-{forge_actors.__version__}-")  # one version: __init__.py
     names = zipfile.ZipFile(wheel).namelist()
     assert "forge_actors/prompts/system.txt" in names
     assert "forge_actors/server/static/index.html" in names  # the web page ships with the package
@@ -46,3 +49,15 @@ def test_wheel_ships_templates_and_installs_into_a_fresh_venv(tmp_path):
     installed_at, rendered = out.split("\n", 1)
     assert str(env_dir) in installed_at
     assert "You are Ada" in rendered
+
+
+def test_one_version_for_the_package_its_metadata_and_forge_v(capsys):
+    from importlib.metadata import version
+
+    from forge_actors.cli import main
+
+    assert version("forge-actors") == forge_actors.__version__  # hatch reads it from __init__.py
+    with pytest.raises(SystemExit) as exit_:
+        main(["-V"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"forge {forge_actors.__version__}"

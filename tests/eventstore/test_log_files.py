@@ -2,7 +2,7 @@
 
 Each case gives one clear line (CLI: ``forge: ...``, exit 2; API: a typed EventStoreError),
 never a traceback, and never changes a file it refuses. A full disk is simulated with
-``PRAGMA max_page_count`` on the store's write connection (tests/full_disk_worker.py for the
+``PRAGMA max_page_count`` on the store's write connection (tests/eventstore/full_disk_worker.py for the
 command line), which makes SQLite answer SQLITE_FULL exactly as a full disk does.
 """
 

@@ -228,7 +228,7 @@ def test_critique_json_tolerates_what_servers_send(text):
 
 @pytest.mark.parametrize("score, read", [(85.5, None), (0, None), (101, None), ('"85"', None), ("true", None), (1, 1)])
 def test_critique_json_scores_are_never_invented(score, read):
-    text = '{"reviews": [{"proposal": "A", "score": %s}]}' % score
+    text = '{"reviews": [{"proposal": "A", "score": %s}]}' % score  # noqa: UP031 (JSON braces)
     assert formats.parse_critique_json(text, ["A"])["A"].score == read
 
 

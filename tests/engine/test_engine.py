@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
 import pytest
+from support import wait_until
 
 from forge_actors import audit
 from forge_actors.engine import Forge
@@ -22,18 +22,11 @@ from forge_actors.events import (
     VoteRecorded,
     decode_event,
 )
-from forge_actors.providers import RetryPolicy, UnknownProviderError
+from forge_actors.providers import UnknownProviderError
 from forge_actors.providers.registry import parse_spec
 from forge_actors.state import rebuild
 
-FAST_RETRIES = RetryPolicy(base_delay=0.01, max_delay=0.02, jitter=0)
 THREE = ["mock:alice", "mock:bob", "mock:carol"]
-
-
-@pytest.fixture
-def forge(tmp_path):
-    with Forge(str(tmp_path / "forge.db"), retry_policy=FAST_RETRIES) as engine:
-        yield engine
 
 
 def run(forge: Forge, participants=THREE, **settings):
@@ -46,20 +39,11 @@ def records(forge: Forge, session_id: str):
     return list(forge.store.read_stream(session_id, codec=decode_event))
 
 
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
 def test_a_full_deliberation_runs_every_round_and_keeps_the_invariants(forge):
     session_id, events = run(forge, seed=7)
     kinds = [e.kind for e in events if isinstance(e, RoundStarted)]
     assert kinds[:4] == ["draft", "critique", "synthesis", "convergence"]
-    assert all(a == "synthesis" and b == "convergence" for a, b in zip(kinds[2::2], kinds[3::2]))
+    assert all(a == "synthesis" and b == "convergence" for a, b in zip(kinds[2::2], kinds[3::2], strict=False))
     ended = events[-1]
     assert isinstance(ended, SessionEnded) and ended.outcome in ("converged", "max_rounds") and ended.reason
     stored = records(forge, session_id)

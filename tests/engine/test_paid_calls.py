@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
 from forge_actors import rounds
-from forge_actors.engine import Forge
 from forge_actors.events import (
     ContributionFailed,
     ParticipantInfo,
@@ -21,18 +18,11 @@ from forge_actors.events import (
     VoteRecorded,
     decode_event,
 )
-from forge_actors.providers import ProtocolError, RetryPolicy, register_provider
+from forge_actors.providers import ProtocolError, register_provider
 from forge_actors.providers.base import LlmRequest, StreamChunk
 from forge_actors.state import rebuild
 
-FAST_RETRIES = RetryPolicy(base_delay=0.01, max_delay=0.02, jitter=0)
 VOTERS = ("alice", "bob", "carol")
-
-
-@pytest.fixture
-def forge(tmp_path):
-    with Forge(str(tmp_path / "forge.db"), retry_policy=FAST_RETRIES) as engine:
-        yield engine
 
 
 def convergence(votes: dict[str, str], failed: tuple[str, ...] = (), min_votes: int | None = None,

@@ -173,7 +173,7 @@ def test_bad_requests_get_clear_statuses_and_never_crash_the_server(server):
 
 def test_api_keys_never_appear_in_any_response(server, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-server-secret-77")
-    inline = httpx.post(url(server, "/sessions"), json={  # a key from an API client is refused (tests/test_trust.py)
+    inline = httpx.post(url(server, "/sessions"), json={  # a key from an API client is refused (tests/engine/test_trust.py)
         "goal": "g", "participants": ["anthropic:claude-sonnet-4-20250514?api_key=sk-ant-inline-secret-78"]})
     assert inline.status_code == 422 and "api_key" in inline.text
     session = create(server, participants=["anthropic:claude-sonnet-4-20250514", "mock:bob"])

@@ -22,7 +22,7 @@ def main() -> None:
             return
         # Fold the log in pieces while the session runs (the engine's incremental cache),
         # so the state printed at the end is an incremental fold, not one from scratch.
-        for count, recorded in enumerate(forge.resume(session_id)):
+        for count, _recorded in enumerate(forge.resume(session_id)):
             if count % 97 == 0:
                 forge.state(session_id)
         sys.stdout.write(msgspec.json.encode(forge.state(session_id)).decode() + "\n")

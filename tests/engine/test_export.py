@@ -1,7 +1,7 @@
 """Exports from the rebuilt state: golden files of a deterministic mock session, and the pinned JSON schema.
 
 Regenerate the golden files after an intended change with:
-    FORGE_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_export.py
+    FORGE_UPDATE_GOLDEN=1 .venv/bin/pytest tests/engine/test_export.py
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from support import FAST_RETRIES
 
 from forge_actors.engine import Forge
 from forge_actors.events import (
@@ -21,9 +22,7 @@ from forge_actors.events import (
     SessionResumed,
     decode_event,
 )
-from forge_actors.providers import RetryPolicy
 
-FAST_RETRIES = RetryPolicy(base_delay=0.01, max_delay=0.02, jitter=0)
 FIXED_CLOCK = 1_763_769_600_000_000_000
 SESSION_LEVEL = (RoundStarted, RoundCompleted, SessionEnded, SessionResumed)
 MIXED_CAST = [

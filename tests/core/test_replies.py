@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from forge_actors import formats
 
-CORPUS = json.loads((Path(__file__).parent / "corpus" / "replies.json").read_text(encoding="utf-8"))
+CORPUS = json.loads((Path(__file__).resolve().parents[1] / "corpus" / "replies.json").read_text(encoding="utf-8"))
 
 
 def read(entry: dict):

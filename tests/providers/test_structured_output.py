@@ -451,7 +451,7 @@ def test_cli_and_daemon_ask_in_words_and_every_provider_offers_complete_json():
     assert CliProvider.supports_json is False and DaemonProvider.supports_json is False
     for cls in (AnthropicProvider, OpenAIProvider, OllamaProvider, MockProvider, ReplayProvider, PoolProvider,
                 CliProvider, DaemonProvider):
-        assert callable(getattr(cls, "complete_json"))
+        assert callable(cls.complete_json)
     assert AnthropicProvider.supports_json and OpenAIProvider.supports_json and OllamaProvider.supports_json
 
 

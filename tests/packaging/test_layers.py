@@ -62,7 +62,7 @@ def read_tree(root: Path = ROOT, folders: Iterable[str] = SCANNED) -> dict[str, 
     return dict(_read_tree(root, tuple(folders)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read_tree(root: Path, folders: tuple[str, ...]) -> dict[str, Source]:
     sources: dict[str, Source] = {}
     for folder in folders:
@@ -85,7 +85,7 @@ def resolve_relative(module: str, is_package: bool, level: int, target: str | No
     return ".".join([*base, *([target] if target else [])])
 
 
-@functools.lru_cache(maxsize=None)  # the planted tests re-check the same tree with one module changed
+@functools.cache  # the planted tests re-check the same tree with one module changed
 def _parsed(source: Source) -> ast.Module:
     return ast.parse(source.text, source.module)
 
@@ -117,7 +117,7 @@ def imports_of(source: Source, known: Iterable[str]) -> list[Import]:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _imports_cached(source: Source, known: frozenset[str]) -> tuple[Import, ...]:
     return tuple(imports_of(source, known))
 

@@ -15,7 +15,7 @@ import pytest
 from loopback import LoopbackServer, Reply
 
 FORGE = str(Path(sys.executable).with_name("forge"))
-TOOLS_REPLAY = str(Path(__file__).resolve().parents[1] / "tools" / "replay.py")
+TOOLS_REPLAY = str(Path(__file__).resolve().parents[2] / "tools" / "replay.py")
 THREE = ["-p", "mock:alice", "-p", "mock:bob", "-p", "mock:carol"]
 
 

@@ -34,7 +34,7 @@ from forge_actors.events import (
 )
 from forge_actors.session import as_new_event
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import replay as replay_tool  # noqa: E402  (tools/replay.py)
 
 ALICE, BOB = (ParticipantInfo(n, provider=f"mock:{n}", model=n) for n in ("alice", "bob"))

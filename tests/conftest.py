@@ -1,0 +1,18 @@
+"""Fixtures shared by the test folders (helpers that are not fixtures: support.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import FAST_RETRIES
+
+from forge_actors.engine import Forge
+
+
+@pytest.fixture
+def forge(tmp_path: Path) -> Iterator[Forge]:
+    """An engine on a fresh log in ``tmp_path``, with fast retries; closed after the test."""
+    with Forge(str(tmp_path / "forge.db"), retry_policy=FAST_RETRIES) as engine:
+        yield engine

@@ -1,0 +1,26 @@
+"""Helpers several test files share (importable from any test folder: ``pythonpath = ["tests"]``).
+
+Fixtures live in conftest.py; plain names that tests call or pass live here, because a test
+module should not import conftest.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from forge_actors.providers import RetryPolicy
+
+#: Retries that still happen, in the same order, but wait milliseconds instead of seconds.
+FAST_RETRIES = RetryPolicy(base_delay=0.01, max_delay=0.02, jitter=0)
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30.0) -> bool:
+    """Poll ``condition`` until it holds; the timeout is generous because it is only ever
+    reached by a failing test (a passing one returns as soon as the condition holds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
