@@ -2,7 +2,7 @@
 
 Provider errors live in ``forge_actors.providers.errors``; log errors in ``eventstore``. Both are
 re-exported here: this module and ``forge_actors.engine`` are the engine's edge, and the surfaces
-(CLI, server, tools) import nothing of providers or the log directly (tests/test_layers.py).
+(CLI, server, tools) import nothing of providers or the log directly (tests/packaging/test_layers.py).
 """
 
 from __future__ import annotations
