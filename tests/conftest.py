@@ -9,6 +9,7 @@ import pytest
 from support import FAST_RETRIES
 
 from forge_actors.engine import Forge
+from forge_actors.providers import registry
 
 
 @pytest.fixture
@@ -16,3 +17,10 @@ def forge(tmp_path: Path) -> Iterator[Forge]:
     """An engine on a fresh log in ``tmp_path``, with fast retries; closed after the test."""
     with Forge(str(tmp_path / "forge.db"), retry_policy=FAST_RETRIES) as engine:
         yield engine
+
+
+@pytest.fixture(autouse=True)
+def _provider_registry_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kinds a test adds with register_provider() are gone after it: the registry is process-wide,
+    and a test that lists the known kinds must not depend on which tests ran before it."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
