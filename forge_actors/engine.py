@@ -767,8 +767,7 @@ class Forge:
         """The session's events after ``from_position`` until SessionEnded. Live ones are handed
         over by the writer as they commit; the 0.25 s wait is only how often it looks whether the
         session stopped without ending."""
-        state, version = self._load(session_id)
-        if state.ended and self.store.version_at(session_id, from_position) >= version:
+        if self._ended_before(session_id, from_position):
             return  # opened at or past the end of an ended session
         subscription = self.subscribe(session_id, from_position)
         try:
@@ -797,6 +796,16 @@ class Forge:
                     )
         finally:
             subscription.close()
+
+    def _ended_before(self, session_id: str, position: int) -> bool:
+        """Whether the session ended at or before log position ``position``: its last event is
+        SessionEnded and nothing of it comes after ``position``. Reads one row, folds nothing (a
+        follower of a live session must not pay for a fold of everything it is about to stream)."""
+        version = self.store.stream_version(session_id)
+        if version == 0 or self.store.version_at(session_id, position) < version:
+            return False
+        last = next(self.store.read_stream(session_id, after_version=version - 1), None)
+        return last is not None and last.type == SessionEnded.__name__
 
     # -- reading -----------------------------------------------------------------------------------
 
