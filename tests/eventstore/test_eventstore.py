@@ -152,19 +152,13 @@ def test_not_an_event_log(tmp_path):
     with pytest.raises(NotAnEventLogError, match="not a SQLite database"):
         EventStore(garbage)
     other = tmp_path / "other.db"
-    conn = sqlite3.connect(other)
-    conn.execute("CREATE TABLE customers (id INTEGER)")
-    conn.commit()
-    conn.close()
+    sqlite_file(other, "CREATE TABLE customers (id INTEGER)")
     with pytest.raises(NotAnEventLogError, match="other tables"):
         EventStore(other)
     with pytest.raises(NotAnEventLogError, match="does not exist"):
         EventStore(tmp_path / "missing.db", create=False)
     wrong = tmp_path / "wrong.db"
-    conn = sqlite3.connect(wrong)
-    conn.execute("CREATE TABLE events (id INTEGER)")
-    conn.commit()
-    conn.close()
+    sqlite_file(wrong, "CREATE TABLE events (id INTEGER)")
     with pytest.raises(NotAnEventLogError, match="lacks the columns"):
         EventStore(wrong)
 
@@ -431,10 +425,7 @@ def test_a_new_log_carries_the_marker_and_the_schema_version(tmp_path):
     conn.close()
     with EventStore(tmp_path / "log.db", create=False) as s:
         assert s.stream_version("a") == 1
-    conn = sqlite3.connect(tmp_path / "log.db")
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    conn.commit()
-    conn.close()
+    sqlite_file(tmp_path / "log.db", f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(NotAnEventLogError, match="newer layout"):
         EventStore(tmp_path / "log.db")
 
