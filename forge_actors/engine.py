@@ -439,8 +439,10 @@ class Forge:
     def _check_participant_count(self, count: int) -> None:
         cap = self.config.max_participants
         if count > cap:
-            raise ConfigError(f"{count} participants: a session takes at most {cap}; to allow more, raise "
-                              f"max_participants under [forge] in {self.config.source or 'forge.toml'}")
+            raise ConfigError(f"{count} participants: a session takes at most {cap}; {self._raise_the_cap()}")
+
+    def _raise_the_cap(self) -> str:
+        return f"to allow more, raise max_participants under [forge] in {self.config.source or 'forge.toml'}"
 
     def _participant_infos(self, specs: list[ParticipantSpec]) -> tuple[list[ParticipantInfo], dict[str, ProviderSpec]]:
         """Each participant as recorded (unique names, specs without keys), and the full
@@ -568,8 +570,7 @@ class Forge:
             if name not in participants and count >= self.config.max_participants:
                 raise InvalidCommandError(
                     f"session {session_id} is full ({count} participants, at most {self.config.max_participants}): "
-                    f"{name} cannot join; to allow more, raise max_participants under [forge] in "
-                    f"{self.config.source or 'forge.toml'}"
+                    f"{name} cannot join; {self._raise_the_cap()}"
                 )
             return self._command(session_id, message)
 
