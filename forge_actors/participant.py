@@ -115,9 +115,7 @@ class ParticipantActor(pykka.ThreadingActor):
                 close()
         if token.cancelled:
             return _cancelled(cid)
-        latency_ms = (self._clock_ns() - started) / 1e6
-        return ContributionSucceeded(cid, "".join(parts), finish_reason, usage, latency_ms,
-                                     getattr(self.provider, "served_by", "") or "")
+        return self._succeeded(cid, "".join(parts), finish_reason, usage, started)
 
 
     def _without_streaming(self, message: Contribute, stream_error: LlmError,
@@ -136,9 +134,14 @@ class ParticipantActor(pykka.ThreadingActor):
         if token.cancelled:
             return _cancelled(cid)
         message.reply_to.tell(DeltaReceived(cid, response.content))
+        return self._succeeded(cid, response.content, response.finish_reason, response.usage, started, fallback=why)
+
+    def _succeeded(self, cid: str, content: str, finish_reason: str | None, usage: Usage, started: int,
+                   fallback: str = "") -> ContributionSucceeded:
+        """The answer, timed from ``started`` and naming the pool member that served it, if any."""
         latency_ms = (self._clock_ns() - started) / 1e6
-        return ContributionSucceeded(cid, response.content, response.finish_reason, response.usage, latency_ms,
-                                     getattr(self.provider, "served_by", "") or "", fallback=why)
+        return ContributionSucceeded(cid, content, finish_reason, usage, latency_ms,
+                                     getattr(self.provider, "served_by", "") or "", fallback)
 
 
 def _cancelled(contribution_id: str) -> ContributionErrored:
