@@ -34,10 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from forge_actors.core.events import ContentDelta  # noqa: E402
 from forge_actors.engine import Forge  # noqa: E402
-from forge_actors.events import ContentDelta  # noqa: E402
 from forge_actors.providers import LlmRequest, StreamChunk, Usage, collect, register_provider  # noqa: E402
-from forge_actors.server.runner import ServerThread  # noqa: E402
+from forge_actors.surfaces.server.runner import ServerThread  # noqa: E402
 
 #: (participant model, delta index) -> perf_counter when the provider handed the delta over.
 HANDED_OVER: dict[tuple[str, int], float] = {}

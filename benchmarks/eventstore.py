@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eventstore import BatchingWriter, EventStore, NewEvent  # noqa: E402
-from forge_actors.events import (  # noqa: E402
+from forge_actors.core.events import (  # noqa: E402
     ContentDelta,
     ContributionCompleted,
     ParticipantInfo,
@@ -47,7 +47,7 @@ from forge_actors.events import (  # noqa: E402
     encode_event,
     event_type,
 )
-from forge_actors.state import rebuild  # noqa: E402
+from forge_actors.core.state import rebuild  # noqa: E402
 
 PARTICIPANTS = ("alice", "bob", "carol", "dave", "erin")
 WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly box jugs".split()

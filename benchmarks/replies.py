@@ -5,7 +5,7 @@
 Over the reply corpus (critiques and votes written in the habits of several model
 families: reasoning blocks, tables, numbered lists, refusals, vote changes, JSON with
 and without fences; each with the reading a careful human makes), it runs today's
-parsers (``forge_actors.formats``) and, measured in the same run, a baseline: what the
+parsers (``forge_actors.core.formats``) and, measured in the same run, a baseline: what the
 project did before, implemented here — the first ``Score: N`` in each ``Proposal X``
 section, the first ``VOTE: X`` match, no reasoning stripping; for JSON replies, a strict
 decode of the whole text.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import msgspec  # noqa: E402
 
-from forge_actors import formats  # noqa: E402
+from forge_actors.core import formats  # noqa: E402
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "tests" / "corpus" / "replies.json"
 

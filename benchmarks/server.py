@@ -35,7 +35,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from forge_actors.engine import Forge  # noqa: E402
-from forge_actors.server.runner import ServerThread  # noqa: E402
+from forge_actors.surfaces.server.runner import ServerThread  # noqa: E402
 
 API = "/api/v1/forge"
 PARTICIPANTS = [f"mock:{name}?word_delay=0.003" for name in ("alice", "bob", "carol")]
@@ -206,7 +206,7 @@ def stream_clients(folder: str, sequential: int, concurrent: int) -> dict:
 def cold_reads(folder: str, events: int, readers: int) -> dict:
     """Concurrent first reads of a long session on an engine that has read nothing yet."""
     from eventstore import NewEvent
-    from forge_actors.events import ContentDelta, encode_event
+    from forge_actors.core.events import ContentDelta, encode_event
 
     path = f"{folder}/cold.db"
     forge = Forge(path)
@@ -214,7 +214,7 @@ def cold_reads(folder: str, events: int, readers: int) -> dict:
     delta = NewEvent.from_bytes("ContentDelta", encode_event(
         ContentDelta(contribution_id="c1", participant="alice", round=1, attempt=1, text="word ")))
     for start in range(0, events - 1, 1000):
-        forge.store.append(session_id, [delta] * min(1000, events - 1 - start))
+        forge._store.append(session_id, [delta] * min(1000, events - 1 - start))
     forge.close()
     forge = Forge(path)  # cold: nothing folded yet
     with ServerThread(forge) as server:

@@ -7,7 +7,7 @@
 - ``--verify``: check the log's invariants (contiguous versions, nothing after
   SessionEnded, each contribution sent once and settled once, no delta after its
   contribution was settled, each completed contribution equal to its deltas, every
-  round outcome following from the log: see ``forge_actors.audit``); exits 1 naming
+  round outcome following from the log: see ``forge_actors.core.audit``); exits 1 naming
   the first violation, 0 when the log is sound;
 - ``--state``: print the rebuilt state as JSON.
 
@@ -22,9 +22,8 @@ import sys
 
 import msgspec
 
-from forge_actors import cli
-from forge_actors.engine import Forge
-from forge_actors.errors import CorruptEventError, ForgeError, NotAnEventLogError
+from forge_actors.engine import CorruptEventError, Forge, ForgeError, NotAnEventLogError
+from forge_actors.surfaces import cli
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """The offline, deterministic participant: the default when no API key is set.
 
 For a given (name, seed, request) it always gives the same answer. It reads the goal
-and the round from the prompt's marker lines (``forge_actors.formats``) and answers
+and the round from the prompt's marker lines (``forge_actors.core.formats``) and answers
 drafts, critiques (with scores), syntheses and votes in exactly the formats the round
 parsers read, streamed word by word with an optional delay.
 
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import msgspec
 
-from forge_actors import formats
+from forge_actors.core import formats
 from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage, collect
 from forge_actors.providers.errors import CancelledError, ProviderConfigError, ServerError
 from forge_actors.providers.structured import StructuredOutput

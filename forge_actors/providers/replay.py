@@ -1,6 +1,6 @@
 """Answers from a recorded session, for deterministic re-runs and tests.
 
-It is handed one participant's recorded answers (``forge_actors.recordings`` reads
+It is handed one participant's recorded answers (``forge_actors.engine.recordings`` reads
 them out of the events; this module knows nothing of events and never opens the log).
 A request is matched to a recording by its exact messages: a deterministic re-run
 sends the same prompts, so each gets the answer it got before, delta for delta. The

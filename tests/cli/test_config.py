@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from forge_actors.config import ForgeConfig, find_config, load_config, parse_config
+from forge_actors.core.errors import ConfigError
 from forge_actors.engine import Forge
-from forge_actors.errors import ConfigError
+from forge_actors.engine.config import ForgeConfig, find_config, load_config, parse_config
 
 GOOD = """
 [forge]

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from eventstore import EventStore, RecordedEvent
-from forge_actors import audit
-from forge_actors.events import (
+from forge_actors.actors.session import as_new_event
+from forge_actors.core import audit
+from forge_actors.core.events import (
     ContentDelta,
     ContributionAbandoned,
     ContributionCompleted,
@@ -32,7 +33,6 @@ from forge_actors.events import (
     TokenUsage,
     event_type,
 )
-from forge_actors.session import as_new_event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import replay as replay_tool  # noqa: E402  (tools/replay.py)

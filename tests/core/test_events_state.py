@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_actors.events import (
+from forge_actors.core.events import (
     ROUND_KINDS,
     ContentDelta,
     ContributionAbandoned,
@@ -35,7 +35,7 @@ from forge_actors.events import (
     encode_event,
     event_type,
 )
-from forge_actors.state import SessionState, apply, rebuild
+from forge_actors.core.state import SessionState, apply, rebuild
 
 NAMES = ["alice", "bob", "carol", "dave"]
 text = st.text(max_size=40)

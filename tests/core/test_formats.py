@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from forge_actors import formats
+from forge_actors.core import formats
 
 
 @pytest.mark.parametrize("text, score", [

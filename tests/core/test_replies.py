@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_actors import formats
+from forge_actors.core import formats
 
 CORPUS = json.loads((Path(__file__).resolve().parents[1] / "corpus" / "replies.json").read_text(encoding="utf-8"))
 

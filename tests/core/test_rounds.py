@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from forge_actors import formats, rounds
-from forge_actors.events import (
+from forge_actors.core import formats, rounds
+from forge_actors.core.events import (
     ContributionCompleted,
     CritiqueRecorded,
     HumanDraftAdded,
@@ -16,8 +16,8 @@ from forge_actors.events import (
     TokenUsage,
     VoteRecorded,
 )
+from forge_actors.core.state import SessionState, rebuild
 from forge_actors.providers import LlmRequest, Message, MockProvider
-from forge_actors.state import SessionState, rebuild
 
 NAMES = ("alice", "bob", "carol", "dave")
 

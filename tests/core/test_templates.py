@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from forge_actors.templates import TemplateError, fill, load_template, render
+from forge_actors.core.templates import TemplateError, fill, load_template, render
 
 
 def test_user_text_with_template_syntax_comes_out_verbatim():

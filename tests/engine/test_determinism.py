@@ -11,8 +11,7 @@ import msgspec
 import pytest
 from support import FAST_RETRIES
 
-from forge_actors.engine import Forge
-from forge_actors.events import (
+from forge_actors.core.events import (
     ContributionFailed,
     Event,
     PromptSent,
@@ -20,8 +19,8 @@ from forge_actors.events import (
     RoundStarted,
     SessionEnded,
     SessionResumed,
-    decode_event,
 )
+from forge_actors.engine import Forge
 
 FIXED_CLOCK = 1_763_769_600_000_000_000
 SESSION_LEVEL = (RoundStarted, RoundCompleted, SessionEnded, SessionResumed)
@@ -89,7 +88,7 @@ def run_fixed(db: str, participants: list[str]) -> list:
     with Forge(db, clock_ns=lambda: FIXED_CLOCK, id_factory=lambda: "s-fixed", retry_policy=FAST_RETRIES) as forge:
         session_id = forge.create_session("Design a TODO app API", participants, seed=5, max_retries=1, max_rounds=3)
         list(forge.deliberate(session_id))
-        return list(forge.store.read_stream(session_id, codec=decode_event))
+        return list(forge.records(session_id))
 
 
 def test_same_seed_same_log(tmp_path):

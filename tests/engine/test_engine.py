@@ -8,10 +8,9 @@ from collections import Counter
 import pytest
 from support import wait_until
 
-from forge_actors import audit
-from forge_actors.engine import Forge
-from forge_actors.errors import ConfigError, InvalidCommandError, SessionNotFoundError
-from forge_actors.events import (
+from forge_actors.core import audit
+from forge_actors.core.errors import ConfigError, InvalidCommandError, SessionNotFoundError
+from forge_actors.core.events import (
     ContentDelta,
     ContributionFailed,
     CritiqueRecorded,
@@ -20,11 +19,10 @@ from forge_actors.events import (
     RoundStarted,
     SessionEnded,
     VoteRecorded,
-    decode_event,
 )
-from forge_actors.providers import UnknownProviderError
+from forge_actors.core.state import rebuild
+from forge_actors.engine import Forge, ParticipantSetupError
 from forge_actors.providers.registry import parse_spec
-from forge_actors.state import rebuild
 
 THREE = ["mock:alice", "mock:bob", "mock:carol"]
 
@@ -36,7 +34,7 @@ def run(forge: Forge, participants=THREE, **settings):
 
 
 def records(forge: Forge, session_id: str):
-    return list(forge.store.read_stream(session_id, codec=decode_event))
+    return list(forge.records(session_id))
 
 
 def test_a_full_deliberation_runs_every_round_and_keeps_the_invariants(forge):
@@ -202,8 +200,9 @@ def test_replay_restreams_the_recorded_events_with_scaled_pacing(forge):
 
 
 def test_bad_input_gets_typed_errors_and_writes_nothing(forge):
-    with pytest.raises(UnknownProviderError, match="known providers"):
+    with pytest.raises(ParticipantSetupError, match="known providers") as unknown:
         forge.create_session("goal", ["nosuch:model"])
+    assert isinstance(unknown.value, ConfigError)  # the engine's own error: a surface needs nothing of providers
     with pytest.raises(ConfigError, match="unknown setting"):
         forge.create_session("goal", THREE, max_round=3)
     with pytest.raises(ConfigError, match="convergence_threshold"):
@@ -306,7 +305,7 @@ def test_a_key_given_in_a_spec_is_used_at_run_time_and_recorded_nowhere(tmp_path
 
     from loopback import LoopbackServer
 
-    from forge_actors.export import FORMATS, export_document, render
+    from forge_actors.core.export import FORMATS, export_document, render
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     caplog.set_level(logging.DEBUG)
@@ -318,9 +317,9 @@ def test_a_key_given_in_a_spec_is_used_at_run_time_and_recorded_nowhere(tmp_path
         assert _sent_keys(server) == [INLINE_KEY]
         state = forge.state(session_id)
         assert parse_spec(state.participants["claude"].provider).options == {"base_url": server.url}
-        shown = [repr(forge), repr(state), repr(forge._inline_specs), repr(forge.events(session_id)),
+        shown = [repr(forge), repr(state), repr(forge._participants.inline_specs), repr(forge.events(session_id)),
                  *(render(export_document(state, forge.config.pricing), fmt) for fmt in FORMATS)]
-        rows = [r.data for r in forge.store.read_stream(session_id)]
+        rows = [r.data for r in forge._store.read_stream(session_id)]
     assert not any(INLINE_KEY in text for text in shown)
     assert rows and not any(INLINE_KEY in str(row) for row in rows)
     assert INLINE_KEY.encode() not in (tmp_path / "forge.db").read_bytes()
@@ -330,8 +329,7 @@ def test_a_key_given_in_a_spec_is_used_at_run_time_and_recorded_nowhere(tmp_path
 def test_resuming_in_another_engine_says_which_participant_lacks_its_key(tmp_path, monkeypatch):
     from loopback import LoopbackServer
 
-    from forge_actors.errors import ParticipantKeyMissingError
-    from forge_actors.providers.errors import MissingApiKeyError
+    from forge_actors.engine import ParticipantKeyMissingError, ParticipantSetupError
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with LoopbackServer(_draft_reply()) as server:
@@ -344,7 +342,7 @@ def test_resuming_in_another_engine_says_which_participant_lacks_its_key(tmp_pat
         with Forge(str(tmp_path / "forge.db")) as forge:  # a new process: the key was never recorded
             with pytest.raises(ParticipantKeyMissingError) as missing:
                 forge.run_round(session_id, "draft")
-            assert isinstance(missing.value, MissingApiKeyError) and missing.value.env_var == "ANTHROPIC_API_KEY"
+            assert isinstance(missing.value, ParticipantSetupError) and missing.value.env_var == "ANTHROPIC_API_KEY"
             message = str(missing.value)
             assert "participant claude" in message and "set ANTHROPIC_API_KEY" in message and INLINE_KEY not in message
             monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-env-key-0007")

@@ -14,12 +14,11 @@ import msgspec
 import pytest
 import yaml
 
-from forge_actors.config import Price
+from forge_actors.core.events import TokenUsage
+from forge_actors.core.export import SCHEMA, event_json, export_document, render
+from forge_actors.core.pricing import Price, estimate_cost, format_cost, price_of
+from forge_actors.core.usage import usage_report
 from forge_actors.engine import Forge
-from forge_actors.events import TokenUsage
-from forge_actors.export import SCHEMA, event_json, export_document, render
-from forge_actors.pricing import estimate_cost, format_cost, price_of
-from forge_actors.usage import usage_report
 
 GOLDEN = Path(__file__).with_name("golden")
 FIXED_CLOCK = 1_763_769_600_000_000_000

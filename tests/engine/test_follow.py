@@ -11,10 +11,10 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from forge_actors import state as state_module
+from forge_actors.core import state as state_module
 from forge_actors.engine import Forge
-from forge_actors.server.app import API
-from forge_actors.server.runner import ServerThread
+from forge_actors.surfaces.server.app import API
+from forge_actors.surfaces.server.runner import ServerThread
 
 FAST = [f"mock:{name}?word_delay=0" for name in ("alice", "bob", "carol")]
 #: Descriptors a settled server may still hold beyond its start (the pool's idle readers, a socket in teardown).
@@ -146,7 +146,7 @@ def test_concurrent_first_reads_of_a_session_fold_it_once(tmp_path, monkeypatch)
         applied.append(event)
         return real_apply(state, event)
 
-    import forge_actors.engine as engine_module
+    import forge_actors.engine.states as engine_module
 
     monkeypatch.setattr(engine_module, "apply", counting_apply)
     with Forge(path) as forge:  # cold: it has folded nothing yet
@@ -252,7 +252,7 @@ def test_engine_followers_opened_past_the_end_of_an_ended_session_end_at_once(en
     assert list(forge.deliberate(session_id, from_position=events[-1].position)) == []
     assert [r.position for r in forge.deliberate(session_id, from_position=events[-2].position)] == \
         [events[-1].position]
-    assert forge.store.subscriptions() == 0  # each follower closed its subscription
+    assert forge._store.subscriptions() == 0  # each follower closed its subscription
 
 
 def test_the_reader_pool_is_bounded_however_many_threads_read(tmp_path):

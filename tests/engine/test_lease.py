@@ -18,12 +18,12 @@ import pytest
 from support import wait_until
 
 from eventstore import EventStore, SqliteLeases
+from forge_actors.core.errors import SessionBusyError, SessionStoppedError
+from forge_actors.core.events import ContentDelta, SessionEnded
 from forge_actors.engine import Forge
-from forge_actors.errors import SessionBusyError, SessionStoppedError
-from forge_actors.events import ContentDelta, SessionEnded
 from forge_actors.providers.base import StreamChunk, Usage
-from forge_actors.server.app import API
-from forge_actors.server.runner import ServerThread
+from forge_actors.surfaces.server.app import API
+from forge_actors.surfaces.server.runner import ServerThread
 
 FORGE = str(Path(sys.executable).with_name("forge"))
 GOAL = "Design a TODO app API"
@@ -124,8 +124,8 @@ def test_a_lease_from_another_host_holds_until_it_expires(tmp_path):
     clock = FakeWallClock()
     with Forge(str(tmp_path / "forge.db"), lease_clock=clock) as forge:
         session_id = forge.create_session(GOAL, ["mock:alice", "mock:bob"], max_rounds=1, seed=3)
-        SqliteLeases(forge.store, clock=clock).acquire(f"session:{session_id}", ELSEWHERE, 6)
-        before = forge.store.stream_version(session_id)
+        SqliteLeases(forge._store, clock=clock).acquire(f"session:{session_id}", ELSEWHERE, 6)
+        before = forge._store.stream_version(session_id)
         with pytest.raises(SessionBusyError) as busy:
             forge.deliberate(session_id)
         assert (busy.value.owner, busy.value.expires_in) == (ELSEWHERE, 6.0)
@@ -133,7 +133,7 @@ def test_a_lease_from_another_host_holds_until_it_expires(tmp_path):
         clock.advance(5.5)
         with pytest.raises(SessionBusyError, match="expires in 0 s"):
             forge.deliberate(session_id)
-        assert forge.store.stream_version(session_id) == before  # nothing was written
+        assert forge._store.stream_version(session_id) == before  # nothing was written
         clock.advance(0.5)  # expired now: ours
         events = list(forge.deliberate(session_id))
         assert isinstance(events[-1].event, SessionEnded) and forge.verify(session_id) == []
@@ -144,7 +144,7 @@ def test_a_lease_of_a_dead_process_of_this_host_is_taken_at_once(tmp_path, caplo
     gone.wait()
     with Forge(str(tmp_path / "forge.db")) as forge:
         session_id = forge.create_session(GOAL, ["mock:alice", "mock:bob"], max_rounds=1, seed=4)
-        leases = SqliteLeases(forge.store)
+        leases = SqliteLeases(forge._store)
         for alive in (f"{HOST}:{os.getpid()}:0ther0ne", f"{HOST}:{os.getppid()}:pArent00"):  # live processes keep theirs
             leases.acquire(f"session:{session_id}", alive, 600, stale=lambda lease: True)
             with pytest.raises(SessionBusyError):
@@ -163,13 +163,13 @@ def test_a_lost_lease_stops_the_session_without_writing_more(tmp_path, caplog):
         assert wait_until(lambda: streaming(forge, session_id))
         with caplog.at_level(logging.ERROR, logger="forge_actors.engine"):
             # What another engine does once our lease has expired (e.g. this process was paused).
-            with forge.store.write_transaction() as conn:
+            with forge._store.write_transaction() as conn:
                 conn.execute("UPDATE leases SET owner = ? WHERE name = ?", (ELSEWHERE, f"session:{session_id}"))
             assert wait_until(lambda: session_id not in forge.running_sessions())
             forge._writer.flush()  # appends queued before the loss was seen
-            version = forge.store.stream_version(session_id)
+            version = forge._store.stream_version(session_id)
             time.sleep(0.3)  # the participants were streaming: nothing of theirs lands any more
-            assert forge.store.stream_version(session_id) == version
+            assert forge._store.stream_version(session_id) == version
         assert "lease" in caplog.text and "stopping its actors here without writing more" in caplog.text
         assert lease_row(tmp_path / "forge.db", session_id)[0] == ELSEWHERE  # theirs, untouched
         with pytest.raises(SessionStoppedError):
@@ -203,7 +203,7 @@ class DeafProvider:
 def test_close_returns_promptly_though_a_participant_ignores_abort(tmp_path, caplog):
     release = threading.Event()
     forge = Forge(str(tmp_path / "forge.db"), close_timeout=0.5)
-    forge._provider_for = lambda info, session_id=None: DeafProvider(release)  # type: ignore[method-assign]
+    forge._participants.for_recorded = lambda info, session_id, events_of: DeafProvider(release)  # type: ignore[method-assign]
     try:
         session_id = forge.create_session(GOAL, ["mock:alice", "mock:bob"])
         forge.deliberate(session_id)
@@ -309,7 +309,7 @@ def test_resume_right_after_kill_9_takes_the_dead_process_lease_at_once(tmp_path
 def test_http_steps_on_a_session_another_engine_drives_are_409_naming_it(tmp_path):
     with Forge(str(tmp_path / "forge.db")) as forge, ServerThread(forge) as server:
         session_id = forge.create_session(GOAL, ["mock:alice", "mock:bob"])
-        SqliteLeases(forge.store).acquire(f"session:{session_id}", ELSEWHERE, 600)
+        SqliteLeases(forge._store).acquire(f"session:{session_id}", ELSEWHERE, 600)
         base = f"{server.url}{API}/sessions/{session_id}"
         for path, body in (("/deliberate", None), ("/rounds", {"kind": "draft"}), ("/synthesize", None),
                            ("/converge", None), ("/drafts", {"author": "dana", "content": "mine"}),
@@ -320,4 +320,4 @@ def test_http_steps_on_a_session_another_engine_drives_are_409_naming_it(tmp_pat
             error = response.json()["error"]
             assert ELSEWHERE in error and "being driven by another engine" in error
         assert httpx.get(base, timeout=30).json()["status"] == "created"  # reading needs no lease
-        assert forge.store.stream_version(session_id) == 1
+        assert forge._store.stream_version(session_id) == 1

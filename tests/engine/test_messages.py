@@ -7,7 +7,7 @@ import typing
 
 import msgspec
 
-from forge_actors import messages
+from forge_actors.actors import messages
 
 
 def _message_classes() -> list[type[msgspec.Struct]]:

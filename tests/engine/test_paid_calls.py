@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from forge_actors import rounds
-from forge_actors.events import (
+from forge_actors.core import rounds
+from forge_actors.core.events import (
     ContributionFailed,
     ParticipantInfo,
     PromptSent,
@@ -16,11 +16,10 @@ from forge_actors.events import (
     SessionEnded,
     SessionSettings,
     VoteRecorded,
-    decode_event,
 )
+from forge_actors.core.state import rebuild
 from forge_actors.providers import ProtocolError, register_provider
 from forge_actors.providers.base import LlmRequest, StreamChunk
-from forge_actors.state import rebuild
 
 VOTERS = ("alice", "bob", "carol")
 
@@ -107,7 +106,7 @@ def test_the_same_protocol_violation_is_retried_once_not_max_retries_times(forge
     register_provider("broken", lambda model, **options: _BrokenStream())
     session_id = forge.create_session("Design a TODO app API", ["broken:x", "mock:bob"], max_retries=5)
     forge.run_round(session_id, "draft", timeout=30)
-    failures = [r.event for r in forge.store.read_stream(session_id, codec=decode_event)
+    failures = [r.event for r in forge.records(session_id)
                 if isinstance(r.event, ContributionFailed) and r.event.participant == "x"]
     assert [f.will_retry for f in failures] == [True, False]  # the first repeat is final, not 5 retries
 
@@ -140,7 +139,7 @@ def test_a_stream_cut_before_its_first_delta_falls_back_to_one_plain_call(forge)
     register_provider("nostream", lambda model, **options: _NoStreaming())
     session_id = forge.create_session("Design a TODO app API", ["nostream:x", "mock:bob"])
     forge.run_round(session_id, "draft", timeout=30)
-    events = [r.event for r in forge.store.read_stream(session_id, codec=decode_event)]
+    events = [r.event for r in forge.records(session_id)]
     mine = [e for e in events if getattr(e, "participant", None) == "x"]
     kinds = [type(e).__name__ for e in mine]
     assert kinds == ["PromptSent", "ContentDelta", "ContributionCompleted"]  # no failure, no retry

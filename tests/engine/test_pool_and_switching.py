@@ -10,14 +10,14 @@ import pytest
 from loopback import LoopbackServer, Reply
 from streams_fixtures import openai_stream
 
-from forge_actors import audit
-from forge_actors.config import parse_config
+from forge_actors.core import audit
+from forge_actors.core.errors import InvalidCommandError
+from forge_actors.core.events import ContributionCompleted, ProviderSwitched
+from forge_actors.core.state import rebuild
 from forge_actors.engine import Forge
-from forge_actors.errors import InvalidCommandError
-from forge_actors.events import ContributionCompleted, ProviderSwitched, decode_event
+from forge_actors.engine.config import parse_config
 from forge_actors.providers import LlmError, LlmRequest, Message, ServerError, collect, get_provider
 from forge_actors.providers.pool import HealthPolicy, PoolHealth, PoolProvider
-from forge_actors.state import rebuild
 
 REQUEST = LlmRequest(messages=(Message("user", "hi"),))
 
@@ -146,7 +146,7 @@ def test_a_pool_participant_in_a_session_records_who_served_and_loses_nothing(tm
         session_id = forge.create_session("Design a TODO app API", ["pool:fast", "mock:bob"], max_rounds=1,
                                           max_retries=0)
         list(forge.deliberate(session_id))
-        records = list(forge.store.read_stream(session_id, codec=decode_event))
+        records = list(forge.records(session_id))
         served = {e.event.served_by for e in records
                   if isinstance(e.event, ContributionCompleted) and e.event.participant == "fast"}
         assert served == {"mock:backup"} and audit.verify(records) == []
@@ -196,7 +196,7 @@ def test_switching_through_the_cli_and_the_http_api(tmp_path):
     import sys
     from pathlib import Path
 
-    from forge_actors.server.runner import ServerThread
+    from forge_actors.surfaces.server.runner import ServerThread
 
     db = tmp_path / "f.db"
     with Forge(str(db)) as forge:

@@ -22,10 +22,10 @@ import msgspec
 import pytest
 
 from eventstore import EventStore
-from forge_actors import audit
+from forge_actors.core import audit
+from forge_actors.core.events import ContributionAbandoned, PromptSent, SessionEnded, SessionResumed
+from forge_actors.core.state import SessionState, rebuild
 from forge_actors.engine import Forge
-from forge_actors.events import ContributionAbandoned, PromptSent, SessionEnded, SessionResumed, decode_event
-from forge_actors.state import SessionState, rebuild
 
 WORKER = str(Path(__file__).with_name("resume_worker.py"))
 TRIALS = int(os.environ.get("FORGE_RESUME_TRIALS", "10"))
@@ -63,7 +63,7 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path, trial):
     folded_by_resumer = msgspec.json.decode(out.strip().splitlines()[-1], type=SessionState)
 
     with Forge(str(db)) as forge:
-        stored = list(forge.store.read_stream(session_id, codec=decode_event))
+        stored = list(forge.records(session_id))
     events = [r.event for r in stored]
     assert isinstance(events[-1], SessionEnded) and events[-1].outcome in ("converged", "max_rounds"), events[-1]
     assert audit.verify(stored) == []

@@ -16,14 +16,14 @@ import httpx
 import pytest
 from loopback import LoopbackServer
 
-from forge_actors.config import ForgeConfig, parse_config
+from forge_actors.core.errors import ConfigError, InvalidCommandError, UntrustedSpecError
+from forge_actors.core.events import CritiqueRecorded, PromptSent, SessionEnded
+from forge_actors.core.rounds import proposal_label
 from forge_actors.engine import Forge
-from forge_actors.errors import ConfigError, InvalidCommandError, UntrustedSpecError
-from forge_actors.events import CritiqueRecorded, PromptSent, SessionEnded
-from forge_actors.rounds import proposal_label
-from forge_actors.server.app import API
-from forge_actors.server.runner import ServerThread
-from forge_actors.trust import check_untrusted_participant, check_untrusted_spec
+from forge_actors.engine.config import ForgeConfig, parse_config
+from forge_actors.engine.trust import check_untrusted_participant, check_untrusted_spec
+from forge_actors.surfaces.server.app import API
+from forge_actors.surfaces.server.runner import ServerThread
 
 TOOL = [sys.executable, "-c", "import sys; print('## Draft', len(sys.argv))"]
 
@@ -274,9 +274,9 @@ POOL_KEY = "sk-pool-member-secret-31"
 
 
 def test_pool_members_keys_are_redacted_in_labels_served_by_and_listings(tmp_path):
-    from forge_actors.config import PoolSettings
+    from forge_actors.core.events import ContributionCompleted
     from forge_actors.engine import probe_providers
-    from forge_actors.events import ContributionCompleted
+    from forge_actors.engine.config import PoolSettings
 
     # A Python caller may build a config with a key in a member spec (the file loader refuses it).
     config = ForgeConfig(pools={"p": PoolSettings(members=[f"mock:a?api_key={POOL_KEY}&seed=2", "mock:b"])})

@@ -10,7 +10,7 @@ Deterministic, and it needs neither root nor a small filesystem.
 import sys
 
 from eventstore.store import EventStore
-from forge_actors import cli
+from forge_actors.surfaces import cli
 
 
 def limit_growth(free_pages: int) -> None:

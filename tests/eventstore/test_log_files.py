@@ -166,7 +166,7 @@ def test_a_full_disk_mid_run_stops_cleanly_and_resume_finishes_once_there_is_spa
     with Forge(str(tmp_path / "forge.db"), create=False) as engine:
         state = engine.state(session_id)
         assert state.status == "running" and not state.ended  # stopped, not failed
-        committed = [r.position for r in engine.store.read_stream(session_id)]
+        committed = [r.position for r in engine._store.read_stream(session_id)]
     assert [e["position"] for e in events] == committed  # what it showed is what the log holds
 
     resumed = forge("resume", session_id, cwd=tmp_path)
@@ -223,7 +223,7 @@ def test_summaries_that_cannot_be_saved_are_folded_from_the_log(tmp_path, monkey
         def full(*args: object) -> None:
             raise DiskFullError(str(path))
 
-        monkeypatch.setattr(engine.store, "write_transaction", full)
+        monkeypatch.setattr(engine._store, "write_transaction", full)
         folded = engine.summaries()
     assert "could not save the session summaries" in caplog.text
     with Forge(str(path)) as engine:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventstore import EventStore, NewEvent, ProjectionRunner, RecordedEvent
-from forge_actors.events import (
+from forge_actors.core.events import (
     ContributionCompleted,
     Event,
     ParticipantInfo,
@@ -25,8 +25,8 @@ from forge_actors.events import (
     encode_event,
     event_type,
 )
-from forge_actors.state import rebuild
-from forge_actors.usage import SummaryProjection, read_summaries
+from forge_actors.core.state import rebuild
+from forge_actors.engine.summaries import SummaryProjection, read_summaries
 
 
 class StreamCounts:

@@ -39,7 +39,7 @@ SCANNED = ("eventstore", "forge_actors", "tools")
 
 @dataclass(frozen=True)
 class Source:
-    module: str  # absolute dotted name: "forge_actors.server.app"
+    module: str  # absolute dotted name: "forge_actors.surfaces.server.app"
     is_package: bool  # an __init__.py: its relative imports start from itself
     text: str
 
@@ -131,41 +131,31 @@ def all_imports(sources: Mapping[str, Source]) -> list[Import]:
 
 
 def _under(*prefixes: str) -> Callable[[str], bool]:
-    """True for each prefix itself and everything below it (``forge_actors.server`` and ``.server.app``)."""
+    """True for each prefix itself and everything below it (``forge_actors.surfaces.server`` and ``.server.app``)."""
     return lambda name: any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-ACTORS = ("forge_actors.session", "forge_actors.participant", "forge_actors.messages", "forge_actors.scheduler")
-SURFACE_MODULES = ("forge_actors.cli", "forge_actors.terminal", "forge_actors.server", "tools")
-is_surface = _under(*SURFACE_MODULES)  # forge_actors.providers.cli is a provider, not a surface
-is_actor = _under(*ACTORS)
+CORE = "forge_actors.core"
+ACTORS = "forge_actors.actors"
+ENGINE = "forge_actors.engine"
+PROVIDERS = "forge_actors.providers"
+SURFACES = ("forge_actors.surfaces", "tools")  # tools/ holds scripts over the engine (tools/replay.py)
+is_surface = _under(*SURFACES)  # forge_actors.providers.cli is a provider, not a surface
+is_actor = _under(ACTORS)
+is_core = _under(CORE)
 IO_LIBRARIES = ("httpx", "sqlite3", "socket", "subprocess", "eventstore", "sqlite_utils", "uvicorn", "starlette",
                 "urllib.request", "http.client", "asyncio", "threading")
 
-#: The pure core: data and functions of data. They may import each other and nothing else of ours,
-#: except as ``Allow``-ed below with the reason.
-PURE_CORE = ("forge_actors.events", "forge_actors.state", "forge_actors.formats", "forge_actors.rounds",
-             "forge_actors.templates", "forge_actors.trust", "forge_actors.audit", "forge_actors.pricing")
-# Left out, with the reason:
-# - usage: its SummaryProjection writes SQL tables in the log's file (sqlite3, eventstore); its report
-#   half is pure, but one read-side module is clearer than two; it is bound by READ_SIDE instead.
-# - export, config: read-side helpers the surfaces use (export renders a folded state; config reads
-#   TOML files and the environment); bound by READ_SIDE.
-READ_SIDE = ("forge_actors.usage", "forge_actors.export", "forge_actors.config")
-
-#: What a surface may import of ours: the engine's front door and the read side it shows.
+#: What a surface may import of ours: the engine's front door (the package itself, not its modules),
+#: the pure core's types and functions (to show what it is given), and other surfaces.
 FRONT_DOOR = (
     "forge_actors",  # the package itself: __version__
-    "forge_actors.engine",  # Forge, RecordedEvent, probe_providers
-    "forge_actors.errors",  # every error a caller catches, provider and log errors re-exported
-    "forge_actors.events",  # to show and parse events (ROUND_KINDS, VoteChoice...)
-    "forge_actors.state",  # SessionState and apply, to show a session as it streams
-    "forge_actors.export",  # the documents `forge export` and GET .../export write
-    "forge_actors.usage",  # usage_report for the live view's cost table
-    "forge_actors.pricing",  # format_cost
-    "forge_actors.config",  # ForgeConfig, load_config, ParticipantSpec (request bodies), Price
-    "forge_actors.rounds",  # the words of the rounds (describe_agreement)
+    ENGINE,  # Forge, its read types, its config, every error a caller catches
 )
+
+
+def _front_door(target: str) -> bool:
+    return target in FRONT_DOOR or is_core(target) or is_surface(target)
 
 
 @dataclass(frozen=True)
@@ -213,63 +203,47 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "providers-know-only-providers-and-formats",
-        binds=_under("forge_actors.providers"),
-        forbids=lambda t: (_ours(t) and not _under("forge_actors.providers", "forge_actors.formats")(t))
-        or _under("pykka")(t),
+        binds=_under(PROVIDERS),
+        forbids=lambda t: (_ours(t) and not _under(PROVIDERS, "forge_actors.core.formats")(t)) or _under("pykka")(t),
         why="a provider talks to a model; the formats leaf is shared with the mock, the rest of the domain is not",
     ),
     Rule(
         "pure-core-does-no-io-and-uses-no-actors",
-        binds=_under(*PURE_CORE),
-        forbids=lambda t: _under("pykka", *IO_LIBRARIES)(t) or (_ours(t) and not _under(*PURE_CORE)(t)),
+        binds=is_core,
+        forbids=lambda t: _under("pykka", *IO_LIBRARIES)(t) or (_ours(t) and not is_core(t)),
         # templates reads its prompt files as package data (importlib.resources): no arrow to rule on.
         why="the core is data and functions of data: no actors, no I/O, nothing above it",
         allow=(
-            Allow("forge_actors.pricing", "forge_actors.config", "the Price struct lives with the config that "
-                  "sets prices; config's loaders are called by the engine and the CLI only",
-                  names=frozenset({"Price"})),
-            Allow("forge_actors.trust", "forge_actors.config", "checks untrusted specs against the operator's "
-                  "config structs and the engine-owned option names",
-                  names=frozenset({"ENGINE_SPEC_OPTIONS", "ForgeConfig", "ParticipantSpec", "participant_spec"})),
-            Allow("forge_actors.trust", "forge_actors.errors", "raises the typed UntrustedSpecError",
-                  names=frozenset({"UntrustedSpecError"})),
-            Allow("forge_actors.trust", "forge_actors.providers.registry", "parse_spec is the one parser of "
-                  "spec strings (pure); a second one would drift from it", names=frozenset({"parse_spec"})),
-            Allow("forge_actors.audit", "eventstore", "verifies recorded events (positions, times): reads the "
+            Allow("forge_actors.core.audit", "eventstore", "verifies recorded events (positions, times): reads the "
                   "RecordedEvent struct, never opens a store", names=frozenset({"RecordedEvent"})),
-        ),
-    ),
-    Rule(
-        "read-side-uses-no-actors-engine-or-surfaces",
-        binds=_under(*READ_SIDE),
-        forbids=lambda t: _under("pykka", "httpx", "socket", "subprocess", "forge_actors.engine",
-                                 "forge_actors.providers", *ACTORS)(t) or is_surface(t),
-        why="the read side renders and counts what the log holds; it drives nothing",
-        allow=(
-            Allow("forge_actors.config", "forge_actors.providers.registry", "lists the known providers and their "
-                  "secret options to validate a config (imported lazily)",
-                  names=frozenset({"known_providers", "secret_options"})),
+            Allow("forge_actors.core.export", "eventstore", "writes a recorded event's wire form: reads the "
+                  "RecordedEvent struct, never opens a store", names=frozenset({"RecordedEvent"})),
         ),
     ),
     Rule(
         "actors-import-no-engine-and-no-surface",
         binds=is_actor,
-        forbids=lambda t: _under("forge_actors.engine")(t) or is_surface(t),
+        forbids=lambda t: _under(ENGINE)(t) or is_surface(t),
         why="actors are driven by the engine; they never reach up to it or to a surface",
     ),
     Rule(
+        "the-engine-imports-no-surface",
+        binds=_under(ENGINE),
+        forbids=is_surface,
+        why="the engine serves every surface alike; it knows none of them",
+    ),
+    Rule(
         "only-surfaces-import-the-engine-or-a-surface",
-        binds=lambda m: _under("forge_actors")(m) and not is_surface(m) and m != "forge_actors.engine",
-        forbids=lambda t: _under("forge_actors.engine")(t) or is_surface(t),
+        binds=lambda m: _under("forge_actors")(m) and not is_surface(m) and not _under(ENGINE)(m),
+        forbids=lambda t: _under(ENGINE)(t) or is_surface(t),
         why="the engine is the top of the library; below it nothing knows who drives it",
     ),
     Rule(
         "surfaces-use-the-front-door-only",
         binds=is_surface,
-        forbids=lambda t: _under("eventstore", "pykka")(t)
-        or (_under("forge_actors")(t) and t not in FRONT_DOOR and not is_surface(t)),
-        why="a surface drives the engine through forge_actors.engine and forge_actors.errors (and shows the "
-            "read side); never actors, providers or the log directly",
+        forbids=lambda t: _under("eventstore", "pykka")(t) or (_ours(t) and not _front_door(t)),
+        why="a surface drives the engine through `forge_actors.engine` alone (and shows the pure core's types); "
+            "never the engine's modules, actors, providers or the log directly",
     ),
 )
 
@@ -284,7 +258,7 @@ def violations(sources: Mapping[str, Source], rules: Iterable[Rule] = RULES) -> 
 
 def test_the_tree_keeps_every_rule():
     sources = read_tree()
-    assert {"eventstore.store", "forge_actors.engine", "forge_actors.server.app", "tools.replay"} <= set(sources)
+    assert {"eventstore.store", "forge_actors.engine", "forge_actors.surfaces.server.app", "tools.replay"} <= set(sources)
     assert violations(sources) == []
 
 
@@ -293,8 +267,8 @@ def test_every_rule_binds_some_module():
     modules = read_tree()
     for rule in RULES:
         assert any(rule.binds(m) for m in modules), rule.name
-    for name in (*PURE_CORE, *READ_SIDE, *ACTORS):
-        assert name in modules, name
+    for package in (CORE, ACTORS, ENGINE, PROVIDERS, *SURFACES):
+        assert any(_under(package)(m) for m in modules), package
 
 
 def test_every_allowance_is_used():
@@ -308,12 +282,12 @@ def test_every_allowance_is_used():
 @pytest.mark.parametrize(
     ("module", "is_package", "level", "target", "expected"),
     [
-        ("forge_actors.server.app", False, 1, None, "forge_actors.server"),
-        ("forge_actors.server.app", False, 2, "providers", "forge_actors.providers"),
-        ("forge_actors.server.app", False, 2, "providers.errors", "forge_actors.providers.errors"),
+        ("forge_actors.surfaces.server.app", False, 1, None, "forge_actors.surfaces.server"),
+        ("forge_actors.surfaces.server.app", False, 3, "providers", "forge_actors.providers"),
+        ("forge_actors.surfaces.server.app", False, 3, "providers.errors", "forge_actors.providers.errors"),
         ("forge_actors.providers", True, 1, "base", "forge_actors.providers.base"),
         ("forge_actors.providers", True, 2, None, "forge_actors"),
-        ("forge_actors.state", False, 1, "events", "forge_actors.events"),
+        ("forge_actors.core.state", False, 1, "events", "forge_actors.core.events"),
     ],
 )
 def test_relative_imports_resolve_to_absolute_modules(module, is_package, level, target, expected):
@@ -322,48 +296,56 @@ def test_relative_imports_resolve_to_absolute_modules(module, is_package, level,
 
 def test_a_relative_import_above_the_top_package_is_refused():
     with pytest.raises(RelativeImportError):
-        resolve_relative("forge_actors.state", False, 3, "x")
+        resolve_relative("forge_actors.core.state", False, 3, "x")
 
 
 def test_from_package_import_submodule_reaches_the_submodule():
-    known = {"forge_actors", "forge_actors.session", "forge_actors.server", "forge_actors.server.app"}
-    source = Source("forge_actors.server.app", False, "from .. import session, __version__\nfrom . import x\n")
+    known = {"forge_actors", "forge_actors.actors", "forge_actors.actors.session", "forge_actors.surfaces.server",
+             "forge_actors.surfaces.server.app"}
+    source = Source("forge_actors.surfaces.server.app", False,
+                    "from ...actors import session\nfrom ... import __version__\nfrom . import x\n")
     targets = {(i.target, i.name) for i in imports_of(source, known)}
-    assert targets == {("forge_actors.session", None), ("forge_actors", "__version__"), ("forge_actors.server", "x")}
+    assert targets == {("forge_actors.actors.session", None), ("forge_actors", "__version__"), ("forge_actors.surfaces.server", "x")}
 
 
 def test_providers_cli_is_a_provider_not_a_surface():
     assert not is_surface("forge_actors.providers.cli")
-    assert is_surface("forge_actors.cli") and is_surface("forge_actors.server.app") and is_surface("tools.replay")
+    assert is_surface("forge_actors.surfaces.cli") and is_surface("forge_actors.surfaces.server.app") and is_surface("tools.replay")
 
 
 #: (rule, module planted into, is it a package, source): each breaks the rule named (some a second
 #: one too: an actor importing the engine does), most through a relative import, the kind the first
 #: version of this test skipped, some inside a function or a TYPE_CHECKING block.
 PLANTED = [
-    ("eventstore-knows-nothing-of-forge", "eventstore.planted", False, "from forge_actors.events import Event\n"),
-    ("eventstore-knows-nothing-of-forge", "eventstore", True, "import forge_actors.state\n"),
+    ("eventstore-knows-nothing-of-forge", "eventstore.planted", False, "from forge_actors.core.events import Event\n"),
+    ("eventstore-knows-nothing-of-forge", "eventstore", True, "import forge_actors.core.state\n"),
     ("providers-know-only-providers-and-formats", "forge_actors.providers.planted", False,
-     "from ..session import SessionActor\n"),
+     "from ..actors.session import SessionActor\n"),
     ("providers-know-only-providers-and-formats", "forge_actors.providers.cli", False,
      "from .. import engine\n"),  # the provider named cli is bound as a provider
     ("providers-know-only-providers-and-formats", "forge_actors.providers.planted", False,
      "def later():\n    from eventstore import EventStore\n"),
-    ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.state", False, "from . import session\n"),
-    ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.rounds", False, "import httpx\n"),
-    ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.events", False, "from .engine import Forge\n"),
-    ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.audit", False,
+    ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.core.state", False, "from ..actors import session\n"),
+    ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.core.rounds", False, "import httpx\n"),
+    ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.core.events", False, "from ..engine import Forge\n"),
+    ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.core.audit", False,
      "from eventstore import EventStore\n"),  # RecordedEvent is allowed, the store is not
-    ("read-side-uses-no-actors-engine-or-surfaces", "forge_actors.export", False, "from .messages import Contribute\n"),
-    ("actors-import-no-engine-and-no-surface", "forge_actors.scheduler", False, "from .engine import Forge\n"),
-    ("actors-import-no-engine-and-no-surface", "forge_actors.participant", False,
-     "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .server.app import create_app\n"),
-    ("only-surfaces-import-the-engine-or-a-surface", "forge_actors.recordings", False, "from . import cli\n"),
-    ("surfaces-use-the-front-door-only", "forge_actors.server.planted", False,
-     "from ..providers.errors import LlmError\n"),
-    ("surfaces-use-the-front-door-only", "forge_actors.server.planted", False, "from .. import participant\n"),
-    ("surfaces-use-the-front-door-only", "forge_actors.cli", False, "from eventstore import EventStore\n"),
-    ("surfaces-use-the-front-door-only", "tools.planted", False, "from forge_actors.session import SessionActor\n"),
+    ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.core.export", False,
+     "from ..actors.messages import Contribute\n"),
+    ("actors-import-no-engine-and-no-surface", "forge_actors.actors.scheduler", False, "from ..engine import Forge\n"),
+    ("actors-import-no-engine-and-no-surface", "forge_actors.actors.participant", False,
+     "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..surfaces.server.app import create_app\n"),
+    ("the-engine-imports-no-surface", "forge_actors.engine.replay", False, "from ..surfaces import cli\n"),
+    ("only-surfaces-import-the-engine-or-a-surface", "forge_actors.providers.planted", False,
+     "from ..surfaces import cli\n"),
+    ("surfaces-use-the-front-door-only", "forge_actors.surfaces.server.planted", False,
+     "from ...providers.errors import LlmError\n"),
+    ("surfaces-use-the-front-door-only", "forge_actors.surfaces.server.planted", False,
+     "from ...actors import participant\n"),
+    ("surfaces-use-the-front-door-only", "forge_actors.surfaces.cli", False, "from eventstore import EventStore\n"),
+    ("surfaces-use-the-front-door-only", "forge_actors.surfaces.cli", False,
+     "from forge_actors.engine.forge import Forge\n"),  # a module of the engine, not its front door
+    ("surfaces-use-the-front-door-only", "tools.planted", False, "from forge_actors.actors.session import SessionActor\n"),
 ]
 
 
@@ -434,7 +416,7 @@ def test_a_silent_except_is_caught(body, silent):
 
 
 #: Who may configure logging: the commands, never the library (an embedding application owns its handlers).
-LOGGING_CONFIGURERS = ("forge_actors.cli",)
+LOGGING_CONFIGURERS = ("forge_actors.surfaces.cli",)
 _CONFIGURING_CALLS = {"basicConfig", "addHandler", "dictConfig", "fileConfig"}
 
 

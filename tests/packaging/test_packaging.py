@@ -27,8 +27,8 @@ def test_wheel_ships_templates_and_installs_into_a_fresh_venv(tmp_path):
     wheel = next(dist.glob("forge_actors-*.whl"))
     assert wheel.name.startswith(f"forge_actors-{forge_actors.__version__}-")  # one version: __init__.py
     names = zipfile.ZipFile(wheel).namelist()
-    assert "forge_actors/prompts/system.txt" in names
-    assert "forge_actors/server/static/index.html" in names  # the web page ships with the package
+    assert "forge_actors/core/prompts/system.txt" in names
+    assert "forge_actors/surfaces/server/static/index.html" in names  # the web page ships with the package
     assert "eventstore/store.py" in names
     assert not any(name.startswith("tests/") for name in names)
 
@@ -42,7 +42,7 @@ def test_wheel_ships_templates_and_installs_into_a_fresh_venv(tmp_path):
     # Run from tmp_path so the source tree is not on sys.path: this must be the installed copy.
     out = subprocess.run(
         [str(python), "-c",
-         "import forge_actors.templates as t, forge_actors; "
+         "import forge_actors.core.templates as t, forge_actors; "
          "print(forge_actors.__file__); print(t.render('system', name='Ada', persona='(none)'))"],
         check=True, capture_output=True, text=True, cwd=tmp_path, timeout=60,
     ).stdout
@@ -54,7 +54,7 @@ def test_wheel_ships_templates_and_installs_into_a_fresh_venv(tmp_path):
 def test_one_version_for_the_package_its_metadata_and_forge_v(capsys):
     from importlib.metadata import version
 
-    from forge_actors.cli import main
+    from forge_actors.surfaces.cli import main
 
     assert version("forge-actors") == forge_actors.__version__  # hatch reads it from __init__.py
     with pytest.raises(SystemExit) as exit_:

@@ -203,9 +203,9 @@ def test_closing_a_daemon_leaves_no_process_behind(tools):
 
 
 def test_command_line_participants_in_a_session_and_no_orphans_after_close(tools, tmp_path, monkeypatch):
-    from forge_actors.config import parse_config
+    from forge_actors.core.events import ContributionCompleted
     from forge_actors.engine import Forge
-    from forge_actors.events import ContributionCompleted
+    from forge_actors.engine.config import parse_config
 
     monkeypatch.setenv("PATH", f"{tools}:{__import__('os').environ['PATH']}")
     config = parse_config({"forge": {

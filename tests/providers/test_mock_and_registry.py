@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from forge_actors import formats
+from forge_actors.core import formats
 from forge_actors.providers import (
     AnthropicProvider,
     LlmRequest,

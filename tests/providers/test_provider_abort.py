@@ -286,8 +286,8 @@ def test_a_cancelled_contribution_ends_at_once_and_the_actor_serves_the_next():
 
     import pykka
 
-    from forge_actors.messages import CancelToken, Contribute, ContributionErrored, ContributionSucceeded
-    from forge_actors.participant import ParticipantActor
+    from forge_actors.actors.messages import CancelToken, Contribute, ContributionErrored, ContributionSucceeded
+    from forge_actors.actors.participant import ParticipantActor
 
     class Inbox(pykka.ThreadingActor):
         def __init__(self, box: queue.Queue) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from forge_actors.events import (
+from forge_actors.core.events import (
     ContentDelta,
     ContributionAbandoned,
     ContributionCompleted,
@@ -13,8 +13,8 @@ from forge_actors.events import (
     PromptSent,
     TokenUsage,
 )
+from forge_actors.engine.replay import replay_provider
 from forge_actors.providers import LlmRequest, Message, NotFoundError, RateLimitError, collect
-from forge_actors.recordings import replay_provider
 
 DRAFT = (PromptMessage("system", "sys"), PromptMessage("user", "Round: draft\nGoal: g"))
 VOTE = (PromptMessage("system", "sys"), PromptMessage("user", "Round: convergence\nGoal: g"))

@@ -17,7 +17,7 @@ from fake_tools import ASSISTANT, env_with, write_tool
 from loopback import LoopbackServer, Reply, split_every
 from streams_fixtures import anthropic_stream, sse
 
-from forge_actors import formats
+from forge_actors.core import formats
 from forge_actors.providers import (
     AnthropicProvider,
     EmptyResponseError,

@@ -11,9 +11,9 @@ import shutil
 
 import pytest
 
+from forge_actors.core.events import ContributionCompleted
 from forge_actors.engine import Forge
-from forge_actors.events import ContributionCompleted
-from forge_actors.server.runner import ServerThread
+from forge_actors.surfaces.server.runner import ServerThread
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:

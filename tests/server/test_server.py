@@ -12,11 +12,11 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from forge_actors.core.errors import ConfigError
 from forge_actors.engine import Forge
-from forge_actors.errors import ConfigError
-from forge_actors.server.app import API, create_app
-from forge_actors.server.openapi import ENDPOINTS, openapi_document
-from forge_actors.server.runner import ServerThread, check_bind
+from forge_actors.surfaces.server.app import API, create_app
+from forge_actors.surfaces.server.openapi import ENDPOINTS, openapi_document
+from forge_actors.surfaces.server.runner import ServerThread, check_bind
 
 SLOW = [f"mock:{name}?word_delay=0.003" for name in ("alice", "bob", "carol")]
 #: Every state-changing request sends JSON (the server answers anything else with 415).

@@ -28,13 +28,13 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect
 
-from forge_actors.config import ForgeConfig, ParticipantSpec, ProviderSettings
+from forge_actors.core.events import SessionSettings
 from forge_actors.engine import Forge
-from forge_actors.events import SessionSettings
+from forge_actors.engine.config import ForgeConfig, ParticipantSpec, ProviderSettings
 from forge_actors.providers.registry import known_providers
-from forge_actors.server.app import API
-from forge_actors.server.openapi import openapi_document
-from forge_actors.server.runner import ServerThread
+from forge_actors.surfaces.server.app import API
+from forge_actors.surfaces.server.openapi import openapi_document
+from forge_actors.surfaces.server.runner import ServerThread
 
 #: Requests drawn per operation (about 16 operations: a few hundred in all); FORGE_FUZZ_CASES digs deeper.
 CASES_PER_OPERATION = int(os.environ.get("FORGE_FUZZ_CASES", "20"))

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from forge_actors.engine import Forge
-from forge_actors.server.runner import ServerThread
+from forge_actors.surfaces.server.runner import ServerThread
 
 FORGE = str(Path(sys.executable).with_name("forge"))
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")

@@ -18,12 +18,12 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from forge_actors.cli import main
+from forge_actors.core.errors import ConfigError
 from forge_actors.engine import Forge
-from forge_actors.errors import ConfigError
-from forge_actors.server.app import API, create_app
-from forge_actors.server.openapi import ENDPOINTS
-from forge_actors.server.runner import ServerThread
+from forge_actors.surfaces.cli import main
+from forge_actors.surfaces.server.app import API, create_app
+from forge_actors.surfaces.server.openapi import ENDPOINTS
+from forge_actors.surfaces.server.runner import ServerThread
 
 JSON = {"content-type": "application/json"}
 #: One client for the module (a new one per request would cost more than the request).

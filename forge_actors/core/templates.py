@@ -21,7 +21,7 @@ class TemplateError(ValueError):
 @cache
 def load_template(name: str) -> str:
     """The text of ``prompts/NAME.txt`` from the installed package."""
-    path = resources.files("forge_actors").joinpath("prompts", f"{name}.txt")
+    path = resources.files("forge_actors.core").joinpath("prompts", f"{name}.txt")
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -17,10 +17,9 @@ import threading
 
 import uvicorn
 
-from forge_actors.engine import Forge
-from forge_actors.errors import ConfigError
-from forge_actors.server.app import MAX_BODY_BYTES, create_app
-from forge_actors.server.guards import check_token, is_loopback
+from forge_actors.engine import ConfigError, Forge
+from forge_actors.surfaces.server.app import MAX_BODY_BYTES, create_app
+from forge_actors.surfaces.server.guards import check_token, is_loopback
 
 __all__ = ["ServerThread", "check_bind", "check_token", "interrupt_running", "is_loopback", "serve"]
 

@@ -41,8 +41,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from forge_actors.errors import ConfigError
-from forge_actors.events import ParticipantKind, Persona, RepliesMode, SessionSettings
+from forge_actors.core.errors import ConfigError
+from forge_actors.core.events import ParticipantKind, Persona, RepliesMode, SessionSettings
+from forge_actors.core.pricing import Price
 
 SETTING_NAMES: tuple[str, ...] = SessionSettings.__struct_fields__
 #: Options of a participant's spec that the engine reads itself (the provider never sees them).
@@ -116,13 +117,6 @@ class PoolSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     unavailable_after: int = 4
     window_seconds: float = 60.0
     cooldown_seconds: float = 30.0
-
-
-class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """US dollars per million tokens. Used for estimates only."""
-
-    input_per_mtok: float
-    output_per_mtok: float
 
 
 class ForgeConfig(msgspec.Struct, frozen=True, kw_only=True):

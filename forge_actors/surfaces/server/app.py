@@ -28,30 +28,29 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from forge_actors.engine import Forge, RecordedEvent
-from forge_actors.errors import (
+from forge_actors.core.events import ROUND_KINDS
+from forge_actors.core.export import FORMATS, event_json, export_document, render
+from forge_actors.engine import (
     ConfigError,
     CorruptEventError,
     CorruptLogError,
+    Forge,
     InvalidCommandError,
-    LlmError,
     LogWriteError,
-    ProviderConfigError,
+    RecordedEvent,
     SessionBusyError,
     SessionNotFoundError,
 )
-from forge_actors.events import ROUND_KINDS
-from forge_actors.export import FORMATS, event_json, export_document, render
-from forge_actors.server import bodies
-from forge_actors.server.guards import (
+from forge_actors.surfaces.server import bodies
+from forge_actors.surfaces.server.guards import (
     WS_INTERNAL_ERROR,
     BrowserGuard,
     ErrorBoundary,
     TokenGate,
     check_token,
 )
-from forge_actors.server.hub import Hubs, paced
-from forge_actors.server.openapi import MAX_POSITION, openapi_document
+from forge_actors.surfaces.server.hub import Hubs, paced
+from forge_actors.surfaces.server.openapi import MAX_POSITION, openapi_document
 
 __all__ = ["API", "ApiError", "MAX_BODY_BYTES", "TokenGate", "create_app"]
 
@@ -373,8 +372,6 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         InvalidCommandError: _status(409),  # a step that does not fit the session now
         SessionBusyError: _status(409),  # another engine drives the session (its lease)
         ConfigError: _status(422),
-        ProviderConfigError: _status(422),
-        LlmError: _status(422),  # e.g. a participant whose API key is missing
         CorruptEventError: _corrupt_event,
         LogWriteError: _status(503),  # a full disk: nothing committed was lost; try again once there is space
         CorruptLogError: _status(500),  # a damaged log file: the message says how to recover it

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 from msgspec.structs import replace
 
-from forge_actors.events import (
+from forge_actors.core.events import (
     ContentDelta,
     ContributionAbandoned,
     ContributionCompleted,

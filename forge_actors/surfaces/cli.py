@@ -28,22 +28,23 @@ from rich.table import Table
 from rich.text import Text
 
 from forge_actors import __version__
-from forge_actors.config import ForgeConfig, load_config
-from forge_actors.engine import Forge, RecordedEvent, probe_providers
-from forge_actors.errors import (
+from forge_actors.core.export import FORMATS, export_document, render
+from forge_actors.core.pricing import format_cost
+from forge_actors.core.state import SessionState
+from forge_actors.engine import (
     ConfigError,
     CorruptEventError,
     EventStoreError,
+    Forge,
+    ForgeConfig,
     ForgeError,
-    LlmError,
     LogWriteError,
     NotAnEventLogError,
-    ProviderConfigError,
+    RecordedEvent,
+    load_config,
+    probe_providers,
 )
-from forge_actors.export import FORMATS, export_document, render
-from forge_actors.pricing import format_cost
-from forge_actors.state import SessionState
-from forge_actors.terminal import JsonLinesView, LiveView
+from forge_actors.surfaces.terminal import JsonLinesView, LiveView
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -310,7 +311,7 @@ def cmd_switch(ctx: Context) -> int:
 
 
 def cmd_serve(ctx: Context) -> int:
-    from forge_actors.server.runner import check_bind, check_token, serve
+    from forge_actors.surfaces.server.runner import check_bind, check_token, serve
 
     # A token given but blank is refused (it would guard nothing), not taken as "no token".
     if ctx.args.token is not None:
@@ -371,13 +372,13 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return COMMANDS[args.command](Context(args, env))
-    except (UsageError, ConfigError, ProviderConfigError, NotAnEventLogError, CorruptEventError) as exc:
+    except (UsageError, ConfigError, NotAnEventLogError, CorruptEventError) as exc:
         err.print(f"forge: {exc}", markup=False)
         return EXIT_USAGE
     except EventStoreError as exc:  # a full disk, a damaged file: what happened and what to do, one line
         err.print(f"forge: {exc}", markup=False)
         return EXIT_USAGE
-    except (ForgeError, LlmError) as exc:  # unknown session, a step that does not fit, a missing key
+    except ForgeError as exc:  # unknown session, a step that does not fit
         err.print(f"forge: {exc}", markup=False)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -26,8 +26,7 @@ from collections.abc import AsyncIterator
 import msgspec
 from starlette.concurrency import run_in_threadpool
 
-from forge_actors.engine import Forge, RecordedEvent
-from forge_actors.errors import CorruptEventError, SessionStoppedError
+from forge_actors.engine import CorruptEventError, Forge, RecordedEvent, SessionStoppedError
 
 logger = logging.getLogger(__name__)
 

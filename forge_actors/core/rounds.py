@@ -29,10 +29,10 @@ from typing import Any
 
 import msgspec
 
-from forge_actors import formats
-from forge_actors.events import CritiqueRecorded, Outcome, Persona, PromptMessage, RoundKind, VoteRecorded
-from forge_actors.state import SessionState
-from forge_actors.templates import load_template, render
+from forge_actors.core import formats
+from forge_actors.core.events import CritiqueRecorded, Outcome, Persona, PromptMessage, RoundKind, VoteRecorded
+from forge_actors.core.state import SessionState
+from forge_actors.core.templates import load_template, render
 
 
 def proposal_label(index: int) -> str:

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable
 import msgspec
 
 from eventstore import RecordedEvent
-from forge_actors import rounds
-from forge_actors.events import (
+from forge_actors.core import rounds
+from forge_actors.core.events import (
     ContentDelta,
     ContributionAbandoned,
     ContributionCompleted,
@@ -33,7 +33,7 @@ from forge_actors.events import (
     RoundCompleted,
     SessionEnded,
 )
-from forge_actors.state import SessionState, apply
+from forge_actors.core.state import SessionState, apply
 
 
 class Violation(msgspec.Struct, frozen=True):

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from forge_actors.errors import ConfigError
+from forge_actors.engine import ConfigError
 
 logger = logging.getLogger(__name__)
 

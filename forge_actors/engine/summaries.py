@@ -1,85 +1,22 @@
-"""Token usage and estimated cost: per participant, per round, per session.
-
-Two views of the same facts (``ContributionCompleted.usage``):
-
-- ``usage_report(state, prices)``: one session, from its folded state, with costs;
-- ``SummaryProjection``: a table row per session (title, status, rounds, tokens) and a
-  usage row per (session, round, participant), kept in the log's own file by the
-  eventstore's ProjectionRunner, so listing a thousand sessions reads a table instead
-  of folding every delta of every session.
-
-Costs are never stored: prices change, and the report applies today's table.
+"""The session-summary projection: one row per session (title, status, rounds, tokens) and a
+usage row per (session, round, participant), kept in the log's own file by the eventstore's
+ProjectionRunner, so that listing a thousand sessions reads a table instead of folding every
+delta of every session. The status is the fold's own rule (``state.next_status``).
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Mapping
+import threading
 
 import msgspec
 
-from eventstore import EventStore, RecordedEvent
-from forge_actors.config import Price
-from forge_actors.events import Event, RoundStarted, SessionCreated, TokenUsage, decode_event
-from forge_actors.pricing import estimate_cost, price_of
-from forge_actors.state import STATUS_EVENTS, SessionState, next_status
+from eventstore import EventStore, LogWriteError, ProjectionRunner, RecordedEvent
+from forge_actors.core.events import Event, RoundStarted, SessionCreated, TokenUsage, decode_event
+from forge_actors.core.state import STATUS_EVENTS, next_status
 
 logger = logging.getLogger(__name__)
-
-
-class ParticipantUsage(msgspec.Struct, frozen=True):
-    participant: str
-    provider: str
-    model: str
-    usage: TokenUsage
-    #: Estimated US dollars; None when the model's price is unknown.
-    cost: float | None
-
-
-class RoundUsage(msgspec.Struct, frozen=True):
-    round: int
-    kind: str
-    usage: TokenUsage
-    cost: float | None
-
-
-class UsageReport(msgspec.Struct, frozen=True):
-    participants: tuple[ParticipantUsage, ...]
-    rounds: tuple[RoundUsage, ...]
-    total: TokenUsage
-    #: None as soon as one participant's price is unknown: a partial sum would mislead.
-    total_cost: float | None
-
-
-def _sum_costs(costs: list[float | None]) -> float | None:
-    return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
-
-
-def usage_report(state: SessionState, prices: Mapping[str, Price] | None = None) -> UsageReport:
-    price_by_participant = {
-        name: price_of(info.provider, info.model, prices) for name, info in state.participants.items()
-    }
-    participants = tuple(
-        ParticipantUsage(name, info.provider, info.model, state.usage.get(name, TokenUsage()),
-                         estimate_cost(state.usage.get(name, TokenUsage()), price_by_participant[name]))
-        for name, info in state.participants.items() if info.kind == "ai"
-    )
-    per_round: dict[int, list] = {}
-    for contribution in state.contributions.values():
-        if contribution.status == "completed":
-            per_round.setdefault(contribution.round, []).append(contribution)
-    rounds = []
-    for round_state in state.rounds:
-        done = per_round.get(round_state.round, [])
-        usage = sum((c.usage for c in done), TokenUsage())
-        cost = _sum_costs([estimate_cost(c.usage, price_by_participant.get(c.participant)) for c in done])
-        rounds.append(RoundUsage(round_state.round, round_state.kind, usage, cost))
-    return UsageReport(participants, tuple(rounds), state.total_usage, _sum_costs([p.cost for p in participants]))
-
-
-# -- the projection --------------------------------------------------------------------------------
-
 
 class SessionSummary(msgspec.Struct, frozen=True):
     session_id: str
@@ -172,3 +109,48 @@ def read_summaries(store: EventStore) -> list[SessionSummary]:
         "FROM session_summaries ORDER BY created_at, session_id"
     )
     return [SessionSummary(*row) for row in rows]
+
+
+class _MemoryRows:
+    """Rows of an in-memory SQLite database, read the way ``read_summaries`` reads a store."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def query(self, sql: str, parameters: tuple = ()) -> list[tuple]:
+        return self._conn.execute(sql, parameters).fetchall()
+
+
+def summaries_without_writing(store: EventStore) -> list[SessionSummary]:
+    """What the summary projection holds, folded in memory from the whole log: for a log
+    that cannot take the projection's writes (the same fold, so the same rows)."""
+    projection = SummaryProjection()
+    conn = sqlite3.connect(":memory:")
+    try:
+        projection.setup(conn)
+        for recorded in store.read_all():
+            projection.apply(conn, recorded)
+        return read_summaries(_MemoryRows(conn))  # type: ignore[arg-type]
+    finally:
+        conn.close()
+
+
+class Summaries:
+    """The projection of one engine's log, caught up on each read."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._runner: ProjectionRunner | None = None
+        self._lock = threading.Lock()
+
+    def read(self) -> list[SessionSummary]:
+        with self._lock:
+            try:
+                if self._runner is None:
+                    self._runner = ProjectionRunner(self._store, SummaryProjection())
+                self._runner.catch_up()
+            except LogWriteError as exc:  # e.g. a full disk: the log is still there to read
+                logger.warning("could not save the session summaries in %s (%s); read them from the log instead",
+                               exc.path, exc.reason)
+                return summaries_without_writing(self._store)
+        return read_summaries(self._store)

@@ -24,9 +24,28 @@ import msgspec
 import pykka
 
 from eventstore import BatchingWriter, EventStoreError, NewEvent
-from forge_actors import rounds
-from forge_actors.errors import InvalidCommandError, SessionStoppedError
-from forge_actors.events import (
+from forge_actors.actors.messages import (
+    AddHumanDraft,
+    CancelSession,
+    CancelToken,
+    CastVote,
+    Contribute,
+    ContributionErrored,
+    ContributionSucceeded,
+    DeadlinePassed,
+    Deliberate,
+    DeltaReceived,
+    Interrupt,
+    Recover,
+    RetryDue,
+    RunRound,
+    SwitchProvider,
+    UseProvider,
+)
+from forge_actors.actors.scheduler import ScheduledTell, Scheduler
+from forge_actors.core import rounds
+from forge_actors.core.errors import InvalidCommandError, SessionStoppedError
+from forge_actors.core.events import (
     ContentDelta,
     ContributionAbandoned,
     ContributionCompleted,
@@ -49,30 +68,11 @@ from forge_actors.events import (
     encode_event,
     event_type,
 )
-from forge_actors.formats import ParsedCritique
-from forge_actors.messages import (
-    AddHumanDraft,
-    CancelSession,
-    CancelToken,
-    CastVote,
-    Contribute,
-    ContributionErrored,
-    ContributionSucceeded,
-    DeadlinePassed,
-    Deliberate,
-    DeltaReceived,
-    Interrupt,
-    Recover,
-    RetryDue,
-    RunRound,
-    SwitchProvider,
-    UseProvider,
-)
+from forge_actors.core.formats import ParsedCritique
+from forge_actors.core.state import SessionState, apply
 from forge_actors.providers.base import JsonSchema, LlmRequest, Message
 from forge_actors.providers.errors import ProtocolError, failure_signature
 from forge_actors.providers.retry import RetryPolicy
-from forge_actors.scheduler import ScheduledTell, Scheduler
-from forge_actors.state import SessionState, apply
 
 logger = logging.getLogger(__name__)
 

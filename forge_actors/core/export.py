@@ -19,11 +19,10 @@ import msgspec
 import yaml
 
 from eventstore import RecordedEvent
-from forge_actors.config import Price
-from forge_actors.events import Persona, SessionSettings
-from forge_actors.pricing import format_cost
-from forge_actors.state import SessionState
-from forge_actors.usage import usage_report
+from forge_actors.core.events import Persona, SessionSettings
+from forge_actors.core.pricing import Price, format_cost
+from forge_actors.core.state import SessionState
+from forge_actors.core.usage import usage_report
 
 SCHEMA = "forge_actors.session/1"
 ExportFormat = Literal["md", "json", "yaml"]

@@ -23,9 +23,9 @@ from concurrent.futures import Future
 import msgspec
 import pykka
 
-from forge_actors.events import RoundKind, VoteChoice
+from forge_actors.core.events import RoundKind, VoteChoice
+from forge_actors.core.state import RoundState, SessionState
 from forge_actors.providers.base import LlmRequest, Provider, Usage
-from forge_actors.state import RoundState, SessionState
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pykka
 
-from forge_actors.messages import (
+from forge_actors.actors.messages import (
     CancelToken,
     Contribute,
     ContributionErrored,

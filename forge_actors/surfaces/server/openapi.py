@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.server import bodies
+from forge_actors.surfaces.server import bodies
 
 #: (method, path under the API root, summary, request body, success status, success description)
 ENDPOINTS: tuple[tuple[str, str, str, type | None, int, str], ...] = (

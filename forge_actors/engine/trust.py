@@ -29,8 +29,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from forge_actors.config import ENGINE_SPEC_OPTIONS, ForgeConfig, ParticipantSpec, participant_spec
-from forge_actors.errors import UntrustedSpecError
+from forge_actors.core.errors import UntrustedSpecError
+from forge_actors.engine.config import ENGINE_SPEC_OPTIONS, ForgeConfig, ParticipantSpec, participant_spec
 from forge_actors.providers.registry import parse_spec
 
 #: Mock options an untrusted caller may set: none runs anything or reaches the network.

@@ -6,8 +6,8 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.config import ParticipantSpec
-from forge_actors.events import VoteChoice
+from forge_actors.core.events import VoteChoice
+from forge_actors.engine import ParticipantSpec
 
 
 class CreateSession(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -20,8 +20,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from forge_actors.config import Price
-from forge_actors.events import (
+from forge_actors.core.events import (
     ContentDelta,
     ContributionCompleted,
     ContributionFailed,
@@ -31,11 +30,11 @@ from forge_actors.events import (
     SessionEnded,
     SessionInterrupted,
 )
-from forge_actors.export import event_json
-from forge_actors.pricing import format_cost
-from forge_actors.rounds import describe_agreement
-from forge_actors.state import SessionState, apply
-from forge_actors.usage import usage_report
+from forge_actors.core.export import event_json
+from forge_actors.core.pricing import Price, format_cost
+from forge_actors.core.rounds import describe_agreement
+from forge_actors.core.state import SessionState, apply
+from forge_actors.core.usage import usage_report
 
 if TYPE_CHECKING:
     from forge_actors.engine import RecordedEvent

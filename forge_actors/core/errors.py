@@ -1,33 +1,11 @@
-"""Errors of the engine: each says what went wrong and what to do about it.
+"""The domain's errors: each says what went wrong and what to do about it.
 
-Provider errors live in ``forge_actors.providers.errors``; log errors in ``eventstore``. Both are
-re-exported here: this module and ``forge_actors.engine`` are the engine's edge, and the surfaces
-(CLI, server, tools) import nothing of providers or the log directly (tests/packaging/test_layers.py).
+The actors raise these; the engine adds the ones of its edge (``forge_actors.engine.errors``:
+a participant whose provider cannot be built, the log's errors) and surfaces import them all
+from ``forge_actors.engine``.
 """
 
 from __future__ import annotations
-
-# The log's own errors reach engine callers too; surfaces import them from here.
-from eventstore.errors import (
-    ConcurrencyError,
-    CorruptEventError,
-    CorruptLogError,
-    DiskFullError,
-    EventStoreError,
-    LogReadError,
-    LogWriteError,
-    NotAnEventLogError,
-)
-
-# The provider errors a caller catches at the engine's edge (a bad spec, a model that failed).
-from forge_actors.providers.errors import LlmError, MissingApiKeyError, ProviderConfigError
-
-__all__ = [
-    "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DiskFullError", "EventStoreError",
-    "ForgeError", "InvalidCommandError", "LlmError", "LogReadError", "LogWriteError", "MissingApiKeyError",
-    "NotAnEventLogError", "ParticipantKeyMissingError", "ProviderConfigError", "SessionBusyError",
-    "SessionNotFoundError", "SessionStoppedError", "UntrustedSpecError",
-]
 
 
 class ForgeError(Exception):
@@ -73,23 +51,6 @@ class UntrustedSpecError(ConfigError):
         self.spec = spec
         self.option = option
         super().__init__(message)
-
-
-class ParticipantKeyMissingError(MissingApiKeyError):
-    """A participant's provider cannot be rebuilt here because its key is not available: the
-    environment variable is unset and no key was given for it in this process (a key given
-    inline in a spec is kept in memory only, so it does not outlive the engine that got it)."""
-
-    def __init__(self, participant: str, spec: str, provider: str, env_var: str) -> None:
-        self.participant = participant
-        self.env_var = env_var
-        LlmError.__init__(
-            self,
-            f"participant {participant} ({spec}) has no API key in this process: set {env_var} to resume it. "
-            "A key given in a spec (api_key=...) is never recorded, so it lasts only as long as the engine "
-            "that was given it.",
-            provider=provider,
-        )
 
 
 class SessionBusyError(ForgeError):

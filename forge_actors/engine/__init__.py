@@ -1,0 +1,58 @@
+"""The engine's front door: the one import of the surfaces (CLI, server, tools) and of embedders.
+
+::
+
+    from forge_actors.engine import Forge
+
+    with Forge("forge.db") as forge:
+        session_id = forge.create_session("Design a TODO app API", ["mock:alice", "mock:bob", "mock:carol"])
+        for recorded in forge.deliberate(session_id):   # committed events, live
+            print(recorded.position, recorded.event)
+
+Inside, one module per seam: ``forge`` (the facade: commands and queries), ``participants``
+(specs -> providers, pools, personas, probes), ``supervisor`` (actors and leases), ``states``
+(the shared fold), ``live`` (following a session), ``replay`` (re-runs and paced replays),
+``summaries`` (the session list), ``config`` and ``trust`` (what the operator and an untrusted
+caller may name), ``errors`` (everything a caller catches).
+"""
+
+from eventstore import RecordedEvent, Subscription
+from forge_actors.core.audit import Violation
+from forge_actors.core.events import ROUND_KINDS, Event, RoundKind
+from forge_actors.core.state import RoundState, SessionState
+from forge_actors.core.usage import UsageReport
+from forge_actors.engine.config import ForgeConfig, ParticipantSpec, load_config
+from forge_actors.engine.errors import (
+    ConcurrencyError,
+    ConfigError,
+    CorruptEventError,
+    CorruptLogError,
+    DiskFullError,
+    EventStoreError,
+    ForgeError,
+    InvalidCommandError,
+    LogReadError,
+    LogWriteError,
+    NotAnEventLogError,
+    ParticipantKeyMissingError,
+    ParticipantSetupError,
+    SessionBusyError,
+    SessionNotFoundError,
+    SessionStoppedError,
+    UntrustedSpecError,
+)
+from forge_actors.engine.forge import DEFAULT_CLOSE_TIMEOUT, DEFAULT_LEASE_TTL, Forge
+from forge_actors.engine.participants import probe_providers
+from forge_actors.engine.summaries import SessionSummary
+from forge_actors.providers.pool import MemberHealth
+from forge_actors.providers.probe import ProviderProbe
+
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT", "DEFAULT_LEASE_TTL", "ROUND_KINDS", "ConcurrencyError", "ConfigError",
+    "CorruptEventError", "CorruptLogError", "DiskFullError", "Event", "EventStoreError", "Forge", "ForgeConfig",
+    "ForgeError", "InvalidCommandError", "LogReadError", "LogWriteError", "MemberHealth", "NotAnEventLogError",
+    "ParticipantKeyMissingError", "ParticipantSetupError", "ParticipantSpec", "ProviderProbe", "RecordedEvent",
+    "RoundKind", "RoundState", "SessionBusyError", "SessionNotFoundError", "SessionState", "SessionStoppedError",
+    "SessionSummary", "Subscription", "UntrustedSpecError", "UsageReport", "Violation", "load_config",
+    "probe_providers",
+]

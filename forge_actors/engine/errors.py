@@ -1,0 +1,80 @@
+"""The engine's edge: every error a caller of ``Forge`` may catch, in one place.
+
+- the domain's errors (``forge_actors.core.errors``), raised by the engine and its actors;
+- the log's errors (``eventstore``): a full disk, a corrupt file, a file that is not a log;
+- ``ParticipantSetupError``: a participant whose provider cannot be built (a bad spec, an
+  unknown provider, a missing key). The providers' own errors never cross this edge: the
+  engine turns each into one of these (``provider_setup_errors``), keeping the original as
+  ``__cause__`` for whoever debugs it, so that surfaces know nothing of providers.
+
+Surfaces import these from ``forge_actors.engine``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from eventstore.errors import (
+    ConcurrencyError,
+    CorruptEventError,
+    CorruptLogError,
+    DiskFullError,
+    EventStoreError,
+    LogReadError,
+    LogWriteError,
+    NotAnEventLogError,
+)
+from forge_actors.core.errors import (
+    ConfigError,
+    ForgeError,
+    InvalidCommandError,
+    SessionBusyError,
+    SessionNotFoundError,
+    SessionStoppedError,
+    UntrustedSpecError,
+)
+from forge_actors.providers.errors import MissingApiKeyError, ProviderConfigError
+
+__all__ = [
+    "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DiskFullError", "EventStoreError",
+    "ForgeError", "InvalidCommandError", "LogReadError", "LogWriteError", "NotAnEventLogError",
+    "ParticipantKeyMissingError", "ParticipantSetupError", "SessionBusyError", "SessionNotFoundError",
+    "SessionStoppedError", "UntrustedSpecError", "provider_setup_errors",
+]
+
+
+class ParticipantSetupError(ConfigError):
+    """A participant's provider cannot be built: the spec is malformed, names an unknown provider,
+    or sets an option the provider refuses. Nothing was recorded; the message says what to fix."""
+
+
+class ParticipantKeyMissingError(ParticipantSetupError):
+    """A participant's provider needs an API key this process does not have: the environment
+    variable is unset and no key was given for it here (a key given inline in a spec is kept in
+    memory only, so it does not outlive the engine that got it). ``env_var`` names the variable."""
+
+    def __init__(self, message: str, *, env_var: str, participant: str | None = None) -> None:
+        self.env_var = env_var
+        self.participant = participant
+        super().__init__(message)
+
+    @classmethod
+    def for_participant(cls, participant: str, spec: str, env_var: str) -> ParticipantKeyMissingError:
+        return cls(
+            f"participant {participant} ({spec}) has no API key in this process: set {env_var} to resume it. "
+            "A key given in a spec (api_key=...) is never recorded, so it lasts only as long as the engine "
+            "that was given it.",
+            env_var=env_var, participant=participant,
+        )
+
+
+@contextmanager
+def provider_setup_errors() -> Iterator[None]:
+    """Around code that parses specs or builds providers: their errors, as the engine's."""
+    try:
+        yield
+    except MissingApiKeyError as missing:
+        raise ParticipantKeyMissingError(str(missing), env_var=missing.env_var) from missing
+    except ProviderConfigError as wrong:
+        raise ParticipantSetupError(str(wrong)) from wrong

@@ -1,0 +1,489 @@
+"""Forge: the embedding API. Everything a service, the CLI or the server does goes through here.
+
+::
+
+    with Forge("forge.db") as forge:
+        session_id = forge.create_session("Design a TODO app API", ["mock:alice", "mock:bob", "mock:carol"])
+        for recorded in forge.deliberate(session_id):   # committed events, live
+            print(recorded.position, recorded.event)
+        print(forge.state(session_id).status)
+
+One engine owns one event log file, a batching writer, one scheduler thread, and an
+actor per running session plus one per AI participant of it. Sessions not running
+in this process are just events in the log: ``state`` folds them, ``deliberate`` or
+``resume`` starts their actors again, ``replay`` and ``rerun`` read them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from typing import Any
+
+import pykka
+
+from eventstore import NO_STREAM, BatchingWriter, EventStore, Lease, RecordedEvent, SqliteLeases, Subscription
+from forge_actors.actors.messages import (
+    AddHumanDraft,
+    CancelSession,
+    CastVote,
+    Deliberate,
+    Interrupt,
+    RunRound,
+    SwitchProvider,
+)
+from forge_actors.actors.session import as_new_event
+from forge_actors.core.audit import Violation, verify
+from forge_actors.core.errors import ConfigError, InvalidCommandError, SessionNotFoundError
+from forge_actors.core.events import (
+    ROUND_KINDS,
+    Event,
+    RoundKind,
+    SessionCreated,
+    VoteChoice,
+    decode_event,
+)
+from forge_actors.core.state import RoundState, SessionState
+from forge_actors.core.usage import UsageReport, usage_report
+from forge_actors.engine import live, replay
+from forge_actors.engine.config import ForgeConfig, ParticipantSpec, participant_spec, session_settings
+from forge_actors.engine.errors import provider_setup_errors
+from forge_actors.engine.participants import Participants
+from forge_actors.engine.states import StateCache
+from forge_actors.engine.summaries import SessionSummary, Summaries
+from forge_actors.engine.supervisor import Supervisor
+from forge_actors.engine.trust import check_untrusted_participant, check_untrusted_spec
+from forge_actors.providers.pool import MemberHealth
+from forge_actors.providers.probe import ProviderProbe
+from forge_actors.providers.retry import RetryPolicy
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a session's lease lasts unless its engine renews it (every third of that): after a
+#: crash, how long an engine on another host waits before it may resume the session.
+DEFAULT_LEASE_TTL = 6.0
+#: Seconds ``Forge.close()`` waits, in all, for every actor to stop.
+DEFAULT_CLOSE_TIMEOUT = 1.0
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _default_title(goal: str) -> str:
+    first_line = goal.strip().splitlines()[0] if goal.strip() else ""
+    return first_line if len(first_line) <= 80 else first_line[:77] + "..."
+
+
+class Forge:
+    """The deliberation engine over one event log. Thread-safe; close it when done."""
+
+    def __init__(
+        self,
+        db_path: str,
+        config: ForgeConfig | None = None,
+        *,
+        clock_ns: Callable[[], int] | None = None,
+        id_factory: Callable[[], str] = new_session_id,
+        retry_policy: RetryPolicy | None = None,
+        synchronous: str = "NORMAL",
+        writer_max_delay: float = 0.004,
+        create: bool = True,
+        pool_clock: Callable[[], float] = time.monotonic,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        lease_clock: Callable[[], int] = time.time_ns,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    ) -> None:
+        """``clock_ns`` stamps events and times contributions (inject one for repeatable logs);
+        ``id_factory`` names new sessions; ``retry_policy`` paces retries of failed attempts;
+        ``create=False`` refuses a path that is not an existing log (NotAnEventLogError).
+
+        Driving a session (``deliberate``, ``resume``, a step, a draft, a vote, ``cancel``) takes
+        its lease for ``lease_ttl`` seconds, renewed while this engine runs it; a session another
+        engine drives raises SessionBusyError. ``lease_clock`` is wall-clock ns (kept apart from
+        ``clock_ns``: leases are compared across processes). ``close()`` waits at most
+        ``close_timeout`` seconds in all for the actors to stop."""
+        if isinstance(lease_ttl, bool) or not isinstance(lease_ttl, (int, float)) or not 0 < lease_ttl < float("inf"):
+            raise ConfigError(f"lease_ttl is a number of seconds > 0, not {lease_ttl!r}")
+        self.config = config or ForgeConfig()
+        # The log is the engine's own: callers read it through the queries below, never directly.
+        self._store = EventStore(db_path, synchronous=synchronous, clock=clock_ns or time.time_ns, create=create)
+        self._writer = BatchingWriter(self._store, max_delay=writer_max_delay)
+        self._id_factory = id_factory
+        self._states = StateCache(self._store)
+        self._summaries = Summaries(self._store)
+        self._participants = Participants(self.config, pool_clock)
+        self._supervisor = Supervisor(
+            writer=self._writer, leases=SqliteLeases(self._store, clock=lease_clock), load=self._states.load,
+            provider_for=lambda info, session_id: self._participants.for_recorded(info, session_id, self.events),
+            retry_policy=retry_policy or RetryPolicy(), latency_clock=clock_ns or time.monotonic_ns,
+            lease_ttl=float(lease_ttl), close_timeout=close_timeout,
+        )
+        # Held while a new human joins (count, then join), so concurrent joins cannot pass the cap together.
+        self._joins_lock = threading.Lock()
+
+    @property
+    def owner(self) -> str:
+        """This engine's name in the session leases it holds (``host:pid:token``)."""
+        return self._supervisor.owner
+
+    # -- creating -------------------------------------------------------------------------------
+
+    def create_session(
+        self,
+        goal: str,
+        participants: Iterable[str | ParticipantSpec | Mapping[str, Any]] | None = None,
+        title: str | None = None,
+        *,
+        constraints: Iterable[str] = (),
+        settings: Mapping[str, Any] | None = None,
+        trusted: bool = True,
+        **overrides: Any,
+    ) -> str:
+        """Record a new session and return its id. Nothing runs until ``deliberate`` or ``run_round``.
+
+        Every provider is built once here, so an unknown provider, a bad option or a
+        missing API key fails now, before anything is written. ``settings`` (a mapping)
+        and ``overrides`` (keywords, which win) are session settings (``max_rounds=3``,
+        ``seed=7``...); any other name is a ConfigError.
+
+        ``trusted=False`` is for callers from outside (the HTTP server): each participant
+        must then be one the operator configured (``forge_actors.engine.trust``), checked before
+        anything is built; the CLI and the Python API are trusted and keep full specs.
+        A key given in a trusted spec (``?api_key=...``) is used for the life of this engine
+        and never recorded. At most ``config.max_participants`` participants.
+        """
+        self._supervisor.check_open()
+        if not isinstance(goal, str) or not goal.strip():
+            raise ConfigError("the goal is empty: say what the participants should work on")
+        given = list(participants) if participants is not None else list(self.config.participants)
+        self._check_participant_count(len(given))
+        specs = [participant_spec(p) for p in given]
+        if not specs:
+            raise ConfigError("a session needs participants: give specs such as mock:alice or anthropic:MODEL")
+        chosen = session_settings(self.config.settings, {**self._settings_mapping(settings), **overrides})
+        if not trusted:
+            with provider_setup_errors():  # a spec the registry cannot even parse
+                for spec in specs:
+                    check_untrusted_participant(self.config, spec)
+        infos, full_specs = self._participants.describe(specs)
+        ai_names = [p.name for p in infos if p.kind == "ai"]
+        if chosen.synthesizer is not None and chosen.synthesizer not in ai_names:
+            raise ConfigError(f"synthesizer {chosen.synthesizer!r} is not an AI participant ({', '.join(ai_names)})")
+        session_id = self._id_factory()
+        created = SessionCreated(session_id, title or _default_title(goal), goal, chosen, tuple(infos),
+                                 tuple(str(c) for c in constraints))
+        self._store.append(session_id, [as_new_event(created)], expected_version=NO_STREAM)
+        for name, parsed in full_specs.items():
+            self._participants.inline_specs.remember(session_id, name, parsed)
+        return session_id
+
+    @staticmethod
+    def _settings_mapping(settings: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        if settings is None:
+            return {}
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"settings are a mapping of setting names to values, not {type(settings).__name__}")
+        return settings
+
+    def _check_participant_count(self, count: int) -> None:
+        cap = self.config.max_participants
+        if count > cap:
+            raise ConfigError(f"{count} participants: a session takes at most {cap}; {self._raise_the_cap()}")
+
+    def _raise_the_cap(self) -> str:
+        return f"to allow more, raise max_participants under [forge] in {self.config.source or 'forge.toml'}"
+
+    def pool_health(self) -> dict[str, list[MemberHealth]]:
+        """Each configured pool's members (as the pool labels them: never a key) and their health
+        as this engine has seen it."""
+        return self._participants.pool_health()
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def deliberate(self, session_id: str, from_position: int = 0) -> Iterator[RecordedEvent]:
+        """Run the session to its end (resuming it if a process stopped mid-way) and return
+        its committed events, from ``from_position`` on, live, until SessionEnded.
+
+        The deliberation starts at once; iterating is only watching it.
+        """
+        session = self._attach(session_id)
+        if session is not None:
+            session.tell(Deliberate())
+        return self._follow(session_id, from_position)
+
+    def resume(self, session_id: str) -> Iterator[RecordedEvent]:
+        """Continue a session a stopped process left unfinished: what was in flight is recorded
+        as abandoned and run again. Returns the events from now on, live, until it ends."""
+        return self.deliberate(session_id, from_position=self.last_position())
+
+    def run_round(self, session_id: str, kind: RoundKind, timeout: float | None = None) -> RoundState:
+        """Run one round of ``kind`` and return how it went. Raises InvalidCommandError when the
+        round does not fit the session now (e.g. convergence before any synthesis)."""
+        return self.start_round(session_id, kind)[1].result(timeout)
+
+    def start_round(self, session_id: str, kind: RoundKind) -> tuple[int, Future]:
+        """Start one round of ``kind`` without waiting: (its number, a Future of its RoundState).
+        Raises InvalidCommandError at once when the round does not fit."""
+        if kind not in ROUND_KINDS:
+            raise ConfigError(f"unknown round kind {kind!r}; the kinds are {', '.join(ROUND_KINDS)}")
+        done: Future = Future()
+        return self._command(session_id, RunRound(kind, done)), done
+
+    def add_human_draft(self, session_id: str, author: str, content: str) -> int:
+        """Add a human's draft (joining the draft round, or the first one to come); returns its round.
+        A new human joins only while the session has fewer than ``config.max_participants``."""
+        return self._human_command(session_id, author, AddHumanDraft(author, content))
+
+    def cast_vote(self, session_id: str, voter: str, vote: VoteChoice, reasons: Iterable[str] = (),
+                  concerns: Iterable[str] = ()) -> int:
+        """A human's vote on the current synthesis; returns the convergence round it counts in.
+        A new human joins only while the session has fewer than ``config.max_participants``."""
+        vote_cast = CastVote(voter, str(vote).upper(), tuple(reasons), tuple(concerns))  # type: ignore[arg-type]
+        return self._human_command(session_id, voter, vote_cast)
+
+    def _human_command(self, session_id: str, name: str, message: Any) -> Any:
+        """Send a human's command; one from a human not yet in the session joins it, so the
+        participant cap is checked first (under a lock: two joins cannot both take the last seat)."""
+        state = self.state(session_id)
+        if name in state.participants or state.ended:  # no new seat (an ended session says so itself)
+            return self._command(session_id, message)
+        with self._joins_lock:
+            participants = self.state(session_id).participants
+            count = len(participants)
+            if name not in participants and count >= self.config.max_participants:
+                raise InvalidCommandError(
+                    f"session {session_id} is full ({count} participants, at most {self.config.max_participants}): "
+                    f"{name} cannot join; {self._raise_the_cap()}"
+                )
+            return self._command(session_id, message)
+
+    def cancel(self, session_id: str, reason: str = "cancelled by the user") -> SessionState:
+        """End the session as cancelled; contributions in flight stop at once. No-op once ended."""
+        session = self._attach(session_id)
+        if session is not None:
+            try:
+                session.ask(CancelSession(reason))
+            except pykka.ActorDeadError:  # it ended on its own meanwhile
+                pass
+        return self.state(session_id)
+
+    def switch_provider(self, session_id: str, participant: str, spec: str, *, trusted: bool = True) -> SessionState:
+        """Between rounds, move ``participant`` to the provider ``spec`` names (``ProviderSwitched``).
+
+        The new provider is built first, so a bad spec or a missing key changes nothing.
+        ``trusted=False`` (the HTTP server) allows only what the operator configured, as for
+        ``create_session``; a key in a trusted spec is used for the life of this engine, never recorded.
+        """
+        if not trusted:
+            with provider_setup_errors():
+                check_untrusted_spec(self.config, spec)
+        switch = self._participants.switch(spec)
+        try:
+            self._command(session_id, SwitchProvider(participant, str(switch.parsed.redacted()), switch.parsed.model,
+                                                     switch.provider, switch.replies))
+        except BaseException:
+            switch.provider.close()
+            raise
+        # Keep the new spec's key in memory, or forget the previous provider's.
+        self._participants.inline_specs.remember(session_id, participant, switch.parsed)
+        return self.state(session_id)
+
+    def interrupt(self, session_id: str, reason: str = "interrupted by the user") -> SessionState:
+        """Stop running the session here without ending it (what Ctrl-C does): what was in flight
+        is recorded as abandoned, then ``SessionInterrupted``; ``resume`` continues it."""
+        session = self._supervisor.running_session(session_id)
+        if session is not None:
+            try:
+                session.ask(Interrupt(reason))
+            except pykka.ActorDeadError:  # it stopped on its own meanwhile: nothing left to interrupt
+                pass
+            # The actor stops itself after recording the interruption; wait (briefly) until it has,
+            # so that its lease is released and a resume elsewhere can start right away.
+            self._supervisor.wait_stopped(session_id, session)
+        return self.state(session_id)
+
+    def _command(self, session_id: str, message: Any) -> Any:
+        """Ask the session's actor; a session that ended (even just now) is an InvalidCommandError."""
+        for _ in range(2):
+            session = self._attach(session_id)
+            if session is None:
+                break
+            try:
+                return session.ask(message)
+            except pykka.ActorDeadError:  # it stopped between attach and ask: look again
+                continue
+        state = self.state(session_id)
+        raise InvalidCommandError(f"the session has ended ({state.status}): {state.end_reason}")
+
+    def _attach(self, session_id: str) -> pykka.ActorRef | None:
+        return self._supervisor.attach(session_id)
+
+    def running_sessions(self) -> list[str]:
+        """The sessions this engine drives now (their actors run here)."""
+        return self._supervisor.running_sessions()
+
+    def lease_holder(self, session_id: str) -> Lease | None:
+        """Who drives the session now (any engine on this log), None when nobody does. Writes nothing."""
+        return self._supervisor.lease_holder(session_id)
+
+    def _follow(self, session_id: str, from_position: int) -> Iterator[RecordedEvent]:
+        """The session's events after ``from_position`` until SessionEnded (see ``live.follow``)."""
+        if live.ended_before(self._store, session_id, from_position):
+            return iter(())  # opened at or past the end of an ended session
+        return live.follow(
+            self.subscribe(session_id, from_position), session_id,
+            is_running=lambda: session_id in self._supervisor.running_sessions(),
+            has_ended=lambda: self.state(session_id).ended,
+            write_failure=lambda: self._supervisor.write_failure(session_id),
+        )
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def state(self, session_id: str) -> SessionState:
+        """The session as its committed events fold it."""
+        return self._load(session_id)[0]
+
+    def _load(self, session_id: str) -> tuple[SessionState, int]:
+        return self._states.load(session_id)
+
+    def sessions(self) -> list[str]:
+        """Every session id in the log, oldest first."""
+        return [stream_id for stream_id, _ in self._store.streams()]
+
+    def summaries(self) -> list[SessionSummary]:
+        """One row per session (title, status, rounds, tokens), from a projection kept up to date here."""
+        return self._summaries.read()
+
+    def resolve(self, prefix: str) -> str:
+        """The session id ``prefix`` names: itself, or the only id that starts with it (like git)."""
+        if self._store.stream_version(prefix) > 0:
+            return prefix
+        matches = [sid for sid in self.sessions() if sid.startswith(prefix)] if prefix else []
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise SessionNotFoundError(prefix, f"{len(matches)} sessions start with {prefix!r} "
+                                               f"({', '.join(matches[:5])}); give more of the id")
+        raise SessionNotFoundError(prefix)
+
+    def _require(self, session_id: str) -> None:
+        """SessionNotFoundError unless the log holds the session."""
+        if self._store.stream_version(session_id) == 0:
+            raise SessionNotFoundError(session_id)
+
+    def verify(self, session_id: str) -> list[Violation]:
+        """The log's invariants, checked on this session (empty list: sound)."""
+        self._require(session_id)
+        return verify(self._store.read_stream(session_id, codec=decode_event))
+
+    def usage(self, session_id: str) -> UsageReport:
+        """Tokens and estimated cost per participant, per round and in all."""
+        return usage_report(self.state(session_id), self.config.pricing)
+
+    def providers(self, names: Iterable[str] | None = None, timeout: float = 3.0) -> list[ProviderProbe]:
+        """Each provider's key (present or not, never its value), base URL, reachability, Ollama's models."""
+        return self._participants.probes(names, timeout)
+
+    def default_participants(self, environ: Mapping[str, str] = os.environ) -> tuple[list[ParticipantSpec], str]:
+        """Who deliberates when nobody is named: the config's participants; else three members on
+        the default model when its key is present; else three offline mocks. With a line saying which."""
+        return self._participants.defaults(environ)
+
+    def events(self, session_id: str) -> list[Event]:
+        """Every event of the session, decoded, in order."""
+        events = [r.event for r in self._store.read_stream(session_id, codec=decode_event)]
+        if not events:
+            raise SessionNotFoundError(session_id)
+        return events
+
+    def records(self, session_id: str) -> list[RecordedEvent]:
+        """Every committed event of the session as the log holds it (position, version, time), decoded."""
+        self._require(session_id)
+        return list(self._store.read_stream(session_id, codec=decode_event))
+
+    def subscribe(self, session_id: str, from_position: int = 0, *, decoded: bool = True) -> Subscription:
+        """The session's committed events after ``from_position``: stored ones, then live ones.
+
+        ``decoded=False`` leaves ``.event`` empty: for relays that only pass the JSON on
+        (``.data``, ``.type``) and need not pay for decoding every event.
+        """
+        self._require(session_id)
+        return self._store.subscribe(from_position, stream_id=session_id, codec=decode_event if decoded else None)
+
+    def last_position(self) -> int:
+        """The position of the last event committed to the log (any session)."""
+        return self._store.last_position()
+
+    def version_at(self, session_id: str, position: int) -> int:
+        """How many events of the session the log held as of ``position``."""
+        return self._store.version_at(session_id, position)
+
+    def events_page(self, session_id: str, after_version: int, limit: int = 500, *,
+                    decoded: bool = False) -> list[RecordedEvent]:
+        """Up to ``limit`` committed events of the session after its version ``after_version``."""
+        records = self._store.read_stream(session_id, after_version, codec=decode_event if decoded else None,
+                                         page_size=limit)
+        return list(itertools.islice(records, limit))
+
+    def replay(self, session_id: str, speed: float = 1.0, *,
+               sleep: Callable[[float], None] = time.sleep, max_pause: float | None = None) -> Iterator[RecordedEvent]:
+        """The recorded events again, paced as they were recorded, ``speed`` times faster
+        (``speed=0``: no pauses). ``max_pause`` caps any one pause (idle time between steps)."""
+        if speed < 0:
+            raise ConfigError("speed must be 0 (as fast as possible) or more")
+        self._require(session_id)
+        return replay.paced(self._store.read_stream(session_id, codec=decode_event), speed, sleep, max_pause)
+
+    def rerun(self, session_id: str, *, wait: bool = True, timeout: float | None = None) -> str:
+        """Run a recorded session again with every AI participant answered from its recording.
+
+        The new session sends the same prompts and gets the same answers, so it records the
+        same events (ids, timestamps and latencies aside). It runs the original's rounds, in
+        order, and ends as the original ended (an original left open leaves the re-run open
+        after the same rounds). Human drafts given before the first round are carried over.
+        Returns the new session's id once it is done; with ``wait=False`` at once (watch it
+        with ``subscribe``).
+        """
+        new_id = self._id_factory()
+        plan = replay.rerun_plan(self.events(session_id), session_id, new_id)
+        self._store.append(new_id, [as_new_event(e) for e in plan.events], expected_version=NO_STREAM)
+        session = self._attach(new_id)
+        assert session is not None  # a new session has not ended
+        done: Future = Future()
+        session.tell(Deliberate(plan.rounds, plan.cancel_reason, done))
+        if wait:
+            done.result(timeout)
+        return new_id
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every actor (contributions in flight stop at once), commit what is queued, release
+        the leases, close the log. Returns within about ``close_timeout`` seconds: an actor that
+        has not stopped by then (a provider ignoring abort) is logged and left behind.
+
+        Sessions still running stay unfinished in the log; ``resume`` continues them later.
+        """
+        self._supervisor.close()
+        self._store.close()
+
+    def __enter__(self) -> Forge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> str:
+        """The event log file."""
+        return self._store.path
+
+    def __repr__(self) -> str:
+        return f"Forge({self._store.path!r})"

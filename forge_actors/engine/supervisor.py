@@ -1,0 +1,337 @@
+"""The actors' lifecycle: which sessions this engine drives, under whose lease, and stopping them.
+
+A session runs here as one ``SessionActor`` and one ``ParticipantActor`` per AI participant,
+started from the log as it stands (``attach``). Driving a session takes its lease first, so
+that two engines (processes, hosts) never drive one session; the lease is renewed every third
+of its ttl by one thread while any is held, and released when the session's actor stops. An
+engine that finds its lease taken (it was paused past its ttl) stops that session's actors
+and lets them write nothing more (``LeaseFence``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+import pykka
+
+from eventstore import (
+    ANY,
+    AppendTicket,
+    BatchingWriter,
+    EventStoreError,
+    Lease,
+    LeaseHeldError,
+    LeaseLostError,
+    LeaseStore,
+    NewEvent,
+)
+from forge_actors.actors.messages import Recover
+from forge_actors.actors.participant import ParticipantActor
+from forge_actors.actors.scheduler import Scheduler
+from forge_actors.actors.session import SessionActor
+from forge_actors.core.errors import SessionBusyError, SessionStoppedError
+from forge_actors.core.events import ParticipantInfo
+from forge_actors.core.state import SessionState
+from forge_actors.providers.base import Provider
+from forge_actors.providers.retry import RetryPolicy
+
+logger = logging.getLogger(__name__)
+
+
+def engine_owner_id() -> str:
+    """``host:pid:token``: names one engine in lease rows and in SessionBusyError messages."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _process_exists(pid: int) -> bool:
+    if os.name != "posix":  # no cheap, harmless probe (os.kill(pid, 0) is not one on Windows)
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:  # the answer sought: no such process
+        return False
+    except OSError:  # e.g. EPERM: it exists, under another user
+        return True
+    return True
+
+
+def owner_is_dead_here(lease: Lease) -> bool:
+    """A lease left by an engine of this host whose process is gone (e.g. ``kill -9``): take it at
+    once. An owner on another host, or one this check cannot read, keeps its lease until it expires."""
+    host, _, rest = lease.owner.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid() or _process_exists(pid):
+        return False
+    logger.info("taking over lease %s: its owner %s was a process of this host that no longer exists",
+                lease.name, lease.owner)
+    return True
+
+
+def lease_name(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
+def stop_all(actors: list[pykka.ActorRef], deadline: float) -> None:
+    """Ask every actor to stop at once, then wait for each until ``deadline`` (time.monotonic)."""
+    stopping = [(actor, actor.stop(block=False)) for actor in actors]
+    for actor, stopped in stopping:
+        try:
+            stopped.get(timeout=max(0.0, deadline - time.monotonic()))
+        except pykka.Timeout:  # e.g. a provider that ignores abort(); a daemon thread, it dies with the process
+            logger.warning("%s did not stop in time; leaving it behind", actor)
+
+
+class LeaseFence:
+    """The writer as one session's actor sees it: once this engine has lost the session's lease,
+    every append is refused (LeaseLostError), so the actor stops without writing more."""
+
+    __slots__ = ("_writer", "lost")
+
+    def __init__(self, writer: BatchingWriter) -> None:
+        self._writer = writer
+        self.lost: LeaseLostError | None = None
+
+    def append(self, stream_id: str, events: Iterable[NewEvent], expected_version: Any = ANY) -> AppendTicket:
+        if self.lost is not None:
+            raise self.lost
+        return self._writer.append(stream_id, events, expected_version)
+
+
+class _Running(msgspec.Struct):
+    session: pykka.ActorRef
+    participants: list[pykka.ActorRef]
+    fence: LeaseFence
+
+
+class Supervisor:
+    """Starts, finds and stops the actors of the sessions one engine drives. Thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        writer: BatchingWriter,
+        leases: LeaseStore,
+        load: Callable[[str], tuple[SessionState, int]],
+        provider_for: Callable[[ParticipantInfo, str], Provider],
+        retry_policy: RetryPolicy,
+        latency_clock: Callable[[], int],
+        lease_ttl: float,
+        close_timeout: float,
+    ) -> None:
+        self._writer = writer
+        self._leases = leases
+        self._load = load
+        self._provider_for = provider_for
+        self._retry_policy = retry_policy
+        self._latency_clock = latency_clock
+        self._lease_ttl = lease_ttl
+        self._close_timeout = close_timeout
+        self._scheduler = Scheduler()
+        self._lock = threading.RLock()
+        self._forgotten = threading.Condition(self._lock)  # notified as each session actor is forgotten
+        self._running: dict[str, _Running] = {}
+        self._stopped_participants: list[pykka.ActorRef] = []
+        self._closed = False
+        #: This engine's name in the session leases it holds (``host:pid:token``).
+        self.owner = engine_owner_id()
+        self._held: set[str] = set()  # sessions whose lease this engine holds
+        self._renewer: threading.Thread | None = None  # runs while this engine holds a lease
+        self._renewer_wake = threading.Event()  # set when the last lease goes, or on close
+
+    def check_open(self) -> None:
+        if self._closed:
+            raise SessionStoppedError("this Forge is closed")
+
+    # -- finding and starting ------------------------------------------------------------------
+
+    def attach(self, session_id: str) -> pykka.ActorRef | None:
+        """The session's actor, started from its log if no actor runs it; None once it has ended.
+
+        Starting one takes the session's lease first: SessionBusyError when another engine holds it.
+        """
+        with self._lock:
+            self.check_open()
+            running = self._running.get(session_id)
+            if running is not None and running.session.is_alive() and running.fence.lost is None:
+                return running.session
+            if running is not None:  # stopping right now: its participants still need joining on close
+                self._stopped_participants += running.participants
+            if self._load(session_id)[0].ended:  # an ended session needs no driver, hence no lease
+                return None
+            self._take_lease(session_id)
+            try:
+                return self._start(session_id)
+            except BaseException:
+                self._release_lease(session_id)
+                raise
+
+    def _start(self, session_id: str) -> pykka.ActorRef | None:
+        """Under the lock, holding the lease: the session's actors, from the log as it stands now."""
+        # Read after taking the lease: the previous driver's last events count in the version we start
+        # from (a previous actor of ours may have appends queued, hence the flush).
+        self._writer.flush()
+        state, version = self._load(session_id)
+        if state.ended:
+            self._release_lease(session_id)
+            return None
+        participants: dict[str, pykka.ActorRef] = {}
+        try:
+            for info in state.participants.values():
+                if info.kind == "ai":
+                    participants[info.name] = ParticipantActor.start(
+                        info.name, self._provider_for(info, session_id), self._latency_clock
+                    )
+        except BaseException:
+            for ref in participants.values():
+                ref.stop(block=False)
+            raise
+        fence = LeaseFence(self._writer)
+        session = SessionActor.start(
+            state=state, version=version, writer=fence, participants=participants,  # type: ignore[arg-type]
+            scheduler=self._scheduler, retry_policy=self._retry_policy, on_stopped=self._forget,
+        )
+        self._running[session_id] = _Running(session, list(participants.values()), fence)
+        if state.status in ("running", "interrupted") or state.streaming:
+            session.tell(Recover())
+        return session
+
+    def _forget(self, session_id: str, urn: str) -> None:
+        """Called by a session actor as it stops (only its own entry goes: a successor may be registered)."""
+        with self._lock:
+            running = self._running.get(session_id)
+            if running is not None and running.session.actor_urn == urn:
+                del self._running[session_id]
+                self._stopped_participants = [r for r in self._stopped_participants if r.is_alive()]
+                self._stopped_participants += running.participants
+                if running.fence.lost is None:
+                    self._release_lease(session_id)
+                self._forgotten.notify_all()
+
+    def running_session(self, session_id: str) -> pykka.ActorRef | None:
+        """The session's actor if it runs here now (never starts one)."""
+        with self._lock:
+            return self._running_ref(session_id)
+
+    def running_sessions(self) -> list[str]:
+        """The sessions this engine drives now (their actors run here)."""
+        with self._lock:
+            return [sid for sid, running in self._running.items() if running.session.is_alive()]
+
+    def wait_stopped(self, session_id: str, session: pykka.ActorRef) -> None:
+        """Until the session's actor has stopped and been forgotten (its lease released), at most
+        ``close_timeout``. Its stop is not enough: pykka marks an actor stopped before its on_stop runs."""
+        deadline = time.monotonic() + self._close_timeout
+        stop_all([session], deadline)
+        with self._forgotten:
+            self._forgotten.wait_for(lambda: self._running_ref(session_id) is not session,
+                                     timeout=max(0.0, deadline - time.monotonic()))
+
+    def _running_ref(self, session_id: str) -> pykka.ActorRef | None:
+        running = self._running.get(session_id)
+        return running.session if running is not None else None
+
+    def write_failure(self, session_id: str) -> EventStoreError | None:
+        """What stopped the session's appends, if the log refused them."""
+        return self._writer.write_failure(session_id)
+
+    # -- leases: one driver per session --------------------------------------------------------
+
+    def lease_holder(self, session_id: str) -> Lease | None:
+        """Who drives the session now (any engine on this log), None when nobody does. Writes nothing."""
+        return self._leases.holder(lease_name(session_id))
+
+    def _take_lease(self, session_id: str) -> None:
+        """Under the lock. Takes (or keeps) the session's lease; SessionBusyError if another engine holds it."""
+        try:
+            self._leases.acquire(lease_name(session_id), self.owner, self._lease_ttl, stale=owner_is_dead_here)
+        except LeaseHeldError as held:
+            raise SessionBusyError(session_id, held.owner, held.expires_in) from None
+        self._held.add(session_id)
+        if self._renewer is None:
+            self._renewer = threading.Thread(target=self._renew_leases, name="forge-lease-renewer", daemon=True)
+            self._renewer.start()
+
+    def _release_lease(self, session_id: str) -> None:
+        """Under the lock. What our actors queued is committed first, so that the next driver reads it."""
+        if session_id not in self._held:
+            return
+        self._held.discard(session_id)
+        if not self._held:
+            self._renewer_wake.set()  # nothing left to renew: let the thread end now
+        try:
+            self._writer.flush()
+            self._leases.release(lease_name(session_id), self.owner)
+        except EventStoreError as exc:  # e.g. the log is closed; the lease then simply expires
+            logger.warning("could not release the lease of session %s (it expires in %g s): %s",
+                           session_id, self._lease_ttl, exc)
+
+    def _renew_leases(self) -> None:
+        """The renewal thread: every third of the ttl, renew each lease held; act on any found lost.
+        It ends when the engine holds no lease any more (the next lease taken starts another)."""
+        while True:
+            self._renewer_wake.wait(self._lease_ttl / 3)
+            with self._lock:
+                self._renewer_wake.clear()
+                if self._closed or not self._held:
+                    self._renewer = None
+                    return
+                held = sorted(self._held)
+            for session_id in held:
+                with self._lock:
+                    if session_id not in self._held or self._closed:
+                        continue
+                    try:
+                        self._leases.renew(lease_name(session_id), self.owner, self._lease_ttl)
+                    except LeaseLostError as lost:
+                        self._lease_lost(session_id, lost)
+                    except Exception:  # e.g. the database stayed locked past busy_timeout: the next turn tries again
+                        logger.exception("could not renew the lease of session %s", session_id)
+
+    def _lease_lost(self, session_id: str, lost: LeaseLostError) -> None:
+        """Under the lock. Another engine took the session (this process was paused past its lease, or
+        its renewals failed): stop our actors, and let them write nothing more."""
+        self._held.discard(session_id)
+        running = self._running.get(session_id)
+        logger.error("session %s: %s; stopping its actors here without writing more", session_id, lost)
+        if running is not None:
+            running.fence.lost = lost
+            running.session.stop(block=False)
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every actor (contributions in flight stop at once), commit what is queued, release
+        the leases. Returns within about ``close_timeout`` seconds: an actor that has not stopped
+        by then (a provider ignoring abort) is logged and left behind."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            running = list(self._running.values())
+        self._renewer_wake.set()
+        deadline = time.monotonic() + self._close_timeout
+        # Sessions first: a participant stopped under a running session would fail its round.
+        stop_all([entry.session for entry in running], deadline)
+        with self._lock:
+            participants = [ref for entry in running for ref in entry.participants] + self._stopped_participants
+        # A stopped session's participants are in both lists (its _forget moved them): each once.
+        stop_all(list({ref.actor_urn: ref for ref in participants}.values()), deadline)
+        self._scheduler.close()
+        self._writer.close()  # from here on nothing of ours reaches the log: the leases can go
+        with self._lock:
+            for session_id in sorted(self._held):
+                self._release_lease(session_id)
+            renewer = self._renewer
+        if renewer is not None:
+            renewer.join(timeout=max(0.0, deadline - time.monotonic()))
