@@ -1,0 +1,206 @@
+"""The folder the tools may see, and the one gate every path goes through.
+
+``Workspace.resolve`` turns what a model wrote into a path inside the root, or refuses it
+with ``PathRefused``. The rules are deliberately blunt — no ``..`` at all, no symlink anywhere
+on the way (even one pointing inside), no absolute path outside the root, no secret-looking
+file — because a refusal costs the model one more call while a leak cannot be taken back.
+Listing and search tools walk with ``Workspace.walk``, which skips the same entries silently
+and never follows a symlink.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+
+#: Never readable, listed or searched. Each pattern is matched (case-insensitively, shell-style)
+#: against every component of a path relative to the root; a trailing "/" marks a folder.
+#:
+#: ===================  =========================================================
+#: pattern              why
+#: ===================  =========================================================
+#: ``.git/``            git internals (hooks, config, packed objects); git tools ask git itself
+#: ``.env``, ``.env.*`` environment files: API keys and passwords
+#: ``*.pem``, ``*.key`` private keys and certificates
+#: ``id_rsa*``, ``id_ed25519*``, ``id_ecdsa*``, ``id_dsa*``  SSH keys
+#: ``*.p12``, ``*.pfx`` key stores
+#: ``.netrc``, ``.pgpass``, ``.npmrc``, ``.pypirc``  credentials of network tools and registries
+#: ``credentials*``     cloud and tool credential files
+#: ``*.kdbx``           password databases
+#: ``.ssh/``, ``.aws/``, ``.gnupg/``  folders of keys
+#: ===================  =========================================================
+#:
+#: The event log (``*.db`` and its ``-wal``/``-shm``) is not a pattern: the engine passes those
+#: exact files as ``protected``.
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    ".git/",
+    ".env", ".env.*",
+    "*.pem", "*.key",
+    "id_rsa*", "id_ed25519*", "id_ecdsa*", "id_dsa*",
+    "*.p12", "*.pfx",
+    ".netrc", ".pgpass", ".npmrc", ".pypirc",
+    "credentials*",
+    "*.kdbx",
+    ".ssh/", ".aws/", ".gnupg/",
+)
+
+
+class PathRefused(ValueError):
+    """A path a tool may not touch; the message says why and what to use instead."""
+
+
+class Workspace:
+    def __init__(self, root: str | os.PathLike[str], *, exclude: Iterable[str] = DEFAULT_EXCLUDES,
+                 protected: Iterable[str | os.PathLike[str]] = ()) -> None:
+        given = Path(root).absolute()
+        self.root = Path(os.path.realpath(given))
+        if not self.root.is_dir():
+            raise ValueError(f"workspace root {str(given)!r} is not a folder")
+        self._roots = {given, self.root}  # an absolute path may name the root either way
+        self.exclude = tuple(exclude)
+        self._patterns = tuple((p.rstrip("/").lower(), p.endswith("/")) for p in self.exclude)
+        self.protected = frozenset(Path(os.path.realpath(Path(p).absolute())) for p in protected)
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    # -- the gate ---------------------------------------------------------------------------
+
+    def resolve(self, path: str) -> Path:
+        """``path`` (relative to the root, or absolute inside it) as an absolute path; PathRefused if not allowed.
+
+        The path need not exist (write_file creates one); every component that does exist is
+        checked not to be a symlink.
+        """
+        if not isinstance(path, str):
+            raise PathRefused("a path must be a string")
+        if "\x00" in path:
+            raise PathRefused("a path may not contain a NUL byte")
+        parts = self._relative_parts(path)
+        if ".." in parts:
+            raise PathRefused(f"path {path!r} uses '..'; use a path relative to the workspace root, without '..'")
+        current = self.root
+        for index, part in enumerate(parts):
+            current = current / part
+            if current.is_symlink():
+                raise PathRefused(f"path {path!r} goes through a symbolic link ({'/'.join(parts[: index + 1])}); "
+                                  "symbolic links are not followed")
+            if self._excluded_part(part, is_dir=index < len(parts) - 1 or current.is_dir()):
+                raise PathRefused(f"path {path!r} is excluded from the workspace (it may hold secrets)")
+        if current in self.protected:
+            raise PathRefused(f"path {path!r} is protected and cannot be read")
+        return current
+
+    def _relative_parts(self, path: str) -> list[str]:
+        pure = PurePosixPath(path)
+        if path.startswith("~"):
+            raise PathRefused(f"path {path!r} leaves the workspace; use a path relative to the workspace root")
+        if pure.is_absolute():
+            for root in self._roots:
+                if pure.is_relative_to(root):
+                    pure = pure.relative_to(root)
+                    break
+            else:
+                raise PathRefused(f"path {path!r} leaves the workspace; use a path relative to the workspace root")
+        return [part for part in pure.parts if part not in ("", ".")]
+
+    # -- exclusions -------------------------------------------------------------------------
+
+    def _excluded_part(self, name: str, *, is_dir: bool) -> bool:
+        lowered = name.lower()
+        return any(fnmatchcase(lowered, pattern) for pattern, dir_only in self._patterns if is_dir or not dir_only)
+
+    def is_excluded(self, path: Path) -> bool:
+        """True for an absolute path under the root that the exclusions or ``protected`` hide."""
+        if path in self.protected:
+            return True
+        try:
+            parts = path.relative_to(self.root).parts
+        except ValueError:
+            return True
+        last = len(parts) - 1
+        return any(self._excluded_part(p, is_dir=i < last or path.is_dir()) for i, p in enumerate(parts))
+
+    def relative(self, path: Path) -> str:
+        """How a tool names ``path`` to the model: relative to the root, with "/" separators."""
+        rel = path.relative_to(self.root).as_posix()
+        return rel or "."
+
+    # -- walking ----------------------------------------------------------------------------
+
+    def walk(self, start: Path, *, max_depth: int | None = None,
+             check: Callable[[], None] | None = None) -> Iterator[tuple[Path, bool, int]]:
+        """Every visible entry below ``start`` as ``(path, is_dir, depth)``, depth first, sorted by name.
+
+        Excluded entries, protected files and symlinks are skipped silently; ``check`` is called
+        before each folder is read (the deadline of the tool that walks).
+        """
+        stack: list[tuple[Path, int]] = [(start, 1)]
+        while stack:
+            folder, depth = stack.pop()
+            if check is not None:
+                check()
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError:  # unreadable or vanished while walking: a listing shows what it can
+                continue
+            subfolders: list[tuple[Path, int]] = []
+            for entry in entries:
+                if entry.is_symlink():
+                    continue
+                path = Path(entry.path)
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if path in self.protected or self._excluded_part(entry.name, is_dir=is_dir):
+                    continue
+                yield path, is_dir, depth
+                if is_dir and (max_depth is None or depth < max_depth):
+                    subfolders.append((path, depth + 1))
+            stack.extend(reversed(subfolders))
+
+    def files(self, start: Path, *, check: Callable[[], None] | None = None) -> Iterator[Path]:
+        """Every visible regular file below ``start`` (or ``start`` itself when it is a file)."""
+        if start.is_file():
+            yield start
+            return
+        for path, is_dir, _ in self.walk(start, check=check):
+            if not is_dir and path.is_file():
+                yield path
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """A shell glob over "/"-separated paths: ``**`` spans folders, ``*`` and ``?`` stay inside one."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif char == "*":
+            out.append("[^/]*")
+            i += 1
+        elif char == "?":
+            out.append("[^/]")
+            i += 1
+        elif char == "[":
+            end = pattern.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(char))
+                i += 1
+            else:
+                body = pattern[i + 1 : end].replace("\\", "\\\\")
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end + 1
+        else:
+            out.append(re.escape(char))
+            i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
