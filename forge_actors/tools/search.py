@@ -100,10 +100,10 @@ def _grep_rg(workspace: Workspace, start: Path, args: dict[str, Any], context: T
             "--max-columns", str(MAX_LINE_CHARS), "--max-filesize", str(context.limits.max_file_bytes)]
     if args["ignore_case"]:
         argv.append("--ignore-case")
-    for pattern in workspace.exclude:
-        argv += ["--glob", "!" + pattern.rstrip("/")]
     if args.get("glob"):
         argv += ["--glob", args["glob"]]
+    for pattern in workspace.exclude:  # after the model's glob: a later glob wins in ripgrep
+        argv += ["--iglob", "!" + pattern.rstrip("/")]
     argv += ["--", args["pattern"], workspace.relative(start)]
     cap = context.limits.max_entries
     hits: list[str] = []

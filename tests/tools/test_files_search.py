@@ -171,3 +171,8 @@ def test_summarize_file_uses_the_given_summarizer(root: Path) -> None:
     assert seen == ["# Demo\nstart here\n"]
     assert "excluded" in box.call("summarize_file", {"path": ".env"}).error and len(seen) == 1
     assert "unavailable here" in make_toolbox(root).call("summarize_file", {"path": "README.md"}).error
+
+
+def test_a_glob_naming_an_excluded_file_still_shows_nothing_of_it(box: Toolbox, grep_engine: str) -> None:
+    assert "no match" in ok(box, "grep", pattern="sk-secret", glob=".env")
+    assert "no match" in ok(box, "grep", pattern="PRIVATE", glob="**/*.pem")
