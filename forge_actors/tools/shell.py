@@ -155,14 +155,15 @@ def run_command(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     for arg in args["args"]:
         _check_argument(arg, workspace.root)
     limit = context.limits.max_output_chars
-    result = run_process([found, *args["args"]], context, cwd=workspace.root, env=plain_env(), max_bytes=limit * 4,
+    result = run_process([found, *args["args"]], context, cwd=workspace.root, env=plain_env(), max_bytes=limit,
                          merge_stderr=True)
     text = result.stdout.decode("utf-8", errors="replace")
     if result.timed_out:
         return ToolResult(output=text, error=timeout_message(context.limits.timeout_seconds)
                           + " (the command and everything it started were killed)", truncated=False)
-    if result.cut:
-        return ToolResult(output=text + f"\n[output passed {limit * 4} bytes; the command was stopped there]",
+    if result.cut:  # room kept for the note, so that Toolbox.call's own cut does not hide it
+        shown = text[: max(limit - 200, limit // 2)]
+        return ToolResult(output=shown + f"\n[output passed {limit} bytes; the command was stopped there]",
                           truncated=True)
     return f"{text}{'' if not text or text.endswith(chr(10)) else chr(10)}[exit code {result.returncode}]"
 
