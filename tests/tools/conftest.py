@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tool_support import make_toolbox
 
-from forge_actors.tools import REGISTRY, ToolContext, Toolbox, ToolLimits, Workspace
+from forge_actors.tools import Toolbox
 
 
 @pytest.fixture
@@ -25,13 +26,6 @@ def root(tmp_path: Path) -> Path:
     (base / ".ssh").mkdir()
     (base / ".ssh" / "config").write_text("Host start\n")
     return base
-
-
-def make_toolbox(root: Path, names=None, **context) -> Toolbox:
-    limits = context.pop("limits", ToolLimits())
-    workspace = context.pop("workspace", None) or Workspace(root, protected=context.pop("protected", ()))
-    return Toolbox(names if names is not None else list(REGISTRY), ToolContext(workspace=workspace, limits=limits,
-                                                                                **context))
 
 
 @pytest.fixture

@@ -5,17 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import make_toolbox
 from loopback import LoopbackServer, Reply
+from tool_support import make_toolbox, ok
 
 from forge_actors.tools import Toolbox, ToolLimits
-
-
-def ok(box: Toolbox, tool: str, /, **arguments) -> str:
-    result = box.call(tool, arguments)
-    assert result.error is None, result.error
-    return result.output
-
 
 # -- http_get ---------------------------------------------------------------------------------
 

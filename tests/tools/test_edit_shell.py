@@ -8,17 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_toolbox
+from tool_support import make_toolbox, ok
 
 from forge_actors.tools import Toolbox, ToolLimits
 from forge_actors.tools.shell import plain_env
-
-
-def ok(box: Toolbox, tool: str, /, **arguments) -> str:
-    result = box.call(tool, arguments)
-    assert result.error is None, result.error
-    return result.output
-
 
 # -- write_file -------------------------------------------------------------------------------
 

@@ -9,9 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import make_toolbox
-
-from forge_actors.tools import Toolbox
+from tool_support import make_toolbox, ok
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed (CI has it)")
 
@@ -34,11 +32,6 @@ def repo(root: Path) -> Path:
     git(root, "commit", "-q", "-am", "second: a line more")
     return root
 
-
-def ok(box: Toolbox, tool: str, /, **arguments) -> str:
-    result = box.call(tool, arguments)
-    assert result.error is None, result.error
-    return result.output
 
 
 def test_git_log_and_show(repo: Path) -> None:
@@ -79,18 +72,9 @@ def test_git_paths_go_through_the_workspace(repo: Path) -> None:
     assert "bad revision" in box.call("git_show", {"rev": "nosuchbranch"}).error
 
 
-def test_not_a_repository_is_an_error_result(root: Path, tmp_path: Path) -> None:
-    (root / ".git").mkdir(exist_ok=True)  # an empty .git folder is no repository (and keeps git from looking up)
-    env_ceiling = os.environ.get("GIT_CEILING_DIRECTORIES")
-    os.environ["GIT_CEILING_DIRECTORIES"] = str(root.parent)
-    try:
-        box = make_toolbox(root, ["git"])
-        result = box.call("git_log", {})
-    finally:
-        if env_ceiling is None:
-            del os.environ["GIT_CEILING_DIRECTORIES"]
-        else:
-            os.environ["GIT_CEILING_DIRECTORIES"] = env_ceiling
+def test_not_a_repository_is_an_error_result(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(root.parent))  # no repository above the temp folder counts
+    result = make_toolbox(root, ["git"]).call("git_log", {})
     assert result.error == "the workspace is not a git repository, so git tools are unavailable"
 
 

@@ -6,15 +6,15 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import make_toolbox
+from tool_support import make_toolbox
 
 from forge_actors.tools import (
     CATEGORIES,
     DEFAULT_TOOLS,
     REGISTRY,
     Tool,
-    ToolContext,
     Toolbox,
+    ToolContext,
     ToolLimits,
     ToolResult,
     UnknownToolError,
