@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,9 @@ def read_text(context: ToolContext, path: str) -> TextFile:
     if not target.is_file():
         raise ToolError(f"{rel!r} is not a regular file")
     cap = context.limits.max_file_bytes
-    with target.open("rb") as handle:
-        size = target.stat().st_size
+    # O_NOFOLLOW: a symlink swapped in since resolve() (by another program) is not followed either.
+    with os.fdopen(os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
         data = handle.read(cap + 1)
     if looks_binary(data[:SNIFF_BYTES]):
         raise ToolError(f"{rel!r} is a binary file ({size} bytes); only text files can be read")

@@ -24,7 +24,7 @@ _REVISION = re.compile(r"[A-Za-z0-9_@][A-Za-z0-9_./~^@{}+-]{0,199}")
 #: Options that keep a repository's configuration from running anything.
 _SAFE_CONFIG = (
     "core.fsmonitor=", "core.hooksPath=/dev/null", "diff.external=", "core.pager=cat", "log.showSignature=false",
-    "core.untrackedCache=false", "protocol.allow=never",
+    "core.untrackedCache=false", "protocol.allow=never", "blame.ignoreRevsFile=",
 )
 
 _FILTER_KEY = re.compile(r"^(filter\.[^\s]+\.(?:clean|smudge|process))(?:\s|$)", re.IGNORECASE)
@@ -41,11 +41,11 @@ def _git(context: ToolContext, *args: str, pathspecs: tuple[str, ...] = ()) -> s
     git = shutil.which("git")
     if git is None:
         raise ToolError("git is not installed here, so git tools are unavailable")
-    env = plain_env()
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", GIT_PAGER="cat",
-               GIT_EXTERNAL_DIFF="", LC_ALL="C")
-    env.pop("GIT_DIR", None)
-    env.pop("GIT_WORK_TREE", None)
+    # No GIT_* variable of ours reaches git (GIT_DIR, GIT_EXTERNAL_DIFF, GIT_CONFIG_COUNT/KEY_n...), except the
+    # ceiling, which only stops git from looking for a repository above the workspace.
+    env = {k: v for k, v in plain_env().items() if not k.startswith("GIT_") or k == "GIT_CEILING_DIRECTORIES"}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", GIT_NO_LAZY_FETCH="1",
+               LC_ALL="C")
     base = [git, "-C", str(workspace.root), "--no-pager"]
     for option in _SAFE_CONFIG:
         base += ["-c", option]

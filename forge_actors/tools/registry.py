@@ -250,9 +250,9 @@ class Toolbox:
                 output = tool.run(args, self.context.with_deadline(started + seconds))
             except (ToolError, PathRefused) as error:
                 return failed(str(error))
-            except TimeoutError:
+            except TimeoutError:  # a library's own timeout (httpx): the model is told, as for ours
                 return failed(timeout_message(seconds))
-            except RecursionError:
+            except RecursionError:  # a deeply nested input (ast, regex): the model can simplify it
                 return failed("the input is nested too deeply to process; simplify it")
             except OSError as error:
                 return failed(f"the operation failed: {error.strerror or type(error).__name__}")

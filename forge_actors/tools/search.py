@@ -6,15 +6,23 @@ import ast
 import logging
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from forge_actors.tools.base import Tool, ToolContext, ToolError, ToolOutput, ToolResult, schema
+from forge_actors.tools.base import (
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolOutput,
+    ToolResult,
+    ToolTimeout,
+    schema,
+    timeout_message,
+)
 from forge_actors.tools.files import SNIFF_BYTES, looks_binary
-from forge_actors.tools.shell import collect_output, plain_env, stop
+from forge_actors.tools.shell import plain_env, run_process
 from forge_actors.tools.workspace import PathRefused, Workspace, glob_to_regex
 
 logger = logging.getLogger(__name__)
@@ -59,10 +67,10 @@ def _text_lines(path: Path, context: ToolContext) -> Iterator[tuple[int, str]]:
 def grep(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     workspace, start = _start(context, args["path"])
     regex = _compile(args["pattern"], args["ignore_case"])  # checked here so both engines refuse the same patterns
-    if shutil.which("rg") is not None:
-        hits, truncated = _grep_rg(workspace, start, args, context)
-    else:
-        hits, truncated = _grep_python(workspace, start, regex, args.get("glob"), context)
+    found = _grep_rg(workspace, start, args, context) if shutil.which("rg") is not None else None
+    if found is None:  # no ripgrep, or a pattern Python accepts and ripgrep does not (look-arounds)
+        found = _grep_python(workspace, start, regex, args.get("glob"), context)
+    hits, truncated = found
     if not hits:
         return f"no match for {args['pattern']!r} under {workspace.relative(start)!r}"
     note = f"\n[stopped at {context.limits.max_entries} matching lines; narrow the pattern, path or glob]" if truncated else ""
@@ -92,11 +100,13 @@ def _grep_python(workspace: Workspace, start: Path, regex: re.Pattern[str], glob
     return hits, False
 
 
-def _grep_rg(workspace: Workspace, start: Path, args: dict[str, Any], context: ToolContext) -> tuple[list[str], bool]:
+def _grep_rg(workspace: Workspace, start: Path, args: dict[str, Any],
+             context: ToolContext) -> tuple[list[str], bool] | None:
+    """ripgrep's matching lines, each re-checked by the workspace gate; None when rg refused the pattern."""
     rg = shutil.which("rg")
     assert rg is not None
     argv = [rg, "--no-config", "--line-number", "--with-filename", "--no-heading", "--color", "never",
-            "--no-follow", "--hidden", "--no-ignore", "--sort", "path", "--no-messages",
+            "--no-follow", "--hidden", "--no-ignore", "--sort", "path",
             "--max-columns", str(MAX_LINE_CHARS), "--max-filesize", str(context.limits.max_file_bytes)]
     if args["ignore_case"]:
         argv.append("--ignore-case")
@@ -108,13 +118,15 @@ def _grep_rg(workspace: Workspace, start: Path, args: dict[str, Any], context: T
     cap = context.limits.max_entries
     hits: list[str] = []
     allowed: dict[str, bool] = {}
-    process = subprocess.Popen(argv, cwd=workspace.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, start_new_session=True, env=plain_env())
-    try:
-        data, cut = collect_output(process, context, max_bytes=context.limits.max_output_chars * 4)
-    finally:
-        stop(process)
-    lines = data.decode("utf-8", errors="replace").splitlines()
+    result = run_process(argv, context, cwd=workspace.root, env=plain_env(),
+                         max_bytes=context.limits.max_output_chars * 4)
+    if result.timed_out:
+        raise ToolTimeout(timeout_message(context.limits.timeout_seconds))
+    cut = result.cut
+    if result.returncode == 2 and not result.stdout:  # rg's "error" status: a regex syntax it does not take
+        logger.debug("ripgrep refused %r: %s", args["pattern"], result.stderr[:500])
+        return None
+    lines = result.stdout.decode("utf-8", errors="replace").splitlines()
     if cut and lines:
         lines.pop()  # the last line may be cut in the middle
     for line in lines:
@@ -164,7 +176,7 @@ def _python_symbols(source: str, name: str) -> Iterator[tuple[int, str, str]]:
     """(line, kind, qualified name) of each definition of ``name`` in a Python module."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError):  # not valid Python (a template, Python 2): no symbol found there
         return
 
     def visit(node: ast.AST, prefix: str) -> Iterator[tuple[int, str, str]]:
@@ -232,7 +244,7 @@ def _peek(path: Path, context: ToolContext) -> str:
         if path.stat().st_size > context.limits.max_file_bytes:
             return ""
         return path.read_text("utf-8", errors="replace")
-    except OSError:
+    except OSError:  # vanished or unreadable while searching: skipped like a binary file
         return ""
 
 

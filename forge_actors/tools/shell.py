@@ -116,23 +116,16 @@ def _partial(buffers: dict[int, bytearray], out_fd: int, *, cut: bool, timed_out
     return ProcessOutput(bytes(buffers.get(out_fd, b"")), bytes(_other(buffers, out_fd)), None, cut, timed_out)
 
 
-def collect_output(process: subprocess.Popen[bytes], context: ToolContext, *, max_bytes: int) -> tuple[bytes, bool]:
-    """Read ``process``'s stdout up to ``max_bytes``; ToolTimeout at the deadline. The caller stops the process."""
-    from forge_actors.tools.base import ToolTimeout
-
-    result = _collect(process, context, max_bytes)
-    if result.timed_out:
-        raise ToolTimeout(timeout_message(context.limits.timeout_seconds))
-    return result.stdout, result.cut
-
-
 # -- run_command ------------------------------------------------------------------------------
 
 
 def _check_argument(arg: str, root: Path) -> None:
     if "\x00" in arg:
         raise ToolError("an argument may not contain a NUL byte")
-    for piece in [arg, *arg.split("=", 1)[1:]]:  # --file=/etc/passwd is a path too
+    pieces = [arg, *arg.split("=", 1)[1:]]  # --file=/etc/passwd is a path too
+    if re.match(r"-[A-Za-z][/~]", arg):  # and so is -I/usr/include
+        pieces.append(arg[2:])
+    for piece in pieces:
         if piece.startswith("~"):
             raise ToolError(f"argument {arg!r} names a path outside the workspace; use paths relative to it")
         if ".." in re.split(r"[/\\]", piece):

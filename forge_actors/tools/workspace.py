@@ -119,7 +119,7 @@ class Workspace:
             return True
         try:
             parts = path.relative_to(self.root).parts
-        except ValueError:
+        except ValueError:  # not under the root at all: hidden, like an excluded path
             return True
         last = len(parts) - 1
         return any(self._excluded_part(p, is_dir=i < last or path.is_dir()) for i, p in enumerate(parts))

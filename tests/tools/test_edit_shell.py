@@ -115,7 +115,8 @@ def test_run_command_refuses_other_programs_and_outside_paths(root: Path) -> Non
     assert "not allowed; allowed programs: " + name in box.call("run_command", {"program": "rm", "args": []}).error
     assert "not allowed" in box.call("run_command", {"program": sys.executable}).error
     for arg, why in [("../x", "'..'"), ("/etc/passwd", "outside"), ("--file=/etc/passwd", "outside"),
-                     ("~/.ssh", "outside"), ("a/../../b", "'..'")]:
+                     ("~/.ssh", "outside"), ("a/../../b", "'..'"),
+                     ("-I/usr/include", "outside"), ("--dir=../up", "'..'")]:
         result = box.call("run_command", {"program": name, "args": [arg]})
         assert result.error is not None and why in result.error, arg
     inside = box.call("run_command", {"program": name, "args": ["-c", "pass", str(root / "README.md")]})

@@ -169,3 +169,8 @@ def test_summarize_file_uses_the_given_summarizer(root: Path) -> None:
 def test_a_glob_naming_an_excluded_file_still_shows_nothing_of_it(box: Toolbox, grep_engine: str) -> None:
     assert "no match" in ok(box, "grep", pattern="sk-secret", glob=".env")
     assert "no match" in ok(box, "grep", pattern="PRIVATE", glob="**/*.pem")
+
+
+def test_a_pattern_only_python_takes_still_searches(box: Toolbox, grep_engine: str) -> None:
+    # ripgrep has no look-arounds; grep then falls back to the Python engine instead of "no match"
+    assert ok(box, "grep", pattern=r"(?<=def )start", glob="*.py") == "src/pkg/core.py:7:    def start(self):"

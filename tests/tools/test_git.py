@@ -97,3 +97,16 @@ def test_a_malicious_repository_config_runs_nothing(repo: Path, tmp_path: Path) 
         result = box.call(tool, arguments)
         assert result.error is None, (tool, result.error)
     assert not marker.exists(), "a command from the repository's config was run"
+
+
+def test_the_callers_git_variables_do_not_reach_git(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q")
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "diff.external")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", str(tmp_path / "nothing-here"))
+    (repo / "README.md").write_text("# Demo\nchanged\n")
+    box = make_toolbox(repo, ["git"])
+    assert "first: the demo" in ok(box, "git_log") and "+changed" in ok(box, "git_diff")
