@@ -231,17 +231,17 @@ class Toolbox:
         def failed(message: str, output: str = "") -> ToolResult:
             return ToolResult(output=output, error=message, duration_ms=(time.monotonic() - started) * 1000)
 
+        if budget is not None:  # every attempt counts, so that a model repeating a bad call still runs out
+            refusal = budget.refusal()
+            if refusal is not None:
+                return failed(refusal)
+            budget.calls += 1
         tool = self.tools.get(name) if isinstance(name, str) else None
         if tool is None:
             known = ", ".join(self.names) or "none"
             if isinstance(name, str) and name in self.registry:
                 return failed(f"tool {name!r} is not enabled for you; available tools: {known}")
             return failed(f"there is no tool {name!r}; available tools: {known}")
-        if budget is not None:
-            refusal = budget.refusal()
-            if refusal is not None:
-                return failed(refusal)
-            budget.calls += 1
         limits = self.context.limits
         seconds = limits.timeout_seconds if budget is None else min(limits.timeout_seconds, budget.remaining_seconds())
         try:

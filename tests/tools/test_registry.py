@@ -108,6 +108,10 @@ def test_budget_counts_calls_and_refuses_once_spent(root: Path) -> None:
     assert spent.error is not None and "budget is spent (2 calls" in spent.error
     assert box.budget().calls == 0  # a fresh budget per contribution
     assert box.call("calculate", {"expression": "1+3"}).output == "4"  # no budget: no counting
+    again = box.budget()
+    box.call("nope", {}, again)
+    box.call("calculate", {"bad": 1}, again)
+    assert again.calls == 2 and "budget is spent" in box.call("calculate", {"expression": "1"}, again).error
 
 
 def test_budget_of_seconds(root: Path) -> None:

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from forge_actors.tools import PathRefused, Workspace
 
@@ -86,3 +88,16 @@ def test_custom_exclusions_replace_the_defaults(root: Path) -> None:
 def test_the_root_must_be_a_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a folder"):
         Workspace(tmp_path / "missing")
+
+
+@given(st.lists(st.sampled_from(["..", ".", "", "src", "pkg", "/", "~", "\x00", "a..b", ".env", "x/", "//", "core.py"]),
+                max_size=8).map("/".join) | st.text(max_size=30))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_whatever_a_model_writes_resolves_inside_the_root_or_is_refused(root: Path, path: str) -> None:
+    ws = Workspace(root)
+    try:
+        resolved = ws.resolve(path)
+    except PathRefused:
+        return
+    assert resolved == ws.root or ws.root in resolved.parents
+    assert ".." not in resolved.relative_to(ws.root).parts and not ws.is_excluded(resolved)
