@@ -27,7 +27,7 @@ _SAFE_CONFIG = (
     "core.untrackedCache=false", "protocol.allow=never", "blame.ignoreRevsFile=",
 )
 
-_FILTER_KEY = re.compile(r"^(filter\.[^\s]+\.(?:clean|smudge|process))(?:\s|$)", re.IGNORECASE)
+_FILTER_KEY = re.compile(r"(filter\..+\.(?:clean|smudge|process))", re.IGNORECASE | re.DOTALL)
 
 
 def _check_revision(rev: str) -> str:
@@ -70,16 +70,18 @@ def _git(context: ToolContext, *args: str, pathspecs: tuple[str, ...] = ()) -> s
 def _filter_keys(context: ToolContext, base: list[str], env: dict[str, str]) -> list[str]:
     """The clean/smudge/process filters the configuration defines: each is overridden with an empty command."""
     workspace = context.require_workspace()
-    result = run_process([*base, "config", "--includes", "--list", "--name-only"], context, cwd=workspace.root,
-                         env=env, max_bytes=256 * 1024)
-    if result.returncode != 0:
-        stderr = result.stderr.decode("utf-8", errors="replace")
+    result = run_process([*base, "config", "--includes", "--list", "--null"], context, cwd=workspace.root,
+                         env=env, max_bytes=1 << 20)
+    if result.timed_out:
+        raise ToolError(timeout_message(context.limits.timeout_seconds))
+    if result.returncode != 0 or result.cut:  # unsure which filters exist: run nothing rather than guess
+        stderr = result.stderr.decode("utf-8", errors="replace").strip()
         if "not a git repository" in stderr:
             raise ToolError("the workspace is not a git repository, so git tools are unavailable")
-        return []
+        raise ToolError(f"git cannot read this repository's configuration: {stderr.splitlines()[0] if stderr else 'too large'}")
     keys = []
-    for line in result.stdout.decode("utf-8", errors="replace").splitlines():
-        match = _FILTER_KEY.match(line.strip())
+    for entry in result.stdout.decode("utf-8", errors="replace").split("\0"):  # "key\nvalue" entries
+        match = _FILTER_KEY.fullmatch(entry.split("\n", 1)[0])
         if match:
             keys.append(match.group(1))
     return keys

@@ -182,15 +182,19 @@ def _check_value(name: str, rule: Mapping[str, Any], value: Any) -> Any:
 
 
 def truncate(text: str, limit: int) -> tuple[str, bool]:
-    """``text`` cut to ``limit`` characters, at a line boundary when one is in the last half, with a note."""
+    """``text`` cut to at most ``limit`` characters, note included, at a line boundary when one is in the last half."""
     if len(text) <= limit:
         return text, False
-    cut = text.rfind("\n", 0, limit)
-    if cut < limit // 2:
-        cut = limit
-    note = (f"\n[output truncated: {cut} of {len(text)} characters shown; "
-            "ask for less (a line range, a narrower path or pattern)]")
-    return text[:cut] + note, True
+
+    def note(shown: int) -> str:
+        return (f"\n[output truncated: {shown} of {len(text)} characters shown; "
+                "ask for less (a line range, a narrower path or pattern)]")
+
+    room = max(limit - len(note(limit)), 0)
+    cut = text.rfind("\n", 0, room)
+    if cut < room // 2:
+        cut = room
+    return text[:cut] + note(cut), True
 
 
 class Toolbox:
