@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from forge_actors.tools.base import Tool, ToolContext, ToolError, ToolOutput, ToolResult, schema
-from forge_actors.tools.workspace import glob_to_regex
+from forge_actors.tools.workspace import glob_match
 
 #: The first bytes looked at to tell a binary file from a text one.
 SNIFF_BYTES = 8192
@@ -106,13 +106,13 @@ def _start(context: ToolContext, path: str) -> Path:
 def list_files(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     workspace = context.require_workspace()
     start = _start(context, args["path"])
-    matcher = glob_to_regex(args["pattern"])
+    pattern = args["pattern"]
     cap = context.limits.max_entries
     found: list[str] = []
     truncated = False
     for path in workspace.files(start, check=context.check_deadline):
         rel_to_start = path.relative_to(start).as_posix() if start.is_dir() else path.name
-        if matcher.match(rel_to_start):
+        if glob_match(pattern, rel_to_start):
             if len(found) == cap:
                 truncated = True
                 break

@@ -23,12 +23,24 @@ from forge_actors.tools.base import (
 )
 from forge_actors.tools.files import SNIFF_BYTES, looks_binary
 from forge_actors.tools.shell import plain_env, run_process
-from forge_actors.tools.workspace import PathRefused, Workspace, glob_to_regex
+from forge_actors.tools.workspace import PathRefused, Workspace, glob_match
 
 logger = logging.getLogger(__name__)
 
 #: Lines longer than this are skipped by the Python grep and cut by ripgrep (minified files, data).
 MAX_LINE_CHARS = 2000
+
+
+#: A group holding a quantifier, itself quantified: ``(a+)+``, ``(?:\w+\s?)*``. Python's backtracking
+#: engine can take exponential time on such patterns and one match cannot be interrupted, so the
+#: Python engine refuses them (a best effort; ripgrep's engine is linear and takes them).
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d*,\d*\})(?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,)")
+
+
+def _check_backtracking(pattern: str) -> None:
+    if _NESTED_QUANTIFIER.search(pattern) or re.search(r"\\[1-9]", pattern):
+        raise ToolError(f"pattern {pattern!r} repeats a group that repeats (like '(a+)+') or uses a backreference, "
+                        "which can take exponential time; simplify it (e.g. '(a+)+' -> 'a+')")
 
 
 def _compile(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
@@ -69,6 +81,7 @@ def grep(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     regex = _compile(args["pattern"], args["ignore_case"])  # checked here so both engines refuse the same patterns
     found = _grep_rg(workspace, start, args, context) if shutil.which("rg") is not None else None
     if found is None:  # no ripgrep, or a pattern Python accepts and ripgrep does not (look-arounds)
+        _check_backtracking(args["pattern"])
         found = _grep_python(workspace, start, regex, args.get("glob"), context)
     hits, truncated = found
     if not hits:
@@ -78,9 +91,7 @@ def grep(args: dict[str, Any], context: ToolContext) -> ToolOutput:
 
 
 def _glob_matches(glob: str | None, rel: str) -> bool:
-    if not glob:
-        return True
-    return bool(glob_to_regex(glob).match(rel) if "/" in glob else fnmatchcase(rel.rsplit("/", 1)[-1], glob))
+    return not glob or glob_match(glob, rel, name_only_without_slash=True)
 
 
 def _grep_python(workspace: Workspace, start: Path, regex: re.Pattern[str], glob: str | None,
@@ -151,6 +162,7 @@ def _grep_rg(workspace: Workspace, start: Path, args: dict[str, Any],
 def count_matches(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     workspace, start = _start(context, args["path"])
     regex = _compile(args["pattern"], args["ignore_case"])
+    _check_backtracking(args["pattern"])
     counts: list[tuple[int, str]] = []
     for path in workspace.files(start, check=context.check_deadline):
         context.check_deadline()

@@ -10,8 +10,8 @@ and never follows a symlink.
 
 from __future__ import annotations
 
+import functools
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
@@ -171,36 +171,25 @@ class Workspace:
                 yield path
 
 
-def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """A shell glob over "/"-separated paths: ``**`` spans folders, ``*`` and ``?`` stay inside one."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif char == "*":
-            out.append("[^/]*")
-            i += 1
-        elif char == "?":
-            out.append("[^/]")
-            i += 1
-        elif char == "[":
-            end = pattern.find("]", i + 1)
-            if end == -1:
-                out.append(re.escape(char))
-                i += 1
-            else:
-                body = pattern[i + 1 : end].replace("\\", "\\\\")
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = end + 1
-        else:
-            out.append(re.escape(char))
-            i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
+def glob_match(pattern: str, path: str, *, name_only_without_slash: bool = False) -> bool:
+    """Whether a "/"-separated ``path`` matches a shell glob: ``**`` (a whole segment) spans folders,
+    ``*``, ``?`` and ``[...]`` stay inside one segment. With ``name_only_without_slash`` (grep's
+    ``glob``, as in ripgrep), a pattern without "/" matches the file name at any depth.
+
+    Matched segment by segment (fnmatch per segment, a small table over segments), never as one
+    big regular expression, so that a glob full of stars cannot take exponential time.
+    """
+    names = [p for p in path.split("/") if p]
+    if name_only_without_slash and "/" not in pattern.strip("/"):
+        return bool(names) and (pattern == "**" or fnmatchcase(names[-1], pattern.strip("/")))
+    segments = [p for p in pattern.split("/") if p]
+
+    @functools.cache
+    def match(i: int, j: int) -> bool:
+        if i == len(segments):
+            return j == len(names)
+        if segments[i] == "**":
+            return match(i + 1, j) or (j < len(names) and match(i, j + 1))
+        return j < len(names) and fnmatchcase(names[j], segments[i]) and match(i + 1, j + 1)
+
+    return match(0, 0)

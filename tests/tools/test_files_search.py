@@ -174,3 +174,22 @@ def test_a_glob_naming_an_excluded_file_still_shows_nothing_of_it(box: Toolbox, 
 def test_a_pattern_only_python_takes_still_searches(box: Toolbox, grep_engine: str) -> None:
     # ripgrep has no look-arounds; grep then falls back to the Python engine instead of "no match"
     assert ok(box, "grep", pattern=r"(?<=def )start", glob="*.py") == "src/pkg/core.py:7:    def start(self):"
+
+
+def test_the_python_engine_refuses_patterns_that_backtrack_exponentially(root: Path, box: Toolbox,
+                                                                           monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Path) -> None:
+    (root / "aaa.txt").write_text("a" * 1900 + "\n")
+    monkeypatch.setenv("PATH", str(tmp_path))  # the Python engine
+    for tool in ("grep", "count_matches"):
+        result = box.call(tool, {"pattern": "(a+)+b"})
+        assert result.error is not None and "exponential time" in result.error
+    assert "1900" in ok(box, "count_matches", pattern="a")
+
+
+def test_a_glob_full_of_stars_is_matched_fast(root: Path, box: Toolbox) -> None:
+    (root / ("a" * 200)).mkdir()
+    (root / ("a" * 200) / ("a" * 200)).write_text("x\n")
+    # As one regular expression this glob backtracks for ages on that path; segment by segment it is instant.
+    assert "no file matches" in ok(box, "list_files", pattern="**/" + "*a" * 40 + "b")
+    assert "no match" in ok(box, "grep", pattern="x", glob="*a" * 40 + "b")
