@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import logging
 import math
 import operator
 from collections.abc import Callable
@@ -13,6 +14,8 @@ import httpx
 
 from forge_actors.tools.base import Tool, ToolContext, ToolError, ToolOutput, ToolResult, schema
 from forge_actors.tools.files import read_text
+
+logger = logging.getLogger(__name__)
 
 # -- http_get ---------------------------------------------------------------------------------
 
@@ -165,7 +168,12 @@ def summarize_file(args: dict[str, Any], context: ToolContext) -> ToolOutput:
         raise ToolError("summarize_file is unavailable here (no model to summarize with); read_file the file instead")
     file = read_text(context, args["path"])
     note = f" (only its first {context.limits.max_file_bytes} bytes were read)" if file.cut else ""
-    summary = context.summarize(file.text)
+    try:
+        summary = context.summarize(file.text)
+    except Exception as error:  # the participant's model failed (a provider error): the model can read instead
+        logger.warning("summarize_file: the summarizer failed on %s", file.rel, exc_info=True)
+        raise ToolError(f"summarizing {file.rel!r} failed ({type(error).__name__}); read_file the parts you need "
+                        "instead") from None
     return ToolResult(output=f"summary of {file.rel}{note}:\n{summary}", truncated=file.cut)
 
 

@@ -166,6 +166,14 @@ def test_summarize_file_uses_the_given_summarizer(root: Path) -> None:
     assert "unavailable here" in make_toolbox(root).call("summarize_file", {"path": "README.md"}).error
 
 
+def test_a_failing_summarizer_is_an_error_result(root: Path) -> None:
+    def summarize(text: str) -> str:
+        raise ConnectionError("provider down")
+
+    result = make_toolbox(root, summarize=summarize).call("summarize_file", {"path": "README.md"})
+    assert result.error == "summarizing 'README.md' failed (ConnectionError); read_file the parts you need instead"
+
+
 def test_a_glob_naming_an_excluded_file_still_shows_nothing_of_it(box: Toolbox, grep_engine: str) -> None:
     assert "no match" in ok(box, "grep", pattern="sk-secret", glob=".env")
     assert "no match" in ok(box, "grep", pattern="PRIVATE", glob="**/*.pem")
