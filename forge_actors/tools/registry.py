@@ -200,9 +200,11 @@ def truncate(text: str, limit: int) -> tuple[str, bool]:
 class Toolbox:
     """The tools one participant may use, with the context they run in."""
 
-    def __init__(self, names: Iterable[str], context: ToolContext, registry: Mapping[str, Tool] | None = None) -> None:
+    def __init__(self, names: str | Iterable[str], context: ToolContext,
+                 registry: Mapping[str, Tool] | None = None) -> None:
+        """``names``: tool and category names, as ``select_tools`` takes them (UnknownToolError for others)."""
         self.registry = registry if registry is not None else _default()
-        self.names = select_tools(list(names), registry=self.registry)
+        self.names = select_tools(names, registry=self.registry)
         self.context = context
         self.tools = {name: self.registry[name] for name in self.names}
 

@@ -58,6 +58,7 @@ def test_unknown_names_list_the_valid_ones() -> None:
 
 
 def test_definitions_and_describe(box: Toolbox) -> None:
+    assert Toolbox("git,calculate", box.context).names == ("git_log", "git_diff", "git_show", "git_blame", "calculate")
     small = Toolbox(["read_file", "calculate"], box.context)
     assert [d.name for d in small.definitions()] == ["read_file", "calculate"]
     assert small.definitions()[0].parameters["required"] == ["path"]
