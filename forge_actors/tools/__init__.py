@@ -31,7 +31,7 @@ from forge_actors.tools.registry import (
     select_tools,
     validate_arguments,
 )
-from forge_actors.tools.workspace import DEFAULT_EXCLUDES, PathRefused, Workspace
+from forge_actors.tools.workspace import DEFAULT_EXCLUDES, DEFAULT_SKIPPED_DIRS, PathRefused, Workspace
 
 #: Every built-in tool by name (read-only mapping).
 REGISTRY: Mapping[str, Tool] = default_registry()
@@ -43,6 +43,7 @@ DEFAULT_TOOLS: tuple[str, ...] = tuple(name for name, tool in REGISTRY.items() i
 __all__ = [
     "CATEGORIES",
     "DEFAULT_EXCLUDES",
+    "DEFAULT_SKIPPED_DIRS",
     "DEFAULT_TOOLS",
     "REGISTRY",
     "ArgumentError",

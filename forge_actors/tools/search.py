@@ -125,6 +125,9 @@ def _grep_rg(workspace: Workspace, start: Path, args: dict[str, Any],
         argv += ["--glob", args["glob"]]
     for pattern in workspace.exclude:  # after the model's glob: a later glob wins in ripgrep
         argv += ["--iglob", "!" + pattern.rstrip("/")]
+    named = set(start.relative_to(workspace.root).parts)  # a skipped folder named in `path` is searched
+    for folder in sorted(workspace.skip_dirs - named):
+        argv += ["--glob", f"!{folder}/"]
     argv += ["--", args["pattern"], workspace.relative(start)]
     cap = context.limits.max_entries
     hits: list[str] = []

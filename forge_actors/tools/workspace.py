@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 #: ===================  =========================================================
 #: pattern              why
 #: ===================  =========================================================
-#: ``.git/``            git internals (hooks, config, packed objects); git tools ask git itself
+#: ``.git``             git internals (hooks, config, objects; in a worktree, the file naming them); git tools ask git
 #: ``.env``, ``.env.*`` environment files: API keys and passwords
 #: ``*.pem``, ``*.key`` private keys and certificates
 #: ``id_rsa*``, ``id_ed25519*``, ``id_ecdsa*``, ``id_dsa*``  SSH keys
@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 #: The event log (``*.db`` and its ``-wal``/``-shm``) is not a pattern: the engine passes those
 #: exact files as ``protected``.
 DEFAULT_EXCLUDES: tuple[str, ...] = (
-    ".git/",
+    ".git",
     ".env", ".env.*",
     "*.pem", "*.key",
     "id_rsa*", "id_ed25519*", "id_ecdsa*", "id_dsa*",
@@ -48,13 +48,22 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
 )
 
 
+#: Folders that listing and search tools do not walk into (they are noise, not secrets: a path
+#: inside one can still be read, listed or searched when named explicitly).
+DEFAULT_SKIPPED_DIRS: tuple[str, ...] = (
+    ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox", ".nox",
+    ".hypothesis",
+)
+
+
 class PathRefused(ValueError):
     """A path a tool may not touch; the message says why and what to use instead."""
 
 
 class Workspace:
     def __init__(self, root: str | os.PathLike[str], *, exclude: Iterable[str] = DEFAULT_EXCLUDES,
-                 protected: Iterable[str | os.PathLike[str]] = ()) -> None:
+                 protected: Iterable[str | os.PathLike[str]] = (),
+                 skip_dirs: Iterable[str] = DEFAULT_SKIPPED_DIRS) -> None:
         given = Path(root).absolute()
         self.root = Path(os.path.realpath(given))
         if not self.root.is_dir():
@@ -62,6 +71,7 @@ class Workspace:
         self._roots = {given, self.root}  # an absolute path may name the root either way
         self.exclude = tuple(exclude)
         self._patterns = tuple((p.rstrip("/").lower(), p.endswith("/")) for p in self.exclude)
+        self.skip_dirs = frozenset(skip_dirs)
         self.protected = frozenset(Path(os.path.realpath(Path(p).absolute())) for p in protected)
 
     def __repr__(self) -> str:
@@ -135,8 +145,8 @@ class Workspace:
              check: Callable[[], None] | None = None) -> Iterator[tuple[Path, bool, int]]:
         """Every visible entry below ``start`` as ``(path, is_dir, depth)``, depth first, sorted by name.
 
-        Excluded entries, protected files and symlinks are skipped silently; ``check`` is called
-        before each folder is read (the deadline of the tool that walks).
+        Excluded entries, protected files, symlinks and the ``skip_dirs`` folders are skipped
+        silently; ``check`` is called before each folder is read (the deadline of the tool that walks).
         """
         stack: list[tuple[Path, int]] = [(start, 1)]
         while stack:
@@ -155,6 +165,8 @@ class Workspace:
                 path = Path(entry.path)
                 is_dir = entry.is_dir(follow_symlinks=False)
                 if path in self.protected or self._excluded_part(entry.name, is_dir=is_dir):
+                    continue
+                if is_dir and entry.name in self.skip_dirs:
                     continue
                 yield path, is_dir, depth
                 if is_dir and (max_depth is None or depth < max_depth):

@@ -201,3 +201,10 @@ def test_a_glob_full_of_stars_is_matched_fast(root: Path, box: Toolbox) -> None:
     # As one regular expression this glob backtracks for ages on that path; segment by segment it is instant.
     assert "no file matches" in ok(box, "list_files", pattern="**/" + "*a" * 40 + "b")
     assert "no match" in ok(box, "grep", pattern="x", glob="*a" * 40 + "b")
+
+
+def test_grep_skips_noise_folders_unless_named(root: Path, box: Toolbox, grep_engine: str) -> None:
+    (root / "node_modules" / "lib").mkdir(parents=True)
+    (root / "node_modules" / "lib" / "x.js").write_text("needle\n")
+    assert "no match" in ok(box, "grep", pattern="needle")
+    assert ok(box, "grep", pattern="needle", path="node_modules") == "node_modules/lib/x.js:1:needle"

@@ -101,3 +101,21 @@ def test_whatever_a_model_writes_resolves_inside_the_root_or_is_refused(root: Pa
         return
     assert resolved == ws.root or ws.root in resolved.parents
     assert ".." not in resolved.relative_to(ws.root).parts and not ws.is_excluded(resolved)
+
+
+def test_noise_folders_are_not_walked_but_stay_readable(root: Path) -> None:
+    (root / ".venv" / "lib").mkdir(parents=True)
+    (root / ".venv" / "lib" / "site.py").write_text("start\n")
+    (root / "src" / "__pycache__").mkdir()
+    ws = Workspace(root)
+    seen = {ws.relative(p) for p, _, _ in ws.walk(ws.root)}
+    assert not any(".venv" in p or "__pycache__" in p for p in seen)
+    assert ws.resolve(".venv/lib/site.py").is_file()
+    assert {ws.relative(p) for p, _, _ in ws.walk(ws.resolve(".venv"))} == {".venv/lib", ".venv/lib/site.py"}
+    assert {ws.relative(p) for p, _, _ in Workspace(root, skip_dirs=()).walk(ws.root)} >= {".venv", "src/__pycache__"}
+
+
+def test_a_worktree_git_file_is_excluded_too(root: Path) -> None:
+    (root / ".git").write_text("gitdir: /elsewhere/.git/worktrees/x\n")
+    with pytest.raises(PathRefused, match="excluded"):
+        Workspace(root).resolve(".git")
