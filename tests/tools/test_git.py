@@ -110,3 +110,12 @@ def test_the_callers_git_variables_do_not_reach_git(repo: Path, tmp_path: Path, 
     (repo / "README.md").write_text("# Demo\nchanged\n")
     box = make_toolbox(repo, ["git"])
     assert "first: the demo" in ok(box, "git_log") and "+changed" in ok(box, "git_diff")
+
+
+def test_protected_files_stay_hidden_in_git_output(repo: Path) -> None:
+    (repo / "forge.db").write_text("the event log\n")
+    git(repo, "add", "forge.db")
+    git(repo, "commit", "-q", "-m", "log committed by mistake")
+    box = make_toolbox(repo, ["git"], protected=[repo / "forge.db"])
+    assert "the event log" not in ok(box, "git_show", rev="HEAD")
+    assert "protected" in box.call("git_show", {"rev": "HEAD", "path": "forge.db"}).error
