@@ -1,0 +1,121 @@
+"""The one gate every path goes through: escapes, symlinks, exclusions, protected files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from forge_actors.tools import PathRefused, Workspace
+
+
+def test_relative_and_inside_absolute_paths_resolve(root: Path) -> None:
+    ws = Workspace(root)
+    assert ws.resolve("src/pkg/core.py") == ws.root / "src/pkg/core.py"
+    assert ws.resolve("./src//pkg/core.py") == ws.root / "src/pkg/core.py"
+    assert ws.resolve(str(root / "README.md")) == ws.root / "README.md"
+    assert ws.resolve(".") == ws.root
+    assert ws.resolve("new/file.txt") == ws.root / "new/file.txt"  # need not exist (write_file)
+
+
+@pytest.mark.parametrize("path, why", [
+    ("/etc/passwd", "leaves the workspace"),
+    ("../outside.txt", "'..'"),
+    ("src/../../outside.txt", "'..'"),
+    ("src/..", "'..'"),
+    ("~/.bashrc", "leaves the workspace"),
+    ("src/\x00core.py", "NUL"),
+    (".env", "excluded"),
+    (".env.production", "excluded"),
+    ("keys/server.pem", "excluded"),
+    (".ssh/config", "excluded"),
+    (".git/config", "excluded"),
+    ("deploy/id_rsa.pub", "excluded"),
+    ("CREDENTIALS.json", "excluded"),
+])
+def test_refused_paths_say_why(root: Path, path: str, why: str) -> None:
+    with pytest.raises(PathRefused, match=why):
+        Workspace(root).resolve(path)
+
+
+def test_absolute_path_inside_with_dotdot_is_refused(root: Path) -> None:
+    with pytest.raises(PathRefused, match=r"'\.\.'"):
+        Workspace(root).resolve(str(root / "src" / ".." / ".." / "x"))
+
+
+def test_symlinks_are_refused_whether_they_point_out_or_in(root: Path, tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("outside")
+    os.symlink(tmp_path / "secret.txt", root / "out_link")
+    os.symlink(root / "README.md", root / "in_link")
+    os.symlink(root / "src", root / "dir_link")
+    ws = Workspace(root)
+    for path in ("out_link", "in_link", "dir_link/app.js"):
+        with pytest.raises(PathRefused, match="symbolic link"):
+            ws.resolve(path)
+
+
+def test_protected_files_are_never_readable(root: Path) -> None:
+    log = root / "forge.db"
+    log.write_text("log")
+    ws = Workspace(root, protected=[log, str(log) + "-wal"])
+    with pytest.raises(PathRefused, match="protected"):
+        ws.resolve("forge.db")
+    with pytest.raises(PathRefused, match="protected"):
+        ws.resolve(str(log))
+    (root / "forge.db-wal").write_text("wal")
+    assert ws.root / "forge.db-wal" not in [p for p, _, _ in ws.walk(ws.root)]
+
+
+def test_walk_skips_excluded_protected_and_symlinked_entries(root: Path, tmp_path: Path) -> None:
+    os.symlink(tmp_path, root / "link_out")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref")
+    ws = Workspace(root, protected=[root / "README.md"])
+    seen = {ws.relative(p) for p, _, _ in ws.walk(ws.root)}
+    assert seen == {"src", "src/app.js", "src/pkg", "src/pkg/core.py", "keys"}
+
+
+def test_custom_exclusions_replace_the_defaults(root: Path) -> None:
+    ws = Workspace(root, exclude=("*.md",))
+    assert ws.resolve(".env").name == ".env"
+    with pytest.raises(PathRefused, match="excluded"):
+        ws.resolve("README.md")
+
+
+def test_the_root_must_be_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a folder"):
+        Workspace(tmp_path / "missing")
+
+
+@given(st.lists(st.sampled_from(["..", ".", "", "src", "pkg", "/", "~", "\x00", "a..b", ".env", "x/", "//", "core.py"]),
+                max_size=8).map("/".join) | st.text(max_size=30))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_whatever_a_model_writes_resolves_inside_the_root_or_is_refused(root: Path, path: str) -> None:
+    ws = Workspace(root)
+    try:
+        resolved = ws.resolve(path)
+    except PathRefused:
+        return
+    assert resolved == ws.root or ws.root in resolved.parents
+    assert ".." not in resolved.relative_to(ws.root).parts and not ws.is_excluded(resolved)
+
+
+def test_noise_folders_are_not_walked_but_stay_readable(root: Path) -> None:
+    (root / ".venv" / "lib").mkdir(parents=True)
+    (root / ".venv" / "lib" / "site.py").write_text("start\n")
+    (root / "src" / "__pycache__").mkdir()
+    ws = Workspace(root)
+    seen = {ws.relative(p) for p, _, _ in ws.walk(ws.root)}
+    assert not any(".venv" in p or "__pycache__" in p for p in seen)
+    assert ws.resolve(".venv/lib/site.py").is_file()
+    assert {ws.relative(p) for p, _, _ in ws.walk(ws.resolve(".venv"))} == {".venv/lib", ".venv/lib/site.py"}
+    assert {ws.relative(p) for p, _, _ in Workspace(root, skip_dirs=()).walk(ws.root)} >= {".venv", "src/__pycache__"}
+
+
+def test_a_worktree_git_file_is_excluded_too(root: Path) -> None:
+    (root / ".git").write_text("gitdir: /elsewhere/.git/worktrees/x\n")
+    with pytest.raises(PathRefused, match="excluded"):
+        Workspace(root).resolve(".git")
