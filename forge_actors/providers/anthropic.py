@@ -7,7 +7,18 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.providers.base import JsonSchema, LlmRequest, LlmResponse, StreamChunk, Usage
+from forge_actors.providers.base import (
+    TOOL_CALLS_FINISH,
+    JsonSchema,
+    LlmRequest,
+    LlmResponse,
+    Message,
+    StreamChunk,
+    ToolCall,
+    ToolDefinition,
+    Usage,
+    tool_call,
+)
 from forge_actors.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -16,6 +27,7 @@ from forge_actors.providers.errors import (
     OverloadedError,
     PermissionDeniedError,
     ProtocolError,
+    ProviderConfigError,
     RateLimitError,
     RequestTimeoutError,
     ServerError,
@@ -74,13 +86,23 @@ class _DeltaEvent(msgspec.Struct):
     """The hot event, decoded into the least it needs (most of a stream is these)."""
 
     delta: _Delta | None = None
+    index: int = 0
 
 
 class _Block(msgspec.Struct):
     type: str = ""
     text: str = ""
+    id: str = ""  # tool_use
     name: str = ""  # tool_use
     input: Any = None  # tool_use: the call's arguments, decoded
+
+
+class _BlockEvent(msgspec.Struct):
+    """content_block_start / content_block_stop: which block, and (at its start) what it is."""
+
+    type: str = ""
+    index: int = 0
+    content_block: _Block | None = None
 
 
 class _Response(msgspec.Struct):
@@ -118,7 +140,54 @@ def _structured_content(blocks: list[_Block], schema: JsonSchema) -> str:
     return _json_encode(call.input).decode()
 
 
+def tool_definitions(tools: tuple[ToolDefinition, ...]) -> list[dict[str, Any]]:
+    """The Messages API's ``tools``: name, description, input_schema."""
+    return [{"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools]
+
+
+def wire_messages(conversation: list[Message]) -> list[dict[str, Any]]:
+    """The conversation in Messages form: an assistant turn's calls as ``tool_use`` blocks after its
+    text; consecutive ``tool`` turns as ONE user turn of ``tool_result`` blocks (the API wants the
+    results of one assistant turn together, in the user turn right after it)."""
+    out: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for message in conversation:
+        if message.role == "tool":
+            results.append({"type": "tool_result", "tool_use_id": message.tool_call_id,
+                            "content": message.content, "is_error": message.is_error})
+            continue
+        if results:
+            out.append({"role": "user", "content": results})
+            results = []
+        if message.role == "assistant" and message.tool_calls:
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+            blocks += [{"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+                       for call in message.tool_calls]
+            out.append({"role": "assistant", "content": blocks})
+        else:
+            out.append({"role": message.role, "content": message.content})
+    if results:
+        out.append({"role": "user", "content": results})
+    return out
+
+
+class _OpenToolUse:
+    """A tool_use block being streamed: its id and name, and its input's JSON so far."""
+
+    __slots__ = ("id", "name", "parts")
+
+    def __init__(self, id: str, name: str) -> None:
+        self.id = id
+        self.name = name
+        self.parts: list[str] = []
+
+    def call(self, position: int) -> ToolCall:
+        raw = "".join(self.parts)
+        return tool_call(self.id or f"call_{position}", self.name, raw)
+
+
 _decode_event = msgspec.json.Decoder(_Event).decode
+_decode_block_event = msgspec.json.Decoder(_BlockEvent).decode
 _decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
 _decode_response = msgspec.json.Decoder(_Response).decode
 
@@ -129,6 +198,7 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
     api_key_env = "ANTHROPIC_API_KEY"
     error_types = _ERROR_TYPES
     supports_json = True
+    supports_tools = True
 
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"x-api-key": api_key or "", "anthropic-version": API_VERSION}
@@ -137,7 +207,7 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
         body: dict[str, Any] = {
             "model": self.model_for(request),
             "max_tokens": request.max_tokens,
-            "messages": [{"role": m.role, "content": m.content} for m in request.conversation],
+            "messages": wire_messages(request.conversation),
         }
         system = request.system
         if system:
@@ -147,6 +217,13 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
         if request.stop:
             body["stop_sequences"] = list(request.stop)
         schema = request.response_schema
+        if request.tools and schema is not None:
+            raise ProviderConfigError(
+                "anthropic gives structured replies through a forced tool call, which cannot be combined "
+                "with offering tools: send `tools` and `response_schema` in separate requests"
+            )
+        if request.tools:
+            body["tools"] = tool_definitions(request.tools)
         if schema is not None:
             # One forced call of one tool: its input is the reply (no text before it, no second call).
             body["tools"] = [answer_tool(schema)]
@@ -160,15 +237,27 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
             data = _decode_response(self.post_json("/v1/messages", self.body(request, stream=False)))
         usage = data.usage or _Usage()
         schema = request.response_schema
+        calls: tuple[ToolCall, ...] = ()
+        stop_reason = data.stop_reason
+        if request.tools:
+            uses = [block for block in data.content if block.type == "tool_use"]
+            calls = tuple(tool_call(block.id or f"call_{i}", block.name, block.input) for i, block in enumerate(uses, 1))
+            stop_reason = _finish(stop_reason, bool(calls))
         return LlmResponse(
             _structured_content(data.content, schema) if schema is not None
             else "".join(block.text for block in data.content if block.type == "text"),
-            data.stop_reason,
+            stop_reason,
             Usage(usage.input_tokens or 0, usage.output_tokens or 0),
             data.model or self.model_for(request),
+            calls,
         )
 
     def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        if request.tools:
+            return self._stream_with_tools(request)
+        return self._stream_plain(request)
+
+    def _stream_plain(self, request: LlmRequest) -> Iterator[StreamChunk]:
         input_tokens = output_tokens = 0
         stop_reason: str | None = None
         # A structured reply's answer is the forced tool call's input; text deltas of other blocks are not.
@@ -211,3 +300,65 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
                         f"{error.type or 'error'} mid-stream: {self.clean(error.message)}", provider=self.name
                     )
         raise ProtocolError("the stream ended before message_stop; the answer may be cut short", provider=self.name)
+
+    def _stream_with_tools(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        """As ``_stream_plain``, and each ``tool_use`` block assembled from its ``input_json_delta``
+        pieces, yielded as one ``tool_call`` chunk at its ``content_block_stop``."""
+        input_tokens = output_tokens = 0
+        stop_reason: str | None = None
+        open_uses: dict[int, _OpenToolUse] = {}
+        made = 0
+        with self.open_stream("/v1/messages", self.body(request, stream=True)) as chunks:
+            for sse in sse_events(chunks):
+                if sse.event == "ping":
+                    continue
+                event = _decode_event(sse.data)
+                kind = event.type or sse.event
+                if kind == "content_block_delta":
+                    delta_event = _decode_delta_event(sse.data)
+                    delta = delta_event.delta
+                    if delta is None:
+                        continue
+                    if delta.type == "text_delta" and delta.text:
+                        yield StreamChunk(delta.text)
+                    elif delta.type == "input_json_delta" and delta_event.index in open_uses:
+                        open_uses[delta_event.index].parts.append(delta.partial_json)
+                elif kind == "content_block_start":
+                    block_event = _decode_block_event(sse.data)
+                    block = block_event.content_block
+                    if block is not None and block.type == "tool_use":
+                        open_uses[block_event.index] = _OpenToolUse(block.id, block.name)
+                elif kind == "content_block_stop":
+                    use = open_uses.pop(_decode_block_event(sse.data).index, None)
+                    if use is not None:
+                        made += 1
+                        yield StreamChunk(tool_call=use.call(made))
+                elif kind == "message_start":
+                    usage = event.message.usage if event.message else None
+                    if usage is not None:
+                        input_tokens = usage.input_tokens or 0
+                        output_tokens = usage.output_tokens or 0
+                elif kind == "message_delta":
+                    if event.delta is not None and event.delta.stop_reason is not None:
+                        stop_reason = event.delta.stop_reason
+                    if event.usage is not None:
+                        if event.usage.output_tokens is not None:
+                            output_tokens = event.usage.output_tokens
+                        if event.usage.input_tokens is not None:
+                            input_tokens = event.usage.input_tokens
+                elif kind == "message_stop":
+                    yield StreamChunk("", True, _finish(stop_reason, made > 0), Usage(input_tokens, output_tokens))
+                    return
+                elif kind == "error":
+                    error = event.error or _Error()
+                    raise self.error_for_type(error.type, self.clean(error.message), None) or ServerError(
+                        f"{error.type or 'error'} mid-stream: {self.clean(error.message)}", provider=self.name
+                    )
+        raise ProtocolError("the stream ended before message_stop; the answer may be cut short", provider=self.name)
+
+
+def _finish(stop_reason: str | None, made_calls: bool) -> str | None:
+    """Messages says ``tool_use`` when the model stopped to have tools run: normalised to ``tool_calls``."""
+    if stop_reason == "tool_use" or (made_calls and stop_reason in (None, "end_turn")):
+        return TOOL_CALLS_FINISH
+    return stop_reason
