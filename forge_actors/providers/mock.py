@@ -67,7 +67,7 @@ _PATH_EXTENSIONS = frozenset(
     "md rst txt py pyi toml json yaml yml cfg ini lock js ts tsx jsx rs go java kt c h cc cpp hpp cs rb php "
     "sh sql html css csv xml proto".split()
 )
-_GOAL_TOKEN = re.compile(r"[^\s,;:()\[\]{}<>\"'`*]+")
+_GOAL_TOKEN = re.compile(r"[^\s,;()\[\]{}<>\"'`*]+")
 
 COMPONENTS = [
     "a versioned HTTP API layer", "a persistence layer with migrations", "an authentication service",
@@ -314,11 +314,11 @@ def _text_offered(request: LlmRequest) -> list[str]:
 def _path_in(goal: str) -> str:
     """The first word of the goal that looks like a path: with a ``/`` (not a URL) or a known extension."""
     for token in _GOAL_TOKEN.findall(goal):
-        token = token.rstrip(".!?")
+        token = token.rstrip(".!?:")
         if not token or "://" in token:
             continue
         stem, dot, extension = token.rpartition(".")
-        if "/" in token.strip("/") or (dot and stem and extension.lower() in _PATH_EXTENSIONS):
+        if ("/" in token and token.strip("/")) or (dot and stem and extension.lower() in _PATH_EXTENSIONS):
             return token
     return ""
 
