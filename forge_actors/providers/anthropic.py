@@ -186,6 +186,7 @@ class _OpenToolUse:
         return tool_call(self.id or f"call_{position}", self.name, raw)
 
 
+_DELTA_EVENT = _Event(type="content_block_delta")
 _decode_event = msgspec.json.Decoder(_Event).decode
 _decode_block_event = msgspec.json.Decoder(_BlockEvent).decode
 _decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
@@ -312,7 +313,8 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
             for sse in sse_events(chunks):
                 if sse.event == "ping":
                     continue
-                event = _decode_event(sse.data)
+                # Most events are deltas: those are decoded once, into the least they need.
+                event = _DELTA_EVENT if sse.event == "content_block_delta" else _decode_event(sse.data)
                 kind = event.type or sse.event
                 if kind == "content_block_delta":
                     delta_event = _decode_delta_event(sse.data)
