@@ -8,6 +8,8 @@ import httpx
 import msgspec
 import pytest
 import respx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from streams_fixtures import anthropic_stream, ollama_stream, openai_stream
 from tool_streams import READ_ARGS
 
@@ -25,6 +27,7 @@ from forge_actors.providers import (
 )
 from forge_actors.providers.base import StreamChunk, ToolCall, ToolDefinition, Usage, decode_arguments
 from forge_actors.providers.cli import CliProvider
+from forge_actors.providers.openai import ToolCallAssembler, _FunctionPiece, _ToolCallPiece
 from forge_actors.providers.pool import PoolProvider
 from forge_actors.providers.replay import ReplayProvider
 from forge_actors.toolcalls import parse_tool_calls, render_tool_context, render_tool_results
@@ -372,3 +375,36 @@ def test_mock_other_rounds_ignore_tools_and_answers_are_deterministic():
     assert list(MockProvider("a", seed=3).stream(request)) == list(MockProvider("a", seed=3).stream(request))
     garbled = MockProvider("a", garble="draft").complete(request)
     assert garbled.tool_calls == ()
+
+
+# -- OpenAI fragments, any way a server cuts and orders them -----------------------------------
+
+_ARGS = st.dictionaries(st.text(max_size=6), st.integers() | st.text(max_size=8) | st.none(), max_size=3)
+
+
+@settings(max_examples=120, deadline=None)
+@given(calls=st.lists(_ARGS, min_size=1, max_size=3), data=st.data())
+def test_assembler_puts_any_fragmentation_and_interleaving_together(calls, data):
+    texts = [json.dumps(arguments) for arguments in calls]
+    queues = []
+    for index, text in enumerate(texts):
+        cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=4)))
+        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True) if text[a:b]]
+        first = _ToolCallPiece(index, f"id{index}", _FunctionPiece(f"tool{index}", ""))
+        queues.append([first] + [_ToolCallPiece(index, None, _FunctionPiece(None, p)) for p in pieces])
+    interleave = data.draw(st.booleans())
+    order: list[_ToolCallPiece] = []
+    if interleave:  # each call's first fragment comes before its others, as every server sends them
+        while any(queues):
+            live = [q for q in queues if q]
+            order.append(data.draw(st.sampled_from(live)).pop(0))
+    else:
+        order = [piece for queue in queues for piece in queue]
+    assembler = ToolCallAssembler()
+    made = []
+    for piece in order:
+        made += assembler.feed([piece])
+    made += assembler.finish()
+    assert sorted(made, key=lambda c: c.id) == [ToolCall(f"id{i}", f"tool{i}", a) for i, a in enumerate(calls)]
+    if not interleave:
+        assert [c.id for c in made] == [f"id{i}" for i in range(len(calls))]
