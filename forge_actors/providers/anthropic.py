@@ -80,6 +80,8 @@ class _Event(msgspec.Struct):
     usage: _Usage | None = None
     message: _Message | None = None
     error: _Error | None = None
+    index: int = 0  # content_block_*: which block
+    content_block: _Block | None = None  # content_block_start: what the block is
 
 
 class _DeltaEvent(msgspec.Struct):
@@ -97,12 +99,6 @@ class _Block(msgspec.Struct):
     input: Any = None  # tool_use: the call's arguments, decoded
 
 
-class _BlockEvent(msgspec.Struct):
-    """content_block_start / content_block_stop: which block, and (at its start) what it is."""
-
-    type: str = ""
-    index: int = 0
-    content_block: _Block | None = None
 
 
 class _Response(msgspec.Struct):
@@ -171,24 +167,34 @@ def wire_messages(conversation: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-class _OpenToolUse:
-    """A tool_use block being streamed: its id and name, and its input's JSON so far."""
+class _ToolUses:
+    """The tool_use blocks of a stream being put together: by block index, id, name, input pieces."""
 
-    __slots__ = ("id", "name", "parts")
+    __slots__ = ("_open", "made")
 
-    def __init__(self, id: str, name: str) -> None:
-        self.id = id
-        self.name = name
-        self.parts: list[str] = []
+    def __init__(self) -> None:
+        self._open: dict[int, tuple[str, str, list[str]]] = {}
+        self.made = 0
 
-    def call(self, position: int) -> ToolCall:
-        raw = "".join(self.parts)
-        return tool_call(self.id or f"call_{position}", self.name, raw)
+    def start(self, index: int, block: _Block) -> None:
+        if block.type == "tool_use":
+            self._open[index] = (block.id, block.name, [])
+
+    def feed(self, index: int, delta: _Delta | None) -> None:
+        use = self._open.get(index)
+        if use is not None and delta is not None and delta.type == "input_json_delta":
+            use[2].append(delta.partial_json)
+
+    def stop(self, index: int) -> ToolCall | None:
+        use = self._open.pop(index, None)
+        if use is None:
+            return None  # a text (or thinking) block ended
+        self.made += 1
+        id, name, pieces = use
+        return tool_call(id or f"call_{self.made}", name, "".join(pieces))
 
 
-_DELTA_EVENT = _Event(type="content_block_delta")
 _decode_event = msgspec.json.Decoder(_Event).decode
-_decode_block_event = msgspec.json.Decoder(_BlockEvent).decode
 _decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
 _decode_response = msgspec.json.Decoder(_Response).decode
 
@@ -254,21 +260,22 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
         )
 
     def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
-        if request.tools:
-            return self._stream_with_tools(request)
-        return self._stream_plain(request)
-
-    def _stream_plain(self, request: LlmRequest) -> Iterator[StreamChunk]:
         input_tokens = output_tokens = 0
         stop_reason: str | None = None
         # A structured reply's answer is the forced tool call's input; text deltas of other blocks are not.
         answer_of = _answer_text if request.response_schema is None else _tool_input_json
+        # Offered tools: each tool_use block is put together from its input_json_delta pieces and
+        # goes out whole, as one tool_call chunk, at its content_block_stop.
+        uses = _ToolUses() if request.tools else None
         with self.open_stream("/v1/messages", self.body(request, stream=True)) as chunks:
             for sse in sse_events(chunks):
-                if sse.event == "content_block_delta":
-                    text = answer_of(_decode_delta_event(sse.data).delta)
+                if sse.event == "content_block_delta":  # the hot event: decoded into the least it needs
+                    delta_event = _decode_delta_event(sse.data)
+                    text = answer_of(delta_event.delta)
                     if text:
                         yield StreamChunk(text)
+                    elif uses is not None:
+                        uses.feed(delta_event.index, delta_event.delta)
                     continue
                 if sse.event == "ping":
                     continue
@@ -278,6 +285,15 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
                     text = answer_of(event.delta)
                     if text:
                         yield StreamChunk(text)
+                    elif uses is not None:
+                        uses.feed(event.index, event.delta)
+                elif kind == "content_block_start":
+                    if uses is not None and event.content_block is not None:
+                        uses.start(event.index, event.content_block)
+                elif kind == "content_block_stop":
+                    call = uses.stop(event.index) if uses is not None else None
+                    if call is not None:
+                        yield StreamChunk(tool_call=call)
                 elif kind == "message_start":
                     usage = event.message.usage if event.message else None
                     if usage is not None:
@@ -293,63 +309,8 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
                         if event.usage.input_tokens is not None:
                             input_tokens = event.usage.input_tokens
                 elif kind == "message_stop":
-                    yield StreamChunk("", True, stop_reason, Usage(input_tokens, output_tokens))
-                    return
-                elif kind == "error":
-                    error = event.error or _Error()
-                    raise self.error_for_type(error.type, self.clean(error.message), None) or ServerError(
-                        f"{error.type or 'error'} mid-stream: {self.clean(error.message)}", provider=self.name
-                    )
-        raise ProtocolError("the stream ended before message_stop; the answer may be cut short", provider=self.name)
-
-    def _stream_with_tools(self, request: LlmRequest) -> Iterator[StreamChunk]:
-        """As ``_stream_plain``, and each ``tool_use`` block assembled from its ``input_json_delta``
-        pieces, yielded as one ``tool_call`` chunk at its ``content_block_stop``."""
-        input_tokens = output_tokens = 0
-        stop_reason: str | None = None
-        open_uses: dict[int, _OpenToolUse] = {}
-        made = 0
-        with self.open_stream("/v1/messages", self.body(request, stream=True)) as chunks:
-            for sse in sse_events(chunks):
-                if sse.event == "ping":
-                    continue
-                # Most events are deltas: those are decoded once, into the least they need.
-                event = _DELTA_EVENT if sse.event == "content_block_delta" else _decode_event(sse.data)
-                kind = event.type or sse.event
-                if kind == "content_block_delta":
-                    delta_event = _decode_delta_event(sse.data)
-                    delta = delta_event.delta
-                    if delta is None:
-                        continue
-                    if delta.type == "text_delta" and delta.text:
-                        yield StreamChunk(delta.text)
-                    elif delta.type == "input_json_delta" and delta_event.index in open_uses:
-                        open_uses[delta_event.index].parts.append(delta.partial_json)
-                elif kind == "content_block_start":
-                    block_event = _decode_block_event(sse.data)
-                    block = block_event.content_block
-                    if block is not None and block.type == "tool_use":
-                        open_uses[block_event.index] = _OpenToolUse(block.id, block.name)
-                elif kind == "content_block_stop":
-                    use = open_uses.pop(_decode_block_event(sse.data).index, None)
-                    if use is not None:
-                        made += 1
-                        yield StreamChunk(tool_call=use.call(made))
-                elif kind == "message_start":
-                    usage = event.message.usage if event.message else None
-                    if usage is not None:
-                        input_tokens = usage.input_tokens or 0
-                        output_tokens = usage.output_tokens or 0
-                elif kind == "message_delta":
-                    if event.delta is not None and event.delta.stop_reason is not None:
-                        stop_reason = event.delta.stop_reason
-                    if event.usage is not None:
-                        if event.usage.output_tokens is not None:
-                            output_tokens = event.usage.output_tokens
-                        if event.usage.input_tokens is not None:
-                            input_tokens = event.usage.input_tokens
-                elif kind == "message_stop":
-                    yield StreamChunk("", True, _finish(stop_reason, made > 0), Usage(input_tokens, output_tokens))
+                    finish = _finish(stop_reason, uses.made > 0) if uses is not None else stop_reason
+                    yield StreamChunk("", True, finish, Usage(input_tokens, output_tokens))
                     return
                 elif kind == "error":
                     error = event.error or _Error()
