@@ -194,9 +194,16 @@ class ToolCallAssembler:
         for piece in pieces:
             index = piece.index
             if index in self._done:
-                logger.warning("ignored a fragment of tool call %d, which was already complete", index)
-                continue
+                if not piece.id:
+                    if piece.function is not None and (piece.function.arguments or "").strip():
+                        logger.warning("ignored a fragment of tool call %d, which was already complete", index)
+                    continue
+                self._done.discard(index)  # a new id at a used index: a server that numbers every call 0
             entry = self._open.get(index)
+            if entry is not None and piece.id and entry[0] and piece.id != entry[0]:
+                ready.append(self._emit(index))  # the same: the call at this index is over
+                self._done.discard(index)
+                entry = None
             if entry is None:
                 ready += self._close_complete()
                 entry = self._open[index] = ["", "", []]

@@ -408,3 +408,19 @@ def test_assembler_puts_any_fragmentation_and_interleaving_together(calls, data)
     assert sorted(made, key=lambda c: c.id) == [ToolCall(f"id{i}", f"tool{i}", a) for i, a in enumerate(calls)]
     if not interleave:
         assert [c.id for c in made] == [f"id{i}" for i in range(len(calls))]
+
+
+def test_assembler_tells_calls_apart_by_id_when_a_server_numbers_them_all_zero():
+    assembler = ToolCallAssembler()
+    made = assembler.feed([_ToolCallPiece(0, "a", _FunctionPiece("read_file", '{"path": "x"}'))])
+    made += assembler.feed([_ToolCallPiece(0, "b", _FunctionPiece("list_files", "{}"))])
+    made += assembler.feed([_ToolCallPiece(0, None, _FunctionPiece(None, ""))])  # an empty trailing fragment
+    made += assembler.finish()
+    assert made == [ToolCall("a", "read_file", {"path": "x"}), ToolCall("b", "list_files", {})]
+
+
+def test_assembler_reports_a_call_without_a_name():
+    assembler = ToolCallAssembler()
+    assembler.feed([_ToolCallPiece(0, None, _FunctionPiece(None, "{}"))])
+    (call,) = assembler.finish()
+    assert call.id == "call_1" and call.error == "the call names no tool"
