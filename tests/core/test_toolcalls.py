@@ -191,3 +191,17 @@ def test_any_arguments_parse_or_say_why(tail):
         assert call.name == "f" or call.name
         assert isinstance(call.arguments, dict)
         assert call.error is None or call.arguments == {}
+
+
+def test_the_protocol_module_stays_pure():
+    import ast
+    import sys
+    from pathlib import Path
+
+    import forge_actors.toolcalls as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    allowed = {"msgspec", "forge_actors", "forge_actors.providers.base", "__future__"}
+    assert {name for name in imported if name.split(".")[0] not in sys.stdlib_module_names} <= allowed
