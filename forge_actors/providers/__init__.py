@@ -13,6 +13,8 @@ from forge_actors.providers.base import (
     Provider,
     StreamChunk,
     StructuredResponse,
+    ToolCall,
+    ToolDefinition,
     Usage,
     collect,
 )
@@ -52,6 +54,6 @@ __all__ = [
     "MockProvider", "NotFoundError", "OllamaProvider", "OpenAIProvider", "OverloadedError",
     "PermissionDeniedError", "ProcessFailedError", "ProtocolError", "Provider", "ProviderConfigError",
     "ProviderSpec", "RateLimitError", "RequestTimeoutError", "RetryPolicy", "ServerError", "StreamChunk",
-    "UnknownProviderError", "Usage", "collect", "get_provider", "known_providers", "parse_spec",
+    "ToolCall", "ToolDefinition", "UnknownProviderError", "Usage", "collect", "get_provider", "known_providers", "parse_spec",
     "register_provider",
 ]

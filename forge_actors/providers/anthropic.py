@@ -7,7 +7,18 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.providers.base import JsonSchema, LlmRequest, LlmResponse, StreamChunk, Usage
+from forge_actors.providers.base import (
+    TOOL_CALLS_FINISH,
+    JsonSchema,
+    LlmRequest,
+    LlmResponse,
+    Message,
+    StreamChunk,
+    ToolCall,
+    ToolDefinition,
+    Usage,
+    tool_call,
+)
 from forge_actors.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -16,6 +27,7 @@ from forge_actors.providers.errors import (
     OverloadedError,
     PermissionDeniedError,
     ProtocolError,
+    ProviderConfigError,
     RateLimitError,
     RequestTimeoutError,
     ServerError,
@@ -68,19 +80,25 @@ class _Event(msgspec.Struct):
     usage: _Usage | None = None
     message: _Message | None = None
     error: _Error | None = None
+    index: int = 0  # content_block_*: which block
+    content_block: _Block | None = None  # content_block_start: what the block is
 
 
 class _DeltaEvent(msgspec.Struct):
     """The hot event, decoded into the least it needs (most of a stream is these)."""
 
     delta: _Delta | None = None
+    index: int = 0
 
 
 class _Block(msgspec.Struct):
     type: str = ""
     text: str = ""
+    id: str = ""  # tool_use
     name: str = ""  # tool_use
     input: Any = None  # tool_use: the call's arguments, decoded
+
+
 
 
 class _Response(msgspec.Struct):
@@ -118,6 +136,64 @@ def _structured_content(blocks: list[_Block], schema: JsonSchema) -> str:
     return _json_encode(call.input).decode()
 
 
+def tool_definitions(tools: tuple[ToolDefinition, ...]) -> list[dict[str, Any]]:
+    """The Messages API's ``tools``: name, description, input_schema."""
+    return [{"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools]
+
+
+def wire_messages(conversation: list[Message]) -> list[dict[str, Any]]:
+    """The conversation in Messages form: an assistant turn's calls as ``tool_use`` blocks after its
+    text; consecutive ``tool`` turns as ONE user turn of ``tool_result`` blocks (the API wants the
+    results of one assistant turn together, in the user turn right after it)."""
+    out: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for message in conversation:
+        if message.role == "tool":
+            results.append({"type": "tool_result", "tool_use_id": message.tool_call_id,
+                            "content": message.content, "is_error": message.is_error})
+            continue
+        if results:
+            out.append({"role": "user", "content": results})
+            results = []
+        if message.role == "assistant" and message.tool_calls:
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+            blocks += [{"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+                       for call in message.tool_calls]
+            out.append({"role": "assistant", "content": blocks})
+        else:
+            out.append({"role": message.role, "content": message.content})
+    if results:
+        out.append({"role": "user", "content": results})
+    return out
+
+
+class _ToolUses:
+    """The tool_use blocks of a stream being put together: by block index, id, name, input pieces."""
+
+    __slots__ = ("_open", "made")
+
+    def __init__(self) -> None:
+        self._open: dict[int, tuple[str, str, list[str]]] = {}
+        self.made = 0
+
+    def start(self, index: int, block: _Block) -> None:
+        if block.type == "tool_use":
+            self._open[index] = (block.id, block.name, [])
+
+    def feed(self, index: int, delta: _Delta | None) -> None:
+        use = self._open.get(index)
+        if use is not None and delta is not None and delta.type == "input_json_delta":
+            use[2].append(delta.partial_json)
+
+    def stop(self, index: int) -> ToolCall | None:
+        use = self._open.pop(index, None)
+        if use is None:
+            return None  # a text (or thinking) block ended
+        self.made += 1
+        id, name, pieces = use
+        return tool_call(id or f"call_{self.made}", name, "".join(pieces))
+
+
 _decode_event = msgspec.json.Decoder(_Event).decode
 _decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
 _decode_response = msgspec.json.Decoder(_Response).decode
@@ -129,6 +205,7 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
     api_key_env = "ANTHROPIC_API_KEY"
     error_types = _ERROR_TYPES
     supports_json = True
+    supports_tools = True
 
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"x-api-key": api_key or "", "anthropic-version": API_VERSION}
@@ -137,7 +214,7 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
         body: dict[str, Any] = {
             "model": self.model_for(request),
             "max_tokens": request.max_tokens,
-            "messages": [{"role": m.role, "content": m.content} for m in request.conversation],
+            "messages": wire_messages(request.conversation),
         }
         system = request.system
         if system:
@@ -147,6 +224,13 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
         if request.stop:
             body["stop_sequences"] = list(request.stop)
         schema = request.response_schema
+        if request.tools and schema is not None:
+            raise ProviderConfigError(
+                "anthropic gives structured replies through a forced tool call, which cannot be combined "
+                "with offering tools: send `tools` and `response_schema` in separate requests"
+            )
+        if request.tools:
+            body["tools"] = tool_definitions(request.tools)
         if schema is not None:
             # One forced call of one tool: its input is the reply (no text before it, no second call).
             body["tools"] = [answer_tool(schema)]
@@ -160,12 +244,19 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
             data = _decode_response(self.post_json("/v1/messages", self.body(request, stream=False)))
         usage = data.usage or _Usage()
         schema = request.response_schema
+        calls: tuple[ToolCall, ...] = ()
+        stop_reason = data.stop_reason
+        if request.tools:
+            uses = [block for block in data.content if block.type == "tool_use"]
+            calls = tuple(tool_call(block.id or f"call_{i}", block.name, block.input) for i, block in enumerate(uses, 1))
+            stop_reason = _finish(stop_reason, bool(calls))
         return LlmResponse(
             _structured_content(data.content, schema) if schema is not None
             else "".join(block.text for block in data.content if block.type == "text"),
-            data.stop_reason,
+            stop_reason,
             Usage(usage.input_tokens or 0, usage.output_tokens or 0),
             data.model or self.model_for(request),
+            calls,
         )
 
     def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
@@ -173,12 +264,18 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
         stop_reason: str | None = None
         # A structured reply's answer is the forced tool call's input; text deltas of other blocks are not.
         answer_of = _answer_text if request.response_schema is None else _tool_input_json
+        # Offered tools: each tool_use block is put together from its input_json_delta pieces and
+        # goes out whole, as one tool_call chunk, at its content_block_stop.
+        uses = _ToolUses() if request.tools else None
         with self.open_stream("/v1/messages", self.body(request, stream=True)) as chunks:
             for sse in sse_events(chunks):
-                if sse.event == "content_block_delta":
-                    text = answer_of(_decode_delta_event(sse.data).delta)
+                if sse.event == "content_block_delta":  # the hot event: decoded into the least it needs
+                    delta_event = _decode_delta_event(sse.data)
+                    text = answer_of(delta_event.delta)
                     if text:
                         yield StreamChunk(text)
+                    elif uses is not None:
+                        uses.feed(delta_event.index, delta_event.delta)
                     continue
                 if sse.event == "ping":
                     continue
@@ -188,6 +285,15 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
                     text = answer_of(event.delta)
                     if text:
                         yield StreamChunk(text)
+                    elif uses is not None:
+                        uses.feed(event.index, event.delta)
+                elif kind == "content_block_start":
+                    if uses is not None and event.content_block is not None:
+                        uses.start(event.index, event.content_block)
+                elif kind == "content_block_stop":
+                    call = uses.stop(event.index) if uses is not None else None
+                    if call is not None:
+                        yield StreamChunk(tool_call=call)
                 elif kind == "message_start":
                     usage = event.message.usage if event.message else None
                     if usage is not None:
@@ -203,7 +309,8 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
                         if event.usage.input_tokens is not None:
                             input_tokens = event.usage.input_tokens
                 elif kind == "message_stop":
-                    yield StreamChunk("", True, stop_reason, Usage(input_tokens, output_tokens))
+                    finish = _finish(stop_reason, uses.made > 0) if uses is not None else stop_reason
+                    yield StreamChunk("", True, finish, Usage(input_tokens, output_tokens))
                     return
                 elif kind == "error":
                     error = event.error or _Error()
@@ -211,3 +318,10 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
                         f"{error.type or 'error'} mid-stream: {self.clean(error.message)}", provider=self.name
                     )
         raise ProtocolError("the stream ended before message_stop; the answer may be cut short", provider=self.name)
+
+
+def _finish(stop_reason: str | None, made_calls: bool) -> str | None:
+    """Messages says ``tool_use`` when the model stopped to have tools run: normalised to ``tool_calls``."""
+    if stop_reason == "tool_use" or (made_calls and stop_reason in (None, "end_turn")):
+        return TOOL_CALLS_FINISH
+    return stop_reason

@@ -10,15 +10,57 @@ import msgspec
 
 from forge_actors.providers.errors import ProviderConfigError
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 #: What both OpenAI (``json_schema.name``) and Anthropic (a tool's ``name``) accept as a name.
 _SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+def _check_name(name: str, what: str) -> None:
+    # Checked here, before any request: the APIs would refuse these with a vaguer 400.
+    if not _SCHEMA_NAME.fullmatch(name):
+        raise ProviderConfigError(
+            f"{what} name {name!r} must be 1-64 letters, digits, '_' or '-' (the APIs' rule for names)"
+        )
+
+
+class ToolDefinition(msgspec.Struct, frozen=True):
+    """A tool a model may call: its name, what it does, and its arguments as a JSON Schema object."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "ToolDefinition")
+        if self.parameters.get("type") != "object":
+            raise ProviderConfigError(
+                f"ToolDefinition {self.name!r} parameters must be a JSON Schema object (\"type\": \"object\"), "
+                "as every tool-calling API requires; use {\"type\": \"object\", \"properties\": {}} for no arguments"
+            )
+
+
+class ToolCall(msgspec.Struct, frozen=True):
+    """One call a model asked for. ``arguments`` is the decoded JSON object; when what the model
+    wrote was not a JSON object, ``arguments`` is empty and ``error`` says what was wrong (never
+    guessed). Ids are the API's, or ``call_1``, ``call_2``... in order within one response."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    error: str | None = None
+
+
 class Message(msgspec.Struct, frozen=True):
+    """One turn. An assistant turn that asked for tools has ``tool_calls`` (its content may be "");
+    a ``"tool"`` turn is the result of the call ``tool_call_id`` of tool ``name``."""
+
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+    name: str = ""
+    is_error: bool = False
 
 
 class Usage(msgspec.Struct, frozen=True):
@@ -34,11 +76,7 @@ class JsonSchema(msgspec.Struct, frozen=True):
     description: str = ""
 
     def __post_init__(self) -> None:
-        # Checked here, before any request: the APIs would refuse these with a vaguer 400.
-        if not _SCHEMA_NAME.fullmatch(self.name):
-            raise ProviderConfigError(
-                f"JsonSchema name {self.name!r} must be 1-64 letters, digits, '_' or '-' (the APIs' rule for names)"
-            )
+        _check_name(self.name, "JsonSchema")
         if self.schema.get("type") != "object":
             raise ProviderConfigError(
                 f"JsonSchema {self.name!r} must describe an object (\"type\": \"object\") at its root, as the "
@@ -52,6 +90,9 @@ class LlmRequest(msgspec.Struct, frozen=True, kw_only=True):
     ``response_schema`` asks for a reply that is one JSON document of that shape, through
     the API's own mechanism (providers whose ``supports_json`` is true); the JSON text
     then streams as the answer's deltas like any other text.
+
+    ``tools`` offers tools natively (providers whose ``supports_tools`` is true): calls come
+    back as ``StreamChunk.tool_call`` / ``LlmResponse.tool_calls``.
     """
 
     messages: tuple[Message, ...]
@@ -60,6 +101,7 @@ class LlmRequest(msgspec.Struct, frozen=True, kw_only=True):
     max_tokens: int = 1024
     stop: tuple[str, ...] = ()
     response_schema: JsonSchema | None = None
+    tools: tuple[ToolDefinition, ...] = ()
 
     @property
     def system(self) -> str:
@@ -72,12 +114,21 @@ class LlmRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StreamChunk(msgspec.Struct, frozen=True):
-    """A piece of a streamed answer. The last one has ``is_complete``, ``finish_reason`` and ``usage``."""
+    """A piece of a streamed answer. The last one has ``is_complete``, ``finish_reason`` and ``usage``.
+
+    ``tool_call`` carries one complete call, as soon as it is assembled; the final chunk's
+    ``finish_reason`` is then ``"tool_calls"`` when the model stopped to have tools run.
+    """
 
     delta: str = ""
     is_complete: bool = False
     finish_reason: str | None = None
     usage: Usage | None = None
+    tool_call: ToolCall | None = None
+
+
+#: The normalised finish reason of an answer that stopped to call tools (every provider).
+TOOL_CALLS_FINISH = "tool_calls"
 
 
 class LlmResponse(msgspec.Struct, frozen=True):
@@ -85,6 +136,7 @@ class LlmResponse(msgspec.Struct, frozen=True):
     finish_reason: str | None
     usage: Usage
     model: str
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class StructuredResponse(msgspec.Struct, frozen=True):
@@ -105,6 +157,8 @@ class Provider(Protocol):
     model: str
     #: True when ``stream``/``complete`` honour ``LlmRequest.response_schema`` natively.
     supports_json: bool
+    #: True when ``stream``/``complete`` honour ``LlmRequest.tools`` natively.
+    supports_tools: bool
 
     def complete(self, request: LlmRequest) -> LlmResponse: ...
 
@@ -132,12 +186,59 @@ class Provider(Protocol):
 def collect(chunks: Iterator[StreamChunk], model: str) -> LlmResponse:
     """Join a stream into one response."""
     parts: list[str] = []
+    calls: list[ToolCall] = []
     finish_reason: str | None = None
     usage = Usage()
     for chunk in chunks:
         if chunk.delta:
             parts.append(chunk.delta)
+        if chunk.tool_call is not None:
+            calls.append(chunk.tool_call)
         if chunk.is_complete:
             finish_reason = chunk.finish_reason
             usage = chunk.usage or usage
-    return LlmResponse("".join(parts), finish_reason, usage, model)
+    return LlmResponse("".join(parts), finish_reason, usage, model, tuple(calls))
+
+
+def decode_arguments(raw: str | bytes | dict[str, Any] | Any) -> tuple[dict[str, Any], str | None]:
+    """A call's arguments as the model gave them (JSON text, or already decoded) -> (object, error).
+
+    Anything but a JSON object is refused with a reason, never repaired: a truncated or
+    malformed argument string is something the model must be told about, not guessed at.
+    An empty string counts as no arguments (some servers send "" for a call without any).
+    """
+    if isinstance(raw, dict):
+        return raw, None
+    if raw is None:
+        return {}, None
+    if isinstance(raw, (str, bytes)):
+        text = raw.strip()
+        if not text:
+            return {}, None
+        try:
+            value = msgspec.json.decode(text)
+        except msgspec.DecodeError as exc:
+            excerpt = (raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))[:200]
+            return {}, f"the arguments are not valid JSON ({exc}): {excerpt!r}"
+        if isinstance(value, dict):
+            return value, None
+        return {}, f"the arguments must be a JSON object, not {_json_kind(value)}"
+    return {}, f"the arguments must be a JSON object, not {_json_kind(raw)}"
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+def tool_call(id: str, name: str, raw_arguments: str | bytes | dict[str, Any] | Any) -> ToolCall:
+    """A ToolCall from the model's raw arguments (``decode_arguments``)."""
+    arguments, error = decode_arguments(raw_arguments)
+    return ToolCall(id, name, arguments, error)

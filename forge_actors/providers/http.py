@@ -381,7 +381,7 @@ class HttpProvider:
             )
         finally:
             self._end_call(call)
-        if not response.content:
+        if not response.content and not response.tool_calls:  # an answer that only calls tools is an answer
             raise EmptyResponseError("the model returned no text; try again or check max_tokens", provider=self.name)
         return response
 
@@ -619,11 +619,11 @@ class HttpProvider:
 
 
 def _require_text(chunks: Iterator[StreamChunk], provider: str) -> Iterator[StreamChunk]:
-    """Pass chunks through; a stream that completes with no text at all is an EmptyResponseError."""
+    """Pass chunks through; a stream that completes with no text (and no tool call) is an EmptyResponseError."""
     any_text = False
     try:
         for chunk in chunks:
-            if chunk.delta:
+            if chunk.delta or chunk.tool_call is not None:
                 any_text = True
             elif chunk.is_complete and not any_text:
                 raise EmptyResponseError(

@@ -9,6 +9,13 @@ Asked for a structured reply (``response_schema``), it answers critiques and vot
 JSON (``formats.render_critique_json`` / ``render_vote_json``) saying what its text reply
 would say, a vote adding a seeded confidence; other rounds ignore the schema.
 
+Offered tools in a draft round (natively in ``request.tools``, or as text: a prompt section
+opened by ``TOOLS AVAILABLE:`` listing ``- name: ...`` lines, see ``forge_actors.providers.toolcalls``),
+it first calls ``read_file`` on the first path-like word of the goal (else ``list_files``):
+natively as one ``tool_call`` chunk after a short sentence, finishing with ``"tool_calls"``;
+as text, a reply that is one ``TOOL_CALL:`` line. Once the conversation holds results, it
+drafts as usual and adds an "Evidence" paragraph quoting them (or the tool's error).
+
 Test options: ``fail_on`` (comma-separated round kinds, or ``all``) fails those calls
 with a server error; ``garble`` answers those rounds without the expected format.
 """
@@ -24,7 +31,16 @@ from collections.abc import Iterator
 import msgspec
 
 from forge_actors.core import formats
-from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage, collect
+from forge_actors.providers import toolcalls
+from forge_actors.providers.base import (
+    TOOL_CALLS_FINISH,
+    LlmRequest,
+    LlmResponse,
+    StreamChunk,
+    ToolCall,
+    Usage,
+    collect,
+)
 from forge_actors.providers.errors import CancelledError, ProviderConfigError, ServerError
 from forge_actors.providers.structured import StructuredOutput
 
@@ -39,6 +55,19 @@ _STOP_WORDS = frozenset(
     "the and for with that this from into your our their about design build make create plan write "
     "what how why should would could app".split()
 )
+
+# The parts of the text tool protocol the mock reads back (``providers.toolcalls`` writes them).
+_OFFERED_TOOL = re.compile(r"^- ([A-Za-z0-9_-]{1,64})(?::|$)", re.MULTILINE)
+_TEXT_RESULT = re.compile(
+    r"^TOOL_RESULT id=(?P<id>\S+) tool=(?P<tool>\S+) status=(?P<status>ok|error)\n[^\n]*\n"
+    r"(?P<fence>~{3,})\n(?P<content>.*?)\n?(?P=fence)$",
+    re.MULTILINE | re.DOTALL,
+)
+_PATH_EXTENSIONS = frozenset(
+    "md rst txt py pyi toml json yaml yml cfg ini lock js ts tsx jsx rs go java kt c h cc cpp hpp cs rb php "
+    "sh sql html css csv xml proto".split()
+)
+_GOAL_TOKEN = re.compile(r"[^\s,;()\[\]{}<>\"'`*]+")
 
 COMPONENTS = [
     "a versioned HTTP API layer", "a persistence layer with migrations", "an authentication service",
@@ -73,6 +102,7 @@ class MockProvider(StructuredOutput):
     """``mock:NAME`` — see the module docstring."""
 
     supports_json = True
+    supports_tools = True
 
     def __init__(
         self,
@@ -137,24 +167,41 @@ class MockProvider(StructuredOutput):
             return formats.render_vote(vote)
         if kind == "synthesis":
             return self._synthesis(rng, prompt)
-        return self._draft(rng, prompt)
+        step = _tool_step(request, prompt)
+        if isinstance(step, ToolCall):
+            return _intro(step)
+        if isinstance(step, str):
+            return step
+        draft = self._draft(rng, prompt)
+        results = _tool_results(request)
+        return draft + "\n" + _evidence(results) if results else draft
 
     def _chunks(self, request: LlmRequest, delay: float) -> Iterator[StreamChunk]:
         prompt = _prompt_of(request)
         kind = _round_of(request, prompt)
         if kind in self.fail_on or "all" in self.fail_on:
             raise ServerError(f"mock {self.persona_name} was told to fail in the {kind} round", provider="mock")
+        if kind == "draft" and kind not in self.garble:
+            step = _tool_step(request, prompt)
+            if isinstance(step, ToolCall):  # native: a sentence, then the call as one chunk
+                yield from self._words(_WORDS.findall(_intro(step)), delay)
+                yield StreamChunk(tool_call=step)
+                yield StreamChunk("", True, TOOL_CALLS_FINISH, Usage(max(1, len(prompt) // 4), 1))
+                return
         answer = self._answer(request, prompt, kind)
         as_json = request.response_schema is not None and kind in _JSON_ROUNDS and kind not in self.garble
         words = _JSON_PIECES.findall(answer) if as_json else _WORDS.findall(answer)
+        yield from self._words(words, delay)
+        usage = Usage(max(1, len(prompt) // 4), len(words))
+        yield StreamChunk("", True, "stop", usage)
+
+    def _words(self, words: list[str], delay: float) -> Iterator[StreamChunk]:
         for word in words:
             if delay:
                 self._aborted.wait(delay)  # a sleep that abort() cuts short
             if self._aborted.is_set():
                 raise CancelledError(f"mock {self.persona_name} was aborted", provider="mock")
             yield StreamChunk(word)
-        usage = Usage(max(1, len(prompt) // 4), len(words))
-        yield StreamChunk("", True, "stop", usage)
 
     def _seed_for(self, request: LlmRequest) -> int:
         digest = hashlib.sha256()
@@ -230,6 +277,82 @@ def _round_of(request: LlmRequest, prompt: str) -> str:
     if kind is None and request.response_schema is not None:
         kind = _ROUND_OF_SCHEMA.get(request.response_schema.name)
     return kind or "draft"
+
+
+# -- tools ---------------------------------------------------------------------------------
+
+
+def _tool_step(request: LlmRequest, prompt: str) -> ToolCall | str | None:
+    """The call to make now (a ToolCall natively, a ``TOOL_CALL:`` line as text), or None: no tool
+    is offered, none fits, or results are already in (then the draft uses them)."""
+    if _tool_results(request):
+        return None
+    native = bool(request.tools)
+    offered = [tool.name for tool in request.tools] if native else _text_offered(request)
+    path = _path_in(formats.find_goal(prompt))
+    if path and "read_file" in offered:
+        call = ToolCall("call_1", "read_file", {"path": path})
+    elif "list_files" in offered:
+        call = ToolCall("call_1", "list_files", {})
+    else:
+        return None
+    return call if native else toolcalls.render_tool_call(call) + "\n"
+
+
+def _text_offered(request: LlmRequest) -> list[str]:
+    """The tool names of a prompt's text tool section (its ``- name:`` lines up to a blank line)."""
+    for message in request.messages:
+        marker = message.content.find(toolcalls.TOOLS_MARKER)
+        if marker != -1:
+            section = message.content[marker + len(toolcalls.TOOLS_MARKER):].split("\n\n", 1)[0]
+            return _OFFERED_TOOL.findall(section)
+    return []
+
+
+def _path_in(goal: str) -> str:
+    """The first word of the goal that looks like a path: with a ``/`` (not a URL) or a known extension."""
+    for token in _GOAL_TOKEN.findall(goal):
+        token = token.rstrip(".!?:")
+        if not token or "://" in token:
+            continue
+        stem, dot, extension = token.rpartition(".")
+        if ("/" in token and token.strip("/")) or (dot and stem and extension.lower() in _PATH_EXTENSIONS):
+            return token
+    return ""
+
+
+class _Result(msgspec.Struct, frozen=True):
+    tool: str
+    content: str
+    is_error: bool
+
+
+def _tool_results(request: LlmRequest) -> list[_Result]:
+    """The tool results the conversation holds: ``tool`` turns, or TOOL_RESULT blocks in user turns."""
+    native = [_Result(m.name, m.content, m.is_error) for m in request.messages if m.role == "tool"]
+    if native:
+        return native
+    return [_Result(match["tool"], match["content"], match["status"] == "error")
+            for message in request.messages if message.role == "user"
+            for match in _TEXT_RESULT.finditer(message.content)]
+
+
+def _intro(call: ToolCall) -> str:
+    path = call.arguments.get("path")
+    return f"Let me read {path}." if path else "Let me list the files."
+
+
+def _evidence(results: list[_Result]) -> str:
+    lines = ["### Evidence"]
+    for result in results[:3]:
+        name = result.tool or "the tool"
+        quoted = [line.strip() for line in result.content.splitlines() if line.strip()][:2]
+        excerpt = " / ".join(line[:200] for line in quoted) or "(nothing)"
+        if result.is_error:
+            lines.append(f"- {name} failed: \"{excerpt}\"")
+        else:
+            lines.append(f"- {name} shows: \"{excerpt}\"")
+    return "\n".join(lines) + "\n"
 
 
 def _upper_first(text: str) -> str:

@@ -7,15 +7,36 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk, Usage
+from forge_actors.providers.base import (
+    TOOL_CALLS_FINISH,
+    LlmRequest,
+    LlmResponse,
+    Message,
+    StreamChunk,
+    ToolCall,
+    Usage,
+    tool_call,
+)
 from forge_actors.providers.errors import LlmError, NotFoundError, ProtocolError, ServerError
 from forge_actors.providers.http import ErrorDetail, HttpProvider
+from forge_actors.providers.openai import function_tools, tool_result_text
 from forge_actors.providers.streams import ndjson_lines
 from forge_actors.providers.structured import StructuredOutput
 
 
+class _Function(msgspec.Struct):
+    name: str = ""
+    arguments: Any = None  # an object; some models' templates give a JSON string instead
+
+
+class _ToolCall(msgspec.Struct):
+    function: _Function | None = None
+    id: str = ""  # newer servers give one; older ones none
+
+
 class _Message(msgspec.Struct):
     content: str = ""
+    tool_calls: list[_ToolCall] | None = None
 
 
 class _Line(msgspec.Struct):
@@ -40,11 +61,35 @@ class _Tags(msgspec.Struct):
 _decode_line = msgspec.json.Decoder(_Line).decode
 
 
+def wire_message(message: Message) -> dict[str, Any]:
+    """One turn in /api/chat form: calls with their arguments as objects, results naming their tool."""
+    if message.role == "tool":
+        return {"role": "tool", "content": tool_result_text(message), "tool_name": message.name}
+    if message.role == "assistant" and message.tool_calls:
+        return {"role": "assistant", "content": message.content, "tool_calls": [
+            {"function": {"name": call.name, "arguments": call.arguments}} for call in message.tool_calls]}
+    return {"role": message.role, "content": message.content}
+
+
+def _calls_of(message: _Message | None, made: int) -> list[ToolCall]:
+    """The calls of one line (ids ``call_N`` continuing from ``made`` when the server gives none)."""
+    calls: list[ToolCall] = []
+    for raw in (message.tool_calls if message is not None else None) or ():
+        function = raw.function or _Function()
+        position = made + len(calls) + 1
+        call = tool_call(raw.id or f"call_{position}", function.name, function.arguments)
+        if not function.name:
+            call = msgspec.structs.replace(call, error=call.error or "the call names no tool")
+        calls.append(call)
+    return calls
+
+
 class OllamaProvider(StructuredOutput, HttpProvider):
     name = "ollama"
     default_base_url = "http://localhost:11434"
     api_key_env = None
     supports_json = True
+    supports_tools = True
 
     def error_for_type(self, error_type: str | None, message: str, status: int | None) -> LlmError | None:
         # Ollama's errors have no type: inside a stream, a missing model is known by its message.
@@ -74,10 +119,12 @@ class OllamaProvider(StructuredOutput, HttpProvider):
             options["stop"] = list(request.stop)
         body: dict[str, Any] = {
             "model": self.model_for(request),
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [wire_message(m) for m in request.messages],
             "stream": stream,
             "options": options,
         }
+        if request.tools:
+            body["tools"] = function_tools(request.tools)
         if request.response_schema is not None:
             body["format"] = request.response_schema.schema  # the JSON then streams as message.content
         return body
@@ -93,25 +140,33 @@ class OllamaProvider(StructuredOutput, HttpProvider):
         if line.error:
             raise self._line_error(line.error)
         text = line.message.content if line.message else (line.response or "")
-        return LlmResponse(text, line.done_reason, Usage(line.prompt_eval_count or 0, line.eval_count or 0),
-                           line.model or self.model_for(request))
+        calls = tuple(_calls_of(line.message, 0))
+        return LlmResponse(text, TOOL_CALLS_FINISH if calls else line.done_reason,
+                           Usage(line.prompt_eval_count or 0, line.eval_count or 0),
+                           line.model or self.model_for(request), calls)
 
     def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        made = [0]  # calls so far in this response: Ollama gives no ids, ours go on counting
         with self.open_stream("/api/chat", self.body(request, stream=True)) as chunks:
             for data in ndjson_lines(chunks):
-                for chunk in self._chunks(data):
+                for chunk in self._chunks(data, made):
                     yield chunk
                     if chunk.is_complete:
                         return
         raise ProtocolError("the stream ended before a line with done=true", provider=self.name)
 
-    def _chunks(self, data: bytes) -> list[StreamChunk]:
+    def _chunks(self, data: bytes, made: list[int]) -> list[StreamChunk]:
         line = _decode_line(data)
         if line.error:
             raise self._line_error(line.error)
         text = (line.message.content if line.message else line.response) or ""
         chunks = [StreamChunk(text)] if text else []
+        if line.message is not None and line.message.tool_calls:
+            calls = _calls_of(line.message, made[0])  # each arrives whole, in one line
+            made[0] += len(calls)
+            chunks += [StreamChunk(tool_call=call) for call in calls]
         if line.done:
             usage = Usage(line.prompt_eval_count or 0, line.eval_count or 0)
-            chunks.append(StreamChunk("", True, line.done_reason or "stop", usage))
+            finish = TOOL_CALLS_FINISH if made[0] else (line.done_reason or "stop")
+            chunks.append(StreamChunk("", True, finish, usage))
         return chunks

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
 from forge_actors.providers.base import (
+    TOOL_CALLS_FINISH,
     JsonSchema,
     LlmRequest,
     LlmResponse,
+    Message,
     StreamChunk,
+    ToolCall,
+    ToolDefinition,
     Usage,
+    tool_call,
 )
 from forge_actors.providers.errors import (
     AuthenticationError,
@@ -29,6 +35,8 @@ from forge_actors.providers.errors import (
 from forge_actors.providers.http import ErrorDetail, HttpProvider
 from forge_actors.providers.streams import sse_events
 from forge_actors.providers.structured import StructuredOutput
+
+logger = logging.getLogger(__name__)
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -47,8 +55,22 @@ _ERROR_TYPES: dict[str, type[LlmError]] = {
 }
 
 
+class _FunctionPiece(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallPiece(msgspec.Struct):
+    """A fragment of a streamed call: ``index`` says which; id and name come in its first fragment."""
+
+    index: int = 0
+    id: str | None = None
+    function: _FunctionPiece | None = None
+
+
 class _Delta(msgspec.Struct):
     content: str | None = None  # `reasoning` / `reasoning_content` are not declared: never answer text
+    tool_calls: list[_ToolCallPiece] | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -73,9 +95,20 @@ class _Chunk(msgspec.Struct):
     error: _Error | None = None
 
 
+class _Function(msgspec.Struct):
+    name: str = ""
+    arguments: Any = None  # a JSON string, as the API sends it (some servers send the object)
+
+
+class _FullToolCall(msgspec.Struct):
+    id: str = ""
+    function: _Function | None = None
+
+
 class _Message(msgspec.Struct):
     content: str | None = None
     refusal: str | None = None  # structured requests: the model declined (never answer text)
+    tool_calls: list[_FullToolCall] | None = None
 
 
 # A structured request's stream, read apart so that the ordinary path decodes no more than it did.
@@ -84,6 +117,7 @@ class _Message(msgspec.Struct):
 class _StructuredDelta(msgspec.Struct):
     content: str | None = None
     refusal: str | None = None
+    tool_calls: list[_ToolCallPiece] | None = None
 
 
 class _StructuredChoice(msgspec.Struct):
@@ -112,6 +146,110 @@ class _Completion(msgspec.Struct):
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 _decode_completion = msgspec.json.Decoder(_Completion).decode
 _decode_structured_chunk = msgspec.json.Decoder(_StructuredChunk).decode
+
+
+_json_encode = msgspec.json.Encoder().encode
+
+
+def function_tools(tools: tuple[ToolDefinition, ...]) -> list[dict[str, Any]]:
+    """``tools`` in the function shape Chat Completions (and Ollama) take."""
+    return [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                              "parameters": t.parameters}} for t in tools]
+
+
+def tool_result_text(message: Message) -> str:
+    """A tool turn's content; marked as an error when it is one (this API has no flag for it)."""
+    return f"ERROR: {message.content}" if message.is_error else message.content
+
+
+def wire_message(message: Message) -> dict[str, Any]:
+    """One turn in Chat Completions form (calls' arguments as JSON strings, results as ``tool`` turns)."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": tool_result_text(message)}
+    if message.role == "assistant" and message.tool_calls:
+        return {"role": "assistant", "content": message.content or None, "tool_calls": [
+            {"id": call.id, "type": "function",
+             "function": {"name": call.name, "arguments": _json_encode(call.arguments).decode()}}
+            for call in message.tool_calls]}
+    return {"role": message.role, "content": message.content}
+
+
+class ToolCallAssembler:
+    """Streamed call fragments, keyed by ``index``, put together into whole calls.
+
+    A call is yielded as soon as the next index starts, provided its arguments so far are
+    a whole JSON object (so that a server interleaving fragments of several calls loses
+    none); whatever is still open is yielded by ``finish()``, in index order.
+    """
+
+    __slots__ = ("_open", "_done", "made")
+
+    def __init__(self) -> None:
+        self._open: dict[int, list[Any]] = {}  # index -> [id, name, argument pieces]
+        self._done: set[int] = set()
+        self.made = 0
+
+    def feed(self, pieces: list[_ToolCallPiece]) -> list[ToolCall]:
+        ready: list[ToolCall] = []
+        for piece in pieces:
+            index = piece.index
+            if index in self._done:
+                if not piece.id:
+                    if piece.function is not None and (piece.function.arguments or "").strip():
+                        logger.warning("ignored a fragment of tool call %d, which was already complete", index)
+                    continue
+                self._done.discard(index)  # a new id at a used index: a server that numbers every call 0
+            entry = self._open.get(index)
+            if entry is not None and piece.id and entry[0] and piece.id != entry[0]:
+                ready.append(self._emit(index))  # the same: the call at this index is over
+                self._done.discard(index)
+                entry = None
+            if entry is None:
+                ready += self._close_complete()
+                entry = self._open[index] = ["", "", []]
+            if piece.id:
+                entry[0] = piece.id
+            function = piece.function
+            if function is not None:
+                if function.name and not entry[1]:  # the first fragment names it (some servers repeat it)
+                    entry[1] = function.name
+                if function.arguments:
+                    entry[2].append(function.arguments)
+        return ready
+
+    def _close_complete(self) -> list[ToolCall]:
+        ready = []
+        for index in sorted(self._open):
+            arguments = "".join(self._open[index][2])
+            if _whole_object(arguments):
+                ready.append(self._emit(index))
+        return ready
+
+    def _emit(self, index: int) -> ToolCall:
+        id, name, pieces = self._open.pop(index)
+        self._done.add(index)
+        self.made += 1
+        call = tool_call(id or f"call_{self.made}", name, "".join(pieces))
+        if not name:
+            call = msgspec.structs.replace(call, error=call.error or "the call names no tool")
+        return call
+
+    def finish(self) -> list[ToolCall]:
+        return [self._emit(index) for index in sorted(self._open)]
+
+
+def _whole_object(text: str) -> bool:
+    try:
+        return isinstance(msgspec.json.decode(text), dict) if text.strip() else False
+    except msgspec.DecodeError:  # not whole yet: more fragments are to come
+        return False
+
+
+def _finish(finish_reason: str | None, made_calls: bool) -> str | None:
+    """``tool_calls`` when the model stopped to have tools run (some servers say ``stop`` then)."""
+    if made_calls and finish_reason in (None, "stop", "tool_calls", "function_call"):
+        return TOOL_CALLS_FINISH
+    return finish_reason
 
 
 def _usage(usage: _Usage | None) -> Usage:
@@ -156,6 +294,7 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
     api_key_env = "OPENAI_API_KEY"
     error_types = _ERROR_TYPES
     supports_json = True
+    supports_tools = True
 
     def requires_api_key(self) -> bool:
         # Local and compatible servers (vLLM, llama.cpp, LM Studio, Ollama) need no key.
@@ -193,7 +332,7 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
     def body(self, request: LlmRequest, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model_for(request),
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [wire_message(m) for m in request.messages],
             "max_tokens": request.max_tokens,
         }
         if request.temperature is not None:
@@ -202,6 +341,8 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
             body["stop"] = list(request.stop)
         if request.response_schema is not None:
             body["response_format"] = response_format(request.response_schema)
+        if request.tools:
+            body["tools"] = function_tools(request.tools)
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -218,7 +359,12 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
         if choice.message is not None and choice.message.refusal:
             raise self._refusal(choice.message.refusal)
         content = (choice.message.content if choice.message else None) or ""
-        return LlmResponse(content, choice.finish_reason, _usage(data.usage), data.model or self.model_for(request))
+        calls = tuple(
+            _whole_call(call, position)
+            for position, call in enumerate((choice.message.tool_calls if choice.message else None) or (), 1)
+        )
+        return LlmResponse(content, _finish(choice.finish_reason, bool(calls)), _usage(data.usage),
+                           data.model or self.model_for(request), calls)
 
     def _refusal(self, text: str) -> RefusalError:
         return RefusalError(f"the model refused to answer: {self.clean(text)}", provider=self.name)
@@ -231,10 +377,13 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
     def _stream_text(self, request: LlmRequest) -> Iterator[StreamChunk]:
         finish_reason: str | None = None
         usage: _Usage | None = None
+        calls = ToolCallAssembler()
         with self.open_stream("/chat/completions", self.body(request, stream=True)) as chunks:
             for sse in sse_events(chunks):
                 if sse.data == b"[DONE]":
-                    yield StreamChunk("", True, finish_reason, _usage(usage))
+                    for call in calls.finish():
+                        yield StreamChunk(tool_call=call)
+                    yield StreamChunk("", True, _finish(finish_reason, calls.made > 0), _usage(usage))
                     return
                 chunk = _decode_chunk(sse.data)
                 if chunk.error is not None:
@@ -242,15 +391,22 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
                 if chunk.usage is not None:
                     usage = chunk.usage  # some servers repeat it on every chunk: keep the last
                 for choice in chunk.choices:
-                    if choice.delta is not None and choice.delta.content:
-                        yield StreamChunk(choice.delta.content)
+                    delta = choice.delta
+                    if delta is not None:
+                        if delta.content:
+                            yield StreamChunk(delta.content)
+                        if delta.tool_calls:
+                            for call in calls.feed(delta.tool_calls):
+                                yield StreamChunk(tool_call=call)
                     if choice.finish_reason is not None:
                         if choice.finish_reason == "error":
                             raise ServerError("the server ended the answer with finish_reason=error",
                                               provider=self.name)
                         finish_reason = choice.finish_reason
+                        for call in calls.finish():
+                            yield StreamChunk(tool_call=call)
         if finish_reason is not None:  # some servers close without [DONE] after a finished answer
-            yield StreamChunk("", True, finish_reason, _usage(usage))
+            yield StreamChunk("", True, _finish(finish_reason, calls.made > 0), _usage(usage))
             return
         raise ProtocolError("the stream ended before [DONE]; the answer may be cut short", provider=self.name)
 
@@ -259,6 +415,7 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
         finish_reason: str | None = None
         usage: _Usage | None = None
         refusal: list[str] = []
+        calls = ToolCallAssembler()
         with self.open_stream("/chat/completions", self.body(request, stream=True)) as chunks:
             for sse in sse_events(chunks):
                 if sse.data == b"[DONE]":
@@ -275,6 +432,9 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
                             refusal.append(delta.refusal)
                         elif delta.content:
                             yield StreamChunk(delta.content)
+                        if delta.tool_calls:
+                            for call in calls.feed(delta.tool_calls):
+                                yield StreamChunk(tool_call=call)
                     if choice.finish_reason is not None:
                         if choice.finish_reason == "error":
                             raise ServerError("the server ended the answer with finish_reason=error",
@@ -286,4 +446,14 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
                                         provider=self.name)
         if refusal:
             raise self._refusal("".join(refusal))
-        yield StreamChunk("", True, finish_reason, _usage(usage))
+        for call in calls.finish():
+            yield StreamChunk(tool_call=call)
+        yield StreamChunk("", True, _finish(finish_reason, calls.made > 0), _usage(usage))
+
+
+def _whole_call(call: _FullToolCall, position: int) -> ToolCall:
+    function = call.function or _Function()
+    made = tool_call(call.id or f"call_{position}", function.name, function.arguments)
+    if not function.name:
+        made = msgspec.structs.replace(made, error=made.error or "the call names no tool")
+    return made

@@ -157,6 +157,11 @@ class PoolProvider(StructuredOutput):
         """True only if every member honours ``response_schema``: any of them may be the one that answers."""
         return all(getattr(member, "supports_json", False) for _, member in self.members)
 
+    @property
+    def supports_tools(self) -> bool:
+        """True only if every member honours ``tools`` natively, for the same reason."""
+        return all(getattr(member, "supports_tools", False) for _, member in self.members)
+
     def labels(self) -> list[str]:
         return [label for label, _ in self.members]
 

@@ -130,6 +130,7 @@ class ToolProvider(StructuredOutput):
     #: A tool takes a prompt and nothing else: ``response_schema`` is ignored, and
     #: ``complete_json`` writes the schema into the prompt instead.
     supports_json = False
+    supports_tools = False  # a command-line assistant calls its own tools, if any: ours go by text
 
     def __init__(self) -> None:
         self._process: subprocess.Popen | None = None

@@ -59,6 +59,7 @@ class ReplayProvider(StructuredOutput):
         self.participant = participant
         self.model = model or participant
         self.supports_json = supports_json
+        self.supports_tools = False  # recorded answers carry no tool calls (yet)
         self._queues: dict[str, deque[RecordedAnswer]] = {}
         for answer in answers:  # in the order the prompts were sent
             self._queues.setdefault(answer.prompt_key, deque()).append(answer)
