@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -297,3 +298,31 @@ def test_the_index_lives_in_the_log_file_and_resumes_from_its_checkpoint(tmp_pat
         assert forge._store.checkpoint("forge.history") == position
         assert history_of(forge).search("bakery", 20) == first and first[0].session_id == bakery
         assert forge._store.query("SELECT count(*) FROM history_entries WHERE session_id = ?", (bakery,))[0][0] > 0
+
+
+def test_searches_from_many_threads_while_a_session_runs_are_consistent(forge):
+    bakery = run_session(forge, BAKERY)
+    history = history_of(forge)
+    history.catch_up()
+    assert forge._store.checkpoint("forge.history") == forge._store.last_position()
+    errors: list[BaseException] = []
+    seen: list[set[str]] = []
+
+    def search() -> None:
+        try:
+            for _ in range(10):
+                seen.append({h.session_id for h in history.for_session("other").search("bakery", 20)})
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    heating = run_session(forge, HEATING)
+    for thread in threads:
+        thread.join()
+    assert errors == [] and all(ids == {bakery} for ids in seen)
+    assert {h.session_id for h in history.search("heating", 20)} == {heating}
+    entries = forge._store.query("SELECT count(*), count(DISTINCT session_id || '/' || round || '/' || participant) "
+                                 "FROM history_entries")
+    assert entries[0][0] == entries[0][1]  # no contribution indexed twice by racing catch-ups
