@@ -18,6 +18,7 @@ import logging
 import re
 import sqlite3
 import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -168,7 +169,8 @@ def query_terms(query: object) -> list[str]:
     if not isinstance(query, str):
         return []
     terms: list[str] = []
-    for word in _WORD.findall(query):
+    # NFKC first: a model's "ﬁ" ligature or decomposed accent is the text's plain letter.
+    for word in _WORD.findall(unicodedata.normalize("NFKC", query)):
         folded = word.lower()  # (not casefold: the fallback compares with SQLite's lower())
         if folded not in terms:
             terms.append(folded)
@@ -200,7 +202,7 @@ def window_excerpt(content: str, terms: Sequence[str]) -> str:
     first = min(found, default=0)
     start = max(0, first - _WINDOW_CHARS)
     end = first + _WINDOW_CHARS
-    text = one_line(content[start:end], limit=10 * MAX_EXCERPT_CHARS)
+    text = _SPACES.sub(" ", content[start:end]).strip()
     prefix = _ELLIPSIS if start > 0 else ""
     suffix = _ELLIPSIS if end < len(content) else ""
     return one_line(prefix + text + suffix)

@@ -147,7 +147,7 @@ def test_a_query_without_words_finds_nothing(log, query):
 
 
 def test_words_are_quoted_and_capped():
-    assert query_terms("Greenhouse, greenhouse! NEAR(x) a_b 7 42") == ["greenhouse", "near", "42"]
+    assert query_terms("Greenhouse, greenhouse! NEAR(x) a_b 7 42 ﬁne") == ["greenhouse", "near", "42", "fine"]
     assert len(query_terms(" ".join(f"w{i}" for i in range(40)))) == 12
     assert fts5_query(["or", "near"]) == '"or" OR "near"'
 
