@@ -25,7 +25,8 @@ import pykka
 
 from forge_actors.core.events import RoundKind, VoteChoice
 from forge_actors.core.state import RoundState, SessionState
-from forge_actors.providers.base import LlmRequest, Provider, Usage
+from forge_actors.providers.base import LlmRequest, Provider, ToolCall, Usage
+from forge_actors.tools import ToolResult
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,9 @@ class Contribute(msgspec.Struct, frozen=True):
     cancel: CancelToken
     #: The session actor: it is told DeltaReceived, then ContributionSucceeded or ContributionErrored.
     reply_to: pykka.ActorRef
+    #: How the model calls tools in this contribution: ``native`` (``request.tools``), ``text``
+    #: (``TOOL_CALL:`` lines; the tool section is in the messages) or ``off``.
+    tool_mode: str = "off"
 
 
 class UseProvider(msgspec.Struct, frozen=True):
@@ -104,6 +108,21 @@ class UseProvider(msgspec.Struct, frozen=True):
 class DeltaReceived(msgspec.Struct, frozen=True):
     contribution_id: str
     text: str
+
+
+class ToolCallStarted(msgspec.Struct, frozen=True):
+    """The model asked for ``call`` in its ``turn``-th reply of the contribution (told before it runs)."""
+
+    contribution_id: str
+    turn: int
+    call: ToolCall
+
+
+class ToolCallFinished(msgspec.Struct, frozen=True):
+    contribution_id: str
+    call_id: str
+    tool: str
+    result: ToolResult
 
 
 class ContributionSucceeded(msgspec.Struct, frozen=True):
@@ -201,6 +220,7 @@ class Interrupt(msgspec.Struct, frozen=True):
 ParticipantMessage = Contribute | UseProvider
 #: What the session actor receives: from participants, from timers, and the engine's commands.
 SessionMessage = (
-    DeltaReceived | ContributionSucceeded | ContributionErrored | DeadlinePassed | RetryDue
+    DeltaReceived | ToolCallStarted | ToolCallFinished | ContributionSucceeded | ContributionErrored
+    | DeadlinePassed | RetryDue
     | Recover | Deliberate | RunRound | AddHumanDraft | CastVote | CancelSession | SwitchProvider | Interrupt
 )

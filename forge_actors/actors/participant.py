@@ -14,15 +14,26 @@ non-streaming call instead; the whole answer is then its one delta, and
 Cancellation goes through the message's CancelToken, which calls the provider's
 ``abort()`` from the cancelling thread, so even a read blocked on a stalled server
 ends at once.
+
+Tools: when the contribution offers them (``Contribute.tool_mode``), each reply of the model
+is a *turn*. A turn that asks for tools (natively, or as ``TOOL_CALL:`` lines) has them run by
+the participant's tool runner, tells the session ``ToolCallStarted``/``ToolCallFinished`` for
+each (the session records them), feeds the results back and asks again; the first turn that
+asks for none is the answer. Deltas of every turn stream as they come; the answer's content is
+its last turn's text. The runner's budget (calls, seconds) bounds the loop: once it is spent,
+one last turn is asked for without tools, and whatever it says is the answer, so a model that
+keeps calling cannot run up calls. A re-run's runner answers from the recording and never runs
+a tool.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
+import msgspec
 import pykka
 
 from forge_actors.actors.messages import (
@@ -31,22 +42,50 @@ from forge_actors.actors.messages import (
     ContributionErrored,
     ContributionSucceeded,
     DeltaReceived,
+    ToolCallFinished,
+    ToolCallStarted,
     UseProvider,
 )
-from forge_actors.providers.base import Provider, Usage
+from forge_actors.providers import toolcalls
+from forge_actors.providers.base import TOOL_CALLS_FINISH, LlmRequest, Message, Provider, ToolCall, Usage
 from forge_actors.providers.errors import LlmError
+from forge_actors.tools import ToolResult
 
 logger = logging.getLogger(__name__)
+
+#: What the last turn is told when the tool budget is spent (text mode; natively the tools just go).
+LAST_TURN_NOTE = ("You cannot call tools any more in this contribution: give your final answer now, "
+                  "from what you have found.")
+
+
+class ToolRunner(Protocol):
+    """Runs a participant's tool calls: a live ``tools.Toolbox``, or a re-run's recorded results."""
+
+    def budget(self) -> Any: ...
+
+    def call(self, name: str, arguments: Mapping[str, Any], budget: Any = None) -> ToolResult: ...
+
+
+class _Turn(msgspec.Struct):
+    """One reply of the model within a contribution."""
+
+    text: str
+    calls: list[ToolCall]
+    finish_reason: str | None
+    usage: Usage
+
 
 class ParticipantActor(pykka.ThreadingActor):
     # The engine stops every participant it starts; a daemon thread is only the safety
     # net for a provider that ignores abort(), so it cannot keep the process alive.
     use_daemon_thread = True
 
-    def __init__(self, name: str, provider: Provider, clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
+    def __init__(self, name: str, provider: Provider, clock_ns: Callable[[], int] = time.monotonic_ns,
+                 tools: ToolRunner | None = None) -> None:
         super().__init__()
         self.name = name
         self.provider = provider
+        self.tools = tools
         self._clock_ns = clock_ns
 
     def on_receive(self, message: Any) -> Any:
@@ -81,31 +120,79 @@ class ParticipantActor(pykka.ThreadingActor):
             pass
 
     def _stream(self, message: Contribute) -> ContributionSucceeded | ContributionErrored:
-        cid, token, reply_to = message.contribution_id, message.cancel, message.reply_to
+        cid, token = message.contribution_id, message.cancel
         if token.cancelled:
             return _cancelled(cid)
         started = self._clock_ns()
+        mode = message.tool_mode if self.tools is not None else "off"
+        request = message.request if mode != "off" else msgspec.structs.replace(message.request, tools=())
+        budget = self.tools.budget() if self.tools is not None and mode != "off" else None
+        usage = Usage()
+        seen_ids: set[str] = set()
+        last_turn = False
+        turn_number = 0
+        while True:
+            turn_number += 1
+            turn = self._turn(message, request, started, first=turn_number == 1)
+            if not isinstance(turn, _Turn):
+                return turn
+            usage = Usage(usage.input_tokens + turn.usage.input_tokens, usage.output_tokens + turn.usage.output_tokens)
+            calls = turn.calls if mode == "native" else toolcalls.parse_tool_calls(turn.text) if mode == "text" else []
+            if not calls or last_turn or budget is None:
+                finish = turn.finish_reason if turn.finish_reason != TOOL_CALLS_FINISH or not last_turn else "stop"
+                return self._succeeded(cid, turn.text, finish, usage, started)
+            calls = [_unique(call, seen_ids, turn_number) for call in calls]
+            results: list[tuple[ToolCall, ToolResult]] = []
+            for call in calls:
+                if token.cancelled:
+                    return _cancelled(cid)
+                try:
+                    results.append((call, self._run_tool(message, turn_number, call, budget)))
+                except LlmError as error:  # a re-run asked for a call the recording does not hold
+                    return ContributionErrored(cid, error.kind, str(error), error.retryable)
+            last_turn = budget.refusal() is not None
+            request = _next_request(request, mode, turn.text, results, last_turn)
+
+    def _run_tool(self, message: Contribute, turn: int, call: ToolCall, budget: Any) -> ToolResult:
+        """Run one call (or answer its malformed arguments), telling the session before and after."""
+        assert self.tools is not None
+        cid = message.contribution_id
+        message.reply_to.tell(ToolCallStarted(cid, turn, call))
+        if call.error is not None:
+            result = ToolResult("", error=f"the call was not run: {call.error}")
+        else:
+            result = self.tools.call(call.name, call.arguments, budget)
+        message.reply_to.tell(ToolCallFinished(cid, call.id, call.name, result))
+        return result
+
+    def _turn(self, message: Contribute, request: LlmRequest, started: int,
+              first: bool) -> _Turn | ContributionSucceeded | ContributionErrored:
+        """One streamed reply: its text (each delta told as it comes), calls, finish and usage."""
+        cid, token, reply_to = message.contribution_id, message.cancel, message.reply_to
         parts: list[str] = []
+        calls: list[ToolCall] = []
         finish_reason: str | None = None
         usage = Usage()
         abort = getattr(self.provider, "abort", None)
         unregister = token.on_cancel(abort) if callable(abort) else (lambda: None)
         chunks = None
         try:
-            chunks = self.provider.stream(message.request)
+            chunks = self.provider.stream(request)
             for chunk in chunks:
                 if token.cancelled:
                     return _cancelled(cid)
                 if chunk.delta:
                     parts.append(chunk.delta)
                     reply_to.tell(DeltaReceived(cid, chunk.delta))
+                if chunk.tool_call is not None:
+                    calls.append(chunk.tool_call)
                 if chunk.is_complete:
                     finish_reason = chunk.finish_reason
                     usage = chunk.usage or usage
         except LlmError as error:
             if token.cancelled:  # the abort is what broke the stream
                 return _cancelled(cid)
-            if not parts and error.stream_fallback:
+            if first and not parts and not calls and error.stream_fallback:
                 return self._without_streaming(message, error, started)
             return ContributionErrored(cid, error.kind, str(error), error.retryable, error.retry_after)
         finally:
@@ -115,8 +202,7 @@ class ParticipantActor(pykka.ThreadingActor):
                 close()
         if token.cancelled:
             return _cancelled(cid)
-        return self._succeeded(cid, "".join(parts), finish_reason, usage, started)
-
+        return _Turn("".join(parts), calls, finish_reason, usage)
 
     def _without_streaming(self, message: Contribute, stream_error: LlmError,
                            started: int) -> ContributionSucceeded | ContributionErrored:
@@ -142,6 +228,42 @@ class ParticipantActor(pykka.ThreadingActor):
         latency_ms = (self._clock_ns() - started) / 1e6
         return ContributionSucceeded(cid, content, finish_reason, usage, latency_ms,
                                      getattr(self.provider, "served_by", "") or "", fallback)
+
+
+def _unique(call: ToolCall, seen: set[str], turn: int) -> ToolCall:
+    """``call`` with an id no earlier call of the contribution has (some APIs, and the text protocol,
+    number calls afresh each turn); the same id goes back to the model with its result."""
+    call_id = call.id or "call"
+    if call_id in seen:
+        call_id = f"{call_id}_t{turn}"
+        while call_id in seen:
+            call_id += "_"
+    seen.add(call_id)
+    return call if call_id == call.id else msgspec.structs.replace(call, id=call_id)
+
+
+def _next_request(request: LlmRequest, mode: str, text: str, results: list[tuple[ToolCall, ToolResult]],
+                  last_turn: bool) -> LlmRequest:
+    """The conversation so far plus this turn and its results. Natively the tools stay offered (an
+    API may refuse a conversation holding tool calls without them): the results of calls past the
+    budget say it is spent, and a call in the last turn is not run anyway."""
+    if mode == "native":
+        added = [Message("assistant", text, tool_calls=tuple(call for call, _ in results))]
+        added += [Message("tool", _result_text(result), tool_call_id=call.id, name=call.name,
+                          is_error=result.error is not None) for call, result in results]
+    else:
+        shown = [(call, Message("tool", _result_text(result), is_error=result.error is not None))
+                 for call, result in results]
+        note = f"\n\n{LAST_TURN_NOTE}" if last_turn else ""
+        added = [Message("assistant", text), Message("user", toolcalls.render_tool_results(shown) + note)]
+    return msgspec.structs.replace(request, messages=(*request.messages, *added))
+
+
+def _result_text(result: ToolResult) -> str:
+    """What the model is shown of a result: its output, or its error (and any output it came with)."""
+    if result.error is None:
+        return result.output
+    return f"{result.error}\n{result.output}".rstrip()
 
 
 def _cancelled(contribution_id: str) -> ContributionErrored:

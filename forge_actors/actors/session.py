@@ -40,6 +40,8 @@ from forge_actors.actors.messages import (
     RetryDue,
     RunRound,
     SwitchProvider,
+    ToolCallFinished,
+    ToolCallStarted,
     UseProvider,
 )
 from forge_actors.actors.scheduler import ScheduledTell, Scheduler
@@ -55,6 +57,7 @@ from forge_actors.core.events import (
     HumanDraftAdded,
     ParticipantAdded,
     ParticipantInfo,
+    PromptMessage,
     PromptSent,
     ProviderSwitched,
     RoundCompleted,
@@ -64,19 +67,36 @@ from forge_actors.core.events import (
     SessionInterrupted,
     SessionResumed,
     TokenUsage,
+    ToolCalled,
+    ToolResult,
     VoteRecorded,
     encode_event,
     event_type,
 )
 from forge_actors.core.formats import ParsedCritique
 from forge_actors.core.state import SessionState, apply
-from forge_actors.providers.base import JsonSchema, LlmRequest, Message
+from forge_actors.providers import toolcalls
+from forge_actors.providers.base import JsonSchema, LlmRequest, Message, ToolDefinition
 from forge_actors.providers.errors import ProtocolError, failure_signature
 from forge_actors.providers.retry import RetryPolicy
+from forge_actors.tools import REGISTRY as TOOL_REGISTRY
 
 logger = logging.getLogger(__name__)
 
 UNREADABLE_VOTE = "the vote could not be read, even after a format reminder"
+
+
+#: The rounds whose contributions may call tools: the votes of a convergence round are read as given.
+TOOL_ROUNDS = frozenset({"draft", "critique", "synthesis"})
+#: Told to a participant offered tools natively (the text protocol's section says it itself).
+NATIVE_TOOLS_NOTE = ("You can call tools to read the workspace this deliberation is about. Check claims "
+                     "against it, and cite what you found (file and line) in your answer.")
+
+
+def tool_definitions(names: tuple[str, ...]) -> tuple[ToolDefinition, ...]:
+    """The provider-level definitions of the named tools (names this version does not know are skipped)."""
+    return tuple(ToolDefinition(tool.name, tool.description, dict(tool.parameters))
+                 for tool in (TOOL_REGISTRY.get(name) for name in names) if tool is not None)
 
 
 def as_new_event(event: Event) -> NewEvent:
@@ -395,19 +415,27 @@ class SessionActor(pykka.ThreadingActor):
         settings = self.state.settings
         info = self.state.participants[participant]
         cid = f"r{run.number}.{participant}.{attempt}"
-        self._emit(PromptSent(cid, run.number, participant, attempt, info.model, prompt.messages,
+        mode = info.tool_mode if info.tools and run.kind in TOOL_ROUNDS and purpose != "reask" else "off"
+        definitions = tool_definitions(info.tools) if mode != "off" else ()
+        messages = prompt.messages
+        if definitions:  # the tool section follows the system prompt, and is recorded with it
+            section = NATIVE_TOOLS_NOTE if mode == "native" else toolcalls.render_tool_context(definitions)
+            messages = (*messages[:1], PromptMessage("system", section), *messages[1:])
+        self._emit(PromptSent(cid, run.number, participant, attempt, info.model, messages,
                               settings.temperature, settings.max_tokens, purpose,  # type: ignore[arg-type]
-                              prompt.proposal_labels, prompt.response_schema))
+                              prompt.proposal_labels, prompt.response_schema,
+                              tuple(d.name for d in definitions) if mode == "native" else ()))
         token = CancelToken()
         self._active[cid] = _Attempt(cid, participant, attempt, prompt, purpose, token, first_parse, reasked)
         schema = rounds.reply_schema(prompt)
         request = LlmRequest(
-            messages=tuple(Message(m.role, m.content) for m in prompt.messages),
+            messages=tuple(Message(m.role, m.content) for m in messages),
             temperature=settings.temperature,
             max_tokens=settings.max_tokens,
             response_schema=JsonSchema(prompt.response_schema, schema) if prompt.response_schema and schema else None,
+            tools=definitions if mode == "native" else (),
         )
-        self._participants[participant].tell(Contribute(cid, request, token, self.actor_ref))
+        self._participants[participant].tell(Contribute(cid, request, token, self.actor_ref, mode))
 
     # -- replies from participants -------------------------------------------------------------
 
@@ -417,6 +445,23 @@ class SessionActor(pykka.ThreadingActor):
             return
         self._emit(ContentDelta(message.contribution_id, attempt.participant, self._round.number,  # type: ignore[union-attr]
                                 attempt.attempt, message.text))
+
+    def _on_tool_started(self, message: ToolCallStarted) -> None:
+        attempt = self._active.get(message.contribution_id)
+        if attempt is None or self._round is None:  # from an attempt already timed out or cancelled
+            return
+        call = message.call
+        self._emit(ToolCalled(message.contribution_id, attempt.participant, self._round.number, attempt.attempt,
+                              message.turn, call.id, call.name, dict(call.arguments), call.error))
+
+    def _on_tool_finished(self, message: ToolCallFinished) -> None:
+        attempt = self._active.get(message.contribution_id)
+        if attempt is None or self._round is None:
+            return
+        result = message.result
+        self._emit(ToolResult(message.contribution_id, attempt.participant, self._round.number, attempt.attempt,
+                              message.call_id, message.tool, result.output, result.truncated, result.error,
+                              result.duration_ms))
 
     def _on_succeeded(self, message: ContributionSucceeded) -> None:
         attempt = self._active.pop(message.contribution_id, None)
@@ -574,6 +619,8 @@ class SessionActor(pykka.ThreadingActor):
 
 _HANDLERS: dict[type, Callable[[SessionActor, Any], Any]] = {
     DeltaReceived: SessionActor._on_delta,
+    ToolCallStarted: SessionActor._on_tool_started,
+    ToolCallFinished: SessionActor._on_tool_finished,
     ContributionSucceeded: SessionActor._on_succeeded,
     ContributionErrored: SessionActor._on_errored,
     DeadlinePassed: SessionActor._on_deadline,

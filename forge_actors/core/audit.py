@@ -8,7 +8,10 @@ Used by the tests, by ``tools/replay.py --verify``, and by anyone auditing a log
   failed or abandoned (a failure awaiting its retry may be made final once, at the deadline);
 - every delta belongs to an attempt whose prompt was recorded before it, carries that
   attempt's number, and none comes after that attempt was settled;
-- every completed contribution's content is exactly the concatenation of its own deltas;
+- every completed contribution's content is exactly the concatenation of its own deltas (of its
+  last turn, when it called tools: what the model wrote after the last tool result);
+- every tool call of a contribution has a call id of its own and exactly one result, after it and
+  before the contribution is settled; a completed contribution has no call left unanswered;
 - folding the events reproduces every recorded round outcome (who succeeded, who
   failed, the convergence score).
 
@@ -32,6 +35,8 @@ from forge_actors.core.events import (
     PromptSent,
     RoundCompleted,
     SessionEnded,
+    ToolCalled,
+    ToolResult,
 )
 from forge_actors.core.state import SessionState, apply
 
@@ -57,6 +62,8 @@ class _Contribution(msgspec.Struct):
     settled: str | None = None  # "completed", "failed", "abandoned"
     settled_at: int = 0
     retry_pending: bool = False  # failed with will_retry: the deadline may still make it final
+    calls: dict[str, bool] = {}  # call id -> whether its result came
+    tools_since_delta: bool = False  # a tool event came after the last delta: the next delta starts a turn
 
 
 def verify(records: Iterable[RecordedEvent]) -> list[Violation]:
@@ -81,6 +88,8 @@ def verify(records: Iterable[RecordedEvent]) -> list[Violation]:
             _check_prompt(contributions, event, record.position, flag)
         elif isinstance(event, ContentDelta):
             _check_delta(contributions.get(event.contribution_id), event, flag)
+        elif isinstance(event, (ToolCalled, ToolResult)):
+            _check_tool_event(contributions.get(event.contribution_id), event, flag)
         elif isinstance(event, (ContributionCompleted, ContributionFailed, ContributionAbandoned)):
             _check_settlement(contributions.get(event.contribution_id), event, record.position, flag)
         elif isinstance(event, RoundCompleted) and event.status in ("completed", "degraded", "failed"):
@@ -111,7 +120,29 @@ def _check_delta(seen: _Contribution | None, event: ContentDelta, flag: Callable
         flag(f"delta of {cid} after it {seen.settled} (at position {seen.settled_at})")
     elif seen.attempt != event.attempt:
         flag(f"delta of {cid} says attempt {event.attempt}, its prompt {seen.attempt}")
+    if seen.tools_since_delta:  # a new turn: the content is what the last turn wrote
+        seen.deltas, seen.tools_since_delta = [], False
     seen.deltas.append(event.text)
+
+
+def _check_tool_event(seen: _Contribution | None, event: ToolCalled | ToolResult, flag: Callable[[str], None]) -> None:
+    cid, what = event.contribution_id, type(event).__name__
+    if seen is None:
+        flag(f"{what} of {cid} before its prompt")
+        return
+    if seen.settled is not None:
+        flag(f"{what} {event.call_id} of {cid} after it {seen.settled} (at position {seen.settled_at})")
+    seen.tools_since_delta = True
+    if isinstance(event, ToolCalled):
+        if event.call_id in seen.calls:
+            flag(f"{cid} calls a tool with the call id {event.call_id} a second time")
+        seen.calls[event.call_id] = False
+    elif event.call_id not in seen.calls:
+        flag(f"ToolResult {event.call_id} of {cid} answers no call")
+    elif seen.calls[event.call_id]:
+        flag(f"ToolResult {event.call_id} of {cid} answers a call already answered")
+    else:
+        seen.calls[event.call_id] = True
 
 
 def _check_settlement(seen: _Contribution | None, event: ContributionCompleted | ContributionFailed |
@@ -127,7 +158,10 @@ def _check_settlement(seen: _Contribution | None, event: ContributionCompleted |
             flag(f"{cid} {settled} a second time (it {seen.settled} at position {seen.settled_at})")
             return
     elif isinstance(event, ContributionCompleted):
-        joined = "".join(seen.deltas)
+        unanswered = sorted(call for call, answered in seen.calls.items() if not answered)
+        if unanswered:
+            flag(f"{cid} completed with tool call(s) {', '.join(unanswered)} unanswered")
+        joined = "" if seen.tools_since_delta else "".join(seen.deltas)
         if joined != event.content:
             flag(f"{cid}: the content ({len(event.content)} chars) is not its deltas joined ({len(joined)} chars)")
     seen.settled, seen.settled_at = settled, position

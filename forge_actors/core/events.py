@@ -10,7 +10,7 @@ sanitised (``provider_spec.redact``) before it is recorded, so no key reaches th
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias, get_args
+from typing import Any, Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -28,6 +28,10 @@ PromptPurpose = Literal["initial", "retry", "reask", "rerun"]
 #: structured-output mechanism, ``text`` in the marker formats (``Score:``, ``VOTE:``), ``auto``
 #: JSON when the provider supports it. The engine records the resolved choice (json or text).
 RepliesMode = Literal["json", "text", "auto"]
+#: How a participant calls tools: ``native`` through its provider's tool-calling API, ``text`` by
+#: writing ``TOOL_CALL:`` lines, ``off`` not at all (``auto``, as configured, records native when
+#: the provider supports tool calling, else text).
+ToolMode = Literal["native", "text", "off", "auto"]
 
 
 class Persona(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -53,6 +57,9 @@ class ParticipantInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     model: str = ""
     persona: Persona | None = None
     replies: RepliesMode = "text"
+    #: The tools it may call (names, resolved from categories when it joined) and how.
+    tools: tuple[str, ...] = ()
+    tool_mode: ToolMode = "off"
 
 
 class SessionSettings(msgspec.Struct, frozen=True):
@@ -69,6 +76,11 @@ class SessionSettings(msgspec.Struct, frozen=True):
     #: Counted votes (AGREE or DISAGREE) a convergence round needs to decide anything;
     #: None: more than half of its voters.
     min_votes: int | None = None
+    #: The folder tools read (None: no workspace; file, search and git tools then answer with an error).
+    workspace: str | None = None
+    #: Per contribution: at most this many tool calls, and this many seconds spent in tools.
+    max_tool_calls: int = 8
+    max_tool_seconds: float = 60.0
 
 
 class TokenUsage(msgspec.Struct, frozen=True):
@@ -131,6 +143,8 @@ class PromptSent(Event, frozen=True):
     proposal_labels: dict[str, str] = {}
     #: The structured reply asked for (``critique`` or ``vote``), None for free text.
     response_schema: str | None = None
+    #: The tools offered through the provider's tool-calling API (text-mode tools are in the messages).
+    tools: tuple[str, ...] = ()
 
 
 class ContentDelta(Event, frozen=True):
@@ -177,6 +191,37 @@ class ContributionAbandoned(Event, frozen=True):
     round: int
     attempt: int
     reason: str
+
+
+class ToolCalled(Event, frozen=True):
+    """A participant asked for a tool while contributing. ``turn`` counts the model's replies
+    within the contribution (1: its first); ``call_id`` is unique within the contribution.
+    ``error`` says why the call was not run (its arguments were not a JSON object)."""
+
+    contribution_id: str
+    participant: str
+    round: int
+    attempt: int
+    turn: int
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    error: str | None = None
+
+
+class ToolResult(Event, frozen=True):
+    """What the tool answered (or why it could not), as the model was shown it."""
+
+    contribution_id: str
+    participant: str
+    round: int
+    attempt: int
+    call_id: str
+    tool: str
+    output: str
+    truncated: bool = False
+    error: str | None = None
+    duration_ms: float = 0.0
 
 
 class CritiqueRecorded(Event, frozen=True):
@@ -260,6 +305,8 @@ AnyEvent: TypeAlias = (
     | RoundStarted
     | PromptSent
     | ContentDelta
+    | ToolCalled
+    | ToolResult
     | ContributionCompleted
     | ContributionFailed
     | ContributionAbandoned

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 import yaml
@@ -58,6 +58,17 @@ class ExportVote(msgspec.Struct, frozen=True):
     confidence: float | None
 
 
+class ExportToolUse(msgspec.Struct, frozen=True):
+    """A tool call behind a participant's text in a round, and what it answered."""
+
+    participant: str
+    tool: str
+    arguments: dict[str, Any]
+    output: str | None
+    truncated: bool
+    error: str | None
+
+
 class ExportRound(msgspec.Struct, frozen=True):
     round: int
     kind: str
@@ -73,6 +84,8 @@ class ExportRound(msgspec.Struct, frozen=True):
     texts: dict[str, str]
     critiques: tuple[ExportCritique, ...]
     votes: tuple[ExportVote, ...]
+    #: The tool calls behind the texts (each participant's answer of the round), in order.
+    evidence: tuple[ExportToolUse, ...] = ()
 
 
 class ExportSynthesis(msgspec.Struct, frozen=True):
@@ -135,6 +148,9 @@ def export_document(state: SessionState, prices: Mapping[str, Price] | None = No
                   for c in sorted(state.critiques_in(r.round), key=lambda c: (rank(c.critic), c.label))),
             tuple(ExportVote(v.voter, v.vote, v.reasons, v.concerns, v.by_human, v.confidence)
                   for v in sorted(state.votes_in(r.round).values(), key=lambda v: rank(v.voter))),
+            tuple(ExportToolUse(name, use.tool, use.arguments, use.output, use.truncated, use.error)
+                  for name, c in sorted(state.completed_in(r.round).items(), key=lambda kv: rank(kv[0]))
+                  for use in c.tool_uses),
         )
         for r in state.rounds
     )
@@ -218,6 +234,16 @@ def to_markdown(document: ExportDocument) -> str:
     return "\n".join(lines)
 
 
+def _evidence_line(use: ExportToolUse) -> str:
+    args = ", ".join(f"{key}={msgspec.json.encode(value).decode()}" for key, value in use.arguments.items())
+    call = f"**{use.participant}** `{use.tool}({args})`".replace("\n", " ")
+    if use.error:
+        return f"{call} failed: {use.error.splitlines()[0] if use.error.strip() else 'error'}"
+    first = next((line.strip() for line in (use.output or "").splitlines() if line.strip()), "")
+    note = " (truncated)" if use.truncated else ""
+    return f"{call} → {len(use.output or '')} chars{note}: {first[:120]}"
+
+
 def _round_markdown(r: ExportRound) -> list[str]:
     title = f"## Round {r.round} — {r.kind}"
     if r.kind in ("synthesis", "convergence"):
@@ -246,6 +272,10 @@ def _round_markdown(r: ExportRound) -> list[str]:
         lines += _table(["voter", "vote", "reasons", "concerns"],
                         [[v.voter + (" (human)" if v.by_human else ""), v.vote, "; ".join(v.reasons),
                           "; ".join(v.concerns)] for v in r.votes])
+    if r.evidence:
+        lines += ["### Evidence (tool calls)", ""]
+        lines += [f"- {_evidence_line(use)}" for use in r.evidence]
+        lines += [""]
     return lines
 
 

@@ -41,6 +41,8 @@ from forge_actors.core.events import (
     SessionResumed,
     SessionSettings,
     TokenUsage,
+    ToolCalled,
+    ToolResult,
     VoteRecorded,
 )
 
@@ -50,6 +52,19 @@ SessionStatus = Literal[
 ContributionStatus = Literal["streaming", "completed", "failed", "abandoned"]
 RoundProgress = Literal["running", "completed", "degraded", "failed", "cancelled"]
 ENDED_STATUSES: frozenset[str] = frozenset({"converged", "max_rounds", "no_quorum", "cancelled", "failed"})
+
+
+class ToolUse(msgspec.Struct, frozen=True):
+    """One tool call of a contribution and, once it came, its result (``output`` None until then)."""
+
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    turn: int
+    output: str | None = None
+    truncated: bool = False
+    error: str | None = None
+    duration_ms: float = 0.0
 
 
 class ContributionState(msgspec.Struct, frozen=True):
@@ -73,6 +88,8 @@ class ContributionState(msgspec.Struct, frozen=True):
     will_retry: bool = False
     served_by: str = ""
     proposal_labels: dict[str, str] = {}
+    #: The tools it called, in order, with their results: the evidence behind its content.
+    tool_uses: tuple[ToolUse, ...] = ()
 
 
 class RoundState(msgspec.Struct, frozen=True):
@@ -277,6 +294,25 @@ def _content_delta(state: SessionState, e: ContentDelta) -> SessionState:
     return replace(state, streaming=_with(state.streaming, e.contribution_id, updated))
 
 
+def _tool_called(state: SessionState, e: ToolCalled) -> SessionState:
+    current = _started(state, e.contribution_id, e.participant, e.round, e.attempt)
+    use = ToolUse(e.call_id, e.tool, e.arguments, e.turn, error=e.error)
+    updated = replace(current, tool_uses=(*current.tool_uses, use))
+    return replace(state, streaming=_with(state.streaming, e.contribution_id, updated))
+
+
+def _tool_result(state: SessionState, e: ToolResult) -> SessionState:
+    current = state.streaming.get(e.contribution_id)
+    if current is None:  # a result for an attempt already settled: audit.verify reports it
+        return state
+    uses = tuple(
+        replace(use, output=e.output, truncated=e.truncated, error=e.error, duration_ms=e.duration_ms)
+        if use.call_id == e.call_id and use.output is None else use
+        for use in current.tool_uses
+    )
+    return replace(state, streaming=_with(state.streaming, e.contribution_id, replace(current, tool_uses=uses)))
+
+
 def _finish(state: SessionState, contribution_id: str, finished: ContributionState, **changes: object) -> SessionState:
     return replace(
         state,
@@ -387,6 +423,8 @@ _HANDLERS: dict[type[Event], Callable[[SessionState, Any], SessionState]] = {
     RoundStarted: _round_started,
     PromptSent: _prompt_sent,
     ContentDelta: _content_delta,
+    ToolCalled: _tool_called,
+    ToolResult: _tool_result,
     ContributionCompleted: _contribution_completed,
     ContributionFailed: _contribution_failed,
     ContributionAbandoned: _contribution_abandoned,

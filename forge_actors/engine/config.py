@@ -42,12 +42,12 @@ from typing import Any, Literal
 import msgspec
 
 from forge_actors.core.errors import ConfigError
-from forge_actors.core.events import ParticipantKind, Persona, RepliesMode, SessionSettings
+from forge_actors.core.events import ParticipantKind, Persona, RepliesMode, SessionSettings, ToolMode
 from forge_actors.core.pricing import Price
 
 SETTING_NAMES: tuple[str, ...] = SessionSettings.__struct_fields__
 #: Options of a participant's spec that the engine reads itself (the provider never sees them).
-ENGINE_SPEC_OPTIONS: tuple[str, ...] = ("replies",)
+ENGINE_SPEC_OPTIONS: tuple[str, ...] = ("replies", "tools", "tool_mode")
 DEFAULT_MODEL = "claude-sonnet-4-20250514"
 #: Participants a session may have unless ``[forge] max_participants`` says otherwise.
 DEFAULT_MAX_PARTICIPANTS = 32
@@ -69,6 +69,12 @@ class ParticipantSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     persona: Persona | None = None
     kind: ParticipantKind = "ai"
     replies: RepliesMode = "auto"
+    #: Tools it may call, by name or category (``"file,search"``); empty: the session's default
+    #: (``create_session(tools=...)``, ``forge run --tools``), else none. ``?tools=`` says the same.
+    tools: str = ""
+    #: How it calls them: native (the provider's API), text (``TOOL_CALL:`` lines), off, or auto
+    #: (native when the provider supports tool calling). ``?tool_mode=`` says the same.
+    tool_mode: ToolMode = "auto"
 
 
 class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -119,6 +125,17 @@ class PoolSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     cooldown_seconds: float = 30.0
 
 
+class ToolSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[forge.tools]``: what participants' tools may reach, beyond reading the workspace."""
+
+    #: Tools (names or categories) an HTTP caller may give a participant; read-only ones only.
+    api_tools: tuple[str, ...] = ("file", "search", "git")
+    #: Programs ``run_command`` may start (bare names, found on PATH); empty: none.
+    shell_programs: tuple[str, ...] = ()
+    #: Hosts ``http_get`` may fetch from; empty: none.
+    http_hosts: tuple[str, ...] = ()
+
+
 class ForgeConfig(msgspec.Struct, frozen=True, kw_only=True):
     #: Defaults of every new session; ``create_session(**overrides)`` changes them per session.
     settings: SessionSettings = SessionSettings()
@@ -135,6 +152,7 @@ class ForgeConfig(msgspec.Struct, frozen=True, kw_only=True):
     cli: dict[str, CliTool] = {}
     daemon: dict[str, DaemonTool] = {}
     pools: dict[str, PoolSettings] = {}
+    tools: ToolSettings = ToolSettings()
     #: The file this came from, None for the defaults.
     source: str | None = None
 
@@ -170,6 +188,8 @@ MAX_ROUNDS = 100
 MAX_RETRIES = 10
 MAX_TOKENS = 128_000
 MAX_ROUND_TIMEOUT_SECONDS = 86_400.0
+MAX_TOOL_CALLS = 64
+MAX_TOOL_SECONDS = 3_600.0
 #: Seeds are recorded as JSON integers: keep them within 64 bits.
 SEED_LIMIT = 2**63
 
@@ -186,6 +206,10 @@ def _check_ranges(settings: SessionSettings) -> None:
         (-SEED_LIMIT < settings.seed < SEED_LIMIT, "seed must be a 64-bit integer"),
         (settings.min_votes is None or 1 <= settings.min_votes <= MAX_MIN_VOTES,
          f"min_votes must be at least 1 and at most {MAX_MIN_VOTES}"),
+        (0 <= settings.max_tool_calls <= MAX_TOOL_CALLS, f"max_tool_calls must be 0 or more and at most {MAX_TOOL_CALLS}"),
+        (0 < settings.max_tool_seconds <= MAX_TOOL_SECONDS,
+         f"max_tool_seconds must be more than 0 and at most {MAX_TOOL_SECONDS:.0f}"),
+        (settings.workspace is None or bool(settings.workspace.strip()), "workspace must name a folder"),
     ]
     for ok, message in checks:
         if not ok:
@@ -274,6 +298,7 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
              for kind, cls in (("cli", CliTool), ("daemon", DaemonTool))}
     pools = {name: _pool(entry, f"forge.pools.{name}")
              for name, entry in _table(section.pop("pools", {}), "forge.pools").items()}
+    tool_settings = _convert(_table(section.pop("tools", {}), "forge.tools"), ToolSettings, "forge.tools")
     default_model = section.pop("default_model", DEFAULT_MODEL)
     if not isinstance(default_model, str) or not default_model:
         raise ConfigError("forge.default_model: a model name or a provider spec")
@@ -286,7 +311,7 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
     if unknown:
         raise ConfigError(f"unknown key(s) forge.{', forge.'.join(unknown)}; the [forge] keys are default_model, "
                           "max_participants, "
-                          f"{', '.join(SETTING_NAMES)}, and the tables providers, participants, pricing, cli, daemon, pools")
+                          f"{', '.join(SETTING_NAMES)}, and the tables providers, participants, pricing, cli, daemon, pools, tools")
     settings = _convert(section, SessionSettings, "forge")
     try:
         _check_ranges(settings)
@@ -294,7 +319,7 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
         raise ConfigError(f"forge.{exc}") from None
     return ForgeConfig(settings=settings, default_model=default_model, providers=providers,
                        participants=participants, max_participants=max_participants, pricing=pricing,
-                       cli=tools["cli"], daemon=tools["daemon"], pools=pools, source=source)
+                       cli=tools["cli"], daemon=tools["daemon"], pools=pools, tools=tool_settings, source=source)
 
 
 def _refuse_secrets(spec: str, key: str) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any
 
+import msgspec
 import pykka
 
 from eventstore import NO_STREAM, BatchingWriter, EventStore, Lease, RecordedEvent, SqliteLeases, Subscription
@@ -54,14 +55,17 @@ from forge_actors.core.usage import UsageReport, usage_report
 from forge_actors.engine import live, replay
 from forge_actors.engine.config import ForgeConfig, ParticipantSpec, participant_spec, session_settings
 from forge_actors.engine.errors import provider_setup_errors
+from forge_actors.engine.history import LogHistory, final_synthesis_from
 from forge_actors.engine.participants import Participants
 from forge_actors.engine.states import StateCache
 from forge_actors.engine.summaries import SessionSummary, Summaries
 from forge_actors.engine.supervisor import Supervisor
-from forge_actors.engine.trust import check_untrusted_participant, check_untrusted_spec
+from forge_actors.engine.toolboxes import Toolboxes, resolve_workspace
+from forge_actors.engine.trust import check_untrusted_participant, check_untrusted_settings, check_untrusted_spec
 from forge_actors.providers.pool import MemberHealth
 from forge_actors.providers.probe import ProviderProbe
 from forge_actors.providers.retry import RetryPolicy
+from forge_actors.tools import HistoryHit
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +123,13 @@ class Forge:
         self._states = StateCache(self._store)
         self._summaries = Summaries(self._store)
         self._participants = Participants(self.config, pool_clock)
+        self._history = LogHistory(self._store, final_synthesis_from(self.state))
+        self._toolboxes = Toolboxes(self.config.tools, self._store.path, self._history.for_session)
         self._supervisor = Supervisor(
             writer=self._writer, leases=SqliteLeases(self._store, clock=lease_clock), load=self._states.load,
             provider_for=lambda info, session_id: self._participants.for_recorded(info, session_id, self.events),
+            tools_for=lambda info, session_id, state, provider: self._toolboxes.runner(
+                info, session_id, state.settings, provider, self.events),
             retry_policy=retry_policy or RetryPolicy(), latency_clock=clock_ns or time.monotonic_ns,
             lease_ttl=float(lease_ttl), close_timeout=close_timeout,
         )
@@ -144,6 +152,7 @@ class Forge:
         constraints: Iterable[str] = (),
         settings: Mapping[str, Any] | None = None,
         trusted: bool = True,
+        tools: str = "",
         **overrides: Any,
     ) -> str:
         """Record a new session and return its id. Nothing runs until ``deliberate`` or ``run_round``.
@@ -158,6 +167,11 @@ class Forge:
         anything is built; the CLI and the Python API are trusted and keep full specs.
         A key given in a trusted spec (``?api_key=...``) is used for the life of this engine
         and never recorded. At most ``config.max_participants`` participants.
+
+        ``tools`` (``"file,search,git"``: tool and category names) is what AI participants whose
+        spec names no tools of its own may call, over the ``workspace`` setting's folder
+        (recorded as an absolute path). An untrusted caller may not set the workspace (the
+        operator's ``[forge] workspace`` applies) and may name only ``[forge.tools] api_tools``.
         """
         self._supervisor.check_open()
         if not isinstance(goal, str) or not goal.strip():
@@ -167,12 +181,15 @@ class Forge:
         specs = [participant_spec(p) for p in given]
         if not specs:
             raise ConfigError("a session needs participants: give specs such as mock:alice or anthropic:MODEL")
-        chosen = session_settings(self.config.settings, {**self._settings_mapping(settings), **overrides})
+        asked = {**self._settings_mapping(settings), **overrides}
         if not trusted:
+            check_untrusted_settings(asked, tools, self.config)
             with provider_setup_errors():  # a spec the registry cannot even parse
                 for spec in specs:
                     check_untrusted_participant(self.config, spec)
-        infos, full_specs = self._participants.describe(specs)
+        chosen = session_settings(self.config.settings, asked)
+        chosen = msgspec.structs.replace(chosen, workspace=resolve_workspace(chosen.workspace))
+        infos, full_specs = self._participants.describe(specs, tools)
         ai_names = [p.name for p in infos if p.kind == "ai"]
         if chosen.synthesizer is not None and chosen.synthesizer not in ai_names:
             raise ConfigError(f"synthesizer {chosen.synthesizer!r} is not an AI participant ({', '.join(ai_names)})")
@@ -402,6 +419,10 @@ class Forge:
         if not events:
             raise SessionNotFoundError(session_id)
         return events
+
+    def search_history(self, query: str, limit: int = 5) -> list[HistoryHit]:
+        """Past contributions matching ``query`` (plain words; ranked), across every session of the log."""
+        return self._history.search(query, limit)
 
     def records(self, session_id: str) -> list[RecordedEvent]:
         """Every committed event of the session as the log holds it (position, version, time), decoded."""

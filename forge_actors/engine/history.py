@@ -77,7 +77,7 @@ def fts5_available() -> bool:
     try:
         conn.execute("CREATE VIRTUAL TABLE probe USING fts5(text)")
         return True
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError:  # the answer sought: no such module
         return False
     finally:
         conn.close()
@@ -368,7 +368,7 @@ class LogHistory:
             return None
         try:
             return self._final_synthesis_of(session_id)
-        except SessionNotFoundError:
+        except SessionNotFoundError:  # an id the model made up: "no such session" is the answer
             return None
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from forge_actors.core.events import Event, ParticipantInfo, Persona, RepliesMode
+from forge_actors.core.events import Event, ParticipantInfo, Persona, RepliesMode, ToolMode
 from forge_actors.engine.config import ENGINE_SPEC_OPTIONS, ForgeConfig, ParticipantSpec
 from forge_actors.engine.errors import ConfigError, ParticipantKeyMissingError, provider_setup_errors
 from forge_actors.engine.replay import REPLAY_PREFIX, replay_provider
@@ -25,6 +25,7 @@ from forge_actors.providers.errors import MissingApiKeyError
 from forge_actors.providers.pool import HealthPolicy, MemberHealth, PoolHealth
 from forge_actors.providers.probe import HTTP_PROVIDERS, ProviderProbe, probe, probe_command
 from forge_actors.providers.registry import ProviderSpec, get_provider, known_providers, parse_spec, redact_spec
+from forge_actors.tools import UnknownToolError, select_tools
 
 #: The three members a session gets on the default model when nobody is named.
 DEFAULT_PERSONAS: tuple[tuple[str, Persona], ...] = (
@@ -37,6 +38,7 @@ DEFAULT_PERSONAS: tuple[tuple[str, Persona], ...] = (
 )
 
 REPLIES_MODES: tuple[RepliesMode, ...] = ("json", "text", "auto")
+TOOL_MODES: tuple[ToolMode, ...] = ("native", "text", "off", "auto")
 
 
 def default_model_spec(model: str) -> str:
@@ -69,6 +71,34 @@ def probe_providers(config: ForgeConfig, names: Iterable[str] | None = None, tim
     return probes
 
 
+def tool_choice(parsed: ProviderSpec, spec: ParticipantSpec, default_tools: str) -> tuple[tuple[str, ...], ToolMode]:
+    """The tools a participant may call (names; from its spec's ``?tools=``, its ``tools``, else the
+    session's default) and how it asked to call them (``?tool_mode=``, else its ``tool_mode``)."""
+    selection = parsed.options.get("tools") or spec.tools or default_tools
+    mode = parsed.options.get("tool_mode", spec.tool_mode)
+    where = f"{parsed.provider}:{parsed.model}"
+    if mode not in TOOL_MODES:
+        raise ConfigError(f"tool_mode={mode} in {where}: write tool_mode=native, text, off or auto")
+    if mode == "off" or not selection.strip():
+        return (), "off"
+    try:
+        return select_tools(selection), mode  # type: ignore[return-value]
+    except UnknownToolError as unknown:
+        raise ConfigError(f"tools={selection} in {where}: {unknown}") from None
+
+
+def resolve_tool_mode(names: tuple[str, ...], mode: ToolMode, provider: Provider, where: str) -> ToolMode:
+    """``auto`` becomes native when the provider has tool calling, else text; native without it is an error."""
+    if not names:
+        return "off"
+    native = bool(getattr(provider, "supports_tools", False))
+    if mode == "auto":
+        return "native" if native else "text"
+    if mode == "native" and not native:
+        raise ConfigError(f"{where} has no tool-calling API: use tool_mode=text (TOOL_CALL: lines) or auto")
+    return mode
+
+
 def replies_option(parsed: ProviderSpec, default: RepliesMode = "auto") -> tuple[ProviderSpec, RepliesMode]:
     """Take the engine's ``replies`` option out of a spec (it is not the provider's): the spec
     the provider is built from, and the mode asked for (the spec's, else ``default``)."""
@@ -84,6 +114,16 @@ def resolve_replies(mode: RepliesMode, provider: Provider) -> RepliesMode:
     if mode == "auto":
         return "json" if getattr(provider, "supports_json", False) else "text"
     return mode
+
+
+def _replies_with_tools(resolved: RepliesMode, asked: RepliesMode, tools: tuple[str, ...], where: str) -> RepliesMode:
+    """A participant with tools answers critiques and votes in text: a structured-output request and
+    tool calls do not mix on every API (Anthropic's structured output is itself a forced tool call)."""
+    if not tools or resolved == "text":
+        return resolved
+    if asked == "json":
+        raise ConfigError(f"{where}: replies=json cannot be combined with tools; use replies=text or auto")
+    return "text"
 
 
 class InlineSpecs:
@@ -140,7 +180,8 @@ class Participants:
 
     # -- new participants ------------------------------------------------------------------------
 
-    def describe(self, specs: list[ParticipantSpec]) -> tuple[list[ParticipantInfo], dict[str, ProviderSpec]]:
+    def describe(self, specs: list[ParticipantSpec],
+                 default_tools: str = "") -> tuple[list[ParticipantInfo], dict[str, ProviderSpec]]:
         """Each participant as recorded (unique names, specs without keys), and the full specs of
         those whose spec carried a key (kept in memory only, by name). Every provider is built
         once and closed, so that a bad option or a missing key fails now, before anything is written."""
@@ -150,16 +191,22 @@ class Participants:
         for spec in specs:
             parsed: ProviderSpec | None = None
             replies: RepliesMode = "text"
+            tools: tuple[str, ...] = ()
+            tool_mode: ToolMode = "off"
             if spec.kind == "human":
                 if not spec.name:
                     raise ConfigError("a human participant needs a name")
                 name, provider, model = spec.name, "", ""
             else:
                 with provider_setup_errors():
-                    parsed, replies = replies_option(parse_spec(spec.spec), spec.replies)
+                    given = parse_spec(spec.spec)
+                tools, tool_mode = tool_choice(given, spec, default_tools)
+                parsed, replies = replies_option(given, spec.replies)
                 self._check_enabled(parsed)
                 built = self.build(str(parsed))
-                replies = resolve_replies(replies, built)
+                where = spec.name or str(parsed.redacted())
+                tool_mode = resolve_tool_mode(tools, tool_mode, built, where)
+                replies = _replies_with_tools(resolve_replies(replies, built), replies, tools, where)
                 built.close()
                 name, provider, model = spec.name or parsed.model, str(parsed.redacted()), parsed.model
             if name in taken:
@@ -169,7 +216,7 @@ class Participants:
             taken.add(name)
             if parsed is not None and parsed.has_secrets:
                 full_specs[name] = parsed
-            infos.append(ParticipantInfo(name, spec.kind, provider, model, spec.persona, replies))
+            infos.append(ParticipantInfo(name, spec.kind, provider, model, spec.persona, replies, tools, tool_mode))
         return infos, full_specs
 
     def switch(self, spec: str) -> Switch:

@@ -8,7 +8,9 @@ recorded (``paced``). Neither calls a model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import msgspec
 
@@ -27,25 +29,44 @@ from forge_actors.core.events import (
     RoundStarted,
     SessionCreated,
     SessionEnded,
+    ToolCalled,
 )
-from forge_actors.providers.base import Usage
-from forge_actors.providers.replay import RecordedAnswer, ReplayProvider, prompt_key
+from forge_actors.core.events import ToolResult as EventToolResult
+from forge_actors.providers.base import ToolCall, Usage
+from forge_actors.providers.errors import ReplayMismatchError
+from forge_actors.providers.replay import RecordedAnswer, RecordedTurn, ReplayProvider, prompt_key
+from forge_actors.tools import ToolBudget, ToolResult
 
 
 def recorded_answers(events: Iterable[Event], participant: str) -> list[RecordedAnswer]:
     """The participant's attempts in the order their prompts were sent.
 
     An attempt abandoned by a crash is left out: it was run again, and that run is the answer.
+    An attempt that called tools has its replies split into turns at its ``ToolCalled`` events
+    (a turn's deltas come before the calls it made).
     """
     answers: dict[str, RecordedAnswer] = {}
+    next_turn: dict[str, int] = {}  # the turn the next deltas of an attempt belong to (1: its first)
     abandoned: set[str] = set()
     for event in events:
         if isinstance(event, PromptSent):
             if event.participant == participant:
-                answers[event.contribution_id] = RecordedAnswer(event.contribution_id, prompt_key(event.messages))
+                answers[event.contribution_id] = RecordedAnswer(event.contribution_id, prompt_key(event.messages),
+                                                                prompt_length=len(event.messages))
         elif isinstance(event, ContentDelta):
-            if event.contribution_id in answers:
-                answers[event.contribution_id].deltas.append(event.text)
+            answer = answers.get(event.contribution_id)
+            if answer is not None:
+                answer.deltas.append(event.text)
+                if answer.turns:
+                    _turn(answer, next_turn[event.contribution_id]).deltas.append(event.text)
+        elif isinstance(event, ToolCalled):
+            answer = answers.get(event.contribution_id)
+            if answer is not None:
+                if not answer.turns:  # the deltas so far were its first turn's
+                    answer.turns.append(RecordedTurn(list(answer.deltas)))
+                call = ToolCall(event.call_id, event.tool, dict(event.arguments), event.error)
+                _turn(answer, event.turn).tool_calls.append(call)
+                next_turn[event.contribution_id] = event.turn + 1
         elif isinstance(event, ContributionCompleted):
             if event.contribution_id in answers:
                 answer = answers[event.contribution_id]
@@ -58,6 +79,92 @@ def recorded_answers(events: Iterable[Event], participant: str) -> list[Recorded
         elif isinstance(event, ContributionAbandoned):
             abandoned.add(event.contribution_id)
     return [answer for cid, answer in answers.items() if cid not in abandoned]
+
+
+def _turn(answer: RecordedAnswer, number: int) -> RecordedTurn:
+    while len(answer.turns) < number:
+        answer.turns.append(RecordedTurn())
+    return answer.turns[number - 1]
+
+
+class RecordedToolCall(msgspec.Struct, frozen=True):
+    contribution_id: str
+    tool: str
+    arguments: dict[str, Any]
+    result: ToolResult
+
+
+def recorded_tool_calls(events: Iterable[Event], participant: str) -> list[RecordedToolCall]:
+    """The participant's tool calls with their results, in order (those of abandoned attempts left out)."""
+    calls: dict[tuple[str, str], ToolCalled] = {}
+    found: list[RecordedToolCall] = []
+    abandoned: set[str] = set()
+    for event in events:
+        if isinstance(event, ToolCalled) and event.participant == participant:
+            calls[(event.contribution_id, event.call_id)] = event
+        elif isinstance(event, EventToolResult) and event.participant == participant:
+            called = calls.get((event.contribution_id, event.call_id))
+            if called is not None:
+                result = ToolResult(event.output, event.truncated, event.error, event.duration_ms)
+                found.append(RecordedToolCall(event.contribution_id, called.tool, dict(called.arguments), result))
+        elif isinstance(event, ContributionAbandoned):
+            abandoned.add(event.contribution_id)
+    return [call for call in found if call.contribution_id not in abandoned]
+
+
+class _RecordedBudget:
+    """A re-run's budget: spent as the recorded calls spent the live one (a call, its recorded
+    duration), so that the re-run's participant stops calling exactly where the recording did."""
+
+    def __init__(self, max_calls: int, max_seconds: float) -> None:
+        self.live = ToolBudget(max_calls, max_seconds)
+
+    def refusal(self) -> str | None:
+        return self.live.refusal()
+
+
+class RecordedTools:
+    """A participant's tool runner in a re-run: the recorded results, in order; never runs a tool.
+
+    A call other than the next recorded one (another tool, other arguments) raises
+    ReplayMismatchError: the re-run has left the recording, and the contribution fails saying so.
+    """
+
+    def __init__(self, participant: str, calls: Iterable[RecordedToolCall], max_calls: int, max_seconds: float) -> None:
+        self.participant = participant
+        self._calls = deque(calls)
+        self._max_calls = max_calls
+        self._max_seconds = max_seconds
+
+    def budget(self) -> _RecordedBudget:
+        return _RecordedBudget(self._max_calls, self._max_seconds)
+
+    def call(self, name: str, arguments: Mapping[str, Any], budget: _RecordedBudget | None = None) -> ToolResult:
+        if not self._calls:
+            raise ReplayMismatchError(f"{self.participant} called {name} in the re-run; the recording has no more "
+                                      "tool calls of it", provider="replay")
+        recorded = self._calls[0]
+        if recorded.tool != name or recorded.arguments != dict(arguments):
+            raise ReplayMismatchError(
+                f"{self.participant} called {name}({_short(arguments)}) in the re-run where the recording called "
+                f"{recorded.tool}({_short(recorded.arguments)}); a re-run reproduces only the same calls",
+                provider="replay")
+        self._calls.popleft()
+        if budget is not None:
+            budget.live.calls += 1
+            budget.live.seconds += recorded.result.duration_ms / 1000
+        return recorded.result
+
+    def remaining(self) -> int:
+        return len(self._calls)
+
+    def __repr__(self) -> str:
+        return f"RecordedTools({self.participant!r}, {len(self._calls)} left)"
+
+
+def _short(arguments: Mapping[str, Any]) -> str:
+    text = msgspec.json.encode(dict(arguments)).decode()
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def replay_provider(events: Iterable[Event], participant: str, model: str = "") -> ReplayProvider:

@@ -34,7 +34,7 @@ from eventstore import (
     NewEvent,
 )
 from forge_actors.actors.messages import Recover
-from forge_actors.actors.participant import ParticipantActor
+from forge_actors.actors.participant import ParticipantActor, ToolRunner
 from forge_actors.actors.scheduler import Scheduler
 from forge_actors.actors.session import SessionActor
 from forge_actors.core.errors import SessionBusyError, SessionStoppedError
@@ -124,6 +124,7 @@ class Supervisor:
         leases: LeaseStore,
         load: Callable[[str], tuple[SessionState, int]],
         provider_for: Callable[[ParticipantInfo, str], Provider],
+        tools_for: Callable[[ParticipantInfo, str, SessionState, Provider], ToolRunner | None],
         retry_policy: RetryPolicy,
         latency_clock: Callable[[], int],
         lease_ttl: float,
@@ -133,6 +134,7 @@ class Supervisor:
         self._leases = leases
         self._load = load
         self._provider_for = provider_for
+        self._tools_for = tools_for
         self._retry_policy = retry_policy
         self._latency_clock = latency_clock
         self._lease_ttl = lease_ttl
@@ -189,9 +191,9 @@ class Supervisor:
         try:
             for info in state.participants.values():
                 if info.kind == "ai":
-                    participants[info.name] = ParticipantActor.start(
-                        info.name, self._provider_for(info, session_id), self._latency_clock
-                    )
+                    provider = self._provider_for(info, session_id)
+                    tools = self._tools_for(info, session_id, state, provider)
+                    participants[info.name] = ParticipantActor.start(info.name, provider, self._latency_clock, tools)
         except BaseException:
             for ref in participants.values():
                 ref.stop(block=False)

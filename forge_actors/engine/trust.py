@@ -32,6 +32,7 @@ from typing import Any
 from forge_actors.core.errors import UntrustedSpecError
 from forge_actors.engine.config import ENGINE_SPEC_OPTIONS, ForgeConfig, ParticipantSpec, participant_spec
 from forge_actors.providers.registry import parse_spec
+from forge_actors.tools import REGISTRY, UnknownToolError, select_tools
 
 #: Mock options an untrusted caller may set: none runs anything or reaches the network.
 MOCK_OPTIONS = ("seed", "word_delay", "fail_on", "garble")
@@ -50,6 +51,35 @@ def check_untrusted_participant(config: ForgeConfig, participant: str | Particip
     if spec.kind == "human":
         return
     check_untrusted_spec(config, spec.spec)
+    check_untrusted_tools(config, spec.tools, f"participant {spec.name or spec.spec.split('?')[0]}")
+
+
+def check_untrusted_settings(settings: Mapping[str, Any], tools: str, config: ForgeConfig) -> None:
+    """Refuse the session settings an untrusted caller may not choose: the workspace (a path on the
+    server: the operator's ``[forge] workspace`` applies), and tools beyond ``[forge.tools] api_tools``."""
+    if "workspace" in settings:
+        raise UntrustedSpecError("the workspace cannot be set through the API: the server's [forge] workspace in "
+                                 "forge.toml applies (tools read only the folder the operator chose)",
+                                 option="workspace")
+    check_untrusted_tools(config, tools, "the session's tools")
+
+
+def check_untrusted_tools(config: ForgeConfig, selection: str, where: str) -> None:
+    """Refuse tools an untrusted caller may not enable: any not in ``api_tools``, and any that writes,
+    runs a program or reaches the network, whatever the operator listed."""
+    if not selection or not selection.strip():
+        return
+    try:
+        asked = select_tools(selection)
+        allowed = set(select_tools(config.tools.api_tools))
+    except UnknownToolError as unknown:
+        raise UntrustedSpecError(f"{where}: {unknown}", option="tools") from None
+    refused = [name for name in asked if name not in allowed or not REGISTRY[name].read_only]
+    if refused:
+        shown = ", ".join(sorted(name for name in allowed if REGISTRY[name].read_only)) or "none"
+        raise UntrustedSpecError(f"{where}: the tool(s) {', '.join(refused)} cannot be enabled through the API; "
+                                 f"this server allows {shown} ([forge.tools] api_tools, read-only tools only)",
+                                 option="tools")
 
 
 def check_untrusted_spec(config: ForgeConfig, spec: str) -> None:
@@ -58,6 +88,7 @@ def check_untrusted_spec(config: ForgeConfig, spec: str) -> None:
     An unknown provider or an unreadable spec raises the registry's ProviderConfigError.
     """
     parsed = parse_spec(spec)
+    check_untrusted_tools(config, parsed.options.get("tools", ""), f"{parsed.provider}:{parsed.model}")
     kind, name = parsed.provider, parsed.model
     options = {k: v for k, v in parsed.options.items() if k not in ENGINE_SPEC_OPTIONS}
     shown = f"{kind}:{name}"  # never the query: it may hold a key

@@ -166,6 +166,13 @@ class MalformedReplyError(LlmError):
         self.finish_reason = finish_reason
 
 
+class ReplayMismatchError(LlmError):
+    """A re-run asked for something its recording does not hold (another prompt, another tool
+    call): the re-run is no longer the recorded session, and saying so beats making up an answer."""
+
+    kind = "replay_mismatch"
+
+
 class ProviderConfigError(ValueError):
     """A provider spec or option is wrong. Raised before any request is made."""
 
@@ -196,7 +203,7 @@ ERRORS_BY_KIND: dict[str, type[LlmError]] = {
     for cls in (
         AuthenticationError, PermissionDeniedError, RateLimitError, OverloadedError, BadRequestError,
         NotFoundError, ServerError, QuotaExceededError, RequestTimeoutError, ConnectError, ProtocolError,
-        EmptyResponseError, ProcessFailedError, CancelledError, RefusalError, MalformedReplyError,
+        EmptyResponseError, ProcessFailedError, CancelledError, RefusalError, MalformedReplyError, ReplayMismatchError,
     )
 }
 

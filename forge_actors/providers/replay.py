@@ -16,13 +16,30 @@ from collections.abc import Iterable, Iterator
 
 import msgspec
 
-from forge_actors.providers.base import LlmRequest, LlmResponse, Message, StreamChunk, Usage, collect
-from forge_actors.providers.errors import ERRORS_BY_KIND, LlmError, NotFoundError
+from forge_actors.providers.base import (
+    TOOL_CALLS_FINISH,
+    LlmRequest,
+    LlmResponse,
+    Message,
+    StreamChunk,
+    ToolCall,
+    Usage,
+    collect,
+)
+from forge_actors.providers.errors import ERRORS_BY_KIND, LlmError, NotFoundError, ReplayMismatchError
 from forge_actors.providers.structured import StructuredOutput
 
 
+class RecordedTurn(msgspec.Struct):
+    """One reply of the model within an attempt that called tools: its text and its calls."""
+
+    deltas: list[str] = []
+    tool_calls: list[ToolCall] = []
+
+
 class RecordedAnswer(msgspec.Struct):
-    """One recorded attempt: the prompt it answered (``prompt_key``) and what came back."""
+    """One recorded attempt: the prompt it answered (``prompt_key``, over its first ``prompt_length``
+    messages) and what came back. An attempt that called tools has its replies in ``turns``."""
 
     contribution_id: str
     prompt_key: str
@@ -32,6 +49,8 @@ class RecordedAnswer(msgspec.Struct):
     usage: Usage = Usage()
     error_kind: str | None = None
     error_message: str = ""
+    prompt_length: int = 0
+    turns: list[RecordedTurn] = []
 
 
 def prompt_key(messages: Iterable[Message]) -> str:
@@ -59,8 +78,10 @@ class ReplayProvider(StructuredOutput):
         self.participant = participant
         self.model = model or participant
         self.supports_json = supports_json
-        self.supports_tools = False  # recorded answers carry no tool calls (yet)
+        self.supports_tools = True  # recorded tool calls come back as they were made
         self._queues: dict[str, deque[RecordedAnswer]] = {}
+        # An attempt that called tools, part played: (its answer, the next turn to play).
+        self._continuing: tuple[RecordedAnswer, int] | None = None
         for answer in answers:  # in the order the prompts were sent
             self._queues.setdefault(answer.prompt_key, deque()).append(answer)
 
@@ -81,6 +102,11 @@ class ReplayProvider(StructuredOutput):
         return collect(self.stream(request), self.model)
 
     def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        if self._continuing is not None:
+            answer, turn = self._continuing
+            if prompt_key(request.messages[:answer.prompt_length]) == answer.prompt_key:
+                return self._play_turn(answer, turn)
+            self._continuing = None  # a new prompt: that attempt ended (e.g. it was cancelled) mid-way
         queue = self._queues.get(prompt_key(request.messages))
         if not queue:
             raise NotFoundError(
@@ -88,12 +114,39 @@ class ReplayProvider(StructuredOutput):
                 "whose prompts are the same (same goal, participants, seed and settings)",
                 provider=self.name,
             )
-        return self._play(queue.popleft())
+        answer = queue.popleft()
+        return self._play_turn(answer, 0) if answer.turns else self._play(answer)
 
-    def _play(self, answer: RecordedAnswer) -> Iterator[StreamChunk]:
-        deltas = answer.deltas or ([answer.content] if answer.content else [])
+    def _play_turn(self, answer: RecordedAnswer, index: int) -> Iterator[StreamChunk]:
+        """The ``index``-th reply of an attempt that called tools; the last ends as the attempt did."""
+        if index >= len(answer.turns):
+            self._continuing = None
+            raise ReplayMismatchError(f"the recording of {answer.contribution_id} has {len(answer.turns)} replies; "
+                                      f"the re-run asked for reply {index + 1}", provider=self.name)
+        last = index == len(answer.turns) - 1
+        self._continuing = None if last else (answer, index + 1)
+        turn = answer.turns[index]
+        if last:
+            return self._play(answer, turn)
+        return self._play_calls(turn)
+
+    @staticmethod
+    def _play_calls(turn: RecordedTurn) -> Iterator[StreamChunk]:
+        for delta in turn.deltas:
+            yield StreamChunk(delta)
+        for call in turn.tool_calls:
+            yield StreamChunk(tool_call=call)
+        yield StreamChunk("", True, TOOL_CALLS_FINISH, Usage())
+
+    def _play(self, answer: RecordedAnswer, turn: RecordedTurn | None = None) -> Iterator[StreamChunk]:
+        if turn is not None:
+            deltas = turn.deltas
+        else:
+            deltas = answer.deltas or ([answer.content] if answer.content else [])
         for delta in deltas:
             yield StreamChunk(delta)
+        for call in turn.tool_calls if turn is not None else ():
+            yield StreamChunk(tool_call=call)  # a last turn's calls (past the budget): never run
         if answer.error_kind is not None:
             raise _recorded_error(answer)
         if answer.content is None:

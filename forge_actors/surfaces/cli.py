@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threshold", type=float, metavar="X", help="convergence threshold, 0-1")
     run.add_argument("--round-timeout", type=float, metavar="S", help="seconds a participant gets per round")
     run.add_argument("--seed", type=int, metavar="N")
+    run.add_argument("--tools", metavar="LIST",
+                     help="tools every AI participant may call, by name or category (e.g. file,search,git); "
+                          "a spec's own ?tools= wins")
+    run.add_argument("--workspace", metavar="DIR",
+                     help="the folder the tools read (default with --tools: the current folder)")
 
     commands.add_parser("sessions", parents=[common], help="list the sessions in the log")
     for name, text in (("show", "a session's state"), ("resume", "continue an interrupted session"),
@@ -175,14 +180,22 @@ def cmd_run(ctx: Context) -> int:
         why = None
         if not participants:
             participants, why = forge.default_participants(ctx.environ)
+        workspace = args.workspace
+        if workspace is None and (args.tools or _specs_name_tools(participants)):
+            workspace = forge.config.settings.workspace or "."
         session_id = forge.create_session(
             args.goal, participants, title=args.title, max_rounds=args.max_rounds,
             convergence_threshold=args.threshold, round_timeout_seconds=args.round_timeout, seed=args.seed,
+            tools=args.tools or "", workspace=workspace,
         )
         if why:
             ctx.note(why)
         ctx.note(f"session {session_id} · log {forge.path}")
         return _follow(ctx, forge, session_id, forge.deliberate(session_id))
+
+
+def _specs_name_tools(participants: list[Any]) -> bool:
+    return any(isinstance(p, str) and "tools=" in p.partition("?")[2] for p in participants)
 
 
 def cmd_resume(ctx: Context) -> int:

@@ -29,6 +29,8 @@ from forge_actors.core.events import (
     RoundStarted,
     SessionEnded,
     SessionInterrupted,
+    ToolCalled,
+    ToolResult,
 )
 from forge_actors.core.export import event_json
 from forge_actors.core.pricing import Price, format_cost
@@ -42,6 +44,22 @@ if TYPE_CHECKING:
 PALETTE = ("cyan", "yellow", "magenta", "green", "blue", "red", "bright_cyan", "bright_magenta")
 TAIL_LINES = 10
 REDRAWS_PER_SECOND = 15
+
+
+def tool_call_line(event: ToolCalled) -> str:
+    """``read_file(path="README.md")``, at most one line of 100 characters."""
+    args = ", ".join(f"{key}={value!r}" for key, value in event.arguments.items())
+    line = f"{event.tool}({args})".replace("\n", " ")
+    return line if len(line) <= 100 else line[:97] + "..."
+
+
+def tool_result_line(event: ToolResult) -> str:
+    """What a tool answered, in one line: its error, or its size and first line."""
+    if event.error:
+        return f"{event.tool} failed: {event.error.splitlines()[0][:100] if event.error.strip() else 'error'}"
+    first = next((line.strip() for line in event.output.splitlines() if line.strip()), "")
+    size = f"{len(event.output)} chars{', truncated' if event.truncated else ''}, {event.duration_ms:.0f} ms"
+    return f"{event.tool} → {size}: {first[:80]}"
 
 
 class JsonLinesView:
@@ -100,6 +118,13 @@ class LiveView:
             self.statuses[event.participant] = "streaming" if event.purpose == "initial" else event.purpose
         elif isinstance(event, ContentDelta):
             self.texts[event.participant] = self.texts.get(event.participant, "") + event.text
+        elif isinstance(event, ToolCalled):
+            self.texts[event.participant] = self.texts.get(event.participant, "") + f"\n⚙ {tool_call_line(event)}\n"
+            self.statuses[event.participant] = f"calling {event.tool}"
+        elif isinstance(event, ToolResult):
+            say(Text.assemble(("⚙ ", "dim"), (event.participant, self.colour(event.participant)),
+                              f" · {tool_result_line(event)}", style="dim"))
+            self.statuses[event.participant] = "streaming"
         elif isinstance(event, ContributionCompleted):
             self.statuses[event.participant] = f"done · {event.usage.output_tokens} tokens · {event.latency_ms:.0f} ms"
         elif isinstance(event, ContributionFailed):

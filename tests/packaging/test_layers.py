@@ -139,6 +139,7 @@ CORE = "forge_actors.core"
 ACTORS = "forge_actors.actors"
 ENGINE = "forge_actors.engine"
 PROVIDERS = "forge_actors.providers"
+TOOLS = "forge_actors.tools"
 SURFACES = ("forge_actors.surfaces", "tools")  # tools/ holds scripts over the engine (tools/replay.py)
 is_surface = _under(*SURFACES)  # forge_actors.providers.cli is a provider, not a surface
 is_actor = _under(ACTORS)
@@ -208,6 +209,12 @@ RULES: tuple[Rule, ...] = (
         why="a provider talks to a model; the formats leaf is shared with the mock, the rest of the domain is not",
     ),
     Rule(
+        "tools-know-only-tools",
+        binds=_under(TOOLS),
+        forbids=lambda t: _ours(t) and not _under(TOOLS)(t),
+        why="a tool reads a workspace for whoever asks; it knows nothing of sessions, models or the log",
+    ),
+    Rule(
         "pure-core-does-no-io-and-uses-no-actors",
         binds=is_core,
         forbids=lambda t: _under("pykka", *IO_LIBRARIES)(t) or (_ours(t) and not is_core(t)),
@@ -267,7 +274,7 @@ def test_every_rule_binds_some_module():
     modules = read_tree()
     for rule in RULES:
         assert any(rule.binds(m) for m in modules), rule.name
-    for package in (CORE, ACTORS, ENGINE, PROVIDERS, *SURFACES):
+    for package in (CORE, ACTORS, ENGINE, PROVIDERS, TOOLS, *SURFACES):
         assert any(_under(package)(m) for m in modules), package
 
 
@@ -325,6 +332,8 @@ PLANTED = [
      "from .. import engine\n"),  # the provider named cli is bound as a provider
     ("providers-know-only-providers-and-formats", "forge_actors.providers.planted", False,
      "def later():\n    from eventstore import EventStore\n"),
+    ("tools-know-only-tools", "forge_actors.tools.files", False, "from ..core.events import ToolCalled\n"),
+    ("tools-know-only-tools", "forge_actors.tools.planted", False, "from forge_actors.engine import Forge\n"),
     ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.core.state", False, "from ..actors import session\n"),
     ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.core.rounds", False, "import httpx\n"),
     ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.core.events", False, "from ..engine import Forge\n"),

@@ -113,7 +113,7 @@ def test_supports_tools_says_who_calls_tools_natively(tmp_path):
     assert (anthropic().supports_tools, openai().supports_tools, ollama().supports_tools, mock.supports_tools) == (
         True, True, True, True)
     assert CliProvider("cat", command=["cat"]).supports_tools is False
-    assert ReplayProvider("a", []).supports_tools is False
+    assert ReplayProvider("a", []).supports_tools is True  # recorded calls come back as they were made
     assert PoolProvider("p", members=[("a", mock), ("b", MockProvider("b"))]).supports_tools is True
     assert PoolProvider("p", members=[("a", mock), ("c", CliProvider("cat", command=["cat"]))]).supports_tools is False
 
