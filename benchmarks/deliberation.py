@@ -16,6 +16,11 @@ folder; the last line of output is one JSON object (fields in the README).
 - load: 50 sessions x 4 mock participants with no delay, all deliberating at once
   (max_rounds=2): durable deltas/s over the whole run, CPU seconds per 1,000 deltas,
   peak RSS and the most threads alive at any moment.
+- tool calls: one participant whose draft calls the ``calculate`` tool 60 times (one call per
+  reply, natively), against the same draft with no call; the difference per call, less the
+  tool's own time through ``Toolbox.call`` directly (the baseline), is what the engine and the
+  log add per call: the two messages to the session, ToolCalled + ToolResult appended, and a
+  turn of the conversation.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from forge_actors.core.events import ContentDelta  # noqa: E402
 from forge_actors.engine import Forge  # noqa: E402
 from forge_actors.providers import LlmRequest, StreamChunk, Usage, collect, register_provider  # noqa: E402
+from forge_actors.providers.base import ToolCall  # noqa: E402
 from forge_actors.surfaces.server.runner import ServerThread  # noqa: E402
+from forge_actors.tools import Toolbox, ToolContext  # noqa: E402
 
 #: (participant model, delta index) -> perf_counter when the provider handed the delta over.
 HANDED_OVER: dict[tuple[str, int], float] = {}
@@ -79,6 +86,40 @@ class PacedProvider:
 
 
 register_provider("paced", PacedProvider, {"deltas": int, "seconds": float})
+
+
+class ToolCallingProvider:
+    """``toolcaller:NAME?calls=60``: a draft that calls ``calculate`` once per reply, ``calls`` times."""
+
+    name = "toolcaller"
+    supports_json = False
+    supports_tools = True
+
+    def __init__(self, model: str, *, calls: int = 60, **_ignored: object) -> None:
+        self.model = model
+        self.calls = calls
+
+    def stream(self, request: LlmRequest):
+        made = sum(len(m.tool_calls) for m in request.messages if m.role == "assistant")
+        if made < self.calls and request.tools:
+            yield StreamChunk(tool_call=ToolCall(f"c{made}", "calculate", {"expression": f"{made} * 7 + 1"}))
+            yield StreamChunk("", True, "tool_calls", Usage(10, 1))
+            return
+        yield StreamChunk(f"the answer after {made} calls")
+        yield StreamChunk("", True, "stop", Usage(10, 5))
+
+    def complete(self, request: LlmRequest):
+        return collect(self.stream(request), self.model)
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+register_provider("toolcaller", ToolCallingProvider, {"calls": int})
+TOOL_CALLS = 60
 NAMES = ("alice", "bob", "carol", "dave", "erin")
 
 
@@ -195,6 +236,30 @@ def bench_load(folder: str, sessions: int) -> dict[str, float]:
     }
 
 
+def bench_tool_calls(folder: str, repeats: int = 5) -> dict[str, float]:
+    """Per tool call: the engine's time (the draft with 60 calls less the draft with none, / 60), the
+    tool's own time called directly, and the difference, which is the engine's and the log's part."""
+    def draft_seconds(forge: Forge, calls: int) -> float:
+        session_id = forge.create_session("Count", [f"toolcaller:t?calls={calls}&tools=calculate"],
+                                          max_tool_calls=TOOL_CALLS, max_tool_seconds=600)
+        start = time.perf_counter()
+        forge.run_round(session_id, "draft")
+        return time.perf_counter() - start
+
+    with Forge(f"{folder}/tools.db") as forge:
+        draft_seconds(forge, 2)  # warm up: imports, the first actor threads
+        with_calls = statistics.median(draft_seconds(forge, TOOL_CALLS) for _ in range(repeats))
+        without = statistics.median(draft_seconds(forge, 0) for _ in range(repeats))
+    toolbox = Toolbox("calculate", ToolContext())
+    start = time.perf_counter()
+    for index in range(TOOL_CALLS * repeats):
+        toolbox.call("calculate", {"expression": f"{index} * 7 + 1"})
+    direct_ms = (time.perf_counter() - start) * 1000 / (TOOL_CALLS * repeats)
+    engine_ms = (with_calls - without) * 1000 / TOOL_CALLS
+    return {"tool_call_engine_ms": round(engine_ms, 3), "tool_call_direct_ms": round(direct_ms, 3),
+            "tool_call_overhead_ms": round(engine_ms - direct_ms, 3)}
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -210,6 +275,7 @@ def main() -> None:
         latencies = bench_latency(folder, args.latency_seconds)
         ws_latencies = bench_ws_latency(folder, args.latency_seconds)
         load = bench_load(folder, args.sessions)
+        tools = bench_tool_calls(folder)
     result = {
         "parallel_wall_over_L": round(parallel, 3),
         "sequential_wall_over_L": round(sequential, 3),
@@ -222,6 +288,7 @@ def main() -> None:
         "ws_latency_p99_ms": round(percentile(ws_latencies, 0.99), 2),
         "ws_latency_max_ms": round(max(ws_latencies), 2),
         **load,
+        **tools,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     print(f"{'round of 5 in parallel, wall / L':<44}{result['parallel_wall_over_L']:>10}  (target <= 1.05)")
@@ -235,6 +302,9 @@ def main() -> None:
     print(f"{'load: durable deltas/s':<44}{result['load_deltas_per_s']:>10}")
     print(f"{'load: CPU s per 1,000 deltas':<44}{result['cpu_s_per_1k_deltas']:>10}")
     print(f"{'threads at peak':<44}{result['threads_peak']:>10}")
+    print(f"{'tool call in a draft, per call (ms)':<44}{result['tool_call_engine_ms']:>10}  "
+          f"(the tool alone: {result['tool_call_direct_ms']} ms; engine + log add "
+          f"{result['tool_call_overhead_ms']} ms per call)")
     print(f"{'peak RSS (MB)':<44}{result['peak_rss_mb']:>10}")
     print(json.dumps(result))
 

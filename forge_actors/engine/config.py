@@ -298,7 +298,7 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
              for kind, cls in (("cli", CliTool), ("daemon", DaemonTool))}
     pools = {name: _pool(entry, f"forge.pools.{name}")
              for name, entry in _table(section.pop("pools", {}), "forge.pools").items()}
-    tool_settings = _convert(_table(section.pop("tools", {}), "forge.tools"), ToolSettings, "forge.tools")
+    tool_settings = _tool_settings(section.pop("tools", {}))
     default_model = section.pop("default_model", DEFAULT_MODEL)
     if not isinstance(default_model, str) or not default_model:
         raise ConfigError("forge.default_model: a model name or a provider spec")
@@ -320,6 +320,21 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
     return ForgeConfig(settings=settings, default_model=default_model, providers=providers,
                        participants=participants, max_participants=max_participants, pricing=pricing,
                        cli=tools["cli"], daemon=tools["daemon"], pools=pools, tools=tool_settings, source=source)
+
+
+def _tool_settings(value: Any) -> ToolSettings:
+    from forge_actors.tools import REGISTRY, UnknownToolError, select_tools
+
+    settings: ToolSettings = _convert(_table(value, "forge.tools"), ToolSettings, "forge.tools")
+    try:
+        allowed = select_tools(settings.api_tools)
+    except UnknownToolError as unknown:
+        raise ConfigError(f"forge.tools.api_tools: {unknown}") from None
+    writers = [name for name in allowed if not REGISTRY[name].read_only]
+    if writers:
+        raise ConfigError(f"forge.tools.api_tools: {', '.join(writers)} write, run programs or reach the network; "
+                          "an HTTP caller may enable read-only tools only (file, search, git, calculate...)")
+    return settings
 
 
 def _refuse_secrets(spec: str, key: str) -> None:

@@ -235,3 +235,18 @@ def test_the_audit_checks_every_call_has_one_result():
     stray = ToolResult("c1", "a", 1, 1, "k9", "read_file", "x")
     problems = [v.problem for v in verify([rec(1, sent), rec(2, stray)])]
     assert any("answers no call" in p for p in problems)
+
+
+def test_the_tools_table_of_forge_toml_is_checked():
+    from forge_actors.engine.config import parse_config
+
+    config = parse_config({"forge": {"tools": {"api_tools": ["file"], "shell_programs": ["pytest"]}}})
+    assert config.tools.api_tools == ("file",) and config.tools.shell_programs == ("pytest",)
+    with pytest.raises(ConfigError, match="forge.tools.api_tools: unknown tool or category 'fiel'"):
+        parse_config({"forge": {"tools": {"api_tools": ["fiel"]}}})
+    with pytest.raises(ConfigError, match="run_command write, run programs or reach the network"):
+        parse_config({"forge": {"tools": {"api_tools": ["shell"]}}})
+    with pytest.raises(ConfigError, match="forge.tools: unknown key `colour`|colour"):
+        parse_config({"forge": {"tools": {"colour": 1}}})
+    with pytest.raises(ConfigError, match="max_tool_calls must be 0 or more and at most 64"):
+        parse_config({"forge": {"max_tool_calls": 1000}})
