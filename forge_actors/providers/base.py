@@ -222,11 +222,12 @@ def decode_arguments(raw: str | bytes | dict[str, Any] | Any) -> tuple[dict[str,
             return {}, f"the arguments are not valid JSON ({exc}): {excerpt!r}"
         if isinstance(value, dict):
             return value, None
-        return {}, f"the arguments must be a JSON object, not {_json_kind(value)}"
-    return {}, f"the arguments must be a JSON object, not {_json_kind(raw)}"
+        return {}, f"the arguments must be a JSON object, not {json_kind(value)}"
+    return {}, f"the arguments must be a JSON object, not {json_kind(raw)}"
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """How a JSON value that is not an object is named in an error ("an array", "null"...)."""
     if isinstance(value, list):
         return "an array"
     if isinstance(value, str):

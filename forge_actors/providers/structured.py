@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.providers.base import JsonSchema, LlmRequest, Message, StructuredResponse
+from forge_actors.providers.base import JsonSchema, LlmRequest, Message, StructuredResponse, json_kind
 from forge_actors.providers.errors import MalformedReplyError
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def decode_reply(content: str, schema: JsonSchema, type: type | None = None, *, 
             problem = f"{exc}"
         else:
             if type is None and not isinstance(data, dict):  # every schema has an object root (JsonSchema checks)
-                problem = f"expected a JSON object, got {_json_kind(data)}"
+                problem = f"expected a JSON object, got {json_kind(data)}"
     if not problem:
         return data
     hint = ("it was cut off at max_tokens: raise max_tokens" if finish_reason in _CUT_SHORT
@@ -117,14 +117,3 @@ class StructuredOutput:
         """
         return complete_json(self, request, schema, type)
 
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    return "a number"
