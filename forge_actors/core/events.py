@@ -22,6 +22,8 @@ RoundStatus = Literal["completed", "degraded", "failed", "cancelled"]
 #: How a session ended. ``no_quorum``: a convergence round counted fewer votes than the quorum
 #: (``min_votes``), so no later iteration could be decided either; the session stops instead of
 #: paying for more rounds nobody can read.
+#: ``max_rounds``: the iteration limit (``max_iterations``) was reached without convergence (the
+#: outcome keeps the name it was first recorded with).
 Outcome = Literal["converged", "max_rounds", "no_quorum", "cancelled", "failed"]
 PromptPurpose = Literal["initial", "retry", "reask", "rerun"]
 #: How a participant is asked for critiques and votes: ``json`` through its provider's
@@ -63,8 +65,14 @@ class ParticipantInfo(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class SessionSettings(msgspec.Struct, frozen=True):
-    """The knobs of one deliberation, fixed when it is created."""
+    """The knobs of one deliberation, fixed when it is created.
 
+    Words: a *round* is one step (draft, critique, synthesis or convergence); an *iteration* is one
+    Synthesis -> Convergence pass of the bounded loop.
+    """
+
+    #: The most iterations (Synthesis -> Convergence passes) the session may run; written
+    #: ``max_iterations`` in forge.toml, the API and the CLI, recorded under its first name.
     max_rounds: int = 10
     convergence_threshold: float = 0.8
     round_timeout_seconds: float = 300.0

@@ -117,7 +117,8 @@ class ExportDocument(msgspec.Struct, frozen=True):
     title: str
     goal: str
     constraints: tuple[str, ...]
-    settings: SessionSettings
+    #: The session's settings as recorded, with ``max_iterations`` first (``max_rounds`` is its old name).
+    settings: dict[str, Any]
     status: str
     reason: str
     final_score: float | None
@@ -156,7 +157,7 @@ def export_document(state: SessionState, prices: Mapping[str, Price] | None = No
     )
     synthesis = state.synthesis
     return ExportDocument(
-        SCHEMA, state.session_id, state.title, state.goal, state.constraints, state.settings, state.status,
+        SCHEMA, state.session_id, state.title, state.goal, state.constraints, _settings(state.settings), state.status,
         state.end_reason, state.final_score,
         tuple(ExportParticipant(p.name, p.kind, p.provider, p.model, p.persona) for p in state.participants.values()),
         dict(sorted(state.drafts.items())), rounds,
@@ -165,6 +166,10 @@ def export_document(state: SessionState, prices: Mapping[str, Price] | None = No
               for u in report.participants),
         ExportTotals(report.total.input_tokens, report.total.output_tokens, report.total_cost),
     )
+
+
+def _settings(settings: SessionSettings) -> dict[str, Any]:
+    return {"max_iterations": settings.max_rounds, **msgspec.to_builtins(settings)}
 
 
 def to_json(document: ExportDocument) -> str:
@@ -212,8 +217,8 @@ def to_markdown(document: ExportDocument) -> str:
     outcome = f"**Outcome:** {d.status}"
     if d.reason:
         outcome += f" — {d.reason}"
-    lines += [outcome, "", f"Session `{d.session_id}` · max_rounds {d.settings.max_rounds} · threshold "
-              f"{d.settings.convergence_threshold:.0%} · seed {d.settings.seed}", ""]
+    lines += [outcome, "", f"Session `{d.session_id}` · at most {d.settings['max_iterations']} iteration(s) · "
+              f"threshold {d.settings['convergence_threshold']:.0%} · seed {d.settings['seed']}", ""]
     lines += ["## Participants", ""]
     lines += _table(["name", "kind", "provider", "model", "persona"],
                     [[p.name, p.kind, p.provider or "—", p.model or "—", _persona(p.persona) or "—"]

@@ -500,7 +500,7 @@ def end_after_convergence(state: SessionState, round_number: int) -> EndSession 
     if round_.iteration >= state.settings.max_rounds:
         return EndSession(
             "max_rounds",
-            f"no convergence after {round_.iteration} iteration(s), the most allowed (max_rounds); "
+            f"no convergence after {round_.iteration} iteration(s), the most allowed (max_iterations); "
             f"last vote: {votes}, threshold {threshold:.0%}",
             round_.score,
         )

@@ -5,7 +5,7 @@
     [forge]
     default_model = "claude-sonnet-4-20250514"
     max_participants = 32          # per session, whoever creates it (and humans who join)
-    max_rounds = 10
+    max_iterations = 10           # Synthesis -> Convergence passes at most (formerly max_rounds)
     convergence_threshold = 0.8
     round_timeout_seconds = 300
 
@@ -32,6 +32,7 @@ member's spec) is an error, so that config files can be shared and committed saf
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -45,7 +46,37 @@ from forge_actors.core.errors import ConfigError
 from forge_actors.core.events import ParticipantKind, Persona, RepliesMode, SessionSettings, ToolMode
 from forge_actors.core.pricing import Price
 
-SETTING_NAMES: tuple[str, ...] = SessionSettings.__struct_fields__
+logger = logging.getLogger(__name__)
+
+#: The one word for the bounded loop: an *iteration* is one Synthesis -> Convergence pass, a *round*
+#: one step (draft, critique, synthesis or convergence). The setting was first named max_rounds, and
+#: is recorded under that name (SessionSettings.max_rounds); it is written max_iterations everywhere
+#: a person writes it, and the old name is still read, with a deprecation note.
+ITERATIONS_KEY = "max_iterations"
+DEPRECATED_ITERATIONS_KEY = "max_rounds"
+#: The settings a person writes (forge.toml, create_session, the HTTP API's config).
+SETTING_NAMES: tuple[str, ...] = tuple(
+    ITERATIONS_KEY if name == DEPRECATED_ITERATIONS_KEY else name for name in SessionSettings.__struct_fields__
+)
+
+
+def recorded_setting_names(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``values`` with ``max_iterations`` as the recorded ``max_rounds``; the old name is read with a
+    deprecation note, and both at once (with different values) are a ConfigError."""
+    values = dict(values)
+    if DEPRECATED_ITERATIONS_KEY in values:
+        logger.warning("%s: max_rounds is deprecated, write max_iterations (the same number: how many "
+                       "Synthesis -> Convergence iterations a session may run)", where or "settings")
+        if ITERATIONS_KEY in values and values[ITERATIONS_KEY] != values[DEPRECATED_ITERATIONS_KEY]:
+            raise ConfigError(f"{where + ': ' if where else ''}max_iterations and max_rounds (its old name) "
+                              "disagree: keep max_iterations")
+    if ITERATIONS_KEY in values:
+        values[DEPRECATED_ITERATIONS_KEY] = values.pop(ITERATIONS_KEY)
+    count = values.get(DEPRECATED_ITERATIONS_KEY)
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+        raise ConfigError(f"{where + '.' if where else ''}max_iterations: a whole number of iterations, "
+                          f"not {count!r}")
+    return values
 #: Options of a participant's spec that the engine reads itself (the provider never sees them).
 ENGINE_SPEC_OPTIONS: tuple[str, ...] = ("replies", "tools", "tool_mode")
 DEFAULT_MODEL = "claude-sonnet-4-20250514"
@@ -197,7 +228,7 @@ SEED_LIMIT = 2**63
 def _check_ranges(settings: SessionSettings) -> None:
     checks: list[tuple[bool, str]] = [
         (0.0 <= settings.convergence_threshold <= 1.0, "convergence_threshold must be between 0 and 1"),
-        (1 <= settings.max_rounds <= MAX_ROUNDS, f"max_rounds must be at least 1 and at most {MAX_ROUNDS}"),
+        (1 <= settings.max_rounds <= MAX_ROUNDS, f"max_iterations must be at least 1 and at most {MAX_ROUNDS}"),
         (0 < settings.round_timeout_seconds <= MAX_ROUND_TIMEOUT_SECONDS,
          f"round_timeout_seconds must be more than 0 and at most {MAX_ROUND_TIMEOUT_SECONDS:.0f} (a day)"),
         (0 <= settings.max_retries <= MAX_RETRIES, f"max_retries must be 0 or more and at most {MAX_RETRIES}"),
@@ -220,11 +251,12 @@ def session_settings(base: SessionSettings, overrides: Mapping[str, Any]) -> Ses
     """``base`` with ``overrides`` applied (None values ignored), type- and range-checked."""
     if not isinstance(overrides, Mapping):
         raise ConfigError(f"session settings are a mapping of setting names to values, not {type(overrides).__name__}")
-    unknown = sorted(str(key) for key in set(overrides) - set(SETTING_NAMES))
+    unknown = sorted(str(key) for key in set(overrides) - set(SETTING_NAMES) - {DEPRECATED_ITERATIONS_KEY})
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTING_NAMES)} "
                           "(goal, title, participants and constraints are not settings)")
-    merged = {**msgspec.structs.asdict(base), **{k: v for k, v in overrides.items() if v is not None}}
+    given = recorded_setting_names({k: v for k, v in overrides.items() if v is not None}, "")
+    merged = {**msgspec.structs.asdict(base), **given}
     settings = _convert(merged, SessionSettings, "")
     _check_ranges(settings)
     return settings
@@ -307,12 +339,12 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
     if not isinstance(max_participants, int) or isinstance(max_participants, bool) or max_participants < 1:
         raise ConfigError("forge.max_participants: a whole number, at least 1 (the most participants one session "
                           f"may have; default {DEFAULT_MAX_PARTICIPANTS})")
-    unknown = sorted(set(section) - set(SETTING_NAMES))
+    unknown = sorted(set(section) - set(SETTING_NAMES) - {DEPRECATED_ITERATIONS_KEY})
     if unknown:
         raise ConfigError(f"unknown key(s) forge.{', forge.'.join(unknown)}; the [forge] keys are default_model, "
                           "max_participants, "
                           f"{', '.join(SETTING_NAMES)}, and the tables providers, participants, pricing, cli, daemon, pools, tools")
-    settings = _convert(section, SessionSettings, "forge")
+    settings = _convert(recorded_setting_names(section, "forge"), SessionSettings, "forge")
     try:
         _check_ranges(settings)
     except ConfigError as exc:

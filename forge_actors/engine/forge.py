@@ -159,7 +159,7 @@ class Forge:
 
         Every provider is built once here, so an unknown provider, a bad option or a
         missing API key fails now, before anything is written. ``settings`` (a mapping)
-        and ``overrides`` (keywords, which win) are session settings (``max_rounds=3``,
+        and ``overrides`` (keywords, which win) are session settings (``max_iterations=3``,
         ``seed=7``...); any other name is a ConfigError.
 
         ``trusted=False`` is for callers from outside (the HTTP server): each participant

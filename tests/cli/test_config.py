@@ -11,7 +11,7 @@ from forge_actors.engine.config import ForgeConfig, find_config, load_config, pa
 GOOD = """
 [forge]
 default_model = "claude-sonnet-4-20250514"
-max_rounds = 4
+max_iterations = 4
 convergence_threshold = 0.75
 round_timeout_seconds = 120
 
@@ -40,6 +40,19 @@ output_per_mtok = 6
 """
 
 
+def test_max_rounds_is_read_as_the_old_name_of_max_iterations(caplog, tmp_path):
+    with caplog.at_level("WARNING"):
+        config = parse_config({"forge": {"max_rounds": 3}})
+    assert config.settings.max_rounds == 3  # recorded under its first name
+    assert "max_rounds is deprecated, write max_iterations" in caplog.text
+    assert parse_config({"forge": {"max_iterations": 5}}).settings.max_rounds == 5
+    with Forge(str(tmp_path / "forge.db")) as forge:
+        session_id = forge.create_session("g", ["mock:a"], max_iterations=2)
+        assert forge.state(session_id).settings.max_rounds == 2
+        from forge_actors.core.export import export_document
+        assert export_document(forge.state(session_id)).settings["max_iterations"] == 2
+
+
 def test_a_full_file_parses_into_typed_config(tmp_path):
     path = tmp_path / "forge.toml"
     path.write_text(GOOD)
@@ -55,8 +68,10 @@ def test_a_full_file_parses_into_typed_config(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("[forge]\nmax_round = 3\n", "forge.max_round"),
-    ("[forge]\nmax_rounds = 'many'\n", "forge.max_rounds: Expected `int`"),
-    ("[forge]\nmax_rounds = 0\n", "forge.max_rounds must be at least 1"),
+    ("[forge]\nmax_iterations = 'many'\n", "forge.max_iterations: a whole number of iterations"),
+    ("[forge]\nmax_iterations = 0\n", "forge.max_iterations must be at least 1"),
+    ("[forge]\nmax_rounds = 'many'\n", "forge.max_iterations: a whole number of iterations"),
+    ("[forge]\nmax_iterations = 3\nmax_rounds = 4\n", "max_iterations and max_rounds (its old name) disagree"),
     ("[forge]\nconvergence_threshold = 1.2\n", "forge.convergence_threshold must be between 0 and 1"),
     ("[forge]\nround_timeout_seconds = -1\n", "round_timeout_seconds must be more than 0"),
     ("[forge.providers.ollama]\nbase_urll = 'x'\n", "forge.providers.ollama: unknown key `base_urll`"),
@@ -74,7 +89,7 @@ def test_a_full_file_parses_into_typed_config(tmp_path):
     ("[forge]\ndefault_model = 'anthropic:c?api_key=sk-x'\n", "forge.default_model: api_key"),
     ("[forge]\nmax_participants = 0\n", "forge.max_participants: a whole number, at least 1"),
     ("[forge]\nmax_participants = 'lots'\n", "forge.max_participants"),
-    ("[forge]\nmax_rounds = 1000\n", "forge.max_rounds must be at least 1 and at most 100"),
+    ("[forge]\nmax_iterations = 1000\n", "forge.max_iterations must be at least 1 and at most 100"),
     ("[forge]\nmax_retries = 50\n", "forge.max_retries must be 0 or more and at most 10"),
     ("[forge]\nmax_tokens = 10000000\n", "forge.max_tokens must be at least 1 and at most 128000"),
     ("[forge]\nround_timeout_seconds = 1e9\n", "round_timeout_seconds must be more than 0 and at most 86400"),

@@ -64,7 +64,7 @@ def test_yaml_carries_the_same_data_as_json(session):
 PINNED = {
     "": ["schema", "session_id", "title", "goal", "constraints", "settings", "status", "reason", "final_score",
          "participants", "drafts", "rounds", "synthesis", "usage", "totals"],
-    "settings": ["max_rounds", "convergence_threshold", "round_timeout_seconds", "synthesizer", "seed",
+    "settings": ["max_iterations", "max_rounds", "convergence_threshold", "round_timeout_seconds", "synthesizer", "seed",
                  "temperature", "max_tokens", "max_retries", "min_votes", "workspace", "max_tool_calls",
                  "max_tool_seconds"],
     "participants[]": ["name", "kind", "provider", "model", "persona"],

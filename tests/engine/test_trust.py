@@ -189,7 +189,8 @@ def test_switching_provider_over_http_follows_the_same_rules(server, tmp_path):
 def test_settings_that_are_not_settings_are_a_422_not_a_crash(server):
     for key in ("goal", "title", "participants", "constraints", "trusted"):
         assert_refused(post_session(server, ["mock:a"], config={key: "x"}), "unknown setting", key)
-    assert_refused(post_session(server, ["mock:a"], config={"max_rounds": 10**6}), "max_rounds", "at most")
+    assert_refused(post_session(server, ["mock:a"], config={"max_iterations": 10**6}), "max_iterations", "at most")
+    assert_refused(post_session(server, ["mock:a"], config={"max_rounds": 10**6}), "max_iterations", "at most")
     assert_refused(post_session(server, ["mock:a"], config={"max_tokens": 10**9}), "max_tokens", "at most")
     assert_refused(post_session(server, ["mock:a"], config={"max_retries": 1000}), "max_retries", "at most")
     assert_refused(post_session(server, ["mock:a"], config={"round_timeout_seconds": 1e9}), "round_timeout_seconds")
