@@ -208,6 +208,7 @@ class SwitchProvider(msgspec.Struct, frozen=True):
     model: str
     provider: Provider
     replies: str = "text"
+    tool_mode: str | None = None
 
 
 class Interrupt(msgspec.Struct, frozen=True):

@@ -346,7 +346,7 @@ class SessionActor(pykka.ThreadingActor):
             raise InvalidCommandError(f"round {self._round.number} ({self._round.kind}) is running; a provider can "
                                       "be switched between rounds")
         self._emit(ProviderSwitched(message.participant, message.spec, message.model, info.provider, info.model,
-                                    message.replies),  # type: ignore[arg-type]
+                                    message.replies, message.tool_mode),  # type: ignore[arg-type]
                    durable=True)
         self._participants[message.participant].tell(UseProvider(message.provider))
         return self.state

@@ -288,6 +288,8 @@ class ProviderSwitched(Event, frozen=True):
     previous_model: str
     #: How its critiques and votes are asked for from now on; None: as before (older logs).
     replies: RepliesMode | None = None
+    #: How it calls its tools from now on (native or text); None: as before.
+    tool_mode: ToolMode | None = None
 
 
 class SessionInterrupted(Event, frozen=True):

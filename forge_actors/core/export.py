@@ -36,6 +36,9 @@ class ExportParticipant(msgspec.Struct, frozen=True):
     provider: str
     model: str
     persona: Persona | None
+    #: The tools it could call, and how (native, text or off).
+    tools: tuple[str, ...] = ()
+    tool_mode: str = "off"
 
 
 class ExportCritique(msgspec.Struct, frozen=True):
@@ -159,7 +162,8 @@ def export_document(state: SessionState, prices: Mapping[str, Price] | None = No
     return ExportDocument(
         SCHEMA, state.session_id, state.title, state.goal, state.constraints, _settings(state.settings), state.status,
         state.end_reason, state.final_score,
-        tuple(ExportParticipant(p.name, p.kind, p.provider, p.model, p.persona) for p in state.participants.values()),
+        tuple(ExportParticipant(p.name, p.kind, p.provider, p.model, p.persona, p.tools, p.tool_mode)
+              for p in state.participants.values()),
         dict(sorted(state.drafts.items())), rounds,
         ExportSynthesis(synthesis.author, synthesis.round, synthesis.iteration, synthesis.content) if synthesis else None,
         tuple(ExportUsage(u.participant, u.provider, u.model, u.usage.input_tokens, u.usage.output_tokens, u.cost)

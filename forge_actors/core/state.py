@@ -398,7 +398,8 @@ def _round_completed(state: SessionState, e: RoundCompleted) -> SessionState:
 
 def _provider_switched(state: SessionState, e: ProviderSwitched) -> SessionState:
     info = state.participants.get(e.participant, ParticipantInfo(e.participant))
-    switched = replace(info, provider=e.provider, model=e.model, replies=e.replies or info.replies)
+    switched = replace(info, provider=e.provider, model=e.model, replies=e.replies or info.replies,
+                       tool_mode=e.tool_mode or info.tool_mode)
     return replace(state, participants=_with(state.participants, e.participant, switched))
 
 

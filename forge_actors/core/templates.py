@@ -1,4 +1,4 @@
-"""Prompt templates: plain text files in ``forge_actors/prompts/``, shipped in the wheel.
+"""Prompt templates: plain text files in ``forge_actors/core/prompts/``, shipped in the wheel.
 
 Placeholders are ``{{name}}``. Filling is one pass over the template, so text put in
 (a goal, a draft, a persona) is never scanned again: braces, ``{{...}}`` or ``$x`` in

@@ -46,11 +46,12 @@ from forge_actors.engine.participants import probe_providers
 from forge_actors.engine.summaries import SessionSummary
 from forge_actors.providers.pool import MemberHealth
 from forge_actors.providers.probe import ProviderProbe
+from forge_actors.tools import HistoryHit
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT", "DEFAULT_LEASE_TTL", "ROUND_KINDS", "ConcurrencyError", "ConfigError",
     "CorruptEventError", "CorruptLogError", "DiskFullError", "Event", "EventStoreError", "Forge", "ForgeConfig",
-    "ForgeError", "InvalidCommandError", "LogReadError", "LogWriteError", "MemberHealth", "NotAnEventLogError",
+    "ForgeError", "HistoryHit", "InvalidCommandError", "LogReadError", "LogWriteError", "MemberHealth", "NotAnEventLogError",
     "ParticipantKeyMissingError", "ParticipantSetupError", "ParticipantSpec", "ProviderProbe", "RecordedEvent",
     "RoundKind", "RoundState", "SessionBusyError", "SessionNotFoundError", "SessionState", "SessionStoppedError",
     "SessionSummary", "Subscription", "UntrustedSpecError", "UsageReport", "Violation", "load_config",

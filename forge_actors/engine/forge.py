@@ -301,10 +301,13 @@ class Forge:
         if not trusted:
             with provider_setup_errors():
                 check_untrusted_spec(self.config, spec)
-        switch = self._participants.switch(spec)
+        current = self.state(session_id).participants.get(participant)
+        if current is None or current.kind != "ai":
+            raise InvalidCommandError(f"{participant} is not an AI participant of session {session_id}")
+        switch = self._participants.switch(spec, current)
         try:
             self._command(session_id, SwitchProvider(participant, str(switch.parsed.redacted()), switch.parsed.model,
-                                                     switch.provider, switch.replies))
+                                                     switch.provider, switch.replies, switch.tool_mode))
         except BaseException:
             switch.provider.close()
             raise

@@ -160,12 +160,14 @@ class InlineSpecs:
 class Switch:
     """A participant's new provider, built and checked, ready for ``SwitchProvider``."""
 
-    __slots__ = ("parsed", "provider", "replies")
+    __slots__ = ("parsed", "provider", "replies", "tool_mode")
 
-    def __init__(self, parsed: ProviderSpec, provider: Provider, replies: RepliesMode) -> None:
+    def __init__(self, parsed: ProviderSpec, provider: Provider, replies: RepliesMode,
+                 tool_mode: ToolMode | None) -> None:
         self.parsed = parsed
         self.provider = provider
         self.replies = replies
+        self.tool_mode = tool_mode
 
 
 class Participants:
@@ -219,13 +221,24 @@ class Participants:
             infos.append(ParticipantInfo(name, spec.kind, provider, model, spec.persona, replies, tools, tool_mode))
         return infos, full_specs
 
-    def switch(self, spec: str) -> Switch:
-        """The provider a participant is moving to, built now (so a bad spec changes nothing)."""
+    def switch(self, spec: str, current: ParticipantInfo) -> Switch:
+        """The provider ``current`` is moving to, built now (so a bad spec changes nothing). Its tools
+        stay; how it calls them follows the new provider (text when it has no tool-calling API)."""
         with provider_setup_errors():
             parsed, replies = replies_option(parse_spec(spec))
         self._check_enabled(parsed)
         provider = self.build(str(parsed))
-        return Switch(parsed, provider, resolve_replies(replies, provider))
+        where = f"{current.name} ({parsed.redacted()})"
+        try:
+            replies = _replies_with_tools(resolve_replies(replies, provider), replies, current.tools, where)
+        except ConfigError:
+            provider.close()
+            raise
+        tool_mode: ToolMode | None = None
+        if current.tools:
+            native = bool(getattr(provider, "supports_tools", False))
+            tool_mode = "native" if native and current.tool_mode == "native" else "text"
+        return Switch(parsed, provider, replies, tool_mode)
 
     def _check_enabled(self, parsed: ProviderSpec) -> None:
         if not self.config.provider_enabled(parsed.provider):

@@ -101,7 +101,8 @@ def recorded_tool_calls(events: Iterable[Event], participant: str) -> list[Recor
     abandoned: set[str] = set()
     for event in events:
         if isinstance(event, ToolCalled) and event.participant == participant:
-            calls[(event.contribution_id, event.call_id)] = event
+            if event.error is None:  # a call with unreadable arguments was never run: nothing to give back
+                calls[(event.contribution_id, event.call_id)] = event
         elif isinstance(event, EventToolResult) and event.participant == participant:
             called = calls.get((event.contribution_id, event.call_id))
             if called is not None:

@@ -1,4 +1,4 @@
-"""The text tool-calling protocol, for models without native tool calling (``tools = "text"``).
+"""The text tool-calling protocol, for models without native tool calling (``tool_mode = "text"``).
 
 The prompt gets a section (``render_tool_context``) listing the tools and saying how to call
 one: a line of its own,

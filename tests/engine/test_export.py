@@ -67,7 +67,7 @@ PINNED = {
     "settings": ["max_iterations", "max_rounds", "convergence_threshold", "round_timeout_seconds", "synthesizer", "seed",
                  "temperature", "max_tokens", "max_retries", "min_votes", "workspace", "max_tool_calls",
                  "max_tool_seconds"],
-    "participants[]": ["name", "kind", "provider", "model", "persona"],
+    "participants[]": ["name", "kind", "provider", "model", "persona", "tools", "tool_mode"],
     "rounds[]": ["round", "kind", "iteration", "status", "participants", "succeeded", "failed", "reason", "score",
                  "texts", "critiques", "votes", "evidence"],
     "rounds[].critiques[]": ["critic", "label", "proposal_author", "score", "strengths", "weaknesses",

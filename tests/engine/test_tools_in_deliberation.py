@@ -20,7 +20,7 @@ from forge_actors.core.events import (
 )
 from forge_actors.core.export import export_document, render
 from forge_actors.engine import ConfigError, Forge, UntrustedSpecError
-from forge_actors.engine.replay import RecordedToolCall, RecordedTools
+from forge_actors.engine.replay import RecordedToolCall, RecordedTools, recorded_tool_calls
 from forge_actors.providers.base import LlmRequest, StreamChunk, ToolCall, Usage
 from forge_actors.providers.errors import ReplayMismatchError
 from forge_actors.tools import Toolbox
@@ -250,3 +250,45 @@ def test_the_tools_table_of_forge_toml_is_checked():
         parse_config({"forge": {"tools": {"colour": 1}}})
     with pytest.raises(ConfigError, match="max_tool_calls must be 0 or more and at most 64"):
         parse_config({"forge": {"max_tool_calls": 1000}})
+
+
+def test_a_switch_keeps_the_tools_and_fits_how_they_are_called_to_the_new_provider(forge, workspace):
+    session_id = forge.create_session(GOAL, ["mock:alice?tools=file", "mock:bob"], workspace=str(workspace))
+    forge.run_round(session_id, "draft", timeout=60)
+    assert forge.state(session_id).participants["alice"].tool_mode == "native"
+    forge.switch_provider(session_id, "alice", "cli:cat?command=cat")  # a command-line tool: no tool-calling API
+    alice = forge.state(session_id).participants["alice"]
+    assert alice.provider.startswith("cli:") and alice.tools and alice.tool_mode == "text" and alice.replies == "text"
+    with pytest.raises(ConfigError, match="replies=json cannot be combined with tools"):
+        forge.switch_provider(session_id, "alice", "mock:alice2?replies=json")
+    assert forge.state(session_id).participants["alice"].provider.startswith("cli:")  # nothing changed
+
+
+class _Malformed(_Looping):
+    """Asks once for a tool with arguments that are not an object, then once properly, then answers."""
+
+    def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        self.requests.append(request)
+        n = len(self.requests)
+        if n == 1:
+            yield StreamChunk(tool_call=ToolCall("c1", "read_file", {}, "the arguments must be a JSON object"))
+        elif n == 2:
+            yield StreamChunk(tool_call=ToolCall("c2", "read_file", {"path": "notes.md"}))
+        else:
+            yield StreamChunk("done")
+            yield StreamChunk("", True, "stop", Usage(1, 1))
+            return
+        yield StreamChunk("", True, "tool_calls", Usage(1, 1))
+
+
+def test_a_call_with_unreadable_arguments_is_answered_unrun_and_a_rerun_still_matches(forge, workspace):
+    forge._participants.for_recorded = lambda info, session_id, events_of: (  # type: ignore[method-assign]
+        _Malformed() if info.name == "m" else forge._participants.build("mock:" + info.name))
+    session_id = forge.create_session(GOAL, [{"spec": "mock:x?tools=file", "name": "m"}, "mock:bob"],
+                                      workspace=str(workspace), max_iterations=1)
+    forge.run_round(session_id, "draft", timeout=60)
+    results = [r.event for r in forge.records(session_id) if isinstance(r.event, ToolResult)]
+    assert [bool(r.error) for r in results] == [True, False]
+    assert "not run" in results[0].error and "cache" in results[1].output
+    calls = recorded_tool_calls(forge.events(session_id), "m")
+    assert [c.arguments for c in calls] == [{"path": "notes.md"}]  # the unrun call has nothing to give back
