@@ -25,7 +25,7 @@ from forge_actors.providers.errors import MissingApiKeyError
 from forge_actors.providers.pool import HealthPolicy, MemberHealth, PoolHealth
 from forge_actors.providers.probe import HTTP_PROVIDERS, ProviderProbe, probe, probe_command
 from forge_actors.providers.registry import ProviderSpec, get_provider, known_providers, parse_spec, redact_spec
-from forge_actors.tools import UnknownToolError, select_tools
+from forge_actors.tools import DEFAULT_TOOLS, UnknownToolError, select_tools
 
 #: The three members a session gets on the default model when nobody is named.
 DEFAULT_PERSONAS: tuple[tuple[str, Persona], ...] = (
@@ -77,6 +77,11 @@ def tool_choice(parsed: ProviderSpec, spec: ParticipantSpec, default_tools: str)
     selection = parsed.options.get("tools") or spec.tools or default_tools
     mode = parsed.options.get("tool_mode", spec.tool_mode)
     where = f"{parsed.provider}:{parsed.model}"
+    if selection.strip() in TOOL_MODES:
+        # ``tools=native|text|auto|off`` names only how to call: the session's tools, else the read-only ones.
+        mode = selection.strip()
+        named_tools = default_tools.strip() and default_tools.strip() not in TOOL_MODES
+        selection = default_tools if named_tools else ",".join(DEFAULT_TOOLS)
     if mode not in TOOL_MODES:
         raise ConfigError(f"tool_mode={mode} in {where}: write tool_mode=native, text, off or auto")
     if mode == "off" or not selection.strip():

@@ -292,3 +292,12 @@ def test_a_call_with_unreadable_arguments_is_answered_unrun_and_a_rerun_still_ma
     assert "not run" in results[0].error and "cache" in results[1].output
     calls = recorded_tool_calls(forge.events(session_id), "m")
     assert [c.arguments for c in calls] == [{"path": "notes.md"}]  # the unrun call has nothing to give back
+
+
+@pytest.mark.parametrize(("given", "mode"), [("tools=native", "native"), ("tools=text", "text"), ("tools=off", "off")])
+def test_tools_may_name_only_the_way_to_call_them(forge, workspace, given, mode):
+    from forge_actors.tools import DEFAULT_TOOLS
+
+    session_id = forge.create_session(GOAL, [f"mock:a?{given}"], workspace=str(workspace))
+    info = forge.state(session_id).participants["a"]
+    assert info.tool_mode == mode and info.tools == (DEFAULT_TOOLS if mode != "off" else ())
