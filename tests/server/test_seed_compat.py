@@ -116,7 +116,8 @@ def error_of(response: httpx.Response, status: int) -> str:
 
 
 def test_the_seeds_three_manual_test_commands_work_as_written(server, forge):
-    # 1. curl -X POST http://localhost:PORT/api/v1/forge/sessions -d '{"name": "Test", "goal": "Design a TODO app API"}'
+    # 1. forge serve: the `server` fixture, uvicorn on a loopback port with the forge.toml above.
+    # 2. curl -X POST http://localhost:PORT/api/v1/forge/sessions -d '{"name": "Test", "goal": "Design a TODO app API"}'
     created = HTTP.post(api(server, "/sessions"), content=SEED_BODY,
                         headers={**CURL_HEADERS, "host": f"localhost:{port_of(server)}"})
     assert created.status_code == 201, created.text
@@ -125,7 +126,7 @@ def test_the_seeds_three_manual_test_commands_work_as_written(server, forge):
     assert [p["name"] for p in session["participants"]] == ["ana", "ben"]  # the server's own defaults
     session_id = session["session_id"]
 
-    # 2. websocat ws://localhost:PORT/api/v1/forge/sessions/{id}/deliberate
+    # 3. websocat ws://localhost:PORT/api/v1/forge/sessions/{id}/deliberate
     code, reason, messages = websocat(ws_url(server, f"/sessions/{session_id}/deliberate"))
     events = events_of(messages)
     assert code == 1000, reason
@@ -136,7 +137,7 @@ def test_the_seeds_three_manual_test_commands_work_as_written(server, forge):
     # The same framing as the existing stream: message for message what /stream sends of it.
     assert websocat(ws_url(server, f"/sessions/{session_id}/stream"))[2] == messages
 
-    # 3. curl http://localhost:PORT/api/v1/forge/sessions/{id}: the outcome
+    # Then, as docs/http-api.md goes on: curl http://localhost:PORT/api/v1/forge/sessions/{id}, the outcome.
     shown = HTTP.get(api(server, f"/sessions/{session_id}")).json()
     assert shown["status"] == events[-1]["outcome"] and shown["status"] in ("converged", "max_rounds")
     assert shown["synthesis"]
@@ -310,7 +311,8 @@ def test_starting_over_http_leaves_no_subscription_to_the_log_behind(server, for
     assert websocat(ws_url(server, f"/sessions/{session_id}/stream"))[0] == 1000
     with_deliberate = create(server, goal="g", participants=["mock:ana"], deliberate=True)
     assert websocat(ws_url(server, f"/sessions/{with_deliberate}/deliberate"))[0] == 1000
-    assert forge._store.subscriptions() == 0  # each follower closed its own; the starts opened none
+    # (The store's own count: each follower closed its subscription, and the starts opened none.)
+    assert forge._store.subscriptions() == 0
 
 
 def test_a_session_another_engine_drives_closes_with_4409_saying_so(server, forge, tmp_path):

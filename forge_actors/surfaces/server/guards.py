@@ -264,8 +264,7 @@ class BrowserGuard:
             await self.app(scope, receive, send)
             return
         refused = self._check(scope)
-        if refused is None and scope["type"] == "http" and scope["method"] not in SAFE_METHODS \
-                and _media_type(scope) == FORM_TYPE:
+        if refused is None and _form_encoded_change(scope):  # passed _check: only if its body is JSON
             await self._if_json_object(scope, receive, send)
         elif refused is None:
             await self.app(scope, receive, send)
@@ -297,6 +296,10 @@ class BrowserGuard:
         await self.app(scope, replay, send)
 
 
+def _form_encoded_change(scope: Scope) -> bool:
+    return scope["type"] == "http" and scope["method"] not in SAFE_METHODS and _media_type(scope) == FORM_TYPE
+
+
 def _media_type(scope: Scope) -> str:
     """The request's media type, lowercased without parameters; "" if none, or several, are given."""
     types = _header(scope, b"content-type")
@@ -306,7 +309,8 @@ def _media_type(scope: Scope) -> str:
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
     """The request's whole body, or None when it is (or is declared) over ``limit`` bytes."""
     declared = _header(scope, b"content-length")
-    if len(declared) == 1 and declared[0].isascii() and declared[0].isdigit() and int(declared[0]) > limit:
+    if len(declared) == 1 and declared[0].isascii() and declared[0].isdigit() \
+            and (len(declared[0]) > 18 or int(declared[0]) > limit):  # (int() refuses 4300+ digits)
         return None
     data = bytearray()
     while True:

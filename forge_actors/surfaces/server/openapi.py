@@ -68,7 +68,8 @@ _ERRORS = {
     "404": "no such session (or route)",
     "409": "the step does not fit the session's status",
     "413": "the request body is too large",
-    "415": "a state-changing request that is not `content-type: application/json`",
+    "415": "a state-changing request that is not `content-type: application/json` (a form-encoded body is "
+           "taken only when it is a JSON object from a client that is not a page of another site: `curl -d`)",
     "421": "a Host that is not a loopback name, on a server bound to loopback",
     "422": "the request is invalid (field errors in `detail`)",
     "500": "a log row that cannot be decoded (`detail.position` names it), or an internal error (an incident id)",
