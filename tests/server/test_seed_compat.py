@@ -167,7 +167,7 @@ def test_name_is_the_title_and_two_different_ones_are_a_422(server, forge):
     assert list(titles.values()) == ["Seed", "Own", "Same", "Design a TODO app API"]
     response = HTTP.post(api(server, "/sessions"), json={"goal": "g", "name": "A", "title": "B"})
     error = error_of(response, 422)
-    assert response.json()["detail"][0]["field"] == "name" and "both" in error and "send only one" in error
+    assert response.json()["detail"][0]["field"] == "name" and "ambiguous" in error and "send only one" in error
     assert len(forge.sessions()) == 4  # the ambiguous one was not created
     schema = HTTP.get(api(server, "/openapi.json")).json()["components"]["schemas"]["CreateSession"]
     assert {"name", "title"} <= set(schema["properties"])

@@ -422,8 +422,8 @@ def _title(body: bodies.CreateSession) -> str | None:
     """The title, given as ``title`` or as the seed's ``name``; both, differing, is a 422."""
     if body.name is not None and body.title is not None and body.name != body.title:
         raise ApiError(422, "the request body is invalid", [{
-            "field": "name", "message": "`name` is another word for `title` and both are given, with different "
-                                        "values, so which one wins would be a guess: send only one of them"}])
+            "field": "name", "message": "`name` is another word for `title`, and both are given with different "
+                                        "values, so which one wins is ambiguous: send only one of them"}])
     return body.title if body.title is not None else body.name
 
 
