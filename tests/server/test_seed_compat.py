@@ -377,3 +377,13 @@ def test_a_tool_that_runs_programs_and_a_workspace_of_ones_own_are_refused_namin
                                                                "config": {"workspace": "/etc"}}), 422)
     assert "workspace" in error and "[forge] workspace" in error
     assert forge.sessions() == []
+
+
+def test_a_participant_that_cannot_be_built_here_closes_with_4422_naming_what_is_missing(server, forge, tmp_path,
+                                                                                          monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with Forge(str(tmp_path / "forge.db")) as other:  # an engine that was given the key inline, now gone
+        session_id = other.create_session("g", ["anthropic:claude-3-5-sonnet-20241022?api_key=sk-ant-inline-secret"])
+    code, reason, messages = websocat(ws_url(server, f"/sessions/{session_id}/deliberate"))
+    assert code == 4422 and "ANTHROPIC_API_KEY" in reason and "secret" not in reason and messages == []
+    assert forge.state(session_id).status == "created"

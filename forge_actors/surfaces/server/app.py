@@ -37,6 +37,7 @@ from forge_actors.engine import (
     Forge,
     InvalidCommandError,
     LogWriteError,
+    ParticipantKeyMissingError,
     RecordedEvent,
     SessionBusyError,
     SessionNotFoundError,
@@ -434,6 +435,9 @@ def _start_refusal(exc: Exception) -> tuple[int, str]:
                             f"s more); watch it on .../stream, or try again later")
     if isinstance(exc, LogWriteError):
         return 4503, _short(f"the log refused the write: {exc}")
+    if isinstance(exc, ParticipantKeyMissingError):  # the whole message would not fit: what to do first
+        return 4422, _short(f"set {exc.env_var} where the server runs, then connect again: participant "
+                            f"{exc.participant or '?'} has no API key here")
     return 4422, _short(str(exc))
 
 
