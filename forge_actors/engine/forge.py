@@ -230,10 +230,18 @@ class Forge:
 
         The deliberation starts at once; iterating is only watching it.
         """
-        session = self._attach(session_id)
-        if session is not None:
-            session.tell(Deliberate())
+        self.start(session_id)
         return self._follow(session_id, from_position)
+
+    def start(self, session_id: str) -> bool:
+        """Start (or resume) the session's deliberation in the background without following it
+        (no subscription is left behind, as an unread ``deliberate`` iterator would leave one).
+        False when the session has already ended; a running one just goes on."""
+        session = self._attach(session_id)
+        if session is None:
+            return False
+        session.tell(Deliberate())
+        return True
 
     def resume(self, session_id: str) -> Iterator[RecordedEvent]:
         """Continue a session a stopped process left unfinished: what was in flight is recorded

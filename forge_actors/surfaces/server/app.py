@@ -37,6 +37,7 @@ from forge_actors.engine import (
     Forge,
     InvalidCommandError,
     LogWriteError,
+    ParticipantKeyMissingError,
     RecordedEvent,
     SessionBusyError,
     SessionNotFoundError,
@@ -191,15 +192,16 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
 
     async def create_session(request: Request) -> Response:
         body: bodies.CreateSession = await _body(request, bodies.CreateSession, max_body)
+        title = _title(body)
         participants: list[Any] = list(body.participants)
         # A client names only what the operator configured; the server's own defaults are the operator's.
         trusted = not participants
         if trusted:
             participants, _ = forge.default_participants()
-        session_id = await in_thread(forge.create_session, body.goal, participants, body.title,
+        session_id = await in_thread(forge.create_session, body.goal, participants, title,
                                      constraints=body.constraints, settings=body.config, trusted=trusted)
         if body.deliberate:
-            await in_thread(forge.deliberate, session_id)
+            await in_thread(forge.start, session_id)
         response = await document(session_id)
         response.status_code = 201
         response.headers["location"] = f"{API}/sessions/{session_id}"
@@ -213,10 +215,11 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
 
     async def deliberate(request: Request) -> Response:
         session_id = await session_id_of(request)
-        state = await in_thread(forge.state, session_id)
-        if state.ended:
+        # Started (or resumed) in the background: the events are on the streams. (Not forge.deliberate,
+        # whose iterator, left unread, would keep a subscription to the log for good.)
+        if not await in_thread(forge.start, session_id):
+            state = await in_thread(forge.state, session_id)
             raise ApiError(409, f"the session has ended ({state.status}): {state.end_reason}")
-        await in_thread(forge.deliberate, session_id)  # starts (or resumes) it; the events are on the streams
         return _json({"session_id": session_id, "status": "deliberating",
                       "events": f"{API}/sessions/{session_id}/events"}, 202)
 
@@ -298,18 +301,48 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
-    async def events_ws(websocket: WebSocket) -> None:
+    async def open_ws(websocket: WebSocket, *, paced_replay: bool) -> tuple[str, int, float | None] | None:
+        """Accept a stream's WebSocket: (session, position to follow from, speed), or None once it has
+        been closed with the reason (4404 no such session, 4422 a bad parameter)."""
         try:
             after = _position(websocket.query_params.get("from"), "from")
-            speed = _speed(websocket.query_params.get("speed"))
+            speed = _speed(websocket.query_params.get("speed")) if paced_replay else None
             session_id = await session_id_of(websocket)
         except (ApiError, SessionNotFoundError, CorruptEventError) as exc:
             await websocket.accept()
             code = (4404 if isinstance(exc, SessionNotFoundError) else 4422 if isinstance(exc, ApiError)
                     else WS_INTERNAL_ERROR)
             await websocket.close(code=code, reason=_ws_reason(exc))
-            return
+            return None
         await websocket.accept()
+        return session_id, after, speed
+
+    async def events_ws(websocket: WebSocket) -> None:
+        opened = await open_ws(websocket, paced_replay=True)
+        if opened is not None:
+            await relay_ws(websocket, *opened)
+
+    async def deliberate_ws(websocket: WebSocket) -> None:
+        """The seed's ``websocat ws://HOST/api/v1/forge/sessions/{id}/deliberate``: start the
+        deliberation (resume an interrupted one; join one running here; an ended one is only
+        re-read), then its events from ``?from=`` (default: all of them) to SessionEnded, as
+        ``/stream`` sends them, and close with 1000. Leaving early does not stop the deliberation."""
+        opened = await open_ws(websocket, paced_replay=False)
+        if opened is None:
+            return
+        session_id, after, _ = opened
+        try:
+            await in_thread(forge.start, session_id)
+        except (SessionBusyError, ConfigError, LogWriteError) as exc:
+            logger.info("session %s: not started over the WebSocket: %s", session_id, exc)
+            code, reason = _start_refusal(exc)
+            await websocket.close(code=code, reason=reason)
+            return
+        await relay_ws(websocket, session_id, after, None)
+
+    async def relay_ws(websocket: WebSocket, session_id: str, after: int, speed: float | None) -> None:
+        """The session's events after ``after`` to an accepted WebSocket, one JSON text message each,
+        until SessionEnded (then close 1000) or until the client leaves."""
         async with anyio.create_task_group() as tasks:
 
             async def pump() -> None:
@@ -350,6 +383,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         Route(f"{API}/sessions", list_sessions, methods=["GET"]),
         Route(f"{API}/sessions/{{session_id}}", get_session, methods=["GET"]),
         Route(f"{API}/sessions/{{session_id}}/deliberate", deliberate, methods=["POST"]),
+        WebSocketRoute(f"{API}/sessions/{{session_id}}/deliberate", deliberate_ws),
         Route(f"{API}/sessions/{{session_id}}/rounds", rounds, methods=["POST"]),
         Route(f"{API}/sessions/{{session_id}}/drafts", add_draft, methods=["POST"]),
         Route(f"{API}/sessions/{{session_id}}/synthesize", synthesize, methods=["POST"]),
@@ -377,12 +411,39 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         CorruptLogError: _status(500),  # a damaged log file: the message says how to recover it
     }
     # Outermost first. The boundary sits inside Starlette's own error middleware (plain text).
-    middleware = [Middleware(ErrorBoundary), Middleware(BrowserGuard, bind=host)]
+    middleware = [Middleware(ErrorBoundary), Middleware(BrowserGuard, bind=host, max_body=max_body)]
     if token:
         middleware.append(Middleware(TokenGate, token=token))
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)  # type: ignore[arg-type]
     app.state.forge = forge
     return app
+
+
+def _title(body: bodies.CreateSession) -> str | None:
+    """The title, given as ``title`` or as the seed's ``name``; both, differing, is a 422."""
+    if body.name is not None and body.title is not None and body.name != body.title:
+        raise ApiError(422, "the request body is invalid", [{
+            "field": "name", "message": "`name` is another word for `title`, and both are given with different "
+                                        "values, so which one wins is ambiguous: send only one of them"}])
+    return body.title if body.title is not None else body.name
+
+
+def _start_refusal(exc: Exception) -> tuple[int, str]:
+    """The close code and reason of a deliberation that could not start (4000 + the HTTP status)."""
+    if isinstance(exc, SessionBusyError):
+        return 4409, _short(f"busy: another engine drives this session (its lease runs {max(exc.expires_in, 0):.0f} "
+                            f"s more); watch it on .../stream, or try again later")
+    if isinstance(exc, LogWriteError):
+        return 4503, _short(f"the log refused the write: {exc}")
+    if isinstance(exc, ParticipantKeyMissingError):  # the whole message would not fit: what to do first
+        return 4422, _short(f"set {exc.env_var} where the server runs, then connect again: participant "
+                            f"{exc.participant or '?'} has no API key here")
+    return 4422, _short(str(exc))
+
+
+def _short(text: str) -> str:
+    """A close reason holds at most 123 bytes of UTF-8."""
+    return text.encode()[:123].decode(errors="ignore")
 
 
 def _status(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:

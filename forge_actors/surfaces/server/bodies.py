@@ -15,6 +15,8 @@ class CreateSession(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: Spec strings (``mock:alice``) or participant objects; empty: the server's default participants.
     participants: list[str | ParticipantSpec] = []
     title: str | None = None
+    #: Another word for ``title`` (the seed's); giving both, with different values, is a 422.
+    name: str | None = None
     constraints: list[str] = []
     #: Session settings: max_rounds, convergence_threshold, round_timeout_seconds, seed, ...
     config: dict[str, Any] = {}

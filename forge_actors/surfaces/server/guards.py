@@ -9,7 +9,12 @@
   never grants: 415); on a loopback bind, ``Host`` must be a loopback name or the bound address
   (DNS rebinding: a foreign name resolved to 127.0.0.1 still says its own name: 421); and an
   ``Origin``, when there is one, must be the server's own (403). Requests without ``Origin``
-  (curl, SDKs) are not browser-borne and pass.
+  (curl, SDKs) are not browser-borne and pass. One exception to the JSON rule, for
+  ``curl -d '{...}'`` (which says ``application/x-www-form-urlencoded``): a form-encoded body
+  that is a JSON object is taken when nothing says a browser sent it (no foreign Origin, no
+  cross-site ``Sec-Fetch-Site``). A browser's form of that type can never send such a body
+  (it percent-encodes ``{``, ``"`` and ``:`` and always writes ``name=value``), and a page's
+  script that sets the type by hand sends its Origin, refused above.
 - ``TokenGate``: with a token, every request under /api/ must carry it.
 
 WebSocket handshakes go through the same checks. A foreign Host or Origin is refused before
@@ -29,6 +34,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
+
 from forge_actors.engine import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -40,6 +47,14 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Methods that change nothing; every other one must send JSON.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: What ``curl -d`` sends by default: taken when the body is a JSON object (see the module's docstring).
+FORM_TYPE = "application/x-www-form-urlencoded"
+#: ``Sec-Fetch-Site`` values (sent by current browsers, never by curl) of a request from the server's own page.
+SAME_SITE_FETCH = frozenset({"same-origin"})
+#: The default limit on request bodies (the app's MAX_BODY_BYTES).
+DEFAULT_MAX_BODY = 1 << 20
+NOT_JSON = ("state-changing requests must send `content-type: application/json` with a JSON body "
+            "(`{}` for the routes that take none)")
 #: WebSocket close code when the token is missing or wrong (4000 + the HTTP status, like 4404, 4422).
 WS_UNAUTHORIZED = 4401
 WS_INTERNAL_ERROR = 1011
@@ -190,10 +205,11 @@ class BrowserGuard:
     token guards it); an Origin must then name exactly the Host the request came on.
     """
 
-    def __init__(self, app: ASGIApp, bind: str) -> None:
+    def __init__(self, app: ASGIApp, bind: str, max_body: int = DEFAULT_MAX_BODY) -> None:
         self.app = app
         self.bind = bind.strip("[]").lower()
         self.loopback = is_loopback(self.bind)
+        self.max_body = max_body
 
     def _allowed_name(self, name: str) -> bool:
         return is_loopback(name) or name == self.bind
@@ -211,12 +227,17 @@ class BrowserGuard:
             return 403, ("the request comes from a page of another origin; this server takes requests only from its "
                          "own page (or from clients that send no Origin, such as curl and SDKs)")
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
-            types = _header(scope, b"content-type")
-            media = types[0].split(";", 1)[0].strip().lower() if len(types) == 1 else ""
-            if media != "application/json":
-                return 415, ("state-changing requests must send `content-type: application/json` with a JSON body "
-                             "(`{}` for the routes that take none)")
+            media = _media_type(scope)
+            if media != "application/json" and not (media == FORM_TYPE and self._not_cross_site(scope)):
+                return 415, NOT_JSON
         return None
+
+    @staticmethod
+    def _not_cross_site(scope: Scope) -> bool:
+        """No sign of a browser on another site: any Origin was the server's own (checked before), and
+        ``Sec-Fetch-Site``, which current browsers send on every request, is absent or same-origin."""
+        fetch_sites = _header(scope, b"sec-fetch-site")
+        return not fetch_sites or (len(fetch_sites) == 1 and fetch_sites[0].strip().lower() in SAME_SITE_FETCH)
 
     def _own_origin(self, origins: list[str], scope: Scope, host: tuple[str, int | None] | None) -> bool:
         if len(origins) != 1:
@@ -243,12 +264,72 @@ class BrowserGuard:
             await self.app(scope, receive, send)
             return
         refused = self._check(scope)
-        if refused is None:
+        if refused is None and _form_encoded_change(scope):  # passed _check: only if its body is JSON
+            await self._if_json_object(scope, receive, send)
+        elif refused is None:
             await self.app(scope, receive, send)
         elif scope["type"] == "http":
             await send_http_error(send, *refused)
         else:
             await refuse_handshake(receive, send, refused[1])
+
+    async def _if_json_object(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass a form-encoded request on only if its body is a JSON object (read here, then handed
+        to the app as it came); 415 otherwise, 413 past the body limit."""
+        body = await read_body(scope, receive, self.max_body)
+        if body is None:
+            await send_http_error(send, 413, f"the request body is over the limit of {self.max_body} bytes")
+            return
+        if not is_json_object(body):
+            await send_http_error(send, 415, NOT_JSON + "; a form-encoded body (what `curl -d` sends) is taken only "
+                                  "when it is a JSON object, from a client that is not a page of another site")
+            return
+        handed = False
+
+        async def replay() -> MutableMapping[str, Any]:
+            nonlocal handed
+            if handed:
+                return await receive()  # after the body: the disconnect, when it comes
+            handed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _form_encoded_change(scope: Scope) -> bool:
+    return scope["type"] == "http" and scope["method"] not in SAFE_METHODS and _media_type(scope) == FORM_TYPE
+
+
+def _media_type(scope: Scope) -> str:
+    """The request's media type, lowercased without parameters; "" if none, or several, are given."""
+    types = _header(scope, b"content-type")
+    return types[0].split(";", 1)[0].strip().lower() if len(types) == 1 else ""
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The request's whole body, or None when it is (or is declared) over ``limit`` bytes."""
+    declared = _header(scope, b"content-length")
+    if len(declared) == 1 and declared[0].isascii() and declared[0].isdigit() \
+            and (len(declared[0]) > 18 or int(declared[0]) > limit):  # (int() refuses 4300+ digits)
+        return None
+    data = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left: what came is all there is
+            break
+        data += message.get("body", b"")
+        if len(data) > limit:
+            return None
+        if not message.get("more_body", False):
+            break
+    return bytes(data)
+
+
+def is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(msgspec.json.decode(body), dict)
+    except (msgspec.DecodeError, RecursionError):  # not JSON (or nested past any sense): not taken
+        return False
 
 
 # -- the last resort ---------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ ENDPOINTS: tuple[tuple[str, str, str, type | None, int, str], ...] = (
      "text/event-stream of events"),
     ("get", "/sessions/{session_id}/stream", "WebSocket: events after ?from=POSITION, then live "
      "(?speed= re-streams at the recorded pace); one JSON object per message", None, 101, "switching protocols"),
+    ("get", "/sessions/{session_id}/deliberate", "WebSocket: start (or resume, or join) the deliberation and "
+     "stream its events from ?from=POSITION (default: all) as /stream does; closes 1000 after SessionEnded, 4409 "
+     "when another engine drives the session", None, 101, "switching protocols"),
     ("get", "/providers", "Each provider (key present or not, reachable) and each pool's member health",
      None, 200, "providers and pools"),
     ("get", "/openapi.json", "This document", None, 200, "OpenAPI 3.1"),
@@ -47,15 +50,16 @@ _SPEED = {"name": "speed", "in": "query", "required": False,
 _TOKEN = {"name": "token", "in": "query", "required": False,
           "description": "the server's token, for clients that cannot set `Authorization` (browsers)",
           "schema": {"type": "string"}}
-#: Query and header parameters by path (path parameters are read from the path itself).
-PARAMETERS: dict[str, list[dict[str, Any]]] = {
-    "/sessions/{session_id}/export": [{"name": "format", "in": "query", "required": False,
+#: Query and header parameters by (method, path) (path parameters are read from the path itself).
+PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("get", "/sessions/{session_id}/export"): [{"name": "format", "in": "query", "required": False,
                                        "schema": {"enum": ["md", "json", "yaml"], "default": "md"}}],
-    "/sessions/{session_id}/events": [_FROM, _SPEED, _TOKEN, {
+    ("get", "/sessions/{session_id}/events"): [_FROM, _SPEED, _TOKEN, {
         "name": "Last-Event-ID", "in": "header", "required": False,
         "description": "as `from` (EventSource sends it when it reconnects); it wins over `from`",
         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION}}],
-    "/sessions/{session_id}/stream": [_FROM, _SPEED, _TOKEN],
+    ("get", "/sessions/{session_id}/stream"): [_FROM, _SPEED, _TOKEN],
+    ("get", "/sessions/{session_id}/deliberate"): [_FROM, _TOKEN],
 }
 
 _ERRORS = {
@@ -64,7 +68,8 @@ _ERRORS = {
     "404": "no such session (or route)",
     "409": "the step does not fit the session's status",
     "413": "the request body is too large",
-    "415": "a state-changing request that is not `content-type: application/json`",
+    "415": "a state-changing request that is not `content-type: application/json` (a form-encoded body is "
+           "taken only when it is a JSON object from a client that is not a page of another site: `curl -d`)",
     "421": "a Host that is not a loopback name, on a server bound to loopback",
     "422": "the request is invalid (field errors in `detail`)",
     "500": "a log row that cannot be decoded (`detail.position` names it), or an internal error (an incident id)",
@@ -97,7 +102,7 @@ def openapi_document(root: str) -> dict[str, Any]:
         }
         names = [name for name in ("session_id", "participant") if "{" + name + "}" in path]
         parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names]
-        parameters += PARAMETERS.get(path, [])
+        parameters += PARAMETERS.get((method, path), [])
         if parameters:
             operation["parameters"] = parameters
         if body is not None:
