@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cli_support import clean_env
 
 from forge_actors.engine import Forge
-from forge_actors.surfaces.cli import main
 
 FORGE = str(Path(sys.executable).with_name("forge"))
 TWO = ["-p", "mock:alice", "-p", "mock:bob"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "FORGE_DB", "FORGE_CONFIG")}
-    env.update(extra)
-    return env
 
 
 def forge(*args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
@@ -34,21 +24,6 @@ def forge(*args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] |
 
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
-
-
-@pytest.fixture
-def cli(tmp_path, capsys, monkeypatch):
-    """``forge ARGS`` in this process (fast), in ``tmp_path``: (exit code, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(signal, "signal", lambda *args: None)  # main() must not take over this process's SIGTERM
-
-    def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = main([*args, "--json"], clean_env())
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def test_run_waits_for_a_seated_humans_draft_from_another_terminal(tmp_path):
