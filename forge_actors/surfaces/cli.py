@@ -95,8 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version", version=f"forge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", parents=[common], help="run a whole deliberation on GOAL")
-    run.set_defaults(compact=False)
+    view = argparse.ArgumentParser(add_help=False)
+    view.add_argument("--compact", action="store_true",
+                      help="on a terminal, one paragraph per finished contribution instead of its whole text")
+    run = commands.add_parser("run", parents=[common, view], help="run a whole deliberation on GOAL")
     run.add_argument("goal", metavar="GOAL")
     run.add_argument("-p", "--participant", dest="participants", action="append", metavar="SPEC",
                      help="a participant, e.g. mock:alice, anthropic:claude-sonnet-4-20250514 (repeatable)")
@@ -118,9 +120,6 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--human-timeout", type=float, default=DEFAULT_HUMAN_TIMEOUT, metavar="S",
                      help=f"seconds to wait for the humans' drafts (default {DEFAULT_HUMAN_TIMEOUT:g}); "
                           "then the run goes on without the missing ones, and says so")
-    view = argparse.ArgumentParser(add_help=False)
-    view.add_argument("--compact", action="store_true",
-                      help="on a terminal, one paragraph per finished contribution instead of its whole text")
 
     commands.add_parser("sessions", parents=[common], help="list the sessions in the log")
     for name, text, parents in (
@@ -147,14 +146,22 @@ def _parser() -> argparse.ArgumentParser:
     switch.add_argument("session", metavar="ID")
     switch.add_argument("participant", metavar="PARTICIPANT")
     switch.add_argument("spec", metavar="SPEC", help="the new provider, e.g. ollama:llama3.2 or pool:fast")
-    draft = commands.add_parser("draft", parents=[common], help="add a human's draft to a session (before its "
-                                "critique starts)")
-    draft.add_argument("session", metavar="ID")
+    draft = commands.add_parser(
+        "draft", parents=[common], help="add a human's draft to a session (before its critique starts)",
+        description="Add a human's draft: it is critiqued and synthesized like the AI participants' drafts. "
+                    "Drafts are open until the critique starts. The session must not be running in another "
+                    "process (`forge run --human NAME` waits for drafts without running it; `forge serve` "
+                    "takes drafts over HTTP).")
+    draft.add_argument("session", metavar="ID", help="a session id or a unique prefix of one")
     draft.add_argument("--author", required=True, metavar="NAME", help="the human's name in the session")
     draft.add_argument("text", nargs="?", default="-", metavar="TEXT",
                        help="the draft (Markdown); - or nothing: read it from stdin")
-    vote = commands.add_parser("vote", parents=[common], help="a human's vote on a session's current synthesis")
-    vote.add_argument("session", metavar="ID")
+    vote = commands.add_parser(
+        "vote", parents=[common], help="a human's vote on a session's current synthesis",
+        description="Vote on the latest synthesis of a session that is not running in another process (one "
+                    "stopped or stepped after its synthesis): the vote counts in the next convergence round, "
+                    "with the AI participants' votes, when the session goes on (`forge resume ID`).")
+    vote.add_argument("session", metavar="ID", help="a session id or a unique prefix of one")
     vote.add_argument("--voter", required=True, metavar="NAME", help="the human's name in the session")
     vote.add_argument("choice", choices=("agree", "disagree", "abstain"), type=str.lower, metavar="agree|disagree",
                       help="agree or disagree (or abstain)")

@@ -39,6 +39,7 @@ from forge_actors.core.events import (
     RoundStarted,
     SessionEnded,
     SessionInterrupted,
+    SessionResumed,
     ToolCalled,
     ToolResult,
     VoteRecorded,
@@ -197,6 +198,10 @@ class LiveView:
             say(self._round_summary(event))
         elif isinstance(event, SessionInterrupted):
             say(Text(f"interrupted: {event.reason}", style="bold yellow"))
+        elif isinstance(event, SessionResumed):
+            again = len(event.abandoned)
+            say(Text(f"resumed: {again} contribution(s) in flight when it stopped run again" if again
+                     else "resumed", style="bold yellow"))
         elif isinstance(event, SessionEnded):
             self.texts, self.statuses = {}, {}
 

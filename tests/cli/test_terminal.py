@@ -121,3 +121,21 @@ def test_summary_of_takes_the_first_real_paragraph():
     assert summary_of("") == ""
     long = summary_of("word " * 200, limit=50)
     assert len(long) <= 52 and long.endswith(" …")
+
+
+def test_tool_calls_show_in_the_panel_and_their_results_stay_in_the_scroll_back(tmp_path):
+    workspace = tmp_path / "repo"
+    workspace.mkdir()
+    (workspace / "notes.md").write_text("# Notes\nThe cache must be invalidated on every write.\n")
+    with Forge(str(tmp_path / "forge.db")) as forge:
+        session_id = forge.create_session("Review notes.md and propose a plan", ["mock:alice?tools=file", "mock:bob"],
+                                          workspace=str(workspace), max_rounds=1, seed=3)
+        events = list(forge.deliberate(session_id))
+    screen = console(80)
+    view = LiveView(screen)
+    for recorded in events:
+        view.handle(recorded)
+        if type(recorded.event).__name__ == "ToolCalled":
+            assert '⚙ read_file(path=\'notes.md\')' in view.texts["alice"]  # in alice's live panel
+    text = screen.export_text()
+    assert "⚙ alice · read_file → " in text and "# Notes" in text  # the result, kept in the scroll-back
