@@ -11,6 +11,7 @@ import pytest
 from cli_support import clean_env
 
 from forge_actors.engine import Forge
+from forge_actors.surfaces.cli import _deliberate_when_free
 
 FORGE = str(Path(sys.executable).with_name("forge"))
 TWO = ["-p", "mock:alice", "-p", "mock:bob"]
@@ -112,3 +113,20 @@ def test_vote_counts_in_the_next_convergence_round(tmp_path, cli):
     assert votes["ada"].vote == "DISAGREE" and votes["ada"].by_human
     assert votes["ada"].reasons == ("no auth story",) and votes["ada"].concerns == ("say how tokens are issued",)
     assert {"alice", "bob"} <= set(votes)
+
+
+def test_the_run_waits_out_a_forge_draft_that_holds_the_session_at_that_moment(tmp_path):
+    db = str(tmp_path / "forge.db")
+    with Forge(db) as runner:
+        session_id = runner.create_session("goal", ["mock:alice", "mock:bob", {"kind": "human", "name": "ada"}],
+                                           max_rounds=1)
+        drafter = Forge(db)
+        drafter.add_human_draft(session_id, "ada", "my plan")  # its engine now drives the session (holds the lease)
+        naps: list[float] = []
+
+        def nap(seconds: float) -> None:  # the drafting process lets go while the run waits
+            naps.append(seconds)
+            drafter.close()
+
+        events = list(_deliberate_when_free(runner, session_id, sleep=nap))
+    assert len(naps) == 1 and type(events[-1].event).__name__ == "SessionEnded"
