@@ -77,7 +77,7 @@ def summary_of(text: str, limit: int = SUMMARY_CHARS) -> str:
     chosen = (body or paragraphs)[0]
     flat = " ".join(line.strip().lstrip("#").strip() for line in chosen.splitlines() if line.strip())
     flat = re.sub(r"\s+", " ", flat)
-    more = len(paragraphs) > 1 or len(flat) > limit
+    more = len(body or paragraphs) > 1 or len(flat) > limit  # headings alone are not "more"
     if len(flat) > limit:
         cut = flat[:limit]
         flat = cut.rsplit(" ", 1)[0] if " " in cut[limit // 2:] else cut
@@ -322,7 +322,9 @@ class LiveView:
         critics = list(dict.fromkeys(c.critic for c in critiques))
         means = self.state.mean_scores(round_number)
         authors = sorted({c.proposal_author for c in critiques}, key=lambda a: -means.get(a, 0))
-        table = Table(title="critique scores (a row per draft, a column per critic)", title_justify="left")
+        # The title above the table, not in it: a narrow table would wrap a long title.
+        table = Table(title="critique scores", caption="a row per draft, a column per critic",
+                      title_justify="left", caption_justify="left")
         table.add_column("draft by")
         for critic in critics:
             table.add_column(critic, justify="right")

@@ -118,6 +118,7 @@ def test_summary_of_takes_the_first_real_paragraph():
     text = "# Title\n\nThe first paragraph\nspans two lines.\n\n## More\n\nrest"
     assert summary_of(text) == "The first paragraph spans two lines. …"
     assert summary_of("just this") == "just this"
+    assert summary_of("# Ada\n\nUse REST.") == "Use REST."  # a heading alone is not more to read
     assert summary_of("") == ""
     long = summary_of("word " * 200, limit=50)
     assert len(long) <= 52 and long.endswith(" …")
