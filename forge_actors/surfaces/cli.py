@@ -18,6 +18,7 @@ failed, 130 interrupted (Ctrl-C; the session can be resumed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import logging
 import os
@@ -375,6 +376,9 @@ def cmd_resume(ctx: Context) -> int:
         if state.ended:
             ctx.note(f"session {session_id} has already ended ({state.status}); nothing to resume")
             return _outcome_code(state)
+        done = sum(1 for r in state.rounds if r.status != "running")
+        why = f" ({state.end_reason})" if state.status == "interrupted" and state.end_reason else ""
+        ctx.note(f"resuming session {session_id}: {state.status}{why}, {done} round(s) done")
         tail = _interruption_tail(forge.records(session_id)) if ctx.json and state.status == "interrupted" else []
         if tail:
             JsonLinesView(sys.stdout).run(tail)
@@ -509,6 +513,17 @@ def cmd_switch(ctx: Context) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _busy_hint(what: str) -> Iterator[None]:
+    """A session another process runs takes no command from here: say how a human takes part then."""
+    try:
+        yield
+    except SessionBusyError as busy:
+        raise UsageError(f"{busy}. A human's {what} reaches a running deliberation through the process that "
+                         "runs it: seat the human with `forge run --human NAME`, or use `forge serve` "
+                         "(its page and HTTP API)") from None
+
+
 def cmd_draft(ctx: Context) -> int:
     text = ctx.args.text
     if text == "-":
@@ -519,7 +534,8 @@ def cmd_draft(ctx: Context) -> int:
         raise UsageError("the draft is empty: give it as TEXT, or pipe it in with -")
     with ctx.open() as forge:
         session_id = forge.resolve(ctx.args.session)
-        round_number = forge.add_human_draft(session_id, ctx.args.author, text)
+        with _busy_hint("draft"):
+            round_number = forge.add_human_draft(session_id, ctx.args.author, text)
     if ctx.json:
         print(msgspec.json.encode({"session_id": session_id, "author": ctx.args.author,
                                    "round": round_number}).decode())
@@ -533,7 +549,8 @@ def cmd_vote(ctx: Context) -> int:
     args = ctx.args
     with ctx.open() as forge:
         session_id = forge.resolve(args.session)
-        round_number = forge.cast_vote(session_id, args.voter, args.choice, args.reasons, args.concerns)
+        with _busy_hint("vote"):
+            round_number = forge.cast_vote(session_id, args.voter, args.choice, args.reasons, args.concerns)
     if ctx.json:
         print(msgspec.json.encode({"session_id": session_id, "voter": args.voter, "vote": args.choice.upper(),
                                    "round": round_number}).decode())

@@ -130,3 +130,12 @@ def test_the_run_waits_out_a_forge_draft_that_holds_the_session_at_that_moment(t
 
         events = list(_deliberate_when_free(runner, session_id, sleep=nap))
     assert len(naps) == 1 and type(events[-1].event).__name__ == "SessionEnded"
+
+
+def test_a_draft_for_a_session_another_process_runs_says_how_humans_take_part(cli, tmp_path):
+    with Forge(str(tmp_path / "forge.db")) as runner:
+        session_id = runner.create_session("goal", ["mock:alice", "mock:bob"])
+        runner.add_human_draft(session_id, "bob2", "a plan")  # this engine drives the session now
+        code, out, err = cli("draft", session_id, "--author", "ada", "my plan")
+    assert code == 2 and "being driven by another engine" in err and "forge run --human NAME" in err
+    assert len(err.strip().splitlines()) == 1
