@@ -376,13 +376,13 @@ def cmd_resume(ctx: Context) -> int:
         if state.ended:
             ctx.note(f"session {session_id} has already ended ({state.status}); nothing to resume")
             return _outcome_code(state)
+        tail = _interruption_tail(forge.records(session_id)) if ctx.json and state.status == "interrupted" else []
+        events = forge.resume(session_id)  # first: a session another process runs is one line, and nothing else
         done = sum(1 for r in state.rounds if r.status != "running")
         why = f" ({state.end_reason})" if state.status == "interrupted" and state.end_reason else ""
         ctx.note(f"resuming session {session_id}: {state.status}{why}, {done} round(s) done")
-        tail = _interruption_tail(forge.records(session_id)) if ctx.json and state.status == "interrupted" else []
         if tail:
             JsonLinesView(sys.stdout).run(tail)
-        events = forge.resume(session_id)
         return _follow(ctx, forge, session_id, events, forge.state(session_id))
 
 
