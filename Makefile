@@ -19,8 +19,16 @@ $(VENV)/.installed-dev: $(PY) pyproject.toml
 	touch $(VENV)/.installed $@
 
 # `forge run` with no participants and no API key: three offline mock participants.
+# Exit 1 (ended without converging) is a demo outcome too; then: how to call forge on the demo's log.
 demo: $(VENV)/.installed
-	env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY $(VENV)/bin/forge run "Design a TODO app API" --db forge-demo.db
+	env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY $(VENV)/bin/forge run "Design a TODO app API" --db forge-demo.db \
+		|| [ $$? -eq 1 ]
+	@echo
+	@echo "forge is installed in $(VENV), not on your PATH: call it as $(VENV)/bin/forge,"
+	@echo "or run 'source $(VENV)/bin/activate' once, then just 'forge'. The demo's log is forge-demo.db:"
+	@echo "  $(VENV)/bin/forge sessions --db forge-demo.db"
+	@echo "  $(VENV)/bin/forge serve --db forge-demo.db      (the web page on http://127.0.0.1:8000/)"
+	@echo "  export FORGE_DB=forge-demo.db                  (then every forge command uses it)"
 
 # ruff (style, real problems) and mypy (strict on eventstore and the pure core), both configured in pyproject.toml.
 lint: $(VENV)/.installed-dev

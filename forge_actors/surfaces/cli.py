@@ -1,8 +1,14 @@
-"""The ``forge`` command: run, list, show, export, replay, resume and re-run deliberations.
+"""The ``forge`` command: run, list, show, export, replay, resume and re-run deliberations,
+and take part in one as a human (``draft``, ``vote``, ``run --human``).
 
 It talks to the engine API only (``Forge``). On a terminal it shows a live view; when
 stdout is not a terminal, or with ``--json``, it writes one JSON event per line and
 keeps diagnostics on stderr.
+
+The log is ``--db``, else ``$FORGE_DB``, else ``./forge.db``, for every command. The
+configuration (``--config``, ``$FORGE_CONFIG``, ``./forge.toml``) is read only by the
+commands that need it: ``sessions``, ``show``, ``export`` and ``replay`` only read the log,
+and run with the default configuration (saying so) when the file is broken.
 
 Exit codes: 0 converged (or the command did its job), 1 the session ended without
 converging (max_rounds, no_quorum, cancelled), 2 a usage or configuration error, 3 the session
@@ -12,12 +18,14 @@ failed, 130 interrupted (Ctrl-C; the session can be resumed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +49,7 @@ from forge_actors.engine import (
     LogWriteError,
     NotAnEventLogError,
     RecordedEvent,
+    SessionBusyError,
     load_config,
     probe_providers,
 )
@@ -49,6 +58,22 @@ from forge_actors.surfaces.terminal import JsonLinesView, LiveView
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_DB = "forge.db"
+#: Seconds ``forge run --human`` waits, by default, for the humans' drafts.
+DEFAULT_HUMAN_TIMEOUT = 600.0
+#: How often it looks at the log for them (a draft comes from another process: ``forge draft``).
+HUMAN_POLL_SECONDS = 0.25
+#: Commands that only read the log: a broken forge.toml does not stop them.
+READ_ONLY_COMMANDS = frozenset({"sessions", "show", "export", "replay"})
+RESUME_HELP = """continue an interrupted session.
+
+With --json (or when stdout is not a terminal) the stream first repeats how the interrupted
+run ended, as the log holds it: when the session was stopped cleanly (Ctrl-C, SIGTERM, a
+server stopping), the ContributionAbandoned events and the SessionInterrupted event recorded
+then, and anything recorded after them; a run that stopped from Ctrl-C printed them already,
+one whose output pipe closed or that was killed did not. Each line carries its log
+`position`: a script that saw a position already can skip it. Then come the events of this
+run, live, to SessionEnded. (A run killed outright recorded no interruption: this run records
+what it abandons, and streams that.)"""
 
 
 class UsageError(Exception):
@@ -71,7 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version", version=f"forge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", parents=[common], help="run a whole deliberation on GOAL")
+    view = argparse.ArgumentParser(add_help=False)
+    view.add_argument("--compact", action="store_true",
+                      help="on a terminal, one paragraph per finished contribution instead of its whole text")
+    run = commands.add_parser("run", parents=[common, view], help="run a whole deliberation on GOAL")
     run.add_argument("goal", metavar="GOAL")
     run.add_argument("-p", "--participant", dest="participants", action="append", metavar="SPEC",
                      help="a participant, e.g. mock:alice, anthropic:claude-sonnet-4-20250514 (repeatable)")
@@ -85,17 +113,31 @@ def _parser() -> argparse.ArgumentParser:
                           "a spec's own ?tools= wins")
     run.add_argument("--workspace", metavar="DIR",
                      help="the folder the tools read (default with --tools: the current folder)")
+    run.add_argument("--constraint", dest="constraints", action="append", default=[], metavar="TEXT",
+                     help="a constraint every participant must respect (repeatable)")
+    run.add_argument("--human", dest="humans", action="append", default=[], metavar="NAME",
+                     help="seat a human: the run waits for their draft (`forge draft ID --author NAME`, from "
+                          "another terminal) before the first round (repeatable)")
+    run.add_argument("--human-timeout", type=float, default=DEFAULT_HUMAN_TIMEOUT, metavar="S",
+                     help=f"seconds to wait for the humans' drafts (default {DEFAULT_HUMAN_TIMEOUT:g}); "
+                          "then the run goes on without the missing ones, and says so")
 
     commands.add_parser("sessions", parents=[common], help="list the sessions in the log")
-    for name, text in (("show", "a session's state"), ("resume", "continue an interrupted session"),
-                       ("rerun", "re-run a recorded session through the replay provider")):
-        sub = commands.add_parser(name, parents=[common], help=text)
+    for name, text, parents in (
+        ("show", "a session's state", [common]),
+        ("resume", "continue an interrupted session", [common, view]),
+        ("rerun", "re-run a recorded session through the replay provider", [common, view]),
+    ):
+        sub = commands.add_parser(name, parents=parents, help=text,
+                                  description=RESUME_HELP if name == "resume" else None,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("session", metavar="ID", help="a session id or a unique prefix of one")
     export = commands.add_parser("export", parents=[common], help="export a session as Markdown, JSON or YAML")
     export.add_argument("session", metavar="ID")
     export.add_argument("--format", choices=FORMATS, default="md")
     export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-    replay = commands.add_parser("replay", parents=[common], help="re-stream a past session at its recorded pace")
+    replay = commands.add_parser("replay", parents=[common, view],
+                                 help="re-stream a past session at its recorded pace")
     replay.add_argument("session", metavar="ID")
     replay.add_argument("--speed", type=float, default=1.0, metavar="X", help="pace multiplier (0: no pauses)")
     replay.add_argument("--max-pause", type=float, default=None, metavar="S", help="cap each pause at S seconds")
@@ -105,11 +147,46 @@ def _parser() -> argparse.ArgumentParser:
     switch.add_argument("session", metavar="ID")
     switch.add_argument("participant", metavar="PARTICIPANT")
     switch.add_argument("spec", metavar="SPEC", help="the new provider, e.g. ollama:llama3.2 or pool:fast")
+    draft = commands.add_parser(
+        "draft", parents=[common], help="add a human's draft to a session (before its critique starts)",
+        description="Add a human's draft: it is critiqued and synthesized like the AI participants' drafts. "
+                    "Drafts are open until the critique starts. The session must not be running in another "
+                    "process (`forge run --human NAME` waits for drafts without running it; `forge serve` "
+                    "takes drafts over HTTP).")
+    draft.add_argument("session", metavar="ID", help="a session id or a unique prefix of one")
+    draft.add_argument("--author", required=True, metavar="NAME", help="the human's name in the session")
+    draft.add_argument("text", nargs="?", default="-", metavar="TEXT",
+                       help="the draft (Markdown); - or nothing: read it from stdin")
+    vote = commands.add_parser(
+        "vote", parents=[common], help="a human's vote on a session's current synthesis",
+        description="Vote on the latest synthesis of a session that is not running in another process (one "
+                    "stopped or stepped after its synthesis): the vote counts in the next convergence round, "
+                    "with the AI participants' votes, when the session goes on (`forge resume ID`).")
+    vote.add_argument("session", metavar="ID", help="a session id or a unique prefix of one")
+    vote.add_argument("--voter", required=True, metavar="NAME", help="the human's name in the session")
+    vote.add_argument("choice", choices=("agree", "disagree", "abstain"), type=str.lower, metavar="agree|disagree",
+                      help="agree or disagree (or abstain)")
+    vote.add_argument("--reason", dest="reasons", action="append", default=[], metavar="TEXT",
+                      help="why (repeatable)")
+    vote.add_argument("--concern", dest="concerns", action="append", default=[], metavar="TEXT",
+                      help="a concern the next synthesis should address (repeatable)")
     serve = commands.add_parser("serve", parents=[common], help="serve the HTTP API, live streams and the web page")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--token", help="require this bearer token (default: $FORGE_API_TOKEN)")
     return parser
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with ``forge draft``'s TEXT found after the options too (``forge draft ID
+    --author ada -``): argparse takes an optional positional only before them."""
+    parser = _parser()
+    args, extras = parser.parse_known_args(argv)
+    if args.command == "draft" and args.text == "-" and len(extras) == 1 and not extras[0].startswith("--"):
+        args.text, extras = extras[0], []
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
 
 
 # -- plumbing ------------------------------------------------------------------------------------------
@@ -122,8 +199,29 @@ class Context:
         self.json = bool(args.json) or not sys.stdout.isatty()
         self.out = Console(highlight=False)
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.config: ForgeConfig = load_config(args.config, environ)
         self.db = args.db or environ.get("FORGE_DB") or DEFAULT_DB
+        self._config: ForgeConfig | None = None
+
+    @property
+    def db_flag(self) -> str | None:
+        """The ``--db`` a next command must be given to find this log: None for the default log."""
+        return None if self.db == DEFAULT_DB else self.db
+
+    @property
+    def config(self) -> ForgeConfig:
+        """forge.toml, read the first time a command needs it. A broken one stops the commands that
+        need it (a ConfigError naming the file and what is wrong); the read-only ones go on without it."""
+        if self._config is None:
+            try:
+                self._config = load_config(self.args.config, self.environ)
+            except ConfigError as exc:
+                if self.args.command not in READ_ONLY_COMMANDS:
+                    raise ConfigError(f"{exc} (`forge {self.args.command}` needs the configuration: fix the "
+                                      "file, or name another with --config / FORGE_CONFIG)") from None
+                self.note(f"forge: ignoring the configuration, which {self.args.command} does not need: {exc}; "
+                          "costs use the default prices")
+                self._config = ForgeConfig()
+        return self._config
 
     def open(self, create: bool = False) -> Forge:
         if not create and not Path(self.db).exists():
@@ -132,6 +230,9 @@ class Context:
 
     def note(self, message: str) -> None:
         self.err.print(Text(message, style="dim"))
+
+    def db_suffix(self) -> str:
+        return f" --db {self.db}" if self.db_flag else ""
 
 
 def _outcome_code(state: SessionState) -> int:
@@ -145,27 +246,35 @@ def _outcome_code(state: SessionState) -> int:
 
 
 def _follow(ctx: Context, forge: Forge, session_id: str, events: Iterable[RecordedEvent],
-            initial: SessionState | None = None) -> int:
-    """Show events as they come; on Ctrl-C record the interruption and say how to resume."""
+            initial: SessionState | None = None, *, replaying: bool = False) -> int:
+    """Show events as they come; on Ctrl-C record the interruption and say how to resume.
+
+    ``replaying``: the events are a recording (``replay``): Ctrl-C only stops watching it."""
+    json_view = JsonLinesView(sys.stdout) if ctx.json else None
     try:
-        if ctx.json:
-            JsonLinesView(sys.stdout).run(events)
+        if json_view is not None:
+            json_view.run(events)
             state = forge.state(session_id)
         else:
-            view = LiveView(ctx.out, initial, ctx.config.pricing)
+            view = LiveView(ctx.out, initial, ctx.config.pricing, compact=getattr(ctx.args, "compact", False))
             view.run(events)
-            view.print_outcome()
+            view.print_outcome(ctx.db_flag)
             state = view.state
     except LogWriteError as exc:  # the log could not take the session's appends: say how to go on
-        db = f" --db {ctx.db}" if ctx.db != DEFAULT_DB else ""
-        raise exc.with_next_step(f"resume (forge resume {session_id}{db})") from exc.__cause__
+        raise exc.with_next_step(f"resume (forge resume {session_id}{ctx.db_suffix()})") from exc.__cause__
     except (KeyboardInterrupt, BrokenPipeError) as stop:
         closed = isinstance(stop, BrokenPipeError)
-        forge.interrupt(session_id, "the output pipe was closed" if closed else "interrupted by the user (Ctrl-C)")
         if closed:  # nobody reads stdout any more: keep Python from complaining about it at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        db = f" --db {ctx.db}" if ctx.db != DEFAULT_DB else ""
-        ctx.err.print(f"interrupted; the log is consistent. Continue with: forge resume {session_id}{db}")
+        if replaying:  # a recording: nothing runs, nothing to record or resume
+            ctx.err.print("replay stopped; the log is unchanged")
+            return EXIT_INTERRUPTED
+        forge.interrupt(session_id, "the output pipe was closed" if closed else "interrupted by the user (Ctrl-C)")
+        if json_view is not None and not closed:
+            # What the interruption recorded (abandoned contributions, SessionInterrupted) ends the
+            # stream, so that a script sees how the run ended.
+            json_view.run(r for r in forge.records(session_id) if r.position > json_view.last_position)
+        ctx.err.print(f"interrupted; the log is consistent. Continue with: forge resume {session_id}{ctx.db_suffix()}")
         return EXIT_INTERRUPTED
     return _outcome_code(state)
 
@@ -175,6 +284,7 @@ def _follow(ctx: Context, forge: Forge, session_id: str, events: Iterable[Record
 
 def cmd_run(ctx: Context) -> int:
     args = ctx.args
+    humans = _human_names(args.humans, args.human_timeout)
     with ctx.open(create=True) as forge:
         participants: list[Any] | None = args.participants
         why = None
@@ -184,14 +294,75 @@ def cmd_run(ctx: Context) -> int:
         if workspace is None and (args.tools or _specs_name_tools(participants)):
             workspace = forge.config.settings.workspace or "."
         session_id = forge.create_session(
-            args.goal, participants, title=args.title, max_rounds=args.max_rounds,
-            convergence_threshold=args.threshold, round_timeout_seconds=args.round_timeout, seed=args.seed,
-            tools=args.tools or "", workspace=workspace,
+            args.goal, [*participants, *({"kind": "human", "name": name} for name in humans)], title=args.title,
+            constraints=args.constraints, max_rounds=args.max_rounds, convergence_threshold=args.threshold,
+            round_timeout_seconds=args.round_timeout, seed=args.seed, tools=args.tools or "", workspace=workspace,
         )
         if why:
             ctx.note(why)
         ctx.note(f"session {session_id} · log {forge.path}")
+        if humans:
+            try:
+                _wait_for_drafts(ctx, forge, session_id, humans, args.human_timeout)
+            except KeyboardInterrupt:
+                ctx.err.print(f"interrupted while waiting for drafts; nothing ran yet. Start it with: "
+                              f"forge resume {session_id}{ctx.db_suffix()}")
+                return EXIT_INTERRUPTED
+            return _follow(ctx, forge, session_id, _deliberate_when_free(forge, session_id))
         return _follow(ctx, forge, session_id, forge.deliberate(session_id))
+
+
+def _human_names(names: list[str], timeout: float) -> list[str]:
+    if timeout < 0:
+        raise UsageError("--human-timeout is a number of seconds, 0 or more")
+    cleaned = [name.strip() for name in names]
+    if any(not name for name in cleaned):
+        raise UsageError("--human needs a name, e.g. --human ada")
+    duplicates = sorted({name for name in cleaned if cleaned.count(name) > 1})
+    if duplicates:
+        raise UsageError(f"--human {duplicates[0]} is given twice: each human needs a name of their own")
+    return cleaned
+
+
+def _wait_for_drafts(ctx: Context, forge: Forge, session_id: str, humans: list[str], timeout: float, *,
+                     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+                     ) -> list[str]:
+    """Wait until every human has drafted, or ``timeout`` seconds; return who has not.
+
+    Nothing runs meanwhile and this engine holds no lease on the session, so that ``forge draft``
+    from another process can add the drafts (it drives the session for the time of one draft)."""
+    db = ctx.db_suffix()
+    for name in humans if timeout > 0 else ():
+        ctx.note(f"waiting up to {timeout:g} s for {name}'s draft; add it from another terminal with: "
+                 f"forge draft {session_id} --author {name}{db} \"TEXT\"   (or - to read stdin)")
+    deadline = clock() + timeout
+    while True:
+        drafts = forge.state(session_id).drafts
+        missing = [name for name in humans if name not in drafts]
+        left = deadline - clock()
+        if not missing or left <= 0:
+            break
+        sleep(min(HUMAN_POLL_SECONDS, left))
+    for name in missing:
+        ctx.note(f"no draft from {name} within {timeout:g} s: the deliberation goes on without it")
+    if len(missing) < len(humans):
+        ctx.note(f"drafts in from {', '.join(n for n in humans if n not in missing)}; the deliberation starts")
+    return missing
+
+
+def _deliberate_when_free(forge: Forge, session_id: str, *, clock: Callable[[], float] = time.monotonic,
+                          sleep: Callable[[float], None] = time.sleep) -> Iterator[RecordedEvent]:
+    """``deliberate``, waiting out a ``forge draft`` that drives the session this very moment (it lets
+    go within a second; a crashed one's lease expires): at most one lease period."""
+    give_up = None
+    while True:
+        try:
+            return forge.deliberate(session_id)
+        except SessionBusyError as busy:
+            give_up = give_up if give_up is not None else clock() + busy.expires_in + 1.0
+            if clock() >= give_up:
+                raise
+            sleep(HUMAN_POLL_SECONDS)
 
 
 def _specs_name_tools(participants: list[Any]) -> bool:
@@ -205,8 +376,26 @@ def cmd_resume(ctx: Context) -> int:
         if state.ended:
             ctx.note(f"session {session_id} has already ended ({state.status}); nothing to resume")
             return _outcome_code(state)
-        events = forge.resume(session_id)
+        tail = _interruption_tail(forge.records(session_id)) if ctx.json and state.status == "interrupted" else []
+        events = forge.resume(session_id)  # first: a session another process runs is one line, and nothing else
+        done = sum(1 for r in state.rounds if r.status != "running")
+        why = f" ({state.end_reason})" if state.status == "interrupted" and state.end_reason else ""
+        ctx.note(f"resuming session {session_id}: {state.status}{why}, {done} round(s) done")
+        if tail:
+            JsonLinesView(sys.stdout).run(tail)
         return _follow(ctx, forge, session_id, events, forge.state(session_id))
+
+
+def _interruption_tail(records: list[RecordedEvent]) -> list[RecordedEvent]:
+    """How the interrupted run ended, as the log holds it: the ContributionAbandoned events recorded
+    with the last SessionInterrupted, that event, and whatever was recorded after it (see RESUME_HELP)."""
+    types = [type(r.event).__name__ for r in records]
+    if "SessionInterrupted" not in types:
+        return []
+    start = len(types) - 1 - types[::-1].index("SessionInterrupted")
+    while start > 0 and types[start - 1] == "ContributionAbandoned":
+        start -= 1
+    return records[start:]
 
 
 def cmd_replay(ctx: Context) -> int:
@@ -215,8 +404,8 @@ def cmd_replay(ctx: Context) -> int:
     with ctx.open() as forge:
         session_id = forge.resolve(ctx.args.session)
         events = forge.replay(session_id, ctx.args.speed, max_pause=ctx.args.max_pause)
-        _follow(ctx, forge, session_id, events)
-        return EXIT_OK
+        code = _follow(ctx, forge, session_id, events, replaying=True)
+        return EXIT_INTERRUPTED if code == EXIT_INTERRUPTED else EXIT_OK
 
 
 def cmd_rerun(ctx: Context) -> int:
@@ -224,7 +413,8 @@ def cmd_rerun(ctx: Context) -> int:
         original = forge.resolve(ctx.args.session)
         session_id = forge.rerun(original)
         ctx.note(f"re-ran {original} as {session_id}")
-        _follow(ctx, forge, session_id, forge.replay(session_id, speed=0))
+        if _follow(ctx, forge, session_id, forge.replay(session_id, speed=0), replaying=True) == EXIT_INTERRUPTED:
+            return EXIT_INTERRUPTED
         state = forge.state(session_id)
         return _outcome_code(state) if state.ended else EXIT_OK
 
@@ -323,6 +513,53 @@ def cmd_switch(ctx: Context) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _busy_hint(what: str) -> Iterator[None]:
+    """A session another process runs takes no command from here: say how a human takes part then."""
+    try:
+        yield
+    except SessionBusyError as busy:
+        raise UsageError(f"{busy}. A human's {what} reaches a running deliberation through the process that "
+                         "runs it: seat the human with `forge run --human NAME`, or use `forge serve` "
+                         "(its page and HTTP API)") from None
+
+
+def cmd_draft(ctx: Context) -> int:
+    text = ctx.args.text
+    if text == "-":
+        if sys.stdin.isatty():
+            ctx.note("type the draft (Markdown), then Ctrl-D on a line of its own")
+        text = sys.stdin.read()
+    if not text.strip():
+        raise UsageError("the draft is empty: give it as TEXT, or pipe it in with -")
+    with ctx.open() as forge:
+        session_id = forge.resolve(ctx.args.session)
+        with _busy_hint("draft"):
+            round_number = forge.add_human_draft(session_id, ctx.args.author, text)
+    if ctx.json:
+        print(msgspec.json.encode({"session_id": session_id, "author": ctx.args.author,
+                                   "round": round_number}).decode())
+    else:
+        where = f"round {round_number}" if round_number else "the first draft round"
+        ctx.note(f"{ctx.args.author}'s draft is in session {session_id} ({where}, {len(text)} characters)")
+    return EXIT_OK
+
+
+def cmd_vote(ctx: Context) -> int:
+    args = ctx.args
+    with ctx.open() as forge:
+        session_id = forge.resolve(args.session)
+        with _busy_hint("vote"):
+            round_number = forge.cast_vote(session_id, args.voter, args.choice, args.reasons, args.concerns)
+    if ctx.json:
+        print(msgspec.json.encode({"session_id": session_id, "voter": args.voter, "vote": args.choice.upper(),
+                                   "round": round_number}).decode())
+    else:
+        ctx.note(f"{args.voter} votes {args.choice.upper()} in session {session_id} (convergence round "
+                 f"{round_number})")
+    return EXIT_OK
+
+
 def cmd_serve(ctx: Context) -> int:
     from forge_actors.surfaces.server.runner import check_bind, check_token, serve
 
@@ -343,6 +580,7 @@ def cmd_serve(ctx: Context) -> int:
 COMMANDS: dict[str, Callable[[Context], int]] = {
     "run": cmd_run, "resume": cmd_resume, "replay": cmd_replay, "rerun": cmd_rerun, "sessions": cmd_sessions,
     "show": cmd_show, "export": cmd_export, "providers": cmd_providers, "serve": cmd_serve, "switch": cmd_switch,
+    "draft": cmd_draft, "vote": cmd_vote,
 }
 
 
@@ -374,7 +612,7 @@ def _quiet_reported_errors() -> None:
 
 
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     env = dict(os.environ if environ is None else environ)
     try:
         configure_logging(args.log_level, env)

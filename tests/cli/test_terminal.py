@@ -1,0 +1,142 @@
+"""The live view: what stays in the scroll-back, and panels that stay readable at any width."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from forge_actors.core.events import ContentDelta
+from forge_actors.engine import Forge, RecordedEvent
+from forge_actors.surfaces.terminal import MIN_PANEL_WIDTH, LiveView, next_steps, summary_of
+
+FOUR = ["mock:alice", "mock:bob", "mock:carol", "mock:dave"]
+LONG_GOAL = "Design a TODO app API " + "with a goal line long enough to need wrapping " * 4
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> list[RecordedEvent]:
+    """One whole mock deliberation (four participants, seed 7), as its recorded events."""
+    with Forge(str(tmp_path_factory.mktemp("term") / "forge.db")) as forge:
+        session_id = forge.create_session(LONG_GOAL, FOUR, seed=7, max_rounds=2)
+        return list(forge.deliberate(session_id))
+
+
+def console(width: int, height: int = 40) -> Console:
+    return Console(width=width, height=height, record=True, file=io.StringIO(), color_system=None)
+
+
+def played(events: list[RecordedEvent], width: int, *, compact: bool = False, db: str | None = None) -> str:
+    screen = console(width)
+    view = LiveView(screen, compact=compact)
+    view.run(events)
+    view.print_outcome(db)
+    return screen.export_text()
+
+
+def mid_draft(events: list[RecordedEvent], width: int, height: int = 40) -> tuple[LiveView, str]:
+    """The live area while the first round streams: every participant has some text."""
+    screen = console(width, height)
+    view = LiveView(screen)
+    for recorded in events:
+        view.handle(recorded)
+        if isinstance(recorded.event, ContentDelta) and all(len(view.texts.get(n, "")) > 200 for n in view.texts):
+            break
+    screen.print(view._render())
+    return view, screen.export_text()
+
+
+def test_every_finished_contribution_stays_in_the_scroll_back_in_full(recorded):
+    text = played(recorded, 80)
+    assert text.count("· round 1 · draft ·") == 4  # each draft, with a header
+    assert "· round 3 · synthesis ·" in text
+    for line in ("Risks and mitigations", "Implementation notes"):
+        assert text.count(line) >= 4  # the drafts' whole text, not a tail of it
+    # Critiques and votes appear as the engine read them, one line per review and per vote.
+    assert text.count("'s draft (A): ") + text.count("'s draft (B): ") + text.count("'s draft (C): ") == 12
+    assert text.count(" votes AGREE") + text.count(" votes DISAGREE") + text.count(" votes ABSTAIN") >= 4
+    assert "  + " in text and "  − " in text  # strengths and weaknesses, in full mode
+    assert '{"reviews"' not in text and '"vote":' not in text  # never the raw JSON of a structured reply
+
+
+def test_compact_keeps_one_paragraph_per_contribution(recorded):
+    full, compact = played(recorded, 80), played(recorded, 80, compact=True)
+    assert compact.count("· round 1 · draft ·") == 4
+    assert len(compact.splitlines()) < len(full.splitlines()) // 2
+    assert "  + " not in compact  # critiques: the score line only
+    assert "final synthesis by" in compact  # the answer itself is still printed in full at the end
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_nothing_is_cut_at_80_or_200_columns(recorded, width):
+    text = played(recorded, width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    # The long goal, quoted in every draft, wraps rather than being cut: all its words are there.
+    drafts = text.split("final synthesis by")[0]
+    assert drafts.count("enough") >= 4 * 4
+
+
+def test_panels_sit_side_by_side_when_wide_and_stack_when_narrow(recorded):
+    wide, wide_text = mid_draft(recorded, 200)
+    assert wide.layout(4)[0] == 4
+    top_borders = [line for line in wide_text.splitlines() if line.startswith("╭")]
+    assert len(top_borders) == 1 and all(name in top_borders[0] for name in ("alice", "bob", "carol", "dave"))
+
+    narrow, narrow_text = mid_draft(recorded, 80)
+    per_row, _ = narrow.layout(4)
+    assert per_row == 2 and 80 // per_row >= MIN_PANEL_WIDTH
+    assert len([line for line in narrow_text.splitlines() if line.startswith("╭")]) == 2
+    assert max(len(line) for line in narrow_text.splitlines()) <= 80
+
+    tiny, tiny_text = mid_draft(recorded, 60, height=30)
+    per_row, lines = tiny.layout(4)
+    assert per_row == 1 and lines >= 3
+    assert len([line for line in tiny_text.splitlines() if line.startswith("╭")]) == 4
+
+
+def test_a_panel_wraps_long_lines_instead_of_cutting_them():
+    screen = console(80)
+    view = LiveView(screen)
+    view.texts = {"alice": "word " * 40 + "LASTWORD", "bob": ""}
+    panel_lines = screen.render_lines(view._panel("alice", 39, 10), screen.options.update_width(39))
+    body = "".join(segment.text for line in panel_lines for segment in line)
+    assert "LASTWORD" in body and "…" not in body
+
+
+def test_the_end_says_what_to_do_next_with_the_db_only_when_it_is_not_the_default(recorded):
+    session_id = recorded[0].event.session_id
+    default, other = played(recorded, 80), played(recorded, 80, db="forge-demo.db")
+    assert f"forge show {session_id}\n" in default and "--db" not in default
+    for command in (f"forge show {session_id} --db forge-demo.db", f"forge export {session_id} --db forge-demo.db",
+                    "forge serve --db forge-demo.db"):
+        assert command in other
+    assert next_steps("abc")[0] == "forge show abc"
+
+
+def test_summary_of_takes_the_first_real_paragraph():
+    text = "# Title\n\nThe first paragraph\nspans two lines.\n\n## More\n\nrest"
+    assert summary_of(text) == "The first paragraph spans two lines. …"
+    assert summary_of("just this") == "just this"
+    assert summary_of("# Ada\n\nUse REST.") == "Use REST."  # a heading alone is not more to read
+    assert summary_of("") == ""
+    long = summary_of("word " * 200, limit=50)
+    assert len(long) <= 52 and long.endswith(" …")
+
+
+def test_tool_calls_show_in_the_panel_and_their_results_stay_in_the_scroll_back(tmp_path):
+    workspace = tmp_path / "repo"
+    workspace.mkdir()
+    (workspace / "notes.md").write_text("# Notes\nThe cache must be invalidated on every write.\n")
+    with Forge(str(tmp_path / "forge.db")) as forge:
+        session_id = forge.create_session("Review notes.md and propose a plan", ["mock:alice?tools=file", "mock:bob"],
+                                          workspace=str(workspace), max_rounds=1, seed=3)
+        events = list(forge.deliberate(session_id))
+    screen = console(80)
+    view = LiveView(screen)
+    for recorded in events:
+        view.handle(recorded)
+        if type(recorded.event).__name__ == "ToolCalled":
+            assert '⚙ read_file(path=\'notes.md\')' in view.texts["alice"]  # in alice's live panel
+    text = screen.export_text()
+    assert "⚙ alice · read_file → " in text and "# Notes" in text  # the result, kept in the scroll-back
