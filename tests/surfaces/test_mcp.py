@@ -1,0 +1,205 @@
+"""``forge mcp`` end to end: the official SDK's stdio client talks to the server in a real subprocess.
+
+One server process serves the whole module (starting one costs about a second of imports): the
+tests share its log, each on its own sessions. Mock participants with no word delay and one
+iteration keep a deliberation to a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import ClientSession, StdioServerParameters, stdio_client
+
+from forge_actors.engine import Forge
+
+pytestmark = pytest.mark.anyio
+
+FORGE_TOML = """
+[forge.tools]
+api_tools = ["file", "search"]
+
+[forge.councils.pair]
+description = "two mocks"
+participants = ["mock:left?word_delay=0", { spec = "mock:right?word_delay=0", name = "right" }]
+settings = { max_iterations = 1, seed = 3 }
+"""
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def server_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("mcp")
+    config = folder / "forge.toml"
+    config.write_text(FORGE_TOML)
+    return folder / "forge.db", config
+
+
+@pytest.fixture(scope="module")
+async def client(server_files: tuple[Path, Path]) -> AsyncIterator[ClientSession]:
+    db, config = server_files
+    params = StdioServerParameters(command=sys.executable,
+                                   args=["-m", "forge_actors.surfaces.mcp", "--db", str(db), "--config", str(config)],
+                                   cwd=str(db.parent))
+    errors = (db.parent / "stderr.log").open("w")
+    try:
+        async with stdio_client(params, errlog=errors) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+    finally:
+        errors.close()
+
+
+def _text(result: Any) -> str:
+    return "".join(block.text for block in result.content if block.type == "text")
+
+
+async def _deliberate(client: ClientSession, arguments: dict[str, Any]) -> tuple[Any, list[tuple[float, str]]]:
+    progress: list[tuple[float, str]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, message or ""))
+
+    with anyio.fail_after(60):  # a hang fails the test instead of the suite; not a speed assertion
+        result = await client.call_tool("deliberate", arguments, progress_callback=on_progress)
+    return result, progress
+
+
+MOCKS = ["mock:a?word_delay=0", "mock:b?word_delay=0"]
+
+
+async def test_the_tools_are_listed_with_their_arguments(client: ClientSession) -> None:
+    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert set(tools) == {"deliberate", "list_sessions", "get_session", "export_session", "search_sessions"}
+    deliberate = tools["deliberate"].input_schema
+    assert deliberate["required"] == ["goal"]
+    assert {"participants", "council", "constraints", "max_iterations", "convergence_threshold",
+            "tools"} <= set(deliberate["properties"])
+    assert "ctx" not in deliberate["properties"]
+    assert tools["get_session"].annotations.read_only_hint is True
+
+
+async def test_a_deliberation_reports_progress_and_is_recorded(client: ClientSession, server_files) -> None:
+    result, progress = await _deliberate(client, {
+        "goal": "Name the MCP tool for a council", "participants": MOCKS, "max_iterations": 1,
+        "constraints": ["one word"]})
+    assert not result.is_error, _text(result)
+    outcome = result.structured_content
+    session_id = outcome["session_id"]
+    assert outcome["outcome"] in ("converged", "max_rounds")
+    assert outcome["synthesis"]["content"]
+    assert {v["voter"] for v in outcome["votes"]["votes"]} == {"a", "b"}
+    assert outcome["resource"] == f"forge://sessions/{session_id}"
+    text = _text(result)
+    assert session_id in text and "Final synthesis" in text and "Votes" in text
+
+    # One notification at least per round start and end, increasing, ending with the session's end.
+    messages = [m for _, m in progress]
+    kinds = ("draft", "critique", "synthesis", "convergence")
+    for kind in kinds:
+        assert any(kind in m and "started" in m for m in messages), messages
+        assert any(f"({kind}) completed" in m for m in messages), messages
+    assert messages[-1].startswith("session ended: ")
+    values = [v for v, _ in progress]
+    assert values == sorted(values) and len(set(values)) == len(values)
+
+    state = (await client.call_tool("get_session", {"session_id": session_id[:8]})).structured_content
+    assert state["session_id"] == session_id and state["status"] == outcome["outcome"]
+    assert [r["kind"] for r in state["rounds"]] == list(kinds)
+    assert state["constraints"] == ["one word"]
+    critique = state["rounds"][1]
+    assert set(critique["mean_scores"]) <= {"a", "b"}
+    assert {v["voter"] for v in state["rounds"][3]["votes"]} == {"a", "b"}
+    assert state["usage"]["total"]["output_tokens"] > 0
+
+    markdown = _text(await client.call_tool("export_session", {"session_id": session_id, "format": "md"}))
+    assert markdown.startswith("# Name the MCP tool for a council") and f"`{session_id}`" in markdown
+    exported = json.loads(_text(await client.call_tool("export_session", {"session_id": session_id,
+                                                                           "format": "json"})))
+    assert exported["schema"] == "forge_actors.session/1"
+
+    resource = await client.read_resource(f"forge://sessions/{session_id}")
+    assert resource.contents[0].text == markdown
+    assert resource.contents[0].mime_type == "text/markdown"
+    listed = {str(r.uri) for r in (await client.list_resources()).resources}
+    assert {"forge://sessions", f"forge://sessions/{session_id}"} <= listed
+    listing = json.loads((await client.read_resource("forge://sessions")).contents[0].text)
+    assert session_id in [row["session_id"] for row in listing]
+
+    sessions = (await client.call_tool("list_sessions", {})).structured_content["sessions"]
+    assert session_id in [row["session_id"] for row in sessions]
+
+    # The log is the ordinary one: the engine reads the session like any other.
+    db, _ = server_files
+    with Forge(str(db)) as forge:
+        assert forge.state(session_id).status == outcome["outcome"]
+
+
+async def test_search_sessions_finds_past_contributions(client: ClientSession) -> None:
+    result, _ = await _deliberate(client, {"goal": "Choose a zanzibarian teapot", "participants": MOCKS,
+                                           "max_iterations": 1})
+    session_id = result.structured_content["session_id"]
+    hits = (await client.call_tool("search_sessions", {"query": "zanzibarian", "limit": 5})).structured_content
+    assert session_id in {hit["session_id"] for hit in hits["hits"]}
+    assert (await client.call_tool("search_sessions", {"query": "x", "limit": 5})).structured_content == {"hits": []}
+
+
+async def test_a_configured_council_runs_with_its_settings(client: ClientSession) -> None:
+    result, _ = await _deliberate(client, {"goal": "Pick a council name", "council": "pair"})
+    assert not result.is_error, _text(result)
+    state = (await client.call_tool("get_session", {"session_id": result.structured_content["session_id"]}))
+    summary = state.structured_content
+    assert [p["name"] for p in summary["participants"]] == ["left", "right"]
+    assert summary["settings"]["max_iterations"] == 1 and summary["settings"]["seed"] == 3
+
+
+@pytest.mark.parametrize(("arguments", "expected"), [
+    ({"participants": ["mock:a?tools=shell"]}, "cannot be enabled through the API"),
+    ({"participants": ["cli:claude"]}, "not configured on this server"),
+    ({"participants": ["openai:gpt-4o?base_url=http://evil.example"]}, "option base_url cannot be set"),
+    ({"participants": [{"spec": "", "name": "me", "kind": "human"}]}, "a human cannot take part through MCP"),
+    ({"council": "pair", "tools": "edit"}, "cannot be enabled through the API"),
+    ({"council": "nope"}, "no council named 'nope'"),
+    ({"council": "pair", "participants": MOCKS}, "not both"),
+    ({"participants": MOCKS, "max_iterations": 0}, "max_iterations must be at least 1"),
+    ({"participants": MOCKS, "convergence_threshold": 2}, "convergence_threshold must be between 0 and 1"),
+])
+async def test_refusals_are_tool_errors_with_the_engines_message(client: ClientSession, arguments, expected) -> None:
+    before = (await client.call_tool("list_sessions", {"limit": 200})).structured_content["total"]
+    result = await client.call_tool("deliberate", {"goal": "anything", **arguments})
+    assert result.is_error
+    text = _text(result)
+    assert expected in text, text
+    assert "Traceback" not in text and "evil.example" not in text
+    after = (await client.call_tool("list_sessions", {"limit": 200})).structured_content["total"]
+    assert after == before  # refused before anything was recorded
+
+
+@pytest.mark.parametrize(("tool", "arguments", "expected"), [
+    ("get_session", {"session_id": "nosuchsession"}, "nosuchsession"),
+    ("export_session", {"session_id": "nosuchsession"}, "nosuchsession"),
+    ("export_session", {"session_id": "nosuchsession", "format": "pdf"}, "format must be one of md, json, yaml"),
+    ("list_sessions", {"limit": 0}, "limit is between 1 and"),
+    ("search_sessions", {"query": "x", "limit": 99}, "limit is between 1 and 20"),
+])
+async def test_bad_reads_are_tool_errors(client: ClientSession, tool, arguments, expected) -> None:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error
+    assert expected in _text(result) and "Traceback" not in _text(result)
+
+
+async def test_an_unknown_session_resource_is_an_error(client: ClientSession) -> None:
+    from mcp import MCPError
+
+    with pytest.raises(MCPError, match="nosuchsession"):
+        await client.read_resource("forge://sessions/nosuchsession")
