@@ -203,3 +203,43 @@ async def test_an_unknown_session_resource_is_an_error(client: ClientSession) ->
 
     with pytest.raises(MCPError, match="nosuchsession"):
         await client.read_resource("forge://sessions/nosuchsession")
+
+
+async def test_a_cancelled_request_cancels_its_session(client: ClientSession) -> None:
+    # Slow mocks (the most word_delay an untrusted caller may ask), so the call is still running when cancelled.
+    slow = ["mock:slow1?word_delay=0.2", "mock:slow2?word_delay=0.2"]
+    started = anyio.Event()
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        started.set()
+
+    async def call() -> None:
+        await client.call_tool("deliberate", {"goal": "Take your time", "participants": slow},
+                               progress_callback=on_progress)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            await started.wait()
+            group.cancel_scope.cancel()
+        # The server records the cancellation; wait until the log says so.
+        while True:
+            rows = (await client.call_tool("list_sessions", {"limit": 1})).structured_content["sessions"]
+            if rows[0]["title"] == "Take your time" and rows[0]["status"] == "cancelled":
+                break
+            await anyio.sleep(0.05)
+    state = (await client.call_tool("get_session", {"session_id": rows[0]["session_id"]})).structured_content
+    assert state["reason"] == "cancelled by the MCP client"
+
+
+def test_a_bad_config_is_one_line_on_stderr_and_exit_2(tmp_path: Path) -> None:
+    import subprocess
+
+    config = tmp_path / "forge.toml"
+    config.write_text("[forge.councils.x]\nparticipants = []\n")
+    done = subprocess.run([sys.executable, "-m", "forge_actors.surfaces.mcp", "--db", str(tmp_path / "f.db"),
+                           "--config", str(config)], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stdout == ""  # stdout is the protocol's alone
+    assert "forge.councils.x.participants" in done.stderr and "Traceback" not in done.stderr
