@@ -170,6 +170,8 @@ async def test_a_configured_council_runs_with_its_settings(client: ClientSession
     ({"participants": [{"spec": "", "name": "me", "kind": "human"}]}, "a human cannot take part through MCP"),
     ({"council": "pair", "tools": "edit"}, "cannot be enabled through the API"),
     ({"council": "nope"}, "no council named 'nope'"),
+    ({"participants": ["anthropic:claude-x?api_key=sk-secret-1"]}, "option api_key cannot be set"),
+    ({"participants": MOCKS, "tools": "shell"}, "cannot be enabled through the API"),
     ({"council": "pair", "participants": MOCKS}, "not both"),
     ({"participants": MOCKS, "max_iterations": 0}, "max_iterations must be at least 1"),
     ({"participants": MOCKS, "convergence_threshold": 2}, "convergence_threshold must be between 0 and 1"),
@@ -180,7 +182,7 @@ async def test_refusals_are_tool_errors_with_the_engines_message(client: ClientS
     assert result.is_error
     text = _text(result)
     assert expected in text, text
-    assert "Traceback" not in text and "evil.example" not in text
+    assert "Traceback" not in text and "evil.example" not in text and "sk-secret" not in text
     after = (await client.call_tool("list_sessions", {"limit": 200})).structured_content["total"]
     assert after == before  # refused before anything was recorded
 
@@ -243,3 +245,51 @@ def test_a_bad_config_is_one_line_on_stderr_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stdout == ""  # stdout is the protocol's alone
     assert "forge.councils.x.participants" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- the plan, in process ---------------------------------------------------------------------------------
+
+
+def _forge(tmp_path: Path, toml: str = "") -> Forge:
+    import tomllib
+
+    from forge_actors.engine.config import parse_config
+
+    return Forge(str(tmp_path / "forge.db"), parse_config(tomllib.loads(toml), source="forge.toml"))
+
+
+def test_without_participants_or_council_the_engines_defaults_are_used(tmp_path: Path, monkeypatch) -> None:
+    from forge_actors.surfaces.mcp import plan_deliberation
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with _forge(tmp_path) as forge:
+        plan = plan_deliberation(forge, max_iterations=2)
+        assert plan.trusted and plan.council is None
+        assert [p.spec.split("?")[0] for p in plan.participants] == ["mock:alice", "mock:bob", "mock:carol"]
+        assert plan.settings == {"max_iterations": 2}
+
+
+def test_the_council_named_forge_is_the_default(tmp_path: Path) -> None:
+    from forge_actors.surfaces.mcp import plan_deliberation
+
+    toml = '[forge.councils.forge]\nparticipants = ["mock:x"]\nsettings = { max_iterations = 3, seed = 1 }\n' \
+           'tools = "file"\n'
+    with _forge(tmp_path, toml) as forge:
+        plan = plan_deliberation(forge, convergence_threshold=0.5)
+        assert plan.trusted and plan.council == "forge" and plan.tools == "file"
+        assert plan.settings == {"max_iterations": 3, "seed": 1, "convergence_threshold": 0.5}  # the caller's win
+        assert plan_deliberation(forge, max_iterations=1).settings["max_iterations"] == 1
+        # Participants the caller names are its own: untrusted, and no council applies.
+        named = plan_deliberation(forge, participants=["mock:y"], tools="search")
+        assert not named.trusted and named.council is None and named.tools == "search"
+
+
+def test_a_councils_own_tools_are_the_operators_but_the_callers_are_checked(tmp_path: Path) -> None:
+    from forge_actors.engine import UntrustedSpecError
+    from forge_actors.surfaces.mcp import plan_deliberation
+
+    toml = '[forge.councils.dev]\nparticipants = ["mock:x"]\ntools = "edit"\n'
+    with _forge(tmp_path, toml) as forge:
+        assert plan_deliberation(forge, council="dev").tools == "edit"  # written by the operator
+        with pytest.raises(UntrustedSpecError, match="write_file, apply_patch cannot be enabled"):
+            plan_deliberation(forge, council="dev", tools="edit")
