@@ -33,7 +33,7 @@ import anyio.from_thread
 import anyio.to_thread
 import msgspec
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from mcp_types import Resource as McpResource
 from pydantic import Field
@@ -66,8 +66,9 @@ DEFAULT_LISTED = 50
 #: Longest goal or constraint taken from a caller (a goal is a prompt, not a document).
 MAX_GOAL_CHARS = 20_000
 MAX_CONSTRAINTS = 50
-#: The reason recorded when the client gives up on a ``deliberate`` call (a cancelled request).
-CANCELLED_BY_CLIENT = "cancelled by the MCP client"
+#: The reason recorded when the client gives up on a ``deliberate`` call (it cancelled the request,
+#: or hung up while it ran): the session is interrupted, as Ctrl-C does in ``forge run``.
+INTERRUPTED_BY_CLIENT = "the MCP client cancelled the request or went away"
 
 INSTRUCTIONS = (
     "A council of AI participants deliberates on a goal in rounds (draft, critique, synthesis, convergence "
@@ -392,6 +393,8 @@ def build_server(forge: Forge) -> MCPServer:
             return await anyio.to_thread.run_sync(export)
         except SessionNotFoundError as exc:
             raise ResourceNotFoundError(str(exc)) from exc
+        except ForgeError as exc:  # e.g. a damaged log: the engine's message says what to do
+            raise ResourceError(str(exc)) from exc
 
     return server
 
@@ -400,8 +403,9 @@ async def _follow(forge: Forge, session_id: str,
                   report: Callable[[float, float | None, str | None], Awaitable[None]]) -> None:
     """Run the session to its end in a worker thread, reporting progress for its rounds, votes and end.
 
-    If the client cancels the request, the session is cancelled too (recorded as such), rather than
-    left running for nobody."""
+    If the client cancels the request or hangs up, the session is interrupted (what Ctrl-C does in
+    ``forge run``): nothing more is spent for nobody, nothing is lost, and ``forge resume`` continues it.
+    The SDK cancels the handler alike in both cases, so they cannot be told apart here."""
     count = 0
     stopped = threading.Event()
 
@@ -425,8 +429,9 @@ async def _follow(forge: Forge, session_id: str,
     except anyio.get_cancelled_exc_class():
         stopped.set()
         with anyio.CancelScope(shield=True):
-            logger.info("session %s: the MCP client cancelled the request; cancelling the session", session_id)
-            await anyio.to_thread.run_sync(forge.cancel, session_id, CANCELLED_BY_CLIENT)
+            logger.info("session %s: the MCP client cancelled the request or went away; interrupting the session "
+                        "(forge resume %s continues it)", session_id, session_id)
+            await anyio.to_thread.run_sync(forge.interrupt, session_id, INTERRUPTED_BY_CLIENT)
         raise
     finally:
         stopped.set()
