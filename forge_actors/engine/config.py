@@ -175,13 +175,13 @@ class ToolSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 #: A council's name: it is also a model name (``forge/NAME``) and a tool argument, so plain characters only.
 COUNCIL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-#: The council used when a surface (``forge mcp``, the OpenAI-compatible endpoint) is given no
-#: participants and no council name; without one, ``Forge.default_participants()`` apply.
-DEFAULT_COUNCIL = "forge"
 
 
 class CouncilSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[forge.councils.NAME]``: a named set of participants with session settings of their own.
+
+    The council named ``forge``, when there is one, is the default of the surfaces that take a
+    council (``forge mcp``; the model ``forge`` of the OpenAI-compatible endpoint).
 
     Written by the operator, so it is used as written (trusted, like ``[[forge.participants]]``
     as a server's defaults): an untrusted caller (MCP, HTTP) may *name* a council, and what it

@@ -43,6 +43,7 @@ from forge_actors.core.events import RoundCompleted, RoundStarted, SessionEnded,
 from forge_actors.core.export import FORMATS, export_document, render
 from forge_actors.engine import (
     ConfigError,
+    EventStoreError,
     Forge,
     ForgeError,
     SessionNotFoundError,
@@ -69,6 +70,9 @@ MAX_CONSTRAINTS = 50
 #: The reason recorded when the client gives up on a ``deliberate`` call (it cancelled the request,
 #: or hung up while it ran): the session is interrupted, as Ctrl-C does in ``forge run``.
 INTERRUPTED_BY_CLIENT = "the MCP client cancelled the request or went away"
+
+#: What the engine raises for a caller to read: its own errors and the log's (a full disk, a damaged file).
+ENGINE_ERRORS = (ForgeError, EventStoreError)
 
 INSTRUCTIONS = (
     "A council of AI participants deliberates on a goal in rounds (draft, critique, synthesis, convergence "
@@ -271,7 +275,7 @@ async def _engine_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
     """Run a blocking engine call in a worker thread; the engine's errors become tool errors with its message."""
     try:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
-    except ForgeError as exc:
+    except ENGINE_ERRORS as exc:
         raise ToolError(str(exc)) from exc
 
 
@@ -393,7 +397,7 @@ def build_server(forge: Forge) -> MCPServer:
             return await anyio.to_thread.run_sync(export)
         except SessionNotFoundError as exc:
             raise ResourceNotFoundError(str(exc)) from exc
-        except ForgeError as exc:  # e.g. a damaged log: the engine's message says what to do
+        except ENGINE_ERRORS as exc:  # e.g. a damaged log: the engine's message says what to do
             raise ResourceError(str(exc)) from exc
 
     return server
@@ -440,7 +444,7 @@ async def _follow(forge: Forge, session_id: str,
 async def _run_watch(watch: Callable[[], None]) -> None:
     try:
         await anyio.to_thread.run_sync(watch, abandon_on_cancel=True)
-    except ForgeError as exc:
+    except ENGINE_ERRORS as exc:
         raise ToolError(str(exc)) from exc
 
 
@@ -468,7 +472,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     try:
         config = load_config(args.config, env)
         forge = Forge(args.db or env.get("FORGE_DB") or DEFAULT_DB, config)
-    except ForgeError as exc:
+    except ENGINE_ERRORS as exc:
         print(f"forge mcp: {exc}", file=sys.stderr)
         return 2
     with forge:

@@ -234,17 +234,25 @@ async def test_a_cancelled_request_interrupts_its_session(client: ClientSession)
     assert not state["ended"] and state["reason"] == "the MCP client cancelled the request or went away"
 
 
-def test_a_bad_config_is_one_line_on_stderr_and_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("config_text", "log_bytes", "expected"), [
+    ("[forge.councils.x]\nparticipants = []\n", None, "forge.councils.x.participants"),
+    ("", b"not a database", "is not an event log"),
+], ids=["bad-config", "not-a-log"])
+def test_a_bad_config_or_log_is_one_line_on_stderr_and_exit_2(tmp_path: Path, config_text, log_bytes,
+                                                             expected) -> None:
     import subprocess
 
     config = tmp_path / "forge.toml"
-    config.write_text("[forge.councils.x]\nparticipants = []\n")
-    done = subprocess.run([sys.executable, "-m", "forge_actors.surfaces.mcp", "--db", str(tmp_path / "f.db"),
-                           "--config", str(config)], capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                          timeout=60)
+    config.write_text(config_text)
+    db = tmp_path / "f.db"
+    if log_bytes is not None:
+        db.write_bytes(log_bytes)
+    done = subprocess.run([sys.executable, "-m", "forge_actors.surfaces.mcp", "--db", str(db), "--config", str(config)],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
     assert done.returncode == 2
     assert done.stdout == ""  # stdout is the protocol's alone
-    assert "forge.councils.x.participants" in done.stderr and "Traceback" not in done.stderr
+    assert expected in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 # -- the plan, in process ---------------------------------------------------------------------------------
