@@ -44,6 +44,7 @@ from forge_actors.engine.errors import (
 from forge_actors.engine.forge import DEFAULT_CLOSE_TIMEOUT, DEFAULT_LEASE_TTL, Forge
 from forge_actors.engine.participants import probe_providers
 from forge_actors.engine.summaries import SessionSummary
+from forge_actors.engine.trust import check_untrusted_tools
 from forge_actors.providers.pool import MemberHealth
 from forge_actors.providers.probe import ProviderProbe
 from forge_actors.tools import HistoryHit
@@ -54,6 +55,6 @@ __all__ = [
     "ForgeError", "HistoryHit", "InvalidCommandError", "LogReadError", "LogWriteError", "MemberHealth", "NotAnEventLogError",
     "ParticipantKeyMissingError", "ParticipantSetupError", "ParticipantSpec", "ProviderProbe", "RecordedEvent",
     "RoundKind", "RoundState", "SessionBusyError", "SessionNotFoundError", "SessionState", "SessionStoppedError",
-    "SessionSummary", "Subscription", "UntrustedSpecError", "UsageReport", "Violation", "load_config",
-    "probe_providers",
+    "SessionSummary", "Subscription", "UntrustedSpecError", "UsageReport", "Violation", "check_untrusted_tools",
+    "load_config", "probe_providers",
 ]

@@ -19,6 +19,12 @@
     name = "claude"
     persona = { name = "The Skeptic", traits = ["careful"], tone = "dry" }
 
+    [forge.councils.review]        # a named council: `deliberate(council="review")` over MCP, `forge/review`
+    description = "two critics and a judge"
+    participants = ["pool:fast", { spec = "ollama:llama3.2", name = "local" }]
+    settings = { max_iterations = 2, convergence_threshold = 0.7 }
+    tools = "file,search"
+
     [forge.pricing."claude-sonnet-4-20250514"]
     input_per_mtok = 3.0
     output_per_mtok = 15.0
@@ -167,6 +173,34 @@ class ToolSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     http_hosts: tuple[str, ...] = ()
 
 
+#: A council's name: it is also a model name (``forge/NAME``) and a tool argument, so plain characters only.
+COUNCIL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class CouncilSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[forge.councils.NAME]``: a named set of participants with session settings of their own.
+
+    The council named ``forge``, when there is one, is the default of the surfaces that take a
+    council (``forge mcp``; the model ``forge`` of the OpenAI-compatible endpoint).
+
+    Written by the operator, so it is used as written (trusted, like ``[[forge.participants]]``
+    as a server's defaults): an untrusted caller (MCP, HTTP) may *name* a council, and what it
+    adds on top of it (constraints, max_iterations, convergence_threshold, tools) is checked by
+    the untrusted-caller rule (``engine.trust``): tools within ``[forge.tools] api_tools``, never
+    a workspace. Checked when the file is read: the specs carry no keys, the settings are known
+    names in range, the tools exist, and there are 1..max_participants participants.
+    """
+
+    participants: tuple[ParticipantSpec, ...]
+    #: Session settings (``max_iterations``, ``convergence_threshold``, ``seed``...), as written;
+    #: applied over ``[forge]``'s and under a caller's own.
+    settings: dict[str, Any] = {}
+    #: What its AI participants may call when their spec names no tools (``"file,search"``).
+    tools: str = ""
+    #: One line for people choosing a council (listed by the MCP server and ``/v1/models``).
+    description: str = ""
+
+
 class ForgeConfig(msgspec.Struct, frozen=True, kw_only=True):
     #: Defaults of every new session; ``create_session(**overrides)`` changes them per session.
     settings: SessionSettings = SessionSettings()
@@ -184,6 +218,8 @@ class ForgeConfig(msgspec.Struct, frozen=True, kw_only=True):
     daemon: dict[str, DaemonTool] = {}
     pools: dict[str, PoolSettings] = {}
     tools: ToolSettings = ToolSettings()
+    #: Named councils (``[forge.councils.NAME]``), by name.
+    councils: dict[str, CouncilSettings] = {}
     #: The file this came from, None for the defaults.
     source: str | None = None
 
@@ -204,6 +240,15 @@ class ForgeConfig(msgspec.Struct, frozen=True, kw_only=True):
                                   f"to forge.toml (pools: {known})")
             return {"members": list(pool.members), "strategy": pool.strategy}
         return self.provider_options(provider)
+
+    def council(self, name: str) -> CouncilSettings:
+        """The council ``name``; a ConfigError naming the known ones when there is none."""
+        council = self.councils.get(name) if isinstance(name, str) else None
+        if council is None:
+            known = ", ".join(sorted(self.councils)) or "none configured"
+            raise ConfigError(f"no council named {str(name)[:64]!r}: add [forge.councils.NAME] to "
+                              f"{self.source or 'forge.toml'} (councils: {known})")
+        return council
 
     def provider_enabled(self, provider: str) -> bool:
         section = self.providers.get(provider)
@@ -331,6 +376,7 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
     pools = {name: _pool(entry, f"forge.pools.{name}")
              for name, entry in _table(section.pop("pools", {}), "forge.pools").items()}
     tool_settings = _tool_settings(section.pop("tools", {}))
+    councils_table = section.pop("councils", {})
     default_model = section.pop("default_model", DEFAULT_MODEL)
     if not isinstance(default_model, str) or not default_model:
         raise ConfigError("forge.default_model: a model name or a provider spec")
@@ -343,15 +389,59 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
     if unknown:
         raise ConfigError(f"unknown key(s) forge.{', forge.'.join(unknown)}; the [forge] keys are default_model, "
                           "max_participants, "
-                          f"{', '.join(SETTING_NAMES)}, and the tables providers, participants, pricing, cli, daemon, pools, tools")
+                          f"{', '.join(SETTING_NAMES)}, and the tables providers, participants, pricing, cli, daemon, pools, "
+                          "tools, councils")
     settings = _convert(recorded_setting_names(section, "forge"), SessionSettings, "forge")
     try:
         _check_ranges(settings)
     except ConfigError as exc:
         raise ConfigError(f"forge.{exc}") from None
+    councils = {name: _council(name, entry, settings, max_participants)
+                for name, entry in _table(councils_table, "forge.councils").items()}
     return ForgeConfig(settings=settings, default_model=default_model, providers=providers,
                        participants=participants, max_participants=max_participants, pricing=pricing,
-                       cli=tools["cli"], daemon=tools["daemon"], pools=pools, tools=tool_settings, source=source)
+                       cli=tools["cli"], daemon=tools["daemon"], pools=pools, tools=tool_settings,
+                       councils=councils, source=source)
+
+
+def _council(name: str, entry: Any, base: SessionSettings, max_participants: int) -> CouncilSettings:
+    from forge_actors.tools import UnknownToolError, select_tools
+
+    key = f"forge.councils.{name}"
+    if not COUNCIL_NAME.fullmatch(name):
+        raise ConfigError(f"{key}: a council's name is letters, digits and . _ - (at most 64, starting with a letter "
+                          "or digit): it is also a model name (forge/NAME)")
+    table = _table(entry, key)
+    unknown = sorted(set(table) - set(CouncilSettings.__struct_fields__))
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {', '.join(unknown)}; a council has "
+                          f"{', '.join(CouncilSettings.__struct_fields__)}")
+    if "participants" not in table:
+        raise ConfigError(f"{key}.participants: a council needs participants (specs such as \"mock:alice\" or "
+                          "tables with spec, name, persona)")
+    participants = _participants(table.pop("participants"), f"{key}.participants", bare_specs=True)
+    if not 1 <= len(participants) <= max_participants:
+        raise ConfigError(f"{key}.participants: {len(participants)} participants; a council has at least 1 and at "
+                          f"most {max_participants} (forge.max_participants)")
+    settings = _table(table.pop("settings", {}), f"{key}.settings")
+    try:
+        session_settings(base, settings)  # known names, types and ranges, now rather than at the first call
+    except ConfigError as exc:
+        raise ConfigError(f"{key}.settings: {exc}") from None
+    tools = table.pop("tools", "")
+    if isinstance(tools, list) and all(isinstance(t, str) for t in tools):
+        tools = ",".join(tools)
+    if not isinstance(tools, str):
+        raise ConfigError(f"{key}.tools: tool and category names, as a string (\"file,search\") or an array")
+    if tools.strip():
+        try:
+            select_tools(tools)
+        except UnknownToolError as unknown_tool:
+            raise ConfigError(f"{key}.tools: {unknown_tool}") from None
+    description = table.pop("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{key}.description: a line of text")
+    return CouncilSettings(participants=participants, settings=settings, tools=tools, description=description)
 
 
 def _tool_settings(value: Any) -> ToolSettings:
@@ -414,12 +504,17 @@ def _providers(value: Any) -> dict[str, ProviderSettings]:
     return providers
 
 
-def _participants(value: Any) -> tuple[ParticipantSpec, ...]:
+def _participants(value: Any, where: str = "forge.participants", *,
+                  bare_specs: bool = False) -> tuple[ParticipantSpec, ...]:
+    """An array of participant tables; with ``bare_specs`` (a council's), spec strings too."""
     if not isinstance(value, list):
-        raise ConfigError("forge.participants: expected an array of tables ([[forge.participants]])")
+        expected = "an array of specs or tables" if bare_specs else "an array of tables ([[forge.participants]])"
+        raise ConfigError(f"{where}: expected {expected}")
     specs = []
     for index, entry in enumerate(value):
-        key = f"forge.participants[{index}]"
+        key = f"{where}[{index}]"
+        if bare_specs and isinstance(entry, str):  # "mock:alice", as a session's participants are given
+            entry = {"spec": entry}
         persona = entry.get("persona") if isinstance(entry, Mapping) else None
         if isinstance(persona, Mapping):
             unknown = sorted(set(persona) - set(Persona.__struct_fields__))
