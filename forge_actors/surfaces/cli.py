@@ -104,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--participant", dest="participants", action="append", metavar="SPEC",
                      help="a participant, e.g. mock:alice, anthropic:claude-sonnet-4-20250514 (repeatable)")
     run.add_argument("--title")
-    run.add_argument("--max-rounds", type=int, metavar="N")
+    run.add_argument("--max-iterations", type=int, metavar="N",
+                     help="Synthesis -> Convergence iterations at most (a round is one step; an iteration one pass)")
+    run.add_argument("--max-rounds", type=int, metavar="N", dest="max_rounds_deprecated", help=argparse.SUPPRESS)
     run.add_argument("--threshold", type=float, metavar="X", help="convergence threshold, 0-1")
     run.add_argument("--round-timeout", type=float, metavar="S", help="seconds a participant gets per round")
     run.add_argument("--seed", type=int, metavar="N")
@@ -170,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="why (repeatable)")
     vote.add_argument("--concern", dest="concerns", action="append", default=[], metavar="TEXT",
                       help="a concern the next synthesis should address (repeatable)")
+    commands.add_parser("mcp", parents=[common],
+                        help="serve the council over the Model Context Protocol on stdin/stdout (for coding assistants)")
     serve = commands.add_parser("serve", parents=[common], help="serve the HTTP API, live streams and the web page")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000)
@@ -295,7 +299,7 @@ def cmd_run(ctx: Context) -> int:
             workspace = forge.config.settings.workspace or "."
         session_id = forge.create_session(
             args.goal, [*participants, *({"kind": "human", "name": name} for name in humans)], title=args.title,
-            constraints=args.constraints, max_rounds=args.max_rounds, convergence_threshold=args.threshold,
+            constraints=args.constraints, max_iterations=_iterations(ctx), convergence_threshold=args.threshold,
             round_timeout_seconds=args.round_timeout, seed=args.seed, tools=args.tools or "", workspace=workspace,
         )
         if why:
@@ -365,8 +369,23 @@ def _deliberate_when_free(forge: Forge, session_id: str, *, clock: Callable[[], 
             sleep(HUMAN_POLL_SECONDS)
 
 
+def _iterations(ctx: Context) -> int | None:
+    """``--max-iterations``; ``--max-rounds``, its old name, still works and says so."""
+    old = ctx.args.max_rounds_deprecated
+    if old is not None:
+        ctx.note("--max-rounds is deprecated: write --max-iterations (the same number: Synthesis -> Convergence "
+                 "iterations at most)")
+        if ctx.args.max_iterations is not None and ctx.args.max_iterations != old:
+            raise UsageError("--max-iterations and --max-rounds (its old name) disagree: keep --max-iterations")
+    return ctx.args.max_iterations if ctx.args.max_iterations is not None else old
+
+
 def _specs_name_tools(participants: list[Any]) -> bool:
-    return any(isinstance(p, str) and "tools=" in p.partition("?")[2] for p in participants)
+    """Whether any participant (a spec string, or a ParticipantSpec from forge.toml) names tools."""
+    def names_tools(participant: Any) -> bool:
+        spec = participant if isinstance(participant, str) else getattr(participant, "spec", "")
+        return "tools=" in spec.partition("?")[2] or bool(getattr(participant, "tools", ""))
+    return any(names_tools(p) for p in participants)
 
 
 def cmd_resume(ctx: Context) -> int:
@@ -577,10 +596,19 @@ def cmd_serve(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_mcp(ctx: Context) -> int:
+    """``forge mcp``: stdout is the protocol's, so nothing else is printed there; logs go to stderr."""
+    from forge_actors.surfaces.mcp import serve_stdio
+
+    with ctx.open(create=True) as forge:
+        serve_stdio(forge)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Context], int]] = {
     "run": cmd_run, "resume": cmd_resume, "replay": cmd_replay, "rerun": cmd_rerun, "sessions": cmd_sessions,
     "show": cmd_show, "export": cmd_export, "providers": cmd_providers, "serve": cmd_serve, "switch": cmd_switch,
-    "draft": cmd_draft, "vote": cmd_vote,
+    "draft": cmd_draft, "vote": cmd_vote, "mcp": cmd_mcp,
 }
 
 

@@ -36,7 +36,7 @@ def json_lines(text: str) -> list[dict]:
 
 
 def test_a_whole_mock_deliberation_then_every_command_on_it(tmp_path):
-    done = forge("run", "Design a TODO app API", *THREE, "--seed", "7", "--max-rounds", "3", cwd=tmp_path)
+    done = forge("run", "Design a TODO app API", *THREE, "--seed", "7", "--max-iterations", "3", cwd=tmp_path)
     assert done.returncode == 0, done.stderr  # seed 7 converges
     events = json_lines(done.stdout)  # not a terminal: one JSON event per line
     assert events[0]["type"] == "SessionCreated" and events[-1]["type"] == "SessionEnded"
@@ -77,7 +77,7 @@ def test_a_whole_mock_deliberation_then_every_command_on_it(tmp_path):
 
 
 def test_no_participants_and_no_key_means_three_mocks_said_in_one_line(tmp_path):
-    done = forge("run", "Plan a garden", "--max-rounds", "1", "--db", "g.db", cwd=tmp_path)
+    done = forge("run", "Plan a garden", "--max-iterations", "1", "--db", "g.db", cwd=tmp_path)
     assert done.returncode in (0, 1), done.stderr
     assert "ANTHROPIC_API_KEY is not set" in done.stderr and "three offline mock participants" in done.stderr
     created = json_lines(done.stdout)[0]
@@ -95,7 +95,7 @@ def test_no_participants_and_no_key_means_three_mocks_said_in_one_line(tmp_path)
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, config, message):
     (tmp_path / "not-a-log.db").write_text("hello, I am a text file")
-    forge("run", "seed a log", "-p", "mock:a", "--max-rounds", "1", cwd=tmp_path)
+    forge("run", "seed a log", "-p", "mock:a", "--max-iterations", "1", cwd=tmp_path)
     if config is not None:
         (tmp_path / "forge.toml").write_text(config)
     done = forge(*args, cwd=tmp_path)
@@ -106,7 +106,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, config, message):
 
 def test_sigint_leaves_a_log_that_resume_finishes(tmp_path):
     run = subprocess.Popen(
-        [FORGE, "run", "Design a TODO app API", "--max-rounds", "2",
+        [FORGE, "run", "Design a TODO app API", "--max-iterations", "2",
          *[arg for name in ("alice", "bob", "carol") for arg in ("-p", f"mock:{name}?word_delay=0.01")]],
         cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -157,7 +157,7 @@ def test_providers_shows_keys_present_never_their_values(tmp_path):
 
 def test_keys_never_reach_exports(tmp_path):
     env = clean_env(ANTHROPIC_API_KEY="sk-ant-very-secret-43")
-    done = forge("run", "goal", "-p", "mock:alice", "--max-rounds", "1", cwd=tmp_path, env=env)
+    done = forge("run", "goal", "-p", "mock:alice", "--max-iterations", "1", cwd=tmp_path, env=env)
     session_id = json_lines(done.stdout)[0]["session_id"]
     for fmt in ("md", "json", "yaml"):
         exported = forge("export", session_id, "--format", fmt, cwd=tmp_path, env=env)
@@ -170,7 +170,7 @@ def test_on_a_terminal_run_shows_the_live_view(tmp_path):
     import re
 
     main, child = pty.openpty()
-    process = subprocess.Popen([FORGE, "run", "Design a TODO app API", *THREE, "--seed", "7", "--max-rounds", "3"],
+    process = subprocess.Popen([FORGE, "run", "Design a TODO app API", *THREE, "--seed", "7", "--max-iterations", "3"],
                                cwd=tmp_path, env=clean_env(COLUMNS="120", LINES="40", TERM="xterm"),
                                stdin=child, stdout=child, stderr=subprocess.PIPE)
     os.close(child)

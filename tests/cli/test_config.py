@@ -150,3 +150,13 @@ def test_settings_are_one_mapping_and_its_names_are_checked(tmp_path):
         with pytest.raises(ConfigError, match="mapping"):
             forge.create_session("g", ["mock:a"], settings=["max_rounds"])  # type: ignore[arg-type]
         assert forge.sessions() == [session_id]
+
+
+def test_the_cli_flag_max_rounds_is_the_old_name_of_max_iterations(tmp_path):
+    from forge_actors.surfaces import cli
+
+    db = str(tmp_path / "f.db")
+    assert cli.main(["run", "g", "-p", "mock:a", "-p", "mock:b", "--max-rounds", "1", "--db", db, "--json"]) in (0, 1)
+    with Forge(db) as forge:
+        assert forge.state(forge.sessions()[0]).settings.max_rounds == 1
+    assert cli.main(["run", "g", "-p", "mock:a", "--max-rounds", "1", "--max-iterations", "2", "--db", db]) == 2

@@ -29,7 +29,7 @@ def json_lines(text: str) -> list[dict]:
 
 def test_run_waits_for_a_seated_humans_draft_from_another_terminal(tmp_path):
     run = subprocess.Popen([FORGE, "run", "Design a TODO app API", *TWO, "--human", "ada", "--human-timeout", "60",
-                            "--max-rounds", "1", "--db", "h.db"],
+                            "--max-iterations", "1", "--db", "h.db"],
                            cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert run.stderr is not None
     waiting = ""
@@ -60,14 +60,14 @@ def test_run_waits_for_a_seated_humans_draft_from_another_terminal(tmp_path):
 
 def test_a_human_who_does_not_draft_in_time_is_left_out_and_the_run_says_so(cli):
     code, out, err = cli("run", "goal", "-p", "mock:alice", "--human", "ada", "--human-timeout", "0",
-                         "--max-rounds", "1")
+                         "--max-iterations", "1")
     assert code in (0, 1), err
     assert "no draft from ada within 0 s: the deliberation goes on without it" in err
     assert json_lines(out)[-1]["type"] == "SessionEnded"
 
 
 def test_constraints_are_recorded_and_bad_human_flags_are_usage_errors(cli):
-    code, out, err = cli("run", "goal", "-p", "mock:alice", "--max-rounds", "1", "--constraint", "no SQL",
+    code, out, err = cli("run", "goal", "-p", "mock:alice", "--max-iterations", "1", "--constraint", "no SQL",
                          "--constraint", "one page")
     assert code in (0, 1), err
     assert json_lines(out)[0]["constraints"] == ["no SQL", "one page"]

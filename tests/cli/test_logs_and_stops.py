@@ -24,7 +24,7 @@ def json_lines(text: str) -> list[dict]:
 
 def test_forge_db_is_the_log_of_every_command(cli, tmp_path):
     env = {"FORGE_DB": "elsewhere.db"}
-    code, out, err = cli("run", "Design a TODO app API", "-p", "mock:alice", "-p", "mock:bob", "--max-rounds", "1",
+    code, out, err = cli("run", "Design a TODO app API", "-p", "mock:alice", "-p", "mock:bob", "--max-iterations", "1",
                          "--seed", "7", env=env)
     assert code in (0, 1), err
     session_id = json_lines(out)[0]["session_id"]
@@ -70,7 +70,7 @@ BROKEN = "[forge\nmax_rounds = 3\n"
 @pytest.fixture
 def broken_config_log(cli, tmp_path) -> str:
     """A log with one ended session, then a malformed ./forge.toml next to it."""
-    code, out, err = cli("run", "goal", "-p", "mock:alice", "--max-rounds", "1")
+    code, out, err = cli("run", "goal", "-p", "mock:alice", "--max-iterations", "1")
     (tmp_path / "forge.toml").write_text(BROKEN)
     return json_lines(out)[0]["session_id"]
 
@@ -111,7 +111,7 @@ def test_ctrl_c_during_replay_says_nothing_about_resume(tmp_path):
 
 
 def test_ctrl_c_in_a_json_run_ends_its_stream_with_what_the_interruption_recorded(tmp_path):
-    run = subprocess.Popen([FORGE, "run", "Design a TODO app API", "--max-rounds", "2",
+    run = subprocess.Popen([FORGE, "run", "Design a TODO app API", "--max-iterations", "2",
                             *[arg for name in ("alice", "bob") for arg in ("-p", f"mock:{name}?word_delay=0.01")]],
                            cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert run.stdout is not None

@@ -252,7 +252,7 @@ def test_processes_racing_for_one_lease_one_wins(tmp_path):
 
 def test_two_resumes_racing_a_running_forge_run_both_exit_2_naming_it(tmp_path):
     run = subprocess.Popen([FORGE, "run", GOAL, *[a for spec in slow(0.02) for a in ("-p", spec)],
-                            "--max-rounds", "1", "--seed", "6", "--json"],
+                            "--max-iterations", "1", "--seed", "6", "--json"],
                            cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seen = json_lines_until(run.stdout, lambda events: sum(e["type"] == "ContentDelta" for e in events) >= 5)

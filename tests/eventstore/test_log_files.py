@@ -151,12 +151,12 @@ def test_a_full_disk_at_create_is_one_line_and_exit_2(tmp_path):
     assert line == ("forge: disk full writing forge.db: the last appends were not written; nothing committed "
                     "was lost; free space and try again")
     # Once there is space, the same command simply works on the same (empty) file.
-    done = forge("run", "Plan a garden", *TWO, "--max-rounds", "1", cwd=tmp_path)
+    done = forge("run", "Plan a garden", *TWO, "--max-iterations", "1", cwd=tmp_path)
     assert done.returncode in (0, 1), done.stderr
 
 
 def test_a_full_disk_mid_run_stops_cleanly_and_resume_finishes_once_there_is_space(tmp_path):
-    done = forge("run", "Plan a garden", *TWO, "--seed", "7", "--max-rounds", "2", cwd=tmp_path, free_pages=14)
+    done = forge("run", "Plan a garden", *TWO, "--seed", "7", "--max-iterations", "2", cwd=tmp_path, free_pages=14)
     line = one_line_error(done)
     events = [json.loads(text) for text in done.stdout.splitlines()]
     session_id = events[0]["session_id"]

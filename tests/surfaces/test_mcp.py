@@ -48,8 +48,9 @@ def server_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 async def client(server_files: tuple[Path, Path]) -> AsyncIterator[ClientSession]:
     db, config = server_files
-    params = StdioServerParameters(command=sys.executable,
-                                   args=["-m", "forge_actors.surfaces.mcp", "--db", str(db), "--config", str(config)],
+    # The documented entry: the `forge mcp` command of this environment.
+    params = StdioServerParameters(command=str(Path(sys.executable).with_name("forge")),
+                                   args=["mcp", "--db", str(db), "--config", str(config)],
                                    cwd=str(db.parent))
     errors = (db.parent / "stderr.log").open("w")
     try:
