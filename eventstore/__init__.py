@@ -18,6 +18,7 @@ from eventstore.errors import (
     StoreClosedError,
 )
 from eventstore.lease import Lease, LeaseStore, SqliteLeases, StaleCheck
+from eventstore.mailbox import Letter, Mailbox, SqliteMailbox
 from eventstore.projection import Projection, ProjectionRunner
 from eventstore.store import (
     ANY,
@@ -52,12 +53,15 @@ __all__ = [
     "LeaseHeldError",
     "LeaseLostError",
     "LeaseStore",
+    "Letter",
+    "Mailbox",
     "NewEvent",
     "NotAnEventLogError",
     "Projection",
     "ProjectionRunner",
     "RecordedEvent",
     "SqliteLeases",
+    "SqliteMailbox",
     "StaleCheck",
     "StoreClosedError",
     "Subscription",

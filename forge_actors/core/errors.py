@@ -68,3 +68,19 @@ class SessionBusyError(ForgeError):
             f"session {session_id} is being driven by another engine ({owner}): wait for it to finish, or stop "
             f"that process; if it has died, resume works once its lease expires in {max(expires_in, 0.0):.0f} s"
         )
+
+
+class HumanInputQueuedError(SessionBusyError):
+    """A human's draft or vote for a session another engine drives was posted to it, but that engine
+    did not answer in time. The input is queued: it counts when that engine, or the next one to
+    drive the session, takes it."""
+
+    def __init__(self, session_id: str, owner: str, expires_in: float, kind: str, waited: float) -> None:
+        self.session_id = session_id
+        self.owner = owner
+        self.expires_in = expires_in
+        ForgeError.__init__(
+            self,
+            f"session {session_id} is being driven by another engine ({owner}), which did not answer within {waited:g} s; "
+            f"the {kind} is queued and counts when that engine (or the next one to drive the session) takes it",
+        )

@@ -30,6 +30,7 @@ from forge_actors.engine.errors import (
     DiskFullError,
     EventStoreError,
     ForgeError,
+    HumanInputQueuedError,
     InvalidCommandError,
     LogReadError,
     LogWriteError,
@@ -50,11 +51,12 @@ from forge_actors.providers.probe import ProviderProbe
 from forge_actors.tools import HistoryHit
 
 __all__ = [
-    "DEFAULT_CLOSE_TIMEOUT", "DEFAULT_LEASE_TTL", "ROUND_KINDS", "ConcurrencyError", "ConfigError",
-    "CorruptEventError", "CorruptLogError", "DiskFullError", "Event", "EventStoreError", "Forge", "ForgeConfig",
-    "ForgeError", "HistoryHit", "InvalidCommandError", "LogReadError", "LogWriteError", "MemberHealth", "NotAnEventLogError",
-    "ParticipantKeyMissingError", "ParticipantSetupError", "ParticipantSpec", "ProviderProbe", "RecordedEvent",
-    "RoundKind", "RoundState", "SessionBusyError", "SessionNotFoundError", "SessionState", "SessionStoppedError",
-    "SessionSummary", "Subscription", "UntrustedSpecError", "UsageReport", "Violation", "check_untrusted_tools",
-    "load_config", "probe_providers",
+    "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_LEASE_TTL", "DiskFullError", "Event", "EventStoreError", "Forge", "ForgeConfig", "ForgeError",
+    "HistoryHit", "HumanInputQueuedError", "InvalidCommandError", "LogReadError", "LogWriteError",
+    "MemberHealth", "NotAnEventLogError", "ParticipantKeyMissingError", "ParticipantSetupError",
+    "ParticipantSpec", "ProviderProbe", "ROUND_KINDS", "RecordedEvent", "RoundKind", "RoundState",
+    "SessionBusyError", "SessionNotFoundError", "SessionState", "SessionStoppedError", "SessionSummary",
+    "Subscription", "UntrustedSpecError", "UsageReport", "Violation", "check_untrusted_tools", "load_config",
+    "probe_providers",
 ]

@@ -28,6 +28,7 @@ from eventstore.errors import (
 from forge_actors.core.errors import (
     ConfigError,
     ForgeError,
+    HumanInputQueuedError,
     InvalidCommandError,
     SessionBusyError,
     SessionNotFoundError,
@@ -38,7 +39,7 @@ from forge_actors.providers.errors import MissingApiKeyError, ProviderConfigErro
 
 __all__ = [
     "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DiskFullError", "EventStoreError",
-    "ForgeError", "InvalidCommandError", "LogReadError", "LogWriteError", "NotAnEventLogError",
+    "ForgeError", "HumanInputQueuedError", "InvalidCommandError", "LogReadError", "LogWriteError", "NotAnEventLogError",
     "ParticipantKeyMissingError", "ParticipantSetupError", "SessionBusyError", "SessionNotFoundError",
     "SessionStoppedError", "UntrustedSpecError", "provider_setup_errors",
 ]

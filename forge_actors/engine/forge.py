@@ -29,7 +29,17 @@ from typing import Any
 import msgspec
 import pykka
 
-from eventstore import NO_STREAM, BatchingWriter, EventStore, Lease, RecordedEvent, SqliteLeases, Subscription
+from eventstore import (
+    NO_STREAM,
+    BatchingWriter,
+    EventStore,
+    Lease,
+    Letter,
+    RecordedEvent,
+    SqliteLeases,
+    SqliteMailbox,
+    Subscription,
+)
 from forge_actors.actors.messages import (
     AddHumanDraft,
     CancelSession,
@@ -41,7 +51,13 @@ from forge_actors.actors.messages import (
 )
 from forge_actors.actors.session import as_new_event
 from forge_actors.core.audit import Violation, verify
-from forge_actors.core.errors import ConfigError, InvalidCommandError, SessionNotFoundError
+from forge_actors.core.errors import (
+    ConfigError,
+    ForgeError,
+    InvalidCommandError,
+    SessionBusyError,
+    SessionNotFoundError,
+)
 from forge_actors.core.events import (
     ROUND_KINDS,
     Event,
@@ -52,7 +68,7 @@ from forge_actors.core.events import (
 )
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport, usage_report
-from forge_actors.engine import live, replay
+from forge_actors.engine import live, mail, replay
 from forge_actors.engine.config import ForgeConfig, ParticipantSpec, participant_spec, session_settings
 from forge_actors.engine.errors import provider_setup_errors
 from forge_actors.engine.history import LogHistory, final_synthesis_from
@@ -103,6 +119,7 @@ class Forge:
         lease_ttl: float = DEFAULT_LEASE_TTL,
         lease_clock: Callable[[], int] = time.time_ns,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        mail_timeout: float | None = None,
     ) -> None:
         """``clock_ns`` stamps events and times contributions (inject one for repeatable logs);
         ``id_factory`` names new sessions; ``retry_policy`` paces retries of failed attempts;
@@ -112,7 +129,9 @@ class Forge:
         its lease for ``lease_ttl`` seconds, renewed while this engine runs it; a session another
         engine drives raises SessionBusyError. ``lease_clock`` is wall-clock ns (kept apart from
         ``clock_ns``: leases are compared across processes). ``close()`` waits at most
-        ``close_timeout`` seconds in all for the actors to stop."""
+        ``close_timeout`` seconds in all for the actors to stop. A human's draft or vote for a session
+        another engine drives is posted to that engine, and waits ``mail_timeout`` seconds (default
+        ``engine.mail.ANSWER_TIMEOUT``) for its answer."""
         if isinstance(lease_ttl, bool) or not isinstance(lease_ttl, (int, float)) or not 0 < lease_ttl < float("inf"):
             raise ConfigError(f"lease_ttl is a number of seconds > 0, not {lease_ttl!r}")
         self.config = config or ForgeConfig()
@@ -123,6 +142,7 @@ class Forge:
         self._states = StateCache(self._store)
         self._summaries = Summaries(self._store)
         self._participants = Participants(self.config, pool_clock)
+        self._mailbox = SqliteMailbox(self._store, clock=lease_clock)
         self._history = LogHistory(self._store, final_synthesis_from(self.state))
         self._toolboxes = Toolboxes(self.config.tools, self._store.path, self._history.for_session)
         self._supervisor = Supervisor(
@@ -132,7 +152,9 @@ class Forge:
                 info, session_id, state.settings, provider, self.events),
             retry_policy=retry_policy or RetryPolicy(), latency_clock=clock_ns or time.monotonic_ns,
             lease_ttl=float(lease_ttl), close_timeout=close_timeout,
+            mailbox=self._mailbox, deliver=self._deliver_letter,
         )
+        self._mail_timeout = mail_timeout
         # Held while a new human joins (count, then join), so concurrent joins cannot pass the cap together.
         self._joins_lock = threading.Lock()
 
@@ -263,15 +285,44 @@ class Forge:
 
     def add_human_draft(self, session_id: str, author: str, content: str) -> int:
         """Add a human's draft (joining the draft round, or the first one to come); returns its round.
-        A new human joins only while the session has fewer than ``config.max_participants``."""
-        return self._human_command(session_id, author, AddHumanDraft(author, content))
+        A new human joins only while the session has fewer than ``config.max_participants``.
+
+        A session another engine drives gets the draft through its mailbox (``engine.mail``): that
+        engine applies it with the same checks and this call returns what it answered (or raises
+        HumanInputQueuedError when it did not answer in time: the draft then waits for it)."""
+        request = mail.HumanRequest("draft", author, content=content)
+        return self._human_input(session_id, request, AddHumanDraft(author, content))
 
     def cast_vote(self, session_id: str, voter: str, vote: VoteChoice, reasons: Iterable[str] = (),
                   concerns: Iterable[str] = ()) -> int:
         """A human's vote on the current synthesis; returns the convergence round it counts in.
         A new human joins only while the session has fewer than ``config.max_participants``."""
         vote_cast = CastVote(voter, str(vote).upper(), tuple(reasons), tuple(concerns))  # type: ignore[arg-type]
-        return self._human_command(session_id, voter, vote_cast)
+        request = mail.HumanRequest("vote", voter, vote=vote_cast.vote, reasons=vote_cast.reasons,
+                                    concerns=vote_cast.concerns)
+        return self._human_input(session_id, request, vote_cast)
+
+    def _human_input(self, session_id: str, request: mail.HumanRequest, message: AddHumanDraft | CastVote) -> int:
+        try:
+            return self._human_command(session_id, request.name, message)
+        except SessionBusyError as busy:  # another engine drives it: post the input to it
+            timeout = self._mail_timeout if self._mail_timeout is not None else mail.ANSWER_TIMEOUT
+            return mail.post_and_wait(self._mailbox, session_id, request, busy, timeout)
+
+    def _deliver_letter(self, session_id: str, letter: Letter) -> str:
+        """Apply a human's input another engine posted to a session driven here; the answer it waits for."""
+        try:
+            request = msgspec.json.decode(letter.payload, type=mail.HumanRequest)
+            if request.kind == "draft":
+                round_number = self._human_command(session_id, request.name, AddHumanDraft(request.name,
+                                                                                           request.content))
+            else:
+                vote = CastVote(request.name, request.vote.upper(), request.reasons, request.concerns)  # type: ignore[arg-type]
+                round_number = self._human_command(session_id, request.name, vote)
+            answer = mail.HumanAnswer(True, round_number)
+        except (ForgeError, msgspec.DecodeError, msgspec.ValidationError) as refused:
+            answer = mail.HumanAnswer(False, error=str(refused))
+        return msgspec.json.encode(answer).decode()
 
     def _human_command(self, session_id: str, name: str, message: Any) -> Any:
         """Send a human's command; one from a human not yet in the session joins it, so the

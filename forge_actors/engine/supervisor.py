@@ -31,6 +31,8 @@ from eventstore import (
     LeaseHeldError,
     LeaseLostError,
     LeaseStore,
+    Letter,
+    Mailbox,
     NewEvent,
 )
 from forge_actors.actors.messages import Recover
@@ -40,6 +42,7 @@ from forge_actors.actors.session import SessionActor
 from forge_actors.core.errors import SessionBusyError, SessionStoppedError
 from forge_actors.core.events import ParticipantInfo
 from forge_actors.core.state import SessionState
+from forge_actors.engine import mail
 from forge_actors.providers.base import Provider
 from forge_actors.providers.retry import RetryPolicy
 
@@ -129,6 +132,8 @@ class Supervisor:
         latency_clock: Callable[[], int],
         lease_ttl: float,
         close_timeout: float,
+        mailbox: Mailbox | None = None,
+        deliver: Callable[[str, Letter], str] | None = None,
     ) -> None:
         self._writer = writer
         self._leases = leases
@@ -150,6 +155,11 @@ class Supervisor:
         self._held: set[str] = set()  # sessions whose lease this engine holds
         self._renewer: threading.Thread | None = None  # runs while this engine holds a lease
         self._renewer_wake = threading.Event()  # set when the last lease goes, or on close
+        # Letters to the sessions driven here (human input given to other engines): ``deliver`` applies
+        # one and returns its answer. One thread polls while any lease is held.
+        self._mailbox = mailbox
+        self._deliver = deliver
+        self._mail_reader: threading.Thread | None = None
 
     def check_open(self) -> None:
         if self._closed:
@@ -263,6 +273,9 @@ class Supervisor:
         if self._renewer is None:
             self._renewer = threading.Thread(target=self._renew_leases, name="forge-lease-renewer", daemon=True)
             self._renewer.start()
+        if self._mail_reader is None and self._mailbox is not None and self._deliver is not None:
+            self._mail_reader = threading.Thread(target=self._read_mail, name="forge-mail-reader", daemon=True)
+            self._mail_reader.start()
 
     def _release_lease(self, session_id: str) -> None:
         """Under the lock. What our actors queued is committed first, so that the next driver reads it."""
@@ -300,6 +313,25 @@ class Supervisor:
                     except Exception:  # e.g. the database stayed locked past busy_timeout: the next turn tries again
                         logger.exception("could not renew the lease of session %s", session_id)
 
+    def _read_mail(self) -> None:
+        """The mail thread: every POLL_SECONDS, apply the letters to each session driven here. Ends with
+        the last lease (the next lease taken starts another)."""
+        assert self._mailbox is not None and self._deliver is not None
+        while True:
+            with self._lock:
+                if self._closed or not self._held:
+                    self._mail_reader = None
+                    return
+                held = sorted(self._held)
+            for session_id in held:
+                try:
+                    letters = self._mailbox.unanswered(mail.box_of(session_id))
+                    for letter in letters:
+                        self._mailbox.answer(letter.id, self._deliver(session_id, letter))
+                except Exception:  # e.g. the log is locked or closing: the letters wait for the next turn
+                    logger.exception("could not read the mailbox of session %s", session_id)
+            time.sleep(mail.POLL_SECONDS)
+
     def _lease_lost(self, session_id: str, lost: LeaseLostError) -> None:
         """Under the lock. Another engine took the session (this process was paused past its lease, or
         its renewals failed): stop our actors, and let them write nothing more."""
@@ -335,5 +367,6 @@ class Supervisor:
             for session_id in sorted(self._held):
                 self._release_lease(session_id)
             renewer = self._renewer
-        if renewer is not None:
-            renewer.join(timeout=max(0.0, deadline - time.monotonic()))
+        for thread in (renewer, self._mail_reader):
+            if thread is not None:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))

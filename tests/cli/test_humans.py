@@ -132,10 +132,22 @@ def test_the_run_waits_out_a_forge_draft_that_holds_the_session_at_that_moment(t
     assert len(naps) == 1 and type(events[-1].event).__name__ == "SessionEnded"
 
 
-def test_a_draft_for_a_session_another_process_runs_says_how_humans_take_part(cli, tmp_path):
+def test_a_draft_for_a_session_another_process_runs_reaches_that_process(cli, tmp_path):
     with Forge(str(tmp_path / "forge.db")) as runner:
         session_id = runner.create_session("goal", ["mock:alice", "mock:bob"])
         runner.add_human_draft(session_id, "bob2", "a plan")  # this engine drives the session now
         code, out, err = cli("draft", session_id, "--author", "ada", "my plan")
-    assert code == 2 and "being driven by another engine" in err and "forge run --human NAME" in err
-    assert len(err.strip().splitlines()) == 1
+        assert code == 0, err  # posted to the driver's mailbox, applied there
+        assert runner.state(session_id).drafts["ada"] == "my plan"
+
+
+def test_human_input_an_absent_driver_never_answers_is_queued_and_says_so(cli, tmp_path, monkeypatch):
+    from eventstore import SqliteLeases
+    from forge_actors.engine import mail
+
+    monkeypatch.setattr(mail, "ANSWER_TIMEOUT", 0.3)
+    with Forge(str(tmp_path / "forge.db")) as forge:
+        session_id = forge.create_session("goal", ["mock:alice", "mock:bob"])
+        SqliteLeases(forge._store).acquire(f"session:{session_id}", "elsewhere:1:x", 600)
+    code, out, err = cli("draft", session_id, "--author", "ada", "my plan")
+    assert code == 2 and "did not answer" in err and "queued" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,99 @@
+"""Mailboxes: requests for whoever holds a named thing, answered once. Generic: a box is any string.
+
+A process that may not act on a thing itself (another process holds its lease) posts a
+letter to the thing's box; the holder takes the unanswered letters, acts, and answers each.
+The poster waits for the answer. A letter is one row
+``mailbox(id, box, payload, posted_at, answer, answered_at)`` in the log's file; payloads and
+answers are opaque text (the caller's JSON). A letter nobody answers stays for the next
+holder: the request survives the holder's crash.
+
+Like leases, the table is created by the first write, so opening a log never writes.
+``Mailbox`` is the interface; ``SqliteMailbox`` its implementation on an EventStore.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Final, Protocol
+
+import msgspec
+
+from eventstore.store import EventStore
+
+_CREATE: Final = (
+    "CREATE TABLE IF NOT EXISTS mailbox ("
+    "id INTEGER PRIMARY KEY AUTOINCREMENT, box TEXT NOT NULL, payload TEXT NOT NULL, posted_at INTEGER NOT NULL, "
+    "answer TEXT, answered_at INTEGER)"
+)
+_INDEX: Final = "CREATE INDEX IF NOT EXISTS mailbox_open ON mailbox (box) WHERE answer IS NULL"
+
+
+class Letter(msgspec.Struct, frozen=True):
+    """A request posted to ``box``; ``answer`` is None until its box's holder answers it."""
+
+    id: int
+    box: str
+    payload: str
+    posted_at: int
+    answer: str | None = None
+
+
+class Mailbox(Protocol):
+    """What an engine needs of a mailbox backend."""
+
+    def post(self, box: str, payload: str) -> int: ...
+
+    def unanswered(self, box: str) -> list[Letter]: ...
+
+    def answer(self, letter_id: int, answer: str) -> bool: ...
+
+    def letter(self, letter_id: int) -> Letter | None: ...
+
+
+class SqliteMailbox:
+    """Mailboxes in the event log's SQLite file, written through the store's write connection."""
+
+    def __init__(self, store: EventStore, *, clock: Callable[[], int] = time.time_ns) -> None:
+        self.store = store
+        self._clock = clock
+
+    def post(self, box: str, payload: str) -> int:
+        """Post ``payload`` to ``box``; returns the letter's id (to wait for its answer with ``letter``)."""
+        if not isinstance(box, str) or not box:
+            raise ValueError("a mailbox's name must be a non-empty string")
+        with self.store.write_transaction() as conn:
+            conn.execute(_CREATE)
+            conn.execute(_INDEX)
+            cursor = conn.execute("INSERT INTO mailbox (box, payload, posted_at) VALUES (?, ?, ?)",
+                                  (box, payload, self._clock()))
+            return int(cursor.lastrowid or 0)
+
+    def unanswered(self, box: str) -> list[Letter]:
+        """The letters of ``box`` nobody answered yet, oldest first. Writes nothing."""
+        if not self._exists():
+            return []
+        rows = self.store.query("SELECT id, box, payload, posted_at, answer FROM mailbox "
+                                "WHERE box = ? AND answer IS NULL ORDER BY id", (box,))
+        return [Letter(*row) for row in rows]
+
+    def answer(self, letter_id: int, answer: str) -> bool:
+        """Answer a letter once; False (changing nothing) when it was answered already or is unknown."""
+        with self.store.write_transaction() as conn:
+            conn.execute(_CREATE)
+            updated = conn.execute("UPDATE mailbox SET answer = ?, answered_at = ? WHERE id = ? AND answer IS NULL",
+                                   (answer, self._clock(), letter_id)).rowcount
+            return updated > 0
+
+    def letter(self, letter_id: int) -> Letter | None:
+        """The letter as it stands (its answer, once there is one). Writes nothing."""
+        if not self._exists():
+            return None
+        rows = self.store.query("SELECT id, box, payload, posted_at, answer FROM mailbox WHERE id = ?", (letter_id,))
+        return Letter(*rows[0]) if rows else None
+
+    def _exists(self) -> bool:
+        return bool(self.store.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'mailbox'"))
+
+    def __repr__(self) -> str:
+        return f"SqliteMailbox({self.store.path!r})"
