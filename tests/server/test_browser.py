@@ -197,7 +197,7 @@ def test_tool_calls_and_results_show_in_the_participants_column(page, served, tm
     session_id = finished(forge, "Review README.md", ["mock:alice?tools=file", "mock:bob"], workspace=str(workspace))
     open_session(page, server, session_id)
     page.click("#timeline .chip[data-round='1']")
-    tool = page.locator(f"[data-participant='alice'] .tool[data-tool='read_file']")
+    tool = page.locator("[data-participant='alice'] .tool[data-tool='read_file']")
     assert tool.count() == 1
     assert tool.locator(".call").inner_text() == '⚙ read_file(path="README.md")'
     summary = tool.locator("summary")
@@ -294,6 +294,11 @@ def test_a_token_is_asked_for_kept_for_the_tab_and_sent(browser, tmp_path):
         assert page.evaluate("sessionStorage.getItem('forge-token')") == "s3cret-token"
         assert page.locator("#token-form").is_hidden()
         context.close()
+        linked = browser.new_context().new_page()  # a link with the token: used, kept, out of the address
+        linked.goto(f"{server.url}/#token=s3cret-token&session={session_id}")
+        linked.wait_for_selector("#synthesis[data-final='true']", timeout=WAIT)
+        assert "token" not in linked.evaluate("location.href")
+        linked.context.close()
     forge.close()
 
 
@@ -313,3 +318,15 @@ def test_screenshots_at_desktop_and_phone_widths(page, served, tmp_path):
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
         assert no_horizontal_overflow(page), f"the page scrolls sideways at {width} px"
+
+
+def test_the_address_reopens_the_session_and_round_being_looked_at(page, served):
+    forge, server = served
+    session_id = finished(forge, "Plan a garden", ["mock:alice", "mock:bob"])
+    open_session(page, server, session_id)
+    page.click("#timeline .chip[data-round='2']")
+    assert page.evaluate("location.hash") == f"#session={session_id}&round=2"
+    page.reload()
+    page.wait_for_selector("#synthesis[data-final='true']", timeout=WAIT)
+    assert page.inner_text("#round-heading") == "Round 2: critique"
+    assert page.locator("#timeline .chip.selected").get_attribute("data-round") == "2"
