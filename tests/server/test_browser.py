@@ -330,3 +330,46 @@ def test_the_address_reopens_the_session_and_round_being_looked_at(page, served)
     page.wait_for_selector("#synthesis[data-final='true']", timeout=WAIT)
     assert page.inner_text("#round-heading") == "Round 2: critique"
     assert page.locator("#timeline .chip.selected").get_attribute("data-round") == "2"
+
+
+MARKDOWN_CASES = [  # (source, the HTML the page builds from it: read back here, never written there)
+    ("# Title #", "<h3>Title</h3>"),
+    ("para one\nline two\n\npara two", "<p>para one<br>line two</p><p>para two</p>"),
+    ("- a\n- b\n  - b1\n\n1. x\n2. y", "<ul><li><span>a</span></li><li><p>b</p><ul><li><span>b1</span></li></ul></li></ul>"
+                                       "<ol><li><span>x</span></li><li><span>y</span></li></ol>"),
+    ("3. three", '<ol start="3"><li><span>three</span></li></ol>'),
+    ("> quoted **bold**", "<blockquote><p>quoted <strong>bold</strong></p></blockquote>"),
+    ("```py\nx = '<b>'\n```", "<pre><code>x = '&lt;b&gt;'</code></pre>"),
+    ("```\nnever closed", "<pre><code>never closed</code></pre>"),  # as it streams
+    ("a snake_case_name and _it_ and *it*", "<p>a snake_case_name and <em>it</em> and <em>it</em></p>"),
+    ("5 * 3 * 2", "<p>5 * 3 * 2</p>"),
+    ("`<i>code</i>` ok", "<p><code>&lt;i&gt;code&lt;/i&gt;</code> ok</p>"),
+    ("---", "<hr>"),
+    ("[x](javascript:alert(1)) [y](data:text/html,hi) [z](JaVaScRiPt:alert(1))",
+     "<p>[x](javascript:alert(1)) [y](data:text/html,hi) [z](JaVaScRiPt:alert(1))</p>"),
+    ("[site](https://example.com/a?b=1)",
+     '<p><a href="https://example.com/a?b=1" rel="noopener noreferrer nofollow" target="_blank">site</a></p>'),
+    ("| a | b |\n|---|:-:|\n| 1 | x \\| y |", '<div class="scroll"><table><tr><th>a</th><th>b</th></tr>'
+                                              "<tr><td>1</td><td>x | y</td></tr></table></div>"),
+    ('<img src=x onerror="alert(1)">', "<p>&lt;img src=x onerror=\"alert(1)\"&gt;</p>"),
+]
+
+
+def test_the_markdown_renderer_builds_only_safe_nodes(page, served):
+    forge, server = served
+    page.goto(server.url + "/")
+    render = "(source) => { const box = document.createElement('div'); box.append(markdown(source)); return box.innerHTML; }"
+    for source, html in MARKDOWN_CASES:
+        assert page.evaluate(render, source) == html, source
+
+
+def test_a_failed_contribution_says_why_in_its_column(page, served):
+    forge, server = served
+    session_id = finished(forge, "Plan a garden", ["mock:alice", "mock:bob?fail_on=draft"], max_retries=0)
+    page.goto(server.url + "/")
+    page.select_option("#speed", "0")
+    page.click(f"button[data-session='{session_id}']")
+    page.wait_for_selector("#outcome:not(:empty)", timeout=WAIT)
+    page.click("#timeline .chip[data-round='1']")
+    assert "failed" in page.inner_text("[data-participant='bob'] .status")
+    assert "attempt 1 failed" in page.inner_text(column("bob"))
