@@ -258,7 +258,7 @@ def test_markdown_is_rendered_without_running_injected_html(page, served):
 # -- exports, tokens, layout -------------------------------------------------------------------------
 
 
-def test_export_buttons_download_each_format(page, served):
+def test_export_buttons_download_each_format_and_usage_matches_the_engine(page, served):
     forge, server = served
     session_id = finished(forge, "Plan a garden", ["mock:alice", "mock:bob"])
     open_session(page, server, session_id)
@@ -269,6 +269,12 @@ def test_export_buttons_download_each_format(page, served):
         assert download.value.suggested_filename == f"forge-{session_id}.{fmt}"
         texts[fmt] = open(download.value.path(), encoding="utf-8").read()
     assert texts["md"].startswith("# Plan a garden")
+    usage = forge.usage(session_id)  # the page's token counts are the engine's, participant by participant
+    page.wait_for_function("!document.querySelector('#usage-table').textContent.includes('…')", timeout=WAIT)
+    rows = [[cell.inner_text() for cell in row.locator("td").all()] for row in page.locator("#usage-table tr").all()[1:]]
+    expected = [[u.participant, u.model, f"{u.usage.input_tokens:,}", f"{u.usage.output_tokens:,}"] for u in usage.participants]
+    assert [row[:4] for row in rows[:-1]] == expected
+    assert rows[-1][2:4] == [f"{usage.total.input_tokens:,}", f"{usage.total.output_tokens:,}"]
     assert json.loads(texts["json"])["session_id"] == session_id
     assert f"session_id: {session_id}" in texts["yaml"]
 
