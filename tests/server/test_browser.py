@@ -54,8 +54,10 @@ def served(tmp_path):
 
 @pytest.fixture
 def page(browser):
-    """A page that fails the test on any uncaught script error."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    """A page that fails the test on any uncaught script error. Playwright's wait_for_function and
+    evaluate run strings as script, which the page's CSP refuses, so these pages bypass it; the
+    page's own CSP is tested without bypass (test_the_page_works_under_its_own_csp)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True, bypass_csp=True)
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
@@ -283,7 +285,7 @@ def test_a_token_is_asked_for_kept_for_the_tab_and_sent(browser, tmp_path):
     forge = Forge(str(tmp_path / "forge.db"))
     session_id = finished(forge, "Plan a garden", ["mock:alice", "mock:bob"])
     with ServerThread(forge, token="s3cret-token") as server:
-        context = browser.new_context()
+        context = browser.new_context(bypass_csp=True)
         page = context.new_page()
         page.goto(server.url + "/")
         page.wait_for_selector("#token-form:not(.hidden)", timeout=WAIT)
@@ -300,7 +302,7 @@ def test_a_token_is_asked_for_kept_for_the_tab_and_sent(browser, tmp_path):
         assert page.evaluate("sessionStorage.getItem('forge-token')") == "s3cret-token"
         assert page.locator("#token-form").is_hidden()
         context.close()
-        linked = browser.new_context().new_page()  # a link with the token: used, kept, out of the address
+        linked = browser.new_context(bypass_csp=True).new_page()  # a link with the token: used, kept, out of the address
         linked.goto(f"{server.url}/#token=s3cret-token&session={session_id}")
         linked.wait_for_selector("#synthesis[data-final='true']", timeout=WAIT)
         assert "token" not in linked.evaluate("location.href")
@@ -379,3 +381,26 @@ def test_a_failed_contribution_says_why_in_its_column(page, served):
     page.click("#timeline .chip[data-round='1']")
     assert "failed" in page.inner_text("[data-participant='bob'] .status")
     assert "attempt 1 failed" in page.inner_text(column("bob"))
+
+
+def test_the_page_works_under_its_own_csp(browser, served, tmp_path):
+    """No bypass here: the page's script (allowed by its hash) does everything; nothing is refused."""
+    forge, server = served
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "README.md").write_text(f"# Demo\n\n{INJECTED}\n")
+    session_id = finished(forge, "Review README.md", ["mock:alice?tools=file", "mock:bob"], workspace=str(workspace))
+    context = browser.new_context()
+    page = context.new_page()
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    open_session(page, server, session_id)
+    page.click("#timeline .chip[data-round='1']")
+    page.click("[data-participant='alice'] .tool summary")
+    assert INJECTED in page.inner_text("[data-participant='alice'] .tool pre")
+    with page.expect_download():
+        page.click("#exports [data-format='md']")  # a blob: download is allowed too
+    context.close()
+    assert refused == [] and errors == []

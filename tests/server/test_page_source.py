@@ -7,6 +7,8 @@ sink from creeping back in, on machines without a browser too.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from pathlib import Path
 
@@ -35,3 +37,14 @@ def test_links_keep_only_safe_schemes():
 def test_the_page_loads_nothing_from_elsewhere():
     text = PAGE.read_text(encoding="utf-8")
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", text), "one file, no build step, no CDN"
+
+
+def test_the_content_security_policy_names_the_script_by_its_hash():
+    """The page's CSP lets only its own script run (by hash): an injected <script> or on*= handler
+    would be refused even if some text reached the DOM as HTML. Editing the script changes the hash."""
+    digest = base64.b64encode(hashlib.sha256(script().encode("utf-8")).digest()).decode()
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', PAGE.read_text(encoding="utf-8"))
+    assert policy, "the page lost its Content-Security-Policy meta tag"
+    assert f"script-src 'sha256-{digest}'" in policy.group(1), (
+        f"the script changed: set script-src 'sha256-{digest}' in the CSP meta of {PAGE.name}")
+    assert "unsafe-inline" not in policy.group(1).split("script-src", 1)[1].split(";")[0]
