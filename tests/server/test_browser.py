@@ -326,6 +326,12 @@ def test_screenshots_at_desktop_and_phone_widths(page, served, tmp_path):
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
         assert no_horizontal_overflow(page), f"the page scrolls sideways at {width} px"
+    waiting = forge.create_session("Plan a garden " + "with-a-very-long-unbroken-goal-" * 8, ["mock:alice"])
+    page.goto(server.url + "/")  # a phone, with the draft form open
+    page.click(f"button[data-session='{waiting}']")
+    page.wait_for_selector("#draft-form:not(.hidden)", timeout=WAIT)
+    page.screenshot(path=str(tmp_path / "draft-390.png"), full_page=True)
+    assert no_horizontal_overflow(page)
 
 
 def test_the_address_reopens_the_session_and_round_being_looked_at(page, served):

@@ -46,5 +46,5 @@ def test_the_content_security_policy_names_the_script_by_its_hash():
     policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', PAGE.read_text(encoding="utf-8"))
     assert policy, "the page lost its Content-Security-Policy meta tag"
     assert f"script-src 'sha256-{digest}'" in policy.group(1), (
-        f"the script changed: set script-src 'sha256-{digest}' in the CSP meta of {PAGE.name}")
+        f"the script changed: run python tools/page_csp.py (script-src 'sha256-{digest}')")
     assert "unsafe-inline" not in policy.group(1).split("script-src", 1)[1].split(";")[0]
