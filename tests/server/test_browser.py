@@ -410,3 +410,42 @@ def test_the_page_works_under_its_own_csp(browser, served, tmp_path):
         page.click("#exports [data-format='md']")  # a blob: download is allowed too
     context.close()
     assert refused == [] and errors == []
+
+
+def test_a_tool_call_shows_while_it_runs_then_its_result_with_badges(page, served):
+    """Events fed to the page's fold one by one (as a live stream would): the call appears at once,
+    "running…" until its result; a truncated result and a failed one are badged; a refused call too."""
+    forge, server = served
+    page.goto(server.url + "/")
+    base = {"participant": "alice", "round": 1, "attempt": 1, "contribution_id": "r1.alice.1"}
+
+    def feed(**event):
+        page.evaluate("(event) => apply(event)", {**base, **event})
+        page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+    page.evaluate("() => { view = newView('s1'); }")
+    page.evaluate("(e) => apply(e)", {"type": "SessionCreated", "session_id": "s1", "title": "t", "goal": "g",
+                                      "settings": {"convergence_threshold": 0.8}, "participants": [{"name": "alice"}]})
+    page.evaluate("(e) => apply(e)", {"type": "RoundStarted", "round": 1, "kind": "draft", "iteration": 1,
+                                      "participants": ["alice"]})
+    feed(type="PromptSent", purpose="initial")
+    feed(type="ContentDelta", text="Let me look.")
+    feed(type="ToolCalled", turn=1, call_id="c1", tool="grep", arguments={"pattern": "<b>x</b>", "max": 5}, error=None)
+    tool = page.locator("[data-participant='alice'] .tool[data-call='c1']")
+    assert tool.locator(".call").inner_text() == '⚙ grep(pattern="<b>x</b>", max=5)'
+    assert tool.locator(".note").inner_text() == "running…"
+    assert page.inner_text("[data-participant='alice'] .status") == "calling grep"
+    feed(type="ToolResult", call_id="c1", tool="grep", output="a.py:1: x\n" * 300, truncated=True, error=None,
+         duration_ms=12.4)
+    assert tool.locator(".badge.truncated").count() == 1 and tool.locator(".note").first.inner_text().startswith(" · 300 lines")
+    feed(type="ToolCalled", turn=1, call_id="c2", tool="nope", arguments={}, error="unknown tool nope")
+    refused = page.locator("[data-participant='alice'] .tool[data-call='c2']")
+    assert refused.locator(".badge.error").inner_text() == "refused"
+    feed(type="ToolResult", call_id="c2", tool="nope", output="", truncated=False, error="unknown tool nope", duration_ms=0)
+    assert refused.locator("summary .badge.error").count() == 1
+    feed(type="ContentDelta", text="## Found it")
+    feed(type="ContributionCompleted", content="## Found it", finish_reason="stop",
+         usage={"input_tokens": 10, "output_tokens": 3}, latency_ms=1.0)
+    body = page.locator(column("alice"))
+    assert body.locator(".narration").inner_text() == "Let me look."  # the text before the calls, dimmed
+    assert body.locator(".answer h4").inner_text() == "Found it"  # the answer after them, as Markdown
