@@ -1,0 +1,33 @@
+"""Mailboxes: letters posted to a named box, answered once, seen by every store on the same file."""
+
+from __future__ import annotations
+
+import pytest
+
+from eventstore import EventStore, SqliteMailbox
+
+
+def test_a_letter_is_posted_answered_once_and_seen_from_another_connection(tmp_path):
+    path = str(tmp_path / "log.db")
+    with EventStore(path) as poster_store, EventStore(path) as holder_store:
+        poster, holder = SqliteMailbox(poster_store, clock=lambda: 5), SqliteMailbox(holder_store)
+        assert holder.unanswered("box") == [] and poster.letter(1) is None  # no table yet: nothing written
+        first = poster.post("box", '{"n": 1}')
+        second = poster.post("box", '{"n": 2}')
+        poster.post("other", "x")
+        waiting = holder.unanswered("box")
+        assert [(letter.id, letter.payload, letter.posted_at) for letter in waiting] == [
+            (first, '{"n": 1}', 5), (second, '{"n": 2}', 5)]
+        assert holder.answer(first, "done") and not holder.answer(first, "again")  # once
+        assert poster.letter(first).answer == "done" and poster.letter(second).answer is None
+        assert [letter.id for letter in holder.unanswered("box")] == [second]
+        assert not holder.answer(999, "nobody")
+
+
+def test_opening_a_log_creates_no_mailbox_table(tmp_path):
+    path = str(tmp_path / "log.db")
+    with EventStore(path) as store:
+        SqliteMailbox(store).unanswered("box")
+        assert not store.query("SELECT 1 FROM sqlite_master WHERE name = 'mailbox'")
+        with pytest.raises(ValueError, match="non-empty"):
+            SqliteMailbox(store).post("", "x")
