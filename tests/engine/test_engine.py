@@ -179,8 +179,8 @@ def test_no_thread_outlives_a_session_or_the_engine(tmp_path):
     cancelled = forge.create_session("Design a TODO app API", ["mock:carol?word_delay=30"])
     forge.deliberate(cancelled)
     assert wait_until(lambda: any(isinstance(e, PromptSent) for e in forge.events(cancelled)))
-    forge.cancel(cancelled)  # its two actors stop; the stalled session's three remain, and the lease renewer
-    assert wait_until(lambda: threading.active_count() == baseline + 2 + 3 + 1), [t.name for t in threading.enumerate()]
+    forge.cancel(cancelled)  # its two actors stop; the stalled session's three remain, the lease renewer and mail reader
+    assert wait_until(lambda: threading.active_count() == baseline + 2 + 3 + 2), [t.name for t in threading.enumerate()]
     forge.close()  # with two streams in flight
     assert wait_until(lambda: threading.active_count() == baseline), [t.name for t in threading.enumerate()]
 
