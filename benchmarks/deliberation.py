@@ -14,7 +14,7 @@ folder; the last line of output is one JSON object (fields in the README).
   Then the same end to end over the server: provider -> a WebSocket client in another
   process (uvicorn in this one), p50/p99.
 - load: 50 sessions x 4 mock participants with no delay, all deliberating at once
-  (max_rounds=2): durable deltas/s over the whole run, CPU seconds per 1,000 deltas,
+  (max_iterations=2): durable deltas/s over the whole run, CPU seconds per 1,000 deltas,
   peak RSS and the most threads alive at any moment.
 - tool calls: one participant whose draft calls the ``calculate`` tool 60 times (one call per
   reply, natively), against the same draft with no call; the difference per call, less the
@@ -210,7 +210,7 @@ def bench_load(folder: str, sessions: int) -> dict[str, float]:
     sampler = threading.Thread(target=sample)
     sampler.start()
     with Forge(f"{folder}/load.db") as forge:
-        ids = [forge.create_session(f"Design service {i}", [f"mock:{n}" for n in NAMES[:4]], seed=i, max_rounds=2)
+        ids = [forge.create_session(f"Design service {i}", [f"mock:{n}" for n in NAMES[:4]], seed=i, max_iterations=2)
                for i in range(sessions)]
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()

@@ -4,7 +4,7 @@
                                 [--cold-events 25000] [--cold-readers 60]
 
 The server (uvicorn, in this process) serves one session of three mock participants
-(word_delay 3 ms, max_rounds 2); the clients run in a separate process, so they do
+(word_delay 3 ms, max_iterations 2); the clients run in a separate process, so they do
 not share this one's GIL. Each trial measures the deliberation's wall time with no
 client, then with 2 x ``--clients`` clients following it live; the ratio is the cost
 of the clients. Every client must receive every event exactly once, in order. The
@@ -76,7 +76,7 @@ CLIENTS = textwrap.dedent('''
 def run_session(server: ServerThread, forge: Forge, clients: int) -> dict:
     session_id = httpx.post(server.url + API + "/sessions",
                             json={"goal": "Design a TODO app API", "participants": PARTICIPANTS,
-                                  "config": {"max_rounds": 2, "seed": 1}}).json()["session_id"]
+                                  "config": {"max_iterations": 2, "seed": 1}}).json()["session_id"]
     watchers = None
     if clients:
         watchers = subprocess.Popen([sys.executable, "-c", CLIENTS, server.url, session_id, str(clients)],
@@ -184,7 +184,7 @@ def stream_clients(folder: str, sequential: int, concurrent: int) -> dict:
     A leak shows as ``after`` growing past ``warm``."""
     forge = Forge(f"{folder}/streams.db")
     session_id = forge.create_session("Design a TODO app API", [p.replace("0.003", "0") for p in PARTICIPANTS],
-                                      max_rounds=1, seed=1)
+                                      max_iterations=1, seed=1)
     events = sum(1 for _ in forge.deliberate(session_id))
     with ServerThread(forge) as server:
         httpx.get(f"{server.url}{API}/sessions/{session_id}")  # the first request's own setup is not a leak
@@ -210,7 +210,7 @@ def cold_reads(folder: str, events: int, readers: int) -> dict:
 
     path = f"{folder}/cold.db"
     forge = Forge(path)
-    session_id = forge.create_session("Design a TODO app API", PARTICIPANTS, max_rounds=1)
+    session_id = forge.create_session("Design a TODO app API", PARTICIPANTS, max_iterations=1)
     delta = NewEvent.from_bytes("ContentDelta", encode_event(
         ContentDelta(contribution_id="c1", participant="alice", round=1, attempt=1, text="word ")))
     for start in range(0, events - 1, 1000):

@@ -44,7 +44,7 @@ class Mailbox(Protocol):
 
     def post(self, box: str, payload: str) -> int: ...
 
-    def unanswered(self, box: str) -> list[Letter]: ...
+    def unanswered(self, *boxes: str) -> list[Letter]: ...
 
     def answer(self, letter_id: int, answer: str) -> bool: ...
 
@@ -57,6 +57,7 @@ class SqliteMailbox:
     def __init__(self, store: EventStore, *, clock: Callable[[], int] = time.time_ns) -> None:
         self.store = store
         self._clock = clock
+        self._table_seen = False
 
     def post(self, box: str, payload: str) -> int:
         """Post ``payload`` to ``box``; returns the letter's id (to wait for its answer with ``letter``)."""
@@ -69,12 +70,15 @@ class SqliteMailbox:
                                   (box, payload, self._clock()))
             return int(cursor.lastrowid or 0)
 
-    def unanswered(self, box: str) -> list[Letter]:
-        """The letters of ``box`` nobody answered yet, oldest first. Writes nothing."""
-        if not self._exists():
+    def unanswered(self, *boxes: str) -> list[Letter]:
+        """The letters of these boxes nobody answered yet, oldest first, in one read. Writes nothing.
+
+        A holder of many things polls all their boxes at once: one indexed query, whatever their number."""
+        if not boxes or not self._exists():
             return []
-        rows = self.store.query("SELECT id, box, payload, posted_at, answer FROM mailbox "
-                                "WHERE box = ? AND answer IS NULL ORDER BY id", (box,))
+        marks = ", ".join("?" * len(boxes))
+        rows = self.store.query(f"SELECT id, box, payload, posted_at, answer FROM mailbox "
+                                f"WHERE answer IS NULL AND box IN ({marks}) ORDER BY id", tuple(boxes))
         return [Letter(*row) for row in rows]
 
     def answer(self, letter_id: int, answer: str) -> bool:
@@ -93,7 +97,11 @@ class SqliteMailbox:
         return Letter(*rows[0]) if rows else None
 
     def _exists(self) -> bool:
-        return bool(self.store.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'mailbox'"))
+        # Once made, the table stays: after the first yes, no more catalogue reads.
+        if not self._table_seen:
+            self._table_seen = bool(self.store.query("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                                     "AND name = 'mailbox'"))
+        return self._table_seen
 
     def __repr__(self) -> str:
         return f"SqliteMailbox({self.store.path!r})"

@@ -66,16 +66,21 @@ SETTING_NAMES: tuple[str, ...] = tuple(
 )
 
 
+_DEPRECATION_SAID: set[str] = set()
+
+
 def recorded_setting_names(values: Mapping[str, Any], where: str) -> dict[str, Any]:
     """``values`` with ``max_iterations`` as the recorded ``max_rounds``; the old name is read with a
     deprecation note, and both at once (with different values) are a ConfigError."""
     values = dict(values)
     if DEPRECATED_ITERATIONS_KEY in values:
-        logger.warning("%s: max_rounds is deprecated, write max_iterations (the same number: how many "
-                       "Synthesis -> Convergence iterations a session may run)", where or "settings")
         if ITERATIONS_KEY in values and values[ITERATIONS_KEY] != values[DEPRECATED_ITERATIONS_KEY]:
             raise ConfigError(f"{where + ': ' if where else ''}max_iterations and max_rounds (its old name) "
                               "disagree: keep max_iterations")
+        if where not in _DEPRECATION_SAID:  # once per process and place: a service creating sessions says it once
+            _DEPRECATION_SAID.add(where)
+            logger.warning("%s: max_rounds is deprecated, write max_iterations (the same number: how many "
+                           "Synthesis -> Convergence iterations a session may run)", where or "settings")
     if ITERATIONS_KEY in values:
         values[DEPRECATED_ITERATIONS_KEY] = values.pop(ITERATIONS_KEY)
     count = values.get(DEPRECATED_ITERATIONS_KEY)

@@ -323,13 +323,12 @@ class Supervisor:
                     self._mail_reader = None
                     return
                 held = sorted(self._held)
-            for session_id in held:
-                try:
-                    letters = self._mailbox.unanswered(mail.box_of(session_id))
-                    for letter in letters:
-                        self._mailbox.answer(letter.id, self._deliver(session_id, letter))
-                except Exception:  # e.g. the log is locked or closing: the letters wait for the next turn
-                    logger.exception("could not read the mailbox of session %s", session_id)
+            sessions = {mail.box_of(session_id): session_id for session_id in held}
+            try:
+                for letter in self._mailbox.unanswered(*sessions):  # one read for every session held
+                    self._mailbox.answer(letter.id, self._deliver(sessions[letter.box], letter))
+            except Exception:  # e.g. the log is locked or closing: the letters wait for the next turn
+                logger.exception("could not read the mailboxes of the sessions driven here")
             time.sleep(mail.POLL_SECONDS)
 
     def _lease_lost(self, session_id: str, lost: LeaseLostError) -> None:

@@ -41,6 +41,9 @@ output_per_mtok = 6
 
 
 def test_max_rounds_is_read_as_the_old_name_of_max_iterations(caplog, tmp_path):
+    from forge_actors.engine import config as config_module
+
+    config_module._DEPRECATION_SAID.clear()  # said once per process: make this test the first
     with caplog.at_level("WARNING"):
         config = parse_config({"forge": {"max_rounds": 3}})
     assert config.settings.max_rounds == 3  # recorded under its first name
