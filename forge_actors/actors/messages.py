@@ -151,6 +151,12 @@ class DeadlinePassed(msgspec.Struct, frozen=True):
     round: int
 
 
+class HumansWaitOver(msgspec.Struct, frozen=True):
+    """The round has waited ``human_wait_seconds`` for its humans' drafts or votes."""
+
+    round: int
+
+
 class RetryDue(msgspec.Struct, frozen=True):
     round: int
     participant: str
@@ -222,6 +228,6 @@ ParticipantMessage = Contribute | UseProvider
 #: What the session actor receives: from participants, from timers, and the engine's commands.
 SessionMessage = (
     DeltaReceived | ToolCallStarted | ToolCallFinished | ContributionSucceeded | ContributionErrored
-    | DeadlinePassed | RetryDue
+    | DeadlinePassed | HumansWaitOver | RetryDue
     | Recover | Deliberate | RunRound | AddHumanDraft | CastVote | CancelSession | SwitchProvider | Interrupt
 )

@@ -35,6 +35,7 @@ from forge_actors.actors.messages import (
     DeadlinePassed,
     Deliberate,
     DeltaReceived,
+    HumansWaitOver,
     Interrupt,
     Recover,
     RetryDue,
@@ -88,6 +89,8 @@ UNREADABLE_VOTE = "the vote could not be read, even after a format reminder"
 
 #: The rounds whose contributions may call tools: the votes of a convergence round are read as given.
 TOOL_ROUNDS = frozenset({"draft", "critique", "synthesis"})
+#: The rounds that wait for the session's humans (human_wait_seconds): their drafts, their votes.
+HUMAN_ROUNDS = frozenset({"draft", "convergence"})
 #: Told to a participant offered tools natively (the text protocol's section says it itself).
 NATIVE_TOOLS_NOTE = ("You can call tools to read the workspace this deliberation is about. Check claims "
                      "against it, and cite what you found (file and line) in your answer.")
@@ -130,6 +133,9 @@ class _RoundRun(msgspec.Struct):
     #: Participants waiting out a retry backoff: the attempt that failed, and its timer.
     waiting: dict[str, tuple[_Attempt, ScheduledTell]] = {}
     waiters: list[Future] = []
+    #: Waiting for the session's humans (human_wait_seconds): its timer, and whether it has run out.
+    human_timer: ScheduledTell | None = None
+    humans_waited: bool = False
 
 
 class SessionActor(pykka.ThreadingActor):
@@ -284,6 +290,7 @@ class SessionActor(pykka.ThreadingActor):
         current = state.current_round
         round_number = current.round if current is not None and current.kind == "draft" else 0
         self._emit(*events, HumanDraftAdded(round_number, message.author, message.content), durable=True)
+        self._check_round_complete()  # the round may have been waiting for this human
         return round_number
 
     def _on_cast_vote(self, message: CastVote) -> int:
@@ -302,6 +309,7 @@ class SessionActor(pykka.ThreadingActor):
         events = self._human_joins(message.voter)
         self._emit(*events, VoteRecorded(round_number, message.voter, message.vote, message.reasons,
                                          message.concerns, by_human=True), durable=True)
+        self._check_round_complete()  # the round may have been waiting for this human
         return round_number
 
     def _human_joins(self, name: str) -> list[Event]:
@@ -403,6 +411,9 @@ class SessionActor(pykka.ThreadingActor):
         run.deadline = self._scheduler.tell_later(
             self.state.settings.round_timeout_seconds, self.actor_ref, DeadlinePassed(number)
         )
+        wait = self.state.settings.human_wait_seconds
+        if wait > 0 and kind in HUMAN_ROUNDS and self._plan is None and self._humans():
+            run.human_timer = self._scheduler.tell_later(wait, self.actor_ref, HumansWaitOver(number))
         self._round = run
         return run
 
@@ -587,7 +598,7 @@ class SessionActor(pykka.ThreadingActor):
         if run is None:
             return
         result = rounds.round_result(self.state, run.number)
-        if result is None:
+        if result is None or self._humans_pending(run):
             return
         self._emit(RoundCompleted(run.number, run.kind, result.status, result.succeeded,  # type: ignore[arg-type]
                                   result.failed, result.score, result.reason), durable=True)
@@ -604,8 +615,29 @@ class SessionActor(pykka.ThreadingActor):
             if not waiter.done():
                 waiter.set_result(round_state)
 
+    def _humans(self) -> list[str]:
+        return [name for name, info in self.state.participants.items() if info.kind == "human"]
+
+    def _humans_pending(self, run: _RoundRun) -> list[str]:
+        """The session's humans the round still waits for (none once human_wait_seconds ran out)."""
+        if run.human_timer is None or run.humans_waited:
+            return []
+        if run.kind == "draft":
+            return [name for name in self._humans() if name not in self.state.drafts]
+        votes = self.state.votes_in(run.number)
+        return [name for name in self._humans() if name not in votes]
+
+    def _on_humans_wait_over(self, message: HumansWaitOver) -> None:
+        run = self._round
+        if run is None or run.number != message.round:
+            return
+        run.humans_waited = True
+        self._check_round_complete()
+
     @staticmethod
     def _stop_timers(run: _RoundRun) -> None:
+        if run.human_timer is not None:
+            run.human_timer.cancel()
         if run.deadline is not None:
             run.deadline.cancel()
         for _, timer in run.waiting.values():
@@ -624,6 +656,7 @@ _HANDLERS: dict[type, Callable[[SessionActor, Any], Any]] = {
     ContributionSucceeded: SessionActor._on_succeeded,
     ContributionErrored: SessionActor._on_errored,
     DeadlinePassed: SessionActor._on_deadline,
+    HumansWaitOver: SessionActor._on_humans_wait_over,
     RetryDue: SessionActor._on_retry_due,
     Recover: SessionActor._on_recover,
     Deliberate: SessionActor._on_deliberate,

@@ -89,6 +89,10 @@ class SessionSettings(msgspec.Struct, frozen=True):
     #: Per contribution: at most this many tool calls, and this many seconds spent in tools.
     max_tool_calls: int = 8
     max_tool_seconds: float = 60.0
+    #: Seconds a draft or convergence round waits, after its AI participants are done, for the
+    #: session's human participants to draft or vote (0: it does not wait; a human's input then
+    #: counts only if it comes while the round runs).
+    human_wait_seconds: float = 0.0
 
 
 class TokenUsage(msgspec.Struct, frozen=True):

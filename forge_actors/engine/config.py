@@ -291,6 +291,8 @@ def _check_ranges(settings: SessionSettings) -> None:
         (0 < settings.max_tool_seconds <= MAX_TOOL_SECONDS,
          f"max_tool_seconds must be more than 0 and at most {MAX_TOOL_SECONDS:.0f}"),
         (settings.workspace is None or bool(settings.workspace.strip()), "workspace must name a folder"),
+        (0 <= settings.human_wait_seconds <= MAX_ROUND_TIMEOUT_SECONDS,
+         f"human_wait_seconds must be 0 or more and at most {MAX_ROUND_TIMEOUT_SECONDS:.0f} (a day)"),
     ]
     for ok, message in checks:
         if not ok:

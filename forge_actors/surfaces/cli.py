@@ -46,6 +46,7 @@ from forge_actors.engine import (
     Forge,
     ForgeConfig,
     ForgeError,
+    HumanInputQueuedError,
     LogWriteError,
     NotAnEventLogError,
     RecordedEvent,
@@ -119,10 +120,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="a constraint every participant must respect (repeatable)")
     run.add_argument("--human", dest="humans", action="append", default=[], metavar="NAME",
                      help="seat a human: the run waits for their draft (`forge draft ID --author NAME`, from "
-                          "another terminal) before the first round (repeatable)")
+                          "another terminal) before the first round, and for their vote (`forge vote`) in each "
+                          "convergence round (repeatable)")
     run.add_argument("--human-timeout", type=float, default=DEFAULT_HUMAN_TIMEOUT, metavar="S",
-                     help=f"seconds to wait for the humans' drafts (default {DEFAULT_HUMAN_TIMEOUT:g}); "
-                          "then the run goes on without the missing ones, and says so")
+                     help=f"seconds to wait for the humans' drafts, and in each convergence round for their votes "
+                          f"(default {DEFAULT_HUMAN_TIMEOUT:g}); then the run goes on without the missing ones")
 
     commands.add_parser("sessions", parents=[common], help="list the sessions in the log")
     for name, text, parents in (
@@ -301,6 +303,7 @@ def cmd_run(ctx: Context) -> int:
             args.goal, [*participants, *({"kind": "human", "name": name} for name in humans)], title=args.title,
             constraints=args.constraints, max_iterations=_iterations(ctx), convergence_threshold=args.threshold,
             round_timeout_seconds=args.round_timeout, seed=args.seed, tools=args.tools or "", workspace=workspace,
+            human_wait_seconds=args.human_timeout if humans else None,
         )
         if why:
             ctx.note(why)
@@ -537,6 +540,8 @@ def _busy_hint(what: str) -> Iterator[None]:
     """A session another process runs takes no command from here: say how a human takes part then."""
     try:
         yield
+    except HumanInputQueuedError as queued:  # posted to the process that runs it, which has not answered yet
+        raise UsageError(str(queued)) from None
     except SessionBusyError as busy:
         raise UsageError(f"{busy}. A human's {what} reaches a running deliberation through the process that "
                          "runs it: seat the human with `forge run --human NAME`, or use `forge serve` "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import clean_env
+from support import wait_until
 
 from forge_actors.engine import Forge
 from forge_actors.surfaces.cli import _deliberate_when_free
@@ -45,10 +46,22 @@ def test_run_waits_for_a_seated_humans_draft_from_another_terminal(tmp_path):
     assert drafted.returncode == 0, drafted.stderr
     assert json.loads(drafted.stdout) == {"session_id": session_id, "author": "ada", "round": 0}
 
+    # The convergence round waits for ada's vote too; it reaches the running process through its mailbox.
+    def synthesis_up() -> bool:
+        with Forge(str(tmp_path / "h.db")) as reader:
+            current = reader.state(session_id).current_round
+            return current is not None and current.kind == "convergence"
+
+    assert wait_until(synthesis_up, timeout=120)
+    voted = forge("vote", session_id, "--voter", "ada", "agree", "--reason", "ETags are right", "--db", "h.db",
+                  cwd=tmp_path)
+    assert voted.returncode == 0, voted.stderr
+
     out, err = run.communicate(timeout=120)
     assert run.returncode in (0, 1), err
     assert "drafts in from ada; the deliberation starts" in err
     events = json_lines(out)
+    assert [e["vote"] for e in events if e["type"] == "VoteRecorded" and e["voter"] == "ada"] == ["AGREE"]
     types = [e["type"] for e in events]
     assert types.index("HumanDraftAdded") < types.index("RoundStarted")  # waited for before any round
     seated = events[0]["participants"][-1]

@@ -55,3 +55,38 @@ def test_a_malformed_letter_is_answered_with_the_reason_not_a_crash(tmp_path):
         letter_id = mailbox.post(mail.box_of(session_id), '{"kind": "dance", "name": "ada"}')
         assert wait_until(lambda: mailbox.letter(letter_id).answer is not None)
         assert '"ok":false' in mailbox.letter(letter_id).answer
+
+
+def test_a_round_waits_for_the_sessions_humans_and_their_input_from_another_engine_counts(tmp_path):
+    from forge_actors.core.events import RoundCompleted, VoteRecorded
+
+    db = str(tmp_path / "forge.db")
+    with Forge(db) as driver, Forge(db) as other:
+        session_id = driver.create_session("Plan a garden", ["mock:alice", "mock:bob", {"kind": "human", "name": "ada"}],
+                                          max_iterations=1, human_wait_seconds=60, seed=3)
+        events = driver.deliberate(session_id)
+
+        def waiting_in(kind: str) -> bool:
+            current = driver.state(session_id).current_round
+            return current is not None and current.kind == kind and current.status == "running"
+
+        assert wait_until(lambda: waiting_in("draft") and len(driver.state(session_id).drafts) == 2)
+        assert other.add_human_draft(session_id, "ada", "Raised beds and a rain barrel.") == 1
+        assert wait_until(lambda: waiting_in("convergence")
+                          and len(driver.state(session_id).votes_in(driver.state(session_id).current_round.round)) == 2)
+        other.cast_vote(session_id, "ada", "DISAGREE", concerns=("no budget",))
+        recorded = [r.event for r in events]
+        ada = [e for e in recorded if isinstance(e, VoteRecorded) and e.voter == "ada"]
+        assert len(ada) == 1 and ada[0].by_human and ada[0].concerns == ("no budget",)
+        draft_round = next(e for e in recorded if isinstance(e, RoundCompleted) and e.kind == "draft")
+        assert draft_round.status == "completed"
+        assert driver.state(session_id).drafts["ada"].startswith("Raised beds") and driver.verify(session_id) == []
+
+
+def test_humans_who_never_answer_hold_a_round_only_human_wait_seconds(tmp_path):
+    with Forge(str(tmp_path / "forge.db")) as forge:
+        session_id = forge.create_session("Plan a garden", ["mock:alice", "mock:bob", {"kind": "human", "name": "ada"}],
+                                          max_iterations=1, human_wait_seconds=0.2, seed=3)
+        events = [r.event for r in forge.deliberate(session_id)]
+        assert forge.state(session_id).ended and "ada" not in forge.state(session_id).drafts
+        assert forge.verify(session_id) == [] and events
