@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-tools test lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ demo: $(VENV)/.installed
 	@echo "  $(VENV)/bin/forge sessions --db forge-demo.db"
 	@echo "  $(VENV)/bin/forge serve --db forge-demo.db      (the web page on http://127.0.0.1:8000/)"
 	@echo "  export FORGE_DB=forge-demo.db                  (then every forge command uses it)"
+
+# The same, grounded in this repository: mock participants read README.md with tools (one natively, one
+# by TOOL_CALL lines); every call and result goes to the log, and `forge rerun` replays them without running any.
+demo-tools: $(VENV)/.installed
+	env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY $(VENV)/bin/forge run "Review README.md and propose improvements" \
+		-p "mock:alice?tools=file&word_delay=0.01" -p "mock:bob?tools=file,search&tool_mode=text&word_delay=0.01" \
+		-p "mock:carol?word_delay=0.01" --workspace . --db forge-demo.db || [ $$? -eq 1 ]
 
 # ruff (style, real problems) and mypy (strict on eventstore and the pure core), both configured in pyproject.toml.
 lint: $(VENV)/.installed-dev
