@@ -36,7 +36,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from forge_actors.core.events import ContributionCompleted, CritiqueRecorded, RoundStarted, SessionEnded
+from forge_actors.core.events import (
+    ContributionCompleted,
+    CritiqueRecorded,
+    RoundStarted,
+    SessionEnded,
+    VoteRecorded,
+)
 from forge_actors.engine import (
     ConfigError,
     EventStoreError,
@@ -60,6 +66,8 @@ MODEL_PREFIX = DEFAULT_COUNCIL
 MAX_MESSAGES = 200
 #: The synthesis is streamed in pieces of about this many characters (cut after whitespace).
 PIECE_CHARS = 64
+#: What the reasoning stream quotes of a contribution or a vote's reasons: its first line, this long at most.
+EXCERPT_CHARS = 120
 #: An SSE comment this often while the council works, so proxies keep the connection open.
 KEEP_ALIVE_SECONDS = 15.0
 #: The reason recorded when a streaming client hangs up before the end.
@@ -215,12 +223,27 @@ def reasoning_line(event: Any) -> str | None:
         return f"\n### {progress_line(event)}\n"
     if isinstance(event, ContributionCompleted):
         tokens = event.usage.input_tokens + event.usage.output_tokens
-        return f"- {event.participant} finished (round {event.round}, {tokens} tokens)\n"
+        # A structured reply (critique, vote: JSON) is told by the lines of its critiques and votes instead.
+        said = "" if event.content.lstrip().startswith(("{", "[", "```")) else _excerpt(event.content)
+        return f"- {event.participant} finished (round {event.round}, {tokens} tokens)" + (
+            f": {said}\n" if said else "\n")
     if isinstance(event, CritiqueRecorded):
-        score = "no score" if event.score is None else f"{event.score}/10"
+        score = "no readable score" if event.score is None else f"{event.score}/100"
         return f"- {event.critic} scores {event.proposal_author}'s proposal: {score}\n"
+    if isinstance(event, VoteRecorded):
+        why = _excerpt("; ".join(event.reasons + tuple(f"concern: {c}" for c in event.concerns)))
+        return f"- {event.voter} votes {event.vote}" + (f": {why}\n" if why else "\n")
     line = progress_line(event)
     return None if line is None else f"- {line}\n"
+
+
+def _excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The first line of ``text`` with words in it (Markdown heading marks dropped), cut at ``limit``."""
+    for line in text.splitlines():
+        line = line.strip().lstrip("#").strip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+    return ""
 
 
 class _Chunks:
@@ -376,7 +399,7 @@ def _next(lines: queue.Queue[Any]) -> Any:
     """The next reasoning line, _DONE or an exception; None after KEEP_ALIVE_SECONDS without one."""
     try:
         return lines.get(timeout=KEEP_ALIVE_SECONDS)
-    except queue.Empty:
+    except queue.Empty:  # nothing new for a while: the caller sends a keep-alive
         return None
 
 
