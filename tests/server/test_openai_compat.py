@@ -169,3 +169,37 @@ def test_the_goal_is_the_last_user_message_with_the_conversation_before_it():
 def test_pieces_join_to_the_text():
     text = "word " * 100 + "x" * 300 + "\nend"
     assert "".join(pieces(text)) == text and len(pieces(text)) > 3
+
+
+def test_without_a_council_named_forge_the_model_forge_is_the_servers_default_participants(tmp_path):
+    toml = '[forge]\nmax_iterations = 1\n[[forge.participants]]\nspec = "mock:solo?word_delay=0"\n'
+    (tmp_path / "forge.toml").write_text(toml)
+    with Forge(str(tmp_path / "forge.db"), load_config(str(tmp_path / "forge.toml"), {})) as forge, \
+            ServerThread(forge) as server:
+        with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=60) as sdk:
+            assert [m.id for m in sdk.models.list().data] == ["forge"]
+            completion = sdk.chat.completions.create(model="forge", messages=[{"role": "user", "content": "Hi?"}])
+        state = forge.state(session_of(completion.id))
+        assert list(state.participants) == ["solo"]  # the operator's [[forge.participants]]
+        assert completion.choices[0].message.content == state.synthesis.content
+
+
+def test_a_client_that_hangs_up_mid_stream_interrupts_the_session(tmp_path):
+    import time
+
+    slow = '[forge.councils.slow]\nparticipants = ["mock:s?word_delay=0.02", "mock:t?word_delay=0.02"]\n'
+    (tmp_path / "forge.toml").write_text(slow)
+    with Forge(str(tmp_path / "forge.db"), load_config(str(tmp_path / "forge.toml"), {})) as forge, \
+            ServerThread(forge) as server:
+        with httpx.stream("POST", f"{server.url}/v1/chat/completions", timeout=60,
+                          json={"model": "forge/slow", "stream": True,
+                                "messages": [{"role": "user", "content": "Take your time."}]}) as response:
+            session_id = response.headers["x-forge-session"]
+            for line in response.iter_lines():
+                if "reasoning_content" in line:
+                    break  # the debate has begun: hang up
+        deadline = time.monotonic() + 30  # a bound on waiting, not an assertion on speed
+        while forge.state(session_id).status != "interrupted" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        state = forge.state(session_id)
+        assert state.status == "interrupted" and "went away" in (state.end_reason or "")
