@@ -203,3 +203,16 @@ def test_a_client_that_hangs_up_mid_stream_interrupts_the_session(tmp_path):
             time.sleep(0.05)
         state = forge.state(session_id)
         assert state.status == "interrupted" and "went away" in (state.end_reason or "")
+
+
+def test_a_council_that_cannot_run_here_is_a_422_in_openais_shape(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    (tmp_path / "forge.toml").write_text('[forge.councils.cloud]\nparticipants = ["anthropic:claude-x"]\n')
+    with Forge(str(tmp_path / "forge.db"), load_config(str(tmp_path / "forge.toml"), {})) as forge, \
+            ServerThread(forge) as server:
+        response = httpx.post(f"{server.url}/v1/chat/completions", timeout=30,
+                              json={"model": "forge/cloud", "messages": [{"role": "user", "content": "Hi"}]})
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "config_error" and "ANTHROPIC_API_KEY" in error["message"]
+        assert forge.sessions() == []  # refused before anything was written
