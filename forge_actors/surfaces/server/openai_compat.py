@@ -22,7 +22,7 @@ is interrupted (``forge resume`` continues it), as Ctrl-C does in ``forge run``.
 from __future__ import annotations
 
 import logging
-import queue
+import math
 import secrets
 import threading
 import time
@@ -30,8 +30,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 import msgspec
+from anyio.streams.memory import MemoryObjectSendStream
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -271,21 +274,34 @@ def _error_frame(error: OpenAIError) -> str:
 _DONE = object()
 
 
-def _watch(forge: Forge, session_id: str, lines: queue.Queue[Any], stopped: threading.Event) -> None:
-    """In a worker thread: run the session to its end, putting its reasoning lines on ``lines``, then
-    ``_DONE`` (or the exception that stopped it)."""
+def _watch(forge: Forge, session_id: str, put: Callable[[Any], bool]) -> None:
+    """In a thread of its own: run the session to its end, handing its reasoning lines to ``put``,
+    then ``_DONE`` (or the exception that stopped it). Stops watching (the session runs on, until
+    the stream interrupts it) as soon as ``put`` says nobody listens any more."""
     try:
         for recorded in forge.deliberate(session_id):
-            if stopped.is_set():
-                break
             line = reasoning_line(recorded.event)
-            if line is not None:
-                lines.put(line)
+            if line is not None and not put(line):
+                return
             if isinstance(recorded.event, SessionEnded):
                 break
-        lines.put(_DONE)
+        put(_DONE)
     except Exception as exc:  # handed to the stream, which says it to the client and logs it
-        lines.put(exc)
+        put(exc)
+
+
+def _sender(send: MemoryObjectSendStream[Any]) -> Callable[[Any], bool]:
+    """A ``put`` for a thread outside the event loop: False once the stream's reader is gone."""
+    token = anyio.lowlevel.current_token()
+
+    def put(item: Any) -> bool:
+        try:
+            anyio.from_thread.run_sync(send.send_nowait, item, token=token)
+            return True
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError):  # the reader (or loop) is gone
+            return False
+
+    return put
 
 
 def _engine_failure(exc: BaseException) -> OpenAIError:
@@ -350,14 +366,17 @@ def openai_routes(forge: Forge, *, max_body: int) -> list[Route]:
 
     async def stream(session_id: str, chunks: _Chunks, include_usage: bool) -> AsyncIterator[str]:
         yield chunks.frame({"role": "assistant", "content": ""})
-        lines: queue.Queue[Any] = queue.Queue()
-        stopped = threading.Event()
-        threading.Thread(target=_watch, args=(forge, session_id, lines, stopped), name=f"openai-{session_id}",
+        send, receive = anyio.create_memory_object_stream[Any](math.inf)
+        # Its own thread, not the worker pool: a stream waits as long as the council works, and
+        # must not hold one of the pool's threads (which every route's engine calls share) meanwhile.
+        threading.Thread(target=_watch, args=(forge, session_id, _sender(send)), name=f"openai-{session_id}",
                          daemon=True).start()
         ended = False
         try:
             while True:
-                item = await anyio.to_thread.run_sync(_next, lines, abandon_on_cancel=True)
+                item = None
+                with anyio.move_on_after(KEEP_ALIVE_SECONDS):
+                    item = await receive.receive()
                 if item is None:
                     yield ": keep-alive\n\n"
                 elif item is _DONE:
@@ -379,7 +398,7 @@ def openai_routes(forge: Forge, *, max_body: int) -> list[Route]:
         except Exception as exc:  # the log could not be read at the end: the status is sent, so say it here
             yield _error_frame(_engine_failure(exc)) + "data: [DONE]\n\n"
         finally:
-            stopped.set()
+            receive.close()
             if not ended:  # the client hung up mid-deliberation: spend nothing more for nobody
                 with anyio.CancelScope(shield=True):
                     logger.info("session %s: %s; interrupting it (forge resume %s continues it)",
@@ -393,14 +412,6 @@ def openai_routes(forge: Forge, *, max_body: int) -> list[Route]:
         Route(f"{ROOT}/models", models, methods=["GET"]),
         Route(f"{ROOT}/chat/completions", chat_completions, methods=["POST"]),
     ]
-
-
-def _next(lines: queue.Queue[Any]) -> Any:
-    """The next reasoning line, _DONE or an exception; None after KEEP_ALIVE_SECONDS without one."""
-    try:
-        return lines.get(timeout=KEEP_ALIVE_SECONDS)
-    except queue.Empty:  # nothing new for a while: the caller sends a keep-alive
-        return None
 
 
 def _run_to_end(forge: Forge, session_id: str) -> None:
