@@ -34,7 +34,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import msgspec
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -353,7 +353,7 @@ def openai_routes(forge: Forge, *, max_body: int) -> list[Route]:
                                      media_type="text/event-stream",
                                      headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
         try:
-            await in_thread(_run_to_end, forge, session_id)
+            await run_to_end(session_id)
             state = await in_thread(forge.state, session_id)
             usage = await in_thread(_usage, forge, session_id)
         except Exception as exc:
@@ -364,13 +364,27 @@ def openai_routes(forge: Forge, *, max_body: int) -> list[Route]:
                                    "message": {"role": "assistant", "content": answer_of(state)}}]},
                      headers=headers)
 
-    async def stream(session_id: str, chunks: _Chunks, include_usage: bool) -> AsyncIterator[str]:
-        yield chunks.frame({"role": "assistant", "content": ""})
+    def watch(session_id: str) -> MemoryObjectReceiveStream[Any]:
+        """Run the session, its reasoning lines then _DONE (or an exception) arriving on the stream returned.
+
+        The watcher is a thread of its own, not the worker pool's: it waits as long as the council
+        works, and must not hold one of the pool's threads (which every route's engine calls share)."""
         send, receive = anyio.create_memory_object_stream[Any](math.inf)
-        # Its own thread, not the worker pool: a stream waits as long as the council works, and
-        # must not hold one of the pool's threads (which every route's engine calls share) meanwhile.
         threading.Thread(target=_watch, args=(forge, session_id, _sender(send)), name=f"openai-{session_id}",
                          daemon=True).start()
+        return receive
+
+    async def run_to_end(session_id: str) -> None:
+        with watch(session_id) as receive:
+            async for item in receive:
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+
+    async def stream(session_id: str, chunks: _Chunks, include_usage: bool) -> AsyncIterator[str]:
+        yield chunks.frame({"role": "assistant", "content": ""})
+        receive = watch(session_id)
         ended = False
         try:
             while True:
@@ -412,10 +426,3 @@ def openai_routes(forge: Forge, *, max_body: int) -> list[Route]:
         Route(f"{ROOT}/models", models, methods=["GET"]),
         Route(f"{ROOT}/chat/completions", chat_completions, methods=["POST"]),
     ]
-
-
-def _run_to_end(forge: Forge, session_id: str) -> None:
-    for recorded in forge.deliberate(session_id):
-        if isinstance(recorded.event, SessionEnded):
-            return
-
