@@ -216,3 +216,21 @@ def test_a_council_that_cannot_run_here_is_a_422_in_openais_shape(tmp_path, monk
         error = response.json()["error"]
         assert error["code"] == "config_error" and "ANTHROPIC_API_KEY" in error["message"]
         assert forge.sessions() == []  # refused before anything was written
+
+
+def test_an_unexpected_failure_is_a_500_naming_an_incident_the_log_holds(served, monkeypatch, caplog):
+    server, forge = served
+
+    def broken(session_id):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(forge, "usage", broken)
+    with caplog.at_level("ERROR", logger="forge_actors.surfaces.server.openai_compat"):
+        response = httpx.post(f"{server.url}/v1/chat/completions", timeout=60,
+                              headers={"authorization": f"Bearer {TOKEN}"},
+                              json={"model": "forge/pair", "messages": [{"role": "user", "content": "Hi"}]})
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["type"] == "server_error" and "secret" not in error["message"]
+    incident = error["message"].split("incident ")[1].split(":")[0]
+    assert any(incident in r.getMessage() and r.exc_info for r in caplog.records)
