@@ -1,7 +1,7 @@
 """Live streaming to many clients: what 50 WebSocket + 50 SSE clients cost a deliberation.
 
     python benchmarks/server.py [--clients 50] [--trials 3] [--sequential 300] [--concurrent 100]
-                                [--cold-events 25000] [--cold-readers 60]
+                                [--cold-events 25000] [--cold-readers 60] [--openai-trials 5] [--openai-only]
 
 The server (uvicorn, in this process) serves one session of three mock participants
 (word_delay 3 ms, max_iterations 2); the clients run in a separate process, so they do
@@ -15,12 +15,17 @@ Then what clients leave behind: ``--sequential`` stream clients one after the ot
 end), with the server process's open file descriptors (``/proc/self/fd``) and RSS before
 and after. And cold reads: ``--cold-readers`` concurrent ``GET /sessions/{id}`` of a
 session of ``--cold-events`` events on a freshly opened engine (nothing cached), p50/p99.
+
+And the OpenAI-compatible path (``/v1/chat/completions``, streamed) against the Python API on the
+same deliberation: time to the first chunk, and the wall-time ratio (``--openai-only`` runs just
+that, in well under a minute).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -230,6 +235,60 @@ def cold_reads(folder: str, events: int, readers: int) -> dict:
             "cold_p99_s": round(percentile(got["times"], 0.99), 3)}
 
 
+OPENAI_COUNCIL = """
+[forge.councils.bench]
+participants = ["mock:alice?word_delay=0.003", "mock:bob?word_delay=0.003", "mock:carol?word_delay=0.003"]
+settings = { max_iterations = 2, seed = 1 }
+"""
+
+
+def openai_overhead(folder: str, trials: int) -> dict:
+    """The OpenAI-compatible path against the Python API, on the same deliberation (the council
+    ``bench``): time to the first streamed chunk after the request, and wall time to ``[DONE]``
+    vs ``create_session`` + ``deliberate`` to SessionEnded. The client (httpx) runs in this
+    process, so it shares the server's GIL: a conservative figure."""
+    from forge_actors.engine import load_config
+
+    config_path = Path(folder) / "openai.toml"
+    config_path.write_text(OPENAI_COUNCIL)
+    forge = Forge(f"{folder}/openai.db", load_config(str(config_path), {}))
+    council = forge.config.council("bench")
+    body = {"model": "forge/bench", "stream": True, "messages": [{"role": "user", "content": "Plan the cache layer"}]}
+    api_walls, http_walls, first_chunks = [], [], []
+    with ServerThread(forge) as server, httpx.Client(timeout=120) as client:
+        for trial in range(trials + 1):  # the first pair warms both paths up and is not counted
+            started = time.perf_counter()
+            session_id = forge.create_session("Plan the cache layer", list(council.participants),
+                                              settings=council.settings)
+            for _ in forge.deliberate(session_id):
+                pass
+            api_wall = time.perf_counter() - started
+            first = None
+            started = time.perf_counter()
+            with client.stream("POST", f"{server.url}/v1/chat/completions", json=body) as response:
+                for line in response.iter_lines():
+                    if first is None and line.startswith("data: "):
+                        first = time.perf_counter() - started
+                    if line == "data: [DONE]":
+                        break
+            http_wall = time.perf_counter() - started
+            if trial:
+                api_walls.append(api_wall)
+                http_walls.append(http_wall)
+                first_chunks.append(first if first is not None else math.nan)
+    forge.close()
+    med = statistics.median
+    return {"openai_first_chunk_ms": round(1000 * med(first_chunks), 1),
+            "openai_wall_s": round(med(http_walls), 3), "python_api_wall_s": round(med(api_walls), 3),
+            "openai_over_python_api": round(med(http_walls) / med(api_walls), 3)}
+
+
+def _print_openai(result: dict) -> None:
+    print(f"{'OpenAI-compatible stream: first chunk (ms)':<48}{result['openai_first_chunk_ms']:>10}")
+    print(f"{'OpenAI-compatible / Python API, wall (s)':<48}{result['openai_wall_s']:>10} / "
+          f"{result['python_api_wall_s']} = {result['openai_over_python_api']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50, help="WebSocket clients, and as many SSE clients")
@@ -238,7 +297,15 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=100, help="stream clients at once")
     parser.add_argument("--cold-events", type=int, default=25_000, help="events of the cold-read session")
     parser.add_argument("--cold-readers", type=int, default=60, help="concurrent cold GET /sessions/{id}")
+    parser.add_argument("--openai-trials", type=int, default=5, help="deliberations per path (OpenAI vs Python API)")
+    parser.add_argument("--openai-only", action="store_true", help="measure only the OpenAI-compatible path")
     args = parser.parse_args()
+    if args.openai_only:
+        with tempfile.TemporaryDirectory(prefix="forge-bench-") as folder:
+            overhead = openai_overhead(folder, args.openai_trials)
+        _print_openai(overhead)
+        print(json.dumps(overhead))
+        return
     alone, watched = [], []
     with tempfile.TemporaryDirectory(prefix="forge-bench-") as folder:
         forge = Forge(f"{folder}/server.db")
@@ -249,6 +316,7 @@ def main() -> None:
         forge.close()
         leaks = stream_clients(folder, args.sequential, args.concurrent)
         cold = cold_reads(folder, args.cold_events, args.cold_readers)
+        overhead = openai_overhead(folder, args.openai_trials)
     med = statistics.median
     result = {
         "clients": 2 * args.clients,
@@ -262,6 +330,7 @@ def main() -> None:
                                         / med(r["clients_done_s"] for r in watched)),
         **leaks,
         **cold,
+        **overhead,
     }
     print(f"{'deliberation alone, wall (s)':<48}{result['wall_alone_s']:>10}")
     print(f"{'with ' + str(result['clients']) + ' live clients (50% WS, 50% SSE), wall (s)':<48}{result['wall_watched_s']:>10}")
@@ -277,6 +346,7 @@ def main() -> None:
           f"{leaks['rss_after_mb']}")
     reads = f"{cold['cold_readers']} cold reads of {cold['cold_events']} events"
     print(f"{reads + ', p50 / p99 (s)':<48}{cold.get('cold_p50_s', '-'):>10} / {cold.get('cold_p99_s', '-')}")
+    _print_openai(overhead)
     print(json.dumps(result))
 
 

@@ -51,6 +51,7 @@ from forge_actors.surfaces.server.guards import (
     check_token,
 )
 from forge_actors.surfaces.server.hub import Hubs, paced
+from forge_actors.surfaces.server.openai_compat import openai_routes
 from forge_actors.surfaces.server.openapi import MAX_POSITION, openapi_document
 
 __all__ = ["API", "ApiError", "MAX_BODY_BYTES", "TokenGate", "create_app"]
@@ -398,6 +399,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         Route(f"{API}/providers", providers, methods=["GET"]),
         Route(f"{API}/openapi.json", openapi, methods=["GET"]),
         Route("/", index, methods=["GET"]),  # the web page: one file, no build step
+        *openai_routes(forge, max_body=max_body),  # /v1/models, /v1/chat/completions (docs/openai.md)
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ApiError: _api_error,

@@ -15,7 +15,7 @@
   cross-site ``Sec-Fetch-Site``). A browser's form of that type can never send such a body
   (it percent-encodes ``{``, ``"`` and ``:`` and always writes ``name=value``), and a page's
   script that sets the type by hand sends its Origin, refused above.
-- ``TokenGate``: with a token, every request under /api/ must carry it.
+- ``TokenGate``: with a token, every request under /api/ and /v1/ (the OpenAI-compatible routes) must carry it.
 
 WebSocket handshakes go through the same checks. A foreign Host or Origin is refused before
 any WebSocket exists: the handshake gets HTTP 403 (RFC 6455 §4.2.2). A missing token is told
@@ -122,8 +122,23 @@ def check_token(token: str | None, source: str = "the token") -> str | None:
     return token
 
 
+#: The OpenAI-compatible routes (``openai_compat``): guarded by the token too, answered in OpenAI's error shape.
+OPENAI_ROOT = "/v1/"
+
+
+async def send_openai_unauthorized(send: Send) -> None:
+    """401 as OpenAI answers a missing or wrong key, so an SDK raises its AuthenticationError."""
+    body = json.dumps({"error": {"message": "a token is required: give the server's token as the API key "
+                                            "(`Authorization: Bearer TOKEN`)", "type": "invalid_request_error",
+                                 "param": None, "code": "invalid_api_key"}}).encode()
+    await send({"type": "http.response.start", "status": 401,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"www-authenticate", b"Bearer")]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class TokenGate:
-    """Every request under /api/ must carry the token: ``Authorization: Bearer TOKEN``, or, for the
+    """Every request under /api/ and /v1/ must carry the token: ``Authorization: Bearer TOKEN``, or, for the
     event streams (browsers cannot set headers on EventSource or WebSocket), ``?token=TOKEN``."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
@@ -143,8 +158,12 @@ class TokenGate:
         return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and scope["path"].startswith("/api/") and not self._allowed(scope):
-            if scope["type"] == "http":
+        path = scope.get("path", "")
+        guarded = path.startswith("/api/") or path.startswith(OPENAI_ROOT)
+        if scope["type"] in ("http", "websocket") and guarded and not self._allowed(scope):
+            if scope["type"] == "http" and path.startswith(OPENAI_ROOT):  # OpenAI's shape, which SDKs read
+                await send_openai_unauthorized(send)
+            elif scope["type"] == "http":
                 await send_http_error(send, 401, "a token is required: send `Authorization: Bearer TOKEN` "
                                                  "(the event streams also take `?token=TOKEN`)",
                                       headers=[(b"www-authenticate", b"Bearer")])
