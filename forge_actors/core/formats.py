@@ -359,19 +359,23 @@ def parse_score(text: str) -> int | None:
 # -- proposal sections --
 
 _LABEL = r"(?-i:[A-Z])(?![\w'’])"
-_LABEL_MENTION_RE = re.compile(r"\b[Pp]roposal[ \t]+((?-i:[A-Z]))\b")
+#: After the word "Proposal" a label may have two letters (a session of more than 26 drafts
+#: labels them A..Z, AA, AB...); a bare letter ("A. Title", "A: 84/100") is read as one letter only.
+_NAMED_LABEL = r"(?-i:[A-Z]{1,2})(?![\w'’])"
+_LABEL_MENTION_RE = re.compile(r"\b[Pp]roposal[ \t]+((?-i:[A-Z]{1,2}))\b")
 # the text of a heading that is about one proposal: "Proposal A: ...", "Review of Proposal A", "A. Title"
 _HEADING_TEXT_RE = re.compile(
     r"^[ \t*_`]*(?:\d{1,2}[.)][ \t]*)?"  # "1. Proposal A"
     r"(?:(?:review|critique|evaluation|assessment|analysis|feedback|scores?|notes)[ \t]+"
     r"(?:of|for|on)[ \t]+(?:the[ \t]+)?)?[*_`]*"  # "Review of Proposal A"
     # "Proposal A", or "A. Title"
-    r"(?:[Pp]roposal[ \t]+(" + _LABEL + r")|((?-i:[A-Z]))(?:[.:)]|[ \t]+[-–—])[ \t*_`])",
+    r"(?:[Pp]roposal[ \t]+(" + _NAMED_LABEL + r")|((?-i:[A-Z]))(?:[.:)]|[ \t]+[-–—])[ \t*_`])",
     re.IGNORECASE,
 )
 # "A: 84/100", "**Proposal B** — 7/10": a label and a fraction, as explicit as a table row
 _LABELLED_FRACTION_RE = re.compile(
-    r"^[ \t]*(?:(?:\d{1,2}[.)]|[-*+])[ \t]+)?[*_`]*(?:[Pp]roposal[ \t]+)?((?-i:[A-Z]))[*_`]*[ \t]*(?::|-|–|—)[ \t]*"
+    r"^[ \t]*(?:(?:\d{1,2}[.)]|[-*+])[ \t]+)?[*_`]*(?:[Pp]roposal[ \t]+(?P<named>(?-i:[A-Z]{1,2}))|(?P<bare>(?-i:[A-Z])))"
+    r"[*_`]*[ \t]*(?::|-|–|—)[ \t]*"
     + _DECOR + r"(?P<num>\d{1,3}(?:\.\d+)?)" + _DECOR
     + r"[ \t]*/[ \t]*(?P<scale>10|100)(?!\d)(?P<range>[ \t]*-[ \t]*\d)?"
 )
@@ -379,7 +383,7 @@ _LETTER_ONLY_RE = re.compile(r"[ \t*_`]*[A-Z][ \t*_`:]*")
 _MARKDOWN_HEADING_RE = re.compile(r"^[ \t]{0,3}(#{1,6})[ \t]+(.*)$")
 _BOLD_LEAD_RE = re.compile(r"^[ \t]*(?:(?:\d{1,2}[.)]|[-*+])[ \t]+)?(\*\*|__)(.+?)\1")
 _PLAIN_HEADING_RE = re.compile(
-    r"^[ \t]*(?:\d{1,2}[.)][ \t]+)?[Pp]roposal[ \t]+(" + _LABEL + r")[ \t]*(?:$|[:(\-–—]|\.[ \t]*$)"
+    r"^[ \t]*(?:\d{1,2}[.)][ \t]+)?[Pp]roposal[ \t]+(" + _NAMED_LABEL + r")[ \t]*(?:$|[:(\-–—]|\.[ \t]*$)"
 )
 _TABLE_LINE_RE = re.compile(r"^[ \t]*\|")
 _HEADING_REST_RE = re.compile(r"[ \t]*(?:$|[:(\-–—.,])")
@@ -702,7 +706,7 @@ def _read_sections(sections: list[tuple[str, str]], readings: _Readings,
 def _read_labelled_lines(text: str, readings: _Readings) -> None:
     for line in text.splitlines():
         if fraction := _LABELLED_FRACTION_RE.match(line):
-            readings.setdefault(fraction.group(1), []).append(_score_value(fraction))
+            readings.setdefault(fraction["named"] or fraction["bare"], []).append(_score_value(fraction))
 
 
 def parse_critiques(text: str, labels: list[str]) -> dict[str, ParsedCritique]:

@@ -252,3 +252,15 @@ def test_critique_json_none_when_not_a_document(text):
 ])
 def test_vote_json(text, expected):
     assert formats.parse_vote_json(text) == expected
+
+
+@pytest.mark.parametrize("shape", [
+    "### Proposal {label}\nScore: {score}\nStrengths:\n- ok\n",
+    "Proposal {label}\nScore: {score}\n",
+    "**Proposal {label}**: {score}/100 good\n",
+])
+def test_labels_past_z_are_read_after_the_word_proposal(shape):
+    labels = [chr(ord("A") + i) for i in range(26)] + ["AA", "AB"]
+    text = "\n".join(shape.format(label=label, score=50 + i) for i, label in enumerate(labels))
+    parsed = formats.parse_critiques(text, labels)
+    assert {label: parsed[label].score for label in ("A", "Z", "AA", "AB")} == {"A": 50, "Z": 75, "AA": 76, "AB": 77}
