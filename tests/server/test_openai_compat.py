@@ -234,3 +234,19 @@ def test_an_unexpected_failure_is_a_500_naming_an_incident_the_log_holds(served,
     assert error["type"] == "server_error" and "secret" not in error["message"]
     incident = error["message"].split("incident ")[1].split(":")[0]
     assert any(incident in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_errors_written_below_the_endpoint_are_in_openais_shape_too(served, client):
+    server, _ = served
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    with pytest.raises(openai.NotFoundError) as missing:  # no such route: the router's 404, reshaped
+        client.get("/embeddings", cast_to=object)
+    assert "message" in missing.value.body
+    wrong_type = httpx.post(f"{server.url}/v1/chat/completions", content=b"model=forge", headers={
+        **auth, "content-type": "text/plain"})  # the browser guard's 415
+    assert wrong_type.status_code == 415
+    error = wrong_type.json()["error"]
+    assert isinstance(error, dict) and error["type"] == "invalid_request_error" and "JSON" in error["message"]
+    assert int(wrong_type.headers["content-length"]) == len(wrong_type.content)
+    # Outside /v1 the API keeps its own shape.
+    assert isinstance(httpx.get(f"{server.url}/api/v1/forge/nope", headers=auth).json()["error"], str)

@@ -47,6 +47,7 @@ from forge_actors.surfaces.server.guards import (
     WS_INTERNAL_ERROR,
     BrowserGuard,
     ErrorBoundary,
+    OpenAIErrorShape,
     TokenGate,
     check_token,
 )
@@ -413,7 +414,8 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         CorruptLogError: _status(500),  # a damaged log file: the message says how to recover it
     }
     # Outermost first. The boundary sits inside Starlette's own error middleware (plain text).
-    middleware = [Middleware(ErrorBoundary), Middleware(BrowserGuard, bind=host, max_body=max_body)]
+    middleware = [Middleware(OpenAIErrorShape), Middleware(ErrorBoundary),
+                  Middleware(BrowserGuard, bind=host, max_body=max_body)]
     if token:
         middleware.append(Middleware(TokenGate, token=token))
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)  # type: ignore[arg-type]

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Methods that change nothing; every other one must send JSON.
@@ -135,6 +136,60 @@ async def send_openai_unauthorized(send: Send) -> None:
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"www-authenticate", b"Bearer")]})
     await send({"type": "http.response.body", "body": body})
+
+
+class OpenAIErrorShape:
+    """Under /v1/, every error answer in OpenAI's shape (``{"error": {"message", "type", "param",
+    "code"}}``), whoever wrote it (a guard's 415, an unknown route's 404, the boundary's 500), so that
+    an OpenAI SDK raises its own typed errors. Answers already in that shape, and successes (the event
+    streams included), pass untouched: only an error's small JSON body is held and rewritten."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(OPENAI_ROOT):
+            await self.app(scope, receive, send)
+            return
+        held: dict[str, Any] = {}
+
+        async def reshape(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                held["start"], held["body"] = message, b""
+                return
+            if message["type"] == "http.response.body" and "start" in held:
+                held["body"] += message.get("body", b"")
+                if message.get("more_body"):
+                    return
+                start = held.pop("start")
+                body = _openai_error_body(held.pop("body"), int(start["status"]))
+                headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+                await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, reshape)
+
+
+#: The OpenAI error ``type`` of each status (its SDKs map the status to a class; the type is for people).
+_OPENAI_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
+                 404: "invalid_request_error", 405: "invalid_request_error", 409: "invalid_request_error",
+                 413: "invalid_request_error", 415: "invalid_request_error", 421: "invalid_request_error",
+                 422: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def _openai_error_body(body: bytes, status: int) -> bytes:
+    try:
+        data = json.loads(body) if body else {}
+    except ValueError:  # not JSON (e.g. plain text from below the boundary): its text is the message
+        data = {"error": body.decode("utf-8", "replace")}
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):  # already OpenAI's shape
+        return body
+    message = str(error) if error else f"HTTP {status}"
+    return json.dumps({"error": {"message": message, "type": _OPENAI_TYPES.get(status, "server_error"),
+                                 "param": None, "code": None}}).encode()
 
 
 class TokenGate:
