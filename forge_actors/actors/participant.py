@@ -94,6 +94,9 @@ class ParticipantActor(pykka.ThreadingActor):
         elif isinstance(message, UseProvider):  # queued behind any contribution still running
             self._close_provider()
             self.provider = message.provider
+            use_provider = getattr(self.tools, "use_provider", None)
+            if use_provider is not None:  # a runner that asks the participant's own model (summaries)
+                use_provider(message.provider)
         return None
 
     def on_stop(self) -> None:
@@ -136,7 +139,7 @@ class ParticipantActor(pykka.ThreadingActor):
             turn = self._turn(message, request, started, first=turn_number == 1)
             if not isinstance(turn, _Turn):
                 return turn
-            usage = Usage(usage.input_tokens + turn.usage.input_tokens, usage.output_tokens + turn.usage.output_tokens)
+            usage = _plus(usage, turn.usage)
             calls = turn.calls if mode == "native" else toolcalls.parse_tool_calls(turn.text) if mode == "text" else []
             if not calls or last_turn or budget is None:
                 finish = turn.finish_reason if turn.finish_reason != TOOL_CALLS_FINISH or not last_turn else "stop"
@@ -150,8 +153,14 @@ class ParticipantActor(pykka.ThreadingActor):
                     results.append((call, self._run_tool(message, turn_number, call, budget)))
                 except LlmError as error:  # a re-run asked for a call the recording does not hold
                     return ContributionErrored(cid, error.kind, str(error), error.retryable)
+                usage = _plus(usage, self._tools_usage())
             last_turn = budget.refusal() is not None
             request = _next_request(request, mode, turn.text, results, last_turn)
+
+    def _tools_usage(self) -> Usage:
+        """Tokens the tools spent on this participant's model (summaries): counted in its contribution."""
+        take_usage = getattr(self.tools, "take_usage", None)
+        return take_usage() if take_usage is not None else Usage()
 
     def _run_tool(self, message: Contribute, turn: int, call: ToolCall, budget: Any) -> ToolResult:
         """Run one call (or answer its malformed arguments), telling the session before and after."""
@@ -228,6 +237,10 @@ class ParticipantActor(pykka.ThreadingActor):
         latency_ms = (self._clock_ns() - started) / 1e6
         return ContributionSucceeded(cid, content, finish_reason, usage, latency_ms,
                                      getattr(self.provider, "served_by", "") or "", fallback)
+
+
+def _plus(a: Usage, b: Usage) -> Usage:
+    return Usage(a.input_tokens + b.input_tokens, a.output_tokens + b.output_tokens)
 
 
 def _unique(call: ToolCall, seen: set[str], turn: int) -> ToolCall:

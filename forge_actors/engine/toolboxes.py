@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from forge_actors.actors.participant import ToolRunner
 from forge_actors.core.events import ParticipantInfo, SessionSettings
 from forge_actors.engine.config import ToolSettings
 from forge_actors.engine.errors import ConfigError
 from forge_actors.engine.replay import REPLAY_PREFIX, RecordedTools, recorded_tool_calls
-from forge_actors.providers.base import LlmRequest, Message, Provider
-from forge_actors.tools import SessionHistory, Toolbox, ToolContext, ToolLimits, Workspace
+from forge_actors.providers.base import LlmRequest, Message, Provider, Usage
+from forge_actors.tools import SessionHistory, Toolbox, ToolBudget, ToolContext, ToolLimits, ToolResult, Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +62,16 @@ class Toolboxes:
             source = info.provider[len(REPLAY_PREFIX):]
             return RecordedTools(info.name, recorded_tool_calls(events_of(source), info.name),
                                  settings.max_tool_calls, settings.max_tool_seconds)
+        summarizer = _Summarizer(provider)
         context = ToolContext(
             workspace=self._workspace(settings.workspace, session_id),
             history=self._history_for(session_id),
-            summarize=_summarizer(provider),
+            summarize=summarizer,
             http_allowed_hosts=frozenset(self._settings.http_hosts),
             shell_programs=frozenset(self._settings.shell_programs),
             limits=ToolLimits(max_calls=settings.max_tool_calls, max_total_seconds=settings.max_tool_seconds),
         )
-        return Toolbox(info.tools, context)
+        return LiveTools(Toolbox(info.tools, context), summarizer)
 
     def _workspace(self, root: str | None, session_id: str) -> Workspace | None:
         if root is None:
@@ -82,10 +84,44 @@ class Toolboxes:
             return None
 
 
-def _summarizer(provider: Provider) -> Callable[[str], str]:
-    """``summarize_file``'s model: the participant's own provider, called from the participant's thread."""
-    def summarize(text: str) -> str:
+class _Summarizer:
+    """``summarize_file``'s model: the participant's own provider (the current one, after a switch),
+    called from the participant's thread. The tokens it spends are kept for the contribution's usage."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.spent = Usage()
+
+    def __call__(self, text: str) -> str:
         request = LlmRequest(messages=(Message("system", SUMMARY_INSTRUCTION), Message("user", text)),
                              max_tokens=600, temperature=0.2)
-        return provider.complete(request).content
-    return summarize
+        response = self.provider.complete(request)
+        self.spent = Usage(self.spent.input_tokens + response.usage.input_tokens,
+                           self.spent.output_tokens + response.usage.output_tokens)
+        return response.content
+
+
+class LiveTools:
+    """A participant's live tool runner: its Toolbox, and the model ``summarize_file`` asks."""
+
+    def __init__(self, toolbox: Toolbox, summarizer: _Summarizer) -> None:
+        self.toolbox = toolbox
+        self._summarizer = summarizer
+
+    def budget(self) -> ToolBudget:
+        return self.toolbox.budget()
+
+    def call(self, name: str, arguments: Mapping[str, Any], budget: ToolBudget | None = None) -> ToolResult:
+        return self.toolbox.call(name, arguments, budget)
+
+    def use_provider(self, provider: Provider) -> None:
+        """The participant switched providers: its own model is now this one."""
+        self._summarizer.provider = provider
+
+    def take_usage(self) -> Usage:
+        """Tokens the tools spent on the participant's model since the last call (summaries)."""
+        spent, self._summarizer.spent = self._summarizer.spent, Usage()
+        return spent
+
+    def __repr__(self) -> str:
+        return f"LiveTools({self.toolbox!r})"

@@ -301,3 +301,36 @@ def test_tools_may_name_only_the_way_to_call_them(forge, workspace, given, mode)
     session_id = forge.create_session(GOAL, [f"mock:a?{given}"], workspace=str(workspace))
     info = forge.state(session_id).participants["a"]
     assert info.tool_mode == mode and info.tools == (DEFAULT_TOOLS if mode != "off" else ())
+
+
+class _Summarizing(_Looping):
+    """Asks for summarize_file once, then answers; its own model writes the summary (and bills it)."""
+
+    def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
+        self.requests.append(request)
+        if len(self.requests) == 1:
+            yield StreamChunk(tool_call=ToolCall("s1", "summarize_file", {"path": "notes.md"}))
+            yield StreamChunk("", True, "tool_calls", Usage(10, 1))
+        else:
+            yield StreamChunk("the notes say: invalidate the cache")
+            yield StreamChunk("", True, "stop", Usage(20, 5))
+
+    def complete(self, request: LlmRequest):
+        from forge_actors.providers.base import LlmResponse
+
+        assert "cache must be invalidated" in request.messages[-1].content
+        return LlmResponse("A note on cache invalidation.", "stop", Usage(300, 40), self.model)
+
+
+def test_summarize_file_asks_the_participants_own_model_and_its_tokens_count(forge, workspace):
+    summarizing = _Summarizing()
+    forge._participants.for_recorded = lambda info, session_id, events_of: (  # type: ignore[method-assign]
+        summarizing if info.name == "s" else forge._participants.build("mock:" + info.name))
+    session_id = forge.create_session(GOAL, [{"spec": "mock:x?tools=summarize_file", "name": "s"}, "mock:bob"],
+                                      workspace=str(workspace))
+    forge.run_round(session_id, "draft", timeout=60)
+    records = forge.records(session_id)
+    result = next(r.event for r in records if isinstance(r.event, ToolResult))
+    assert result.error is None and "A note on cache invalidation" in result.output
+    completed = next(r.event for r in records if isinstance(r.event, ContributionCompleted) and r.event.participant == "s")
+    assert (completed.usage.input_tokens, completed.usage.output_tokens) == (10 + 300 + 20, 1 + 40 + 5)
