@@ -250,3 +250,17 @@ def test_errors_written_below_the_endpoint_are_in_openais_shape_too(served, clie
     assert int(wrong_type.headers["content-length"]) == len(wrong_type.content)
     # Outside /v1 the API keeps its own shape.
     assert isinstance(httpx.get(f"{server.url}/api/v1/forge/nope", headers=auth).json()["error"], str)
+
+
+def test_a_client_that_hangs_up_on_a_non_streamed_request_interrupts_the_session(tmp_path):
+    from support import wait_until
+
+    slow = '[forge.councils.slow]\nparticipants = ["mock:s?word_delay=0.05", "mock:t?word_delay=0.05"]\n'
+    (tmp_path / "forge.toml").write_text(slow)
+    with Forge(str(tmp_path / "forge.db"), load_config(str(tmp_path / "forge.toml"), {})) as forge, \
+            ServerThread(forge) as server:
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up waiting for the whole deliberation
+            httpx.post(f"{server.url}/v1/chat/completions", timeout=1.0,
+                       json={"model": "forge/slow", "messages": [{"role": "user", "content": "Take your time."}]})
+        assert wait_until(lambda: forge.sessions() and forge.state(forge.sessions()[-1]).status == "interrupted")
+        assert "went away" in forge.state(forge.sessions()[-1]).end_reason

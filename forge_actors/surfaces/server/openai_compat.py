@@ -73,7 +73,9 @@ PIECE_CHARS = 64
 EXCERPT_CHARS = 120
 #: An SSE comment this often while the council works, so proxies keep the connection open.
 KEEP_ALIVE_SECONDS = 15.0
-#: The reason recorded when a streaming client hangs up before the end.
+#: How often a non-streamed request looks whether its client is still there (while the council works).
+DISCONNECT_CHECK_SECONDS = 0.5
+#: The reason recorded when a client hangs up before the end.
 CLIENT_LEFT = "the OpenAI-compatible client went away before the deliberation ended"
 #: Started once per process: ``created`` of every model (councils have no creation time of their own).
 _STARTED = int(time.time())
@@ -353,7 +355,9 @@ def openai_routes(forge: Forge, *, max_body: int) -> list[Route]:
                                      media_type="text/event-stream",
                                      headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
         try:
-            await run_to_end(session_id)
+            if not await run_to_end(session_id, request):
+                await interrupt(session_id)  # the client hung up: spend nothing more for nobody
+                return Response(status_code=499)  # nobody reads it (nginx's "client closed request")
             state = await in_thread(forge.state, session_id)
             usage = await in_thread(_usage, forge, session_id)
         except Exception as exc:
@@ -374,13 +378,29 @@ def openai_routes(forge: Forge, *, max_body: int) -> list[Route]:
                          daemon=True).start()
         return receive
 
-    async def run_to_end(session_id: str) -> None:
+    async def run_to_end(session_id: str, request: Request) -> bool:
+        """Until the session ends (True), or the client hangs up (False), whichever comes first."""
         with watch(session_id) as receive:
-            async for item in receive:
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
+            while True:
+                item = None
+                with anyio.move_on_after(DISCONNECT_CHECK_SECONDS):
+                    item = await receive.receive()
+                if item is None:
+                    if await request.is_disconnected():
+                        return False
+                elif item is _DONE:
+                    return True
+                elif isinstance(item, BaseException):
                     raise item
+
+    async def interrupt(session_id: str) -> None:
+        with anyio.CancelScope(shield=True):
+            logger.info("session %s: %s; interrupting it (forge resume %s continues it)",
+                        session_id, CLIENT_LEFT, session_id)
+            try:
+                await in_thread(forge.interrupt, session_id, CLIENT_LEFT)
+            except ForgeError as exc:  # it ended meanwhile, or another engine holds it
+                logger.info("session %s: not interrupted: %s", session_id, exc)
 
     async def stream(session_id: str, chunks: _Chunks, include_usage: bool) -> AsyncIterator[str]:
         yield chunks.frame({"role": "assistant", "content": ""})
@@ -414,13 +434,7 @@ def openai_routes(forge: Forge, *, max_body: int) -> list[Route]:
         finally:
             receive.close()
             if not ended:  # the client hung up mid-deliberation: spend nothing more for nobody
-                with anyio.CancelScope(shield=True):
-                    logger.info("session %s: %s; interrupting it (forge resume %s continues it)",
-                                session_id, CLIENT_LEFT, session_id)
-                    try:
-                        await in_thread(forge.interrupt, session_id, CLIENT_LEFT)
-                    except ForgeError as exc:  # it ended meanwhile, or another engine holds it
-                        logger.info("session %s: not interrupted: %s", session_id, exc)
+                await interrupt(session_id)
 
     return [
         Route(f"{ROOT}/models", models, methods=["GET"]),
