@@ -268,7 +268,7 @@ def _forge(tmp_path: Path, toml: str = "") -> Forge:
 
 
 def test_without_participants_or_council_the_engines_defaults_are_used(tmp_path: Path, monkeypatch) -> None:
-    from forge_actors.surfaces.mcp import plan_deliberation
+    from forge_actors.surfaces.council import plan_deliberation
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with _forge(tmp_path) as forge:
@@ -279,7 +279,7 @@ def test_without_participants_or_council_the_engines_defaults_are_used(tmp_path:
 
 
 def test_the_council_named_forge_is_the_default(tmp_path: Path) -> None:
-    from forge_actors.surfaces.mcp import plan_deliberation
+    from forge_actors.surfaces.council import plan_deliberation
 
     toml = '[forge.councils.forge]\nparticipants = ["mock:x"]\nsettings = { max_iterations = 3, seed = 1 }\n' \
            'tools = "file"\n'
@@ -295,7 +295,7 @@ def test_the_council_named_forge_is_the_default(tmp_path: Path) -> None:
 
 def test_a_councils_own_tools_are_the_operators_but_the_callers_are_checked(tmp_path: Path) -> None:
     from forge_actors.engine import UntrustedSpecError
-    from forge_actors.surfaces.mcp import plan_deliberation
+    from forge_actors.surfaces.council import plan_deliberation
 
     toml = '[forge.councils.dev]\nparticipants = ["mock:x"]\ntools = "edit"\n'
     with _forge(tmp_path, toml) as forge:

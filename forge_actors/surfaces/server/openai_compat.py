@@ -56,7 +56,7 @@ from forge_actors.engine import (
     SessionNotFoundError,
     SessionState,
 )
-from forge_actors.surfaces.mcp import DEFAULT_COUNCIL, MAX_GOAL_CHARS, plan_deliberation, progress_line
+from forge_actors.surfaces.council import DEFAULT_COUNCIL, MAX_GOAL_CHARS, plan_deliberation, progress_line
 
 __all__ = ["MODEL_PREFIX", "OpenAIError", "chat_goal", "openai_routes"]
 
