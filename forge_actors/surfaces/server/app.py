@@ -91,19 +91,14 @@ def _json(data: Any, status: int = 200) -> Response:
 
 async def _body(request: Request, type_: type, limit: int) -> Any:
     """The request's JSON body decoded as ``type_``: 413 past ``limit`` bytes, 422 with field errors."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the request body is over the limit of {limit} bytes")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise ApiError(413, f"the request body is over the limit of {limit} bytes")
     try:
-        return msgspec.json.decode(bytes(data) or b"{}", type=type_)
+        data = await bodies.read_limited(request, limit)
+    except bodies.BodyTooLarge as too_large:
+        raise ApiError(413, str(too_large)) from None
+    try:
+        return msgspec.json.decode(data or b"{}", type=type_)
     except msgspec.ValidationError as exc:
-        message, _, where = str(exc).partition(" - at `")
-        field = where.rstrip("`").removeprefix("$").lstrip(".") or None
+        message, field = bodies.invalid_field(exc)
         raise ApiError(422, "the request body is invalid", [{"field": field, "message": message}]) from None
     except msgspec.DecodeError as exc:
         raise ApiError(422, "the request body is not valid JSON", [{"field": None, "message": str(exc)}]) from None

@@ -5,9 +5,37 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from starlette.requests import Request
 
 from forge_actors.core.events import VoteChoice
 from forge_actors.engine import ParticipantSpec
+
+
+class BodyTooLarge(Exception):
+    """A request body over the server's limit (each surface answers it in its own error shape)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the request body is over the limit of {limit} bytes")
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request's body, refused (BodyTooLarge) once it is declared or read past ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise BodyTooLarge(limit)
+    return bytes(data)
+
+
+def invalid_field(exc: msgspec.ValidationError) -> tuple[str, str | None]:
+    """What a decode refused and where: ``("Expected `str`, got `int`", "goal")``."""
+    message, _, where = str(exc).partition(" - at `")
+    return message, where.rstrip("`").removeprefix("$").lstrip(".") or None
 
 
 class CreateSession(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -57,6 +57,7 @@ from forge_actors.engine import (
     SessionState,
 )
 from forge_actors.surfaces.council import DEFAULT_COUNCIL, MAX_GOAL_CHARS, plan_deliberation, progress_line
+from forge_actors.surfaces.server.bodies import BodyTooLarge, invalid_field, read_limited
 
 __all__ = ["MODEL_PREFIX", "OpenAIError", "chat_goal", "openai_routes"]
 
@@ -153,16 +154,14 @@ def chat_goal(messages: list[ChatMessage]) -> tuple[str, list[str]]:
 
 
 async def _read_request(request: Request, limit: int) -> ChatRequest:
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise OpenAIError(413, f"the request body is over the limit of {limit} bytes")
     try:
-        body = msgspec.json.decode(bytes(data), type=ChatRequest)
+        data = await read_limited(request, limit)
+    except BodyTooLarge as too_large:
+        raise OpenAIError(413, str(too_large)) from None
+    try:
+        body = msgspec.json.decode(data, type=ChatRequest)
     except msgspec.ValidationError as exc:
-        message, _, where = str(exc).partition(" - at `")
-        param = where.rstrip("`").removeprefix("$").lstrip(".") or None
+        message, param = invalid_field(exc)
         raise OpenAIError(400, f"the request body is invalid: {message}", param=param) from None
     except msgspec.DecodeError as exc:
         raise OpenAIError(400, f"the request body is not valid JSON: {exc}") from None
