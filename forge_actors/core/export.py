@@ -160,7 +160,7 @@ def export_document(state: SessionState, prices: Mapping[str, Price] | None = No
     )
     synthesis = state.synthesis
     return ExportDocument(
-        SCHEMA, state.session_id, state.title, state.goal, state.constraints, _settings(state.settings), state.status,
+        SCHEMA, state.session_id, state.title, state.goal, state.constraints, settings_document(state.settings), state.status,
         state.end_reason, state.final_score,
         tuple(ExportParticipant(p.name, p.kind, p.provider, p.model, p.persona, p.tools, p.tool_mode)
               for p in state.participants.values()),
@@ -172,7 +172,8 @@ def export_document(state: SessionState, prices: Mapping[str, Price] | None = No
     )
 
 
-def _settings(settings: SessionSettings) -> dict[str, Any]:
+def settings_document(settings: SessionSettings) -> dict[str, Any]:
+    """The settings as exports show them: ``max_iterations`` first, then every field as recorded."""
     return {"max_iterations": settings.max_rounds, **msgspec.to_builtins(settings)}
 
 

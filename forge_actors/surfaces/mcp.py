@@ -39,7 +39,7 @@ from mcp_types import Resource as McpResource
 from pydantic import Field
 
 from forge_actors import __version__
-from forge_actors.core.export import FORMATS, export_document, render
+from forge_actors.core.export import FORMATS, export_document, render, settings_document
 from forge_actors.engine import (
     EventStoreError,
     Forge,
@@ -157,7 +157,7 @@ def session_summary(forge: Forge, session_id: str) -> dict[str, Any]:
         "session_id": state.session_id, "title": state.title, "goal": state.goal,
         "constraints": list(state.constraints), "status": state.status, "ended": state.ended,
         "reason": state.end_reason, "final_score": state.final_score, "iteration": state.iteration,
-        "settings": {"max_iterations": state.settings.max_rounds, **msgspec.to_builtins(state.settings)},
+        "settings": settings_document(state.settings),
         "participants": [{"name": p.name, "kind": p.kind, "provider": p.provider, "model": p.model}
                          for p in state.participants.values()],
         "rounds": rounds,
