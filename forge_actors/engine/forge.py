@@ -41,9 +41,7 @@ from eventstore import (
     Subscription,
 )
 from forge_actors.actors.messages import (
-    AddHumanDraft,
     CancelSession,
-    CastVote,
     Deliberate,
     Interrupt,
     RunRound,
@@ -290,21 +288,19 @@ class Forge:
         A session another engine drives gets the draft through its mailbox (``engine.mail``): that
         engine applies it with the same checks and this call returns what it answered (or raises
         HumanInputQueuedError when it did not answer in time: the draft then waits for it)."""
-        request = mail.HumanRequest("draft", author, content=content)
-        return self._human_input(session_id, request, AddHumanDraft(author, content))
+        return self._human_input(session_id, mail.HumanRequest("draft", author, content=content))
 
     def cast_vote(self, session_id: str, voter: str, vote: VoteChoice, reasons: Iterable[str] = (),
                   concerns: Iterable[str] = ()) -> int:
         """A human's vote on the current synthesis; returns the convergence round it counts in.
         A new human joins only while the session has fewer than ``config.max_participants``."""
-        vote_cast = CastVote(voter, str(vote).upper(), tuple(reasons), tuple(concerns))  # type: ignore[arg-type]
-        request = mail.HumanRequest("vote", voter, vote=vote_cast.vote, reasons=vote_cast.reasons,
-                                    concerns=vote_cast.concerns)
-        return self._human_input(session_id, request, vote_cast)
+        request = mail.HumanRequest("vote", voter, vote=str(vote), reasons=tuple(reasons), concerns=tuple(concerns))
+        return self._human_input(session_id, request)
 
-    def _human_input(self, session_id: str, request: mail.HumanRequest, message: AddHumanDraft | CastVote) -> int:
+    def _human_input(self, session_id: str, request: mail.HumanRequest) -> int:
+        """Apply a human's input here, or post it to the engine that drives the session."""
         try:
-            return self._human_command(session_id, request.name, message)
+            return self._human_command(session_id, request.name, request.command())
         except SessionBusyError as busy:  # another engine drives it: post the input to it
             timeout = self._mail_timeout if self._mail_timeout is not None else mail.ANSWER_TIMEOUT
             return mail.post_and_wait(self._mailbox, session_id, request, busy, timeout)
@@ -313,13 +309,7 @@ class Forge:
         """Apply a human's input another engine posted to a session driven here; the answer it waits for."""
         try:
             request = msgspec.json.decode(letter.payload, type=mail.HumanRequest)
-            if request.kind == "draft":
-                round_number = self._human_command(session_id, request.name, AddHumanDraft(request.name,
-                                                                                           request.content))
-            else:
-                vote = CastVote(request.name, request.vote.upper(), request.reasons, request.concerns)  # type: ignore[arg-type]
-                round_number = self._human_command(session_id, request.name, vote)
-            answer = mail.HumanAnswer(True, round_number)
+            answer = mail.HumanAnswer(True, self._human_command(session_id, request.name, request.command()))
         except (ForgeError, msgspec.DecodeError, msgspec.ValidationError) as refused:
             answer = mail.HumanAnswer(False, error=str(refused))
         return msgspec.json.encode(answer).decode()

@@ -16,6 +16,7 @@ from typing import Literal
 import msgspec
 
 from eventstore import Mailbox
+from forge_actors.actors.messages import AddHumanDraft, CastVote
 from forge_actors.core.errors import HumanInputQueuedError, InvalidCommandError, SessionBusyError
 
 #: How often a driving engine looks for letters to the sessions it drives.
@@ -31,6 +32,12 @@ class HumanRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     vote: str = ""
     reasons: tuple[str, ...] = ()
     concerns: tuple[str, ...] = ()
+
+    def command(self) -> AddHumanDraft | CastVote:
+        """The session actor's command this input is, wherever it is applied."""
+        if self.kind == "draft":
+            return AddHumanDraft(self.name, self.content)
+        return CastVote(self.name, self.vote.upper(), self.reasons, self.concerns)  # type: ignore[arg-type]
 
 
 class HumanAnswer(msgspec.Struct, frozen=True):
