@@ -65,6 +65,14 @@ class ToolRunner(Protocol):
 
     def call(self, name: str, arguments: Mapping[str, Any], budget: Any = None) -> ToolResult: ...
 
+    def use_provider(self, provider: Provider) -> None:
+        """The participant switched providers (a runner that asks the participant's model uses the new one)."""
+        ...
+
+    def take_usage(self) -> Usage:
+        """Tokens the tools spent on the participant's model since the last call (summaries)."""
+        ...
+
 
 class _Turn(msgspec.Struct):
     """One reply of the model within a contribution."""
@@ -94,9 +102,8 @@ class ParticipantActor(pykka.ThreadingActor):
         elif isinstance(message, UseProvider):  # queued behind any contribution still running
             self._close_provider()
             self.provider = message.provider
-            use_provider = getattr(self.tools, "use_provider", None)
-            if use_provider is not None:  # a runner that asks the participant's own model (summaries)
-                use_provider(message.provider)
+            if self.tools is not None:
+                self.tools.use_provider(message.provider)
         return None
 
     def on_stop(self) -> None:
@@ -159,8 +166,7 @@ class ParticipantActor(pykka.ThreadingActor):
 
     def _tools_usage(self) -> Usage:
         """Tokens the tools spent on this participant's model (summaries): counted in its contribution."""
-        take_usage = getattr(self.tools, "take_usage", None)
-        return take_usage() if take_usage is not None else Usage()
+        return self.tools.take_usage() if self.tools is not None else Usage()
 
     def _run_tool(self, message: Contribute, turn: int, call: ToolCall, budget: Any) -> ToolResult:
         """Run one call (or answer its malformed arguments), telling the session before and after."""

@@ -156,6 +156,12 @@ class RecordedTools:
             budget.live.seconds += recorded.result.duration_ms / 1000
         return recorded.result
 
+    def use_provider(self, provider: object) -> None:
+        pass  # recorded results ask no model
+
+    def take_usage(self) -> Usage:
+        return Usage()  # what the live tools spent is in the recorded contribution's usage
+
     def remaining(self) -> int:
         return len(self._calls)
 
