@@ -1,10 +1,13 @@
-"""A small, generic, append-only event log on SQLite.
+"""A small, generic, append-only event log, on SQLite (embedded, the default) or PostgreSQL.
 
 It knows streams, versions, positions and bytes; nothing about what the events mean.
-Leases (``SqliteLeases``) let one owner at a time act on a named thing, across processes.
+``open_log(target)`` opens either backend from a file path or a ``postgresql://`` URL; both
+keep the promises of ``EventLog`` (``eventstore.log``). Leases (``LogLeases``) let one owner at
+a time act on a named thing, across processes and hosts; mailboxes carry requests to that owner.
 """
 
 from eventstore.errors import (
+    BackendMissingError,
     ConcurrencyError,
     CorruptEventError,
     CorruptLogError,
@@ -13,24 +16,27 @@ from eventstore.errors import (
     LeaseHeldError,
     LeaseLostError,
     LogReadError,
+    LogUnavailableError,
     LogWriteError,
     NotAnEventLogError,
     StoreClosedError,
 )
-from eventstore.lease import Lease, LeaseStore, SqliteLeases, StaleCheck
-from eventstore.mailbox import Letter, Mailbox, SqliteMailbox
-from eventstore.projection import Projection, ProjectionRunner
-from eventstore.store import (
+from eventstore.lease import Lease, LeaseStore, LogLeases, StaleCheck
+from eventstore.log import (
     ANY,
-    APPLICATION_ID,
     NO_STREAM,
     SCHEMA_VERSION,
     AppendResult,
-    EventStore,
+    EventLog,
     NewEvent,
     RecordedEvent,
-    Subscription,
+    Transaction,
 )
+from eventstore.mailbox import Letter, LogMailbox, Mailbox
+from eventstore.open import is_database_url, open_log, printable_target
+from eventstore.projection import Projection, ProjectionRunner
+from eventstore.sqlite import APPLICATION_ID, EventStore, SqliteTransaction
+from eventstore.subscription import Subscription
 from eventstore.writer import AppendTicket, BatchingWriter
 
 __all__ = [
@@ -41,18 +47,23 @@ __all__ = [
     "AppendResult",
     "AppendTicket",
     "BatchingWriter",
+    "BackendMissingError",
     "ConcurrencyError",
     "CorruptEventError",
     "CorruptLogError",
     "DiskFullError",
+    "EventLog",
     "EventStore",
     "EventStoreError",
     "LogReadError",
+    "LogUnavailableError",
     "LogWriteError",
     "Lease",
     "LeaseHeldError",
     "LeaseLostError",
     "LeaseStore",
+    "LogLeases",
+    "LogMailbox",
     "Letter",
     "Mailbox",
     "NewEvent",
@@ -60,9 +71,12 @@ __all__ = [
     "Projection",
     "ProjectionRunner",
     "RecordedEvent",
-    "SqliteLeases",
-    "SqliteMailbox",
+        "SqliteTransaction",
     "StaleCheck",
     "StoreClosedError",
     "Subscription",
+    "Transaction",
+    "is_database_url",
+    "open_log",
+    "printable_target",
 ]

@@ -95,12 +95,43 @@ class LogReadError(EventStoreError):
         super().__init__(f"{reason} reading {path}: nothing was changed; check the disk and the file, then try again")
 
 
-class CorruptLogError(EventStoreError):
-    """SQLite found a damaged page (or a damaged header) in the log file."""
+class LogUnavailableError(LogReadError):
+    """The log's database server could not be reached or dropped the connection (PostgreSQL).
+
+    Nothing was changed by the failed call; appends it covered were not written. ``path`` is
+    the log's URL without its password.
+    """
 
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
+        EventStoreError.__init__(
+            self,
+            f"cannot reach the event log at {path} ({reason}): nothing was changed; check that the "
+            f"PostgreSQL server is up and the URL, user and password are right, then try again",
+        )
+
+
+class BackendMissingError(EventStoreError):
+    """The log is in a database whose driver is not installed (e.g. PostgreSQL without psycopg)."""
+
+    def __init__(self, path: str, install: str) -> None:
+        self.path = path
+        self.install = install
+        super().__init__(f"{path} is a PostgreSQL database, and its driver is not installed: {install}")
+
+
+class CorruptLogError(EventStoreError):
+    """SQLite found a damaged page (or a damaged header) in the log file; or PostgreSQL reported
+    damaged data (SQLSTATE class XX: restore the database from a backup)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        if "://" in path:
+            EventStoreError.__init__(self, f"the event log at {path} is damaged ({reason}): stop writing to it "
+                                           f"and restore the database from a backup")
+            return
         super().__init__(
             f"{path} is damaged ({reason}): stop writing to it, keep a copy, and recover what it holds with "
             f"`sqlite3 {shlex.quote(path)} .recover | sqlite3 recovered.db`, then use recovered.db"

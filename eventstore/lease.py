@@ -1,11 +1,12 @@
 """Leases: who may act on a named thing, until when. Generic: a name is any string.
 
-A lease is one row ``leases(name, owner, expires_at, acquired_at)`` in the log's file,
-times in wall-clock nanoseconds. ``acquire`` takes it when it is free, expired, already
+A lease is one row ``leases(name, owner, expires_at, acquired_at)`` in the log's database
+(its SQLite file, or its PostgreSQL schema), times in wall-clock nanoseconds. ``acquire`` takes it when it is free, expired, already
 the caller's, or held by an owner the caller's ``stale`` check calls dead; otherwise it
 raises LeaseHeldError naming the holder. ``renew`` extends a lease still held;
-``release`` gives it up. Every write runs in one ``BEGIN IMMEDIATE`` transaction, so
-two processes sharing the file never both win.
+``release`` gives it up. Every write runs in one ``write_transaction`` of the log, which
+both backends serialise (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: the log's advisory lock),
+so two processes (or hosts) sharing the log never both win.
 
 Wall-clock time, not the store's event clock: leases are compared across processes
 (tests fake the event clock for repeatable logs; a lease must keep real time). The
@@ -14,9 +15,12 @@ clock is injectable on its own for tests of expiry.
 The table is created by the first lease write, not with the log's schema: a log that
 never used a lease has none, and opening a log never writes.
 
-``LeaseStore`` is the interface; ``SqliteLeases`` its implementation on an EventStore.
-Another backend (e.g. PostgreSQL, one row per lease with ``SELECT ... FOR UPDATE``)
-implements the same four methods.
+``LeaseStore`` is the interface; ``LogLeases`` its implementation on any ``EventLog``.
+
+A lease says who *may* drive; it cannot stop an owner that was paused past its expiry from
+trying one more write. That write is refused by the stream's optimistic concurrency instead:
+the next owner reads the stream after taking the lease and appends at the version it read,
+so of two writers at one version exactly one commits (see ``ConcurrencyError``).
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from eventstore.errors import LeaseHeldError, LeaseLostError
-from eventstore.store import EventStore
+from eventstore.log import EventLog
 
+# BIGINT: nanoseconds need 64 bits (SQLite reads it as INTEGER; PostgreSQL's INTEGER has 32).
 _CREATE: Final = (
     "CREATE TABLE IF NOT EXISTS leases ("
-    "name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL, acquired_at INTEGER NOT NULL)"
+    "name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at BIGINT NOT NULL, acquired_at BIGINT NOT NULL)"
 )
 _SELECT: Final = "SELECT name, owner, expires_at, acquired_at FROM leases WHERE name = ?"
 
@@ -81,10 +86,10 @@ def _check_names(name: str, owner: str) -> None:
         raise ValueError("a lease's owner must be a non-empty string")
 
 
-class SqliteLeases:
-    """Leases in the event log's SQLite file, written through the store's write connection."""
+class LogLeases:
+    """Leases in a table of the event log's own database, written in the log's write transactions."""
 
-    def __init__(self, store: EventStore, *, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, store: EventLog, *, clock: Callable[[], int] = time.time_ns) -> None:
         self.store = store
         self._clock = clock
 
@@ -141,7 +146,7 @@ class SqliteLeases:
 
     def holder(self, name: str) -> Lease | None:
         """The lease on ``name`` if someone holds it now; None when free or expired. Writes nothing."""
-        if not self.store.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'"):
+        if not self.store.has_table("leases"):
             return None
         rows = self.store.query(_SELECT, (name,))
         lease = _lease(rows[0]) if rows else None
@@ -150,7 +155,7 @@ class SqliteLeases:
         return lease
 
     def __repr__(self) -> str:
-        return f"SqliteLeases({self.store.path!r})"
+        return f"LogLeases({self.store.path!r})"
 
 
 def _lease(row: tuple[Any, ...] | None) -> Lease | None:

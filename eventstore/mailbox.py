@@ -3,12 +3,12 @@
 A process that may not act on a thing itself (another process holds its lease) posts a
 letter to the thing's box; the holder takes the unanswered letters, acts, and answers each.
 The poster waits for the answer. A letter is one row
-``mailbox(id, box, payload, posted_at, answer, answered_at)`` in the log's file; payloads and
+``mailbox(id, box, payload, posted_at, answer, answered_at)`` in the log's database; payloads and
 answers are opaque text (the caller's JSON). A letter nobody answers stays for the next
 holder: the request survives the holder's crash.
 
 Like leases, the table is created by the first write, so opening a log never writes.
-``Mailbox`` is the interface; ``SqliteMailbox`` its implementation on an EventStore.
+``Mailbox`` is the interface; ``LogMailbox`` its implementation on any ``EventLog``.
 """
 
 from __future__ import annotations
@@ -19,12 +19,17 @@ from typing import Final, Protocol
 
 import msgspec
 
-from eventstore.store import EventStore
+from eventstore.log import Dialect, EventLog
 
+# The letter's id counts up and is never reused: SQLite's AUTOINCREMENT, PostgreSQL's identity column.
+_ID: Final[dict[Dialect, str]] = {
+    "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "postgresql": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+}
 _CREATE: Final = (
     "CREATE TABLE IF NOT EXISTS mailbox ("
-    "id INTEGER PRIMARY KEY AUTOINCREMENT, box TEXT NOT NULL, payload TEXT NOT NULL, posted_at INTEGER NOT NULL, "
-    "answer TEXT, answered_at INTEGER)"
+    "id {id}, box TEXT NOT NULL, payload TEXT NOT NULL, posted_at BIGINT NOT NULL, "
+    "answer TEXT, answered_at BIGINT)"
 )
 _INDEX: Final = "CREATE INDEX IF NOT EXISTS mailbox_open ON mailbox (box) WHERE answer IS NULL"
 
@@ -51,10 +56,10 @@ class Mailbox(Protocol):
     def letter(self, letter_id: int) -> Letter | None: ...
 
 
-class SqliteMailbox:
-    """Mailboxes in the event log's SQLite file, written through the store's write connection."""
+class LogMailbox:
+    """Mailboxes in a table of the event log's own database, written in the log's write transactions."""
 
-    def __init__(self, store: EventStore, *, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, store: EventLog, *, clock: Callable[[], int] = time.time_ns) -> None:
         self.store = store
         self._clock = clock
         self._table_seen = False
@@ -64,11 +69,11 @@ class SqliteMailbox:
         if not isinstance(box, str) or not box:
             raise ValueError("a mailbox's name must be a non-empty string")
         with self.store.write_transaction() as conn:
-            conn.execute(_CREATE)
+            conn.execute(_CREATE.format(id=_ID[conn.dialect]))
             conn.execute(_INDEX)
-            cursor = conn.execute("INSERT INTO mailbox (box, payload, posted_at) VALUES (?, ?, ?)",
-                                  (box, payload, self._clock()))
-            return int(cursor.lastrowid or 0)
+            row = conn.execute("INSERT INTO mailbox (box, payload, posted_at) VALUES (?, ?, ?) RETURNING id",
+                               (box, payload, self._clock())).fetchone()
+            return int(row[0])
 
     def unanswered(self, *boxes: str) -> list[Letter]:
         """The letters of these boxes nobody answered yet, oldest first, in one read. Writes nothing.
@@ -84,7 +89,7 @@ class SqliteMailbox:
     def answer(self, letter_id: int, answer: str) -> bool:
         """Answer a letter once; False (changing nothing) when it was answered already or is unknown."""
         with self.store.write_transaction() as conn:
-            conn.execute(_CREATE)
+            conn.execute(_CREATE.format(id=_ID[conn.dialect]))
             updated = conn.execute("UPDATE mailbox SET answer = ?, answered_at = ? WHERE id = ? AND answer IS NULL",
                                    (answer, self._clock(), letter_id)).rowcount
             return updated > 0
@@ -99,9 +104,8 @@ class SqliteMailbox:
     def _exists(self) -> bool:
         # Once made, the table stays: after the first yes, no more catalogue reads.
         if not self._table_seen:
-            self._table_seen = bool(self.store.query("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                                                     "AND name = 'mailbox'"))
+            self._table_seen = self.store.has_table("mailbox")
         return self._table_seen
 
     def __repr__(self) -> str:
-        return f"SqliteMailbox({self.store.path!r})"
+        return f"LogMailbox({self.store.path!r})"

@@ -1,17 +1,17 @@
-"""Projections: read models kept in tables of the same file, resumable from a checkpoint.
+"""Projections: read models kept in tables of the log's own database, resumable from a checkpoint.
 
 A projection's rows and its checkpoint are written in one transaction, so after a
 crash it resumes exactly where its last committed batch ended: never an event twice,
-never one skipped.
+never one skipped. A projection writes portable SQL with ``?`` placeholders through the
+``Transaction`` it is given, and asks ``conn.dialect`` where the two databases differ.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Protocol
 
-from eventstore.store import Codec, EventStore, RecordedEvent
+from eventstore.log import Codec, EventLog, RecordedEvent, Transaction
 
 
 class Projection(Protocol):
@@ -19,10 +19,10 @@ class Projection(Protocol):
 
     name: str
 
-    def setup(self, conn: sqlite3.Connection) -> None:
+    def setup(self, conn: Transaction) -> None:
         """Create the projection's tables if they do not exist (runs inside a transaction)."""
 
-    def apply(self, conn: sqlite3.Connection, event: RecordedEvent) -> None:
+    def apply(self, conn: Transaction, event: RecordedEvent) -> None:
         """Fold one event into the projection's tables (runs inside a transaction)."""
 
 
@@ -31,7 +31,7 @@ class ProjectionRunner:
 
     def __init__(
         self,
-        store: EventStore,
+        store: EventLog,
         projection: Projection,
         *,
         codec: Codec | None = None,

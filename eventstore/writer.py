@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from eventstore.errors import ConcurrencyError, CorruptLogError, LogWriteError, StoreClosedError
-from eventstore.store import ANY, AppendResult, EventStore, ExpectedVersion, NewEvent, PendingAppend
+from eventstore.log import ANY, AppendResult, EventLog, ExpectedVersion, NewEvent, PendingAppend
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class AppendTicket(PendingAppend):
 class BatchingWriter:
     """Groups appends from any number of threads into few transactions, in submission order."""
 
-    def __init__(self, store: EventStore, *, max_batch: int = 512, max_delay: float = 0.004) -> None:
+    def __init__(self, store: EventLog, *, max_batch: int = 512, max_delay: float = 0.004) -> None:
         if max_batch < 1 or max_delay < 0:
             raise ValueError("max_batch must be >= 1 and max_delay >= 0")
         self.store = store

@@ -32,13 +32,14 @@ import pykka
 from eventstore import (
     NO_STREAM,
     BatchingWriter,
-    EventStore,
+    EventLog,
     Lease,
     Letter,
+    LogLeases,
+    LogMailbox,
     RecordedEvent,
-    SqliteLeases,
-    SqliteMailbox,
     Subscription,
+    open_log,
 )
 from forge_actors.actors.messages import (
     CancelSession,
@@ -134,17 +135,19 @@ class Forge:
             raise ConfigError(f"lease_ttl is a number of seconds > 0, not {lease_ttl!r}")
         self.config = config or ForgeConfig()
         # The log is the engine's own: callers read it through the queries below, never directly.
-        self._store = EventStore(db_path, synchronous=synchronous, clock=clock_ns or time.time_ns, create=create)
+        # A file path is a SQLite log, a postgresql:// URL a PostgreSQL one (eventstore.open_log).
+        self._store: EventLog = open_log(db_path, synchronous=synchronous, clock=clock_ns or time.time_ns,
+                                         create=create)
         self._writer = BatchingWriter(self._store, max_delay=writer_max_delay)
         self._id_factory = id_factory
         self._states = StateCache(self._store)
         self._summaries = Summaries(self._store)
         self._participants = Participants(self.config, pool_clock)
-        self._mailbox = SqliteMailbox(self._store, clock=lease_clock)
+        self._mailbox = LogMailbox(self._store, clock=lease_clock)
         self._history = LogHistory(self._store, final_synthesis_from(self.state))
         self._toolboxes = Toolboxes(self.config.tools, self._store.path, self._history.for_session)
         self._supervisor = Supervisor(
-            writer=self._writer, leases=SqliteLeases(self._store, clock=lease_clock), load=self._states.load,
+            writer=self._writer, leases=LogLeases(self._store, clock=lease_clock), load=self._states.load,
             provider_for=lambda info, session_id: self._participants.for_recorded(info, session_id, self.events),
             tools_for=lambda info, session_id, state, provider: self._toolboxes.runner(
                 info, session_id, state.settings, provider, self.events),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from eventstore import CorruptLogError, EventStore, EventStoreError, LogWriteError, RecordedEvent, Subscription
+from eventstore import CorruptLogError, EventLog, EventStoreError, LogWriteError, RecordedEvent, Subscription
 from forge_actors.core.errors import SessionStoppedError
 from forge_actors.core.events import SessionEnded
 
@@ -19,7 +19,7 @@ from forge_actors.core.events import SessionEnded
 STOP_CHECK_SECONDS = 0.25
 
 
-def ended_before(store: EventStore, session_id: str, position: int) -> bool:
+def ended_before(store: EventLog, session_id: str, position: int) -> bool:
     """Whether the session ended at or before log position ``position``: its last event is
     SessionEnded and nothing of it comes after ``position``. Reads one row, folds nothing (a
     follower of a live session must not pay for a fold of everything it is about to stream)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from eventstore import EventStore
+from eventstore import EventLog
 from forge_actors.core.errors import SessionNotFoundError
 from forge_actors.core.events import decode_event
 from forge_actors.core.state import SessionState, apply
@@ -21,7 +21,7 @@ _FOLD_LOCK_STRIPES = 64
 class StateCache:
     """The folded state of every session read so far, by id. Thread-safe."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventLog) -> None:
         self._store = store
         self._states: dict[str, tuple[int, SessionState]] = {}
         self._lock = threading.Lock()

@@ -12,7 +12,7 @@ import threading
 
 import msgspec
 
-from eventstore import EventStore, LogWriteError, ProjectionRunner, RecordedEvent
+from eventstore import EventLog, LogWriteError, ProjectionRunner, RecordedEvent, SqliteTransaction, Transaction
 from forge_actors.core.events import Event, RoundStarted, SessionCreated, TokenUsage, decode_event
 from forge_actors.core.state import STATUS_EVENTS, next_status
 
@@ -46,26 +46,26 @@ class SummaryProjection:
 
     name = "forge.session_summaries"
 
-    def setup(self, conn: sqlite3.Connection) -> None:
+    def setup(self, conn: Transaction) -> None:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS session_summaries (session_id TEXT PRIMARY KEY, title TEXT NOT NULL, "
-            "status TEXT NOT NULL, rounds INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, "
-            "input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0)"
+            "status TEXT NOT NULL, rounds INTEGER NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, "
+            "input_tokens BIGINT NOT NULL DEFAULT 0, output_tokens BIGINT NOT NULL DEFAULT 0)"
         )
         conn.execute(
             "CREATE TABLE IF NOT EXISTS session_usage (session_id TEXT NOT NULL, round INTEGER NOT NULL, "
-            "participant TEXT NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, "
+            "participant TEXT NOT NULL, input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL, "
             "PRIMARY KEY (session_id, round, participant))"
         )
 
-    def apply(self, conn: sqlite3.Connection, event: RecordedEvent) -> None:
+    def apply(self, conn: Transaction, event: RecordedEvent) -> None:
         if event.type in STATUS_EVENTS:
             self._fold_status(conn, event)
         elif event.type == "ContributionCompleted":
             self._add_usage(conn, event)
 
     @staticmethod
-    def _fold_status(conn: sqlite3.Connection, recorded: RecordedEvent) -> None:
+    def _fold_status(conn: Transaction, recorded: RecordedEvent) -> None:
         # The status comes from state.next_status, the rule SessionState's fold applies, fed with
         # the two things it reads (the previous status, whether a round had started): a second
         # implementation here once drifted (SessionResumed before any round said "running").
@@ -89,21 +89,21 @@ class SummaryProjection:
                      (next_status(status, rounds > 0, event), rounds_after, sid))
 
     @staticmethod
-    def _add_usage(conn: sqlite3.Connection, recorded: RecordedEvent) -> None:
+    def _add_usage(conn: Transaction, recorded: RecordedEvent) -> None:
         done = _decode_completed(recorded.data)
         tokens = (done.usage.input_tokens, done.usage.output_tokens)
         sid = recorded.stream_id
         conn.execute(
             "INSERT INTO session_usage VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id, round, participant) "
-            "DO UPDATE SET input_tokens = input_tokens + excluded.input_tokens, "
-            "output_tokens = output_tokens + excluded.output_tokens",
+            "DO UPDATE SET input_tokens = session_usage.input_tokens + excluded.input_tokens, "
+            "output_tokens = session_usage.output_tokens + excluded.output_tokens",
             (sid, done.round, done.participant, *tokens),
         )
         conn.execute("UPDATE session_summaries SET input_tokens = input_tokens + ?, "
                      "output_tokens = output_tokens + ? WHERE session_id = ?", (*tokens, sid))
 
 
-def read_summaries(store: EventStore) -> list[SessionSummary]:
+def read_summaries(store: EventLog) -> list[SessionSummary]:
     rows = store.query(
         "SELECT session_id, title, status, rounds, created_at, input_tokens, output_tokens "
         "FROM session_summaries ORDER BY created_at, session_id"
@@ -121,15 +121,16 @@ class _MemoryRows:
         return self._conn.execute(sql, parameters).fetchall()
 
 
-def summaries_without_writing(store: EventStore) -> list[SessionSummary]:
+def summaries_without_writing(store: EventLog) -> list[SessionSummary]:
     """What the summary projection holds, folded in memory from the whole log: for a log
     that cannot take the projection's writes (the same fold, so the same rows)."""
     projection = SummaryProjection()
     conn = sqlite3.connect(":memory:")
     try:
-        projection.setup(conn)
+        memory = SqliteTransaction(conn)
+        projection.setup(memory)
         for recorded in store.read_all():
-            projection.apply(conn, recorded)
+            projection.apply(memory, recorded)
         return read_summaries(_MemoryRows(conn))  # type: ignore[arg-type]
     finally:
         conn.close()
@@ -138,7 +139,7 @@ def summaries_without_writing(store: EventStore) -> list[SessionSummary]:
 class Summaries:
     """The projection of one engine's log, caught up on each read."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventLog) -> None:
         self._store = store
         self._runner: ProjectionRunner | None = None
         self._lock = threading.Lock()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from eventstore import is_database_url
 from forge_actors.actors.participant import ToolRunner
 from forge_actors.core.events import ParticipantInfo, SessionSettings
 from forge_actors.engine.config import ToolSettings
@@ -41,7 +42,9 @@ def resolve_workspace(workspace: str | None) -> str | None:
 
 
 def log_files(db_path: str) -> tuple[str, ...]:
-    """The event log and its SQLite side files: never readable by a tool."""
+    """The event log and its SQLite side files: never readable by a tool (a PostgreSQL log has no file)."""
+    if is_database_url(db_path):
+        return ()
     return (db_path, f"{db_path}-wal", f"{db_path}-shm", f"{db_path}-journal")
 
 

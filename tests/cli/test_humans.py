@@ -155,12 +155,12 @@ def test_a_draft_for_a_session_another_process_runs_reaches_that_process(cli, tm
 
 
 def test_human_input_an_absent_driver_never_answers_is_queued_and_says_so(cli, tmp_path, monkeypatch):
-    from eventstore import SqliteLeases
+    from eventstore import LogLeases
     from forge_actors.engine import mail
 
     monkeypatch.setattr(mail, "ANSWER_TIMEOUT", 0.3)
     with Forge(str(tmp_path / "forge.db")) as forge:
         session_id = forge.create_session("goal", ["mock:alice", "mock:bob"])
-        SqliteLeases(forge._store).acquire(f"session:{session_id}", "elsewhere:1:x", 600)
+        LogLeases(forge._store).acquire(f"session:{session_id}", "elsewhere:1:x", 600)
     code, out, err = cli("draft", session_id, "--author", "ada", "my plan")
     assert code == 2 and "did not answer" in err and "queued" in err and len(err.strip().splitlines()) == 1

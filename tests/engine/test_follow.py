@@ -256,7 +256,7 @@ def test_engine_followers_opened_past_the_end_of_an_ended_session_end_at_once(en
 
 
 def test_the_reader_pool_is_bounded_however_many_threads_read(tmp_path):
-    from eventstore.store import READER_POOL_SIZE
+    from eventstore.sqlite import READER_POOL_SIZE
 
     with EventStore(tmp_path / "log.db") as store:
         store.append("a", [ev(n) for n in range(100)])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from support import wait_until
 
-from eventstore import SqliteMailbox
+from eventstore import LogMailbox
 from forge_actors.core.events import HumanDraftAdded
 from forge_actors.engine import Forge, HumanInputQueuedError, InvalidCommandError, SessionBusyError, mail
 
@@ -35,7 +35,7 @@ def test_a_letter_nobody_answers_stays_queued_and_the_poster_says_so(tmp_path):
     db = str(tmp_path / "forge.db")
     with Forge(db) as forge:
         session_id = forge.create_session("g", ["mock:a"])
-        mailbox = SqliteMailbox(forge._store)
+        mailbox = LogMailbox(forge._store)
         busy = SessionBusyError(session_id, "host:1:x", 5.0)
         request = mail.HumanRequest("vote", "ada", vote="AGREE")
         with pytest.raises(HumanInputQueuedError, match="the vote is queued"):
@@ -51,7 +51,7 @@ def test_a_malformed_letter_is_answered_with_the_reason_not_a_crash(tmp_path):
     with Forge(db) as driver:
         session_id = driver.create_session("Plan a garden", SLOW, max_iterations=1)
         driver.start_round(session_id, "draft")
-        mailbox = SqliteMailbox(driver._store)
+        mailbox = LogMailbox(driver._store)
         letter_id = mailbox.post(mail.box_of(session_id), '{"kind": "dance", "name": "ada"}')
         assert wait_until(lambda: mailbox.letter(letter_id).answer is not None)
         assert '"ok":false' in mailbox.letter(letter_id).answer

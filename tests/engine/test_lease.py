@@ -17,7 +17,7 @@ import httpx
 import pytest
 from support import wait_until
 
-from eventstore import EventStore, SqliteLeases
+from eventstore import EventStore, LogLeases
 from forge_actors.core.errors import SessionBusyError, SessionStoppedError
 from forge_actors.core.events import ContentDelta, SessionEnded
 from forge_actors.engine import Forge, InvalidCommandError
@@ -125,7 +125,7 @@ def test_a_lease_from_another_host_holds_until_it_expires(tmp_path):
     clock = FakeWallClock()
     with Forge(str(tmp_path / "forge.db"), lease_clock=clock) as forge:
         session_id = forge.create_session(GOAL, ["mock:alice", "mock:bob"], max_rounds=1, seed=3)
-        SqliteLeases(forge._store, clock=clock).acquire(f"session:{session_id}", ELSEWHERE, 6)
+        LogLeases(forge._store, clock=clock).acquire(f"session:{session_id}", ELSEWHERE, 6)
         before = forge._store.stream_version(session_id)
         with pytest.raises(SessionBusyError) as busy:
             forge.deliberate(session_id)
@@ -145,7 +145,7 @@ def test_a_lease_of_a_dead_process_of_this_host_is_taken_at_once(tmp_path, caplo
     gone.wait()
     with Forge(str(tmp_path / "forge.db")) as forge:
         session_id = forge.create_session(GOAL, ["mock:alice", "mock:bob"], max_rounds=1, seed=4)
-        leases = SqliteLeases(forge._store)
+        leases = LogLeases(forge._store)
         for alive in (f"{HOST}:{os.getpid()}:0ther0ne", f"{HOST}:{os.getppid()}:pArent00"):  # live processes keep theirs
             leases.acquire(f"session:{session_id}", alive, 600, stale=lambda lease: True)
             with pytest.raises(SessionBusyError):
@@ -226,13 +226,13 @@ def test_close_returns_promptly_though_a_participant_ignores_abort(tmp_path, cap
 
 RACE_FOR_THE_LEASE = """
 import os, sys, time
-from eventstore import EventStore, LeaseHeldError, SqliteLeases
+from eventstore import EventStore, LeaseHeldError, LogLeases
 path, owner, go = sys.argv[1:4]
 store = EventStore(path)
 while not os.path.exists(go):
     time.sleep(0.005)
 try:
-    SqliteLeases(store).acquire("contested", owner, 60)
+    LogLeases(store).acquire("contested", owner, 60)
     print(owner)
 except LeaseHeldError as held:
     print("held by", held.owner)
@@ -311,7 +311,7 @@ def test_http_steps_on_a_session_another_engine_drives_are_409_naming_it(tmp_pat
     # An engine elsewhere that never answers its mailbox: a human's input waits mail_timeout, then 409.
     with Forge(str(tmp_path / "forge.db"), mail_timeout=0.3) as forge, ServerThread(forge) as server:
         session_id = forge.create_session(GOAL, ["mock:alice", "mock:bob"])
-        SqliteLeases(forge._store).acquire(f"session:{session_id}", ELSEWHERE, 600)
+        LogLeases(forge._store).acquire(f"session:{session_id}", ELSEWHERE, 600)
         base = f"{server.url}{API}/sessions/{session_id}"
         for path, body in (("/deliberate", None), ("/rounds", {"kind": "draft"}), ("/synthesize", None),
                            ("/converge", None), ("/drafts", {"author": "dana", "content": "mine"}),

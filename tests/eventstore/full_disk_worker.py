@@ -9,7 +9,7 @@ Deterministic, and it needs neither root nor a small filesystem.
 
 import sys
 
-from eventstore.store import EventStore
+from eventstore.sqlite import EventStore
 from forge_actors.surfaces import cli
 
 

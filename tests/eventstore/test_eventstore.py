@@ -23,10 +23,10 @@ from eventstore import (
     Lease,
     LeaseHeldError,
     LeaseLostError,
+    LogLeases,
     LogWriteError,
     NewEvent,
     NotAnEventLogError,
-    SqliteLeases,
     StoreClosedError,
 )
 
@@ -532,7 +532,7 @@ class FakeWallClock:
 
 @pytest.fixture
 def leases(store):
-    return SqliteLeases(store, clock=FakeWallClock())
+    return LogLeases(store, clock=FakeWallClock())
 
 
 def lease_rows(store) -> list[tuple]:
@@ -628,7 +628,7 @@ def test_bad_lease_arguments_are_rejected(leases, ttl):
 
 def test_leases_need_an_open_store(tmp_path):
     store = EventStore(tmp_path / "log.db")
-    leases = SqliteLeases(store)
+    leases = LogLeases(store)
     store.close()
     with pytest.raises(StoreClosedError):
         leases.acquire("n", "a", 5)
@@ -636,5 +636,5 @@ def test_leases_need_an_open_store(tmp_path):
 
 def test_leases_use_the_wall_clock_not_the_event_clock(tmp_path):
     with EventStore(tmp_path / "log.db", clock=lambda: 1) as store:  # a faked event clock, as tests use
-        lease = SqliteLeases(store).acquire("n", "a", 5)
+        lease = LogLeases(store).acquire("n", "a", 5)
         assert abs(lease.acquired_at - time.time_ns()) < 60 * 10**9

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from eventstore import EventStore, SqliteMailbox
+from eventstore import EventStore, LogMailbox
 
 
 def test_a_letter_is_posted_answered_once_and_seen_from_another_connection(tmp_path):
     path = str(tmp_path / "log.db")
     with EventStore(path) as poster_store, EventStore(path) as holder_store:
-        poster, holder = SqliteMailbox(poster_store, clock=lambda: 5), SqliteMailbox(holder_store)
+        poster, holder = LogMailbox(poster_store, clock=lambda: 5), LogMailbox(holder_store)
         assert holder.unanswered("box") == [] and poster.letter(1) is None  # no table yet: nothing written
         first = poster.post("box", '{"n": 1}')
         second = poster.post("box", '{"n": 2}')
@@ -27,7 +27,7 @@ def test_a_letter_is_posted_answered_once_and_seen_from_another_connection(tmp_p
 def test_opening_a_log_creates_no_mailbox_table(tmp_path):
     path = str(tmp_path / "log.db")
     with EventStore(path) as store:
-        SqliteMailbox(store).unanswered("box")
+        LogMailbox(store).unanswered("box")
         assert not store.query("SELECT 1 FROM sqlite_master WHERE name = 'mailbox'")
         with pytest.raises(ValueError, match="non-empty"):
-            SqliteMailbox(store).post("", "x")
+            LogMailbox(store).post("", "x")

@@ -265,7 +265,7 @@ def violations(sources: Mapping[str, Source], rules: Iterable[Rule] = RULES) -> 
 
 def test_the_tree_keeps_every_rule():
     sources = read_tree()
-    assert {"eventstore.store", "forge_actors.engine", "forge_actors.surfaces.server.app", "tools.replay"} <= set(sources)
+    assert {"eventstore.sqlite", "forge_actors.engine", "forge_actors.surfaces.server.app", "tools.replay"} <= set(sources)
     assert violations(sources) == []
 
 

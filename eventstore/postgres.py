@@ -1,0 +1,455 @@
+"""The event log on PostgreSQL: the same table and promises as the SQLite log, shared by many
+processes on many hosts.
+
+Layout: ``events(position, stream_id, version, type, data, recorded_at)`` with
+``UNIQUE(stream_id, version)``, ``checkpoints`` and ``eventstore_meta`` (what marks a schema as one
+of our logs, and its layout version), in the schema the connection's ``search_path`` names first
+(``?options=-csearch_path%3Dmyschema`` in the URL puts a log in a schema of its own).
+
+**Commit order = position order.** PostgreSQL sequences hand out numbers at insert time, not
+at commit: a transaction holding position 10 may commit after one holding 11, and a reader
+that saw 11 and moved on would never see 10. So positions come from no sequence. Every append
+transaction first takes the *log's commit lock* (``LOCK TABLE events IN EXCLUSIVE MODE``, which
+plain reads do not wait for), then numbers its rows ``max(position) + 1, + 2, ...`` and holds
+the lock until it has committed. The next writer's ``max(position)`` is read after that commit,
+so positions are dense (no gap, even after a rollback) and visible in order: whoever sees
+position N sees every position before it. Subscriptions depend on exactly that. The lock makes
+appends from all processes one queue; the batching writer keeps that queue short (one
+transaction per batch of deltas).
+
+**Waking followers elsewhere.** Each append transaction also sends ``NOTIFY`` on the log's
+channel, which PostgreSQL delivers at commit. A store with subscriptions keeps one connection
+listening on it; a notice from another process wakes every subscription to read the log (its
+own commits are handed to its subscriptions directly, as on SQLite, and their notices ignored).
+A subscription still reads the log after a quiet spell, in case the listener was reconnecting.
+
+**Other writes** (projections, leases, mailboxes: ``write_transaction``) take the log's
+advisory transaction lock instead, so they are serialised among themselves as on SQLite but
+never wait for appends.
+
+Connections: one write connection guarded by a lock (appends are one queue anyway), a
+``psycopg_pool`` of read connections (autocommit: each read is one statement and its own
+snapshot, so nothing is held between pages), and the listener. The URL's password never leaves
+the URL: ``path`` is the URL without it, and is what errors, logs and ``repr`` show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal
+
+from eventstore.base import SqlEventLog, StaleVersionCache, Statements, format_style
+from eventstore.errors import (
+    BackendMissingError,
+    CorruptLogError,
+    DiskFullError,
+    EventStoreError,
+    LogUnavailableError,
+    LogWriteError,
+    NotAnEventLogError,
+)
+from eventstore.log import SCHEMA_VERSION, Dialect, PendingAppend, Row, stage_appends
+from eventstore.open import printable_target
+
+try:
+    import psycopg
+    import psycopg.errors
+    import psycopg_pool
+except ImportError:  # pragma: no cover - the error below says what to install
+    psycopg = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
+
+#: Read connections at most (opened as needed).
+READER_POOL_SIZE: Final = 8
+INSTALL: Final = "pip install 'forge_actors[postgres]' (psycopg 3 and psycopg_pool)"
+#: What ``eventstore_meta`` says of a schema that holds one of our logs.
+APPLICATION: Final = "eventstore"
+_SQL: Final = Statements("%s")
+_COPY: Final = "COPY events (position, stream_id, version, type, data, recorded_at) FROM STDIN"
+#: Rows at most inserted with one multi-row INSERT; more go through COPY (cheaper per row).
+_INSERT_ROWS_MAX: Final = 16
+_HAS_TABLE: Final = (
+    "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = %s"
+)
+#: A live subscription's read of the log after silence: NOTIFY wakes it sooner.
+QUIET_READ_SECONDS: Final = 1.0
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS eventstore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS events ("
+    "position BIGINT PRIMARY KEY, stream_id TEXT NOT NULL, version BIGINT NOT NULL, type TEXT NOT NULL, "
+    "data TEXT NOT NULL, recorded_at BIGINT NOT NULL, CONSTRAINT events_stream_version UNIQUE (stream_id, version))",
+    "CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position BIGINT NOT NULL, "
+    "updated_at BIGINT NOT NULL)",
+)
+
+
+class PostgresTransaction:
+    """The write connection inside one transaction (a ``Transaction``): ``?`` placeholders welcome."""
+
+    dialect: Final = "postgresql"
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
+        return self.connection.execute(format_style(sql), parameters)
+
+    def has_table(self, name: str) -> bool:
+        return self.connection.execute(_HAS_TABLE, (name,)).fetchone() is not None
+
+
+class PostgresEventStore(SqlEventLog):
+    """An append-only event log in a PostgreSQL database (see the module's notes)."""
+
+    _sql = _SQL
+    _caller_sql = staticmethod(format_style)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        clock: Callable[[], int] = time.time_ns,
+        pool_size: int = READER_POOL_SIZE,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(clock)
+        self.dialect: Dialect = "postgresql"
+        self.path = printable_target(url)
+        if psycopg is None:
+            raise BackendMissingError(self.path, INSTALL)
+        self.__url = url  # name-mangled, and never printed: it may hold the password
+        self._connect_timeout = connect_timeout
+        #: Sent with this store's NOTIFYs, so that its listener knows its own commits.
+        self._token = secrets.token_hex(8)
+        self._listener: threading.Thread | None = None
+        self._listener_stop = threading.Event()
+        self._conn = self._connect(autocommit=False)
+        try:
+            self._channel, self._lock_key = self._identify()
+            self._ensure_schema(create)
+            # One statement at the start of every append transaction: the commit lock, the notice
+            # (sent at commit), and the last position, in one round trip.
+            self._begin_append = (
+                f"LOCK TABLE events IN EXCLUSIVE MODE; NOTIFY {self._channel}, '{self._token}'; "
+                f"{_SQL.max_position}"
+            )
+            self._pool = psycopg_pool.ConnectionPool(
+                url, min_size=1, max_size=pool_size, open=False, name="eventstore-readers",
+                kwargs={"autocommit": True, "connect_timeout": int(connect_timeout)},
+                timeout=connect_timeout,
+            )
+            self._pool.open(wait=True, timeout=connect_timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            self._conn.close()
+            raise LogUnavailableError(self.path, f"no read connection within {connect_timeout:g} s") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- connections and schema -------------------------------------------------------
+
+    def _connect(self, *, autocommit: bool) -> Any:
+        try:
+            return psycopg.connect(self.__url, autocommit=autocommit, connect_timeout=int(self._connect_timeout))
+        except psycopg.OperationalError as exc:
+            raise LogUnavailableError(self.path, _first_line(exc)) from None
+        except psycopg.ProgrammingError as exc:  # e.g. a URL libpq cannot parse
+            raise NotAnEventLogError(self.path, f"it is not a usable PostgreSQL URL ({_first_line(exc)})") from None
+
+    def _identify(self) -> tuple[str, int]:
+        """The log's NOTIFY channel and advisory-lock key, both derived from its schema: two logs in
+        one database (different schemas) neither wake nor block each other."""
+        schema = self._conn.execute("SELECT current_schema()").fetchone()[0]
+        self._conn.rollback()
+        if schema is None:
+            raise NotAnEventLogError(self.path, "its search_path names no schema that exists")
+        digest = hashlib.sha256(f"eventstore:{schema}".encode()).digest()
+        return f"eventstore_{digest[:8].hex()}", int.from_bytes(digest[8:16], "big", signed=True)
+
+    def _ensure_schema(self, create: bool) -> None:
+        """Refuse a schema that is not one of our logs; make what is missing (only then writing)."""
+        conn = self._conn
+        try:
+            if self._shape_is_complete(conn, create):
+                conn.rollback()
+                return
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))  # two processes creating one log
+            if not self._shape_is_complete(conn, create):
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO eventstore_meta (key, value) VALUES ('application', %s), ('schema_version', %s) "
+                    "ON CONFLICT (key) DO NOTHING", (APPLICATION, str(SCHEMA_VERSION)),
+                )
+            conn.commit()
+        except BaseException as exc:
+            self._rollback()
+            typed = self._typed(exc, "writing")
+            if typed is None:
+                raise
+            raise typed from None
+
+    def _shape_is_complete(self, conn: Any, create: bool) -> bool:
+        """Whether the schema holds a complete log; raises NotAnEventLogError for one we must not touch."""
+        tables = {row[0] for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+            "AND table_name IN ('events', 'checkpoints', 'eventstore_meta')"
+        )}
+        meta: dict[str, str] = {}
+        if "eventstore_meta" in tables:
+            meta = dict(conn.execute("SELECT key, value FROM eventstore_meta").fetchall())
+        if "events" in tables and meta.get("application") != APPLICATION:
+            raise NotAnEventLogError(
+                self.path, "its events table was not made by forge_actors (no eventstore_meta marker), so it is "
+                           "left alone: point the URL at another database or schema")
+        if meta and meta.get("application") != APPLICATION:
+            raise NotAnEventLogError(self.path, f"its eventstore_meta names another application "
+                                                f"({meta.get('application')!r})")
+        version = int(meta.get("schema_version", "0") or 0)
+        if version > SCHEMA_VERSION:
+            raise NotAnEventLogError(
+                self.path, f"it has a newer layout (schema version {version}; this version of the event store "
+                           f"reads up to {SCHEMA_VERSION}): upgrade forge_actors to open it")
+        if "events" not in tables and not create:
+            raise NotAnEventLogError(self.path, "it has no event log (no events table)")
+        return {"events", "checkpoints", "eventstore_meta"} <= tables
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn.closed:
+            return
+        try:
+            conn.rollback()
+        except psycopg.Error as exc:  # the transaction's own error is the one worth raising
+            logger.warning("rolling back a failed transaction on %s failed too: %s", self.path, _first_line(exc))
+
+    def _typed(self, exc: BaseException, doing: Literal["reading", "writing"]) -> EventStoreError | None:
+        """The store's error for what PostgreSQL said; None for anything else (a bug of ours, say)."""
+        return _typed_error(self.path, exc, doing)
+
+    def _writable_connection(self) -> Any:
+        """The write connection, opened again if the last one broke (a server restart, say)."""
+        if self._conn.closed or self._conn.broken:
+            logger.warning("the connection to %s was lost; connecting again", self.path)
+            self._conn = self._connect(autocommit=False)
+        return self._conn
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _commit_once(self, appends: Sequence[PendingAppend], trust_cache: bool) -> tuple[int, list[Row]]:
+        try:
+            conn = self._writable_connection()
+            with conn.cursor() as cursor:
+                cursor.execute(self._begin_append)  # BEGIN (implicit), the commit lock, NOTIFY, max(position)
+                while cursor.nextset():  # to the last statement's result
+                    pass
+                next_position = cursor.fetchone()[0] + 1
+                known = self._versions if trust_cache else {}
+                fetched = self._read_versions(cursor, {p.stream_id for p in appends} - known.keys())
+                rows, staged = stage_appends(
+                    appends, next_position, known,
+                    lambda sid: fetched[sid] if sid in fetched else self._read_version(cursor, sid),
+                )
+                if rows:
+                    self._insert(cursor, next_position, rows)
+            conn.commit()
+        except psycopg.errors.UniqueViolation as exc:
+            self._rollback()
+            raise StaleVersionCache from exc
+        except BaseException as exc:
+            self._rollback()
+            typed = self._typed(exc, "writing")
+            for pending in appends:
+                pending.error = typed or exc
+            if typed is None:
+                raise
+            raise typed from None
+        self._versions.update(staged)
+        return (next_position + len(rows) - 1 if rows else 0), rows
+
+    @staticmethod
+    def _insert(cursor: Any, first_position: int, rows: list[Row]) -> None:
+        if len(rows) <= _INSERT_ROWS_MAX:
+            marks = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
+            values = [value for index, row in enumerate(rows) for value in (first_position + index, *row)]
+            cursor.execute(f"INSERT INTO events (position, stream_id, version, type, data, recorded_at) "
+                           f"VALUES {marks}", values)
+            return
+        with cursor.copy(_COPY) as copy:
+            for index, row in enumerate(rows):
+                copy.write_row((first_position + index, *row))
+
+    @staticmethod
+    def _read_versions(cursor: Any, stream_ids: set[str]) -> dict[str, int]:
+        """The current version of each stream, in one statement (0 for a new stream)."""
+        if not stream_ids:
+            return {}
+        found = dict(cursor.execute(
+            "SELECT stream_id, MAX(version) FROM events WHERE stream_id = ANY(%s) GROUP BY stream_id",
+            (list(stream_ids),),
+        ).fetchall())
+        return {sid: found.get(sid, 0) for sid in stream_ids}
+
+    @staticmethod
+    def _read_version(cursor: Any, stream_id: str) -> int:
+        return int(cursor.execute(_SQL.stream_version, (stream_id,)).fetchone()[0])
+
+    def write_transaction(self) -> _WriteTransaction:
+        """A ``with`` block holding the write connection inside one transaction that holds the log's
+        advisory lock (serialised with other processes' write transactions, not with appends)."""
+        return _WriteTransaction(self)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _read_rows(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+        self._check_open()
+        try:
+            with self._pool.connection() as conn:
+                return conn.execute(sql, parameters).fetchall()
+        except psycopg_pool.PoolTimeout as exc:
+            raise LogUnavailableError(self.path, f"no read connection free within {self._connect_timeout:g} s") from exc
+        except psycopg.Error as exc:
+            typed = self._typed(exc, "reading")
+            if typed is None:
+                raise
+            raise typed from None
+
+    def has_table(self, name: str) -> bool:
+        return bool(self._read_rows(_HAS_TABLE, (name,)))
+
+    # -- live -------------------------------------------------------------------------
+
+    def _quiet_read_interval(self, poll_interval: float) -> float:
+        self._start_listener()
+        return max(poll_interval, QUIET_READ_SECONDS)
+
+    def _start_listener(self) -> None:
+        with self._write_lock:
+            if self._listener is None and not self._closed:
+                self._listener = threading.Thread(target=self._listen, name="eventstore-listener", daemon=True)
+                self._listener.start()
+
+    def _listen(self) -> None:
+        """The listener thread: every other process's commit wakes this store's subscriptions."""
+        backoff = 0.1
+        while not self._listener_stop.is_set():
+            try:
+                conn = self._connect(autocommit=True)
+            except LogUnavailableError as exc:
+                logger.warning("cannot listen for commits to %s (%s); trying again in %g s", self.path,
+                               exc.reason, backoff)
+                self._listener_stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            try:
+                conn.execute(f"LISTEN {self._channel}")
+                backoff = 0.1
+                self._subscribers.nudge_all()  # commits made while nobody listened: read the log
+                while not self._listener_stop.is_set():
+                    for notice in conn.notifies(timeout=0.25):
+                        if notice.payload != self._token:
+                            self._subscribers.nudge_all()
+            except psycopg.Error as exc:
+                if not self._listener_stop.is_set():
+                    logger.warning("stopped listening for commits to %s (%s); connecting again", self.path,
+                                   _first_line(exc))
+            finally:
+                conn.close()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every connection and end every subscription. Safe to call twice."""
+        if self._closed:
+            return
+        with self._write_lock:
+            self._closed = True
+            self._listener_stop.set()
+            self._conn.close()
+        self._subscribers.close_all()
+        self._pool.close()
+        if self._listener is not None:
+            self._listener.join(timeout=2)
+
+    def open_readers(self) -> int:
+        """Idle pooled read connections (for tests and diagnostics)."""
+        return int(self._pool.get_stats().get("pool_available", 0))
+
+    def __repr__(self) -> str:
+        return f"PostgresEventStore({self.path!r})"
+
+
+class _WriteTransaction:
+    """Lets a projection write its tables and its checkpoint in one atomic transaction."""
+
+    def __init__(self, store: PostgresEventStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> PostgresTransaction:
+        store = self._store
+        store._write_lock.acquire()
+        try:
+            store._check_open()
+            conn = store._writable_connection()
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (store._lock_key,))
+        except BaseException as exc:
+            store._rollback()
+            store._write_lock.release()
+            typed = store._typed(exc, "writing")
+            if typed is None:
+                raise
+            raise typed from None
+        return PostgresTransaction(conn)
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        store = self._store
+        try:
+            if exc is None:
+                try:
+                    store._conn.commit()
+                except psycopg.Error as error:
+                    exc = error
+            if exc is not None:
+                store._rollback()
+                typed = store._typed(exc, "writing")
+                if typed is not None:
+                    raise typed from None
+                if exc_type is None:
+                    raise exc
+        finally:
+            store._write_lock.release()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _typed_error(path: str, exc: BaseException, doing: Literal["reading", "writing"]) -> EventStoreError | None:
+    if psycopg is None or not isinstance(exc, psycopg.Error):
+        return None
+    reason = _first_line(exc)
+    sqlstate = exc.sqlstate or ""
+    if sqlstate.startswith("XX"):  # internal errors: data_corrupted, index_corrupted
+        return CorruptLogError(path, reason)
+    if sqlstate == "53100":  # disk_full
+        return DiskFullError(path) if doing == "writing" else LogUnavailableError(path, "the server's disk is full")
+    if isinstance(exc, psycopg.OperationalError) or sqlstate.startswith(("08", "57")):
+        # connection lost, server shutting down, too many connections, query cancelled
+        if doing == "writing":
+            return LogWriteError(path, f"lost the database ({reason})", remedy="check that the PostgreSQL server is up")
+        return LogUnavailableError(path, reason)
+    if sqlstate == "42501":  # insufficient_privilege
+        return LogWriteError(path, f"no permission ({reason})", remedy="grant the user the rights on the log's tables")
+    if sqlstate == "25006" and doing == "writing":  # read_only_sql_transaction: a standby
+        return LogWriteError(path, f"the server is read-only ({reason})", remedy="point the URL at the primary")
+    return None

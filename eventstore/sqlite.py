@@ -1,0 +1,483 @@
+"""The event log on SQLite: one table in one file, append-only, read by position or by stream. The default backend.
+
+Layout (see the README): ``events(position, stream_id, version, type, data, recorded_at)``
+with UNIQUE(stream_id, version) as the optimistic-concurrency guard, in WAL mode so
+readers in any process never block the one writer.
+
+Opening: an existing file is first looked at through a read-only connection (its
+header, ``application_id``, ``user_version``, tables); a file that is not one of our
+logs is refused with NotAnEventLogError and left byte for byte as it was. Only then is
+the write connection opened (WAL) and whatever is missing created. What SQLite says
+about the file itself becomes a typed error: a full disk DiskFullError, a failed write
+LogWriteError, a failed read LogReadError, a damaged page CorruptLogError.
+
+Threading: one write connection guarded by a lock (SQLite has one writer anyway);
+reads borrow a connection from a small bounded pool for the one statement they run and
+give it back (a connection per thread would pile up file handles with every short-lived
+thread that ever read: a server's per-client threads, say; and opening and closing
+connections on demand leaves SQLite holding the closed ones' handles while others lock). Every read pages through the table with keyset
+pagination and holds no transaction open between pages, so an iterator over a huge
+log uses little memory and never pins the WAL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal, cast
+
+import msgspec
+import sqlite_utils
+
+from eventstore.base import SqlEventLog, StaleVersionCache, Statements
+from eventstore.errors import (
+    CorruptLogError,
+    DiskFullError,
+    EventStoreError,
+    LogReadError,
+    LogWriteError,
+    NotAnEventLogError,
+)
+from eventstore.log import (
+    EVENT_COLUMNS,
+    SCHEMA_VERSION,
+    Dialect,
+    PendingAppend,
+    Row,
+    stage_appends,
+)
+
+logger = logging.getLogger(__name__)
+
+# 'EVLG' — marks a SQLite file as one of our event logs (PRAGMA application_id).
+APPLICATION_ID: Final = 0x45564C47
+
+_SQLITE_HEADER: Final = b"SQLite format 3\x00"
+# Primary result codes (an extended code carries one in its low byte).
+_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB, _SQLITE_READONLY = 10, 11, 13, 26, 8
+
+_INSERT: Final = (
+    "INSERT INTO events (stream_id, version, type, data, recorded_at) VALUES (?, ?, ?, ?, ?)"
+)
+_SQL: Final = Statements("?")
+_HAS_TABLE: Final = "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?"
+_SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: Read connections at most (opened as needed); a read finding all of them busy waits for one.
+#: Each read is one statement, and SQLite reads on two cores do not go faster with more.
+READER_POOL_SIZE: Final = 8
+
+
+
+class _FileShape(msgspec.Struct, frozen=True):
+    """What an existing SQLite file holds, as far as telling one of our logs from other files goes."""
+
+    application_id: int
+    user_version: int
+    tables: frozenset[str]
+    event_columns: frozenset[str]
+
+    @property
+    def ours(self) -> bool:
+        return self.application_id == APPLICATION_ID
+
+    @property
+    def complete(self) -> bool:
+        """One of our logs with every table: opening it needs to write nothing."""
+        return self.ours and {"events", "checkpoints"} <= self.tables
+
+    def refusal(self, create: bool) -> str | None:
+        """Why this file cannot be used as an event log; None when it can."""
+        if not self.ours and self.application_id != 0:
+            return f"it belongs to another application (application_id {self.application_id})"
+        if "events" in self.tables:
+            missing = [c for c in EVENT_COLUMNS if c not in self.event_columns]
+            if missing:
+                return f"its events table lacks the columns {', '.join(missing)}"
+        if not self.ours:
+            # Only an empty database is taken over; tables without our marker belong to someone else.
+            if "events" in self.tables:
+                return ("its events table was not made by forge_actors (the file lacks the event log's "
+                        "application_id marker), so it is left alone")
+            if self.tables:
+                return f"it is a SQLite database with other tables ({', '.join(sorted(self.tables))})"
+        if self.user_version > SCHEMA_VERSION:
+            return (f"it has a newer layout (schema version {self.user_version}; this version of the event "
+                    f"store reads up to {SCHEMA_VERSION}): upgrade forge_actors to open it")
+        if "events" not in self.tables and not create:
+            return "it has no events table"
+        return None
+
+
+def _inspect(conn: sqlite3.Connection) -> _FileShape:
+    tables = frozenset(
+        row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        )
+    )
+    columns: frozenset[str] = frozenset()
+    if "events" in tables:
+        columns = frozenset(row[1] for row in conn.execute("PRAGMA table_info(events)"))
+    return _FileShape(
+        conn.execute("PRAGMA application_id").fetchone()[0],
+        conn.execute("PRAGMA user_version").fetchone()[0],
+        tables,
+        columns,
+    )
+
+
+def _inspect_read_only(path: str, timeout: float) -> _FileShape:
+    """Look at an existing file without changing a byte of it (its header, then read-only SQL)."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise NotAnEventLogError(path, f"it cannot be read ({exc.strerror or exc})") from exc
+    if header and header != _SQLITE_HEADER:  # an empty file is an empty database
+        raise NotAnEventLogError(path, "it is not a SQLite database (its first bytes are not a SQLite header)")
+    uri = pathlib.Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout)
+    except sqlite3.Error as exc:
+        raise NotAnEventLogError(path, f"SQLite cannot open it ({exc})") from exc
+    try:
+        return _inspect(conn)
+    except sqlite3.DatabaseError as exc:
+        typed = _typed_error(path, exc, "reading")
+        raise typed or NotAnEventLogError(path, f"SQLite cannot read it ({exc})") from exc
+    finally:
+        conn.close()
+
+
+def _typed_error(path: str, exc: sqlite3.Error, doing: Literal["reading", "writing"]) -> EventStoreError | None:
+    """The store's error for what SQLite said about the file itself; None for anything else."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    primary = code & 0xFF
+    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return CorruptLogError(path, str(exc))
+    if doing == "reading":
+        if primary in (_SQLITE_IOERR, _SQLITE_FULL):  # a full disk fails reads that need temporary space
+            return LogReadError(path, f"{exc} ({exc.sqlite_errorname})")
+        return None
+    if primary == _SQLITE_FULL:
+        return DiskFullError(path)
+    if primary == _SQLITE_IOERR:
+        return LogWriteError(path, f"I/O error ({exc.sqlite_errorname})", remedy="check the disk")
+    if primary == _SQLITE_READONLY:
+        return LogWriteError(path, f"no permission ({exc})", remedy="make the file and its folder writable")
+    return None
+
+
+class EventStore(SqlEventLog):
+    """An append-only event log in one SQLite file (the default backend; see ``eventstore.log``).
+
+    ``synchronous="NORMAL"`` (default): a committed append survives a crash of the
+    process; a power loss may lose the last few commits. ``"FULL"``: a committed append
+    also survives a power loss, at the cost of an fsync per commit.
+    """
+
+    _sql = _SQL
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout_ms: int = 10_000,
+        create: bool = True,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        super().__init__(clock)
+        self.dialect: Dialect = "sqlite"
+        mode = synchronous.upper()
+        if mode not in _SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS_MODES)}, not {synchronous!r}")
+        self.path = os.fspath(path)
+        self.synchronous = mode
+        self._busy_timeout_ms = busy_timeout_ms
+        self._readers_lock = threading.Lock()
+        self._idle_readers: list[sqlite3.Connection] = []  # guarded by _readers_lock
+        self._reader_slots = threading.BoundedSemaphore(READER_POOL_SIZE)
+
+        exists = os.path.exists(self.path)
+        if not create and not exists:
+            raise NotAnEventLogError(self.path, "the file does not exist")
+        # A file that is there is looked at through a read-only connection first, so that one
+        # we refuse leaves exactly as it came (no WAL switch, no table, no -wal file).
+        needs_setup = True
+        if exists:
+            shape = _inspect_read_only(self.path, busy_timeout_ms / 1000)
+            needs_setup = self._check_shape(shape, create)
+        self._conn = self._connect(write=True)
+        try:
+            if needs_setup:
+                self._ensure_schema(create)
+            self._max_position(self._conn)  # a file SQLite cannot read fails here, not at the first read
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- connections and schema -------------------------------------------------
+
+    def _connect(self, write: bool = False) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+                check_same_thread=False,
+                timeout=self._busy_timeout_ms / 1000,
+            )
+        except sqlite3.Error as exc:
+            raise NotAnEventLogError(self.path, f"SQLite cannot open it ({exc})") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            if write:  # the mode is a property of the file: readers find it set
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._typed(exc, "writing") or NotAnEventLogError(
+                self.path, f"it is not a SQLite database ({exc})"
+            ) from exc
+        return conn
+
+    def _check_shape(self, shape: _FileShape, create: bool) -> bool:
+        """Refuse a file that is not one of our logs; True when its tables still have to be made."""
+        reason = shape.refusal(create)
+        if reason is not None:
+            raise NotAnEventLogError(self.path, reason)
+        return not shape.complete
+
+    def _ensure_schema(self, create: bool) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # two processes creating one new file must not race
+            # Looked at again inside the transaction: another process may have made it meanwhile.
+            shape = _inspect(conn)
+            self._check_shape(shape, create)
+            db = sqlite_utils.Database(conn)
+            if "events" not in shape.tables:
+                db.table("events").create(
+                    {
+                        "position": int,
+                        "stream_id": str,
+                        "version": int,
+                        "type": str,
+                        "data": str,
+                        "recorded_at": int,
+                    },
+                    pk="position",
+                    not_null={"stream_id", "version", "type", "data", "recorded_at"},
+                )
+                db.table("events").create_index(["stream_id", "version"], unique=True)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if "checkpoints" not in shape.tables:
+                db.table("checkpoints").create(
+                    {"name": str, "position": int, "updated_at": int},
+                    pk="name",
+                    not_null={"position", "updated_at"},
+                )
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback(conn)
+            typed = self._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
+            if typed is None:
+                raise
+            raise typed from exc
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        """Roll back what is open; SQLite has already done so after some errors (a full disk)."""
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # the transaction's own error is the one worth raising
+            logger.warning("rolling back a failed transaction on %s failed too: %s", self.path, exc)
+
+    def _typed(self, exc: sqlite3.Error, doing: Literal["reading", "writing"]) -> EventStoreError | None:
+        return _typed_error(self.path, exc, doing)
+
+    def _read_rows(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """All rows of one read statement, on a pooled read connection."""
+        conn = self._borrow_reader()
+        try:
+            return conn.execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as exc:
+            typed = self._typed(exc, "reading")
+            if typed is None:
+                raise
+            raise typed from exc
+        finally:
+            self._give_back(conn)
+
+    def _borrow_reader(self) -> sqlite3.Connection:
+        """An idle read connection, a new one while the pool is not full, else the next one given back."""
+        self._reader_slots.acquire()
+        try:
+            with self._readers_lock:
+                self._check_open()
+                if self._idle_readers:
+                    return self._idle_readers.pop()
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = 1")
+            return conn
+        except BaseException:
+            self._reader_slots.release()
+            raise
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        # fetchall() has ended the statement, so the connection holds no read transaction.
+        try:
+            with self._readers_lock:
+                if not self._closed:
+                    self._idle_readers.append(conn)
+                    return
+            conn.close()  # the store closed while it was out
+        finally:
+            self._reader_slots.release()
+
+    def open_readers(self) -> int:
+        """Idle pooled read connections (for tests and diagnostics)."""
+        with self._readers_lock:
+            return len(self._idle_readers)
+
+    @staticmethod
+    def _max_position(conn: sqlite3.Connection) -> int:
+        return cast(int, conn.execute(_SQL.max_position).fetchone()[0])
+
+    # -- writing ------------------------------------------------------------------
+
+    def _commit_once(self, appends: Sequence[PendingAppend], trust_cache: bool) -> tuple[int, list[Row]]:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            # Inside the write transaction nobody else inserts, and a new rowid is
+            # max(rowid) + 1: so each row's position is known before it is written.
+            next_position = self._max_position(conn) + 1
+            rows, staged = stage_appends(
+                appends, next_position, self._versions if trust_cache else {},
+                lambda sid: self._read_version(conn, sid),
+            )
+            last_position = 0
+            if rows:
+                conn.executemany(_INSERT, rows)
+                last_position = next_position + len(rows) - 1
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            self._rollback(conn)
+            raise StaleVersionCache from exc
+        except BaseException as exc:
+            self._rollback(conn)
+            # A full disk, a damaged page, an I/O error: the store's own error, for every append.
+            typed = self._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
+            for pending in appends:
+                pending.error = typed or exc
+            if typed is None:
+                raise
+            raise typed from exc
+        self._versions.update(staged)
+        return last_position, rows
+
+    @staticmethod
+    def _read_version(conn: sqlite3.Connection, stream_id: str) -> int:
+        return cast(int, conn.execute(_SQL.stream_version, (stream_id,)).fetchone()[0])
+
+    # -- reading ------------------------------------------------------------------
+    # Every read goes through _read_rows, which turns what SQLite says about a damaged
+    # or unreadable file into the store's typed errors (SqlEventLog has the reads themselves).
+
+    def has_table(self, name: str) -> bool:
+        """Whether the log's database has a table (or view) of that name, e.g. a projection's."""
+        return bool(self.query(_HAS_TABLE, (name,)))
+
+    def write_transaction(self) -> _WriteTransaction:
+        """A ``with`` block holding the write lock inside BEGIN IMMEDIATE ... COMMIT."""
+        return _WriteTransaction(self)
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every connection and end every subscription. Safe to call twice."""
+        if self._closed:
+            return
+        with self._write_lock:
+            self._closed = True
+            self._conn.close()
+        with self._readers_lock:
+            readers, self._idle_readers = self._idle_readers, []
+        self._subscribers.close_all()
+        for conn in readers:
+            conn.close()
+
+    def __repr__(self) -> str:
+        return f"EventStore({self.path!r}, synchronous={self.synchronous!r})"
+
+
+class SqliteTransaction:
+    """The write connection inside one transaction (a ``Transaction``); ``connection`` is sqlite3's own."""
+
+    dialect: Final = "sqlite"
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.connection.execute(sql, parameters)
+
+    def has_table(self, name: str) -> bool:
+        return self.connection.execute(_HAS_TABLE, (name,)).fetchone() is not None
+
+
+class _WriteTransaction:
+    """Lets a projection write its tables and its checkpoint in one atomic transaction."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> SqliteTransaction:
+        store = self._store
+        store._write_lock.acquire()
+        try:
+            store._check_open()
+            store._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            store._write_lock.release()
+            typed = store._typed(exc, "writing")
+            if typed is None:
+                raise
+            raise typed from exc
+        except BaseException:
+            store._write_lock.release()
+            raise
+        return SqliteTransaction(store._conn)
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        store = self._store
+        try:
+            if exc is None:
+                try:
+                    store._conn.execute("COMMIT")
+                except sqlite3.DatabaseError as error:
+                    exc = error
+            if exc is not None:
+                store._rollback(store._conn)
+                # What SQLite said about the file (full, damaged) becomes the store's error;
+                # anything else raised in the block goes on as it was.
+                typed = store._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
+                if typed is not None:
+                    raise typed from exc
+                if exc_type is None:
+                    raise exc
+        finally:
+            store._write_lock.release()
+
+
