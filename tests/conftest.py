@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from postgres_support import ThrowawayPostgres, start_test_server
 from support import FAST_RETRIES
 
 from forge_actors.engine import Forge
@@ -24,3 +25,23 @@ def _provider_registry_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     """Kinds a test adds with register_provider() are gone after it: the registry is process-wide,
     and a test that lists the known kinds must not depend on which tests ran before it."""
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ThrowawayPostgres]:
+    """One throwaway PostgreSQL server for the whole run (fsync off), started by the first test that
+    asks; skipped when PostgreSQL or psycopg is missing, failed instead when FORGE_REQUIRE_POSTGRES=1."""
+    server = start_test_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: ThrowawayPostgres) -> Iterator[str]:
+    """The URL of a new, empty database of this test's own on the run's server; dropped afterwards
+    (connections the test left open are ended)."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url.rsplit("/", 1)[1])

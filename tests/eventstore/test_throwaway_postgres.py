@@ -1,0 +1,161 @@
+"""The throwaway PostgreSQL server the PostgreSQL backend's tests and benchmarks run against
+(tools/throwaway_postgres.py), its fixtures (tests/conftest.py) and their skip-or-fail rule."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import postgres_support
+import pytest
+from postgres_support import ThrowawayPostgres, throwaway_postgres
+
+
+def tables(url: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        rows = connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").fetchall()
+    return [row[0] for row in rows]
+
+
+@pytest.fixture
+def open_parent() -> Iterator[Path]:
+    """A folder the server user can enter when we are root (pytest's tmp_path is closed to others)."""
+    folder = Path(tempfile.mkdtemp(prefix="forge-pg-test-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# ----- the server -----
+
+def test_databases_are_new_empty_and_isolated(postgres_server: ThrowawayPostgres) -> None:
+    import psycopg
+
+    first, second = postgres_server.create_database(), postgres_server.create_database("forge_named_database")
+    assert second == f"postgresql://postgres@127.0.0.1:{postgres_server.port}/forge_named_database"
+    assert first != second and first.startswith(f"postgresql://postgres@127.0.0.1:{postgres_server.port}/")
+    with psycopg.connect(first) as connection:
+        connection.execute("CREATE TABLE events (id bigint PRIMARY KEY, body text)")
+        connection.execute("INSERT INTO events VALUES (1, 'only in the first')")
+    assert tables(first) == ["events"]
+    assert tables(second) == []
+    with psycopg.connect(second) as connection:
+        assert connection.execute("SHOW server_encoding").fetchone() == ("UTF8",)
+        assert connection.execute("SHOW fsync").fetchone() == ("off",)  # the tests' server: fast, not durable
+        assert connection.execute("SHOW max_connections").fetchone() == ("200",)
+    postgres_server.drop_database("forge_named_database")
+    postgres_server.drop_database(first.rsplit("/", 1)[1])
+
+
+def test_the_unix_socket_is_in_the_servers_directory(postgres_server: ThrowawayPostgres) -> None:
+    import psycopg
+
+    sockets = [path for path in postgres_server.socket_dir.iterdir() if stat.S_ISSOCK(path.lstat().st_mode)]
+    assert [path.name for path in sockets] == [f".s.PGSQL.{postgres_server.port}"]
+    with psycopg.connect(host=str(postgres_server.socket_dir), port=postgres_server.port, user="postgres",
+                         dbname="postgres") as connection:
+        assert connection.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_postgres_url_is_a_fresh_database_per_test(postgres_url: str) -> None:
+    import psycopg
+
+    assert tables(postgres_url) == []
+    with psycopg.connect(postgres_url) as connection:  # left with a table: the fixture drops the database
+        connection.execute("CREATE TABLE left_behind (x int)")
+
+
+def test_postgres_url_again_sees_nothing_of_the_previous_test(postgres_url: str) -> None:
+    assert tables(postgres_url) == []
+
+
+def test_a_durable_server_stops_and_leaves_nothing(open_parent: Path) -> None:
+    import psycopg
+
+    postgres_support.skip_unless_available()
+    with ThrowawayPostgres(parent=open_parent) as server:  # the benchmarks' defaults: durable
+        directory, url = server.directory, server.create_database()
+        with psycopg.connect(url) as connection:
+            assert connection.execute("SHOW fsync").fetchone() == ("on",)
+            assert connection.execute("SHOW synchronous_commit").fetchone() == ("on",)
+        if os.geteuid() == 0:  # initdb and postgres refuse root: the data belongs to the server user
+            assert (directory / "data").stat().st_uid == throwaway_postgres.pwd.getpwnam("postgres").pw_uid
+        assert directory.parent == open_parent
+    assert not directory.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=5)
+    server.stop()  # again: nothing to do
+
+
+def test_a_server_that_cannot_start_says_why(open_parent: Path) -> None:
+    postgres_support.skip_unless_available()
+    server = ThrowawayPostgres(parent=open_parent, settings={"max_connections": "many"})
+    with pytest.raises(throwaway_postgres.PostgresStartError) as failure:
+        server.start()
+    assert 'invalid value for parameter "max_connections"' in str(failure.value)  # the server log's tail
+    assert list(open_parent.iterdir()) == []  # and its directory is gone
+
+
+# ----- absent PostgreSQL or psycopg: skip, or fail where it is required -----
+
+def test_missing_binaries_skip_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(throwaway_postgres, "find_binaries", lambda: None)
+    monkeypatch.delenv("FORGE_REQUIRE_POSTGRES", raising=False)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        postgres_support.start_test_server()
+    assert str(skipped.value) == "PostgreSQL is not installed: apt-get install -y postgresql"
+
+
+def test_missing_binaries_fail_when_postgres_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(throwaway_postgres, "find_binaries", lambda: None)
+    monkeypatch.setenv("FORGE_REQUIRE_POSTGRES", "1")
+    with pytest.raises(pytest.fail.Exception) as failed:
+        postgres_support.start_test_server()
+    assert "PostgreSQL is not installed: apt-get install -y postgresql" in str(failed.value)
+    assert "FORGE_REQUIRE_POSTGRES=1" in str(failed.value)
+
+
+def test_missing_psycopg_skips_or_fails_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(throwaway_postgres, "find_binaries", lambda: Path("/usr/lib/postgresql/15/bin"))
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg raises ImportError
+    monkeypatch.delenv("FORGE_REQUIRE_POSTGRES", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"psycopg is not installed: pip install"):
+        postgres_support.start_test_server()
+    monkeypatch.setenv("FORGE_REQUIRE_POSTGRES", "1")
+    with pytest.raises(pytest.fail.Exception, match=r"psycopg is not installed"):
+        postgres_support.start_test_server()
+
+
+def test_starting_without_binaries_is_a_typed_error_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(throwaway_postgres, "find_binaries", lambda: None)
+    with pytest.raises(throwaway_postgres.PostgresNotInstalled, match="apt-get install -y postgresql"):
+        ThrowawayPostgres().start()
+
+
+# ----- finding the binaries -----
+
+def test_find_binaries_prefers_path_then_the_newest_debian_version(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def programs(folder: Path) -> Path:
+        folder.mkdir(parents=True)
+        for name in ("initdb", "pg_ctl"):
+            (folder / name).write_text("#!/bin/sh\n")
+            (folder / name).chmod(0o755)
+        return folder
+
+    for version in ("9.6", "10", "15"):
+        programs(tmp_path / "usr/lib/postgresql" / version / "bin")
+    (tmp_path / "usr/lib/postgresql/16/bin").mkdir(parents=True)  # a client-only install: no initdb
+    monkeypatch.setattr(throwaway_postgres, "DEBIAN_BIN_DIRS", str(tmp_path / "usr/lib/postgresql/*/bin"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert throwaway_postgres.find_binaries() == tmp_path / "usr/lib/postgresql/15/bin"
+    on_path = programs(tmp_path / "opt/pg/bin")
+    monkeypatch.setenv("PATH", str(on_path))
+    assert throwaway_postgres.find_binaries() == on_path
