@@ -15,6 +15,7 @@ from eventstore.errors import (
     EventStoreError,
     LeaseHeldError,
     LeaseLostError,
+    LogCopyError,
     LogReadError,
     LogUnavailableError,
     LogWriteError,
@@ -33,6 +34,7 @@ from eventstore.log import (
     Transaction,
 )
 from eventstore.mailbox import Letter, LogMailbox, Mailbox
+from eventstore.migrate import CopyReport, copy_log
 from eventstore.open import is_database_url, open_log, printable_target
 from eventstore.projection import Projection, ProjectionRunner
 from eventstore.sqlite import APPLICATION_ID, EventStore, SqliteTransaction
@@ -49,12 +51,14 @@ __all__ = [
     "BatchingWriter",
     "BackendMissingError",
     "ConcurrencyError",
+    "CopyReport",
     "CorruptEventError",
     "CorruptLogError",
     "DiskFullError",
     "EventLog",
     "EventStore",
     "EventStoreError",
+    "LogCopyError",
     "LogReadError",
     "LogUnavailableError",
     "LogWriteError",
@@ -76,6 +80,7 @@ __all__ = [
     "StoreClosedError",
     "Subscription",
     "Transaction",
+    "copy_log",
     "is_database_url",
     "open_log",
     "printable_target",

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any, Final, cast
 
-from eventstore.errors import StoreClosedError
+from eventstore.errors import LogCopyError, StoreClosedError
 from eventstore.log import (
     ANY,
     AppendResult,
@@ -96,6 +96,11 @@ class SqlEventLog:
         """Whether the log's database has a table (or view) of that name, e.g. a projection's."""
         raise NotImplementedError
 
+    def _insert_recorded(self, events: Sequence[RecordedEvent]) -> None:
+        """One write transaction inserting ``events`` verbatim, after checking (inside it, under the
+        commit lock) that the first follows this log's last position (``check_follows``)."""
+        raise NotImplementedError
+
     # -- writing ----------------------------------------------------------------------------
 
     def append(
@@ -154,6 +159,31 @@ class SqlEventLog:
             if rows and self._subscribers:
                 # Still under the write lock, so followers get the batches in commit order.
                 self._subscribers.hand_over(rows, last_position - len(rows) + 1)
+
+    def import_recorded(self, events: Sequence[RecordedEvent]) -> None:
+        """Append events exactly as another log recorded them (positions, versions, times), in one
+        transaction: for copying a log between backends (``eventstore.migrate``). The first must
+        follow this log's last position and the positions must run on without a gap; a version
+        this log already has is refused by UNIQUE(stream_id, version). Raises LogCopyError."""
+        if not events:
+            return
+        first = events[0].position
+        for offset, recorded in enumerate(events):
+            if recorded.position != first + offset:
+                raise LogCopyError(self.path, f"positions jump from {first + offset - 1} to {recorded.position}")
+        with self._write_lock:
+            self._check_open()
+            self._insert_recorded(events)
+            self._versions.clear()  # every stream's version may have moved
+        if self._subscribers:
+            rows = [(e.stream_id, e.version, e.type, e.data, e.recorded_at) for e in events]
+            self._subscribers.hand_over(rows, first)
+
+    def check_follows(self, last_position: int, first: int) -> None:
+        """Inside ``_insert_recorded``: refuse a batch that does not start right after the last position."""
+        if first != last_position + 1:
+            raise LogCopyError(self.path, f"the log ends at position {last_position}, and the events to add start "
+                                          f"at {first}: copy into an empty log, or go on from where it ends")
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -138,6 +138,15 @@ class CorruptLogError(EventStoreError):
         )
 
 
+class LogCopyError(EventStoreError):
+    """Copying a log into another was refused: nothing of the refused batch was written."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(f"cannot copy into {target}: {reason}")
+
+
 class LeaseHeldError(EventStoreError):
     """Another owner holds the lease and it has not expired; nothing was changed."""
 

@@ -49,11 +49,12 @@ from eventstore.errors import (
     CorruptLogError,
     DiskFullError,
     EventStoreError,
+    LogCopyError,
     LogUnavailableError,
     LogWriteError,
     NotAnEventLogError,
 )
-from eventstore.log import SCHEMA_VERSION, Dialect, PendingAppend, Row, stage_appends
+from eventstore.log import SCHEMA_VERSION, Dialect, PendingAppend, RecordedEvent, Row, stage_appends
 from eventstore.open import printable_target
 
 try:
@@ -276,6 +277,27 @@ class PostgresEventStore(SqlEventLog):
             raise typed from None
         self._versions.update(staged)
         return (next_position + len(rows) - 1 if rows else 0), rows
+
+    def _insert_recorded(self, events: Sequence[RecordedEvent]) -> None:
+        try:
+            conn = self._writable_connection()
+            with conn.cursor() as cursor:
+                cursor.execute(self._begin_append)
+                while cursor.nextset():
+                    pass
+                self.check_follows(cursor.fetchone()[0], events[0].position)
+                rows = [(e.stream_id, e.version, e.type, e.data, e.recorded_at) for e in events]
+                self._insert(cursor, events[0].position, rows)
+            conn.commit()
+        except psycopg.errors.UniqueViolation as exc:
+            self._rollback()
+            raise LogCopyError(self.path, f"a stream's version is there already ({_first_line(exc)})") from None
+        except BaseException as exc:
+            self._rollback()
+            typed = self._typed(exc, "writing")
+            if typed is None:
+                raise
+            raise typed from None
 
     @staticmethod
     def _insert(cursor: Any, first_position: int, rows: list[Row]) -> None:

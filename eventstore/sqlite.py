@@ -39,6 +39,7 @@ from eventstore.errors import (
     CorruptLogError,
     DiskFullError,
     EventStoreError,
+    LogCopyError,
     LogReadError,
     LogWriteError,
     NotAnEventLogError,
@@ -48,6 +49,7 @@ from eventstore.log import (
     SCHEMA_VERSION,
     Dialect,
     PendingAppend,
+    RecordedEvent,
     Row,
     stage_appends,
 )
@@ -384,6 +386,26 @@ class EventStore(SqlEventLog):
             raise typed from exc
         self._versions.update(staged)
         return last_position, rows
+
+    def _insert_recorded(self, events: Sequence[RecordedEvent]) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            self.check_follows(self._max_position(conn), events[0].position)
+            conn.executemany(
+                "INSERT INTO events (position, stream_id, version, type, data, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(e.position, e.stream_id, e.version, e.type, e.data, e.recorded_at) for e in events],
+            )
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            self._rollback(conn)
+            raise LogCopyError(self.path, f"a stream's version is there already ({exc})") from None
+        except BaseException as exc:
+            self._rollback(conn)
+            typed = self._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
+            if typed is None:
+                raise
+            raise typed from exc
 
     @staticmethod
     def _read_version(conn: sqlite3.Connection, stream_id: str) -> int:
