@@ -1,4 +1,8 @@
-"""The generic event log: appends, concurrency, reads, subscriptions, bad input."""
+"""The generic event log: appends, concurrency, reads, subscriptions, bad input, leases.
+
+The contract tests take ``store`` (or ``log_target``) and run on both backends (ids ``sqlite`` and
+``postgresql``, see conftest.py); the ones about SQLite files (pragmas, file shapes, a full disk,
+damaged pages) take ``sqlite_store`` or ``tmp_path`` and are marked SQLite-only in their names."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import threading
 import time
 
 import pytest
+from eventstore_support import write_raw
 
 from eventstore import (
     APPLICATION_ID,
@@ -28,6 +33,7 @@ from eventstore import (
     NewEvent,
     NotAnEventLogError,
     StoreClosedError,
+    open_log,
 )
 
 
@@ -41,14 +47,17 @@ def json_codec(type_: str, data: str) -> dict:
     return json.loads(data)
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = EventStore(tmp_path / "log.db")
-    yield s
-    s.close()
+def integrity_error(store) -> type[Exception]:
+    """What the backend's driver raises for a row its table refuses (NOT NULL, say)."""
+    if store.dialect == "sqlite":
+        return sqlite3.IntegrityError
+    import psycopg
+
+    return psycopg.IntegrityError
 
 
-def test_schema_is_the_documented_table(store):
+def test_sqlite_schema_is_the_documented_table(sqlite_store):
+    store = sqlite_store
     conn = sqlite3.connect(store.path)
     cols = [row[1] for row in conn.execute("PRAGMA table_info(events)")]
     assert cols == ["position", "stream_id", "version", "type", "data", "recorded_at"]
@@ -85,7 +94,7 @@ def test_wrong_expected_version_writes_nothing(store):
 def test_append_is_atomic_on_database_error(store, monkeypatch):
     store.append("a", [ev(1)])
     bad = NewEvent("Thing", None)  # type: ignore[arg-type]  # violates NOT NULL mid-batch
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(integrity_error(store)):
         store.append("a", [ev(2), bad, ev(3)])
     assert [e.version for e in store.read_stream("a")] == [1]
     store.append("a", [ev(2)], 1)  # the store still works
@@ -100,7 +109,8 @@ def test_bad_arguments_are_rejected_early(store):
         store.append("a", [{"not": "an event"}])  # type: ignore[list-item]
 
 
-def test_write_transactions_begin_immediate(store):
+def test_sqlite_write_transactions_begin_immediate(sqlite_store):
+    store = sqlite_store
     statements: list[str] = []
     store._conn.set_trace_callback(statements.append)
     store.append("a", [ev(1)])
@@ -108,7 +118,7 @@ def test_write_transactions_begin_immediate(store):
 
 
 @pytest.mark.parametrize("mode, pragma", [("NORMAL", 1), ("FULL", 2)])
-def test_synchronous_is_a_setting(tmp_path, mode, pragma):
+def test_sqlite_synchronous_is_a_setting(tmp_path, mode, pragma):
     with EventStore(tmp_path / f"{mode}.db", synchronous=mode) as s:
         assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == pragma
     with pytest.raises(ValueError):
@@ -127,11 +137,9 @@ def test_reads_page_through_without_loading_everything(store):
 
 def test_codec_decodes_and_corrupt_rows_name_their_position(store):
     store.append("a", [ev(1), ev(2), ev(3)])
-    conn = sqlite3.connect(store.path)
-    conn.execute("UPDATE events SET data = '{not json' WHERE position = 2")
-    conn.execute("INSERT INTO events (stream_id, version, type, data, recorded_at) VALUES ('a', 4, 'Alien', '{}', 0)")
-    conn.commit()
-    conn.close()
+    write_raw(store, "UPDATE events SET data = '{not json' WHERE position = 2")
+    write_raw(store, "INSERT INTO events (position, stream_id, version, type, data, recorded_at) "
+                     "VALUES (4, 'a', 4, 'Alien', '{}', 0)")
     after_bad = store.read_all(after=2, codec=json_codec, page_size=1)
     assert next(after_bad).event == {"n": 3}  # rows past a bad one still read
     events = store.read_all(codec=json_codec)
@@ -146,7 +154,7 @@ def test_codec_decodes_and_corrupt_rows_name_their_position(store):
     assert [e.position for e in store.read_all()] == [1, 2, 3, 4]
 
 
-def test_not_an_event_log(tmp_path):
+def test_sqlite_not_an_event_log(tmp_path):
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(NotAnEventLogError, match="not a SQLite database"):
@@ -163,20 +171,22 @@ def test_not_an_event_log(tmp_path):
         EventStore(wrong)
 
 
-def test_reopening_keeps_everything(tmp_path):
-    with EventStore(tmp_path / "log.db") as s:
+def test_reopening_keeps_everything(log_target):
+    with open_log(log_target) as s:
         s.append("a", [ev(1), ev(2)])
-    with EventStore(tmp_path / "log.db", create=False) as s:
+    with open_log(log_target, create=False) as s:
         assert s.stream_version("a") == 2
         assert s.append("a", [ev(3)], 2).last_position == 3
 
 
-def test_closed_store_refuses_work(tmp_path):
-    s = EventStore(tmp_path / "log.db")
+def test_closed_store_refuses_work(log_target):
+    s = open_log(log_target)
     s.close()
     s.close()
     with pytest.raises(StoreClosedError):
         s.append("a", [ev(1)])
+    with pytest.raises(StoreClosedError):
+        list(s.read_all())
 
 
 # -- batching writer --------------------------------------------------------------
@@ -195,16 +205,15 @@ def test_batching_writer_groups_appends_into_few_transactions(store):
     assert [e.event["n"] for e in store.read_stream("s", codec=json_codec)] == list(range(1000))
 
 
-def test_flush_returns_only_when_durable(store, tmp_path):
+def test_flush_returns_only_when_durable(store, log_target):
     writer = BatchingWriter(store, max_delay=10)  # the timer alone would wait 10 s
     for i in range(10):
         writer.append("s", [ev(i)])
     start = time.monotonic()
     writer.flush()
     assert time.monotonic() - start < 5
-    other = sqlite3.connect(store.path)  # another connection sees it: it is committed
-    assert other.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 10
-    other.close()
+    with open_log(log_target) as other:  # another connection sees it: it is committed
+        assert other.last_position() == 10
     writer.close()
 
 
@@ -395,7 +404,7 @@ EVENTS_TABLE = ("CREATE TABLE events (position INTEGER PRIMARY KEY, stream_id TE
     (("CREATE TABLE customers (id INTEGER)",), "other tables (customers)"),
 ])
 @pytest.mark.parametrize("create", [True, False])
-def test_a_refused_file_is_left_byte_for_byte_as_it_was(tmp_path, statements, reason, create):
+def test_sqlite_a_refused_file_is_left_byte_for_byte_as_it_was(tmp_path, statements, reason, create):
     path = tmp_path / "theirs.db"
     before = sqlite_file(path, *statements)
     with pytest.raises(NotAnEventLogError, match=re.escape(reason)):
@@ -404,7 +413,7 @@ def test_a_refused_file_is_left_byte_for_byte_as_it_was(tmp_path, statements, re
     assert [p.name for p in tmp_path.iterdir()] == ["theirs.db"]  # no -wal, no -shm
 
 
-def test_an_empty_file_becomes_a_log_only_when_asked_to_create(tmp_path):
+def test_sqlite_an_empty_file_becomes_a_log_only_when_asked_to_create(tmp_path):
     path = tmp_path / "empty.db"
     path.write_bytes(b"")
     with pytest.raises(NotAnEventLogError, match="no events table"):
@@ -414,7 +423,7 @@ def test_an_empty_file_becomes_a_log_only_when_asked_to_create(tmp_path):
         s.append("a", [ev(1)])
 
 
-def test_a_new_log_carries_the_marker_and_the_schema_version(tmp_path):
+def test_sqlite_a_new_log_carries_the_marker_and_the_schema_version(tmp_path):
     with EventStore(tmp_path / "log.db") as s:
         s.append("a", [ev(1)])
     conn = sqlite3.connect(tmp_path / "log.db")
@@ -430,7 +439,7 @@ def test_a_new_log_carries_the_marker_and_the_schema_version(tmp_path):
         EventStore(tmp_path / "log.db")
 
 
-def test_opening_a_complete_log_writes_nothing(tmp_path, monkeypatch):
+def test_sqlite_opening_a_complete_log_writes_nothing(tmp_path, monkeypatch):
     with EventStore(tmp_path / "log.db") as s:
         s.append("a", [ev(1)])
     statements: list[str] = []
@@ -457,7 +466,8 @@ def big(n: int) -> NewEvent:
     return NewEvent("Thing", json.dumps({"n": n, "pad": "x" * 3000}))
 
 
-def test_a_full_disk_is_a_typed_error_that_loses_nothing_committed(store):
+def test_sqlite_a_full_disk_is_a_typed_error_that_loses_nothing_committed(sqlite_store):
+    store = sqlite_store
     store.append("a", [ev(1), ev(2)])
     full_disk(store)
     with pytest.raises(DiskFullError) as info:
@@ -470,7 +480,8 @@ def test_a_full_disk_is_a_typed_error_that_loses_nothing_committed(store):
     assert store.append("a", [big(i) for i in range(10)], 2).last_version == 12
 
 
-def test_a_write_transaction_on_a_full_disk_raises_typed_and_releases_the_lock(store):
+def test_sqlite_a_write_transaction_on_a_full_disk_raises_typed_and_releases_the_lock(sqlite_store):
+    store = sqlite_store
     full_disk(store)
     with pytest.raises(DiskFullError):
         with store.write_transaction() as conn:
@@ -480,7 +491,8 @@ def test_a_write_transaction_on_a_full_disk_raises_typed_and_releases_the_lock(s
     store.append("a", [ev(1)])  # neither the lock nor a transaction was left behind
 
 
-def test_the_writer_reports_the_full_disk_not_the_version_gap_it_leaves(store):
+def test_sqlite_the_writer_reports_the_full_disk_not_the_version_gap_it_leaves(sqlite_store):
+    store = sqlite_store
     with BatchingWriter(store, max_delay=60) as writer:
         writer.append("s", [ev(1)], 0).wait()
         full_disk(store)
@@ -498,7 +510,7 @@ def test_the_writer_reports_the_full_disk_not_the_version_gap_it_leaves(store):
         assert writer.write_failure("s") is None
 
 
-def test_a_damaged_page_is_a_typed_error_naming_the_file(tmp_path):
+def test_sqlite_a_damaged_page_is_a_typed_error_naming_the_file(tmp_path):
     path = tmp_path / "log.db"
     with EventStore(path) as s:
         s.append("a", [big(i) for i in range(40)])
@@ -540,12 +552,11 @@ def lease_rows(store) -> list[tuple]:
 
 
 def test_the_lease_table_appears_with_the_first_lease_not_with_the_log(store, leases):
-    tables = lambda: {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'table'")}  # noqa: E731
-    assert "leases" not in tables()
+    assert not store.has_table("leases")
     assert leases.holder("x") is None  # reading writes nothing
-    assert "leases" not in tables()
+    assert not store.has_table("leases")
     leases.acquire("x", "a", 5)
-    assert "leases" in tables()
+    assert store.has_table("leases")
 
 
 def test_a_free_lease_is_taken_and_a_held_one_refused_naming_its_owner(store, leases):
@@ -626,15 +637,15 @@ def test_bad_lease_arguments_are_rejected(leases, ttl):
         leases.renew("n", "", 5)
 
 
-def test_leases_need_an_open_store(tmp_path):
-    store = EventStore(tmp_path / "log.db")
+def test_leases_need_an_open_store(log_target):
+    store = open_log(log_target)
     leases = LogLeases(store)
     store.close()
     with pytest.raises(StoreClosedError):
         leases.acquire("n", "a", 5)
 
 
-def test_leases_use_the_wall_clock_not_the_event_clock(tmp_path):
-    with EventStore(tmp_path / "log.db", clock=lambda: 1) as store:  # a faked event clock, as tests use
+def test_leases_use_the_wall_clock_not_the_event_clock(log_target):
+    with open_log(log_target, clock=lambda: 1) as store:  # a faked event clock, as tests use
         lease = LogLeases(store).acquire("n", "a", 5)
         assert abs(lease.acquired_at - time.time_ns()) < 60 * 10**9
