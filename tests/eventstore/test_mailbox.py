@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from eventstore import EventStore, LogMailbox
+from eventstore import LogMailbox, open_log
 
 
-def test_a_letter_is_posted_answered_once_and_seen_from_another_connection(tmp_path):
-    path = str(tmp_path / "log.db")
-    with EventStore(path) as poster_store, EventStore(path) as holder_store:
+def test_a_letter_is_posted_answered_once_and_seen_from_another_connection(log_target):
+    with open_log(log_target) as poster_store, open_log(log_target) as holder_store:
         poster, holder = LogMailbox(poster_store, clock=lambda: 5), LogMailbox(holder_store)
         assert holder.unanswered("box") == [] and poster.letter(1) is None  # no table yet: nothing written
         first = poster.post("box", '{"n": 1}')
@@ -24,10 +23,9 @@ def test_a_letter_is_posted_answered_once_and_seen_from_another_connection(tmp_p
         assert not holder.answer(999, "nobody")
 
 
-def test_opening_a_log_creates_no_mailbox_table(tmp_path):
-    path = str(tmp_path / "log.db")
-    with EventStore(path) as store:
+def test_opening_a_log_creates_no_mailbox_table(log_target):
+    with open_log(log_target) as store:
         LogMailbox(store).unanswered("box")
-        assert not store.query("SELECT 1 FROM sqlite_master WHERE name = 'mailbox'")
+        assert not store.has_table("mailbox")
         with pytest.raises(ValueError, match="non-empty"):
             LogMailbox(store).post("", "x")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventstore import EventStore, NewEvent, ProjectionRunner, RecordedEvent
+from eventstore import EventLog, NewEvent, ProjectionRunner, RecordedEvent, Transaction, open_log
 from forge_actors.core.events import (
     ContributionCompleted,
     Event,
@@ -37,27 +37,25 @@ class StreamCounts:
     def __init__(self, fail_at: int | None = None) -> None:
         self.fail_at = fail_at
 
-    def setup(self, conn: sqlite3.Connection) -> None:
+    def setup(self, conn: Transaction) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS stream_counts (stream_id TEXT PRIMARY KEY, n INTEGER)")
 
-    def apply(self, conn: sqlite3.Connection, event: RecordedEvent) -> None:
+    def apply(self, conn: Transaction, event: RecordedEvent) -> None:
         if event.position == self.fail_at:
             raise RuntimeError("projection bug")
+        # stream_counts.n, not n: PostgreSQL finds a bare column ambiguous in an upsert's SET.
         conn.execute(
-            "INSERT INTO stream_counts VALUES (?, 1) ON CONFLICT(stream_id) DO UPDATE SET n = n + 1",
+            "INSERT INTO stream_counts VALUES (?, 1) ON CONFLICT(stream_id) DO UPDATE SET n = stream_counts.n + 1",
             (event.stream_id,),
         )
 
 
-def counts(store: EventStore) -> dict[str, int]:
-    conn = sqlite3.connect(store.path)
-    rows = dict(conn.execute("SELECT stream_id, n FROM stream_counts").fetchall())
-    conn.close()
-    return rows
+def counts(store: EventLog) -> dict[str, int]:
+    return dict(store.query("SELECT stream_id, n FROM stream_counts"))
 
 
-def test_projection_catches_up_and_resumes(tmp_path):
-    store = EventStore(tmp_path / "log.db")
+def test_projection_catches_up_and_resumes(log_target):
+    store = open_log(log_target)
     for i in range(30):
         store.append(f"s{i % 3}", [NewEvent("T", json.dumps(i))])
     runner = ProjectionRunner(store, StreamCounts(), batch_size=7)
@@ -67,7 +65,7 @@ def test_projection_catches_up_and_resumes(tmp_path):
     store.append("s0", [NewEvent("T", "1")] * 5)
     store.close()
 
-    store = EventStore(tmp_path / "log.db")  # a new process would do the same
+    store = open_log(log_target)  # a new process would do the same
     runner = ProjectionRunner(store, StreamCounts(), batch_size=7)
     assert runner.catch_up() == 5  # only what is new
     assert counts(store)["s0"] == 15
@@ -75,8 +73,8 @@ def test_projection_catches_up_and_resumes(tmp_path):
     store.close()
 
 
-def test_a_failing_batch_leaves_tables_and_checkpoint_untouched(tmp_path):
-    store = EventStore(tmp_path / "log.db")
+def test_a_failing_batch_leaves_tables_and_checkpoint_untouched(log_target):
+    store = open_log(log_target)
     store.append("s", [NewEvent("T", "0")] * 10)
     runner = ProjectionRunner(store, StreamCounts(fail_at=8), batch_size=5)
     with pytest.raises(RuntimeError):
@@ -125,8 +123,8 @@ TRANSITIONS: dict[str, list[Event]] = {
 }
 
 
-def test_summary_status_is_the_folds_status_after_every_event(tmp_path):
-    store = EventStore(tmp_path / "log.db")
+def test_summary_status_is_the_folds_status_after_every_event(log_target):
+    store = open_log(log_target)
     runner = ProjectionRunner(store, SummaryProjection())
     # Interleaved across sessions, as a busy log is.
     longest = max(len(events) for events in TRANSITIONS.values())
@@ -168,6 +166,7 @@ def _recorded(position: int, event: Event) -> RecordedEvent:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(_status_event, max_size=12))
 def test_summary_status_follows_the_fold_for_any_sequence(events):
+    # SQLite in memory only: a pure check of the projection's SQL against the fold, fed directly.
     # Round numbers here repeat and go backwards: the summary keeps the highest, the fold counts them;
     # only the status is compared, which both derive with state.next_status.
     conn = sqlite3.connect(":memory:")
