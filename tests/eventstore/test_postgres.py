@@ -1,0 +1,472 @@
+"""What only the PostgreSQL backend has to get right: databases that are not ours, schemas, credentials,
+a server that is gone or comes back, NOTIFY across processes, leases and projections shared by
+processes, copying logs between the backends. (The contract both backends keep: test_eventstore.py.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import threading
+import traceback
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from postgres_support import ThrowawayPostgres, start_test_server
+
+from eventstore import (
+    NO_STREAM,
+    EventStore,
+    LeaseHeldError,
+    LeaseLostError,
+    LogCopyError,
+    LogLeases,
+    LogUnavailableError,
+    LogWriteError,
+    NewEvent,
+    NotAnEventLogError,
+    ProjectionRunner,
+    RecordedEvent,
+    Transaction,
+    copy_log,
+    open_log,
+)
+from eventstore import postgres as pg_backend
+from eventstore.postgres import PostgresEventStore
+
+psycopg = pytest.importorskip("psycopg")
+
+CTX = multiprocessing.get_context("spawn")
+
+
+def ev(n: int) -> NewEvent:
+    return NewEvent("Thing", json.dumps({"n": n}))
+
+
+def tables_of(url: str, schema: str = "public") -> dict[str, list[tuple]]:
+    """Every table of ``schema`` with its rows, read with a connection of our own."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = [row[0] for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY table_name",
+            (schema,))]
+        return {name: conn.execute(f'SELECT * FROM "{schema}"."{name}" ORDER BY 1').fetchall() for name in names}
+
+
+def run_sql(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def in_schema(url: str, schema: str) -> str:
+    return f"{url}?options={urllib.parse.quote(f'-csearch_path={schema}')}"
+
+
+# -- the layout, and databases that are not ours -----------------------------------------------------
+
+
+def test_the_layout_is_the_documented_table(postgres_url):
+    with open_log(postgres_url) as store:
+        assert isinstance(store, PostgresEventStore) and store.dialect == "postgresql"
+    with psycopg.connect(postgres_url) as conn:
+        columns = [row[0] for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'events' ORDER BY ordinal_position")]
+        assert columns == ["position", "stream_id", "version", "type", "data", "recorded_at"]
+        unique = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'events'::regclass AND contype = 'u'"
+        ).fetchall()
+        assert unique == [("UNIQUE (stream_id, version)",)]
+        meta = dict(conn.execute("SELECT key, value FROM eventstore_meta").fetchall())
+        assert meta == {"application": "eventstore", "schema_version": "1"}
+
+
+FOREIGN_EVENTS = ("CREATE TABLE events (id SERIAL PRIMARY KEY, what TEXT)",
+                  "INSERT INTO events (what) VALUES ('theirs'), ('also theirs')")
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_a_foreign_events_table_is_refused_and_left_untouched(postgres_url, create):
+    run_sql(postgres_url, *FOREIGN_EVENTS)
+    before = tables_of(postgres_url)
+    with pytest.raises(NotAnEventLogError, match="was not made by forge_actors"):
+        open_log(postgres_url, create=create)
+    assert tables_of(postgres_url) == before  # no eventstore_meta, no checkpoints, their rows as they were
+
+
+def test_a_newer_schema_version_is_refused(postgres_url):
+    open_log(postgres_url).close()
+    run_sql(postgres_url, "UPDATE eventstore_meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(NotAnEventLogError, match=r"newer layout \(schema version 99"):
+        open_log(postgres_url)
+    with pytest.raises(NotAnEventLogError, match="newer layout"):
+        open_log(postgres_url, create=False)
+
+
+def test_another_applications_meta_table_is_refused(postgres_url):
+    run_sql(postgres_url, "CREATE TABLE eventstore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "INSERT INTO eventstore_meta VALUES ('application', 'someone-else')")
+    before = tables_of(postgres_url)
+    with pytest.raises(NotAnEventLogError, match="another application"):
+        open_log(postgres_url)
+    assert tables_of(postgres_url) == before
+
+
+def test_create_false_on_an_empty_database_is_refused_and_writes_nothing(postgres_url):
+    with pytest.raises(NotAnEventLogError, match="no events table"):
+        open_log(postgres_url, create=False)
+    assert tables_of(postgres_url) == {}
+    with open_log(postgres_url) as store:  # asked to create: it does
+        store.append("a", [ev(1)])
+    with open_log(postgres_url, create=False) as store:
+        assert store.last_position() == 1
+
+
+def test_a_search_path_naming_no_schema_is_refused(postgres_url):
+    with pytest.raises(NotAnEventLogError, match="no schema"):
+        open_log(in_schema(postgres_url, "nowhere"))
+
+
+# -- two logs in two schemas of one database ------------------------------------------------------------
+
+
+def test_two_logs_in_two_schemas_are_isolated(postgres_url, monkeypatch):
+    monkeypatch.setattr(pg_backend, "QUIET_READ_SECONDS", 3600.0)  # only NOTIFY wakes a subscription here
+    run_sql(postgres_url, "CREATE SCHEMA alpha", "CREATE SCHEMA beta")
+    alpha_url, beta_url = in_schema(postgres_url, "alpha"), in_schema(postgres_url, "beta")
+    with open_log(alpha_url) as alpha, open_log(beta_url) as beta, open_log(alpha_url) as alpha_follower:
+        assert alpha._channel != beta._channel and alpha._lock_key != beta._lock_key
+        nudges: list[int] = []
+        listening = threading.Event()
+        original = alpha_follower._subscribers.nudge_all
+
+        def counted() -> None:
+            nudges.append(1)
+            listening.set()
+            original()
+
+        monkeypatch.setattr(alpha_follower._subscribers, "nudge_all", counted)
+        sub = alpha_follower.subscribe(poll_interval=3600.0)
+        assert sub.poll(0.01) is None
+        assert listening.wait(30)  # the listener's first nudge comes once it is LISTENing
+        beta.append("b", [ev(1), ev(2)])
+        alpha.append("a", [ev(3)])
+        received = sub.poll(timeout=60)
+        assert received is not None and (received.stream_id, received.position) == ("a", 1)
+        assert len(nudges) == 2  # its start, and alpha's commit: beta's commit woke nobody here
+        assert [e.stream_id for e in alpha.read_all()] == ["a"]
+        assert [(e.stream_id, e.position) for e in beta.read_all()] == [("b", 1), ("b", 2)]
+        sub.close()
+    assert set(tables_of(postgres_url, "alpha")) == set(tables_of(postgres_url, "beta")) == {
+        "checkpoints", "eventstore_meta", "events"}
+    assert tables_of(postgres_url, "public") == {}
+
+
+# -- credentials ----------------------------------------------------------------------------------------
+
+SECRET = "Zq7-unguessable-Pw-41"
+ROLE = "forge_pw_user"
+
+
+@pytest.fixture(scope="module")
+def password_server(postgres_server: ThrowawayPostgres) -> ThrowawayPostgres:
+    """The run's server, asking ROLE (a superuser of the tests) for its password over TCP (the
+    other users keep trust authentication)."""
+    hba = postgres_server.directory / "data" / "pg_hba.conf"
+    lines = hba.read_text()
+    rule = f"host all {ROLE} 127.0.0.1/32 scram-sha-256\n"
+    if rule not in lines:
+        hba.write_text(rule + lines)  # the first matching line wins
+    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,)).fetchone():
+            admin.execute(f"CREATE ROLE {ROLE} LOGIN SUPERUSER PASSWORD '{SECRET}'")
+        admin.execute("SELECT pg_reload_conf()")
+    # The reload is a signal: wait until the server asks for the password (a bounded wait, no timing).
+    for _ in range(200):
+        try:
+            psycopg.connect(f"postgresql://{ROLE}:wrong@127.0.0.1:{postgres_server.port}/postgres").close()
+        except psycopg.OperationalError as exc:
+            if "password authentication failed" in str(exc):
+                return postgres_server
+        threading.Event().wait(0.05)
+    raise AssertionError("the server never asked for the password")
+
+
+def with_password(url: str, password: str = SECRET) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return parts._replace(netloc=f"{ROLE}:{urllib.parse.quote(password)}@{parts.hostname}:{parts.port}").geturl()
+
+
+def everything_said(exc: BaseException) -> str:
+    """The error as a user or a log could see it: its message, its causes and the traceback."""
+    return "".join(traceback.format_exception(exc)) + repr(exc) + str(getattr(exc, "path", ""))
+
+
+def test_the_password_is_in_no_repr_path_error_or_log_record(password_server, postgres_url, caplog):
+    caplog.set_level(logging.DEBUG)  # every logger, psycopg's and psycopg_pool's included
+    for name in ("psycopg", "psycopg.pool", "psycopg_pool", "eventstore"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    url = with_password(postgres_url)
+    query_url = f"{postgres_url.replace('postgres@', f'{ROLE}@')}?password={SECRET}&application_name=t"
+    said: list[str] = []
+    for target in (url, query_url):
+        with open_log(target) as store:
+            said += [repr(store), store.path, str(store)]
+            sub = store.subscribe(after=store.last_position())
+            store.append("a", [ev(1)])
+            assert sub.poll(5) is not None
+            sub.close()
+            said.append(repr(LogLeases(store)))
+    assert all(ROLE in text for text in said[:2])  # the user stays: it says where the log is
+    with pytest.raises(LogUnavailableError) as bad_password:
+        open_log(with_password(postgres_url, "not-" + SECRET))
+    assert "password authentication failed" in str(bad_password.value)
+    said.append(everything_said(bad_password.value))
+    gone = with_password(f"postgresql://postgres@127.0.0.1:{closed_port()}/nowhere")
+    with pytest.raises(LogUnavailableError) as no_server:
+        open_log(gone, connect_timeout=5)
+    said.append(everything_said(no_server.value))
+    records = [record.getMessage() + repr(record.args) for record in caplog.records]
+    said += records
+    assert not [text for text in said if SECRET in text]
+
+
+# -- a server that is not there, or goes away ----------------------------------------------------------
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound then released: the kernel hands it out no sooner)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_unreachable_server_is_a_typed_error_saying_what_to_do():
+    with pytest.raises(LogUnavailableError) as info:
+        open_log(f"postgresql://postgres@127.0.0.1:{closed_port()}/forge", connect_timeout=5)
+    message = str(info.value)
+    assert message.startswith("cannot reach the event log at postgresql://postgres@127.0.0.1:")
+    assert "check that the PostgreSQL server is up" in message and "try again" in message
+
+
+@pytest.fixture
+def own_server() -> Iterator[ThrowawayPostgres]:
+    """A server of this test's own, to stop and start again (the run's shared one stays up)."""
+    server = start_test_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def stop_keeping_data(server: ThrowawayPostgres) -> None:
+    server._close_admin()
+    result = server._pg_ctl(server.directory, "stop", "-m", "fast", "-w", "-t", "30")
+    assert result.returncode == 0, result.stdout
+
+
+def start_again(server: ThrowawayPostgres) -> None:
+    result = server._pg_ctl(server.directory, "start", "-w", "-t", "60", "-l", str(server.log_path),
+                            "-o", f"-p {server.port}")
+    assert result.returncode == 0, result.stdout
+
+
+def test_a_server_stopped_mid_use_gives_typed_errors_loses_nothing_and_the_store_reconnects(own_server):
+    url = own_server.create_database()
+    with open_log(url, connect_timeout=2) as store:
+        store.append("a", [ev(1), ev(2)], NO_STREAM)
+        assert [e.version for e in store.read_stream("a")] == [1, 2]  # the pool holds a reader now
+        stop_keeping_data(own_server)
+        with pytest.raises(LogWriteError) as lost_write:
+            store.append("a", [ev(3)], 2)
+        assert "check that the PostgreSQL server is up" in str(lost_write.value)
+        with pytest.raises(LogUnavailableError):
+            list(store.read_all())
+        with pytest.raises(LogUnavailableError):
+            store.last_position()
+        start_again(own_server)
+        assert [e.version for e in store.read_stream("a")] == [1, 2]  # nothing committed was lost
+        assert store.append("a", [ev(3)], 2).last_position == 3  # and nothing of the failed append landed
+        assert [(e.position, e.version) for e in store.read_all()] == [(1, 1), (2, 2), (3, 3)]
+
+
+# -- NOTIFY across processes -------------------------------------------------------------------------
+
+
+def _append_one(url: str) -> None:
+    with open_log(url) as store:
+        store.append("remote", [NewEvent("Thing", '{"from": "elsewhere"}')])
+
+
+def test_notify_wakes_a_subscriber_in_another_process(postgres_url, monkeypatch):
+    # No quiet read for an hour and a poll that waits as long: only the NOTIFY can deliver it in time.
+    monkeypatch.setattr(pg_backend, "QUIET_READ_SECONDS", 3600.0)
+    with open_log(postgres_url) as store:
+        sub = store.subscribe(poll_interval=3600.0)
+        got: list[RecordedEvent] = []
+        consumer = threading.Thread(target=lambda: got.append(sub.poll(timeout=3600.0)), daemon=True)
+        consumer.start()
+        writer = CTX.Process(target=_append_one, args=(postgres_url,))
+        writer.start()
+        writer.join(60)
+        assert writer.exitcode == 0
+        consumer.join(60)  # a guard against hanging, not a measure: NOTIFY is what makes it return
+        sub.close()
+        assert got and got[0] is not None and got[0].stream_id == "remote"
+
+
+# -- projections: rows and checkpoint in one transaction ----------------------------------------------
+
+
+class CrashingCounts:
+    """Counts events per stream; the process dies (no exception, no rollback of ours) at ``crash_at``."""
+
+    name = "crashing_counts"
+
+    def __init__(self, crash_at: int | None = None) -> None:
+        self.crash_at = crash_at
+
+    def setup(self, conn: Transaction) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS crashing_counts (stream_id TEXT PRIMARY KEY, n BIGINT)")
+
+    def apply(self, conn: Transaction, event: RecordedEvent) -> None:
+        if event.position == self.crash_at:
+            os._exit(3)
+        conn.execute("INSERT INTO crashing_counts VALUES (?, 1) ON CONFLICT(stream_id) "
+                     "DO UPDATE SET n = crashing_counts.n + 1", (event.stream_id,))
+
+
+def _project_and_crash(url: str, crash_at: int) -> None:
+    store = open_log(url)
+    ProjectionRunner(store, CrashingCounts(crash_at), batch_size=5).catch_up()
+
+
+def test_a_projection_process_dying_mid_batch_rolls_back_rows_and_checkpoint_together(postgres_url):
+    with open_log(postgres_url) as store:
+        store.append("s", [ev(i) for i in range(12)])
+    crashed = CTX.Process(target=_project_and_crash, args=(postgres_url, 8))
+    crashed.start()
+    crashed.join(60)
+    assert crashed.exitcode == 3
+    with open_log(postgres_url) as store:
+        assert store.checkpoint("crashing_counts") == 5  # the first batch committed, the second never did
+        assert store.query("SELECT stream_id, n FROM crashing_counts") == [("s", 5)]
+        runner = ProjectionRunner(store, CrashingCounts(), batch_size=5)
+        assert runner.catch_up() == 7
+        assert store.query("SELECT n FROM crashing_counts") == [(12,)] and runner.position == 12
+
+
+# -- leases shared by stores and processes -------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000 * 10**9
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def _try_lease(url: str, owner: str, start, results) -> None:
+    with open_log(url) as store:
+        leases = LogLeases(store)
+        start.wait()
+        try:
+            leases.acquire("session:contested", owner, 60)
+            results.put(("won", owner))
+        except LeaseHeldError as exc:
+            results.put(("held", exc.owner))
+
+
+def test_of_processes_racing_for_one_lease_exactly_one_wins(postgres_url):
+    open_log(postgres_url).close()
+    start, results = CTX.Event(), CTX.Queue()
+    procs = [CTX.Process(target=_try_lease, args=(postgres_url, f"engine-{k}", start, results)) for k in range(3)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    outcomes = [results.get(timeout=10) for _ in procs]
+    winners = [owner for outcome, owner in outcomes if outcome == "won"]
+    assert len(winners) == 1
+    assert all(owner == winners[0] for outcome, owner in outcomes if outcome == "held")  # the losers name it
+    with open_log(postgres_url) as store:
+        assert LogLeases(store).holder("session:contested").owner == winners[0]
+
+
+def test_a_lease_expires_into_another_stores_hands_and_the_first_owner_loses_it(postgres_url):
+    clock = Clock()
+    with open_log(postgres_url) as first_store, open_log(postgres_url) as second_store:
+        first, second = LogLeases(first_store, clock=clock), LogLeases(second_store, clock=clock)
+        first.acquire("session:1", "engine-a", 5)
+        with pytest.raises(LeaseHeldError, match="engine-a"):
+            second.acquire("session:1", "engine-b", 5)
+        clock.now += 5 * 10**9  # expired
+        assert second.acquire("session:1", "engine-b", 5).owner == "engine-b"
+        with pytest.raises(LeaseLostError) as lost:
+            first.renew("session:1", "engine-a", 5)
+        assert lost.value.holder == "engine-b"
+        assert first.holder("session:1").owner == "engine-b"
+
+
+# -- copying logs between the backends -----------------------------------------------------------------
+
+
+def recorded(store) -> list[tuple]:
+    return [(e.position, e.stream_id, e.version, e.type, e.data, e.recorded_at) for e in store.read_all()]
+
+
+def sample_log(path: Path) -> EventStore:
+    times = iter(range(1_000, 10_000, 7))
+    store = EventStore(path, clock=lambda: next(times))
+    for i in range(25):
+        store.append(f"s{i % 4}", [ev(i), ev(i + 100)][: 1 + i % 2])
+    return store
+
+
+def test_a_log_copied_sqlite_to_postgresql_to_sqlite_is_the_same_log(tmp_path, postgres_url):
+    with sample_log(tmp_path / "source.db") as source, open_log(postgres_url) as middle, \
+            EventStore(tmp_path / "back.db") as back:
+        first = copy_log(source, middle, batch_size=7)
+        assert (first.copied, first.already_there, first.last_position) == (source.last_position(), 0,
+                                                                             source.last_position())
+        copy_log(middle, back, batch_size=1000)
+        assert recorded(source) == recorded(middle) == recorded(back)
+        assert list(source.streams()) == list(middle.streams()) == list(back.streams())
+        # The copy is a live log: appends go on from the copied versions and positions.
+        result = middle.append("s0", [ev(999)], source.stream_version("s0"))
+        assert result.first_position == source.last_position() + 1
+
+
+def test_copying_into_a_log_that_is_not_a_prefix_is_refused(tmp_path, postgres_url):
+    with sample_log(tmp_path / "source.db") as source, open_log(postgres_url) as target:
+        target.append("other", [ev(1), ev(2)])
+        before = recorded(target)
+        with pytest.raises(LogCopyError, match="not the start of"):
+            copy_log(source, target)
+        assert recorded(target) == before
+
+
+def test_an_interrupted_copy_resumes_where_it_stopped(tmp_path, postgres_url):
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_two(last: int) -> None:
+        if last >= 14:
+            raise Interrupted
+
+    with sample_log(tmp_path / "source.db") as source, open_log(postgres_url) as target:
+        with pytest.raises(Interrupted):
+            copy_log(source, target, batch_size=7, on_batch=stop_after_two)
+        assert target.last_position() == 14  # two whole batches, nothing of a third
+        report = copy_log(source, target, batch_size=7)
+        assert (report.already_there, report.copied) == (14, source.last_position() - 14)
+        assert recorded(target) == recorded(source)
+        again = copy_log(source, target)
+        assert (again.copied, again.already_there) == (0, source.last_position())
