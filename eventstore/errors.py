@@ -15,10 +15,10 @@ class NotAnEventLogError(EventStoreError):
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(
-            f"{path} is not an event log: {reason}. "
-            "Point to an event log file, or to a path that does not exist yet to create one."
-        )
+        where = ("Point to an event log's database (or schema), or to an empty one to create one there."
+                 if "://" in path else
+                 "Point to an event log file, or to a path that does not exist yet to create one.")
+        super().__init__(f"{path} is not an event log: {reason}. {where}")
 
 
 class ConcurrencyError(EventStoreError):

@@ -27,17 +27,51 @@ def printable_target(target: str | os.PathLike[str]) -> str:
     text = os.fspath(target)
     if not is_database_url(text):
         return str(text)
-    parts = urllib.parse.urlsplit(text)
-    netloc = parts.netloc
-    userinfo, at, hostinfo = netloc.rpartition("@")
+    # The password goes first, by the same reading as url_secrets: a '#' or '?' in it would
+    # otherwise end the URL's authority for urlsplit and show the rest as a fragment or a query.
+    scheme, _, rest = text.partition("://")
+    head, slash, tail = rest.partition("/")
+    userinfo, at, hostinfo = head.rpartition("@")
     if at:
         user = userinfo.partition(":")[0]
-        netloc = f"{user}@{hostinfo}" if user else hostinfo
+        text = f"{scheme}://{user}@{hostinfo}{slash}{tail}" if user else f"{scheme}://{hostinfo}{slash}{tail}"
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: nothing of it can be shown safely
+        return f"{text.partition('://')[0]}://(a URL that cannot be parsed)"
+    netloc = parts.netloc
     query = [(key, "***" if key.lower() == "password" else value)
              for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
     return urllib.parse.urlunsplit(
         (parts.scheme, netloc, parts.path, urllib.parse.urlencode(query, safe="*-_=/"), "")
     )
+
+
+def url_secrets(target: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The password(s) a database URL holds, as written and decoded (for ``redact``); () for a path."""
+    text = os.fspath(target)
+    if not is_database_url(text):
+        return ()
+    found: set[str] = set()
+    userinfo, at, _ = text.partition("://")[2].partition("/")[0].rpartition("@")
+    if at and ":" in userinfo:
+        found.add(userinfo.partition(":")[2])
+    query = text.partition("?")[2].partition("#")[0]
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key.lower() == "password":
+            found.add(value)
+    found |= {urllib.parse.unquote(secret) for secret in found}
+    # Longest first: a password that contains another candidate is hidden whole.
+    return tuple(sorted((secret for secret in found if secret), key=len, reverse=True))
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every one of ``secrets`` replaced by ``***``: for messages of the driver,
+    which may quote the part of a URL it could not parse (the password included)."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 def open_log(target: str | os.PathLike[str], *, create: bool = True, **options: Any) -> EventLog:

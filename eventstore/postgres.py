@@ -55,7 +55,7 @@ from eventstore.errors import (
     NotAnEventLogError,
 )
 from eventstore.log import SCHEMA_VERSION, Dialect, PendingAppend, RecordedEvent, Row, stage_appends
-from eventstore.open import printable_target
+from eventstore.open import printable_target, redact, url_secrets
 
 try:
     import psycopg
@@ -129,6 +129,8 @@ class PostgresEventStore(SqlEventLog):
         if psycopg is None:
             raise BackendMissingError(self.path, INSTALL)
         self.__url = url  # name-mangled, and never printed: it may hold the password
+        #: The URL's password as written and decoded: scrubbed from whatever the driver says.
+        self.__secrets = url_secrets(url)
         self._connect_timeout = connect_timeout
         #: Sent with this store's NOTIFYs, so that its listener knows its own commits.
         self._token = secrets.token_hex(8)
@@ -163,9 +165,14 @@ class PostgresEventStore(SqlEventLog):
         try:
             return psycopg.connect(self.__url, autocommit=autocommit, connect_timeout=int(self._connect_timeout))
         except psycopg.OperationalError as exc:
-            raise LogUnavailableError(self.path, _first_line(exc)) from None
+            raise LogUnavailableError(self.path, self._said(exc)) from None
         except psycopg.ProgrammingError as exc:  # e.g. a URL libpq cannot parse
-            raise NotAnEventLogError(self.path, f"it is not a usable PostgreSQL URL ({_first_line(exc)})") from None
+            raise NotAnEventLogError(self.path, f"it is not a usable PostgreSQL URL ({self._said(exc)})") from None
+
+    def _said(self, exc: BaseException) -> str:
+        """The first line of what the driver said, without the password: libpq quotes the part of
+        the URL it could not parse (an invalid percent-encoding in the password, say)."""
+        return redact(_first_line(exc), self.__secrets)
 
     def _identify(self) -> tuple[str, int]:
         """The log's NOTIFY channel and advisory-lock key, both derived from its schema: two logs in
@@ -232,11 +239,11 @@ class PostgresEventStore(SqlEventLog):
         try:
             conn.rollback()
         except psycopg.Error as exc:  # the transaction's own error is the one worth raising
-            logger.warning("rolling back a failed transaction on %s failed too: %s", self.path, _first_line(exc))
+            logger.warning("rolling back a failed transaction on %s failed too: %s", self.path, self._said(exc))
 
     def _typed(self, exc: BaseException, doing: Literal["reading", "writing"]) -> EventStoreError | None:
         """The store's error for what PostgreSQL said; None for anything else (a bug of ours, say)."""
-        return _typed_error(self.path, exc, doing)
+        return _typed_error(self.path, exc, doing, self._said(exc))
 
     def _writable_connection(self) -> Any:
         """The write connection, opened again if the last one broke (a server restart, say)."""
@@ -291,7 +298,7 @@ class PostgresEventStore(SqlEventLog):
             conn.commit()
         except psycopg.errors.UniqueViolation as exc:
             self._rollback()
-            raise LogCopyError(self.path, f"a stream's version is there already ({_first_line(exc)})") from None
+            raise LogCopyError(self.path, f"a stream's version is there already ({self._said(exc)})") from None
         except BaseException as exc:
             self._rollback()
             typed = self._typed(exc, "writing")
@@ -384,7 +391,7 @@ class PostgresEventStore(SqlEventLog):
             except psycopg.Error as exc:
                 if not self._listener_stop.is_set():
                     logger.warning("stopped listening for commits to %s (%s); connecting again", self.path,
-                                   _first_line(exc))
+                                   self._said(exc))
             finally:
                 conn.close()
 
@@ -456,10 +463,12 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _typed_error(path: str, exc: BaseException, doing: Literal["reading", "writing"]) -> EventStoreError | None:
+def _typed_error(
+    path: str, exc: BaseException, doing: Literal["reading", "writing"], reason: str
+) -> EventStoreError | None:
+    """The store's error for ``exc`` (``reason``: its first line, already without the password)."""
     if psycopg is None or not isinstance(exc, psycopg.Error):
         return None
-    reason = _first_line(exc)
     sqlstate = exc.sqlstate or ""
     if sqlstate.startswith("XX"):  # internal errors: data_corrupted, index_corrupted
         return CorruptLogError(path, reason)

@@ -233,6 +233,22 @@ def test_the_password_is_in_no_repr_path_error_or_log_record(password_server, po
     assert not [text for text in said if SECRET in text]
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://u:p%zzSECRET@127.0.0.1:1/db",  # libpq quotes the bad percent-encoding: the password
+    "postgresql://u@127.0.0.1:1/db?password=SE%zzCRET",
+    "postgresql://u:SECRET@[::1/db",  # an unclosed bracket: libpq quotes the whole URL
+    "postgresql://u:SEC#RET@127.0.0.1:1/db",  # a '#' in the password must not end the authority
+    "postgresql://u:SEC?RET@127.0.0.1:1/db",
+])
+def test_a_url_the_driver_cannot_use_is_refused_without_quoting_its_password(url, caplog):
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises((NotAnEventLogError, LogUnavailableError)) as info:
+        open_log(url, connect_timeout=2)
+    said = everything_said(info.value) + "".join(record.getMessage() for record in caplog.records)
+    for fragment in ("SECRET", "SE%zzCRET", "SEC", "RET"):
+        assert fragment not in said
+
+
 # -- a server that is not there, or goes away ----------------------------------------------------------
 
 
