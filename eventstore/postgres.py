@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import threading
 import time
@@ -132,11 +133,14 @@ class PostgresEventStore(SqlEventLog):
         #: The URL's password as written and decoded: scrubbed from whatever the driver says.
         self.__secrets = url_secrets(url)
         self._connect_timeout = connect_timeout
+        # libpq takes whole seconds, and 0 means "wait for ever": 0.5 s must not become that.
+        self._libpq_timeout = max(1, math.ceil(connect_timeout))
         #: Sent with this store's NOTIFYs, so that its listener knows its own commits.
         self._token = secrets.token_hex(8)
         self._listener: threading.Thread | None = None
         self._listener_stop = threading.Event()
         self._conn = self._connect(autocommit=False)
+        self._pool: Any = None
         try:
             self._channel, self._lock_key = self._identify()
             self._ensure_schema(create)
@@ -148,22 +152,29 @@ class PostgresEventStore(SqlEventLog):
             )
             self._pool = psycopg_pool.ConnectionPool(
                 url, min_size=1, max_size=pool_size, open=False, name="eventstore-readers",
-                kwargs={"autocommit": True, "connect_timeout": int(connect_timeout)},
+                kwargs={"autocommit": True, "connect_timeout": self._libpq_timeout},
                 timeout=connect_timeout,
             )
             self._pool.open(wait=True, timeout=connect_timeout)
         except psycopg_pool.PoolTimeout as exc:
-            self._conn.close()
+            self._abandon()
             raise LogUnavailableError(self.path, f"no read connection within {connect_timeout:g} s") from exc
         except BaseException:
-            self._conn.close()
+            self._abandon()
             raise
+
+    def _abandon(self) -> None:
+        """A store that failed to open leaves nothing running: its pool would go on trying to
+        connect in its own threads (and logging each failure) for minutes."""
+        self._conn.close()
+        if self._pool is not None:
+            self._pool.close(timeout=1)
 
     # -- connections and schema -------------------------------------------------------
 
     def _connect(self, *, autocommit: bool) -> Any:
         try:
-            return psycopg.connect(self.__url, autocommit=autocommit, connect_timeout=int(self._connect_timeout))
+            return psycopg.connect(self.__url, autocommit=autocommit, connect_timeout=self._libpq_timeout)
         except psycopg.OperationalError as exc:
             raise LogUnavailableError(self.path, self._said(exc)) from None
         except psycopg.ProgrammingError as exc:  # e.g. a URL libpq cannot parse

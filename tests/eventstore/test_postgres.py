@@ -124,6 +124,34 @@ def test_create_false_on_an_empty_database_is_refused_and_writes_nothing(postgre
         assert store.last_position() == 1
 
 
+def test_stores_opening_one_empty_database_at_once_make_one_log(postgres_url):
+    start = threading.Barrier(4)
+    opened: list = []
+    failures: list[BaseException] = []
+
+    def open_and_append(k: int) -> None:
+        start.wait()
+        try:
+            store = open_log(postgres_url)
+            store.append(f"s{k}", [ev(k)], NO_STREAM)
+            opened.append(store)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_and_append, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert failures == []
+        assert sorted(e.position for e in opened[0].read_all()) == [1, 2, 3, 4]
+        assert tables_of(postgres_url)["eventstore_meta"] == [("application", "eventstore"), ("schema_version", "1")]
+    finally:
+        for store in opened:
+            store.close()
+
+
 def test_a_search_path_naming_no_schema_is_refused(postgres_url):
     with pytest.raises(NotAnEventLogError, match="no schema"):
         open_log(in_schema(postgres_url, "nowhere"))
@@ -267,6 +295,28 @@ def test_an_unreachable_server_is_a_typed_error_saying_what_to_do():
     message = str(info.value)
     assert message.startswith("cannot reach the event log at postgresql://postgres@127.0.0.1:")
     assert "check that the PostgreSQL server is up" in message and "try again" in message
+
+
+def test_a_store_whose_readers_cannot_connect_leaves_no_pool_behind(postgres_url, monkeypatch):
+    import psycopg_pool
+
+    pools: list = []
+    real_open = psycopg_pool.ConnectionPool.open
+
+    def never_ready(pool, wait: bool = False, timeout: float = 30.0) -> None:
+        real_open(pool, wait=False)  # its workers start, as when the server refuses more connections
+        pools.append(pool)
+        raise psycopg_pool.PoolTimeout("pool initialization incomplete")
+
+    monkeypatch.setattr(psycopg_pool.ConnectionPool, "open", never_ready)
+    with pytest.raises(LogUnavailableError, match="no read connection"):
+        open_log(postgres_url, connect_timeout=0.5)
+    assert pools and pools[0].closed
+
+
+def test_a_timeout_under_a_second_is_not_libpqs_wait_for_ever(postgres_url):
+    with open_log(postgres_url, connect_timeout=0.5) as store:
+        assert store._libpq_timeout == 1
 
 
 @pytest.fixture
