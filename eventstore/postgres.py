@@ -260,19 +260,50 @@ class PostgresEventStore(SqlEventLog):
         """The write connection, opened again if the last one broke (a server restart, say)."""
         if self._conn.closed or self._conn.broken:
             logger.warning("the connection to %s was lost; connecting again", self.path)
-            self._conn = self._connect(autocommit=False)
+            try:
+                self._conn = self._connect(autocommit=False)
+            except LogUnavailableError as exc:
+                # A write that cannot reach the server is a failed write, like one cut off mid-way:
+                # callers of append catch LogWriteError, whichever of the two it was.
+                raise LogWriteError(self.path, f"cannot reach the database ({exc.reason})",
+                                    remedy="check that the PostgreSQL server is up") from None
         return self._conn
 
     # -- writing ----------------------------------------------------------------------
 
+    def _begun(self, first_statement: str, parameters: Sequence[Any] = ()) -> tuple[Any, Any]:
+        """(the write connection, a cursor on it) inside a transaction begun with ``first_statement``.
+
+        A write connection that turns out dead at that first statement (the server restarted while
+        it sat idle) is replaced once and the statement run again: nothing of the transaction had
+        happened yet. A connection lost later in a transaction is the caller's LogWriteError."""
+        for attempt in (1, 2):
+            conn = self._writable_connection()
+            cursor = conn.cursor()
+            try:
+                cursor.execute(first_statement, parameters)
+            except psycopg.OperationalError as exc:
+                cursor.close()
+                if attempt == 1 and conn.broken:
+                    logger.warning("the connection to %s was found lost (%s); connecting again", self.path,
+                                   self._said(exc))
+                    continue
+                raise
+            return conn, cursor
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _begin_append_transaction(self) -> tuple[Any, Any, int]:
+        """(connection, cursor, last position) inside an append transaction holding the commit lock."""
+        conn, cursor = self._begun(self._begin_append)  # BEGIN (implicit), the commit lock, NOTIFY, max
+        while cursor.nextset():  # to the last statement's result
+            pass
+        return conn, cursor, int(cursor.fetchone()[0])
+
     def _commit_once(self, appends: Sequence[PendingAppend], trust_cache: bool) -> tuple[int, list[Row]]:
         try:
-            conn = self._writable_connection()
-            with conn.cursor() as cursor:
-                cursor.execute(self._begin_append)  # BEGIN (implicit), the commit lock, NOTIFY, max(position)
-                while cursor.nextset():  # to the last statement's result
-                    pass
-                next_position = cursor.fetchone()[0] + 1
+            conn, cursor, last_position = self._begin_append_transaction()
+            with cursor:
+                next_position = last_position + 1
                 known = self._versions if trust_cache else {}
                 fetched = self._read_versions(cursor, {p.stream_id for p in appends} - known.keys())
                 rows, staged = stage_appends(
@@ -298,12 +329,9 @@ class PostgresEventStore(SqlEventLog):
 
     def _insert_recorded(self, events: Sequence[RecordedEvent]) -> None:
         try:
-            conn = self._writable_connection()
-            with conn.cursor() as cursor:
-                cursor.execute(self._begin_append)
-                while cursor.nextset():
-                    pass
-                self.check_follows(cursor.fetchone()[0], events[0].position)
+            conn, cursor, last_position = self._begin_append_transaction()
+            with cursor:
+                self.check_follows(last_position, events[0].position)
                 rows = [(e.stream_id, e.version, e.type, e.data, e.recorded_at) for e in events]
                 self._insert(cursor, events[0].position, rows)
             conn.commit()
@@ -353,16 +381,29 @@ class PostgresEventStore(SqlEventLog):
 
     def _read_rows(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
         self._check_open()
-        try:
-            with self._pool.connection() as conn:
-                return conn.execute(sql, parameters).fetchall()
-        except psycopg_pool.PoolTimeout as exc:
-            raise LogUnavailableError(self.path, f"no read connection free within {self._connect_timeout:g} s") from exc
-        except psycopg.Error as exc:
-            typed = self._typed(exc, "reading")
-            if typed is None:
-                raise
-            raise typed from None
+        # A pooled connection that sat idle through a server restart is dead, and the pool only
+        # finds out by using it: read again with another one (reads change nothing), at most once
+        # per connection the pool may hold, so a live subscription survives the restart.
+        for attempt in range(self._pool.max_size + 1):
+            used: Any = None
+            try:
+                with self._pool.connection() as conn:
+                    used = conn
+                    return conn.execute(sql, parameters).fetchall()
+            except psycopg_pool.PoolTimeout as exc:
+                raise LogUnavailableError(self.path, f"no connection to the server within {self._connect_timeout:g} s "
+                                                     "(it is down, or every connection is busy)") from exc
+            except psycopg.Error as exc:
+                if isinstance(exc, psycopg.OperationalError) and used is not None and used.broken \
+                        and attempt < self._pool.max_size:
+                    logger.info("a pooled connection to %s was lost (%s); reading with another", self.path,
+                                self._said(exc))
+                    continue
+                typed = self._typed(exc, "reading")
+                if typed is None:
+                    raise
+                raise typed from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def has_table(self, name: str) -> bool:
         return bool(self._read_rows(_HAS_TABLE, (name,)))
@@ -440,8 +481,8 @@ class _WriteTransaction:
         store._write_lock.acquire()
         try:
             store._check_open()
-            conn = store._writable_connection()
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (store._lock_key,))
+            conn, cursor = store._begun("SELECT pg_advisory_xact_lock(%s)", (store._lock_key,))
+            cursor.close()
         except BaseException as exc:
             store._rollback()
             store._write_lock.release()

@@ -341,23 +341,45 @@ def start_again(server: ThrowawayPostgres) -> None:
     assert result.returncode == 0, result.stdout
 
 
-def test_a_server_stopped_mid_use_gives_typed_errors_loses_nothing_and_the_store_reconnects(own_server):
+def test_a_server_stopped_mid_use_gives_typed_errors_loses_nothing_and_the_store_reconnects(own_server, monkeypatch):
+    monkeypatch.setattr(pg_backend, "QUIET_READ_SECONDS", 3600.0)  # the follower below relies on its listener
     url = own_server.create_database()
-    with open_log(url, connect_timeout=2) as store:
+    with open_log(url, connect_timeout=1) as store, open_log(url, connect_timeout=1) as follower_store:
         store.append("a", [ev(1), ev(2)], NO_STREAM)
         assert [e.version for e in store.read_stream("a")] == [1, 2]  # the pool holds a reader now
+        follower = follower_store.subscribe(poll_interval=3600.0)
+        assert [follower.poll(30).position for _ in range(2)] == [1, 2]
         stop_keeping_data(own_server)
-        with pytest.raises(LogWriteError) as lost_write:
+        with pytest.raises(LogWriteError) as lost_write:  # the connection is cut mid-way
             store.append("a", [ev(3)], 2)
         assert "check that the PostgreSQL server is up" in str(lost_write.value)
+        with pytest.raises(LogWriteError):  # no server to connect again to: the same kind of error
+            store.append("a", [ev(3)], 2)
+        with pytest.raises(LogWriteError):
+            with store.write_transaction() as tx:
+                tx.execute("SELECT 1")
         with pytest.raises(LogUnavailableError):
             list(store.read_all())
         with pytest.raises(LogUnavailableError):
             store.last_position()
         start_again(own_server)
         assert [e.version for e in store.read_stream("a")] == [1, 2]  # nothing committed was lost
-        assert store.append("a", [ev(3)], 2).last_position == 3  # and nothing of the failed append landed
+        assert store.append("a", [ev(3)], 2).last_position == 3  # and nothing of the failed appends landed
         assert [(e.position, e.version) for e in store.read_all()] == [(1, 1), (2, 2), (3, 3)]
+        # The other store's listener connected again: its subscription gets the new event (no quiet read).
+        got = follower.poll(timeout=60)
+        assert got is not None and got.position == 3
+        # A restart while nobody used the store: its idle connections are dead, which it finds out
+        # only by using them; appends, reads and the follower carry on as if nothing happened.
+        stop_keeping_data(own_server)
+        start_again(own_server)
+        assert store.append("a", [ev(4)], 3).last_position == 4
+        with store.write_transaction() as tx:
+            tx.execute("CREATE TABLE IF NOT EXISTS after_restart (x BIGINT)")
+        assert store.last_position() == 4 and follower_store.last_position() == 4
+        got = follower.poll(timeout=60)
+        assert got is not None and got.position == 4
+        follower.close()
 
 
 # -- NOTIFY across processes -------------------------------------------------------------------------
