@@ -389,7 +389,8 @@ class PostgresEventStore(SqlEventLog):
             try:
                 with self._pool.connection() as conn:
                     used = conn
-                    return conn.execute(sql, parameters).fetchall()
+                    rows: list[tuple[Any, ...]] = conn.execute(sql, parameters).fetchall()
+                    return rows
             except psycopg_pool.PoolTimeout as exc:
                 raise LogUnavailableError(self.path, f"no connection to the server within {self._connect_timeout:g} s "
                                                      "(it is down, or every connection is busy)") from exc
