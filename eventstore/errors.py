@@ -44,7 +44,7 @@ class CorruptEventError(EventStoreError):
         super().__init__(
             f"event at position {position} (type {event_type!r}) cannot be decoded: {reason}. "
             "The rest of the log is intact; inspect the row with "
-            f"`sqlite3 FILE \"select * from events where position={position}\"`."
+            f"`select * from events where position={position}` (in `sqlite3 FILE`, or `psql URL`)."
         )
 
 
