@@ -97,8 +97,8 @@ def test_subscriber_catches_up_with_another_process(log_target):
 
 # -- the gap rule: many writer processes, a follower in another -------------------------------------
 
-WRITERS = 4
-APPENDS_PER_WRITER = 80
+WRITERS = 3
+APPENDS_PER_WRITER = 100
 
 
 def _events_of(writer: int, index: int) -> list[NewEvent]:
