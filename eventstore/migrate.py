@@ -47,11 +47,14 @@ def copy_log(
         raise ValueError("batch_size must be >= 1")
     start = target.last_position()
     if start:
-        theirs = next(iter(target.read_all(start - 1, page_size=1)), None)
-        ours = next(iter(source.read_all(start - 1, page_size=1)), None)
-        if theirs is None or ours is None or not _same(theirs, ours):
-            raise LogCopyError(target.path, f"it holds {start} events that are not the start of {source.path}: "
-                                            "copy into an empty log")
+        # Its first and its last event must be the source's: a log that only happens to end like
+        # the source (or to begin like it) is another log, and copying the rest would mix the two.
+        for position in sorted({1, start}):
+            theirs = next(iter(target.read_all(position - 1, page_size=1)), None)
+            ours = next(iter(source.read_all(position - 1, page_size=1)), None)
+            if theirs is None or ours is None or not _same(theirs, ours):
+                raise LogCopyError(target.path, f"it holds {start} events that are not the start of {source.path} "
+                                                f"(position {position} differs): copy into an empty log")
     copied = 0
     batch: list[RecordedEvent] = []
     for recorded in source.read_all(start, page_size=batch_size):

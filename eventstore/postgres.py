@@ -54,6 +54,7 @@ from eventstore.errors import (
     LogUnavailableError,
     LogWriteError,
     NotAnEventLogError,
+    StoreClosedError,
 )
 from eventstore.log import SCHEMA_VERSION, Dialect, PendingAppend, RecordedEvent, Row, stage_appends
 from eventstore.open import printable_target, redact, url_secrets
@@ -391,6 +392,8 @@ class PostgresEventStore(SqlEventLog):
                     used = conn
                     rows: list[tuple[Any, ...]] = conn.execute(sql, parameters).fetchall()
                     return rows
+            except psycopg_pool.PoolClosed:  # close() ran after this read had begun
+                raise StoreClosedError(f"the event store {self.path} is closed") from None
             except psycopg_pool.PoolTimeout as exc:
                 raise LogUnavailableError(self.path, f"no connection to the server within {self._connect_timeout:g} s "
                                                      "(it is down, or every connection is busy)") from exc

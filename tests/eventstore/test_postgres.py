@@ -541,6 +541,30 @@ def test_copying_into_a_log_that_is_not_a_prefix_is_refused(tmp_path, postgres_u
         assert recorded(target) == before
 
 
+def test_copying_into_a_log_that_only_ends_like_the_source_is_refused(tmp_path, postgres_url):
+    with sample_log(tmp_path / "source.db") as source, open_log(postgres_url) as target:
+        copy_log(source, target)
+        last = target.last_position()
+        run_sql(postgres_url, "UPDATE events SET data = '{\"n\": -1}' WHERE position = 1")  # another history
+        more = EventStore(tmp_path / "more.db")
+        copy_log(source, more)
+        more.append("s0", [ev(500)])
+        with pytest.raises(LogCopyError, match="position 1 differs"):
+            copy_log(more, target)
+        assert target.last_position() == last
+        more.close()
+
+
+def test_a_read_racing_close_is_a_store_closed_error(postgres_url):
+    from eventstore import StoreClosedError
+
+    store = open_log(postgres_url)
+    store._pool.close()  # as close() does, after this read passed its check that the store was open
+    with pytest.raises(StoreClosedError):
+        store.last_position()
+    store.close()
+
+
 def test_an_interrupted_copy_resumes_where_it_stopped(tmp_path, postgres_url):
     class Interrupted(Exception):
         pass
