@@ -83,6 +83,30 @@ def test_the_layout_is_the_documented_table(postgres_url):
         assert meta == {"application": "eventstore", "schema_version": "1"}
 
 
+def test_an_append_waits_for_the_commit_lock_and_numbers_after_its_holder(postgres_url):
+    """Commit order = position order: the PostgreSQL variant of SQLite's BEGIN IMMEDIATE test."""
+    with open_log(postgres_url) as store, psycopg.connect(postgres_url) as holder:
+        store.append("a", [ev(1)])
+        holder.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+        holder.execute("INSERT INTO events VALUES (2, 'other', 1, 'Thing', '{}', 0)")
+        results: list = []
+        appender = threading.Thread(target=lambda: results.append(store.append("a", [ev(2)], 1)))
+        appender.start()
+        waiting = 0
+        for _ in range(600):  # until the append waits for the lock (bounded; no timing asserted)
+            waiting = holder.execute(
+                "SELECT count(*) FROM pg_locks WHERE relation = 'events'::regclass AND NOT granted").fetchone()[0]
+            if waiting:
+                break
+            threading.Event().wait(0.05)
+        assert waiting == 1 and results == []
+        assert store.last_position() == 1  # plain reads do not wait for the lock
+        holder.commit()
+        appender.join(30)
+        assert results[0].first_position == 3  # numbered after the holder's row, which it could not see before
+        assert [(e.position, e.stream_id) for e in store.read_all()] == [(1, "a"), (2, "other"), (3, "a")]
+
+
 FOREIGN_EVENTS = ("CREATE TABLE events (id SERIAL PRIMARY KEY, what TEXT)",
                   "INSERT INTO events (what) VALUES ('theirs'), ('also theirs')")
 
