@@ -1,4 +1,5 @@
-"""Log files that are not ours, a disk that is full, a file that is damaged.
+"""Log files that are not ours, a disk that is full, a file that is damaged: SQLite files only
+(the PostgreSQL counterparts, databases that are not ours and servers that go away, are in test_postgres.py).
 
 Each case gives one clear line (CLI: ``forge: ...``, exit 2; API: a typed EventStoreError),
 never a traceback, and never changes a file it refuses. A full disk is simulated with

@@ -30,6 +30,7 @@ from eventstore import (
     NotAnEventLogError,
     ProjectionRunner,
     RecordedEvent,
+    StoreClosedError,
     Transaction,
     copy_log,
     open_log,
@@ -580,8 +581,6 @@ def test_copying_into_a_log_that_only_ends_like_the_source_is_refused(tmp_path, 
 
 
 def test_a_read_racing_close_is_a_store_closed_error(postgres_url):
-    from eventstore import StoreClosedError
-
     store = open_log(postgres_url)
     store._pool.close()  # as close() does, after this read passed its check that the store was open
     with pytest.raises(StoreClosedError):
