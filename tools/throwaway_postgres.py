@@ -269,7 +269,7 @@ class ThrowawayPostgres:
         if pid is not None:
             try:
                 os.kill(pid, signal.SIGKILL)  # the postmaster's children exit when it is gone
-            except ProcessLookupError:
+            except ProcessLookupError:  # it exited meanwhile: what we wanted
                 pass
 
     def _pg_ctl(self, base: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -366,7 +366,7 @@ def memory_parent(min_free_bytes: int = 1 << 30) -> str | None:
     shm = Path("/dev/shm")
     try:
         stats = os.statvfs(shm)
-    except OSError:
+    except OSError:  # no /dev/shm (not Linux): the default temp dir will do
         return None
     writable = os.access(shm, os.W_OK | os.X_OK) and shm.stat().st_mode & 0o001
     return str(shm) if writable and stats.f_bavail * stats.f_frsize >= min_free_bytes else None
@@ -383,7 +383,7 @@ def _postmaster_pid(data_dir: Path) -> int | None:
     try:
         first_line = (data_dir / "postmaster.pid").read_text().splitlines()[0]
         return int(first_line)
-    except (OSError, IndexError, ValueError):
+    except (OSError, IndexError, ValueError):  # no (complete) pid file: no server left to kill
         return None
 
 
@@ -395,7 +395,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "room; default: durable, on disk (as the benchmarks run it)")
     parser.add_argument("--database", help="also create this database and print its URL")
     options = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if find_binaries() is None:
         print(f"PostgreSQL is not installed: {INSTALL_HINT}", file=sys.stderr)
         return 2
@@ -408,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # kill: stop the server as Ctrl-C does
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C is how this is meant to end: stop the server, quietly
             pass
     return 0
 
