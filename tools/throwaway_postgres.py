@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -195,7 +196,12 @@ class ThrowawayPostgres:
         return self.directory / "server.log"
 
     def database_url(self, name: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{urllib.parse.quote(name, safe='')}"
+
+    @staticmethod
+    def database_name(url: str) -> str:
+        """The database a URL of database_url() / create_database() names (the inverse of database_url)."""
+        return urllib.parse.unquote(urllib.parse.urlsplit(url).path.lstrip("/"))
 
     def create_database(self, name: str | None = None) -> str:
         """Create a new, empty database (a unique name when None) and return its URL."""
@@ -206,17 +212,14 @@ class ThrowawayPostgres:
         # on purpose: STRATEGY FILE_COPY measured a few ms faster on an idle server, but it checkpoints
         # twice per database, and a checkpoint costs more the more the tests have written (issue 17).
         statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name))
-        with self._lock:
-            self._admin_connection().execute(statement)
+        self._admin_execute(statement)
         return self.database_url(name)
 
     def drop_database(self, name: str) -> None:
         """Drop a database, ending the sessions still connected to it."""
         from psycopg import sql
 
-        with self._lock:
-            self._admin_connection().execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        self._admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     # ----- the server programs -----
 
@@ -294,6 +297,20 @@ class ThrowawayPostgres:
         return self._bin_dir / name
 
     # ----- the maintenance connection -----
+
+    def _admin_execute(self, statement: Any) -> None:
+        """One statement on the maintenance connection (one at a time: fixtures may run in threads);
+        reconnects once when the connection was ended under us (a test's pg_terminate_backend, say)."""
+        import psycopg
+
+        with self._lock:
+            try:
+                self._admin_connection().execute(statement)
+            except psycopg.OperationalError:
+                if self._admin is not None and not self._admin.closed:
+                    raise  # the connection is fine: the statement itself failed
+                logger.info("the maintenance connection was closed; reconnecting", exc_info=True)
+                self._admin_connection().execute(statement)
 
     def _admin_connection(self) -> Any:
         if self._admin is None or self._admin.closed:

@@ -50,8 +50,27 @@ def test_databases_are_new_empty_and_isolated(postgres_server: ThrowawayPostgres
         assert connection.execute("SHOW server_encoding").fetchone() == ("UTF8",)
         assert connection.execute("SHOW fsync").fetchone() == ("off",)  # the tests' server: fast, not durable
         assert connection.execute("SHOW max_connections").fetchone() == ("200",)
+    for url in (first, second):
+        postgres_server.drop_database(postgres_server.database_name(url))
+    assert tables(postgres_server.create_database("forge_named_database")) == []  # dropped: the name is free
     postgres_server.drop_database("forge_named_database")
-    postgres_server.drop_database(first.rsplit("/", 1)[1])
+
+
+def test_any_database_name_makes_a_working_url(postgres_server: ThrowawayPostgres) -> None:
+    url = postgres_server.create_database("Événements / 2026?")
+    assert postgres_server.database_name(url) == "Événements / 2026?"
+    assert tables(url) == []
+    postgres_server.drop_database("Événements / 2026?")
+
+
+def test_the_maintenance_connection_comes_back_after_being_ended(postgres_server: ThrowawayPostgres) -> None:
+    import psycopg
+
+    postgres_server.create_database()  # the maintenance connection is open
+    with psycopg.connect(postgres_server.url, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = 'postgres' AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+    assert tables(postgres_server.create_database()) == []
 
 
 def test_the_unix_socket_is_in_the_servers_directory(postgres_server: ThrowawayPostgres) -> None:
