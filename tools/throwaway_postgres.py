@@ -122,6 +122,7 @@ class ThrowawayPostgres:
         self._admin: Any = None  # a psycopg.Connection to the maintenance database, opened on first use
         self._lock = threading.Lock()
         self._names = itertools.count(1)
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     # ----- lifecycle -----
 
@@ -148,6 +149,7 @@ class ThrowawayPostgres:
             self._initdb()
             self._write_settings()
             self._start_server()
+            self._watchdog = _start_watchdog(self._base, bin_dir)
         except BaseException:
             self.stop()
             raise
@@ -160,6 +162,8 @@ class ThrowawayPostgres:
         if base is None:
             return
         self._close_admin()
+        _end_watchdog(self._watchdog)
+        self._watchdog = None
         if (self._data_dir(base) / "postmaster.pid").exists():
             self._stop_server(base)
         shutil.rmtree(base, ignore_errors=True)
@@ -268,12 +272,7 @@ class ThrowawayPostgres:
             return
         logger.warning("pg_ctl stop failed (exit %d): %s; killing the server", result.returncode,
                        result.stdout.strip())
-        pid = _postmaster_pid(self._data_dir(base))
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)  # the postmaster's children exit when it is gone
-            except ProcessLookupError:  # it exited meanwhile: what we wanted
-                pass
+        _kill_postmaster(self._data_dir(base))
 
     def _pg_ctl(self, base: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
         command = [str(self._program("pg_ctl")), "-D", str(self._data_dir(base)), *arguments]
@@ -396,12 +395,56 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
         return f"(no server log: {error})"
 
 
+def _kill_postmaster(data_dir: Path) -> None:
+    """The last resort when pg_ctl stop failed: SIGKILL the postmaster (its children exit when it is gone)."""
+    pid = _postmaster_pid(data_dir)
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # it exited meanwhile: what we wanted
+            pass
+
+
 def _postmaster_pid(data_dir: Path) -> int | None:
     try:
         first_line = (data_dir / "postmaster.pid").read_text().splitlines()[0]
         return int(first_line)
     except (OSError, IndexError, ValueError):  # no (complete) pid file: no server left to kill
         return None
+
+
+def _start_watchdog(base: Path, bin_dir: Path) -> subprocess.Popen[bytes]:
+    """A process that stops the server and removes its directory if we die without doing it (SIGKILL,
+    a CI timeout's SIGTERM: atexit does not run then). It waits for the end of a pipe only we hold
+    the write end of; its own session, so that a Ctrl-C meant for us does not end it first."""
+    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--watchdog", str(base),
+                             "--bin-dir", str(bin_dir)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def _end_watchdog(watchdog: subprocess.Popen[bytes] | None) -> None:
+    """Dismiss the watchdog before a normal stop: we clean up ourselves."""
+    if watchdog is None:
+        return
+    watchdog.kill()
+    watchdog.wait()
+    if watchdog.stdin is not None:
+        watchdog.stdin.close()
+
+
+def _watch(base: Path, bin_dir: Path) -> int:
+    """The watchdog's body: block until our parent is gone (EOF on stdin), then clean up after it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while sys.stdin.buffer.read(4096):
+        pass
+    data_dir = base / "data"
+    if (data_dir / "postmaster.pid").exists():
+        command = [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "stop", "-m", "immediate", "-w", "-t", "30"]
+        if subprocess.run(_as_server_user(command), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, check=False).returncode != 0:
+            _kill_postmaster(data_dir)
+    shutil.rmtree(base, ignore_errors=True)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -411,7 +454,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="as the tests run it: fsync=off, synchronous_commit=off, data in /dev/shm when it has "
                              "room; default: durable, on disk (as the benchmarks run it)")
     parser.add_argument("--database", help="also create this database and print its URL")
+    parser.add_argument("--watchdog", type=Path, help=argparse.SUPPRESS)  # _start_watchdog's child
+    parser.add_argument("--bin-dir", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
+    if options.watchdog is not None:
+        return _watch(options.watchdog, options.bin_dir)
     if find_binaries() is None:
         print(f"PostgreSQL is not installed: {INSTALL_HINT}", file=sys.stderr)
         return 2

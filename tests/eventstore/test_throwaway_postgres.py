@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +29,9 @@ def tables(url: str) -> list[str]:
 
 @pytest.fixture
 def open_parent() -> Iterator[Path]:
-    """A folder the server user can enter when we are root (pytest's tmp_path is closed to others)."""
-    folder = Path(tempfile.mkdtemp(prefix="forge-pg-test-"))
+    """A folder the server user can enter when we are root (pytest's tmp_path is closed to others),
+    in memory when it can be: these tests start servers of their own, and a busy disk makes that slow."""
+    folder = Path(tempfile.mkdtemp(prefix="forge-pg-test-", dir=throwaway_postgres.memory_parent()))
     folder.chmod(0o755)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
@@ -100,7 +104,7 @@ def test_a_durable_server_stops_and_leaves_nothing(open_parent: Path) -> None:
 
     postgres_support.skip_unless_available()
     with ThrowawayPostgres(parent=open_parent) as server:  # the benchmarks' defaults: durable
-        directory, url = server.directory, server.create_database()
+        directory, url = server.directory, server.url
         with psycopg.connect(url) as connection:
             assert connection.execute("SHOW fsync").fetchone() == ("on",)
             assert connection.execute("SHOW synchronous_commit").fetchone() == ("on",)
@@ -111,6 +115,27 @@ def test_a_durable_server_stops_and_leaves_nothing(open_parent: Path) -> None:
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=5)
     server.stop()  # again: nothing to do
+
+
+def test_a_server_whose_owner_is_killed_is_stopped_and_removed_by_its_watchdog(open_parent: Path) -> None:
+    postgres_support.skip_unless_available()
+    script = ("import sys, time; sys.path.insert(0, sys.argv[1]); import throwaway_postgres as t; "
+              "s = t.ThrowawayPostgres(fsync=False, parent=sys.argv[2]).start(); "
+              "print(s.directory, s.port, flush=True); time.sleep(600)")
+    owner = subprocess.Popen([sys.executable, "-c", script, str(Path(throwaway_postgres.__file__).parent),
+                              str(open_parent)], stdout=subprocess.PIPE, text=True)
+    try:
+        directory, port = owner.stdout.readline().split()  # type: ignore[union-attr]
+        assert Path(directory).exists()
+    finally:
+        owner.kill()  # no __exit__, no atexit: only the watchdog is left to clean up
+        owner.wait()
+    deadline = time.monotonic() + 60  # a bound on waiting, not a speed claim: the watchdog is asynchronous
+    while Path(directory).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(directory).exists()
+    with socket.socket() as probe:  # and nothing listens on its port any more
+        assert probe.connect_ex(("127.0.0.1", int(port))) != 0
 
 
 def test_a_server_that_cannot_start_says_why(open_parent: Path) -> None:
