@@ -251,6 +251,7 @@ class ThrowawayPostgres:
         base = self.directory
         for attempt in range(1, PORT_ATTEMPTS + 1):
             port = free_port()
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0  # pg_ctl -l appends
             started = time.monotonic()
             result = self._pg_ctl(base, "start", "-w", "-t", str(START_TIMEOUT_S), "-l", str(self.log_path),
                                   "-o", f"-p {port}")
@@ -259,7 +260,7 @@ class ThrowawayPostgres:
                 logger.info("throwaway PostgreSQL on port %d started in %.2f s (%s)", port,
                             time.monotonic() - started, base)
                 return
-            tail = _tail(self.log_path)
+            tail = _tail(self.log_path, log_start)
             if "could not bind" in tail and attempt < PORT_ATTEMPTS:
                 logger.info("port %d was taken before the server bound it; trying another", port)
                 continue
@@ -388,9 +389,13 @@ def memory_parent(min_free_bytes: int = 1 << 30) -> str | None:
     return str(shm) if writable and stats.f_bavail * stats.f_frsize >= min_free_bytes else None
 
 
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+def _tail(path: Path, start: int = 0, lines: int = _LOG_TAIL_LINES) -> str:
+    """The last lines of the log written since byte ``start`` (this attempt's, not an earlier one's)."""
     try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        with path.open("rb") as log:
+            log.seek(start)
+            text = log.read().decode("utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
     except OSError as error:
         return f"(no server log: {error})"
 

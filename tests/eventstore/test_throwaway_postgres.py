@@ -99,11 +99,19 @@ def test_postgres_url_again_sees_nothing_of_the_previous_test(postgres_url: str)
     assert tables(postgres_url) == []
 
 
-def test_a_durable_server_stops_and_leaves_nothing(open_parent: Path) -> None:
+def test_a_durable_server_starts_past_a_taken_port_and_stops_leaving_nothing(
+        open_parent: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import psycopg
 
     postgres_support.skip_unless_available()
-    with ThrowawayPostgres(parent=open_parent) as server:  # the benchmarks' defaults: durable
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()  # someone took the "free" port between the probe and the server's bind
+    ports = iter([taken.getsockname()[1], throwaway_postgres.free_port()])
+    monkeypatch.setattr(throwaway_postgres, "free_port", lambda: next(ports))
+    with taken, ThrowawayPostgres(parent=open_parent) as server:  # the benchmarks' defaults: durable
+        assert server.port != taken.getsockname()[1]
+        assert "could not bind" in server.log_path.read_text()
         directory, url = server.directory, server.url
         with psycopg.connect(url) as connection:
             assert connection.execute("SHOW fsync").fetchone() == ("on",)
