@@ -79,3 +79,9 @@ def test_a_database_without_a_log_is_no_event_log_and_stays_untouched(cli, postg
     with psycopg.connect(postgres_url) as conn:  # nothing was created by looking
         tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
         assert tables.fetchone() == (0,)
+
+
+def test_an_unreachable_server_is_one_line_without_the_password(cli):
+    code, out, err = cli("sessions", "--db", "postgresql://forge:s3cret@127.0.0.1:1/forge", "--log-level", "DEBUG")
+    assert code == 2 and "cannot reach the event log at postgresql://forge@127.0.0.1:1/forge" in err
+    assert "s3cret" not in out + err and "Traceback" not in err

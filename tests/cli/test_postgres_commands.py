@@ -72,6 +72,13 @@ def test_every_command_runs_on_postgresql_and_never_shows_the_password(cli, post
     with Forge(db, create=False) as engine:
         assert engine.state(human).ended and engine.state(human).votes_in(4)["ada"].by_human
 
+    # forge serve's banner (the server itself is tested in tests/surfaces/test_postgres_surfaces.py).
+    import forge_actors.surfaces.server.runner as runner
+
+    monkeypatch.setattr(runner, "serve", lambda forge, host, port, token: None)
+    _, _, err = forge("serve", "--db", db, "--port", "8765")
+    assert f"serving {postgres_url} on http://127.0.0.1:8765/" in err
+
     # tools/replay.py on the same log.
     replay = tools_replay()
     monkeypatch.setattr("os.environ", clean_env())
