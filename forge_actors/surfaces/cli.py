@@ -343,8 +343,8 @@ def _follow(ctx: Context, forge: Forge, session_id: str, events: Iterable[Record
         else:
             view = LiveView(ctx.out, initial, ctx.config.pricing, compact=getattr(ctx.args, "compact", False))
             view.run(events)
-            ctx.export_hint()
             view.print_outcome(ctx.db_flag)
+            ctx.export_hint()  # the next commands' --db, when it may not be echoed
             state = view.state
     except LogWriteError as exc:  # the log could not take the session's appends: say how to go on
         raise exc.with_next_step(f"resume (forge resume {session_id}{ctx.db_suffix()})") from exc.__cause__

@@ -6,12 +6,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import sys
 from pathlib import Path
 
 from cli_support import clean_env
 
 from forge_actors.engine import Forge
-from forge_actors.surfaces.cli import Context, _parse
+from forge_actors.surfaces.cli import Context, _parse, main
 
 THREE = ["-p", "mock:alice", "-p", "mock:bob", "-p", "mock:carol", "--max-iterations", "2", "--seed", "7"]
 PASSWORD = "s3cret"
@@ -90,6 +91,16 @@ def test_every_command_runs_on_postgresql_and_never_shows_the_password(cli, post
 
     everything = "\n".join(seen) + caplog.text + "".join(str(r.args) for r in caplog.records)
     assert PASSWORD not in everything
+
+
+def test_on_a_terminal_the_next_steps_say_export_forge_db_and_never_the_password(postgres_url, capsys, monkeypatch):
+    monkeypatch.setattr("signal.signal", lambda *args: None)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)  # the live view, not JSON lines
+    code = main(["run", "goal", "-p", "mock:alice", "--max-iterations", "1", "--db", with_password(postgres_url)],
+                clean_env())
+    out, err = capsys.readouterr()
+    assert code == 0 and "next:" in out and "forge show " in out and "--db" not in out
+    assert f"export FORGE_DB='{postgres_url}'" in err and PASSWORD not in out + err
 
 
 def test_a_next_step_hint_suggests_export_forge_db_without_the_password(postgres_url, capsys):
