@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.verify or args.state):
         return cli.main(["replay", args.session, *(["--db", args.db] if args.db else []), "--speed", str(args.speed)])
     try:
-        log = choose_log(args.db, os.environ, lambda: load_config(None, os.environ).database)
+        log = choose_log(args.db, os.environ, _configured_log)
         with cli.open_existing_log(log.target, lambda: Forge(log.target, create=False)) as forge:
             session_id = forge.resolve(args.session)
             if args.state:
@@ -66,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{session_id}: {events} events, no violations")
     return 0
+
+
+def _configured_log() -> str | None:
+    """forge.toml's ``database``; a broken file is ignored, as `forge`'s read-only commands do."""
+    try:
+        return load_config(None, os.environ).database
+    except ConfigError as exc:
+        print(f"replay.py: ignoring the configuration: {exc}; the log is ./{cli.DEFAULT_DB}", file=sys.stderr)
+        return None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_support import clean_env, tools_replay
 
 from forge_actors.engine import ConfigError, choose_log, has_password, printable_target
 from forge_actors.engine.config import parse_config
@@ -18,7 +19,7 @@ def _session_ids(out: str) -> list[str]:
     return [json.loads(line)["session_id"] for line in out.splitlines()]
 
 
-def test_the_log_is_db_else_forge_db_else_forge_toml_else_forge_db_in_the_folder(cli, tmp_path):
+def test_the_log_is_db_else_forge_db_else_forge_toml_else_forge_db_in_the_folder(cli, tmp_path, monkeypatch, capsys):
     (tmp_path / "forge.toml").write_text('[forge]\ndatabase = "from-toml.db"\n')
     cli("run", "goal", *ONE)
     assert (tmp_path / "from-toml.db").exists() and not (tmp_path / "forge.db").exists()
@@ -28,6 +29,10 @@ def test_the_log_is_db_else_forge_db_else_forge_toml_else_forge_db_in_the_folder
     assert (tmp_path / "from-flag.db").exists()
     assert len(_session_ids(cli("sessions", env={"FORGE_DB": "from-env.db"})[1])) == 1  # each got one session
     assert len(_session_ids(cli("sessions")[1])) == 1  # forge.toml's, when neither --db nor FORGE_DB
+    monkeypatch.setattr("os.environ", clean_env())
+    session_id = _session_ids(cli("sessions")[1])[0]
+    assert tools_replay().main([session_id, "--verify"]) == 0  # tools/replay.py chooses the same way
+    assert "no violations" in capsys.readouterr().out
     (tmp_path / "forge.toml").unlink()
     code, _, err = cli("sessions")
     assert code == 2 and "no event log at forge.db" in err  # the default, once nothing names another

@@ -3,13 +3,11 @@ that appears nowhere: not in stdout, stderr, log records, exports, repr()."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import sys
-from pathlib import Path
 
-from cli_support import clean_env
+from cli_support import clean_env, tools_replay
 
 from forge_actors.engine import Forge
 from forge_actors.surfaces.cli import Context, _parse, main
@@ -22,14 +20,6 @@ def with_password(url: str) -> str:
     """The test server trusts every local connection: a password in the URL is sent to nobody, and
     is only there to be kept out of every output."""
     return url.replace("postgresql://postgres@", f"postgresql://postgres:{PASSWORD}@", 1)
-
-
-def tools_replay():
-    path = Path(__file__).resolve().parents[2] / "tools" / "replay.py"
-    spec = importlib.util.spec_from_file_location("tools_replay", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_command_runs_on_postgresql_and_never_shows_the_password(cli, postgres_url, tmp_path, caplog,
