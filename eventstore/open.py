@@ -33,11 +33,13 @@ def printable_target(target: str | os.PathLike[str]) -> str:
     if at:
         user = userinfo.partition(":")[0]
         netloc = f"{user}@{hostinfo}" if user else hostinfo
-    query = [(key, "***" if key.lower() == "password" else value)
-             for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
-    return urllib.parse.urlunsplit(
-        (parts.scheme, netloc, parts.path, urllib.parse.urlencode(query, safe="*-_=/"), "")
-    )
+    # The query as written (libpq reads it back), but for a password parameter's value.
+    query = "&".join(
+        f"{piece.partition('=')[0]}=***" if urllib.parse.unquote(piece.partition("=")[0]).lower() == "password"
+        else piece
+        for piece in parts.query.split("&")
+    ) if parts.query else ""
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def open_log(target: str | os.PathLike[str], *, create: bool = True, **options: Any) -> EventLog:

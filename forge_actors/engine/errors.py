@@ -26,6 +26,7 @@ from eventstore.errors import (
     LogReadError,
     LogUnavailableError,
     LogWriteError,
+    NoEventLogError,
     NotAnEventLogError,
 )
 from forge_actors.core.errors import (
@@ -43,7 +44,7 @@ from forge_actors.providers.errors import MissingApiKeyError, ProviderConfigErro
 __all__ = [
     "BackendMissingError", "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DiskFullError", "EventStoreError",
     "ForgeError", "HumanInputQueuedError", "InvalidCommandError", "LogCopyError", "LogReadError",
-    "LogUnavailableError", "LogWriteError", "NotAnEventLogError",
+    "LogUnavailableError", "LogWriteError", "NoEventLogError", "NotAnEventLogError",
     "ParticipantKeyMissingError", "ParticipantSetupError", "SessionBusyError", "SessionNotFoundError",
     "SessionStoppedError", "UntrustedSpecError", "provider_setup_errors",
 ]

@@ -54,6 +54,7 @@ from forge_actors.engine import (
     HumanInputQueuedError,
     LogChoice,
     LogWriteError,
+    NoEventLogError,
     NotAnEventLogError,
     RecordedEvent,
     SessionBusyError,
@@ -312,12 +313,10 @@ def open_existing_log(target: str, opener: Callable[[], Any]) -> Any:
         return opener()
     try:
         return opener()
-    except NotAnEventLogError as exc:
+    except NoEventLogError:
         # A database without the log's tables is "no log here", like a missing file; one holding
         # tables of something else stays a NotAnEventLogError (it says what is there).
-        if "no events table" in exc.reason:
-            raise UsageError(f"no event log at {printable_target(target)}: {NO_LOG_HINT}") from None
-        raise
+        raise UsageError(f"no event log at {printable_target(target)}: {NO_LOG_HINT}") from None
 
 
 def _outcome_code(state: SessionState) -> int:
