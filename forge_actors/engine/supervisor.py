@@ -424,7 +424,8 @@ class Supervisor:
         running = self._running.get(session_id)
         logger.error("session %s: %s; stopping its actors here without writing more", session_id, lost)
         if running is not None:
-            running.fence.lost = lost
+            if running.fence.lost is None:  # the first reason stands (e.g. the log refused an append)
+                running.fence.lost = lost
             running.session.stop(block=False)
 
     # -- stopping ------------------------------------------------------------------------------
