@@ -250,7 +250,7 @@ def started_url(process: subprocess.Popen, log: Path) -> str:
 
 def test_kill_9_a_coordinator_mid_deliberation_and_another_finishes_it(postgres_url, tmp_path):
     with Forge(postgres_url) as setup:
-        session_id = setup.create_session(GOAL, slow(0.02), max_iterations=1, seed=11)
+        session_id = setup.create_session(GOAL, slow(0.01), max_iterations=1, seed=11)
     processes = {name: coordinator(postgres_url, tmp_path, name) for name in ("a", "b", "c")}
     try:
         a, a_log = processes["a"]
@@ -288,3 +288,36 @@ def test_kill_9_a_coordinator_mid_deliberation_and_another_finishes_it(postgres_
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# -- forge serve --resume-orphans on SQLite -----------------------------------------------------------
+
+
+def test_a_coordinator_stopping_hands_its_sessions_over_instead_of_interrupting_them(tmp_path):
+    db = str(tmp_path / "forge.db")
+    with Forge(db) as setup:
+        session_id = setup.create_session(GOAL, slow(0.01), max_iterations=1, seed=13)
+    server, log = coordinator(db, tmp_path, "only")
+    try:
+        url = started_url(server, log)
+        assert httpx.post(f"{url}{API}/sessions/{session_id}/deliberate", json={}, timeout=10).status_code == 202
+        with Forge(db, create=False) as watcher:
+            assert wait_until(lambda: streaming(watcher, session_id), timeout=10)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+    with Forge(db) as successor:
+        assert successor.state(session_id).status == "running" and successor.lease_holder(session_id) is None
+        assert successor.orphaned_sessions() == [session_id]
+        assert successor.adopt_orphans() == [session_id]
+        assert wait_until(lambda: ended(successor, session_id))
+        assert_one_driver_after_the_takeover(successor, session_id)
+
+
+def test_orphan_scan_needs_resume_orphans_and_a_positive_interval(tmp_path, capsys):
+    from forge_actors.surfaces.cli import main
+
+    for args, message in ((["--orphan-scan", "1"], "give --resume-orphans too"),
+                          (["--resume-orphans", "--orphan-scan", "0"], "seconds > 0")):
+        assert main(["serve", "--db", str(tmp_path / "forge.db"), *args], environ={}) == 2
+        assert message in capsys.readouterr().err
