@@ -454,7 +454,7 @@ class Forge:
                 logger.warning("session %s: could not adopt it here: %s", session_id, refused)
                 continue
             logger.info("adopted session %s (previous owner: %s)", session_id,
-                        previous.owner if previous is not None else "none recorded")
+                        previous.owner if previous is not None else "none, its lease was released")
             adopted.append(session_id)
         return adopted
 
