@@ -207,6 +207,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--token", help="require this bearer token (default: $FORGE_API_TOKEN)")
+    serve.add_argument("--resume-orphans", action="store_true",
+                       help="one of several coordinators on one log: adopt the sessions a dead coordinator left "
+                            "deliberating (at start and every --orphan-scan seconds), and hand this one's over "
+                            "to the others when it stops instead of interrupting them")
+    serve.add_argument("--orphan-scan", type=float, default=None, metavar="SECONDS",
+                       help="seconds between scans for orphans (default: the lease ttl); needs --resume-orphans")
     return parser
 
 
@@ -672,11 +678,19 @@ def cmd_serve(ctx: Context) -> int:
     else:
         token = check_token(ctx.environ.get("FORGE_API_TOKEN"), "FORGE_API_TOKEN")
     check_bind(ctx.args.host, token)
+    scan = ctx.args.orphan_scan
+    if scan is not None and not ctx.args.resume_orphans:
+        raise UsageError("--orphan-scan sets how often --resume-orphans scans: give --resume-orphans too")
+    if scan is not None and not 0 < scan < float("inf"):
+        raise UsageError(f"--orphan-scan is a number of seconds > 0, not {scan:g}")
     with ctx.open(create=True) as forge:
         shown = f"http://{ctx.args.host}:{ctx.args.port}/"
         ctx.note(f"serving {forge.path} on {shown}" + (" (token required; open the page as /#token=TOKEN)"
                                                        if token else ""))
-        serve(forge, ctx.args.host, ctx.args.port, token)
+        if ctx.args.resume_orphans:
+            scan = scan if scan is not None else forge.lease_ttl
+            ctx.note(f"adopting orphaned sessions every {scan:g} s (owner {forge.owner})")
+        serve(forge, ctx.args.host, ctx.args.port, token, orphan_scan=scan if ctx.args.resume_orphans else None)
     return EXIT_OK
 
 
