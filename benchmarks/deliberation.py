@@ -197,6 +197,28 @@ def bench_ws_latency(folder: str, seconds: float) -> list[float]:
     return [(at - HANDED_OVER[(who, index)]) * 1000 for who, index, at in received]
 
 
+def create_load_sessions(forge: Forge, sessions: int, first: int = 0) -> list[str]:
+    """The load's sessions ``first .. first + sessions - 1``: 4 mock participants each, max_iterations=2.
+    (benchmarks/_load_coordinator.py makes a share of them in each coordinator process.)"""
+    return [forge.create_session(f"Design service {i}", [f"mock:{n}" for n in NAMES[:4]], seed=i, max_iterations=2)
+            for i in range(first, first + sessions)]
+
+
+def drive_load(forge: Forge, ids: list[str]) -> None:
+    """Deliberate every session at once, until each has finished."""
+    followers = [forge.deliberate(session_id) for session_id in ids]  # all start now
+    for follower in followers:
+        for _ in follower:
+            pass
+
+
+def count_load(forge: Forge, ids: list[str]) -> tuple[int, list[str]]:
+    """(durable ContentDelta events of the sessions, their distinct final statuses)."""
+    deltas = sum(1 for session_id in ids for e in forge.events(session_id) if isinstance(e, ContentDelta))
+    outcomes = {forge.state(session_id).status for session_id in ids}
+    return deltas, sorted(outcomes)
+
+
 def bench_load(folder: str, sessions: int) -> dict[str, float]:
     peak_threads = threading.active_count()
     sampling = True
@@ -210,18 +232,13 @@ def bench_load(folder: str, sessions: int) -> dict[str, float]:
     sampler = threading.Thread(target=sample)
     sampler.start()
     with Forge(f"{folder}/load.db") as forge:
-        ids = [forge.create_session(f"Design service {i}", [f"mock:{n}" for n in NAMES[:4]], seed=i, max_iterations=2)
-               for i in range(sessions)]
+        ids = create_load_sessions(forge, sessions)
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
-        followers = [forge.deliberate(session_id) for session_id in ids]  # all start now
-        for follower in followers:
-            for _ in follower:
-                pass
+        drive_load(forge, ids)
         wall = time.perf_counter() - start
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-        deltas = sum(1 for session_id in ids for e in forge.events(session_id) if isinstance(e, ContentDelta))
-        outcomes = {forge.state(session_id).status for session_id in ids}
+        deltas, outcomes = count_load(forge, ids)
     sampling = False
     sampler.join()
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
@@ -232,7 +249,7 @@ def bench_load(folder: str, sessions: int) -> dict[str, float]:
         "load_deltas_per_s": round(deltas / wall),
         "cpu_s_per_1k_deltas": round(cpu / deltas * 1000, 4),
         "threads_peak": peak_threads - 1,  # not counting the sampler itself
-        "load_outcomes": sorted(outcomes),
+        "load_outcomes": outcomes,
     }
 
 

@@ -19,6 +19,7 @@ from eventstore.errors import (
     LogReadError,
     LogUnavailableError,
     LogWriteError,
+    NoEventLogError,
     NotAnEventLogError,
     StoreClosedError,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "Letter",
     "Mailbox",
     "NewEvent",
+    "NoEventLogError",
     "NotAnEventLogError",
     "Projection",
     "ProjectionRunner",

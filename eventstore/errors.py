@@ -21,6 +21,11 @@ class NotAnEventLogError(EventStoreError):
         super().__init__(f"{path} is not an event log: {reason}. {where}")
 
 
+class NoEventLogError(NotAnEventLogError):
+    """Opened with ``create=False``, and there is no log there: no file, or a database (or SQLite
+    file) without an events table. Nothing was created."""
+
+
 class ConcurrencyError(EventStoreError):
     """An append's expected version did not match the stream; nothing was written."""
 

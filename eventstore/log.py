@@ -149,7 +149,9 @@ def stage_appends(
     """Inside a backend's write transaction (nobody else inserting): the rows to insert, in order.
 
     Each append gets its versions and positions (``first_version``, ``first_position``) or its
-    ConcurrencyError; a failed one is skipped and the others still go in. ``cached_versions`` is
+    ConcurrencyError; a failed one is skipped and the others still go in, except the stream's later
+    appends that name a version: they were computed assuming the refused one landed, and could
+    otherwise land by chance after another writer's events (``ANY`` appends still go in). ``cached_versions`` is
     only a hint (the last version this process knew of each stream): a mismatch re-reads the
     stream, and a stale hint that matched is caught by UNIQUE(stream_id, version) at insert, after
     which the backend starts over with no hint. Returns the rows and each stream's version after them.
@@ -157,9 +159,13 @@ def stage_appends(
     rows: list[Row] = []
     append_row = rows.append
     staged: dict[str, int] = {}
+    refused: dict[str, ConcurrencyError] = {}
     for pending in appends:
         pending.error = None
         sid = pending.stream_id
+        if sid in refused and pending.expected_version != ANY:
+            pending.error = ConcurrencyError(sid, pending.expected_version, refused[sid].actual)
+            continue
         current = staged.get(sid)
         if current is None:
             current = cached_versions.get(sid)
@@ -169,7 +175,7 @@ def stage_appends(
                 current = read_version(sid)  # the cached one may be stale
         expected = pending.expected_version
         if expected != ANY and not _version_matches(expected, current):
-            pending.error = ConcurrencyError(sid, expected, current)
+            pending.error = refused[sid] = ConcurrencyError(sid, expected, current)
             staged[sid] = current
             continue
         pending.first_version = current + 1

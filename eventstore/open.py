@@ -39,12 +39,13 @@ def printable_target(target: str | os.PathLike[str]) -> str:
         parts = urllib.parse.urlsplit(text)
     except ValueError:  # e.g. an unclosed IPv6 bracket: nothing of it can be shown safely
         return f"{text.partition('://')[0]}://(a URL that cannot be parsed)"
-    netloc = parts.netloc
-    query = [(key, "***" if key.lower() == "password" else value)
-             for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
-    return urllib.parse.urlunsplit(
-        (parts.scheme, netloc, parts.path, urllib.parse.urlencode(query, safe="*-_=/"), "")
-    )
+    # The query as written (libpq reads it back), but for a password parameter's value.
+    query = "&".join(
+        f"{piece.partition('=')[0]}=***" if urllib.parse.unquote(piece.partition("=")[0]).lower() == "password"
+        else piece
+        for piece in parts.query.split("&")
+    ) if parts.query else ""
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
 def url_secrets(target: str | os.PathLike[str]) -> tuple[str, ...]:
@@ -59,7 +60,7 @@ def url_secrets(target: str | os.PathLike[str]) -> tuple[str, ...]:
     query = text.partition("?")[2].partition("#")[0]
     for pair in query.split("&"):
         key, _, value = pair.partition("=")
-        if key.lower() == "password":
+        if urllib.parse.unquote(key).lower() == "password":
             found.add(value)
     found |= {urllib.parse.unquote(secret) for secret in found}
     # Longest first: a password that contains another candidate is hidden whole.

@@ -53,6 +53,7 @@ from eventstore.errors import (
     LogCopyError,
     LogUnavailableError,
     LogWriteError,
+    NoEventLogError,
     NotAnEventLogError,
     StoreClosedError,
 )
@@ -241,7 +242,7 @@ class PostgresEventStore(SqlEventLog):
                 self.path, f"it has a newer layout (schema version {version}; this version of the event store "
                            f"reads up to {SCHEMA_VERSION}): upgrade forge_actors to open it")
         if "events" not in tables and not create:
-            raise NotAnEventLogError(self.path, "it has no event log (no events table)")
+            raise NoEventLogError(self.path, "it has no event log (no events table)")
         return {"events", "checkpoints", "eventstore_meta"} <= tables
 
     def _rollback(self) -> None:

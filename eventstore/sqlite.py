@@ -42,6 +42,7 @@ from eventstore.errors import (
     LogCopyError,
     LogReadError,
     LogWriteError,
+    NoEventLogError,
     NotAnEventLogError,
 )
 from eventstore.log import (
@@ -59,6 +60,7 @@ logger = logging.getLogger(__name__)
 # 'EVLG' — marks a SQLite file as one of our event logs (PRAGMA application_id).
 APPLICATION_ID: Final = 0x45564C47
 
+_NO_EVENTS_TABLE: Final = "it has no events table"
 _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 # Primary result codes (an extended code carries one in its low byte).
 _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB, _SQLITE_READONLY = 10, 11, 13, 26, 8
@@ -111,7 +113,7 @@ class _FileShape(msgspec.Struct, frozen=True):
             return (f"it has a newer layout (schema version {self.user_version}; this version of the event "
                     f"store reads up to {SCHEMA_VERSION}): upgrade forge_actors to open it")
         if "events" not in self.tables and not create:
-            return "it has no events table"
+            return _NO_EVENTS_TABLE
         return None
 
 
@@ -209,7 +211,7 @@ class EventStore(SqlEventLog):
 
         exists = os.path.exists(self.path)
         if not create and not exists:
-            raise NotAnEventLogError(self.path, "the file does not exist")
+            raise NoEventLogError(self.path, "the file does not exist")
         # A file that is there is looked at through a read-only connection first, so that one
         # we refuse leaves exactly as it came (no WAL switch, no table, no -wal file).
         needs_setup = True
@@ -252,6 +254,8 @@ class EventStore(SqlEventLog):
     def _check_shape(self, shape: _FileShape, create: bool) -> bool:
         """Refuse a file that is not one of our logs; True when its tables still have to be made."""
         reason = shape.refusal(create)
+        if reason == _NO_EVENTS_TABLE:
+            raise NoEventLogError(self.path, reason)
         if reason is not None:
             raise NotAnEventLogError(self.path, reason)
         return not shape.complete

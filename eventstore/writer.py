@@ -73,6 +73,11 @@ class BatchingWriter:
         # until one of their appends commits again, their later appends fail with that
         # error rather than with the version gap the lost appends left behind.
         self._lost: dict[str, LogWriteError | CorruptLogError] = {}
+        # Streams with an append refused for its version, with the last seq submitted when the
+        # refusal was seen: the stream's version-naming appends queued up to there assumed the
+        # refused one would land, so they are refused too (not committed by chance after another
+        # writer's events). Appends submitted later are judged as usual.
+        self._refused: dict[str, tuple[int, ConcurrencyError]] = {}
         self._thread = threading.Thread(target=self._run, name="eventstore-flusher", daemon=True)
         self._thread.start()
         # A daemon thread dies silently at exit; make sure what was handed to us lands.
@@ -165,7 +170,7 @@ class BatchingWriter:
         while queue:
             batch = [queue.popleft() for _ in range(min(len(queue), self.max_batch))]
             try:
-                self.store.commit(batch)
+                self.store.commit(self._unrefused(batch) if self._refused else batch)
             except BaseException as exc:  # every append in the batch carries the error
                 for ticket in batch:
                     ticket.error = ticket.error or exc
@@ -175,7 +180,30 @@ class BatchingWriter:
             else:
                 if self._lost:
                     self._settle_losses(batch)
+                self._note_refusals(batch)
             self._committed_seq = batch[-1].seq
+
+    def _unrefused(self, batch: list[AppendTicket]) -> list[AppendTicket]:
+        """The batch without the appends that follow on from a refused one (they get its error)."""
+        kept = []
+        for ticket in batch:
+            refusal = self._refused.get(ticket.stream_id)
+            if refusal is not None and ticket.seq <= refusal[0] and ticket.expected_version != ANY:
+                ticket.error = ConcurrencyError(ticket.stream_id, ticket.expected_version, refusal[1].actual)
+            else:
+                kept.append(ticket)
+        return kept
+
+    def _note_refusals(self, batch: list[AppendTicket]) -> None:
+        last_seq = batch[-1].seq
+        for stream_id, (mark, _) in list(self._refused.items()):
+            if mark <= last_seq:  # everything queued before that refusal is settled now
+                del self._refused[stream_id]
+        submitted = self._seq
+        for ticket in batch:
+            if isinstance(ticket.error, ConcurrencyError) and ticket.stream_id not in self._refused \
+                    and submitted > ticket.seq:
+                self._refused[ticket.stream_id] = (submitted, ticket.error)
 
     def _record_loss(self, batch: list[AppendTicket], exc: LogWriteError | CorruptLogError) -> None:
         if not self._lost:  # once per outage, not once per batch of deltas

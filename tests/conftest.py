@@ -44,4 +44,4 @@ def postgres_url(postgres_server: ThrowawayPostgres) -> Iterator[str]:
     (connections the test left open are ended)."""
     url = postgres_server.create_database()
     yield url
-    postgres_server.drop_database(url.rsplit("/", 1)[1])
+    postgres_server.drop_database(postgres_server.database_name(url))

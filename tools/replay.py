@@ -1,6 +1,9 @@
 """Re-stream, verify, or dump a recorded session.
 
-    python tools/replay.py [--db PATH] SESSION [--speed X | --verify | --state]
+    python tools/replay.py [--db PATH|URL] SESSION [--speed X | --verify | --state]
+
+The log is chosen as by the ``forge`` command: ``--db`` (a file or a ``postgresql://`` URL),
+else ``$FORGE_DB``, else forge.toml's ``[forge] database``, else ``./forge.db``.
 
 - default: re-stream the session to the terminal at its recorded pace times X (the
   same live view as `forge replay`; JSON lines when stdout is not a terminal);
@@ -22,13 +25,21 @@ import sys
 
 import msgspec
 
-from forge_actors.engine import CorruptEventError, Forge, ForgeError, NotAnEventLogError
+from forge_actors.engine import (
+    ConfigError,
+    EventStoreError,
+    Forge,
+    ForgeError,
+    choose_log,
+    load_config,
+)
 from forge_actors.surfaces import cli
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/replay.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default=os.environ.get("FORGE_DB", cli.DEFAULT_DB))
+    parser.add_argument("--db", metavar="PATH|URL", help="the event log (default: $FORGE_DB, else forge.toml's "
+                        f"[forge] database, else ./{cli.DEFAULT_DB})")
     parser.add_argument("session", metavar="SESSION", help="a session id or a unique prefix of one")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--speed", type=float, default=1.0, help="pace multiplier (0: no pauses)")
@@ -36,16 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--state", action="store_true", help="print the rebuilt state as JSON")
     args = parser.parse_args(argv)
     if not (args.verify or args.state):
-        return cli.main(["replay", args.session, "--db", args.db, "--speed", str(args.speed)])
+        return cli.main(["replay", args.session, *(["--db", args.db] if args.db else []), "--speed", str(args.speed)])
     try:
-        with Forge(args.db, create=False) as forge:
+        log = choose_log(args.db, os.environ, _configured_log)
+        with cli.open_existing_log(log.target, lambda: Forge(log.target, create=False)) as forge:
             session_id = forge.resolve(args.session)
             if args.state:
                 sys.stdout.write(msgspec.json.encode(forge.state(session_id)).decode() + "\n")
                 return 0
             violations = forge.verify(session_id)
             events = len(forge.events(session_id))
-    except (ForgeError, NotAnEventLogError, CorruptEventError) as exc:
+    except (ForgeError, ConfigError, EventStoreError, cli.UsageError) as exc:
+        # every message names the log by printable_target: a URL's password never reaches stderr
         print(f"replay.py: {exc}", file=sys.stderr)
         return 2
     if violations:
@@ -53,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{session_id}: {events} events, no violations")
     return 0
+
+
+def _configured_log() -> str | None:
+    """forge.toml's ``database``; a broken file is ignored, as `forge`'s read-only commands do."""
+    try:
+        return load_config(None, os.environ).database
+    except ConfigError as exc:
+        print(f"replay.py: ignoring the configuration: {exc}; the log is ./{cli.DEFAULT_DB}", file=sys.stderr)
+        return None
 
 
 if __name__ == "__main__":

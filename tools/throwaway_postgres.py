@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -121,6 +122,7 @@ class ThrowawayPostgres:
         self._admin: Any = None  # a psycopg.Connection to the maintenance database, opened on first use
         self._lock = threading.Lock()
         self._names = itertools.count(1)
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     # ----- lifecycle -----
 
@@ -147,6 +149,7 @@ class ThrowawayPostgres:
             self._initdb()
             self._write_settings()
             self._start_server()
+            self._watchdog = _start_watchdog(self._base, bin_dir)
         except BaseException:
             self.stop()
             raise
@@ -159,6 +162,8 @@ class ThrowawayPostgres:
         if base is None:
             return
         self._close_admin()
+        _end_watchdog(self._watchdog)
+        self._watchdog = None
         if (self._data_dir(base) / "postmaster.pid").exists():
             self._stop_server(base)
         shutil.rmtree(base, ignore_errors=True)
@@ -195,7 +200,12 @@ class ThrowawayPostgres:
         return self.directory / "server.log"
 
     def database_url(self, name: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{urllib.parse.quote(name, safe='')}"
+
+    @staticmethod
+    def database_name(url: str) -> str:
+        """The database a URL of database_url() / create_database() names (the inverse of database_url)."""
+        return urllib.parse.unquote(urllib.parse.urlsplit(url).path.lstrip("/"))
 
     def create_database(self, name: str | None = None) -> str:
         """Create a new, empty database (a unique name when None) and return its URL."""
@@ -206,17 +216,14 @@ class ThrowawayPostgres:
         # on purpose: STRATEGY FILE_COPY measured a few ms faster on an idle server, but it checkpoints
         # twice per database, and a checkpoint costs more the more the tests have written (issue 17).
         statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name))
-        with self._lock:
-            self._admin_connection().execute(statement)
+        self._admin_execute(statement)
         return self.database_url(name)
 
     def drop_database(self, name: str) -> None:
         """Drop a database, ending the sessions still connected to it."""
         from psycopg import sql
 
-        with self._lock:
-            self._admin_connection().execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        self._admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     # ----- the server programs -----
 
@@ -244,6 +251,7 @@ class ThrowawayPostgres:
         base = self.directory
         for attempt in range(1, PORT_ATTEMPTS + 1):
             port = free_port()
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0  # pg_ctl -l appends
             started = time.monotonic()
             result = self._pg_ctl(base, "start", "-w", "-t", str(START_TIMEOUT_S), "-l", str(self.log_path),
                                   "-o", f"-p {port}")
@@ -252,7 +260,7 @@ class ThrowawayPostgres:
                 logger.info("throwaway PostgreSQL on port %d started in %.2f s (%s)", port,
                             time.monotonic() - started, base)
                 return
-            tail = _tail(self.log_path)
+            tail = _tail(self.log_path, log_start)
             if "could not bind" in tail and attempt < PORT_ATTEMPTS:
                 logger.info("port %d was taken before the server bound it; trying another", port)
                 continue
@@ -265,12 +273,7 @@ class ThrowawayPostgres:
             return
         logger.warning("pg_ctl stop failed (exit %d): %s; killing the server", result.returncode,
                        result.stdout.strip())
-        pid = _postmaster_pid(self._data_dir(base))
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)  # the postmaster's children exit when it is gone
-            except ProcessLookupError:
-                pass
+        _kill_postmaster(self._data_dir(base))
 
     def _pg_ctl(self, base: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
         command = [str(self._program("pg_ctl")), "-D", str(self._data_dir(base)), *arguments]
@@ -294,6 +297,20 @@ class ThrowawayPostgres:
         return self._bin_dir / name
 
     # ----- the maintenance connection -----
+
+    def _admin_execute(self, statement: Any) -> None:
+        """One statement on the maintenance connection (one at a time: fixtures may run in threads);
+        reconnects once when the connection was ended under us (a test's pg_terminate_backend, say)."""
+        import psycopg
+
+        with self._lock:
+            try:
+                self._admin_connection().execute(statement)
+            except psycopg.OperationalError:
+                if self._admin is not None and not self._admin.closed:
+                    raise  # the connection is fine: the statement itself failed
+                logger.info("the maintenance connection was closed; reconnecting", exc_info=True)
+                self._admin_connection().execute(statement)
 
     def _admin_connection(self) -> Any:
         if self._admin is None or self._admin.closed:
@@ -366,25 +383,73 @@ def memory_parent(min_free_bytes: int = 1 << 30) -> str | None:
     shm = Path("/dev/shm")
     try:
         stats = os.statvfs(shm)
-    except OSError:
+    except OSError:  # no /dev/shm (not Linux): the default temp dir will do
         return None
     writable = os.access(shm, os.W_OK | os.X_OK) and shm.stat().st_mode & 0o001
     return str(shm) if writable and stats.f_bavail * stats.f_frsize >= min_free_bytes else None
 
 
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+def _tail(path: Path, start: int = 0, lines: int = _LOG_TAIL_LINES) -> str:
+    """The last lines of the log written since byte ``start`` (this attempt's, not an earlier one's)."""
     try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        with path.open("rb") as log:
+            log.seek(start)
+            text = log.read().decode("utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
     except OSError as error:
         return f"(no server log: {error})"
+
+
+def _kill_postmaster(data_dir: Path) -> None:
+    """The last resort when pg_ctl stop failed: SIGKILL the postmaster (its children exit when it is gone)."""
+    pid = _postmaster_pid(data_dir)
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # it exited meanwhile: what we wanted
+            pass
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
     try:
         first_line = (data_dir / "postmaster.pid").read_text().splitlines()[0]
         return int(first_line)
-    except (OSError, IndexError, ValueError):
+    except (OSError, IndexError, ValueError):  # no (complete) pid file: no server left to kill
         return None
+
+
+def _start_watchdog(base: Path, bin_dir: Path) -> subprocess.Popen[bytes]:
+    """A process that stops the server and removes its directory if we die without doing it (SIGKILL,
+    a CI timeout's SIGTERM: atexit does not run then). It waits for the end of a pipe only we hold
+    the write end of; its own session, so that a Ctrl-C meant for us does not end it first."""
+    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--watchdog", str(base),
+                             "--bin-dir", str(bin_dir)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def _end_watchdog(watchdog: subprocess.Popen[bytes] | None) -> None:
+    """Dismiss the watchdog before a normal stop: we clean up ourselves."""
+    if watchdog is None:
+        return
+    watchdog.kill()
+    watchdog.wait()
+    if watchdog.stdin is not None:
+        watchdog.stdin.close()
+
+
+def _watch(base: Path, bin_dir: Path) -> int:
+    """The watchdog's body: block until our parent is gone (EOF on stdin), then clean up after it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while sys.stdin.buffer.read(4096):
+        pass
+    data_dir = base / "data"
+    if (data_dir / "postmaster.pid").exists():
+        command = [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "stop", "-m", "immediate", "-w", "-t", "30"]
+        if subprocess.run(_as_server_user(command), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, check=False).returncode != 0:
+            _kill_postmaster(data_dir)
+    shutil.rmtree(base, ignore_errors=True)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -394,8 +459,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="as the tests run it: fsync=off, synchronous_commit=off, data in /dev/shm when it has "
                              "room; default: durable, on disk (as the benchmarks run it)")
     parser.add_argument("--database", help="also create this database and print its URL")
+    parser.add_argument("--watchdog", type=Path, help=argparse.SUPPRESS)  # _start_watchdog's child
+    parser.add_argument("--bin-dir", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if options.watchdog is not None:
+        return _watch(options.watchdog, options.bin_dir)
     if find_binaries() is None:
         print(f"PostgreSQL is not installed: {INSTALL_HINT}", file=sys.stderr)
         return 2
@@ -408,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # kill: stop the server as Ctrl-C does
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C is how this is meant to end: stop the server, quietly
             pass
     return 0
 

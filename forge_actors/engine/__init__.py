@@ -12,7 +12,8 @@
 Inside, one module per seam: ``forge`` (the facade: commands and queries), ``participants``
 (specs -> providers, pools, personas, probes), ``supervisor`` (actors and leases), ``states``
 (the shared fold), ``live`` (following a session), ``replay`` (re-runs and paced replays),
-``summaries`` (the session list), ``config`` and ``trust`` (what the operator and an untrusted
+``summaries`` (the session list), ``logs`` (choosing the log: a file or a
+``postgresql://`` URL, shown without its password; ``migrate_log``), ``config`` and ``trust`` (what the operator and an untrusted
 caller may name), ``errors`` (everything a caller catches).
 """
 
@@ -23,6 +24,7 @@ from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport
 from forge_actors.engine.config import ForgeConfig, ParticipantSpec, load_config
 from forge_actors.engine.errors import (
+    BackendMissingError,
     ConcurrencyError,
     ConfigError,
     CorruptEventError,
@@ -32,8 +34,11 @@ from forge_actors.engine.errors import (
     ForgeError,
     HumanInputQueuedError,
     InvalidCommandError,
+    LogCopyError,
     LogReadError,
+    LogUnavailableError,
     LogWriteError,
+    NoEventLogError,
     NotAnEventLogError,
     ParticipantKeyMissingError,
     ParticipantSetupError,
@@ -43,6 +48,18 @@ from forge_actors.engine.errors import (
     UntrustedSpecError,
 )
 from forge_actors.engine.forge import DEFAULT_CLOSE_TIMEOUT, DEFAULT_LEASE_TTL, Forge
+from forge_actors.engine.logs import (
+    DEFAULT_COPY_BATCH,
+    DEFAULT_LOG,
+    CopyReport,
+    LogChoice,
+    choose_log,
+    has_password,
+    is_database_url,
+    migrate_log,
+    printable_target,
+    same_log,
+)
 from forge_actors.engine.participants import probe_providers
 from forge_actors.engine.summaries import SessionSummary
 from forge_actors.engine.trust import check_untrusted_tools
@@ -51,10 +68,12 @@ from forge_actors.providers.probe import ProviderProbe
 from forge_actors.tools import HistoryHit
 
 __all__ = [
-    "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DEFAULT_CLOSE_TIMEOUT",
+    "BackendMissingError", "ConcurrencyError", "CopyReport", "DEFAULT_COPY_BATCH", "DEFAULT_LOG", "LogChoice", "LogCopyError",
+    "LogUnavailableError", "choose_log", "has_password", "is_database_url", "migrate_log", "printable_target",
+    "same_log", "ConfigError", "CorruptEventError", "CorruptLogError", "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_LEASE_TTL", "DiskFullError", "Event", "EventStoreError", "Forge", "ForgeConfig", "ForgeError",
     "HistoryHit", "HumanInputQueuedError", "InvalidCommandError", "LogReadError", "LogWriteError",
-    "MemberHealth", "NotAnEventLogError", "ParticipantKeyMissingError", "ParticipantSetupError",
+    "MemberHealth", "NoEventLogError", "NotAnEventLogError", "ParticipantKeyMissingError", "ParticipantSetupError",
     "ParticipantSpec", "ProviderProbe", "ROUND_KINDS", "RecordedEvent", "RoundKind", "RoundState",
     "SessionBusyError", "SessionNotFoundError", "SessionState", "SessionStoppedError", "SessionSummary",
     "Subscription", "UntrustedSpecError", "UsageReport", "Violation", "check_untrusted_tools", "load_config",

@@ -3,6 +3,7 @@
 ::
 
     [forge]
+    database = "forge.db"          # the event log: a file (relative to this file) or postgresql://USER@HOST/DB
     default_model = "claude-sonnet-4-20250514"
     max_participants = 32          # per session, whoever creates it (and humans who join)
     max_iterations = 10           # Synthesis -> Convergence passes at most (formerly max_rounds)
@@ -33,7 +34,10 @@ Found via ``--config``, else ``$FORGE_CONFIG``, else ``./forge.toml``, else the
 defaults. An unknown key, a wrong type or an out-of-range value is a ConfigError that
 names the key and the file. API keys are read from the environment only: a key in
 the file (a provider section, a participant's or the default model's spec, a pool
-member's spec) is an error, so that config files can be shared and committed safely.
+member's spec) is an error, so that config files can be shared and committed safely; so is
+a password in ``database`` (give it in ``PGPASSWORD`` or ``~/.pgpass``, or the whole URL in
+``$FORGE_DB``). ``database`` is the log when neither ``--db`` nor ``$FORGE_DB`` names one
+(``engine.logs.choose_log``).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ import msgspec
 from forge_actors.core.errors import ConfigError
 from forge_actors.core.events import ParticipantKind, Persona, RepliesMode, SessionSettings, ToolMode
 from forge_actors.core.pricing import Price
+from forge_actors.engine.logs import has_password, is_database_url, printable_target
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +230,9 @@ class ForgeConfig(msgspec.Struct, frozen=True, kw_only=True):
     tools: ToolSettings = ToolSettings()
     #: Named councils (``[forge.councils.NAME]``), by name.
     councils: dict[str, CouncilSettings] = {}
+    #: ``[forge] database``: the event log when neither ``--db`` nor ``$FORGE_DB`` names one; a
+    #: relative path is resolved against the file's folder. None: ./forge.db.
+    database: str | None = None
     #: The file this came from, None for the defaults.
     source: str | None = None
 
@@ -392,12 +400,12 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
     if not isinstance(max_participants, int) or isinstance(max_participants, bool) or max_participants < 1:
         raise ConfigError("forge.max_participants: a whole number, at least 1 (the most participants one session "
                           f"may have; default {DEFAULT_MAX_PARTICIPANTS})")
+    database = _database(section.pop("database", None), source)
     unknown = sorted(set(section) - set(SETTING_NAMES) - {DEPRECATED_ITERATIONS_KEY})
     if unknown:
-        raise ConfigError(f"unknown key(s) forge.{', forge.'.join(unknown)}; the [forge] keys are default_model, "
-                          "max_participants, "
-                          f"{', '.join(SETTING_NAMES)}, and the tables providers, participants, pricing, cli, daemon, pools, "
-                          "tools, councils")
+        raise ConfigError(f"unknown key(s) forge.{', forge.'.join(unknown)}; the [forge] keys are database, "
+                          f"default_model, max_participants, {', '.join(SETTING_NAMES)}, and the tables providers, "
+                          "participants, pricing, cli, daemon, pools, tools, councils")
     settings = _convert(recorded_setting_names(section, "forge"), SessionSettings, "forge")
     try:
         _check_ranges(settings)
@@ -408,7 +416,26 @@ def parse_config(document: Mapping[str, Any], source: str | None = None) -> Forg
     return ForgeConfig(settings=settings, default_model=default_model, providers=providers,
                        participants=participants, max_participants=max_participants, pricing=pricing,
                        cli=tools["cli"], daemon=tools["daemon"], pools=pools, tools=tool_settings,
-                       councils=councils, source=source)
+                       councils=councils, database=database, source=source)
+
+
+def _database(value: Any, source: str | None) -> str | None:
+    """``[forge] database``: a file path (relative to the config file's folder) or a PostgreSQL URL
+    without a password (the file may be shared and committed: the password comes from elsewhere)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("forge.database: the event log, a file path or a postgresql:// URL (a string)")
+    if is_database_url(value):
+        if has_password(value):
+            raise ConfigError(f"forge.database ({printable_target(value)}): a password does not belong in the "
+                              "configuration file: give it in PGPASSWORD or ~/.pgpass, or put the whole URL in "
+                              "FORGE_DB")
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute() and source is not None:
+        path = Path(source).parent / path
+    return str(path)
 
 
 def _council(name: str, entry: Any, base: SessionSettings, max_participants: int) -> CouncilSettings:

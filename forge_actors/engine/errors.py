@@ -16,13 +16,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from eventstore.errors import (
+    BackendMissingError,
     ConcurrencyError,
     CorruptEventError,
     CorruptLogError,
     DiskFullError,
     EventStoreError,
+    LogCopyError,
     LogReadError,
+    LogUnavailableError,
     LogWriteError,
+    NoEventLogError,
     NotAnEventLogError,
 )
 from forge_actors.core.errors import (
@@ -38,8 +42,9 @@ from forge_actors.core.errors import (
 from forge_actors.providers.errors import MissingApiKeyError, ProviderConfigError
 
 __all__ = [
-    "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DiskFullError", "EventStoreError",
-    "ForgeError", "HumanInputQueuedError", "InvalidCommandError", "LogReadError", "LogWriteError", "NotAnEventLogError",
+    "BackendMissingError", "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DiskFullError", "EventStoreError",
+    "ForgeError", "HumanInputQueuedError", "InvalidCommandError", "LogCopyError", "LogReadError",
+    "LogUnavailableError", "LogWriteError", "NoEventLogError", "NotAnEventLogError",
     "ParticipantKeyMissingError", "ParticipantSetupError", "SessionBusyError", "SessionNotFoundError",
     "SessionStoppedError", "UntrustedSpecError", "provider_setup_errors",
 ]

@@ -156,6 +156,7 @@ class Forge:
             mailbox=self._mailbox, deliver=self._deliver_letter,
         )
         self._mail_timeout = mail_timeout
+        self._lease_ttl = float(lease_ttl)
         # Held while a new human joins (count, then join), so concurrent joins cannot pass the cap together.
         self._joins_lock = threading.Lock()
 
@@ -404,6 +405,58 @@ class Forge:
     def lease_holder(self, session_id: str) -> Lease | None:
         """Who drives the session now (any engine on this log), None when nobody does. Writes nothing."""
         return self._supervisor.lease_holder(session_id)
+
+    @property
+    def lease_ttl(self) -> float:
+        """Seconds a session lease of this engine lasts unless renewed."""
+        return self._lease_ttl
+
+    # -- orphans: sessions a stopped engine left running ------------------------------------------
+
+    def orphaned_sessions(self) -> list[str]:
+        """Sessions nobody drives though they were deliberating: status "running" (a round had
+        started; neither ended nor interrupted on purpose), their current round still in flight,
+        their lease free, expired or left by a dead process of this host, and not driven here.
+
+        Not orphans: sessions never started ("created"), interrupted ones (Ctrl-C, ``interrupt``,
+        a server's stop: resumed on request only), and sessions stopped *between* rounds, which
+        wait for a command (a step-driven session waiting for its human's next step, a human's
+        draft or vote): a session driven step by step must not start deliberating on its own.
+        The summaries projection picks the candidates (one table read); only those are folded.
+        """
+        here = set(self.running_sessions())
+        orphans: list[str] = []
+        for summary in self.summaries():
+            session_id = summary.session_id
+            if summary.status != "running" or session_id in here or self._supervisor.lease_is_live(session_id):
+                continue
+            current = self.state(session_id).current_round
+            if current is not None and current.status == "running":
+                orphans.append(session_id)
+        return orphans
+
+    def adopt_orphans(self) -> list[str]:
+        """Resume every orphan here (``orphaned_sessions``), each as ``start`` does: its lease first,
+        then what was in flight is recorded as abandoned and run again, and it deliberates to its
+        end. Returns the sessions adopted. One another engine took first (SessionBusyError), or that
+        ended meanwhile, is skipped; one that cannot run here (e.g. a provider this engine has no key
+        for) is logged and skipped, and stays an orphan for an engine that can."""
+        adopted: list[str] = []
+        for session_id in self.orphaned_sessions():
+            previous = self._supervisor.recorded_lease(session_id)
+            try:
+                if not self.start(session_id):
+                    continue
+            except SessionBusyError as busy:
+                logger.info("session %s: not adopted, %s took it first", session_id, busy.owner)
+                continue
+            except ForgeError as refused:
+                logger.warning("session %s: could not adopt it here: %s", session_id, refused)
+                continue
+            logger.info("adopted session %s (previous owner: %s)", session_id,
+                        previous.owner if previous is not None else "none, its lease was released")
+            adopted.append(session_id)
+        return adopted
 
     def _follow(self, session_id: str, from_position: int) -> Iterator[RecordedEvent]:
         """The session's events after ``from_position`` until SessionEnded (see ``live.follow``)."""

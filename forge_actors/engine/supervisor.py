@@ -6,6 +6,16 @@ that two engines (processes, hosts) never drive one session; the lease is renewe
 of its ttl by one thread while any is held, and released when the session's actor stops. An
 engine that finds its lease taken (it was paused past its ttl) stops that session's actors
 and lets them write nothing more (``LeaseFence``).
+
+The fence is two locks on one door. The lease (a row in the log's database) says who may drive;
+but a process paused past its ttl wakes up believing it still drives, and its renewal thread may
+only notice a third of a ttl later. So the fence also keeps a local deadline: appends stop once
+``FENCE_SHARE`` of the ttl has passed since the last renewal that succeeded began (monotonic
+time, so a paused process trips it on waking, before any renewal). What slips through that check
+(queued just before a pause, committed after it) meets the session stream's optimistic
+concurrency: the next driver appended at the version it read, so our expected version is stale
+and the append is refused (ConcurrencyError); the fence then refuses everything after it too, so
+that a later append cannot land by chance at a version the other driver has just reached.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,6 +37,7 @@ from eventstore import (
     ANY,
     AppendTicket,
     BatchingWriter,
+    ConcurrencyError,
     EventStoreError,
     Lease,
     LeaseHeldError,
@@ -48,6 +60,11 @@ from forge_actors.providers.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
+#: The share of the lease ttl after the start of the last successful renewal past which a session's
+#: fence refuses appends on its own (renewals run every third of the ttl: two may be late). Below 1,
+#: so that this engine stops writing before the row in the database lets another engine take it.
+FENCE_SHARE = 0.8
+
 
 def engine_owner_id() -> str:
     """``host:pid:token``: names one engine in lease rows and in SessionBusyError messages."""
@@ -66,15 +83,20 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def owner_is_dead_here(lease: Lease) -> bool:
-    """A lease left by an engine of this host whose process is gone (e.g. ``kill -9``): take it at
-    once. An owner on another host, or one this check cannot read, keeps its lease until it expires."""
+def _owner_gone(lease: Lease) -> bool:
+    """The lease's owner is a process of this host that no longer exists."""
     host, _, rest = lease.owner.partition(":")
     pid_text, _, _ = rest.partition(":")
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
-    if pid == os.getpid() or _process_exists(pid):
+    return pid != os.getpid() and not _process_exists(pid)
+
+
+def owner_is_dead_here(lease: Lease) -> bool:
+    """A lease left by an engine of this host whose process is gone (e.g. ``kill -9``): take it at
+    once. An owner on another host, or one this check cannot read, keeps its lease until it expires."""
+    if not _owner_gone(lease):
         return False
     logger.info("taking over lease %s: its owner %s was a process of this host that no longer exists",
                 lease.name, lease.owner)
@@ -96,19 +118,48 @@ def stop_all(actors: list[pykka.ActorRef], deadline: float) -> None:
 
 
 class LeaseFence:
-    """The writer as one session's actor sees it: once this engine has lost the session's lease,
-    every append is refused (LeaseLostError), so the actor stops without writing more."""
+    """The writer as one session's actor sees it: once this engine has lost the session's lease
+    (the renewal thread found it taken, the local deadline passed, or the log refused one of its
+    appends for a stale version) every append is refused, so the actor stops without writing more."""
 
-    __slots__ = ("_writer", "lost")
+    __slots__ = ("_writer", "_name", "_owner", "_window", "valid_until", "lost", "_pending")
 
-    def __init__(self, writer: BatchingWriter) -> None:
+    def __init__(self, writer: BatchingWriter, name: str, owner: str, ttl: float, taken_at: float) -> None:
         self._writer = writer
-        self.lost: LeaseLostError | None = None
+        self._name = name
+        self._owner = owner
+        self._window = ttl * FENCE_SHARE
+        #: time.monotonic() past which this engine may no longer count on the lease.
+        self.valid_until = taken_at + self._window
+        self.lost: EventStoreError | None = None
+        self._pending: deque[AppendTicket] = deque()  # our appends not seen committed yet, oldest first
+
+    def renewed(self, started: float) -> None:
+        """A renewal that began at ``started`` (monotonic) succeeded."""
+        self.valid_until = max(self.valid_until, started + self._window)
 
     def append(self, stream_id: str, events: Iterable[NewEvent], expected_version: Any = ANY) -> AppendTicket:
+        if self.lost is None:
+            self.lost = self._why_refused()
         if self.lost is not None:
             raise self.lost
-        return self._writer.append(stream_id, events, expected_version)
+        ticket = self._writer.append(stream_id, events, expected_version)
+        self._pending.append(ticket)
+        return ticket
+
+    def _why_refused(self) -> EventStoreError | None:
+        pending = self._pending
+        while pending and pending[0].done:
+            error = pending.popleft().error
+            if isinstance(error, ConcurrencyError):
+                logger.error("%s: another writer appended to the session (%s); writing nothing more here",
+                             self._name, error)
+                return error
+        if time.monotonic() > self.valid_until:
+            logger.error("%s: not renewed in time (this process was paused or its renewals failed); "
+                         "writing nothing more here", self._name)
+            return LeaseLostError(self._name, self._owner, None)
+        return None
 
 
 class _Running(msgspec.Struct):
@@ -153,6 +204,7 @@ class Supervisor:
         #: This engine's name in the session leases it holds (``host:pid:token``).
         self.owner = engine_owner_id()
         self._held: set[str] = set()  # sessions whose lease this engine holds
+        self._taken_at: dict[str, float] = {}  # monotonic time each lease held was (re)taken
         self._renewer: threading.Thread | None = None  # runs while this engine holds a lease
         self._renewer_wake = threading.Event()  # set when the last lease goes, or on close
         # Letters to the sessions driven here (human input given to other engines): ``deliver`` applies
@@ -208,7 +260,8 @@ class Supervisor:
             for ref in participants.values():
                 ref.stop(block=False)
             raise
-        fence = LeaseFence(self._writer)
+        fence = LeaseFence(self._writer, lease_name(session_id), self.owner, self._lease_ttl,
+                           self._taken_at.get(session_id, time.monotonic()))
         session = SessionActor.start(
             state=state, version=version, writer=fence, participants=participants,  # type: ignore[arg-type]
             scheduler=self._scheduler, retry_policy=self._retry_policy, on_stopped=self._forget,
@@ -228,6 +281,9 @@ class Supervisor:
                 self._stopped_participants += running.participants
                 if running.fence.lost is None:
                     self._release_lease(session_id)
+                else:  # not ours to release, nor to renew: it expires, and any engine may adopt it
+                    self._held.discard(session_id)
+                    self._taken_at.pop(session_id, None)
                 self._forgotten.notify_all()
 
     def running_session(self, session_id: str) -> pykka.ActorRef | None:
@@ -263,13 +319,32 @@ class Supervisor:
         """Who drives the session now (any engine on this log), None when nobody does. Writes nothing."""
         return self._leases.holder(lease_name(session_id))
 
+    def lease_is_live(self, session_id: str) -> bool:
+        """Someone may be driving the session: its lease is held, unexpired, by an engine not known dead
+        (one of this host whose process is gone counts as free, as ``attach`` would take it at once)."""
+        lease = self.lease_holder(session_id)
+        return lease is not None and not _owner_gone(lease)
+
+    def recorded_lease(self, session_id: str) -> Lease | None:
+        """The session's lease as last recorded, expired or not (who drove it last); None if none is."""
+        # LogLeases.holder hides an expired lease; the row itself names the previous owner.
+        # (Worth a ``LogLeases.recorded(name)`` in eventstore; read here meanwhile.)
+        store = getattr(self._leases, "store", None)
+        if store is None or not store.has_table("leases"):
+            return None
+        rows = store.query("SELECT name, owner, expires_at, acquired_at FROM leases WHERE name = ?",
+                           (lease_name(session_id),))
+        return Lease(*rows[0]) if rows else None
+
     def _take_lease(self, session_id: str) -> None:
         """Under the lock. Takes (or keeps) the session's lease; SessionBusyError if another engine holds it."""
+        started = time.monotonic()
         try:
             self._leases.acquire(lease_name(session_id), self.owner, self._lease_ttl, stale=owner_is_dead_here)
         except LeaseHeldError as held:
             raise SessionBusyError(session_id, held.owner, held.expires_in) from None
         self._held.add(session_id)
+        self._taken_at[session_id] = started
         if self._renewer is None:
             self._renewer = threading.Thread(target=self._renew_leases, name="forge-lease-renewer", daemon=True)
             self._renewer.start()
@@ -282,6 +357,7 @@ class Supervisor:
         if session_id not in self._held:
             return
         self._held.discard(session_id)
+        self._taken_at.pop(session_id, None)
         if not self._held:
             self._renewer_wake.set()  # nothing left to renew: let the thread end now
         try:
@@ -306,12 +382,21 @@ class Supervisor:
                 with self._lock:
                     if session_id not in self._held or self._closed:
                         continue
+                    started = time.monotonic()
                     try:
                         self._leases.renew(lease_name(session_id), self.owner, self._lease_ttl)
+                        self._renewed(session_id, started)
                     except LeaseLostError as lost:
                         self._lease_lost(session_id, lost)
                     except Exception:  # e.g. the database stayed locked past busy_timeout: the next turn tries again
                         logger.exception("could not renew the lease of session %s", session_id)
+
+    def _renewed(self, session_id: str, started: float) -> None:
+        """Under the lock: a renewal begun at ``started`` succeeded; the session's fence counts from it."""
+        self._taken_at[session_id] = started
+        running = self._running.get(session_id)
+        if running is not None:
+            running.fence.renewed(started)
 
     def _read_mail(self) -> None:
         """The mail thread: every POLL_SECONDS, apply the letters to each session driven here. Ends with
@@ -335,10 +420,12 @@ class Supervisor:
         """Under the lock. Another engine took the session (this process was paused past its lease, or
         its renewals failed): stop our actors, and let them write nothing more."""
         self._held.discard(session_id)
+        self._taken_at.pop(session_id, None)
         running = self._running.get(session_id)
         logger.error("session %s: %s; stopping its actors here without writing more", session_id, lost)
         if running is not None:
-            running.fence.lost = lost
+            if running.fence.lost is None:  # the first reason stands (e.g. the log refused an append)
+                running.fence.lost = lost
             running.session.stop(block=False)
 
     # -- stopping ------------------------------------------------------------------------------

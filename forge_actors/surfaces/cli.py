@@ -1,11 +1,14 @@
 """The ``forge`` command: run, list, show, export, replay, resume and re-run deliberations,
-and take part in one as a human (``draft``, ``vote``, ``run --human``).
+and take part in one as a human (``draft``, ``vote``, ``run --human``); copy a log to another
+backend (``migrate-log``).
 
 It talks to the engine API only (``Forge``). On a terminal it shows a live view; when
 stdout is not a terminal, or with ``--json``, it writes one JSON event per line and
 keeps diagnostics on stderr.
 
-The log is ``--db``, else ``$FORGE_DB``, else ``./forge.db``, for every command. The
+The log is ``--db``, else ``$FORGE_DB``, else forge.toml's ``[forge] database``, else
+``./forge.db``, for every command: a file (SQLite) or a ``postgresql://`` URL. A URL's password
+is used to connect and printed nowhere (``printable_target``). The
 configuration (``--config``, ``$FORGE_CONFIG``, ``./forge.toml``) is read only by the
 commands that need it: ``sessions``, ``show``, ``export`` and ``replay`` only read the log,
 and run with the default configuration (saying so) when the file is broken.
@@ -40,6 +43,8 @@ from forge_actors.core.export import FORMATS, export_document, render
 from forge_actors.core.pricing import format_cost
 from forge_actors.core.state import SessionState
 from forge_actors.engine import (
+    DEFAULT_COPY_BATCH,
+    DEFAULT_LOG,
     ConfigError,
     CorruptEventError,
     EventStoreError,
@@ -47,18 +52,26 @@ from forge_actors.engine import (
     ForgeConfig,
     ForgeError,
     HumanInputQueuedError,
+    LogChoice,
     LogWriteError,
+    NoEventLogError,
     NotAnEventLogError,
     RecordedEvent,
     SessionBusyError,
+    choose_log,
+    has_password,
+    is_database_url,
     load_config,
+    migrate_log,
+    printable_target,
     probe_providers,
+    same_log,
 )
 from forge_actors.surfaces.terminal import JsonLinesView, LiveView
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-DEFAULT_DB = "forge.db"
+DEFAULT_DB = DEFAULT_LOG
 #: Seconds ``forge run --human`` waits, by default, for the humans' drafts.
 DEFAULT_HUMAN_TIMEOUT = 600.0
 #: How often it looks at the log for them (a draft comes from another process: ``forge draft``).
@@ -85,12 +98,15 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", help=f"the event log (default: $FORGE_DB, else ./{DEFAULT_DB})")
-    common.add_argument("--config", help="forge.toml to use (default: $FORGE_CONFIG, else ./forge.toml)")
-    common.add_argument("--json", action="store_true", help="machine-readable output (JSON) even on a terminal")
-    common.add_argument("--log-level", default=None, choices=LOG_LEVELS, type=str.upper,
+    options = argparse.ArgumentParser(add_help=False)  # what every command takes
+    options.add_argument("--config", help="forge.toml to use (default: $FORGE_CONFIG, else ./forge.toml)")
+    options.add_argument("--json", action="store_true", help="machine-readable output (JSON) even on a terminal")
+    options.add_argument("--log-level", default=None, choices=LOG_LEVELS, type=str.upper,
                         help="log to stderr from this level on (default: $FORGE_LOG_LEVEL, else WARNING)")
+    common = argparse.ArgumentParser(add_help=False, parents=[options])  # ...and every command on one log
+    common.add_argument("--db", metavar="PATH|URL",
+                        help="the event log: a file, or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (default: "
+                             f"$FORGE_DB, else forge.toml's [forge] database, else ./{DEFAULT_DB})")
 
     parser = argparse.ArgumentParser(prog="forge", description="A deliberation engine: several LLMs and humans "
                                      "draft, critique, synthesize and vote, streaming live into a replayable log.")
@@ -176,10 +192,27 @@ def _parser() -> argparse.ArgumentParser:
                       help="a concern the next synthesis should address (repeatable)")
     commands.add_parser("mcp", parents=[common],
                         help="serve the council over the Model Context Protocol on stdin/stdout (for coding assistants)")
+    migrate = commands.add_parser(
+        "migrate-log", parents=[options], help="copy an event log into another (e.g. SQLite -> PostgreSQL)",
+        description="Copy every event of SRC into DST with its position, version and time, so that sessions, "
+                    "exports and replays of DST match SRC's exactly. DST is created when missing; a DST holding "
+                    "events that are not the start of SRC is refused. An interrupted copy goes on where it "
+                    "stopped: run the same command again. Summaries and the search index rebuild themselves "
+                    "from the events on first use.")
+    migrate.add_argument("source", metavar="SRC", help="the log to copy: a file or a postgresql:// URL")
+    migrate.add_argument("target", metavar="DST", help="the log to copy into: a file or a postgresql:// URL")
+    migrate.add_argument("--batch-size", type=int, default=DEFAULT_COPY_BATCH, metavar="N",
+                         help=f"events per transaction (default {DEFAULT_COPY_BATCH})")
     serve = commands.add_parser("serve", parents=[common], help="serve the HTTP API, live streams and the web page")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--token", help="require this bearer token (default: $FORGE_API_TOKEN)")
+    serve.add_argument("--resume-orphans", action="store_true",
+                       help="one of several coordinators on one log: adopt the sessions a dead coordinator left "
+                            "deliberating (at start and every --orphan-scan seconds), and hand this one's over "
+                            "to the others when it stops instead of interrupting them")
+    serve.add_argument("--orphan-scan", type=float, default=None, metavar="SECONDS",
+                       help="seconds between scans for orphans (default: the lease ttl); needs --resume-orphans")
     return parser
 
 
@@ -205,13 +238,43 @@ class Context:
         self.json = bool(args.json) or not sys.stdout.isatty()
         self.out = Console(highlight=False)
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.db = args.db or environ.get("FORGE_DB") or DEFAULT_DB
         self._config: ForgeConfig | None = None
+        self._log: LogChoice | None = None
+        self._export_hint_given = False
+
+    @property
+    def log(self) -> LogChoice:
+        """The log: ``--db``, else $FORGE_DB, else forge.toml's ``database`` (the file is read only
+        then), else ./forge.db."""
+        if self._log is None:
+            self._log = choose_log(getattr(self.args, "db", None), self.environ, lambda: self.config.database)
+        return self._log
+
+    @property
+    def db(self) -> str:
+        """The log's target, to open it. It may hold a password: print ``db_shown`` instead."""
+        return self.log.target
+
+    @property
+    def db_shown(self) -> str:
+        """The log as it may be printed: a URL without its password."""
+        return self.log.shown
 
     @property
     def db_flag(self) -> str | None:
-        """The ``--db`` a next command must be given to find this log: None for the default log."""
-        return None if self.db == DEFAULT_DB else self.db
+        """The ``--db`` a next command must be given to find this log: None for the default log, and
+        for a URL with a password, which is never echoed (``export_hint`` says how to name it instead)."""
+        if self.log.source == "default" or self.log.has_password:
+            return None
+        return self.db
+
+    def export_hint(self) -> None:
+        """Once: how the next commands find a log given with a password on the command line (FORGE_DB,
+        the password from libpq's PGPASSWORD or ~/.pgpass), the password not shown."""
+        if self.log.source == "--db" and self.log.has_password and not self._export_hint_given:
+            self._export_hint_given = True
+            self.note(f"the next commands find this log with: export FORGE_DB='{self.db_shown}' (the URL shown "
+                      "without its password: put it back in, or give it in PGPASSWORD or ~/.pgpass)")
 
     @property
     def config(self) -> ForgeConfig:
@@ -230,15 +293,36 @@ class Context:
         return self._config
 
     def open(self, create: bool = False) -> Forge:
-        if not create and not Path(self.db).exists():
-            raise UsageError(f"no event log at {self.db}: run `forge run GOAL` first, or give --db / FORGE_DB")
-        return Forge(self.db, self.config, create=create)
+        if create:
+            return Forge(self.db, self.config, create=True)
+        return open_existing_log(self.db, lambda: Forge(self.db, self.config, create=False))
 
     def note(self, message: str) -> None:
         self.err.print(Text(message, style="dim"))
 
     def db_suffix(self) -> str:
-        return f" --db {self.db}" if self.db_flag else ""
+        """`` --db LOG`` for a next-step hint, when the next command needs it (see ``db_flag``)."""
+        self.export_hint()
+        return f" --db {self.db_flag}" if self.db_flag else ""
+
+
+#: What to do when a command finds no log where it looks.
+NO_LOG_HINT = "run `forge run GOAL` first, or give --db / FORGE_DB / forge.toml's [forge] database"
+
+
+def open_existing_log(target: str, opener: Callable[[], Any]) -> Any:
+    """``opener()`` for a log that must exist already: a file that is not there, or a database with no
+    log in it, is a usage error saying so (nothing is created)."""
+    if not is_database_url(target):
+        if not Path(target).exists():
+            raise UsageError(f"no event log at {target}: {NO_LOG_HINT}")
+        return opener()
+    try:
+        return opener()
+    except NoEventLogError:
+        # A database without the log's tables is "no log here", like a missing file; one holding
+        # tables of something else stays a NotAnEventLogError (it says what is there).
+        raise UsageError(f"no event log at {printable_target(target)}: {NO_LOG_HINT}") from None
 
 
 def _outcome_code(state: SessionState) -> int:
@@ -265,6 +349,7 @@ def _follow(ctx: Context, forge: Forge, session_id: str, events: Iterable[Record
             view = LiveView(ctx.out, initial, ctx.config.pricing, compact=getattr(ctx.args, "compact", False))
             view.run(events)
             view.print_outcome(ctx.db_flag)
+            ctx.export_hint()  # the next commands' --db, when it may not be echoed
             state = view.state
     except LogWriteError as exc:  # the log could not take the session's appends: say how to go on
         raise exc.with_next_step(f"resume (forge resume {session_id}{ctx.db_suffix()})") from exc.__cause__
@@ -448,7 +533,7 @@ def cmd_sessions(ctx: Context) -> int:
         for row in rows:
             print(msgspec.json.encode(row).decode())
         return EXIT_OK
-    table = Table(title=f"sessions in {ctx.db}", title_justify="left")
+    table = Table(title=f"sessions in {ctx.db_shown}", title_justify="left")
     for column in ("id", "title", "status", "rounds", "created", "tokens"):
         table.add_column(column, justify="right" if column in ("rounds", "tokens") else "left")
     for row in rows:
@@ -593,11 +678,51 @@ def cmd_serve(ctx: Context) -> int:
     else:
         token = check_token(ctx.environ.get("FORGE_API_TOKEN"), "FORGE_API_TOKEN")
     check_bind(ctx.args.host, token)
+    scan = ctx.args.orphan_scan
+    if scan is not None and not ctx.args.resume_orphans:
+        raise UsageError("--orphan-scan sets how often --resume-orphans scans: give --resume-orphans too")
+    if scan is not None and not 0 < scan < float("inf"):
+        raise UsageError(f"--orphan-scan is a number of seconds > 0, not {scan:g}")
     with ctx.open(create=True) as forge:
         shown = f"http://{ctx.args.host}:{ctx.args.port}/"
         ctx.note(f"serving {forge.path} on {shown}" + (" (token required; open the page as /#token=TOKEN)"
                                                        if token else ""))
-        serve(forge, ctx.args.host, ctx.args.port, token)
+        if ctx.args.resume_orphans:
+            scan = scan if scan is not None else forge.lease_ttl
+            ctx.note(f"adopting orphaned sessions every {scan:g} s (owner {forge.owner})")
+        serve(forge, ctx.args.host, ctx.args.port, token, orphan_scan=scan if ctx.args.resume_orphans else None)
+    return EXIT_OK
+
+
+def cmd_migrate_log(ctx: Context) -> int:
+    """``forge migrate-log SRC DST``: every event of SRC into DST (resumable), then the report."""
+    source, target, batch = ctx.args.source, ctx.args.target, ctx.args.batch_size
+    shown_source, shown_target = printable_target(source), printable_target(target)
+    if batch < 1:
+        raise UsageError("--batch-size is a number of events, 1 or more")
+    if same_log(source, target):
+        raise UsageError(f"{shown_source} is both SRC and DST: copy into another log")
+
+    def progress(last: int, total: int) -> None:
+        ctx.note(f"copied up to position {last:,} of {total:,}")
+
+    ctx.note(f"copying {shown_source} into {shown_target}")
+    try:
+        report = open_existing_log(source, lambda: migrate_log(source, target, batch_size=batch, on_batch=progress))
+    except KeyboardInterrupt:
+        again = f"forge migrate-log {shown_source} {shown_target}"
+        if has_password(source) or has_password(target):
+            again += "   (with the password put back, or given in PGPASSWORD or ~/.pgpass)"
+        ctx.err.print(f"interrupted; every batch copied is complete. Go on where it stopped with: {again}",
+                      markup=False)
+        return EXIT_INTERRUPTED
+    if ctx.json:
+        print(msgspec.json.encode({"source": shown_source, "target": shown_target, "copied": report.copied,
+                                   "already_there": report.already_there,
+                                   "last_position": report.last_position}).decode())
+    else:
+        ctx.out.print(f"copied {report.copied:,} event(s) into {shown_target} ({report.already_there:,} there "
+                      f"already); its last position is {report.last_position:,}", markup=False)
     return EXIT_OK
 
 
@@ -613,7 +738,7 @@ def cmd_mcp(ctx: Context) -> int:
 COMMANDS: dict[str, Callable[[Context], int]] = {
     "run": cmd_run, "resume": cmd_resume, "replay": cmd_replay, "rerun": cmd_rerun, "sessions": cmd_sessions,
     "show": cmd_show, "export": cmd_export, "providers": cmd_providers, "serve": cmd_serve, "switch": cmd_switch,
-    "draft": cmd_draft, "vote": cmd_vote, "mcp": cmd_mcp,
+    "draft": cmd_draft, "vote": cmd_vote, "mcp": cmd_mcp, "migrate-log": cmd_migrate_log,
 }
 
 

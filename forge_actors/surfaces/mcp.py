@@ -46,6 +46,7 @@ from forge_actors.engine import (
     ForgeError,
     SessionNotFoundError,
     SessionState,
+    choose_log,
     load_config,
 )
 from forge_actors.surfaces.council import MAX_GOAL_CHARS, plan_deliberation, progress_line
@@ -390,18 +391,19 @@ def serve_stdio(forge: Forge) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forge mcp", description="Serve the council to MCP clients over stdio.")
-    parser.add_argument("--db", help=f"the event log (default: $FORGE_DB, else ./{DEFAULT_DB})")
+    parser.add_argument("--db", help=f"the event log, a path or a postgresql:// URL (default: $FORGE_DB, else "
+                                     f"forge.toml's database, else ./{DEFAULT_DB})")
     parser.add_argument("--config", help="forge.toml to use (default: $FORGE_CONFIG, else ./forge.toml)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
-    """``forge mcp [--db PATH] [--config FILE]``: 0 when the client hung up, 2 on a bad config or log."""
+    """``forge mcp [--db PATH|URL] [--config FILE]``: 0 when the client hung up, 2 on a bad config or log."""
     env = dict(os.environ if environ is None else environ)
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config, env)
-        forge = Forge(args.db or env.get("FORGE_DB") or DEFAULT_DB, config)
+        forge = Forge(choose_log(args.db, env, lambda: config.database).target, config)
     except ENGINE_ERRORS as exc:
         print(f"forge mcp: {exc}", file=sys.stderr)
         return 2

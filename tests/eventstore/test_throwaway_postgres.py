@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +29,9 @@ def tables(url: str) -> list[str]:
 
 @pytest.fixture
 def open_parent() -> Iterator[Path]:
-    """A folder the server user can enter when we are root (pytest's tmp_path is closed to others)."""
-    folder = Path(tempfile.mkdtemp(prefix="forge-pg-test-"))
+    """A folder the server user can enter when we are root (pytest's tmp_path is closed to others),
+    in memory when it can be: these tests start servers of their own, and a busy disk makes that slow."""
+    folder = Path(tempfile.mkdtemp(prefix="forge-pg-test-", dir=throwaway_postgres.memory_parent()))
     folder.chmod(0o755)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
@@ -50,8 +54,27 @@ def test_databases_are_new_empty_and_isolated(postgres_server: ThrowawayPostgres
         assert connection.execute("SHOW server_encoding").fetchone() == ("UTF8",)
         assert connection.execute("SHOW fsync").fetchone() == ("off",)  # the tests' server: fast, not durable
         assert connection.execute("SHOW max_connections").fetchone() == ("200",)
+    for url in (first, second):
+        postgres_server.drop_database(postgres_server.database_name(url))
+    assert tables(postgres_server.create_database("forge_named_database")) == []  # dropped: the name is free
     postgres_server.drop_database("forge_named_database")
-    postgres_server.drop_database(first.rsplit("/", 1)[1])
+
+
+def test_any_database_name_makes_a_working_url(postgres_server: ThrowawayPostgres) -> None:
+    url = postgres_server.create_database("Événements / 2026?")
+    assert postgres_server.database_name(url) == "Événements / 2026?"
+    assert tables(url) == []
+    postgres_server.drop_database("Événements / 2026?")
+
+
+def test_the_maintenance_connection_comes_back_after_being_ended(postgres_server: ThrowawayPostgres) -> None:
+    import psycopg
+
+    postgres_server.create_database()  # the maintenance connection is open
+    with psycopg.connect(postgres_server.url, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = 'postgres' AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+    assert tables(postgres_server.create_database()) == []
 
 
 def test_the_unix_socket_is_in_the_servers_directory(postgres_server: ThrowawayPostgres) -> None:
@@ -76,12 +99,20 @@ def test_postgres_url_again_sees_nothing_of_the_previous_test(postgres_url: str)
     assert tables(postgres_url) == []
 
 
-def test_a_durable_server_stops_and_leaves_nothing(open_parent: Path) -> None:
+def test_a_durable_server_starts_past_a_taken_port_and_stops_leaving_nothing(
+        open_parent: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import psycopg
 
     postgres_support.skip_unless_available()
-    with ThrowawayPostgres(parent=open_parent) as server:  # the benchmarks' defaults: durable
-        directory, url = server.directory, server.create_database()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()  # someone took the "free" port between the probe and the server's bind
+    ports = iter([taken.getsockname()[1], throwaway_postgres.free_port()])
+    monkeypatch.setattr(throwaway_postgres, "free_port", lambda: next(ports))
+    with taken, ThrowawayPostgres(parent=open_parent) as server:  # the benchmarks' defaults: durable
+        assert server.port != taken.getsockname()[1]
+        assert "could not bind" in server.log_path.read_text()
+        directory, url = server.directory, server.url
         with psycopg.connect(url) as connection:
             assert connection.execute("SHOW fsync").fetchone() == ("on",)
             assert connection.execute("SHOW synchronous_commit").fetchone() == ("on",)
@@ -92,6 +123,27 @@ def test_a_durable_server_stops_and_leaves_nothing(open_parent: Path) -> None:
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=5)
     server.stop()  # again: nothing to do
+
+
+def test_a_server_whose_owner_is_killed_is_stopped_and_removed_by_its_watchdog(open_parent: Path) -> None:
+    postgres_support.skip_unless_available()
+    script = ("import sys, time; sys.path.insert(0, sys.argv[1]); import throwaway_postgres as t; "
+              "s = t.ThrowawayPostgres(fsync=False, parent=sys.argv[2]).start(); "
+              "print(s.directory, s.port, flush=True); time.sleep(600)")
+    owner = subprocess.Popen([sys.executable, "-c", script, str(Path(throwaway_postgres.__file__).parent),
+                              str(open_parent)], stdout=subprocess.PIPE, text=True)
+    try:
+        directory, port = owner.stdout.readline().split()  # type: ignore[union-attr]
+        assert Path(directory).exists()
+    finally:
+        owner.kill()  # no __exit__, no atexit: only the watchdog is left to clean up
+        owner.wait()
+    deadline = time.monotonic() + 60  # a bound on waiting, not a speed claim: the watchdog is asynchronous
+    while Path(directory).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(directory).exists()
+    with socket.socket() as probe:  # and nothing listens on its port any more
+        assert probe.connect_ex(("127.0.0.1", int(port))) != 0
 
 
 def test_a_server_that_cannot_start_says_why(open_parent: Path) -> None:

@@ -9,10 +9,18 @@ Logging: uvicorn is given no logging config of its own (``log_config=None``), so
 handlers and its records (``uvicorn.error``, ``uvicorn.access``) propagate to whatever the
 application configured: ``forge serve`` logs them like the rest, from ``--log-level`` /
 ``FORGE_LOG_LEVEL`` on. ``log_level`` sets uvicorn's loggers' level explicitly instead.
+
+Several coordinators on one log (``forge serve --resume-orphans``): each adopts, at start and
+every ``orphan_scan`` seconds, the sessions a dead coordinator left deliberating
+(``Forge.adopt_orphans``; the lease and the stream's optimistic concurrency keep it to one
+driver). Such a server hands its sessions over when it stops, instead of recording them as
+interrupted: it releases their leases, so that another coordinator adopts them at its next scan
+(or this one at its next start).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import uvicorn
@@ -21,7 +29,9 @@ from forge_actors.engine import ConfigError, Forge
 from forge_actors.surfaces.server.app import MAX_BODY_BYTES, create_app
 from forge_actors.surfaces.server.guards import check_token, is_loopback
 
-__all__ = ["ServerThread", "check_bind", "check_token", "interrupt_running", "is_loopback", "serve"]
+__all__ = ["OrphanAdopter", "ServerThread", "check_bind", "check_token", "interrupt_running", "is_loopback", "serve"]
+
+logger = logging.getLogger(__name__)
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -39,6 +49,35 @@ def interrupt_running(forge: Forge) -> None:
         forge.interrupt(session_id, "the server stopped")
 
 
+class OrphanAdopter:
+    """A thread that adopts the log's orphaned sessions at start and every ``interval`` seconds."""
+
+    def __init__(self, forge: Forge, interval: float) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < float("inf"):
+            raise ConfigError(f"the orphan scan interval is a number of seconds > 0, not {interval!r}")
+        self.forge = forge
+        self.interval = float(interval)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="forge-orphan-adopter", daemon=True)
+
+    def start(self) -> OrphanAdopter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.forge.adopt_orphans()
+            except Exception:  # e.g. the database is unreachable for a while: the next scan tries again
+                logger.exception("could not scan %s for orphaned sessions", self.forge.path)
+            self._stop.wait(self.interval)
+
+
 def _config(forge: Forge, host: str, port: int, token: str | None, max_body: int,
             log_level: str | int | None = None) -> uvicorn.Config:
     check_bind(host, token)
@@ -50,17 +89,24 @@ def _config(forge: Forge, host: str, port: int, token: str | None, max_body: int
 
 
 def serve(forge: Forge, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          max_body: int = MAX_BODY_BYTES, log_level: str | int | None = None) -> None:
+          max_body: int = MAX_BODY_BYTES, log_level: str | int | None = None,
+          orphan_scan: float | None = None) -> None:
     """Serve until interrupted (Ctrl-C), then record the sessions still running as interrupted.
 
     ``log_level`` (e.g. "info"): uvicorn's loggers' level; None: they follow the application's
     logging configuration (the root logger's level, as ``forge serve --log-level`` sets it).
+    ``orphan_scan`` (seconds): adopt orphaned sessions at start and at that interval, and on
+    stopping leave the sessions running here to the other coordinators (see the module docstring).
     """
     server = uvicorn.Server(_config(forge, host, port, token, max_body, log_level))
+    adopter = OrphanAdopter(forge, orphan_scan).start() if orphan_scan is not None else None
     try:
         server.run()
     finally:
-        interrupt_running(forge)
+        if adopter is not None:
+            adopter.stop()  # the caller's Forge.close() then releases the leases: the others adopt them
+        else:
+            interrupt_running(forge)
 
 
 class ServerThread:
