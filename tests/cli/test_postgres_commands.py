@@ -66,7 +66,7 @@ def test_every_command_runs_on_postgresql_and_never_shows_the_password(cli, post
     # forge serve's banner (the server itself is tested in tests/surfaces/test_postgres_surfaces.py).
     import forge_actors.surfaces.server.runner as runner
 
-    monkeypatch.setattr(runner, "serve", lambda forge, host, port, token: None)
+    monkeypatch.setattr(runner, "serve", lambda forge, host, port, token, orphan_scan=None: None)
     _, _, err = forge("serve", "--db", db, "--port", "8765")
     assert f"serving {postgres_url} on http://127.0.0.1:8765/" in err
 
