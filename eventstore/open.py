@@ -78,13 +78,12 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
 def open_log(target: str | os.PathLike[str], *, create: bool = True, **options: Any) -> EventLog:
     """The log at ``target``: a PostgreSQL database for a ``postgresql://`` URL, else a SQLite file.
 
-    ``options`` go to the backend (``EventStore`` or ``PostgresEventStore``); ``synchronous`` is
-    SQLite's alone (PostgreSQL's durability is the server's ``synchronous_commit``).
+    ``options`` go to the backend (``EventStore`` or ``PostgresEventStore``); ``synchronous`` keeps
+    SQLite's meaning on both (on PostgreSQL it sets the append transactions' ``synchronous_commit``).
     """
     if is_database_url(target):
         from eventstore.postgres import PostgresEventStore  # psycopg is only needed for PostgreSQL
 
-        options.pop("synchronous", None)
         return PostgresEventStore(os.fspath(target), create=create, **options)
     from eventstore.sqlite import EventStore
 

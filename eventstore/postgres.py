@@ -41,7 +41,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Literal
 
 from eventstore.base import SqlEventLog, StaleVersionCache, Statements, format_style
@@ -63,6 +63,7 @@ from eventstore.open import printable_target, redact, url_secrets
 try:
     import psycopg
     import psycopg.errors
+    import psycopg.sql
     import psycopg_pool
 except ImportError:  # pragma: no cover - the error below says what to install
     psycopg = None  # type: ignore[assignment]
@@ -81,6 +82,14 @@ _INSERT_ROWS_MAX: Final = 16
 _HAS_TABLE: Final = (
     "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = %s"
 )
+#: NOTIFY payloads hold at most 8000 bytes; a longer list of streams is sent as "every stream".
+_NOTICE_STREAMS_MAX: Final = 7000
+#: ``synchronous`` (SQLite's names, SQLite's promises) as an append transaction's synchronous_commit.
+#: NORMAL: a commit survives any crash of the process that made it (the server has it), and a crash
+#: of the server or its host may lose the last few hundred milliseconds of commits (never part of
+#: one, never out of order) — SQLite's NORMAL, where a power loss may lose the last commits. FULL
+#: (and EXTRA): the commit is on the server's disk before append returns.
+_SYNCHRONOUS_COMMIT: Final = {"OFF": "off", "NORMAL": "off", "FULL": "on", "EXTRA": "on"}
 #: A live subscription's read of the log after silence: NOTIFY wakes it sooner.
 QUIET_READ_SECONDS: Final = 1.0
 
@@ -125,10 +134,15 @@ class PostgresEventStore(SqlEventLog):
         clock: Callable[[], int] = time.time_ns,
         pool_size: int = READER_POOL_SIZE,
         connect_timeout: float = 10.0,
+        synchronous: str = "NORMAL",
     ) -> None:
         super().__init__(clock)
         self.dialect: Dialect = "postgresql"
         self.path = printable_target(url)
+        mode = synchronous.upper()
+        if mode not in _SYNCHRONOUS_COMMIT:
+            raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS_COMMIT)}, not {synchronous!r}")
+        self.synchronous = mode
         if psycopg is None:
             raise BackendMissingError(self.path, INSTALL)
         self.__url = url  # name-mangled, and never printed: it may hold the password
@@ -146,12 +160,6 @@ class PostgresEventStore(SqlEventLog):
         try:
             self._channel, self._lock_key = self._identify()
             self._ensure_schema(create)
-            # One statement at the start of every append transaction: the commit lock, the notice
-            # (sent at commit), and the last position, in one round trip.
-            self._begin_append = (
-                f"LOCK TABLE events IN EXCLUSIVE MODE; NOTIFY {self._channel}, '{self._token}'; "
-                f"{_SQL.max_position}"
-            )
             self._pool = psycopg_pool.ConnectionPool(
                 url, min_size=1, max_size=pool_size, open=False, name="eventstore-readers",
                 kwargs={"autocommit": True, "connect_timeout": self._libpq_timeout},
@@ -294,16 +302,32 @@ class PostgresEventStore(SqlEventLog):
             return conn, cursor
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _begin_append_transaction(self) -> tuple[Any, Any, int]:
-        """(connection, cursor, last position) inside an append transaction holding the commit lock."""
-        conn, cursor = self._begun(self._begin_append)  # BEGIN (implicit), the commit lock, NOTIFY, max
+    def _begin_append_transaction(self, stream_ids: Iterable[str]) -> tuple[Any, Any, int]:
+        """(connection, cursor, last position) inside an append transaction holding the commit lock.
+
+        Its first statement, one round trip, takes the lock, sends the notice (delivered at commit)
+        naming the streams written (``*`` when too many to list: a payload holds 8000 bytes), so that
+        other processes wake only the subscriptions they concern, and reads the last position."""
+        streams = ",".join(sorted(set(stream_ids)))
+        if len(streams) > _NOTICE_STREAMS_MAX or "\n" in streams:
+            streams = "*"
+        notice = psycopg.sql.Literal(f"{self._token}\n{streams}").as_string(None)
+        conn, cursor = self._begun(
+            f"{self._durability}LOCK TABLE events IN EXCLUSIVE MODE; NOTIFY {self._channel}, {notice}; "
+            f"{_SQL.max_position}"
+        )
         while cursor.nextset():  # to the last statement's result
             pass
         return conn, cursor, int(cursor.fetchone()[0])
 
+    @property
+    def _durability(self) -> str:
+        """How an append transaction commits (see ``_SYNCHRONOUS_COMMIT``)."""
+        return f"SET LOCAL synchronous_commit = {_SYNCHRONOUS_COMMIT[self.synchronous]}; "
+
     def _commit_once(self, appends: Sequence[PendingAppend], trust_cache: bool) -> tuple[int, list[Row]]:
         try:
-            conn, cursor, last_position = self._begin_append_transaction()
+            conn, cursor, last_position = self._begin_append_transaction(p.stream_id for p in appends)
             with cursor:
                 next_position = last_position + 1
                 known = self._versions if trust_cache else {}
@@ -331,7 +355,7 @@ class PostgresEventStore(SqlEventLog):
 
     def _insert_recorded(self, events: Sequence[RecordedEvent]) -> None:
         try:
-            conn, cursor, last_position = self._begin_append_transaction()
+            conn, cursor, last_position = self._begin_append_transaction({e.stream_id for e in events})
             with cursor:
                 self.check_follows(last_position, events[0].position)
                 rows = [(e.stream_id, e.version, e.type, e.data, e.recorded_at) for e in events]
@@ -443,8 +467,9 @@ class PostgresEventStore(SqlEventLog):
                 self._subscribers.nudge_all()  # commits made while nobody listened: read the log
                 while not self._listener_stop.is_set():
                     for notice in conn.notifies(timeout=0.25):
-                        if notice.payload != self._token:
-                            self._subscribers.nudge_all()
+                        token, _, streams = notice.payload.partition("\n")
+                        if token != self._token:
+                            self._subscribers.nudge(None if streams in ("*", "") else streams.split(","))
             except psycopg.Error as exc:
                 if not self._listener_stop.is_set():
                     logger.warning("stopped listening for commits to %s (%s); connecting again", self.path,
@@ -486,7 +511,9 @@ class _WriteTransaction:
         store._write_lock.acquire()
         try:
             store._check_open()
-            conn, cursor = store._begun("SELECT pg_advisory_xact_lock(%s)", (store._lock_key,))
+            # Leases, mail and checkpoints are few and small: always committed to disk before returning.
+            conn, cursor = store._begun("SELECT set_config('synchronous_commit', 'on', true), "
+                                        "pg_advisory_xact_lock(%s)", (store._lock_key,))
             cursor.close()
         except BaseException as exc:
             store._rollback()

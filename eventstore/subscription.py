@@ -82,6 +82,17 @@ class Subscribers:
         for sub in self.snapshot():
             sub.nudge()
 
+    def nudge(self, streams: list[str] | None) -> None:
+        """Another process committed to ``streams`` (None: to any): the subscriptions of those
+        streams, and those of the whole log, read it."""
+        if streams is None:
+            self.nudge_all()
+            return
+        written = set(streams)
+        for sub in self.snapshot():
+            if sub._stream_id is None or sub._stream_id in written:
+                sub.nudge()
+
     def close_all(self) -> None:
         for sub in self.snapshot():
             sub.close()

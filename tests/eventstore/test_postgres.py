@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from postgres_support import ThrowawayPostgres, start_test_server
+from support import wait_until
 
 from eventstore import (
     NO_STREAM,
@@ -185,6 +186,32 @@ def test_a_search_path_naming_no_schema_is_refused(postgres_url):
 # -- two logs in two schemas of one database ------------------------------------------------------------
 
 
+def test_a_notice_wakes_only_the_subscriptions_of_the_streams_it_names(postgres_url, monkeypatch):
+    """Another process's commit to stream b does not make this store's subscription of stream a read
+    the log; a commit to a does, and a whole-log subscription is woken by both."""
+    monkeypatch.setattr(pg_backend, "QUIET_READ_SECONDS", 3600.0)
+    with open_log(postgres_url) as writer, open_log(postgres_url) as follower:
+        of_a = follower.subscribe(stream_id="a", poll_interval=3600.0)
+        everything = follower.subscribe(poll_interval=3600.0)
+        woken: list[str] = []
+        for name, sub in (("a", of_a), ("all", everything)):
+            original = sub.nudge
+
+            def counted(name: str = name, original=original) -> None:
+                woken.append(name)
+                original()
+
+            monkeypatch.setattr(sub, "nudge", counted)
+        assert of_a.poll(0.01) is None and everything.poll(0.01) is None
+        assert wait_until(lambda: len(woken) >= 2)  # the listener's first nudge (once it is LISTENing) woke both
+        writer.append("b", [ev(1)])
+        assert everything.poll(timeout=60).stream_id == "b"
+        writer.append("a", [ev(2)])
+        assert of_a.poll(timeout=60).stream_id == "a"
+        assert everything.poll(timeout=60).stream_id == "a"
+        assert woken.count("a") == 2 and woken.count("all") == 3
+
+
 def test_two_logs_in_two_schemas_are_isolated(postgres_url, monkeypatch):
     monkeypatch.setattr(pg_backend, "QUIET_READ_SECONDS", 3600.0)  # only NOTIFY wakes a subscription here
     run_sql(postgres_url, "CREATE SCHEMA alpha", "CREATE SCHEMA beta")
@@ -200,7 +227,14 @@ def test_two_logs_in_two_schemas_are_isolated(postgres_url, monkeypatch):
             listening.set()
             original()
 
+        original_nudge = alpha_follower._subscribers.nudge
+
+        def counted_nudge(streams: list[str] | None) -> None:
+            nudges.append(1)
+            original_nudge(streams)
+
         monkeypatch.setattr(alpha_follower._subscribers, "nudge_all", counted)
+        monkeypatch.setattr(alpha_follower._subscribers, "nudge", counted_nudge)
         sub = alpha_follower.subscribe(poll_interval=3600.0)
         assert sub.poll(0.01) is None
         assert listening.wait(30)  # the listener's first nudge comes once it is LISTENing
