@@ -19,7 +19,7 @@ import msgspec
 import pytest
 from support import wait_until
 
-from eventstore import ANY, ConcurrencyError, Lease, LeaseLostError, NewEvent, open_log
+from eventstore import ConcurrencyError, Lease, LeaseLostError
 from forge_actors.core.audit import verify
 from forge_actors.core.errors import SessionBusyError
 from forge_actors.core.events import ContentDelta, SessionEnded, SessionResumed, decode_event
@@ -201,41 +201,6 @@ def test_an_engine_whose_lease_was_taken_while_paused_writes_nothing_after(postg
                 assert_one_driver_after_the_takeover(adopter, session_id)
         finally:
             broken.undo()
-
-
-def test_a_refused_append_breaks_the_chain_of_those_after_it_in_one_batch(tmp_path):
-    """Two appends of one writer, queued together, expecting versions 0 and 1 (the second assumed the
-    first landed), while another writer has put one event in: the first is refused, and the second
-    must be too, or it lands at version 2 after the other writer's event: an interleaving."""
-    from eventstore import BatchingWriter
-
-    with open_log(str(tmp_path / "log.db")) as log:
-        log.append("s", [NewEvent("Other", "{}")], ANY)
-        writer = BatchingWriter(log, max_delay=10)  # nothing commits until the flush below
-        first = writer.append("s", [NewEvent("Mine", "{}")], expected_version=0)
-        second = writer.append("s", [NewEvent("Mine", "{}")], expected_version=1)
-        writer.flush()
-        writer.close()
-        assert isinstance(first.error, ConcurrencyError)
-        assert isinstance(second.error, ConcurrencyError), [r.type for r in log.read_stream("s")]
-
-
-def test_a_refused_append_breaks_the_chain_of_those_queued_after_it_in_later_batches(tmp_path):
-    """The same across batches: what was queued before the refusal was seen is refused too; an append
-    submitted after it (a writer that has read the stream again) is judged as usual."""
-    from eventstore import BatchingWriter
-
-    with open_log(str(tmp_path / "log.db")) as log:
-        log.append("s", [NewEvent("Other", "{}")], ANY)
-        writer = BatchingWriter(log, max_batch=1, max_delay=10)  # one append per transaction
-        with writer._commit_lock:  # a commit in progress elsewhere: all three queue behind it
-            tickets = [writer.append("s", [NewEvent("Mine", "{}")], expected_version=v) for v in (0, 1, 2)]
-        writer.flush()
-        assert all(isinstance(t.error, ConcurrencyError) for t in tickets)
-        assert [r.type for r in log.read_stream("s")] == ["Other"]
-        again = writer.append("s", [NewEvent("Mine", "{}")], expected_version=1)
-        assert again.wait().first_version == 2
-        writer.close()
 
 
 # -- the kill test: three coordinators, one killed mid-deliberation -----------------------------------

@@ -238,6 +238,37 @@ def test_ticket_reports_its_own_conflict_without_hurting_others(store):
     assert store.stream_version("taken") == 1
 
 
+def test_a_refused_append_takes_the_streams_next_appends_in_its_batch_with_it(store):
+    """Two appends of one writer, queued together, expecting versions 1 and 2 (the second assumed the
+    first landed), while another writer has put an event in: the first is refused, and so is the
+    second, which would otherwise land at version 3 after the other writer's event (an interleaving).
+    An append naming no version still goes in."""
+    store.append("s", [ev(0)])
+    with BatchingWriter(store, max_delay=10) as writer:  # nothing commits until the flush below
+        store.append("s", [ev(1)])  # the other writer
+        first = writer.append("s", [ev(2)], expected_version=1)
+        second = writer.append("s", [ev(3)], expected_version=2)
+        anyway = writer.append("s", [ev(4)])
+        writer.flush()
+    assert isinstance(first.error, ConcurrencyError) and isinstance(second.error, ConcurrencyError)
+    assert anyway.error is None and [e.version for e in store.read_stream("s")] == [1, 2, 3]
+
+
+def test_a_refused_append_takes_the_appends_queued_before_the_refusal_was_seen_with_it(store):
+    """The same across the writer's batches: what was queued before the refusal was seen is refused
+    too; an append submitted after it (a writer that has read the stream again) is judged as usual."""
+    store.append("s", [ev(0)])
+    writer = BatchingWriter(store, max_batch=1, max_delay=10)  # one append per transaction
+    with writer._commit_lock:  # a commit in progress elsewhere: all three queue behind it
+        tickets = [writer.append("s", [ev(v)], expected_version=v) for v in (0, 1, 2)]
+    writer.flush()
+    assert all(isinstance(t.error, ConcurrencyError) for t in tickets)
+    assert [e.version for e in store.read_stream("s")] == [1]
+    again = writer.append("s", [ev(5)], expected_version=1)
+    assert again.wait().first_version == 2
+    writer.close()
+
+
 def test_writer_from_many_threads_keeps_each_stream_contiguous(store):
     with BatchingWriter(store, max_batch=64) as writer:
         def produce(name: str) -> None:
