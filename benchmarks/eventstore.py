@@ -56,8 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _postgres import BenchPostgres, bench_postgres  # noqa: E402
 
-from eventstore import BatchingWriter, EventStore, NewEvent  # noqa: E402
-from eventstore.open import open_log  # noqa: E402
+from eventstore import BatchingWriter, EventLog, EventStore, NewEvent, open_log  # noqa: E402
 from forge_actors.core.events import (  # noqa: E402
     ContentDelta,
     ContributionCompleted,
@@ -136,9 +135,8 @@ def bench_raw(folder: str, rows: list[tuple]) -> float:
     return len(rows) / elapsed
 
 
-def bench_ours_append(folder: str, new_events: list[NewEvent]) -> tuple[float, str]:
-    path = os.path.join(folder, f"ours-{uuid.uuid4().hex}.db")
-    store = EventStore(path)
+def writer_rate(store: EventLog, new_events: list[NewEvent]) -> float:
+    """Events/s appended one by one through a BatchingWriter, until all are committed (closes the store)."""
     writer = BatchingWriter(store)
     append = writer.append
     start = time.perf_counter()
@@ -148,7 +146,12 @@ def bench_ours_append(folder: str, new_events: list[NewEvent]) -> tuple[float, s
     elapsed = time.perf_counter() - start
     writer.close()
     store.close()
-    return len(new_events) / elapsed, path
+    return len(new_events) / elapsed
+
+
+def bench_ours_append(folder: str, new_events: list[NewEvent]) -> tuple[float, str]:
+    path = os.path.join(folder, f"ours-{uuid.uuid4().hex}.db")
+    return writer_rate(EventStore(path), new_events), path
 
 
 def bench_ours_rebuild(path: str) -> tuple[float, int]:
@@ -214,17 +217,7 @@ def bench_pg_raw(url: str, rows: list[tuple], how: str) -> float:
 
 
 def bench_pg_append(url: str, new_events: list[NewEvent]) -> float:
-    store = open_log(url)
-    writer = BatchingWriter(store)
-    append = writer.append
-    start = time.perf_counter()
-    for event in new_events:
-        append("bench", (event,))
-    writer.flush()
-    elapsed = time.perf_counter() - start
-    writer.close()
-    store.close()
-    return len(new_events) / elapsed
+    return writer_rate(open_log(url), new_events)
 
 
 HELPER = str(Path(__file__).resolve().parent / "_subscription_latency.py")

@@ -42,7 +42,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NoReturn
 
 from eventstore.base import SqlEventLog, StaleVersionCache, Statements, format_style
 from eventstore.errors import (
@@ -223,11 +223,7 @@ class PostgresEventStore(SqlEventLog):
                 )
             conn.commit()
         except BaseException as exc:
-            self._rollback()
-            typed = self._typed(exc, "writing")
-            if typed is None:
-                raise
-            raise typed from None
+            self._failed_write(exc)
 
     def _shape_is_complete(self, conn: Any, create: bool) -> bool:
         """Whether the schema holds a complete log; raises NotAnEventLogError for one we must not touch."""
@@ -262,6 +258,17 @@ class PostgresEventStore(SqlEventLog):
             conn.rollback()
         except psycopg.Error as exc:  # the transaction's own error is the one worth raising
             logger.warning("rolling back a failed transaction on %s failed too: %s", self.path, self._said(exc))
+
+    def _failed_write(self, exc: BaseException, appends: Sequence[PendingAppend] = ()) -> NoReturn:
+        """After a write transaction failed: roll back, and raise what PostgreSQL said (connection
+        lost, disk full, ...) as the store's own error, also each append's; any other error as it was."""
+        self._rollback()
+        typed = self._typed(exc, "writing")
+        for pending in appends:
+            pending.error = typed or exc
+        if typed is None:
+            raise exc
+        raise typed from None
 
     def _typed(self, exc: BaseException, doing: Literal["reading", "writing"]) -> EventStoreError | None:
         """The store's error for what PostgreSQL said; None for anything else (a bug of ours, say)."""
@@ -344,13 +351,7 @@ class PostgresEventStore(SqlEventLog):
             self._rollback()
             raise StaleVersionCache from exc
         except BaseException as exc:
-            self._rollback()
-            typed = self._typed(exc, "writing")
-            for pending in appends:
-                pending.error = typed or exc
-            if typed is None:
-                raise
-            raise typed from None
+            self._failed_write(exc, appends)
         self._versions.update(staged)
         return (next_position + len(rows) - 1 if rows else 0), rows
 
@@ -366,11 +367,7 @@ class PostgresEventStore(SqlEventLog):
             self._rollback()
             raise LogCopyError(self.path, f"a stream's version is there already ({self._said(exc)})") from None
         except BaseException as exc:
-            self._rollback()
-            typed = self._typed(exc, "writing")
-            if typed is None:
-                raise
-            raise typed from None
+            self._failed_write(exc)
 
     @staticmethod
     def _insert(cursor: Any, first_position: int, rows: list[Row]) -> None:

@@ -29,7 +29,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, NoReturn, cast
 
 import msgspec
 import sqlite_utils
@@ -292,11 +292,7 @@ class EventStore(SqlEventLog):
                 )
             conn.execute("COMMIT")
         except BaseException as exc:
-            self._rollback(conn)
-            typed = self._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
-            if typed is None:
-                raise
-            raise typed from exc
+            self._failed_write(conn, exc)
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         """Roll back what is open; SQLite has already done so after some errors (a full disk)."""
@@ -306,6 +302,19 @@ class EventStore(SqlEventLog):
             conn.execute("ROLLBACK")
         except sqlite3.Error as exc:  # the transaction's own error is the one worth raising
             logger.warning("rolling back a failed transaction on %s failed too: %s", self.path, exc)
+
+    def _failed_write(self, conn: sqlite3.Connection, exc: BaseException,
+                      appends: Sequence[PendingAppend] = ()) -> NoReturn:
+        """After a write transaction failed: roll back, and raise what SQLite said about the file (a
+        full disk, a damaged page, an I/O error) as the store's own error, also each append's; any
+        other error as it was."""
+        self._rollback(conn)
+        typed = self._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
+        for pending in appends:
+            pending.error = typed or exc
+        if typed is None:
+            raise exc
+        raise typed from exc
 
     def _typed(self, exc: sqlite3.Error, doing: Literal["reading", "writing"]) -> EventStoreError | None:
         return _typed_error(self.path, exc, doing)
@@ -380,14 +389,7 @@ class EventStore(SqlEventLog):
             self._rollback(conn)
             raise StaleVersionCache from exc
         except BaseException as exc:
-            self._rollback(conn)
-            # A full disk, a damaged page, an I/O error: the store's own error, for every append.
-            typed = self._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
-            for pending in appends:
-                pending.error = typed or exc
-            if typed is None:
-                raise
-            raise typed from exc
+            self._failed_write(conn, exc, appends)
         self._versions.update(staged)
         return last_position, rows
 
@@ -405,11 +407,7 @@ class EventStore(SqlEventLog):
             self._rollback(conn)
             raise LogCopyError(self.path, f"a stream's version is there already ({exc})") from None
         except BaseException as exc:
-            self._rollback(conn)
-            typed = self._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
-            if typed is None:
-                raise
-            raise typed from exc
+            self._failed_write(conn, exc)
 
     @staticmethod
     def _read_version(conn: sqlite3.Connection, stream_id: str) -> int:
