@@ -72,6 +72,8 @@ class LeaseStore(Protocol):
 
     def holder(self, name: str) -> Lease | None: ...
 
+    def recorded(self, name: str) -> Lease | None: ...
+
 
 def _check_ttl(ttl: float) -> int:
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
@@ -146,13 +148,18 @@ class LogLeases:
 
     def holder(self, name: str) -> Lease | None:
         """The lease on ``name`` if someone holds it now; None when free or expired. Writes nothing."""
-        if not self.store.has_table("leases"):
-            return None
-        rows = self.store.query(_SELECT, (name,))
-        lease = _lease(rows[0]) if rows else None
+        lease = self.recorded(name)
         if lease is None or lease.expires_at <= self._clock():
             return None
         return lease
+
+    def recorded(self, name: str) -> Lease | None:
+        """The lease on ``name`` as last written, expired or not (who held it last); None when there
+        is none (never taken, or released). Writes nothing."""
+        if not self.store.has_table("leases"):
+            return None
+        rows = self.store.query(_SELECT, (name,))
+        return _lease(rows[0]) if rows else None
 
     def __repr__(self) -> str:
         return f"LogLeases({self.store.path!r})"

@@ -327,14 +327,7 @@ class Supervisor:
 
     def recorded_lease(self, session_id: str) -> Lease | None:
         """The session's lease as last recorded, expired or not (who drove it last); None if none is."""
-        # LogLeases.holder hides an expired lease; the row itself names the previous owner.
-        # (Worth a ``LogLeases.recorded(name)`` in eventstore; read here meanwhile.)
-        store = getattr(self._leases, "store", None)
-        if store is None or not store.has_table("leases"):
-            return None
-        rows = store.query("SELECT name, owner, expires_at, acquired_at FROM leases WHERE name = ?",
-                           (lease_name(session_id),))
-        return Lease(*rows[0]) if rows else None
+        return self._leases.recorded(lease_name(session_id))
 
     def _take_lease(self, session_id: str) -> None:
         """Under the lock. Takes (or keeps) the session's lease; SessionBusyError if another engine holds it."""

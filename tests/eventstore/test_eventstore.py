@@ -610,6 +610,14 @@ def test_an_expired_lease_is_taken_by_another_owner(leases):
     assert taken.owner == "b" and taken.acquired_at == leases._clock()
 
 
+def test_an_expired_lease_is_still_recorded_until_released(leases):
+    assert leases.recorded("n") is None
+    leases.acquire("n", "a", 5)
+    leases._clock.advance(5)
+    assert leases.holder("n") is None and leases.recorded("n").owner == "a"  # who drove it last
+    assert leases.release("n", "a") and leases.recorded("n") is None
+
+
 def test_acquiring_ones_own_lease_extends_it(leases):
     first = leases.acquire("n", "a", 5)
     leases._clock.advance(4)
