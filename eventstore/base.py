@@ -264,22 +264,27 @@ class SqlEventLog:
         codec: Codec | None = None,
         poll_interval: float = 0.05,
         page_size: int = 500,
+        expect_others: bool = True,
     ) -> Subscription:
         """Events after position ``after``: first what is stored, then live as they commit.
 
         Commits in this process are handed to the subscription as they happen (no read
         back); commits by other processes are found by reading the log every
         ``poll_interval`` seconds of quiet, or at once where the backend hears of them.
+        ``expect_others=False`` says that this process writes what the subscription follows (a
+        stream it holds the lease of): it need not be told of other processes' commits at once,
+        and a backend may save the listening (their commits are still found at the next quiet read).
         It holds no connection: every read borrows one.
         """
         self._check_open()
-        sub = Subscription(self, after, stream_id, codec, self._quiet_read_interval(poll_interval), page_size)
+        quiet = self._quiet_read_interval(poll_interval, expect_others)
+        sub = Subscription(self, after, stream_id, codec, quiet, page_size)
         self._subscribers.add(sub)  # before its first read: a commit after this is handed to it
         if self._closed:
             sub.close()
         return sub
 
-    def _quiet_read_interval(self, poll_interval: float) -> float:
+    def _quiet_read_interval(self, poll_interval: float, expect_others: bool) -> float:
         """How long a live subscription waits in silence before reading the log anyway."""
         return poll_interval
 

@@ -284,6 +284,7 @@ class EventLog(Protocol):
         codec: Codec | None = None,
         poll_interval: float = 0.05,
         page_size: int = 500,
+        expect_others: bool = True,
     ) -> Subscription: ...
 
     def subscriptions(self) -> int: ...

@@ -437,8 +437,11 @@ class PostgresEventStore(SqlEventLog):
 
     # -- live -------------------------------------------------------------------------
 
-    def _quiet_read_interval(self, poll_interval: float) -> float:
-        self._start_listener()
+    def _quiet_read_interval(self, poll_interval: float, expect_others: bool) -> float:
+        # A listener costs every other process's commit a wake-up here (and the server a signal):
+        # only subscriptions that expect other processes' commits start one.
+        if expect_others:
+            self._start_listener()
         return max(poll_interval, QUIET_READ_SECONDS)
 
     def _start_listener(self) -> None:

@@ -462,8 +462,14 @@ class Forge:
         """The session's events after ``from_position`` until SessionEnded (see ``live.follow``)."""
         if live.ended_before(self._store, session_id, from_position):
             return iter(())  # opened at or past the end of an ended session
+        # A session this engine drives is written by this engine alone (its lease): no need to hear
+        # of other processes' commits at once (should it lose the lease, the next quiet read finds them).
+        self._require(session_id)
+        driven_here = session_id in self._supervisor.running_sessions()
+        subscription = self._store.subscribe(from_position, stream_id=session_id, codec=decode_event,
+                                             expect_others=not driven_here)
         return live.follow(
-            self.subscribe(session_id, from_position), session_id,
+            subscription, session_id,
             is_running=lambda: session_id in self._supervisor.running_sessions(),
             has_ended=lambda: self.state(session_id).ended,
             write_failure=lambda: self._supervisor.write_failure(session_id),

@@ -212,6 +212,22 @@ def test_a_notice_wakes_only_the_subscriptions_of_the_streams_it_names(postgres_
         assert woken.count("a") == 2 and woken.count("all") == 3
 
 
+def test_a_subscription_that_expects_no_other_writer_starts_no_listener(postgres_url, monkeypatch):
+    """Following a stream this process writes (expect_others=False) costs other processes' commits
+    nothing here: no LISTEN. Its own commits arrive at once; another process's at the quiet read."""
+    monkeypatch.setattr(pg_backend, "QUIET_READ_SECONDS", 0.2)
+    with open_log(postgres_url) as mine, open_log(postgres_url) as other:
+        sub = mine.subscribe(stream_id="s", poll_interval=0.01, expect_others=False)
+        assert sub.poll(0.01) is None
+        mine.append("s", [ev(1)])
+        assert sub.poll(timeout=5).version == 1
+        other.append("s", [ev(2)])
+        assert sub.poll(timeout=30).version == 2  # found by reading the log after a quiet spell
+        assert mine._listener is None
+        mine.subscribe(stream_id="s")  # one that expects others starts it
+        assert mine._listener is not None
+
+
 def test_two_logs_in_two_schemas_are_isolated(postgres_url, monkeypatch):
     monkeypatch.setattr(pg_backend, "QUIET_READ_SECONDS", 3600.0)  # only NOTIFY wakes a subscription here
     run_sql(postgres_url, "CREATE SCHEMA alpha", "CREATE SCHEMA beta")
