@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventstore import EventLog
@@ -12,3 +13,16 @@ def write_raw(log: EventLog, sql: str, parameters: tuple[Any, ...] = ()) -> None
     damaged row or another program would."""
     with log.write_transaction() as tx:
         tx.execute(sql, parameters)
+
+
+def run_together(processes: Sequence[Any], start: Any, before_start: Callable[[], object] | None = None) -> None:
+    """Start the processes, let them go at once (``start``: an Event they wait for; after
+    ``before_start()`` when given, e.g. a follower's readiness), and wait for each to exit cleanly."""
+    for process in processes:
+        process.start()
+    if before_start is not None:
+        assert before_start()
+    start.set()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0

@@ -6,7 +6,7 @@ import json
 import multiprocessing
 import time
 
-from eventstore_support import write_raw
+from eventstore_support import run_together, write_raw
 
 from eventstore import ANY, BatchingWriter, ConcurrencyError, NewEvent, open_log
 
@@ -48,12 +48,7 @@ def test_two_processes_on_different_streams_lose_nothing(log_target):
         CTX.Process(target=_append_many, args=(path, f"s{k}", 300, start, mode))
         for k, mode in enumerate(("expected", "any"))
     ]
-    for p in procs:
-        p.start()
-    start.set()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    run_together(procs, start)
     with open_log(path) as store:
         for k in range(2):
             events = list(store.read_stream(f"s{k}"))
@@ -142,13 +137,7 @@ def test_a_follower_process_sees_every_position_once_in_order_while_many_process
     follower = CTX.Process(target=_follow, args=(log_target, total, ready, results))
     follower.start()
     writers = [CTX.Process(target=_write_concurrently, args=(log_target, w, start)) for w in range(WRITERS)]
-    for p in writers:
-        p.start()
-    assert ready.wait(60)
-    start.set()
-    for p in writers:
-        p.join(60)
-        assert p.exitcode == 0
+    run_together(writers, start, before_start=lambda: ready.wait(60))
     seen, extra = results.get(timeout=60)
     follower.join(30)
     assert [position for position, _, _ in seen] == list(range(1, total + 1))  # dense, once, in order

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from eventstore_support import run_together
 from postgres_support import ThrowawayPostgres, start_test_server
 from support import wait_until
 
@@ -549,12 +550,7 @@ def test_of_processes_racing_for_one_lease_exactly_one_wins(postgres_url):
     open_log(postgres_url).close()
     start, results = CTX.Event(), CTX.Queue()
     procs = [CTX.Process(target=_try_lease, args=(postgres_url, f"engine-{k}", start, results)) for k in range(3)]
-    for p in procs:
-        p.start()
-    start.set()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    run_together(procs, start)
     outcomes = [results.get(timeout=10) for _ in procs]
     winners = [owner for outcome, owner in outcomes if outcome == "won"]
     assert len(winners) == 1
