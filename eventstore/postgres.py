@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 
 #: Read connections at most (opened as needed).
 READER_POOL_SIZE: Final = 8
-INSTALL: Final = "pip install 'forge_actors[postgres]' (psycopg 3 and psycopg_pool)"
+INSTALL: Final = "pip install 'forge-actors[postgres]' (psycopg 3 and psycopg_pool)"
 #: What ``eventstore_meta`` says of a schema that holds one of our logs.
 APPLICATION: Final = "eventstore"
 _SQL: Final = Statements("%s")
