@@ -69,6 +69,8 @@ class SqlEventLog:
     path: str
     dialect: Dialect
     _sql: Statements
+    #: A BatchingWriter's default batch: SQLite's commits are cheap, so a batch need not be long.
+    batch_size: int = 512
     #: Turns a caller's ``?``-style SQL into this backend's style.
     _caller_sql: Callable[[str], str] = staticmethod(lambda sql: sql)
 

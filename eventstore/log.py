@@ -244,6 +244,8 @@ class EventLog(Protocol):
     #: Where the log is, fit to print: a file path, or a database URL without its password.
     path: str
     dialect: Dialect
+    #: Appends a BatchingWriter commits at most in one transaction, unless told otherwise.
+    batch_size: int
 
     @property
     def closed(self) -> bool: ...

@@ -54,7 +54,10 @@ class AppendTicket(PendingAppend):
 class BatchingWriter:
     """Groups appends from any number of threads into few transactions, in submission order."""
 
-    def __init__(self, store: EventLog, *, max_batch: int = 512, max_delay: float = 0.004) -> None:
+    def __init__(self, store: EventLog, *, max_batch: int | None = None, max_delay: float = 0.004) -> None:
+        """``max_batch`` defaults to the store's ``batch_size`` (SQLite 512, PostgreSQL 2048)."""
+        if max_batch is None:
+            max_batch = store.batch_size
         if max_batch < 1 or max_delay < 0:
             raise ValueError("max_batch must be >= 1 and max_delay >= 0")
         self.store = store
