@@ -337,7 +337,8 @@ def main() -> None:
     pg_result: dict = {}
     with tempfile.TemporaryDirectory() as folder, bench_postgres() as pg:
         if pg is not None:
-            print(f"PostgreSQL: {pg.where}")
+            print(f"PostgreSQL: {pg.where}; the logs append with synchronous=NORMAL (synchronous_commit off per "
+                  "transaction: a commit survives its process, like SQLite's NORMAL)")
         for _ in range(args.trials):
             raw.append(bench_raw(folder, rows))
             eps, path = bench_ours_append(folder, new_events)
