@@ -2,7 +2,8 @@
 
 Backend-neutral. A backend keeps a ``Subscribers`` registry, hands it each batch it commits
 (``hand_over``, under its write lock so batches arrive in commit order), and, if it can hear
-other processes' commits (PostgreSQL's LISTEN/NOTIFY), wakes its subscriptions with ``nudge_all``.
+other processes' commits (PostgreSQL's LISTEN/NOTIFY), wakes the subscriptions of the streams
+written with ``nudge`` (every one with ``nudge_all``).
 Without such a wake-up a subscription finds other processes' commits by reading the log after
 each quiet ``poll_interval``. Either way the log itself is the truth: a handed batch is only used
 when it follows on from the subscription's position without a gap.
