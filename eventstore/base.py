@@ -12,9 +12,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
-from typing import Any, Final, cast
+from typing import Any, Final, NoReturn, cast
 
-from eventstore.errors import LogCopyError, StoreClosedError
+from eventstore.errors import EventStoreError, LogCopyError, StoreClosedError
 from eventstore.log import (
     ANY,
     AppendResult,
@@ -25,6 +25,7 @@ from eventstore.log import (
     PendingAppend,
     RecordedEvent,
     Row,
+    Transaction,
     decode_rows,
     validate_append,
 )
@@ -73,6 +74,9 @@ class SqlEventLog:
     batch_size: int = 512
     #: Turns a caller's ``?``-style SQL into this backend's style.
     _caller_sql: Callable[[str], str] = staticmethod(lambda sql: sql)
+    #: Whether a typed write error leaves the driver's own out of its chain (PostgreSQL: what the
+    #: driver says may quote the URL, password included).
+    _hide_driver_errors: bool = False
 
     def __init__(self, clock: Callable[[], int]) -> None:
         self._clock = clock
@@ -96,6 +100,21 @@ class SqlEventLog:
 
     def has_table(self, name: str) -> bool:
         """Whether the log's database has a table (or view) of that name, e.g. a projection's."""
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        """Roll back the write connection's open transaction, if any (never raises)."""
+        raise NotImplementedError
+
+    def _typed_write(self, exc: BaseException) -> EventStoreError | None:
+        """The store's error for what the database said about a failed write; None for anything else."""
+        raise NotImplementedError
+
+    def _begin_write_transaction(self) -> Transaction:
+        """Under the write lock: a transaction begun for ``write_transaction`` (with its backend's lock)."""
+        raise NotImplementedError
+
+    def _commit_write_transaction(self) -> None:
         raise NotImplementedError
 
     def _insert_recorded(self, events: Sequence[RecordedEvent]) -> None:
@@ -161,6 +180,24 @@ class SqlEventLog:
             if rows and self._subscribers:
                 # Still under the write lock, so followers get the batches in commit order.
                 self._subscribers.hand_over(rows, last_position - len(rows) + 1)
+
+    def _failed_write(self, exc: BaseException, appends: Sequence[PendingAppend] = ()) -> NoReturn:
+        """After a write transaction failed: roll back, and raise what the database said (a full disk,
+        a lost server, a damaged page) as the store's own error, also each append's; any other error
+        as it was."""
+        self._rollback()
+        typed = self._typed_write(exc)
+        for pending in appends:
+            pending.error = typed or exc
+        if typed is None:
+            raise exc
+        raise typed from (None if self._hide_driver_errors else exc)
+
+    def write_transaction(self) -> _WriteTransaction:
+        """A ``with`` block holding the write lock inside one transaction (SQLite: BEGIN IMMEDIATE;
+        PostgreSQL: one holding the log's advisory lock, serialised with other processes' write
+        transactions, not with appends): what it writes commits together, or not at all."""
+        return _WriteTransaction(self)
 
     def import_recorded(self, events: Sequence[RecordedEvent]) -> None:
         """Append events exactly as another log recorded them (positions, versions, times), in one
@@ -315,3 +352,40 @@ class SqlEventLog:
 
     def close(self) -> None:
         raise NotImplementedError
+
+
+class _WriteTransaction:
+    """Lets a projection write its tables and its checkpoint in one atomic transaction."""
+
+    def __init__(self, store: SqlEventLog) -> None:
+        self._store = store
+
+    def __enter__(self) -> Transaction:
+        store = self._store
+        store._write_lock.acquire()
+        try:
+            store._check_open()
+            return store._begin_write_transaction()
+        except BaseException as exc:
+            try:
+                store._failed_write(exc)
+            finally:
+                store._write_lock.release()
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        store = self._store
+        try:
+            if exc is None:
+                try:
+                    store._commit_write_transaction()
+                except BaseException as error:
+                    store._failed_write(error)
+                return
+            store._rollback()
+            # What the database said (a full disk, a damaged file, a lost server) becomes the store's
+            # error; anything else raised in the block goes on as it was.
+            typed = store._typed_write(exc)
+            if typed is not None:
+                raise typed from (None if store._hide_driver_errors else exc)
+        finally:
+            store._write_lock.release()

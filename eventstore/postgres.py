@@ -42,7 +42,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, Literal, NoReturn
+from typing import Any, Final, Literal
 
 from eventstore.base import SqlEventLog, StaleVersionCache, Statements, format_style
 from eventstore.errors import (
@@ -126,6 +126,7 @@ class PostgresEventStore(SqlEventLog):
 
     _sql = _SQL
     _caller_sql = staticmethod(format_style)
+    _hide_driver_errors = True
     #: Each commit waits for the server: longer batches (one COPY each) cost less per event
     #: (about 15% more appends/s than 512 in benchmarks/eventstore.py).
     batch_size = 2048
@@ -262,16 +263,18 @@ class PostgresEventStore(SqlEventLog):
         except psycopg.Error as exc:  # the transaction's own error is the one worth raising
             logger.warning("rolling back a failed transaction on %s failed too: %s", self.path, self._said(exc))
 
-    def _failed_write(self, exc: BaseException, appends: Sequence[PendingAppend] = ()) -> NoReturn:
-        """After a write transaction failed: roll back, and raise what PostgreSQL said (connection
-        lost, disk full, ...) as the store's own error, also each append's; any other error as it was."""
-        self._rollback()
-        typed = self._typed(exc, "writing")
-        for pending in appends:
-            pending.error = typed or exc
-        if typed is None:
-            raise exc
-        raise typed from None
+    def _typed_write(self, exc: BaseException) -> EventStoreError | None:
+        return self._typed(exc, "writing")
+
+    def _begin_write_transaction(self) -> PostgresTransaction:
+        # Leases, mail and checkpoints are few and small: always committed to disk before returning.
+        conn, cursor = self._begun("SELECT set_config('synchronous_commit', 'on', true), "
+                                   "pg_advisory_xact_lock(%s)", (self._lock_key,))
+        cursor.close()
+        return PostgresTransaction(conn)
+
+    def _commit_write_transaction(self) -> None:
+        self._conn.commit()
 
     def _typed(self, exc: BaseException, doing: Literal["reading", "writing"]) -> EventStoreError | None:
         """The store's error for what PostgreSQL said; None for anything else (a bug of ours, say)."""
@@ -399,11 +402,6 @@ class PostgresEventStore(SqlEventLog):
     def _read_version(cursor: Any, stream_id: str) -> int:
         return int(cursor.execute(_SQL.stream_version, (stream_id,)).fetchone()[0])
 
-    def write_transaction(self) -> _WriteTransaction:
-        """A ``with`` block holding the write connection inside one transaction that holds the log's
-        advisory lock (serialised with other processes' write transactions, not with appends)."""
-        return _WriteTransaction(self)
-
     # -- reading ----------------------------------------------------------------------
 
     def _read_rows(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -502,49 +500,6 @@ class PostgresEventStore(SqlEventLog):
 
     def __repr__(self) -> str:
         return f"PostgresEventStore({self.path!r})"
-
-
-class _WriteTransaction:
-    """Lets a projection write its tables and its checkpoint in one atomic transaction."""
-
-    def __init__(self, store: PostgresEventStore) -> None:
-        self._store = store
-
-    def __enter__(self) -> PostgresTransaction:
-        store = self._store
-        store._write_lock.acquire()
-        try:
-            store._check_open()
-            # Leases, mail and checkpoints are few and small: always committed to disk before returning.
-            conn, cursor = store._begun("SELECT set_config('synchronous_commit', 'on', true), "
-                                        "pg_advisory_xact_lock(%s)", (store._lock_key,))
-            cursor.close()
-        except BaseException as exc:
-            store._rollback()
-            store._write_lock.release()
-            typed = store._typed(exc, "writing")
-            if typed is None:
-                raise
-            raise typed from None
-        return PostgresTransaction(conn)
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        store = self._store
-        try:
-            if exc is None:
-                try:
-                    store._conn.commit()
-                except psycopg.Error as error:
-                    exc = error
-            if exc is not None:
-                store._rollback()
-                typed = store._typed(exc, "writing")
-                if typed is not None:
-                    raise typed from None
-                if exc_type is None:
-                    raise exc
-        finally:
-            store._write_lock.release()
 
 
 def _first_line(exc: BaseException) -> str:

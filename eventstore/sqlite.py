@@ -29,7 +29,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Literal, NoReturn, cast
+from typing import Any, Final, Literal, cast
 
 import msgspec
 import sqlite_utils
@@ -292,29 +292,27 @@ class EventStore(SqlEventLog):
                 )
             conn.execute("COMMIT")
         except BaseException as exc:
-            self._failed_write(conn, exc)
+            self._failed_write(exc)
 
-    def _rollback(self, conn: sqlite3.Connection) -> None:
+    def _rollback(self) -> None:
         """Roll back what is open; SQLite has already done so after some errors (a full disk)."""
-        if not conn.in_transaction:
+        conn = self._conn
+        if self._closed or not conn.in_transaction:
             return
         try:
             conn.execute("ROLLBACK")
         except sqlite3.Error as exc:  # the transaction's own error is the one worth raising
             logger.warning("rolling back a failed transaction on %s failed too: %s", self.path, exc)
 
-    def _failed_write(self, conn: sqlite3.Connection, exc: BaseException,
-                      appends: Sequence[PendingAppend] = ()) -> NoReturn:
-        """After a write transaction failed: roll back, and raise what SQLite said about the file (a
-        full disk, a damaged page, an I/O error) as the store's own error, also each append's; any
-        other error as it was."""
-        self._rollback(conn)
-        typed = self._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
-        for pending in appends:
-            pending.error = typed or exc
-        if typed is None:
-            raise exc
-        raise typed from exc
+    def _typed_write(self, exc: BaseException) -> EventStoreError | None:
+        return self._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
+
+    def _begin_write_transaction(self) -> SqliteTransaction:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return SqliteTransaction(self._conn)
+
+    def _commit_write_transaction(self) -> None:
+        self._conn.execute("COMMIT")
 
     def _typed(self, exc: sqlite3.Error, doing: Literal["reading", "writing"]) -> EventStoreError | None:
         return _typed_error(self.path, exc, doing)
@@ -386,10 +384,10 @@ class EventStore(SqlEventLog):
                 last_position = next_position + len(rows) - 1
             conn.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
-            self._rollback(conn)
+            self._rollback()
             raise StaleVersionCache from exc
         except BaseException as exc:
-            self._failed_write(conn, exc, appends)
+            self._failed_write(exc, appends)
         self._versions.update(staged)
         return last_position, rows
 
@@ -404,10 +402,10 @@ class EventStore(SqlEventLog):
             )
             conn.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
-            self._rollback(conn)
+            self._rollback()
             raise LogCopyError(self.path, f"a stream's version is there already ({exc})") from None
         except BaseException as exc:
-            self._failed_write(conn, exc)
+            self._failed_write(exc)
 
     @staticmethod
     def _read_version(conn: sqlite3.Connection, stream_id: str) -> int:
@@ -420,10 +418,6 @@ class EventStore(SqlEventLog):
     def has_table(self, name: str) -> bool:
         """Whether the log's database has a table (or view) of that name, e.g. a projection's."""
         return bool(self.query(_HAS_TABLE, (name,)))
-
-    def write_transaction(self) -> _WriteTransaction:
-        """A ``with`` block holding the write lock inside BEGIN IMMEDIATE ... COMMIT."""
-        return _WriteTransaction(self)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -459,49 +453,3 @@ class SqliteTransaction:
 
     def has_table(self, name: str) -> bool:
         return self.connection.execute(_HAS_TABLE, (name,)).fetchone() is not None
-
-
-class _WriteTransaction:
-    """Lets a projection write its tables and its checkpoint in one atomic transaction."""
-
-    def __init__(self, store: EventStore) -> None:
-        self._store = store
-
-    def __enter__(self) -> SqliteTransaction:
-        store = self._store
-        store._write_lock.acquire()
-        try:
-            store._check_open()
-            store._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.DatabaseError as exc:
-            store._write_lock.release()
-            typed = store._typed(exc, "writing")
-            if typed is None:
-                raise
-            raise typed from exc
-        except BaseException:
-            store._write_lock.release()
-            raise
-        return SqliteTransaction(store._conn)
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        store = self._store
-        try:
-            if exc is None:
-                try:
-                    store._conn.execute("COMMIT")
-                except sqlite3.DatabaseError as error:
-                    exc = error
-            if exc is not None:
-                store._rollback(store._conn)
-                # What SQLite said about the file (full, damaged) becomes the store's error;
-                # anything else raised in the block goes on as it was.
-                typed = store._typed(exc, "writing") if isinstance(exc, sqlite3.DatabaseError) else None
-                if typed is not None:
-                    raise typed from exc
-                if exc_type is None:
-                    raise exc
-        finally:
-            store._write_lock.release()
-
-
