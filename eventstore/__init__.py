@@ -36,7 +36,7 @@ from eventstore.log import (
 )
 from eventstore.mailbox import Letter, LogMailbox, Mailbox
 from eventstore.migrate import CopyReport, copy_log
-from eventstore.open import is_database_url, open_log, printable_target
+from eventstore.open import is_database_url, open_log, printable_target, url_secrets
 from eventstore.projection import Projection, ProjectionRunner
 from eventstore.sqlite import APPLICATION_ID, EventStore, SqliteTransaction
 from eventstore.subscription import Subscription
@@ -86,4 +86,5 @@ __all__ = [
     "is_database_url",
     "open_log",
     "printable_target",
+    "url_secrets",
 ]

@@ -19,13 +19,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import urllib.parse
 from collections.abc import Callable
 from typing import Literal
 
 import msgspec
 
-from eventstore import CopyReport, copy_log, is_database_url, open_log, printable_target
+from eventstore import CopyReport, copy_log, is_database_url, open_log, printable_target, url_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -79,14 +78,9 @@ def choose_log(given: str | None, environ: dict[str, str] | os._Environ[str],
 def has_password(target: str | os.PathLike[str]) -> bool:
     """Whether ``target`` is a database URL that holds a password (in its user part, or as a
     ``password=`` parameter)."""
-    text = os.fspath(target)
-    if not is_database_url(text):
-        return False
-    parts = urllib.parse.urlsplit(str(text))
-    userinfo = parts.netloc.rpartition("@")[0]
-    if ":" in userinfo:
-        return True
-    return any(key.lower() == "password" for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    # The store's own reading of a URL's passwords: urlsplit would end the user part at a '#' or
+    # '?' inside the password, and call such a URL password-free.
+    return bool(url_secrets(target))
 
 
 def same_log(a: str, b: str) -> bool:

@@ -63,6 +63,7 @@ def test_choose_log_reads_the_configuration_only_when_nothing_else_names_the_log
     secret = choose_log("postgresql://u:s3cret@h/d", {})
     assert secret.has_password and "s3cret" not in repr(secret) and secret.shown == "postgresql://u@h/d"
     assert not has_password("postgresql://u@h/d") and not has_password("weird:name.db")
+    assert has_password("postgresql://u:p#w@h/d") and has_password("postgresql://u@h/d?password=x")
     assert printable_target(Path("x.db")) == "x.db"
 
 
