@@ -108,7 +108,9 @@ class BatchingWriter:
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once every append queued so far is committed (or has failed)."""
-        self._flush_upto(self._seq, timeout)
+        with self._submit_lock:  # an append numbered but not yet queued would be missed by the drain
+            seq = self._seq
+        self._flush_upto(seq, timeout)
 
     def _flush_upto(self, seq: int, timeout: float | None) -> None:
         if self._committed_seq >= seq:

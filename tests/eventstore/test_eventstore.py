@@ -11,6 +11,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections import deque
 
 import pytest
 from eventstore_support import write_raw
@@ -287,6 +288,41 @@ def test_writer_from_many_threads_keeps_each_stream_contiguous(store):
         assert [e.event["n"] for e in events] == list(range(500))
     positions = [e.position for e in store.read_all()]
     assert positions == list(range(1, 2001))
+
+
+def test_flush_covers_an_append_numbered_but_not_yet_queued(store):
+    """A flush while another thread's append has its number but is not in the queue yet (a busy
+    machine preempts it there) waits for it and commits it, rather than finding the queue empty and
+    reporting the appends as not committed."""
+    class SlowQueue(deque):
+        def append(self, ticket):
+            inside.set()
+            go_on.wait(10)
+            super().append(ticket)
+
+    inside, go_on = threading.Event(), threading.Event()
+    with BatchingWriter(store, max_delay=10) as writer:
+        writer._queue = SlowQueue()
+        producer = threading.Thread(target=writer.append, args=("s", [ev(0)]))
+        producer.start()
+        assert inside.wait(10)
+        outcome: list[BaseException | None] = []
+
+        def flush() -> None:
+            try:
+                writer.flush(timeout=10)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        flusher = threading.Thread(target=flush)
+        flusher.start()
+        flusher.join(0.2)  # it waits for the append to be queued
+        go_on.set()
+        producer.join()
+        flusher.join()
+        assert outcome == [None]
+        assert [e.version for e in store.read_stream("s")] == [1]
 
 
 def test_closed_writer_refuses_appends(store):
