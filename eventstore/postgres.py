@@ -2,8 +2,8 @@
 processes on many hosts.
 
 Layout: ``events(position, stream_id, version, type, data, recorded_at)`` with
-``UNIQUE(stream_id, version)``, ``checkpoints`` and ``eventstore_meta`` (what marks a schema as one
-of our logs, and its layout version), in the schema the connection's ``search_path`` names first
+``UNIQUE(stream_id, version)``, ``checkpoints``, ``eventstore_meta`` (what marks a schema as one
+of our logs, and its layout version) and the function ``eventstore_append``, in the schema the connection's ``search_path`` names first
 (``?options=-csearch_path%3Dmyschema`` in the URL puts a log in a schema of its own).
 
 **Commit order = position order.** PostgreSQL sequences hand out numbers at insert time, not
@@ -17,6 +17,15 @@ position N sees every position before it. Subscriptions depend on exactly that. 
 appends from all processes one queue; the batching writer keeps that queue short (one
 transaction per batch of deltas).
 
+**One statement per append.** Usually the whole transaction is one call of
+``eventstore_append`` (rows as a JSON array; versions from the store's cache, which
+UNIQUE(stream_id, version) checks): the lock is taken, the rows numbered and inserted, the
+notice sent and the transaction committed on the server, in one round trip. So the lock is
+never held while the appending process waits for the network or for its GIL (with dozens of
+busy threads, that wait was most of the time the lock was held, and every other process
+waited with it). A stale cache, or a log whose function cannot be made (opened with
+``create=False``), takes the long way: BEGIN with the lock, versions read under it, COPY, COMMIT.
+
 **Waking followers elsewhere.** Each append transaction also sends ``NOTIFY`` on the log's
 channel, which PostgreSQL delivers at commit. A store with subscriptions keeps one connection
 listening on it; a notice from another process wakes every subscription to read the log (its
@@ -27,9 +36,9 @@ A subscription still reads the log after a quiet spell, in case the listener was
 advisory transaction lock instead, so they are serialised among themselves as on SQLite but
 never wait for appends.
 
-Connections: one write connection guarded by a lock (appends are one queue anyway), a
-``psycopg_pool`` of read connections (autocommit: each read is one statement and its own
-snapshot, so nothing is held between pages), and the listener. The URL's password never leaves
+Connections, all autocommit: one write connection guarded by a lock (appends are one queue
+anyway; the other writes say BEGIN), a ``psycopg_pool`` of read connections (each read is one
+statement and its own snapshot, so nothing is held between pages), and the listener. The URL's password never leaves
 the URL: ``path`` is the URL without it, and is what errors, logs and ``repr`` show.
 """
 
@@ -39,10 +48,13 @@ import hashlib
 import logging
 import math
 import secrets
+import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NoReturn
+
+import msgspec
 
 from eventstore.base import SqlEventLog, StaleVersionCache, Statements, format_style
 from eventstore.errors import (
@@ -80,6 +92,31 @@ _COPY: Final = "COPY events (position, stream_id, version, type, data, recorded_
 #: Rows at most inserted with one multi-row INSERT; more go through COPY, which costs the server
 #: and the client less from a handful of rows on (a 14-row INSERT costs about twice a COPY).
 _INSERT_ROWS_MAX: Final = 4
+#: The usual append, as one statement: the server takes the commit lock, numbers the rows after the
+#: last position and inserts them (given as a JSON array of [stream_id, version, type, data,
+#: recorded_at]), with the commit's durability and notice. A function, because the position must be
+#: read after the lock is granted: a single statement reads the table as it was when it began.
+_APPEND_FUNCTION: Final = """
+CREATE OR REPLACE FUNCTION eventstore_append(new_rows jsonb, channel text, notice text, durability text)
+RETURNS bigint LANGUAGE plpgsql AS $append$
+DECLARE
+    last_position bigint;
+BEGIN
+    PERFORM set_config('synchronous_commit', durability, true);
+    LOCK TABLE events IN EXCLUSIVE MODE;
+    PERFORM pg_notify(channel, notice);
+    SELECT COALESCE(MAX(position), 0) INTO last_position FROM events;
+    INSERT INTO events (position, stream_id, version, type, data, recorded_at)
+    SELECT last_position + row.n, row.e->>0, (row.e->>1)::bigint, row.e->>2, row.e->>3, (row.e->>4)::bigint
+    FROM jsonb_array_elements(new_rows) WITH ORDINALITY AS row(e, n);
+    RETURN last_position;
+END
+$append$
+"""
+_CALL_APPEND: Final = "SELECT eventstore_append(%s::jsonb, %s::text, %s::text, %s::text)"
+_HAS_APPEND_FUNCTION: Final = (
+    "SELECT 1 FROM pg_proc WHERE proname = 'eventstore_append' AND pronamespace = current_schema()::regnamespace"
+)
 _HAS_TABLE: Final = (
     "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = %s"
 )
@@ -160,7 +197,9 @@ class PostgresEventStore(SqlEventLog):
         self._token = secrets.token_hex(8)
         self._listener: threading.Thread | None = None
         self._listener_stop = threading.Event()
-        self._conn = self._connect(autocommit=False)
+        # Autocommit: an append is one statement, its own transaction; the other writes say BEGIN.
+        self._conn = self._connect(autocommit=True)
+        self._appends_in_one_statement = False  # until the schema is found to have eventstore_append
         self._pool: Any = None
         try:
             self._channel, self._lock_key = self._identify()
@@ -204,7 +243,6 @@ class PostgresEventStore(SqlEventLog):
         """The log's NOTIFY channel and advisory-lock key, both derived from its schema: two logs in
         one database (different schemas) neither wake nor block each other."""
         schema = self._conn.execute("SELECT current_schema()").fetchone()[0]
-        self._conn.rollback()
         if schema is None:
             raise NotAnEventLogError(self.path, "its search_path names no schema that exists")
         digest = hashlib.sha256(f"eventstore:{schema}".encode()).digest()
@@ -214,20 +252,29 @@ class PostgresEventStore(SqlEventLog):
         """Refuse a schema that is not one of our logs; make what is missing (only then writing)."""
         conn = self._conn
         try:
-            if self._shape_is_complete(conn, create):
-                conn.rollback()
-                return
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))  # two processes creating one log
-            if not self._shape_is_complete(conn, create):
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO eventstore_meta (key, value) VALUES ('application', %s), ('schema_version', %s) "
-                    "ON CONFLICT (key) DO NOTHING", (APPLICATION, str(SCHEMA_VERSION)),
-                )
-            conn.commit()
+            with conn.transaction():
+                complete = self._shape_is_complete(conn, create)
+                has_function = complete and self._has_append_function(conn)
+                if has_function or (complete and not create):  # nothing to make, or not ours to make
+                    self._appends_in_one_statement = has_function
+                    return
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))  # two processes creating one log
+                if not self._shape_is_complete(conn, create):
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO eventstore_meta (key, value) VALUES ('application', %s), ('schema_version', %s) "
+                        "ON CONFLICT (key) DO NOTHING", (APPLICATION, str(SCHEMA_VERSION)),
+                    )
+                if not self._has_append_function(conn):  # a log made before the function existed gets it
+                    conn.execute(_APPEND_FUNCTION)
+                self._appends_in_one_statement = True
         except BaseException as exc:
             self._failed_write(exc)
+
+    @staticmethod
+    def _has_append_function(conn: Any) -> bool:
+        return conn.execute(_HAS_APPEND_FUNCTION).fetchone() is not None
 
     def _shape_is_complete(self, conn: Any, create: bool) -> bool:
         """Whether the schema holds a complete log; raises NotAnEventLogError for one we must not touch."""
@@ -269,7 +316,7 @@ class PostgresEventStore(SqlEventLog):
     def _begin_write_transaction(self) -> PostgresTransaction:
         # Leases, mail and checkpoints are few and small: always committed to disk before returning.
         conn, cursor = self._begun("SELECT set_config('synchronous_commit', 'on', true), "
-                                   "pg_advisory_xact_lock(%s)", (self._lock_key,))
+                                   f"pg_advisory_xact_lock({int(self._lock_key)})")
         cursor.close()
         return PostgresTransaction(conn)
 
@@ -285,7 +332,7 @@ class PostgresEventStore(SqlEventLog):
         if self._conn.closed or self._conn.broken:
             logger.warning("the connection to %s was lost; connecting again", self.path)
             try:
-                self._conn = self._connect(autocommit=False)
+                self._conn = self._connect(autocommit=True)
             except LogUnavailableError as exc:
                 # A write that cannot reach the server is a failed write, like one cut off mid-way:
                 # callers of append catch LogWriteError, whichever of the two it was.
@@ -295,8 +342,9 @@ class PostgresEventStore(SqlEventLog):
 
     # -- writing ----------------------------------------------------------------------
 
-    def _begun(self, first_statement: str, parameters: Sequence[Any] = ()) -> tuple[Any, Any]:
-        """(the write connection, a cursor on it) inside a transaction begun with ``first_statement``.
+    def _begun(self, first_statement: str) -> tuple[Any, Any]:
+        """(the write connection, a cursor on it) inside a transaction begun with ``first_statement``
+        (sent with the BEGIN, in one round trip: so it takes no parameters).
 
         A write connection that turns out dead at that first statement (the server restarted while
         it sat idle) is replaced once and the statement run again: nothing of the transaction had
@@ -305,7 +353,7 @@ class PostgresEventStore(SqlEventLog):
             conn = self._writable_connection()
             cursor = conn.cursor()
             try:
-                cursor.execute(first_statement, parameters)
+                cursor.execute(f"BEGIN; {first_statement}")
             except psycopg.OperationalError as exc:
                 cursor.close()
                 if attempt == 1 and conn.broken:
@@ -320,12 +368,8 @@ class PostgresEventStore(SqlEventLog):
         """(connection, cursor, last position) inside an append transaction holding the commit lock.
 
         Its first statement, one round trip, takes the lock, sends the notice (delivered at commit)
-        naming the streams written (``*`` when too many to list: a payload holds 8000 bytes), so that
-        other processes wake only the subscriptions they concern, and reads the last position."""
-        streams = ",".join(sorted(set(stream_ids)))
-        if len(streams) > _NOTICE_STREAMS_MAX or "\n" in streams:
-            streams = "*"
-        notice = psycopg.sql.Literal(f"{self._token}\n{streams}").as_string(None)
+        and reads the last position."""
+        notice = psycopg.sql.Literal(self._notice(stream_ids)).as_string(None)
         conn, cursor = self._begun(
             f"{self._durability}LOCK TABLE events IN EXCLUSIVE MODE; NOTIFY {self._channel}, {notice}; "
             f"{_SQL.max_position}"
@@ -339,7 +383,18 @@ class PostgresEventStore(SqlEventLog):
         """How an append transaction commits (see ``_SYNCHRONOUS_COMMIT``)."""
         return f"SET LOCAL synchronous_commit = {_SYNCHRONOUS_COMMIT[self.synchronous]}; "
 
+    def _notice(self, stream_ids: Iterable[str]) -> str:
+        """A commit's NOTIFY payload: this store's token (its listener skips its own commits), then the
+        streams written (``*`` when too many to list: a payload holds 8000 bytes), so that other
+        processes wake only the subscriptions they concern."""
+        streams = ",".join(sorted(set(stream_ids)))
+        if len(streams) > _NOTICE_STREAMS_MAX or "\n" in streams:
+            streams = "*"
+        return f"{self._token}\n{streams}"
+
     def _commit_once(self, appends: Sequence[PendingAppend], trust_cache: bool) -> tuple[int, list[Row]]:
+        if trust_cache and self._appends_in_one_statement:
+            return self._commit_in_one_statement(appends)
         try:
             conn, cursor, last_position = self._begin_append_transaction(p.stream_id for p in appends)
             with cursor:
@@ -360,6 +415,51 @@ class PostgresEventStore(SqlEventLog):
             self._failed_write(exc, appends)
         self._versions.update(staged)
         return (next_position + len(rows) - 1 if rows else 0), rows
+
+    def _commit_in_one_statement(self, appends: Sequence[PendingAppend]) -> tuple[int, list[Row]]:
+        """The usual commit: one statement (``eventstore_append``), one round trip, its own transaction.
+
+        The versions come from this process's cache (a stream it has not written yet is read first,
+        before any lock): a stale one is caught by UNIQUE(stream_id, version) at insert, and
+        ``commit`` starts over under the lock with no cache. The server numbers the positions once it
+        holds the commit lock, and commits at once: no work of this process (nor its wait for the
+        GIL, under load) happens while other processes wait for the lock."""
+        try:
+            conn = self._live_write_connection()
+            with conn.cursor() as cursor:
+                known = self._versions
+                fetched = self._read_versions(cursor, {p.stream_id for p in appends} - known.keys())
+                rows, staged = stage_appends(  # positions from 0: the server adds the last position
+                    appends, 0, known,
+                    lambda sid: fetched[sid] if sid in fetched else self._read_version(cursor, sid),
+                )
+                if not rows:
+                    return 0, rows
+                last_position = int(cursor.execute(_CALL_APPEND, (
+                    msgspec.json.encode(rows).decode(), self._channel, self._notice(p.stream_id for p in appends),
+                    _SYNCHRONOUS_COMMIT[self.synchronous],
+                )).fetchone()[0])
+        except psycopg.errors.UniqueViolation as exc:
+            raise StaleVersionCache from exc
+        except BaseException as exc:
+            self._failed_write(exc, appends)
+        for pending in appends:
+            if pending.error is None:
+                pending.first_position += last_position + 1
+        self._versions.update(staged)
+        return last_position + len(rows), rows
+
+    def _live_write_connection(self) -> Any:
+        """The write connection, replaced first if the server spoke on it while it sat idle: that is
+        its goodbye (a restart, an administrator ending the session), which would otherwise be found
+        only in answer to the append's statement, leaving unknown whether the server had run it."""
+        conn = self._writable_connection()
+        if select.select([conn.fileno()], [], [], 0)[0]:
+            logger.warning("the server hung up on the idle connection to %s (a restart, say); connecting again",
+                           self.path)
+            conn.close()
+            conn = self._writable_connection()
+        return conn
 
     def _insert_recorded(self, events: Sequence[RecordedEvent]) -> None:
         try:
@@ -418,20 +518,36 @@ class PostgresEventStore(SqlEventLog):
                     return rows
             except psycopg_pool.PoolClosed:  # close() ran after this read had begun
                 raise StoreClosedError(f"the event store {self.path} is closed") from None
-            except psycopg_pool.PoolTimeout as exc:
-                raise LogUnavailableError(self.path, f"no connection to the server within {self._connect_timeout:g} s "
-                                                     "(it is down, or every connection is busy)") from exc
+            except psycopg_pool.PoolTimeout:
+                # After an outage the pool waits out a backoff before connecting again, and a pool
+                # whose connections are all busy has none to give: read on a connection of its own
+                # (LogUnavailableError, saying why, when the server is down).
+                return self._read_on_own_connection(sql, parameters)
             except psycopg.Error as exc:
                 if isinstance(exc, psycopg.OperationalError) and used is not None and used.broken \
                         and attempt < self._pool.max_size:
                     logger.info("a pooled connection to %s was lost (%s); reading with another", self.path,
                                 self._said(exc))
                     continue
-                typed = self._typed(exc, "reading")
-                if typed is None:
-                    raise
-                raise typed from None
+                self._failed_read(exc)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_on_own_connection(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+        conn = self._connect(autocommit=True)
+        try:
+            rows: list[tuple[Any, ...]] = conn.execute(sql, parameters).fetchall()
+            return rows
+        except psycopg.Error as exc:
+            self._failed_read(exc)
+        finally:
+            conn.close()
+
+    def _failed_read(self, exc: psycopg.Error) -> NoReturn:
+        """Raise what the server said of a read as the store's own error (the driver's, if none fits)."""
+        typed = self._typed(exc, "reading")
+        if typed is None:
+            raise exc
+        raise typed from None
 
     def has_table(self, name: str) -> bool:
         return bool(self._read_rows(_HAS_TABLE, (name,)))

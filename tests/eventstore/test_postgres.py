@@ -21,6 +21,7 @@ from support import wait_until
 
 from eventstore import (
     NO_STREAM,
+    ConcurrencyError,
     EventStore,
     LeaseHeldError,
     LeaseLostError,
@@ -39,6 +40,7 @@ from eventstore import (
 )
 from eventstore import postgres as pg_backend
 from eventstore.postgres import PostgresEventStore
+from eventstore.subscription import Subscription
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -108,6 +110,44 @@ def test_an_append_waits_for_the_commit_lock_and_numbers_after_its_holder(postgr
         appender.join(30)
         assert results[0].first_position == 3  # numbered after the holder's row, which it could not see before
         assert [(e.position, e.stream_id) for e in store.read_all()] == [(1, "a"), (2, "other"), (3, "a")]
+
+
+def has_append_function(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_proc WHERE proname = 'eventstore_append'").fetchone() is not None
+
+
+def test_a_log_without_the_append_function_gets_it_or_appends_the_long_way(postgres_url):
+    """A log made before ``eventstore_append`` existed: opened with create=False it is left as it is
+    and appends in a transaction of its own (the lock, the numbering, the notice, the same result);
+    opened to create, it gets the function."""
+    with open_log(postgres_url) as store:
+        store.append("a", [ev(1)])
+    assert has_append_function(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP FUNCTION eventstore_append")
+    with open_log(postgres_url, create=False) as store:
+        assert store.append("a", [ev(2)], 1).first_position == 2
+        assert store.append("b", [ev(1), ev(2)], NO_STREAM).last_position == 4
+    assert not has_append_function(postgres_url)
+    with open_log(postgres_url) as store:
+        assert store.append("a", [ev(3)], 2).first_position == 5
+        assert [(e.position, e.stream_id, e.version) for e in store.read_all()] == [
+            (1, "a", 1), (2, "a", 2), (3, "b", 1), (4, "b", 2), (5, "a", 3)]
+    assert has_append_function(postgres_url)
+
+
+def test_an_append_with_a_stale_version_cache_starts_over_under_the_lock(postgres_url):
+    """Another store wrote to a stream this one has cached: the one-statement append fails on
+    UNIQUE(stream_id, version) and is made again from the table, its expected version still checked."""
+    with open_log(postgres_url) as ours, open_log(postgres_url) as theirs:
+        ours.append("a", [ev(1)])
+        theirs.append("a", [ev(2)], 1)
+        assert ours.append("a", [ev(3)]).first_version == 3  # ANY: lands after theirs
+        theirs.append("a", [ev(4)], 3)
+        with pytest.raises(ConcurrencyError):
+            ours.append("a", [ev(5)], 3)  # the cache said 3: the table says 4
+        assert [e.version for e in ours.read_stream("a")] == [1, 2, 3, 4]
 
 
 FOREIGN_EVENTS = ("CREATE TABLE events (id SERIAL PRIMARY KEY, what TEXT)",
@@ -191,18 +231,17 @@ def test_a_notice_wakes_only_the_subscriptions_of_the_streams_it_names(postgres_
     """Another process's commit to stream b does not make this store's subscription of stream a read
     the log; a commit to a does, and a whole-log subscription is woken by both."""
     monkeypatch.setattr(pg_backend, "QUIET_READ_SECONDS", 3600.0)
+    woken: list[str] = []
+    nudge = Subscription.nudge
+
+    def counted(subscription: Subscription) -> None:  # counted from the first: the listener may be quick
+        woken.append(subscription._stream_id or "all")
+        nudge(subscription)
+
+    monkeypatch.setattr(Subscription, "nudge", counted)
     with open_log(postgres_url) as writer, open_log(postgres_url) as follower:
         of_a = follower.subscribe(stream_id="a", poll_interval=3600.0)
         everything = follower.subscribe(poll_interval=3600.0)
-        woken: list[str] = []
-        for name, sub in (("a", of_a), ("all", everything)):
-            original = sub.nudge
-
-            def counted(name: str = name, original=original) -> None:
-                woken.append(name)
-                original()
-
-            monkeypatch.setattr(sub, "nudge", counted)
         assert of_a.poll(0.01) is None and everything.poll(0.01) is None
         assert wait_until(lambda: len(woken) >= 2)  # the listener's first nudge (once it is LISTENing) woke both
         writer.append("b", [ev(1)])
