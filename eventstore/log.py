@@ -133,6 +133,12 @@ def validate_append(
     for event in batch:
         if type(event) is not NewEvent:
             raise TypeError(f"append takes NewEvent objects, not {type(event).__name__}")
+        # PostgreSQL's text cannot hold NUL; refused on both backends, so that every log can be copied
+        # to the other (a JSON encoder writes it as the escape \u0000, which is fine).
+        if (isinstance(event.data, str) and "\x00" in event.data) or "\x00" in event.type:
+            raise ValueError(f"an event of type {event.type!r} holds a NUL character (\\x00): escape it in the data")
+    if "\x00" in stream_id:
+        raise ValueError("stream_id holds a NUL character (\\x00)")
     return stream_id, batch, expected_version, now_ns
 
 

@@ -108,6 +108,14 @@ def test_bad_arguments_are_rejected_early(store):
         store.append("a", [ev(1)], -1)
     with pytest.raises(TypeError):
         store.append("a", [{"not": "an event"}])  # type: ignore[list-item]
+    # NUL: PostgreSQL's text cannot hold it, so neither backend takes it (every log can be copied);
+    # the JSON escape for it is only text.
+    with pytest.raises(ValueError, match="NUL"):
+        store.append("a", [NewEvent("Thing", '{"t": "\x00"}')])
+    with pytest.raises(ValueError, match="NUL"):
+        store.append("a\x00b", [ev(1)])
+    assert store.append("a", [NewEvent("Thing", '{"t": "\\u0000"}')]).first_version == 1
+    assert [e.data for e in store.read_stream("a")] == ['{"t": "\\u0000"}']
 
 
 def test_sqlite_write_transactions_begin_immediate(sqlite_store):
