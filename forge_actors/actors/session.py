@@ -490,7 +490,7 @@ class SessionActor(pykka.ThreadingActor):
         elif kind == "convergence":
             self._read_vote(attempt, completed)
         else:
-            self._emit(completed, durable=True)
+            self._emit(completed)
         self._check_round_complete()
 
     def _read_critique(self, attempt: _Attempt, completed: ContributionCompleted) -> None:
@@ -513,7 +513,7 @@ class SessionActor(pykka.ThreadingActor):
                              critique.strengths, critique.weaknesses, critique.suggestions)
             for label, critique in parsed.items()
         ]
-        self._emit(completed, *critiques, durable=True)
+        self._emit(completed, *critiques)
 
     def _read_vote(self, attempt: _Attempt, completed: ContributionCompleted) -> None:
         as_json = attempt.prompt.response_schema is not None
@@ -530,7 +530,7 @@ class SessionActor(pykka.ThreadingActor):
         else:
             recorded = VoteRecorded(completed.round, attempt.participant, vote.vote,  # type: ignore[arg-type]
                                     vote.reasons, vote.concerns, confidence=vote.confidence)
-        self._emit(completed, recorded, durable=True)
+        self._emit(completed, recorded)
 
     def _on_errored(self, message: ContributionErrored) -> None:
         attempt = self._active.pop(message.contribution_id, None)

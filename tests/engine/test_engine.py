@@ -12,6 +12,7 @@ from forge_actors.core import audit
 from forge_actors.core.errors import ConfigError, InvalidCommandError, SessionNotFoundError
 from forge_actors.core.events import (
     ContentDelta,
+    ContributionCompleted,
     ContributionFailed,
     CritiqueRecorded,
     PromptSent,
@@ -54,6 +55,26 @@ def test_a_full_deliberation_runs_every_round_and_keeps_the_invariants(forge):
         assert critique.critic != critique.proposal_author and critique.score is not None
     assert len(state.drafts) == 3 and state.synthesis is not None
     assert state.total_usage.output_tokens > 0
+
+
+def test_a_round_waits_once_for_its_contributions_not_once_each(tmp_path):
+    """A contribution's completion is committed with the round's, whose wait covers it: with a batch
+    timer that never fires, a draft round of three is one commit, and every completion is in the log
+    when the round returns. (A wait per contribution was most of a busy engine's commits.)"""
+    with Forge(str(tmp_path / "forge.db"), writer_max_delay=600) as engine:
+        session_id = engine.create_session("Design a TODO app API", THREE)
+        commits: list[int] = []
+        commit = engine._store.commit
+
+        def counted(appends):
+            commits.append(len(appends))
+            commit(appends)
+
+        engine._store.commit = counted
+        engine.run_round(session_id, "draft")
+        completed = [e.participant for e in engine.events(session_id) if isinstance(e, ContributionCompleted)]
+        assert sorted(completed) == ["alice", "bob", "carol"]
+        assert len(commits) == 1, commits
 
 
 def test_participants_of_a_round_stream_in_parallel(forge):
