@@ -196,21 +196,28 @@ class Subscription:
                 self.close()
                 return False
             if not self._live:
-                if self._read_log():
-                    return True
-                continue
-            with self._wake:
-                if not self._pending and self._live and not self.closed:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return False
-                    if not self._wake.wait(min(remaining, self._poll_interval)):
-                        self._live = False  # a quiet spell: look at the log for other processes' commits
-                        continue
-                taken = self._take_pending()
-                if taken is None:  # another process committed in between: the log has those rows
-                    self._live = False
+                # What was handed over may follow on from our position without a gap (a consumer
+                # that starts late, say): then the log has nothing before it that we lack. Else, or
+                # once it is taken, the log is read (which is what makes us live again).
+                with self._wake:
+                    taken = self._take_pending()
+                if not taken:
+                    if self._read_log():
+                        return True
                     continue
+            else:
+                with self._wake:
+                    if not self._pending and self._live and not self.closed:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return False
+                        if not self._wake.wait(min(remaining, self._poll_interval)):
+                            self._live = False  # a quiet spell: look at the log for other processes' commits
+                            continue
+                    taken = self._take_pending()
+                    if taken is None:  # another process committed in between: the log has those rows
+                        self._live = False
+                        continue
             if taken:
                 try:
                     self._buffer.extend(self._decoded(taken))

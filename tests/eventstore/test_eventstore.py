@@ -425,6 +425,30 @@ def test_concurrent_writers_give_gap_free_ordered_subscriptions(store):
         sub.close()
 
 
+@pytest.mark.parametrize("stream_id", ["a", None])
+def test_a_subscription_consumed_late_takes_what_was_handed_over_without_reading_it_again(store, stream_id):
+    """Events committed here after it subscribed, before its first poll, follow on from its position:
+    it takes them as handed over (the log is read once they are used up, and finds nothing more)."""
+    store.append("a", [ev(0)])
+    with store.subscribe(after=1, stream_id=stream_id, expect_others=False) as sub:
+        for n in range(1, 301):
+            store.append("a", [ev(n)])
+        read: list[int] = []
+        for name in ("_page_stream", "_page_all"):
+            page = getattr(store, name)
+
+            def counted(*args, page=page):
+                rows = page(*args)
+                read.append(len(rows))
+                return rows
+
+            setattr(store, name, counted)
+        got = [sub.poll(10) for _ in range(300)]
+        assert [e.position for e in got] == list(range(2, 302))
+        assert sum(read) == 0
+        assert sub.poll(0.01) is None and sum(read) == 0  # the log was read, and had nothing more
+
+
 def test_slow_subscriber_does_not_slow_the_writer_or_buffer_unboundedly(store):
     sub = store.subscribe(page_size=50)
     assert sub.poll(0.01) is None
