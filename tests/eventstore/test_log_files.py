@@ -166,7 +166,8 @@ def test_a_full_disk_mid_run_stops_cleanly_and_resume_finishes_once_there_is_spa
     assert events[-1]["type"] != "SessionEnded"
     with Forge(str(tmp_path / "forge.db"), create=False) as engine:
         state = engine.state(session_id)
-        assert state.status == "running" and not state.ended  # stopped, not failed
+        # Stopped, not failed: before or after its first round began, as the batches fell.
+        assert state.status in ("created", "running") and not state.ended
         committed = [r.position for r in engine._store.read_stream(session_id)]
     assert [e["position"] for e in events] == committed  # what it showed is what the log holds
 
