@@ -96,8 +96,10 @@ _INSERT_ROWS_MAX: Final = 4
 #: last position and inserts them (given as a JSON array of [stream_id, version, type, data,
 #: recorded_at]), with the commit's durability and notice. A function, because the position must be
 #: read after the lock is granted: a single statement reads the table as it was when it began.
+#: ``json``, not ``jsonb``: each element is read once, and converting the whole array to jsonb first
+#: costs the server about half as much again.
 _APPEND_FUNCTION: Final = """
-CREATE OR REPLACE FUNCTION eventstore_append(new_rows jsonb, channel text, notice text, durability text)
+CREATE OR REPLACE FUNCTION eventstore_append(new_rows json, channel text, notice text, durability text)
 RETURNS bigint LANGUAGE plpgsql AS $append$
 DECLARE
     last_position bigint;
@@ -108,14 +110,15 @@ BEGIN
     SELECT COALESCE(MAX(position), 0) INTO last_position FROM events;
     INSERT INTO events (position, stream_id, version, type, data, recorded_at)
     SELECT last_position + row.n, row.e->>0, (row.e->>1)::bigint, row.e->>2, row.e->>3, (row.e->>4)::bigint
-    FROM jsonb_array_elements(new_rows) WITH ORDINALITY AS row(e, n);
+    FROM json_array_elements(new_rows) WITH ORDINALITY AS row(e, n);
     RETURN last_position;
 END
 $append$
 """
-_CALL_APPEND: Final = "SELECT eventstore_append(%s::jsonb, %s::text, %s::text, %s::text)"
-_HAS_APPEND_FUNCTION: Final = (
-    "SELECT 1 FROM pg_proc WHERE proname = 'eventstore_append' AND pronamespace = current_schema()::regnamespace"
+_CALL_APPEND: Final = "SELECT eventstore_append(%s::json, %s::text, %s::text, %s::text)"
+_HAS_APPEND_FUNCTION: Final = (  # this very signature, in the log's own schema
+    "SELECT 1 FROM pg_proc WHERE oid = to_regprocedure(quote_ident(current_schema()) "
+    "|| '.eventstore_append(json, text, text, text)')"
 )
 _HAS_TABLE: Final = (
     "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = %s"
