@@ -65,6 +65,24 @@ class BenchPostgres:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+def settle(url: str, timeout: float = 60.0) -> None:
+    """Before a timed run on the server at ``url``: a checkpoint, then no autovacuum worker still busy
+    with what the earlier figures wrote (on a small host either would take CPU from the run)."""
+    import time
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            conn.execute("CHECKPOINT")
+        except psycopg.errors.InsufficientPrivilege:
+            print("(no CHECKPOINT before the load: the benchmark's role may not ask for one)")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'").fetchone()[0]:
+            time.sleep(0.2)
+
+
 def with_search_path(url: str, schema: str) -> str:
     """``url`` whose connections see ``schema`` first (libpq's ``options=-csearch_path=...``)."""
     parts = urllib.parse.urlsplit(url)
