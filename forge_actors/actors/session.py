@@ -485,6 +485,8 @@ class SessionActor(pykka.ThreadingActor):
             message.latency_ms, message.served_by, message.fallback,
         )
         kind = self._round.kind
+        # A completion is not waited for on its own (but before a re-ask): the round's completion,
+        # which follows from it, waits for both (docs/DESIGN.md, Durability).
         if kind == "critique":
             self._read_critique(attempt, completed)
         elif kind == "convergence":
