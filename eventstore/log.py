@@ -133,13 +133,28 @@ def validate_append(
     for event in batch:
         if type(event) is not NewEvent:
             raise TypeError(f"append takes NewEvent objects, not {type(event).__name__}")
-        # PostgreSQL's text cannot hold NUL; refused on both backends, so that every log can be copied
-        # to the other (a JSON encoder writes it as the escape \u0000, which is fine).
-        if (isinstance(event.data, str) and "\x00" in event.data) or "\x00" in event.type:
-            raise ValueError(f"an event of type {event.type!r} holds a NUL character (\\x00): escape it in the data")
-    if "\x00" in stream_id:
-        raise ValueError("stream_id holds a NUL character (\\x00)")
+        # Text both logs can store, checked here so that it fails this append alone, not the batch it
+        # would join: no NUL (PostgreSQL's text cannot hold one; the JSON escape \u0000 is fine) and
+        # no lone surrogate (not UTF-8).
+        data = event.data
+        if isinstance(data, str) and ("\x00" in data or not (data.isascii() or _is_utf8(data))):
+            raise ValueError(f"the data of an event of type {event.type!r} holds a NUL character or a lone "
+                             "surrogate, which no log can store: escape it (a JSON encoder does)")
+        if "\x00" in event.type or not (event.type.isascii() or _is_utf8(event.type)):
+            raise ValueError(f"an event type holds a NUL character or a lone surrogate: {event.type!r}")
+    if "\x00" in stream_id or not (stream_id.isascii() or _is_utf8(stream_id)):
+        raise ValueError(f"stream_id holds a NUL character or a lone surrogate: {stream_id!r}")
     return stream_id, batch, expected_version, now_ns
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes to UTF-8 (no lone surrogate). Asked only of text that is not ASCII:
+    ``isascii`` reads a flag CPython keeps, so most text costs only the scan for NUL."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 #: A row as a backend inserts it: ``(stream_id, version, type, data, recorded_at)``.

@@ -109,13 +109,18 @@ def test_bad_arguments_are_rejected_early(store):
     with pytest.raises(TypeError):
         store.append("a", [{"not": "an event"}])  # type: ignore[list-item]
     # NUL: PostgreSQL's text cannot hold it, so neither backend takes it (every log can be copied);
-    # the JSON escape for it is only text.
+    # the JSON escape for it is only text. A lone surrogate is not UTF-8: no log can store it.
     with pytest.raises(ValueError, match="NUL"):
         store.append("a", [NewEvent("Thing", '{"t": "\x00"}')])
     with pytest.raises(ValueError, match="NUL"):
         store.append("a\x00b", [ev(1)])
+    with pytest.raises(ValueError, match="surrogate"):
+        store.append("a", [NewEvent("Thing", '{"t": "\ud800"}')])
+    with pytest.raises(ValueError, match="surrogate"):
+        store.append("a", [NewEvent("Th\udfffing", "{}")])
     assert store.append("a", [NewEvent("Thing", '{"t": "\\u0000"}')]).first_version == 1
-    assert [e.data for e in store.read_stream("a")] == ['{"t": "\\u0000"}']
+    assert store.append("a", [NewEvent("Thing", '{"t": "é ✓ 𝄞"}')]).first_version == 2
+    assert [e.data for e in store.read_stream("a")] == ['{"t": "\\u0000"}', '{"t": "é ✓ 𝄞"}']
 
 
 def test_sqlite_write_transactions_begin_immediate(sqlite_store):
@@ -276,6 +281,17 @@ def test_a_refused_append_takes_the_appends_queued_before_the_refusal_was_seen_w
     again = writer.append("s", [ev(5)], expected_version=1)
     assert again.wait().first_version == 2
     writer.close()
+
+
+def test_an_append_no_log_can_store_fails_alone_not_the_batch_it_would_join(store):
+    with BatchingWriter(store, max_delay=10) as writer:
+        before = writer.append("a", [ev(1)])
+        with pytest.raises(ValueError, match="NUL"):
+            writer.append("b", [NewEvent("Thing", '{"t": "\x00"}')])
+        after = writer.append("c", [ev(2)])
+        writer.flush()
+    assert before.error is None and after.error is None
+    assert [e.stream_id for e in store.read_all()] == ["a", "c"]
 
 
 def test_writer_from_many_threads_keeps_each_stream_contiguous(store):
