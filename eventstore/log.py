@@ -152,7 +152,7 @@ def _is_utf8(text: str) -> bool:
     ``isascii`` reads a flag CPython keeps, so most text costs only the scan for NUL."""
     try:
         text.encode()
-    except UnicodeEncodeError:
+    except UnicodeEncodeError:  # silent: the failure is the answer (the caller raises a ValueError)
         return False
     return True
 
