@@ -3,8 +3,9 @@ processes on many hosts.
 
 Layout: ``events(position, stream_id, version, type, data, recorded_at)`` with
 ``UNIQUE(stream_id, version)``, ``checkpoints``, ``eventstore_meta`` (what marks a schema as one
-of our logs, and its layout version) and the function ``eventstore_append``, in the schema the connection's ``search_path`` names first
-(``?options=-csearch_path%3Dmyschema`` in the URL puts a log in a schema of its own).
+of our logs, and its layout version) and the function ``eventstore_append``, in the schema the
+connection's ``search_path`` names first (``?options=-csearch_path%3Dmyschema`` in the URL puts a
+log in a schema of its own).
 
 **Commit order = position order.** PostgreSQL sequences hand out numbers at insert time, not
 at commit: a transaction holding position 10 may commit after one holding 11, and a reader
@@ -39,8 +40,9 @@ never wait for appends.
 
 Connections, all autocommit: one write connection guarded by a lock (appends are one queue
 anyway; the other writes say BEGIN), a ``psycopg_pool`` of read connections (each read is one
-statement and its own snapshot, so nothing is held between pages), and the listener. The URL's password never leaves
-the URL: ``path`` is the URL without it, and is what errors, logs and ``repr`` show.
+statement and its own snapshot, so nothing is held between pages), and the listener. The URL's
+password never leaves the URL: ``path`` is the URL without it, and is what errors, logs and
+``repr`` show.
 """
 
 from __future__ import annotations
@@ -409,12 +411,7 @@ class PostgresEventStore(SqlEventLog):
             conn, cursor, last_position = self._begin_append_transaction(p.stream_id for p in appends)
             with cursor:
                 next_position = last_position + 1
-                known = self._versions if trust_cache else {}
-                fetched = self._read_versions(cursor, {p.stream_id for p in appends} - known.keys())
-                rows, staged = stage_appends(
-                    appends, next_position, known,
-                    lambda sid: fetched[sid] if sid in fetched else self._read_version(cursor, sid),
-                )
+                rows, staged = self._stage(cursor, appends, next_position, self._versions if trust_cache else {})
                 if rows:
                     self._insert(cursor, next_position, rows)
             conn.commit()
@@ -425,6 +422,15 @@ class PostgresEventStore(SqlEventLog):
             self._failed_write(exc, appends)
         self._versions.update(staged)
         return (next_position + len(rows) - 1 if rows else 0), rows
+
+    def _stage(self, cursor: Any, appends: Sequence[PendingAppend], first_position: int,
+               known: dict[str, int]) -> tuple[list[Row], dict[str, int]]:
+        """``stage_appends`` with the versions of the streams ``known`` lacks read in one statement first."""
+        fetched = self._read_versions(cursor, {p.stream_id for p in appends} - known.keys())
+        return stage_appends(
+            appends, first_position, known,
+            lambda sid: fetched[sid] if sid in fetched else self._read_version(cursor, sid),
+        )
 
     def _commit_in_one_statement(self, appends: Sequence[PendingAppend]) -> tuple[int, list[Row]]:
         """The usual commit: one statement (``eventstore_append``), one round trip, its own transaction.
@@ -437,12 +443,7 @@ class PostgresEventStore(SqlEventLog):
         try:
             conn = self._live_write_connection()
             with conn.cursor() as cursor:
-                known = self._versions
-                fetched = self._read_versions(cursor, {p.stream_id for p in appends} - known.keys())
-                rows, staged = stage_appends(  # positions from 0: the server adds the last position
-                    appends, 0, known,
-                    lambda sid: fetched[sid] if sid in fetched else self._read_version(cursor, sid),
-                )
+                rows, staged = self._stage(cursor, appends, 0, self._versions)  # the server adds the last position
                 if not rows:
                     return 0, rows
                 last_position = int(cursor.execute(_CALL_APPEND, (
