@@ -136,20 +136,23 @@ def validate_append(
         # Text both logs can store, checked here so that it fails this append alone, not the batch it
         # would join: no NUL (PostgreSQL's text cannot hold one; the JSON escape \u0000 is fine) and
         # no lone surrogate (not UTF-8).
-        data = event.data
-        if isinstance(data, str) and ("\x00" in data or not (data.isascii() or _is_utf8(data))):
+        if isinstance(event.data, str) and not _storable(event.data):
             raise ValueError(f"the data of an event of type {event.type!r} holds a NUL character or a lone "
                              "surrogate, which no log can store: escape it (a JSON encoder does)")
-        if "\x00" in event.type or not (event.type.isascii() or _is_utf8(event.type)):
+        if not _storable(event.type):
             raise ValueError(f"an event type holds a NUL character or a lone surrogate: {event.type!r}")
-    if "\x00" in stream_id or not (stream_id.isascii() or _is_utf8(stream_id)):
+    if not _storable(stream_id):
         raise ValueError(f"stream_id holds a NUL character or a lone surrogate: {stream_id!r}")
     return stream_id, batch, expected_version, now_ns
 
 
-def _is_utf8(text: str) -> bool:
-    """Whether ``text`` encodes to UTF-8 (no lone surrogate). Asked only of text that is not ASCII:
-    ``isascii`` reads a flag CPython keeps, so most text costs only the scan for NUL."""
+def _storable(text: str) -> bool:
+    """No NUL, and UTF-8 (no lone surrogate). ``isascii`` reads a flag CPython keeps, so most text
+    costs only the scan for NUL; the rest is encoded once."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
     try:
         text.encode()
     except UnicodeEncodeError:  # silent: the failure is the answer (the caller raises a ValueError)
