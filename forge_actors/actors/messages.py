@@ -94,6 +94,13 @@ class Contribute(msgspec.Struct, frozen=True):
     #: How the model calls tools in this contribution: ``native`` (``request.tools``), ``text``
     #: (``TOOL_CALL:`` lines; the tool section is in the messages) or ``off``.
     tool_mode: str = "off"
+    #: The most characters the attempt may stream, all its turns together (None: no limit). Past it
+    #: the stream is stopped and the reply settles as cut, with ``finish_reason`` REPLY_LIMIT_FINISH.
+    max_chars: int | None = None
+
+
+#: The finish reason of a reply stopped at ``Contribute.max_chars`` (the session's max_reply_chars).
+REPLY_LIMIT_FINISH = "max_reply_chars"
 
 
 class UseProvider(msgspec.Struct, frozen=True):

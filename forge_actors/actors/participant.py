@@ -37,6 +37,7 @@ import msgspec
 import pykka
 
 from forge_actors.actors.messages import (
+    REPLY_LIMIT_FINISH,
     CancelToken,
     Contribute,
     ContributionErrored,
@@ -81,6 +82,8 @@ class _Turn(msgspec.Struct):
     calls: list[ToolCall]
     finish_reason: str | None
     usage: Usage
+    #: Stopped at the contribution's character limit: the answer as it stands, its calls not run.
+    cut: bool = False
 
 
 class ParticipantActor(pykka.ThreadingActor):
@@ -141,12 +144,18 @@ class ParticipantActor(pykka.ThreadingActor):
         seen_ids: set[str] = set()
         last_turn = False
         turn_number = 0
+        streamed = 0  # characters of every turn so far, against message.max_chars
         while True:
             turn_number += 1
-            turn = self._turn(message, request, started, first=turn_number == 1)
+            room = None if message.max_chars is None else message.max_chars - streamed
+            turn = self._turn(message, request, started, first=turn_number == 1, room=room)
             if not isinstance(turn, _Turn):
                 return turn
+            streamed += len(turn.text)
             usage = _plus(usage, turn.usage)
+            if turn.cut:
+                logger.warning("%s: %s stopped at %d characters (max_reply_chars)", self.name, cid, streamed)
+                return self._succeeded(cid, turn.text, REPLY_LIMIT_FINISH, usage, started)
             calls = turn.calls if mode == "native" else toolcalls.parse_tool_calls(turn.text) if mode == "text" else []
             if not calls or last_turn or budget is None:
                 finish = turn.finish_reason if turn.finish_reason != TOOL_CALLS_FINISH or not last_turn else "stop"
@@ -180,11 +189,15 @@ class ParticipantActor(pykka.ThreadingActor):
         message.reply_to.tell(ToolCallFinished(cid, call.id, call.name, result))
         return result
 
-    def _turn(self, message: Contribute, request: LlmRequest, started: int,
-              first: bool) -> _Turn | ContributionSucceeded | ContributionErrored:
-        """One streamed reply: its text (each delta told as it comes), calls, finish and usage."""
+    def _turn(self, message: Contribute, request: LlmRequest, started: int, first: bool,
+              room: int | None) -> _Turn | ContributionSucceeded | ContributionErrored:
+        """One streamed reply: its text (each delta told as it comes), calls, finish and usage.
+
+        ``room``: the characters it may still stream (None: no limit). The delta that passes it is
+        cut to fit and the stream is closed there: a server that streams without end stops here."""
         cid, token, reply_to = message.contribution_id, message.cancel, message.reply_to
         parts: list[str] = []
+        length = 0
         calls: list[ToolCall] = []
         finish_reason: str | None = None
         usage = Usage()
@@ -197,8 +210,13 @@ class ParticipantActor(pykka.ThreadingActor):
                 if token.cancelled:
                     return _cancelled(cid)
                 if chunk.delta:
-                    parts.append(chunk.delta)
-                    reply_to.tell(DeltaReceived(cid, chunk.delta))
+                    delta = chunk.delta if room is None else chunk.delta[:room - length]
+                    if delta:
+                        parts.append(delta)
+                        length += len(delta)
+                        reply_to.tell(DeltaReceived(cid, delta))
+                    if len(delta) < len(chunk.delta):
+                        return _Turn("".join(parts), [], REPLY_LIMIT_FINISH, usage, cut=True)
                 if chunk.tool_call is not None:
                     calls.append(chunk.tool_call)
                 if chunk.is_complete:
@@ -208,7 +226,7 @@ class ParticipantActor(pykka.ThreadingActor):
             if token.cancelled:  # the abort is what broke the stream
                 return _cancelled(cid)
             if first and not parts and not calls and error.stream_fallback:
-                return self._without_streaming(message, error, started)
+                return self._without_streaming(message, error, started, room)
             return ContributionErrored(cid, error.kind, str(error), error.retryable, error.retry_after)
         finally:
             unregister()
@@ -219,9 +237,10 @@ class ParticipantActor(pykka.ThreadingActor):
             return _cancelled(cid)
         return _Turn("".join(parts), calls, finish_reason, usage)
 
-    def _without_streaming(self, message: Contribute, stream_error: LlmError,
-                           started: int) -> ContributionSucceeded | ContributionErrored:
-        """One non-streaming call after the stream failed before its first delta."""
+    def _without_streaming(self, message: Contribute, stream_error: LlmError, started: int,
+                           room: int | None) -> ContributionSucceeded | ContributionErrored:
+        """One non-streaming call after the stream failed before its first delta (its answer cut to
+        ``room`` characters, as a stream would have been)."""
         cid, token = message.contribution_id, message.cancel
         why = f"the stream failed before its first delta ({stream_error.kind}: {stream_error}); one non-streaming call answered"
         logger.info("%s: %s", self.name, why)
@@ -234,8 +253,11 @@ class ParticipantActor(pykka.ThreadingActor):
                                        f"{stream_error})", error.retryable, error.retry_after)
         if token.cancelled:
             return _cancelled(cid)
-        message.reply_to.tell(DeltaReceived(cid, response.content))
-        return self._succeeded(cid, response.content, response.finish_reason, response.usage, started, fallback=why)
+        content, finish = response.content, response.finish_reason
+        if room is not None and len(content) > room:
+            content, finish = content[:room], REPLY_LIMIT_FINISH
+        message.reply_to.tell(DeltaReceived(cid, content))
+        return self._succeeded(cid, content, finish, response.usage, started, fallback=why)
 
     def _succeeded(self, cid: str, content: str, finish_reason: str | None, usage: Usage, started: int,
                    fallback: str = "") -> ContributionSucceeded:

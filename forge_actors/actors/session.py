@@ -446,7 +446,8 @@ class SessionActor(pykka.ThreadingActor):
             response_schema=JsonSchema(prompt.response_schema, schema) if prompt.response_schema and schema else None,
             tools=definitions if mode == "native" else (),
         )
-        self._participants[participant].tell(Contribute(cid, request, token, self.actor_ref, mode))
+        self._participants[participant].tell(Contribute(cid, request, token, self.actor_ref, mode,
+                                                        rounds.reply_char_limit(settings)))
 
     # -- replies from participants -------------------------------------------------------------
 

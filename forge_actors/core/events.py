@@ -24,7 +24,9 @@ RoundStatus = Literal["completed", "degraded", "failed", "cancelled"]
 #: paying for more rounds nobody can read.
 #: ``max_rounds``: the iteration limit (``max_iterations``) was reached without convergence (the
 #: outcome keeps the name it was first recorded with).
-Outcome = Literal["converged", "max_rounds", "no_quorum", "cancelled", "failed"]
+#: ``budget_spent``: the session's events take as many bytes of the log as ``max_session_bytes``
+#: allows, so it stops before the next round instead of growing the log further.
+Outcome = Literal["converged", "max_rounds", "no_quorum", "cancelled", "failed", "budget_spent"]
 PromptPurpose = Literal["initial", "retry", "reask", "rerun"]
 #: How a participant is asked for critiques and votes: ``json`` through its provider's
 #: structured-output mechanism, ``text`` in the marker formats (``Score:``, ``VOTE:``), ``auto``
@@ -93,6 +95,14 @@ class SessionSettings(msgspec.Struct, frozen=True):
     #: session's human participants to draft or vote (0: it does not wait; a human's input then
     #: counts only if it comes while the round runs).
     human_wait_seconds: float = 0.0
+    #: The longest reply a contribution may stream, in characters, all its turns together; past it
+    #: the stream is stopped and the reply recorded as cut (finish_reason ``max_reply_chars``).
+    #: None: 8 characters per ``max_tokens`` token (``rounds.reply_char_limit``), so a provider that
+    #: ignores max_tokens still cannot stream without end.
+    max_reply_chars: int | None = None
+    #: The most bytes a session's events may take in the log (their JSON, as stored: prompts, every
+    #: streamed delta, tool results...). Once a round ends past it, the session ends ``budget_spent``.
+    max_session_bytes: int = 100_000_000
 
 
 class TokenUsage(msgspec.Struct, frozen=True):

@@ -30,7 +30,15 @@ from typing import Any
 import msgspec
 
 from forge_actors.core import formats
-from forge_actors.core.events import CritiqueRecorded, Outcome, Persona, PromptMessage, RoundKind, VoteRecorded
+from forge_actors.core.events import (
+    CritiqueRecorded,
+    Outcome,
+    Persona,
+    PromptMessage,
+    RoundKind,
+    SessionSettings,
+    VoteRecorded,
+)
 from forge_actors.core.state import SessionState
 from forge_actors.core.templates import load_template, render
 
@@ -346,6 +354,9 @@ def why_not(state: SessionState, kind: RoundKind) -> str | None:
     current = state.current_round
     if current is not None and current.status == "running":
         return f"round {current.round} ({current.kind}) is still running"
+    spent = budget_spent(state)
+    if spent is not None:
+        return spent
     if not state.ai_participants:
         return "the session has no AI participants"
     kinds_run = {r.kind for r in state.rounds}
@@ -507,6 +518,27 @@ def end_after_convergence(state: SessionState, round_number: int) -> EndSession 
     return None
 
 
+#: Characters a reply may stream per ``max_tokens`` token when ``max_reply_chars`` is not set: a
+#: token is about 4 characters of English, so twice that leaves room for code and other scripts.
+REPLY_CHARS_PER_TOKEN = 8
+
+
+def reply_char_limit(settings: SessionSettings) -> int:
+    """The most characters one contribution may stream (all its turns together)."""
+    if settings.max_reply_chars is not None:
+        return settings.max_reply_chars
+    return REPLY_CHARS_PER_TOKEN * settings.max_tokens
+
+
+def budget_spent(state: SessionState) -> str | None:
+    """Why the session may not start another round because of what it wrote to the log; None if it may."""
+    limit = state.settings.max_session_bytes
+    if state.log_bytes < limit:
+        return None
+    return (f"the session's events take {state.log_bytes:,} bytes of the log, as much as its max_session_bytes "
+            f"({limit:,}) allows; raise that setting to let sessions run longer")
+
+
 def next_step(state: SessionState) -> NextRound | EndSession | None:
     """What a session deliberating on its own does next; None while a round runs or once it ended."""
     if state.ended:
@@ -522,10 +554,16 @@ def next_step(state: SessionState) -> NextRound | EndSession | None:
         )
     if current.status == "cancelled":
         return EndSession("cancelled", current.reason or "cancelled")
+    if current.kind == "convergence":
+        ended = end_after_convergence(state, current.round)
+        if ended is not None:
+            return ended
+    spent = budget_spent(state)
+    if spent is not None:
+        last_vote = state.last_round_of("convergence")
+        return EndSession("budget_spent", spent, last_vote.score if last_vote is not None else None)
     if current.kind == "draft":
         return NextRound("critique" if round_participants(state, "critique") else "synthesis")
     if current.kind == "critique":
         return NextRound("synthesis")
-    if current.kind == "synthesis":
-        return NextRound("convergence")
-    return end_after_convergence(state, current.round) or NextRound("synthesis")
+    return NextRound("convergence" if current.kind == "synthesis" else "synthesis")

@@ -187,6 +187,11 @@ class ToolSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 COUNCIL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+#: The council a surface that takes councils uses when its caller names none (and, for an untrusted
+#: caller naming no participants, the one ``Forge.create_session`` picks), when it is configured.
+DEFAULT_COUNCIL = "forge"
+
+
 class CouncilSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[forge.councils.NAME]``: a named set of participants with session settings of their own.
 
@@ -279,6 +284,9 @@ MAX_TOKENS = 128_000
 MAX_ROUND_TIMEOUT_SECONDS = 86_400.0
 MAX_TOOL_CALLS = 64
 MAX_TOOL_SECONDS = 3_600.0
+#: A reply (characters), and a session's events in the log (bytes), at most: the log's growth stays bounded.
+MAX_REPLY_CHARS = 1_000_000
+MAX_SESSION_BYTES = 10_000_000_000
 #: Seeds are recorded as JSON integers: keep them within 64 bits.
 SEED_LIMIT = 2**63
 
@@ -301,6 +309,10 @@ def _check_ranges(settings: SessionSettings) -> None:
         (settings.workspace is None or bool(settings.workspace.strip()), "workspace must name a folder"),
         (0 <= settings.human_wait_seconds <= MAX_ROUND_TIMEOUT_SECONDS,
          f"human_wait_seconds must be 0 or more and at most {MAX_ROUND_TIMEOUT_SECONDS:.0f} (a day)"),
+        (settings.max_reply_chars is None or 1 <= settings.max_reply_chars <= MAX_REPLY_CHARS,
+         f"max_reply_chars must be at least 1 and at most {MAX_REPLY_CHARS:,}"),
+        (1 <= settings.max_session_bytes <= MAX_SESSION_BYTES,
+         f"max_session_bytes must be at least 1 and at most {MAX_SESSION_BYTES:,}"),
     ]
     for ok, message in checks:
         if not ok:

@@ -14,7 +14,7 @@ commands that need it: ``sessions``, ``show``, ``export`` and ``replay`` only re
 and run with the default configuration (saying so) when the file is broken.
 
 Exit codes: 0 converged (or the command did its job), 1 the session ended without
-converging (max_rounds, no_quorum, cancelled), 2 a usage or configuration error, 3 the session
+converging (max_rounds, no_quorum, budget_spent, cancelled), 2 a usage or configuration error, 3 the session
 failed, 130 interrupted (Ctrl-C; the session can be resumed).
 """
 
@@ -330,7 +330,7 @@ def _outcome_code(state: SessionState) -> int:
         return EXIT_OK
     if state.status == "failed":
         return EXIT_FAILED
-    if state.status in ("max_rounds", "no_quorum", "cancelled"):
+    if state.status in ("max_rounds", "no_quorum", "budget_spent", "cancelled"):
         return EXIT_NOT_CONVERGED
     return EXIT_INTERRUPTED
 

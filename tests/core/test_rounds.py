@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from forge_actors.core import formats, rounds
 from forge_actors.core.events import (
+    ContentDelta,
     ContributionCompleted,
     CritiqueRecorded,
     HumanDraftAdded,
     ParticipantAdded,
     ParticipantInfo,
     Persona,
+    PromptMessage,
+    PromptSent,
+    RoundCompleted,
     RoundStarted,
     SessionCreated,
     SessionSettings,
     TokenUsage,
     VoteRecorded,
+    encode_event,
 )
 from forge_actors.core.state import SessionState, rebuild
 from forge_actors.providers import LlmRequest, Message, MockProvider
@@ -167,3 +172,46 @@ def test_state_is_only_read():
         rounds.critique_prompt(state, n, 2)
         rounds.synthesis_prompt(state, n)
     assert state == before and isinstance(state, SessionState)
+
+
+def _budget_session(limit: int, *, converged: bool) -> list:
+    """A session through its first convergence round, with max_session_bytes of ``limit``."""
+    infos = tuple(ParticipantInfo(n, provider=f"mock:{n}", model=n) for n in NAMES[:2])
+    events: list = [SessionCreated(session_id="s", title="t", goal="g", participants=infos,
+                                   settings=SessionSettings(max_session_bytes=limit))]
+    events.append(RoundStarted(round=1, kind="synthesis", iteration=1, participants=NAMES[:1]))
+    events.append(PromptSent("r1.alice.1", 1, "alice", 1, "alice", (PromptMessage("user", "p" * 100),), 0.7, 100))
+    events.append(ContentDelta("r1.alice.1", "alice", 1, 1, "s" * 50))
+    events.append(ContributionCompleted("r1.alice.1", "alice", 1, 1, "s" * 50, "stop", TokenUsage(), 1))
+    events.append(RoundCompleted(1, "synthesis", "completed", ("alice",)))
+    events.append(RoundStarted(round=2, kind="convergence", iteration=1, participants=NAMES[:2]))
+    vote = "AGREE" if converged else "DISAGREE"
+    events += [VoteRecorded(2, n, vote) for n in NAMES[:2]]
+    events.append(RoundCompleted(2, "convergence", "completed", NAMES[:2], score=1.0 if converged else 0.0))
+    return events
+
+
+def test_the_fold_counts_the_bytes_a_session_takes_in_the_log():
+    events = _budget_session(10**9, converged=False)
+    state = rebuild(events)
+    assert state.log_bytes == sum(len(encode_event(e)) for e in events)  # each event as the log stores it
+    assert rebuild(events[3:], rebuild(events[:3])).log_bytes == state.log_bytes  # folded piece by piece too
+
+
+def test_a_session_past_its_log_budget_ends_before_the_next_round():
+    size = 1000
+    while rebuild(_budget_session(size, converged=False)).log_bytes != size:  # the limit is recorded too
+        size = rebuild(_budget_session(size, converged=False)).log_bytes
+    assert rounds.next_step(rebuild(_budget_session(size + 1, converged=False))) == rounds.NextRound("synthesis")
+    spent = rounds.next_step(rebuild(_budget_session(size, converged=False)))
+    assert isinstance(spent, rounds.EndSession) and spent.outcome == "budget_spent"
+    assert "max_session_bytes" in spent.reason and spent.final_score == 0.0
+    assert rounds.why_not(rebuild(_budget_session(size, converged=False)), "synthesis") == spent.reason
+    # A session that converged says so, budget or not.
+    converged = rounds.next_step(rebuild(_budget_session(1, converged=True)))
+    assert isinstance(converged, rounds.EndSession) and converged.outcome == "converged"
+
+
+def test_a_reply_is_held_to_eight_characters_a_token_unless_set():
+    assert rounds.reply_char_limit(SessionSettings(max_tokens=100)) == 800
+    assert rounds.reply_char_limit(SessionSettings(max_tokens=100, max_reply_chars=50)) == 50

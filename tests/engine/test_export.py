@@ -66,7 +66,7 @@ PINNED = {
          "participants", "drafts", "rounds", "synthesis", "usage", "totals"],
     "settings": ["max_iterations", "max_rounds", "convergence_threshold", "round_timeout_seconds", "synthesizer", "seed",
                  "temperature", "max_tokens", "max_retries", "min_votes", "workspace", "max_tool_calls",
-                 "max_tool_seconds", "human_wait_seconds"],
+                 "max_tool_seconds", "human_wait_seconds", "max_reply_chars", "max_session_bytes"],
     "participants[]": ["name", "kind", "provider", "model", "persona", "tools", "tool_mode"],
     "rounds[]": ["round", "kind", "iteration", "status", "participants", "succeeded", "failed", "reason", "score",
                  "texts", "critiques", "votes", "evidence"],
