@@ -35,6 +35,17 @@ class SessionStoppedError(ForgeError):
     """
 
 
+class SessionStartError(ForgeError):
+    """A session was recorded (``session_id``) but its deliberation could not start; ``__cause__``
+    (also ``cause``) says why. ``Forge.deliberate`` or ``resume`` starts it once that is mended."""
+
+    def __init__(self, session_id: str, cause: BaseException) -> None:
+        self.session_id = session_id
+        self.cause = cause
+        super().__init__(f"session {session_id} was created, but its deliberation could not start: {cause}; "
+                         f"start it again with `forge resume {session_id}` (POST .../sessions/{session_id}/deliberate)")
+
+
 class ConfigError(ForgeError, ValueError):
     """A setting or participant definition is wrong; the message names it."""
 

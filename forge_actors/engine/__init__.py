@@ -22,7 +22,7 @@ from forge_actors.core.audit import Violation
 from forge_actors.core.events import ROUND_KINDS, Event, RoundKind
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport
-from forge_actors.engine.config import ForgeConfig, ParticipantSpec, load_config
+from forge_actors.engine.config import DEFAULT_COUNCIL, ForgeConfig, ParticipantSpec, load_config
 from forge_actors.engine.errors import (
     BackendMissingError,
     ConcurrencyError,
@@ -44,6 +44,7 @@ from forge_actors.engine.errors import (
     ParticipantSetupError,
     SessionBusyError,
     SessionNotFoundError,
+    SessionStartError,
     SessionStoppedError,
     UntrustedSpecError,
 )
@@ -62,7 +63,7 @@ from forge_actors.engine.logs import (
 )
 from forge_actors.engine.participants import probe_providers
 from forge_actors.engine.summaries import SessionSummary
-from forge_actors.engine.trust import check_untrusted_tools
+from forge_actors.engine.trust import TEXT_CAPS, TextCap, check_untrusted_tools
 from forge_actors.providers.pool import MemberHealth
 from forge_actors.providers.probe import ProviderProbe
 from forge_actors.tools import HistoryHit
@@ -75,7 +76,8 @@ __all__ = [
     "HistoryHit", "HumanInputQueuedError", "InvalidCommandError", "LogReadError", "LogWriteError",
     "MemberHealth", "NoEventLogError", "NotAnEventLogError", "ParticipantKeyMissingError", "ParticipantSetupError",
     "ParticipantSpec", "ProviderProbe", "ROUND_KINDS", "RecordedEvent", "RoundKind", "RoundState",
-    "SessionBusyError", "SessionNotFoundError", "SessionState", "SessionStoppedError", "SessionSummary",
-    "Subscription", "UntrustedSpecError", "UsageReport", "Violation", "check_untrusted_tools", "load_config",
+    "SessionBusyError", "SessionNotFoundError", "SessionStartError", "SessionState", "SessionStoppedError",
+    "SessionSummary", "Subscription", "TEXT_CAPS", "TextCap", "UntrustedSpecError", "UsageReport", "Violation",
+    "DEFAULT_COUNCIL", "check_untrusted_tools", "load_config",
     "probe_providers",
 ]

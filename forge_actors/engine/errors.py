@@ -36,6 +36,7 @@ from forge_actors.core.errors import (
     InvalidCommandError,
     SessionBusyError,
     SessionNotFoundError,
+    SessionStartError,
     SessionStoppedError,
     UntrustedSpecError,
 )
@@ -46,7 +47,7 @@ __all__ = [
     "ForgeError", "HumanInputQueuedError", "InvalidCommandError", "LogCopyError", "LogReadError",
     "LogUnavailableError", "LogWriteError", "NoEventLogError", "NotAnEventLogError",
     "ParticipantKeyMissingError", "ParticipantSetupError", "SessionBusyError", "SessionNotFoundError",
-    "SessionStoppedError", "UntrustedSpecError", "provider_setup_errors",
+    "SessionStartError", "SessionStoppedError", "UntrustedSpecError", "provider_setup_errors",
 ]
 
 

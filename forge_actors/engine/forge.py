@@ -68,7 +68,13 @@ from forge_actors.core.events import (
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport, usage_report
 from forge_actors.engine import live, mail, replay
-from forge_actors.engine.config import ForgeConfig, ParticipantSpec, participant_spec, session_settings
+from forge_actors.engine.config import (
+    DEFAULT_COUNCIL,
+    ForgeConfig,
+    ParticipantSpec,
+    participant_spec,
+    session_settings,
+)
 from forge_actors.engine.errors import provider_setup_errors
 from forge_actors.engine.history import LogHistory, final_synthesis_from
 from forge_actors.engine.participants import Participants
@@ -76,7 +82,12 @@ from forge_actors.engine.states import StateCache
 from forge_actors.engine.summaries import SessionSummary, Summaries
 from forge_actors.engine.supervisor import Supervisor
 from forge_actors.engine.toolboxes import Toolboxes, resolve_workspace
-from forge_actors.engine.trust import check_untrusted_participant, check_untrusted_settings, check_untrusted_spec
+from forge_actors.engine.trust import (
+    check_untrusted_human,
+    check_untrusted_session,
+    check_untrusted_spec,
+    check_untrusted_text,
+)
 from forge_actors.providers.pool import MemberHealth
 from forge_actors.providers.probe import ProviderProbe
 from forge_actors.providers.retry import RetryPolicy
@@ -177,52 +188,92 @@ class Forge:
         settings: Mapping[str, Any] | None = None,
         trusted: bool = True,
         tools: str = "",
+        council: str | None = None,
+        start: bool = False,
         **overrides: Any,
     ) -> str:
-        """Record a new session and return its id. Nothing runs until ``deliberate`` or ``run_round``.
+        """Record a new session and return its id. Nothing runs until ``deliberate`` or ``run_round``,
+        unless ``start``: then it starts deliberating too, and either both happen or nothing is
+        recorded (see below).
 
         Every provider is built once here, so an unknown provider, a bad option or a
         missing API key fails now, before anything is written. ``settings`` (a mapping)
         and ``overrides`` (keywords, which win) are session settings (``max_iterations=3``,
         ``seed=7``...); any other name is a ConfigError.
 
-        ``trusted=False`` is for callers from outside (the HTTP server): each participant
-        must then be one the operator configured (``forge_actors.engine.trust``), checked before
-        anything is built; the CLI and the Python API are trusted and keep full specs.
-        A key given in a trusted spec (``?api_key=...``) is used for the life of this engine
-        and never recorded. At most ``config.max_participants`` participants.
+        Who deliberates: ``participants``; or ``council``, a ``[forge.councils.NAME]`` of the
+        operator's, whose participants, settings and tools are the base the arguments add to;
+        or, with neither, the operator's defaults (a trusted caller: the config's participants;
+        an untrusted one: the council ``forge`` if configured, else ``default_participants()``).
+
+        ``trusted=False`` is for callers from outside (HTTP, WebSocket, MCP, ``/v1``): every field
+        the caller gave is checked by ``engine.trust`` before anything is built — its texts
+        against their caps, its settings (never the workspace; limits no higher than the
+        operator's), its tools, and each participant it names (only what the operator configured).
+        Participants and settings the operator chose (a council, the defaults) are used as written.
+        The CLI and the Python API are trusted and keep full specs. A key given in a trusted spec
+        (``?api_key=...``) is used for the life of this engine and never recorded. At most
+        ``config.max_participants`` participants.
 
         ``tools`` (``"file,search,git"``: tool and category names) is what AI participants whose
         spec names no tools of its own may call, over the ``workspace`` setting's folder
-        (recorded as an absolute path). An untrusted caller may not set the workspace (the
-        operator's ``[forge] workspace`` applies) and may name only ``[forge.tools] api_tools``.
+        (recorded as an absolute path).
+
+        With ``start``, the session's lease is taken before anything is recorded, so that a log
+        that refuses writes (a full disk) fails the call with nothing recorded, and once the
+        session is recorded, its deliberation is started; if that start fails, the error raised
+        carries the id as ``session_id`` (``deliberate`` or ``resume`` starts it later).
         """
         self._supervisor.check_open()
         if not isinstance(goal, str) or not goal.strip():
             raise ConfigError("the goal is empty: say what the participants should work on")
-        given = list(participants) if participants is not None else list(self.config.participants)
+        asked = {**self._settings_mapping(settings), **overrides}
+        if participants is not None and council is not None:
+            raise ConfigError("give participants or a council, not both (a council names its own participants)")
+        if not trusted:
+            with provider_setup_errors():  # a spec the registry cannot even parse
+                check_untrusted_session(self.config, goal=goal, title=title, constraints=list(constraints),
+                                        participants=None if participants is None else list(participants),
+                                        settings=asked, tools=tools)
+            if participants is None and council is None and DEFAULT_COUNCIL in self.config.councils:
+                council = DEFAULT_COUNCIL
+        base = self.config.settings
+        if council is not None:
+            chosen = self.config.council(council)
+            if participants is None:
+                participants = chosen.participants
+            asked = {**chosen.settings, **asked}
+            tools = tools or chosen.tools
+        given: list[str | ParticipantSpec | Mapping[str, Any]]
+        if participants is not None:
+            given = list(participants)
+        else:
+            given = list(self.config.participants) if trusted else list(self.default_participants()[0])
         self._check_participant_count(len(given))
         specs = [participant_spec(p) for p in given]
         if not specs:
             raise ConfigError("a session needs participants: give specs such as mock:alice or anthropic:MODEL")
-        asked = {**self._settings_mapping(settings), **overrides}
-        if not trusted:
-            check_untrusted_settings(asked, tools, self.config)
-            with provider_setup_errors():  # a spec the registry cannot even parse
-                for spec in specs:
-                    check_untrusted_participant(self.config, spec)
-        chosen = session_settings(self.config.settings, asked)
-        chosen = msgspec.structs.replace(chosen, workspace=resolve_workspace(chosen.workspace))
+        chosen_settings = session_settings(base, asked)
+        chosen_settings = msgspec.structs.replace(chosen_settings, workspace=resolve_workspace(chosen_settings.workspace))
         infos, full_specs = self._participants.describe(specs, tools)
         ai_names = [p.name for p in infos if p.kind == "ai"]
-        if chosen.synthesizer is not None and chosen.synthesizer not in ai_names:
-            raise ConfigError(f"synthesizer {chosen.synthesizer!r} is not an AI participant ({', '.join(ai_names)})")
+        if chosen_settings.synthesizer is not None and chosen_settings.synthesizer not in ai_names:
+            raise ConfigError(f"synthesizer {chosen_settings.synthesizer!r} is not an AI participant "
+                              f"({', '.join(ai_names)})")
         session_id = self._id_factory()
-        created = SessionCreated(session_id, title or _default_title(goal), goal, chosen, tuple(infos),
+        created = SessionCreated(session_id, title or _default_title(goal), goal, chosen_settings, tuple(infos),
                                  tuple(str(c) for c in constraints))
-        self._store.append(session_id, [as_new_event(created)], expected_version=NO_STREAM)
-        for name, parsed in full_specs.items():
-            self._participants.inline_specs.remember(session_id, name, parsed)
+
+        def record() -> None:
+            self._store.append(session_id, [as_new_event(created)], expected_version=NO_STREAM)
+            for name, parsed in full_specs.items():
+                self._participants.inline_specs.remember(session_id, name, parsed)
+
+        if not start:
+            record()
+            return session_id
+        session = self._supervisor.attach_new(session_id, record)
+        session.tell(Deliberate())
         return session_id
 
     @staticmethod
@@ -285,20 +336,28 @@ class Forge:
         done: Future = Future()
         return self._command(session_id, RunRound(kind, done)), done
 
-    def add_human_draft(self, session_id: str, author: str, content: str) -> int:
+    def add_human_draft(self, session_id: str, author: str, content: str, *, trusted: bool = True) -> int:
         """Add a human's draft (joining the draft round, or the first one to come); returns its round.
         A new human joins only while the session has fewer than ``config.max_participants``.
+        ``trusted=False`` (a caller from outside) holds the name and the draft to their caps
+        (``engine.trust.TEXT_CAPS``).
 
         A session another engine drives gets the draft through its mailbox (``engine.mail``): that
         engine applies it with the same checks and this call returns what it answered (or raises
         HumanInputQueuedError when it did not answer in time: the draft then waits for it)."""
+        if not trusted:
+            check_untrusted_human(author, draft=content)
         return self._human_input(session_id, mail.HumanRequest("draft", author, content=content))
 
     def cast_vote(self, session_id: str, voter: str, vote: VoteChoice, reasons: Iterable[str] = (),
-                  concerns: Iterable[str] = ()) -> int:
+                  concerns: Iterable[str] = (), *, trusted: bool = True) -> int:
         """A human's vote on the current synthesis; returns the convergence round it counts in.
-        A new human joins only while the session has fewer than ``config.max_participants``."""
-        request = mail.HumanRequest("vote", voter, vote=str(vote), reasons=tuple(reasons), concerns=tuple(concerns))
+        A new human joins only while the session has fewer than ``config.max_participants``.
+        ``trusted=False`` holds the name, reasons and concerns to their caps."""
+        reasons, concerns = tuple(reasons), tuple(concerns)
+        if not trusted:
+            check_untrusted_human(voter, reasons=reasons, concerns=concerns)
+        request = mail.HumanRequest("vote", voter, vote=str(vote), reasons=reasons, concerns=concerns)
         return self._human_input(session_id, request)
 
     def _human_input(self, session_id: str, request: mail.HumanRequest) -> int:
@@ -334,8 +393,11 @@ class Forge:
                 )
             return self._command(session_id, message)
 
-    def cancel(self, session_id: str, reason: str = "cancelled by the user") -> SessionState:
-        """End the session as cancelled; contributions in flight stop at once. No-op once ended."""
+    def cancel(self, session_id: str, reason: str = "cancelled by the user", *, trusted: bool = True) -> SessionState:
+        """End the session as cancelled; contributions in flight stop at once. No-op once ended.
+        ``trusted=False`` holds the reason to its cap."""
+        if not trusted:
+            check_untrusted_text("reason", reason)
         session = self._attach(session_id)
         if session is not None:
             try:

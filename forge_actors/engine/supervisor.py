@@ -51,7 +51,7 @@ from forge_actors.actors.messages import Recover
 from forge_actors.actors.participant import ParticipantActor, ToolRunner
 from forge_actors.actors.scheduler import Scheduler
 from forge_actors.actors.session import SessionActor
-from forge_actors.core.errors import SessionBusyError, SessionStoppedError
+from forge_actors.core.errors import SessionBusyError, SessionStartError, SessionStoppedError
 from forge_actors.core.events import ParticipantInfo
 from forge_actors.core.state import SessionState
 from forge_actors.engine import mail
@@ -239,6 +239,26 @@ class Supervisor:
             except BaseException:
                 self._release_lease(session_id)
                 raise
+
+    def attach_new(self, session_id: str, record: Callable[[], None]) -> pykka.ActorRef:
+        """Start a session that ``record`` creates, its lease taken first: a log that refuses writes
+        then fails the lease, before ``record`` writes anything; if ``record`` fails, the lease goes
+        back. Once recorded, a failure to start raises SessionStartError (the session exists)."""
+        with self._lock:
+            self.check_open()
+            self._take_lease(session_id)
+            try:
+                record()
+            except BaseException:
+                self._release_lease(session_id)
+                raise
+            try:
+                session = self._start(session_id)
+            except BaseException as exc:
+                self._release_lease(session_id)
+                raise SessionStartError(session_id, exc) from exc
+            assert session is not None, "a session just recorded has not ended"
+            return session
 
     def _start(self, session_id: str) -> pykka.ActorRef | None:
         """Under the lock, holding the lease: the session's actors, from the log as it stands now."""

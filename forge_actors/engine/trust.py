@@ -20,17 +20,43 @@ Any of these may also carry the engine's own options (``replies=``), which say h
 engine asks, not what it runs. Names, personas and the rest of a participant are data. Everything else raises
 UntrustedSpecError (a ConfigError: 422 over HTTP) naming the refused option or the
 reason, never an option's value. Pure: no I/O, nothing is built here.
+
+The rest of an untrusted request is checked here too, field by field, so that every surface
+(HTTP, WebSocket, the OpenAI-compatible ``/v1``, MCP) applies one policy through the engine
+(``Forge.create_session(trusted=False)``, ``add_human_draft``/``cast_vote``/``cancel`` with
+``trusted=False``), whatever else the caller names or leaves out:
+
+- every text it writes has a cap (``TEXT_CAPS``, in characters; lists have a cap on their items),
+  and names and titles are one printable line;
+- of the settings, it may choose those that change how a session decides (``FREE_SETTINGS``),
+  lower those that bound what a session spends — calls, tokens, time, log space — but never ask
+  for more than the operator's value (``CAPPED_SETTINGS``), and never set the workspace
+  (``OPERATOR_SETTINGS``), whose refusal says nothing about the path it named;
+- participants it leaves out are the operator's (a council, or the server's defaults): those are
+  used as written, and only the caller's own fields are checked.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from forge_actors.core.errors import UntrustedSpecError
-from forge_actors.engine.config import ENGINE_SPEC_OPTIONS, ForgeConfig, ParticipantSpec, participant_spec
+import msgspec
+
+from forge_actors.core.errors import ConfigError, UntrustedSpecError
+from forge_actors.core.events import Persona, SessionSettings
+from forge_actors.core.rounds import reply_char_limit
+from forge_actors.engine.config import (
+    DEPRECATED_ITERATIONS_KEY,
+    ENGINE_SPEC_OPTIONS,
+    ITERATIONS_KEY,
+    ForgeConfig,
+    ParticipantSpec,
+    participant_spec,
+    recorded_setting_names,
+)
 from forge_actors.providers.registry import parse_spec
 from forge_actors.tools import REGISTRY, UnknownToolError, select_tools
 
@@ -42,26 +68,149 @@ MAX_WORD_DELAY = 1.0
 CONFIGURED_KINDS = ("pool", "cli", "daemon")
 #: A model name an untrusted caller may give: model-name characters only (Ollama's
 #: ``hf.co/user/model:Q4_K_M`` included), no spaces, quotes or control characters.
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}")
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}")
+
+
+# -- texts -------------------------------------------------------------------------------------------
+
+
+class TextCap(msgspec.Struct, frozen=True):
+    """The most an untrusted caller may write in one field: ``chars`` per text, ``items`` per list."""
+
+    chars: int
+    items: int = 1
+
+
+#: Every text an untrusted caller writes, at most. A goal or a human's draft is a prompt, not a
+#: document; names and titles are labels. docs/security.md has this table.
+TEXT_CAPS: Mapping[str, TextCap] = {
+    "goal": TextCap(20_000),
+    "title": TextCap(200),
+    "constraints": TextCap(4_000, items=50),
+    "name": TextCap(100),  # a participant's (given, or its spec's model), a persona's, a human's
+    "persona.tone": TextCap(500),
+    "persona.approach": TextCap(500),
+    "persona.traits": TextCap(100, items=20),
+    "persona.specialties": TextCap(100, items=20),
+    "draft": TextCap(20_000),
+    "reasons": TextCap(1_000, items=20),
+    "concerns": TextCap(1_000, items=20),
+    "reason": TextCap(500),  # why a session is cancelled
+}
+#: Fields shown as labels (names, titles): one line of printable characters.
+LABELS = frozenset({"title", "name"})
+
+
+def check_untrusted_text(field: str, value: Any) -> None:
+    """Refuse (UntrustedSpecError) a text, or a list of texts, over its cap in ``TEXT_CAPS``."""
+    cap = TEXT_CAPS[field]
+    texts = value if cap.items > 1 else [value]
+    if cap.items > 1 and (isinstance(value, str) or len(texts) > cap.items):
+        raise UntrustedSpecError(f"{field}: at most {cap.items} items through the API", option=field)
+    for text in texts:
+        if not isinstance(text, str):
+            raise UntrustedSpecError(f"{field}: text is expected, not {type(text).__name__}", option=field)
+        if len(text) > cap.chars:
+            raise UntrustedSpecError(f"{field}: {len(text):,} characters, over the {cap.chars:,} an API caller may "
+                                     "write there", option=field)
+        if field in LABELS and not text.isprintable():
+            raise UntrustedSpecError(f"{field}: one line of printable characters (no control characters or line "
+                                     "breaks)", option=field)
+
+
+def check_untrusted_persona(persona: Persona | None) -> None:
+    if persona is None:
+        return
+    check_untrusted_text("name", persona.name)
+    for field in ("tone", "approach", "traits", "specialties"):
+        check_untrusted_text(f"persona.{field}", list(getattr(persona, field)) if field in ("traits", "specialties")
+                             else getattr(persona, field))
+
+
+def check_untrusted_human(name: str, *, draft: str | None = None, reasons: Iterable[str] = (),
+                          concerns: Iterable[str] = ()) -> None:
+    """A human's draft or vote from an untrusted caller: its name and texts within their caps."""
+    check_untrusted_text("name", name)
+    if draft is not None:
+        check_untrusted_text("draft", draft)
+    check_untrusted_text("reasons", list(reasons))
+    check_untrusted_text("concerns", list(concerns))
+
+
+# -- settings ----------------------------------------------------------------------------------------
+
+
+#: Settings an untrusted caller may choose: they change how a session decides, not what it may spend.
+FREE_SETTINGS: tuple[str, ...] = ("convergence_threshold", "synthesizer", "seed", "temperature", "min_votes")
+#: Settings it may only lower: each bounds what a session spends (paid calls, tokens, time, log
+#: space), so the operator's value ([forge] in forge.toml, else the default) is the most it may ask.
+CAPPED_SETTINGS: tuple[str, ...] = (
+    "max_rounds", "round_timeout_seconds", "max_tokens", "max_retries", "max_tool_calls", "max_tool_seconds",
+    "human_wait_seconds", "max_reply_chars", "max_session_bytes",
+)
+#: Settings only the operator sets: the workspace is a path on the server.
+OPERATOR_SETTINGS: tuple[str, ...] = ("workspace",)
+
+
+def check_untrusted_settings(settings: Mapping[str, Any], tools: str, config: ForgeConfig) -> None:
+    """Refuse the session settings an untrusted caller may not choose (see ``FREE_SETTINGS``,
+    ``CAPPED_SETTINGS``, ``OPERATOR_SETTINGS``), and tools beyond ``[forge.tools] api_tools``.
+    A setting that is not one at all is left to ``config.session_settings`` to name."""
+    if not isinstance(settings, Mapping):
+        raise ConfigError(f"settings are a mapping of setting names to values, not {type(settings).__name__}")
+    if "workspace" in settings:  # never the path, nor whether it exists: the same answer for any value
+        raise UntrustedSpecError("the workspace cannot be set through the API: the server's [forge] workspace in "
+                                 "forge.toml applies (tools read only the folder the operator chose)",
+                                 option="workspace")
+    asked = recorded_setting_names({k: v for k, v in settings.items() if v is not None}, "")
+    operator = config.settings
+    for name in CAPPED_SETTINGS:
+        value = asked.get(name)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # absent, or of the wrong type: session_settings names the mistake
+        most = _operator_value(operator, name)
+        if most is not None and value > most:
+            shown = ITERATIONS_KEY if name == DEPRECATED_ITERATIONS_KEY else name
+            raise UntrustedSpecError(f"{shown} may be at most {most:g} through the API (this server's own "
+                                     f"setting); ask the operator to raise it in forge.toml", option=shown)
+    check_untrusted_tools(config, tools, "the session's tools")
+
+
+def _operator_value(operator: SessionSettings, name: str) -> float | None:
+    """The operator's value of a capped setting (None: no bound of its own)."""
+    if name == "max_reply_chars":
+        return reply_char_limit(operator)
+    value = getattr(operator, name)
+    return None if value is None else float(value)
+
+
+# -- participants and whole requests -------------------------------------------------------------------
+
+
+def check_untrusted_session(config: ForgeConfig, *, goal: str, title: str | None, constraints: Iterable[str],
+                            participants: Iterable[str | ParticipantSpec | Mapping[str, Any]] | None,
+                            settings: Mapping[str, Any], tools: str) -> None:
+    """Every field of a session an untrusted caller asks for, checked before anything is built:
+    its texts, its settings and tools, and the participants it names (None: the operator's)."""
+    check_untrusted_text("goal", goal)
+    if title is not None:
+        check_untrusted_text("title", title)
+    check_untrusted_text("constraints", list(constraints))
+    check_untrusted_settings(settings, tools, config)
+    for participant in participants or ():
+        check_untrusted_participant(config, participant)
 
 
 def check_untrusted_participant(config: ForgeConfig, participant: str | ParticipantSpec | Mapping[str, Any]) -> None:
     """Refuse (UntrustedSpecError) a participant an untrusted caller may not name; see the module."""
     spec = participant_spec(participant)
+    if spec.name is not None:
+        check_untrusted_text("name", spec.name)
+    check_untrusted_persona(spec.persona)
     if spec.kind == "human":
         return
-    check_untrusted_spec(config, spec.spec)
+    check_untrusted_spec(config, spec.spec)  # the spec's model, its name when none is given, is bounded there
     check_untrusted_tools(config, spec.tools, f"participant {spec.name or spec.spec.split('?')[0]}")
-
-
-def check_untrusted_settings(settings: Mapping[str, Any], tools: str, config: ForgeConfig) -> None:
-    """Refuse the session settings an untrusted caller may not choose: the workspace (a path on the
-    server: the operator's ``[forge] workspace`` applies), and tools beyond ``[forge.tools] api_tools``."""
-    if "workspace" in settings:
-        raise UntrustedSpecError("the workspace cannot be set through the API: the server's [forge] workspace in "
-                                 "forge.toml applies (tools read only the folder the operator chose)",
-                                 option="workspace")
-    check_untrusted_tools(config, tools, "the session's tools")
 
 
 def check_untrusted_tools(config: ForgeConfig, selection: str, where: str) -> None:

@@ -1,7 +1,9 @@
 """A council for a caller from outside: who deliberates (``plan_deliberation``) and what to tell
-them as it goes (``progress_line``). Shared by ``forge mcp`` and the OpenAI-compatible endpoint, so
-that both apply the same rule: participants a caller names are untrusted; a council, and the
-defaults, are the operator's.
+them as it goes (``progress_line``). Shared by ``forge mcp`` and the OpenAI-compatible endpoint.
+
+Nothing here decides what a caller may name: every plan goes to ``Forge.create_session(trusted=False)``,
+where one policy (``engine.trust``) checks each field the caller gave and uses a council, or the
+operator's defaults, as the operator wrote them.
 """
 
 from __future__ import annotations
@@ -12,36 +14,35 @@ from typing import Any
 import msgspec
 
 from forge_actors.core.events import RoundCompleted, RoundStarted, SessionEnded, VoteRecorded
-from forge_actors.engine import ConfigError, Forge, check_untrusted_tools
+from forge_actors.engine import DEFAULT_COUNCIL, ConfigError, Forge
 
-#: The council a caller gets when it names neither participants nor a council.
-DEFAULT_COUNCIL = "forge"
-#: Longest goal or constraint taken from a caller (a goal is a prompt, not a document).
-MAX_GOAL_CHARS = 20_000
+__all__ = ["DEFAULT_COUNCIL", "Plan", "plan_deliberation", "progress_line"]
 
 
 class Plan(msgspec.Struct, frozen=True):
-    """The arguments of ``create_session`` for one ``deliberate`` call, and who chose the participants."""
+    """The arguments of ``create_session(trusted=False)`` for one ``deliberate`` call."""
 
-    participants: list[Any]
-    trusted: bool
+    #: The participants the caller named; None: the council's, or the operator's defaults.
+    participants: list[Any] | None
+    council: str | None
     settings: dict[str, Any]
     tools: str
-    council: str | None
-    #: Where the participants came from, for the caller: "participants", "council NAME", or the defaults' line.
+    #: Where the participants come from, for the server's log: "participants", "council NAME", or the defaults' line.
     source: str
+
+    def create(self, forge: Forge, goal: str, constraints: Sequence[str] = ()) -> str:
+        """Record the session for an untrusted caller and start it: its id (nothing recorded on a refusal)."""
+        return forge.create_session(goal, self.participants, constraints=list(constraints), settings=self.settings,
+                                    tools=self.tools, council=self.council, trusted=False, start=True)
 
 
 def plan_deliberation(forge: Forge, *, participants: Sequence[Any] | None = None, council: str | None = None,
                       max_iterations: int | None = None, convergence_threshold: float | None = None,
                       tools: str | None = None) -> Plan:
-    """What to create for a caller's ``deliberate``; a ConfigError (or UntrustedSpecError) when it may not.
+    """What to create for a caller's ``deliberate``; a ConfigError when the arguments contradict each other.
 
-    Named participants are the caller's (untrusted: ``create_session`` checks them and the tools). A
-    council, and the defaults (the council ``forge`` if configured, else ``Forge.default_participants()``),
-    are the operator's: trusted as written, with the caller's tools checked here by the same rule.
-    """
-    config = forge.config
+    Participants the caller names are its own; with none, the council it names, else the council
+    ``forge`` if configured, else ``Forge.default_participants()`` — the operator's."""
     asked = {k: v for k, v in (("max_iterations", max_iterations), ("convergence_threshold", convergence_threshold))
              if v is not None}
     wanted_tools = (tools or "").strip()
@@ -51,17 +52,13 @@ def plan_deliberation(forge: Forge, *, participants: Sequence[Any] | None = None
         if any(isinstance(p, dict) and p.get("kind") == "human" for p in participants):
             raise ConfigError("a human cannot take part through MCP: nobody here can add their drafts or votes "
                               "(use forge serve's web page or the HTTP API for sessions with humans)")
-        return Plan(list(participants), False, asked, wanted_tools, None, "participants")
-    if council is None and DEFAULT_COUNCIL in config.councils:
+        return Plan(list(participants), None, asked, wanted_tools, "participants")
+    if council is None and DEFAULT_COUNCIL in forge.config.councils:
         council = DEFAULT_COUNCIL
-    if wanted_tools:  # the operator's participants, but the caller's tools: the untrusted rule applies to them
-        check_untrusted_tools(config, wanted_tools, "the session's tools")
     if council is not None:
-        chosen = config.council(council)
-        return Plan(list(chosen.participants), True, {**chosen.settings, **asked}, wanted_tools or chosen.tools,
-                    council, f"council {council}")
-    defaults, line = forge.default_participants()
-    return Plan(list(defaults), True, asked, wanted_tools, None, line)
+        forge.config.council(council)  # a ConfigError naming the known ones, before anything else
+        return Plan(None, council, asked, wanted_tools, f"council {council}")
+    return Plan(None, None, asked, wanted_tools, forge.default_participants()[1])
 
 
 def progress_line(event: Any) -> str | None:

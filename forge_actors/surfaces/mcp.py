@@ -6,12 +6,12 @@ synthesis, the last votes and the session id, reporting progress at every round;
 read the log (``list_sessions``, ``get_session``, ``export_session``, ``search_sessions``), and
 each session is a resource (``forge://sessions/{id}``, its Markdown export).
 
-Who may name what: the caller is a model's tool call, so it is treated like an HTTP client.
-Participants it names go through ``create_session(trusted=False)`` (configured providers,
-pools and tools only); a council it names, and the defaults, are the operator's (trusted), but
-the tools it asks for on top are checked by the same rule (``[forge.tools] api_tools``), and it
-never sets a workspace. Everything is recorded in the log like any session, so ``forge show`` and
-``forge replay`` work on what an assistant ran.
+Who may name what: the caller is a model's tool call, so it is treated like an HTTP client:
+every session goes through ``create_session(trusted=False)``, whose one policy (``engine.trust``)
+holds each field it gives — goal, constraints, participants, settings, tools — to what an
+untrusted caller may name; a council it names, and the defaults, are the operator's, used as
+written. Everything is recorded in the log like any session, so ``forge show`` and ``forge replay``
+work on what an assistant ran.
 
 Errors reach the client as MCP tool errors carrying the engine's message, never a traceback
 (an unexpected failure is logged to stderr and the client sees only that the tool failed).
@@ -49,7 +49,7 @@ from forge_actors.engine import (
     choose_log,
     load_config,
 )
-from forge_actors.surfaces.council import MAX_GOAL_CHARS, plan_deliberation, progress_line
+from forge_actors.surfaces.council import plan_deliberation, progress_line
 
 __all__ = ["DEFAULT_DB", "SESSION_URI", "build_server", "main", "serve_stdio"]
 
@@ -61,7 +61,6 @@ SESSION_URI = "forge://sessions/{session_id}"
 #: Sessions listed at most (``list_sessions``, ``resources/list``), newest first: a log holds thousands.
 MAX_LISTED = 200
 DEFAULT_LISTED = 50
-MAX_CONSTRAINTS = 50
 #: The reason recorded when the client gives up on a ``deliberate`` call (it cancelled the request,
 #: or hung up while it ran): the session is interrupted, as Ctrl-C does in ``forge run``.
 INTERRUPTED_BY_CLIENT = "the MCP client cancelled the request or went away"
@@ -246,17 +245,10 @@ def build_server(forge: Forge) -> MCPServer:
         all vote; repeated until they converge or run out of iterations. Returns the outcome, the final synthesis,
         the last votes and the session id (read it later with get_session / export_session). Reports progress
         at every round."""
-        if not isinstance(goal, str) or len(goal) > MAX_GOAL_CHARS:
-            raise ToolError(f"the goal is text of at most {MAX_GOAL_CHARS} characters")
-        given_constraints = list(constraints or ())
-        if len(given_constraints) > MAX_CONSTRAINTS or any(len(c) > MAX_GOAL_CHARS for c in given_constraints):
-            raise ToolError(f"at most {MAX_CONSTRAINTS} constraints of at most {MAX_GOAL_CHARS} characters each")
         plan = await _engine_call(plan_deliberation, forge, participants=participants, council=council,
                                   max_iterations=max_iterations, convergence_threshold=convergence_threshold,
                                   tools=tools)
-        session_id = await _engine_call(forge.create_session, goal, plan.participants,
-                                        constraints=given_constraints, settings=plan.settings,
-                                        trusted=plan.trusted, tools=plan.tools)
+        session_id = await _engine_call(plan.create, forge, goal, constraints or ())
         logger.info("MCP deliberation %s started (%s)", session_id, plan.source)
         await _follow(forge, session_id, ctx.report_progress)
         outcome = outcome_of(await _engine_call(forge.state, session_id))

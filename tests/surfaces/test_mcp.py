@@ -17,7 +17,7 @@ import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
-from forge_actors.engine import Forge
+from forge_actors.engine import Forge, SessionState
 
 pytestmark = pytest.mark.anyio
 
@@ -267,15 +267,25 @@ def _forge(tmp_path: Path, toml: str = "") -> Forge:
     return Forge(str(tmp_path / "forge.db"), parse_config(tomllib.loads(toml), source="forge.toml"))
 
 
+def _created(forge: Forge, plan: Any) -> SessionState:
+    """The session a plan creates for an untrusted caller (not started), as recorded."""
+    session_id = forge.create_session("Plan it", plan.participants, settings=plan.settings, tools=plan.tools,
+                                      council=plan.council, trusted=False)
+    return forge.state(session_id)
+
+
 def test_without_participants_or_council_the_engines_defaults_are_used(tmp_path: Path, monkeypatch) -> None:
     from forge_actors.surfaces.council import plan_deliberation
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with _forge(tmp_path) as forge:
         plan = plan_deliberation(forge, max_iterations=2)
-        assert plan.trusted and plan.council is None
-        assert [p.spec.split("?")[0] for p in plan.participants] == ["mock:alice", "mock:bob", "mock:carol"]
+        assert plan.participants is None and plan.council is None
         assert plan.settings == {"max_iterations": 2}
+        state = _created(forge, plan)
+        assert [p.provider.split("?")[0] for p in state.participants.values()] == [
+            "mock:alice", "mock:bob", "mock:carol"]
+        assert state.settings.max_rounds == 2
 
 
 def test_the_council_named_forge_is_the_default(tmp_path: Path) -> None:
@@ -285,12 +295,15 @@ def test_the_council_named_forge_is_the_default(tmp_path: Path) -> None:
            'tools = "file"\n'
     with _forge(tmp_path, toml) as forge:
         plan = plan_deliberation(forge, convergence_threshold=0.5)
-        assert plan.trusted and plan.council == "forge" and plan.tools == "file"
-        assert plan.settings == {"max_iterations": 3, "seed": 1, "convergence_threshold": 0.5}  # the caller's win
-        assert plan_deliberation(forge, max_iterations=1).settings["max_iterations"] == 1
-        # Participants the caller names are its own: untrusted, and no council applies.
+        assert plan.council == "forge" and plan.participants is None and plan.tools == ""
+        state = _created(forge, plan)
+        assert list(state.participants) == ["x"] and state.participants["x"].tools  # the council's tools
+        assert (state.settings.max_rounds, state.settings.seed, state.settings.convergence_threshold) == (3, 1, 0.5)
+        assert _created(forge, plan_deliberation(forge, max_iterations=1)).settings.max_rounds == 1
+        # Participants the caller names are its own: checked, and no council applies.
         named = plan_deliberation(forge, participants=["mock:y"], tools="search")
-        assert not named.trusted and named.council is None and named.tools == "search"
+        assert named.council is None and named.tools == "search"
+        assert list(_created(forge, named).participants) == ["y"]
 
 
 def test_a_councils_own_tools_are_the_operators_but_the_callers_are_checked(tmp_path: Path) -> None:
@@ -299,6 +312,7 @@ def test_a_councils_own_tools_are_the_operators_but_the_callers_are_checked(tmp_
 
     toml = '[forge.councils.dev]\nparticipants = ["mock:x"]\ntools = "edit"\n'
     with _forge(tmp_path, toml) as forge:
-        assert plan_deliberation(forge, council="dev").tools == "edit"  # written by the operator
+        state = _created(forge, plan_deliberation(forge, council="dev"))  # written by the operator: used as is
+        assert "write_file" in state.participants["x"].tools
         with pytest.raises(UntrustedSpecError, match="write_file, apply_patch cannot be enabled"):
-            plan_deliberation(forge, council="dev", tools="edit")
+            _created(forge, plan_deliberation(forge, council="dev", tools="edit"))

@@ -41,6 +41,7 @@ from forge_actors.engine import (
     RecordedEvent,
     SessionBusyError,
     SessionNotFoundError,
+    SessionStartError,
 )
 from forge_actors.surfaces.server import bodies
 from forge_actors.surfaces.server.guards import (
@@ -190,15 +191,11 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
     async def create_session(request: Request) -> Response:
         body: bodies.CreateSession = await _body(request, bodies.CreateSession, max_body)
         title = _title(body)
-        participants: list[Any] = list(body.participants)
-        # A client names only what the operator configured; the server's own defaults are the operator's.
-        trusted = not participants
-        if trusted:
-            participants, _ = forge.default_participants()
-        session_id = await in_thread(forge.create_session, body.goal, participants, title,
-                                     constraints=body.constraints, settings=body.config, trusted=trusted)
-        if body.deliberate:
-            await in_thread(forge.start, session_id)
+        # Untrusted in every field, whatever it names or leaves out (engine.trust): with no participants,
+        # the operator's (a council it names, else the council `forge` or the server's defaults) deliberate.
+        session_id = await in_thread(forge.create_session, body.goal, list(body.participants) or None, title,
+                                     constraints=body.constraints, settings=body.config, council=body.council,
+                                     trusted=False, start=body.deliberate)
         response = await document(session_id)
         response.status_code = 201
         response.headers["location"] = f"{API}/sessions/{session_id}"
@@ -240,19 +237,20 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
     async def add_draft(request: Request) -> Response:
         session_id = await session_id_of(request)
         body: bodies.HumanDraft = await _body(request, bodies.HumanDraft, max_body)
-        number = await in_thread(forge.add_human_draft, session_id, body.author, body.content)
+        number = await in_thread(forge.add_human_draft, session_id, body.author, body.content, trusted=False)
         return _json({"session_id": session_id, "round": number, "author": body.author}, 201)
 
     async def add_vote(request: Request) -> Response:
         session_id = await session_id_of(request)
         body: bodies.HumanVote = await _body(request, bodies.HumanVote, max_body)
-        number = await in_thread(forge.cast_vote, session_id, body.voter, body.vote, body.reasons, body.concerns)
+        number = await in_thread(forge.cast_vote, session_id, body.voter, body.vote, body.reasons, body.concerns,
+                                 trusted=False)
         return _json({"session_id": session_id, "round": number, "voter": body.voter, "vote": body.vote}, 201)
 
     async def cancel(request: Request) -> Response:
         session_id = await session_id_of(request)
         body: bodies.Cancel = await _body(request, bodies.Cancel, max_body)
-        await in_thread(forge.cancel, session_id, body.reason)
+        await in_thread(forge.cancel, session_id, body.reason, trusted=False)
         return await document(session_id)
 
     async def switch_provider(request: Request) -> Response:
@@ -406,6 +404,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         ConfigError: _status(422),
         CorruptEventError: _corrupt_event,
         LogWriteError: _status(503),  # a full disk: nothing committed was lost; try again once there is space
+        SessionStartError: _start_failed,  # created, not started: the id, and how to start it
         CorruptLogError: _status(500),  # a damaged log file: the message says how to recover it
     }
     # Outermost first. The boundary sits inside Starlette's own error middleware (plain text).
@@ -462,6 +461,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     response = _error(exc.status_code, exc.detail)
     response.headers.update(exc.headers or {})
     return response
+
+
+async def _start_failed(request: Request, exc: Exception) -> Response:
+    """A session created with ``deliberate: true`` whose start failed: the status its cause has (503 for
+    a log that refuses writes), with the id, so that the client learns of the session it created."""
+    assert isinstance(exc, SessionStartError)
+    status = 503 if isinstance(exc.cause, LogWriteError) else 409 if isinstance(exc.cause, SessionBusyError) else 500
+    if status == 500:
+        logger.error("session %s: created, but its deliberation could not start", exc.session_id, exc_info=exc.cause)
+    return _error(status, str(exc), {"session_id": exc.session_id,
+                                     "deliberate": f"{API}/sessions/{exc.session_id}/deliberate"})
 
 
 async def _corrupt_event(request: Request, exc: Exception) -> Response:

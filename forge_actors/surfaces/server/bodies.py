@@ -40,8 +40,11 @@ def invalid_field(exc: msgspec.ValidationError) -> tuple[str, str | None]:
 
 class CreateSession(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     goal: str
-    #: Spec strings (``mock:alice``) or participant objects; empty: the server's default participants.
+    #: Spec strings (``mock:alice``) or participant objects; empty: the council's (``council``), else
+    #: the council ``forge`` if the server has one, else the server's default participants.
     participants: list[str | ParticipantSpec] = []
+    #: A council of the server's forge.toml (``[forge.councils.NAME]``), instead of participants.
+    council: str | None = None
     title: str | None = None
     #: Another word for ``title`` (the seed's); giving both, with different values, is a 422.
     name: str | None = None

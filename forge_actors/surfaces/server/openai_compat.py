@@ -12,9 +12,10 @@ participants) or ``forge/NAME`` (``[forge.councils.NAME]``). A request is one wh
 - with ``stream: true``, the debate streams as ``delta.reasoning_content`` (round headers, who
   finished, critique scores, votes) and the synthesis as ``delta.content``.
 
-The council's participants are the operator's (trusted, as ``forge mcp`` treats a council); the
-caller chooses only the text. OpenAI sampling fields (temperature, max_tokens...) are accepted and
-ignored: the council's settings decide. Errors use OpenAI's shape, ``{"error": {message, type,
+The council's participants are the operator's (used as written, as ``forge mcp`` uses a council);
+the caller chooses only the text, held to the caps every untrusted caller has (``engine.trust``).
+OpenAI sampling fields (temperature, max_tokens...) are accepted and ignored: the council's
+settings decide. Errors use OpenAI's shape, ``{"error": {message, type,
 param, code}}``, so SDKs raise their usual exceptions. If a streaming client hangs up, the session
 is interrupted (``forge resume`` continues it), as Ctrl-C does in ``forge run``.
 """
@@ -47,6 +48,7 @@ from forge_actors.core.events import (
     VoteRecorded,
 )
 from forge_actors.engine import (
+    TEXT_CAPS,
     ConfigError,
     EventStoreError,
     Forge,
@@ -56,7 +58,7 @@ from forge_actors.engine import (
     SessionNotFoundError,
     SessionState,
 )
-from forge_actors.surfaces.council import DEFAULT_COUNCIL, MAX_GOAL_CHARS, plan_deliberation, progress_line
+from forge_actors.surfaces.council import DEFAULT_COUNCIL, plan_deliberation, progress_line
 from forge_actors.surfaces.server.bodies import BodyTooLarge, invalid_field, read_limited
 
 __all__ = ["MODEL_PREFIX", "OpenAIError", "chat_goal", "openai_routes"]
@@ -68,6 +70,9 @@ ROOT = "/v1"
 MODEL_PREFIX = DEFAULT_COUNCIL
 #: Most messages taken from one request (a conversation, not a corpus).
 MAX_MESSAGES = 200
+#: A goal and a system message (a constraint) at most: the engine's caps for any untrusted caller.
+MAX_GOAL_CHARS = TEXT_CAPS["goal"].chars
+MAX_CONSTRAINT_CHARS = TEXT_CAPS["constraints"].chars
 #: The synthesis is streamed in pieces of about this many characters (cut after whitespace).
 PIECE_CHARS = 64
 #: What the reasoning stream quotes of a contribution or a vote's reasons: its first line, this long at most.
@@ -135,9 +140,12 @@ def chat_goal(messages: list[ChatMessage]) -> tuple[str, list[str]]:
         raise OpenAIError(400, "the last user/assistant message must be a user message with text: it is the goal "
                                "the council works on", param="messages")
     question = _text_of(talk[-1]).strip()
-    if len(question) > MAX_GOAL_CHARS or any(len(c) > MAX_GOAL_CHARS for c in constraints):
-        raise OpenAIError(400, f"a message is over {MAX_GOAL_CHARS} characters; the council takes prompts, "
-                               "not documents", param="messages")
+    if len(question) > MAX_GOAL_CHARS:
+        raise OpenAIError(400, f"the last user message is over {MAX_GOAL_CHARS} characters; the council takes "
+                               "prompts, not documents", param="messages")
+    if any(len(c) > MAX_CONSTRAINT_CHARS for c in constraints):
+        raise OpenAIError(400, f"a system message is over {MAX_CONSTRAINT_CHARS} characters (each is one of the "
+                               "session's constraints)", param="messages")
     earlier = [f"{m.role}: {text}" for m in talk[:-1] if (text := _text_of(m).strip())]
     budget = MAX_GOAL_CHARS - len(question) - 200
     kept: list[str] = []
@@ -341,8 +349,7 @@ def openai_routes(forge: Forge, *, max_body: int) -> list[Route]:
             council = _council_of(forge, body.model)
             goal, constraints = chat_goal(body.messages)
             plan = await in_thread(plan_deliberation, forge, council=council)
-            session_id = await in_thread(forge.create_session, goal, plan.participants, constraints=constraints,
-                                         settings=plan.settings, trusted=plan.trusted, tools=plan.tools)
+            session_id = await in_thread(plan.create, forge, goal, constraints)
         except Exception as exc:
             return _engine_failure(exc).response()
         logger.info("chat completion %s started (model %s, %s)", session_id, body.model, plan.source)
