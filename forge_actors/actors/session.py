@@ -53,7 +53,6 @@ from forge_actors.core.events import (
     ContributionAbandoned,
     ContributionCompleted,
     ContributionFailed,
-    CritiqueRecorded,
     Event,
     HumanDraftAdded,
     ParticipantAdded,
@@ -83,9 +82,6 @@ from forge_actors.providers.retry import RetryPolicy
 from forge_actors.tools import REGISTRY as TOOL_REGISTRY
 
 logger = logging.getLogger(__name__)
-
-UNREADABLE_VOTE = "the vote could not be read, even after a format reminder"
-
 
 #: The rounds whose contributions may call tools: the votes of a convergence round are read as given.
 TOOL_ROUNDS = frozenset({"draft", "critique", "synthesis"})
@@ -190,8 +186,8 @@ class SessionActor(pykka.ThreadingActor):
         try:
             if not self.state.ended:
                 self._cancel_in_flight("internal", f"the session actor failed: {exception_value!r}")
-                self._emit(SessionEnded("failed", f"internal error: {exception_type.__name__}: {exception_value}"),
-                           durable=True)
+                self._emit(SessionEnded("failed", f"{rounds.INTERNAL_ERROR}: {exception_type.__name__}: "
+                                                  f"{exception_value}"), durable=True)
         except Exception:
             logger.exception("session %s: recording its failure failed too", self.session_id)
         self._shut_down(SessionStoppedError(f"session {self.session_id} failed: {exception_value!r}"))
@@ -299,12 +295,8 @@ class SessionActor(pykka.ThreadingActor):
             raise InvalidCommandError(f"the session has ended ({state.status})")
         if message.vote not in ("AGREE", "DISAGREE", "ABSTAIN"):
             raise InvalidCommandError(f"a vote is AGREE, DISAGREE or ABSTAIN, not {message.vote!r}")
-        current = state.current_round
-        if current is not None and current.kind == "convergence" and current.status == "running":
-            round_number = current.round  # joins the vote in progress
-        elif current is not None and current.kind == "synthesis" and current.status != "running" and state.synthesis:
-            round_number = current.round + 1  # counted in the convergence round that comes next
-        else:
+        round_number = rounds.human_vote_round(state)  # the vote in progress, else the one that comes next
+        if round_number is None:
             raise InvalidCommandError("there is no synthesis up for a vote: run a synthesis round first")
         events = self._human_joins(message.voter)
         self._emit(*events, VoteRecorded(round_number, message.voter, message.vote, message.reasons,
@@ -497,43 +489,23 @@ class SessionActor(pykka.ThreadingActor):
         self._check_round_complete()
 
     def _read_critique(self, attempt: _Attempt, completed: ContributionCompleted) -> None:
-        labels = attempt.prompt.proposal_labels
         as_json = attempt.prompt.response_schema is not None
-        parsed, unreadable = rounds.read_critiques(completed.content, labels, as_json)
-        if unreadable and not attempt.reasked:
-            self._emit(completed, durable=True)
-            problem = (f"no readable score for proposal(s) {', '.join(unreadable)}" if as_json
-                       else f"no readable Score line for proposal(s) {', '.join(unreadable)}")
-            self._send(attempt.participant, rounds.reask_prompt(attempt.prompt, completed.content, problem), "reask",
-                       first_parse=parsed, reasked=True)
-            return
-        if attempt.first_parse is not None:  # keep what the first reply scored; the re-ask fills the rest
-            parsed = {label: critique if critique.score is not None or label not in attempt.first_parse
-                      or attempt.first_parse[label].score is None else attempt.first_parse[label]
-                      for label, critique in parsed.items()}
-        critiques = [
-            CritiqueRecorded(completed.round, attempt.participant, label, labels[label], critique.score,
-                             critique.strengths, critique.weaknesses, critique.suggestions)
-            for label, critique in parsed.items()
-        ]
-        self._emit(completed, *critiques)
+        reading = rounds.read_critique_reply(completed, attempt.prompt.proposal_labels, as_json,
+                                             attempt.first_parse, attempt.reasked)
+        self._record_reply(attempt, completed, reading)
 
     def _read_vote(self, attempt: _Attempt, completed: ContributionCompleted) -> None:
         as_json = attempt.prompt.response_schema is not None
-        vote = rounds.read_vote(completed.content, as_json)
-        if vote is None and not attempt.reasked:
+        self._record_reply(attempt, completed, rounds.read_vote_reply(completed, as_json, attempt.reasked))
+
+    def _record_reply(self, attempt: _Attempt, completed: ContributionCompleted, reading: rounds.ReplyReading) -> None:
+        """The reply and what it gives (audit.verify reads it again the same way), or a re-ask."""
+        if reading.reask is not None:
             self._emit(completed, durable=True)
-            problem = ("no JSON object with a vote of AGREE or DISAGREE" if as_json
-                       else "no VOTE: AGREE or VOTE: DISAGREE line")
-            self._send(attempt.participant, rounds.reask_prompt(attempt.prompt, completed.content, problem),
-                       "reask", reasked=True)
+            self._send(attempt.participant, rounds.reask_prompt(attempt.prompt, completed.content, reading.reask),
+                       "reask", first_parse=reading.parsed, reasked=True)
             return
-        if vote is None:
-            recorded = VoteRecorded(completed.round, attempt.participant, "ABSTAIN", concerns=(UNREADABLE_VOTE,))
-        else:
-            recorded = VoteRecorded(completed.round, attempt.participant, vote.vote,  # type: ignore[arg-type]
-                                    vote.reasons, vote.concerns, confidence=vote.confidence)
-        self._emit(completed, recorded)
+        self._emit(completed, *reading.records)
 
     def _on_errored(self, message: ContributionErrored) -> None:
         attempt = self._active.pop(message.contribution_id, None)

@@ -12,16 +12,31 @@ Used by the tests, by ``tools/replay.py --verify``, and by anyone auditing a log
   last turn, when it called tools: what the model wrote after the last tool result);
 - every tool call of a contribution has a call id of its own and exactly one result, after it and
   before the contribution is settled; a completed contribution has no call left unanswered;
-- folding the events reproduces every recorded round outcome (who succeeded, who
-  failed, the convergence score).
+- every critique and vote of an AI participant is what its completed reply gives, read again
+  with the session's own reader (``rounds.read_critique_reply`` / ``read_vote_reply``), and is
+  recorded right after that reply; a human's vote comes from a human participant, in the
+  round a human's vote counts in (``rounds.human_vote_round``);
+- each round starts where the rules put it: numbered after the last, once it is over, with
+  the iteration and the participants the log gives (``rounds.iteration_for``,
+  ``round_participants``);
+- folding the events reproduces every recorded round outcome (its status, who succeeded,
+  who failed, the convergence score);
+- the session ends as the rules say (``rounds.next_step``): with the outcome and final score
+  they call for, or, where they call for none, only cancelled or failed by an engine bug
+  (``rounds.INTERNAL_ERROR``); and a session whose log calls for an ending has one, unless an
+  engine drives it (``driven``: its end may be on its way).
 
-Two engines driving one session at once leave exactly such traces (the lease keeps
-that from happening; the audit is how a log proves it did).
+Two engines driving one session at once leave such traces, and so does a log edited by
+hand (a score, a vote, an outcome, a deleted ending). What the audit cannot see: a change
+that keeps every fact consistent with the others (the settings in SessionCreated, say, or a
+reply's content edited together with its deltas and what it gives), and the wording of
+reasons, which it does not compare.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import get_args
 
 import msgspec
 
@@ -32,12 +47,17 @@ from forge_actors.core.events import (
     ContributionAbandoned,
     ContributionCompleted,
     ContributionFailed,
+    CritiqueRecorded,
     PromptSent,
     RoundCompleted,
+    RoundStarted,
     SessionEnded,
     ToolCalled,
     ToolResult,
+    VoteChoice,
+    VoteRecorded,
 )
+from forge_actors.core.formats import ParsedCritique
 from forge_actors.core.state import SessionState, apply
 
 
@@ -64,15 +84,38 @@ class _Contribution(msgspec.Struct):
     retry_pending: bool = False  # failed with will_retry: the deadline may still make it final
     calls: dict[str, bool] = {}  # call id -> whether its result came
     tools_since_delta: bool = False  # a tool event came after the last delta: the next delta starts a turn
+    # What the session actor kept in memory for the attempt (its _Attempt), as the log gives it:
+    prompt: PromptSent | None = None
+    reasked: bool = False  # a re-ask, or the retry of one: an unreadable reply is recorded as such
+    first_parse: dict[str, ParsedCritique] | None = None  # a critique re-ask: what the first reply gave
+    reask_parse: dict[str, ParsedCritique] | None = None  # its reply was re-asked: what it gave
 
 
-def verify(records: Iterable[RecordedEvent]) -> list[Violation]:
-    """Every violation in a session's recorded events (decoded), in log order; empty when sound."""
+class _Owed(msgspec.Struct):
+    """The critiques or vote a completed reply gives, which the log must record right after it
+    (the session actor appends them with the reply, in one append)."""
+
+    records: list[CritiqueRecorded | VoteRecorded] = []
+    contribution_id: str = ""
+    position: int = 0
+
+
+def verify(records: Iterable[RecordedEvent], *, driven: bool = False) -> list[Violation]:
+    """Every violation in a session's recorded events (decoded), in log order; empty when sound.
+
+    ``driven``: an engine holds the session's lease now (``Forge.verify`` knows), so an ending
+    the log calls for may still be on its way (the session actor commits a round's completion,
+    then its ending): not a violation yet. Without a driver, such a log lacks its SessionEnded
+    (deleted, or its engine stopped in between: resuming the session records it).
+    """
     violations: list[Violation] = []
     state = SessionState()
     contributions: dict[str, _Contribution] = {}
+    latest: dict[tuple[int, str], _Contribution] = {}  # each participant's last attempt in each round
+    owed = _Owed()
     ended_at: int | None = None
     expected_version = 1
+    last: RecordedEvent | None = None
     for record in records:
         event = record.event
         flag = _flagger(violations, record)
@@ -82,33 +125,63 @@ def verify(records: Iterable[RecordedEvent]) -> list[Violation]:
         expected_version = record.version + 1
         if ended_at is not None:
             flag(f"{type(event).__name__} after SessionEnded (at position {ended_at})")
+        if owed.records and not _is_owed_kind(event):
+            flag(_missing(owed))
+            owed = _Owed()
         if isinstance(event, SessionEnded) and ended_at is None:
             ended_at = record.position
+            _report(flag, _ending_problem(state, event))
         elif isinstance(event, PromptSent):
-            _check_prompt(contributions, event, record.position, flag)
+            _check_prompt(contributions, latest, event, record.position, flag)
         elif isinstance(event, ContentDelta):
             _check_delta(contributions.get(event.contribution_id), event, flag)
         elif isinstance(event, (ToolCalled, ToolResult)):
             _check_tool_event(contributions.get(event.contribution_id), event, flag)
         elif isinstance(event, (ContributionCompleted, ContributionFailed, ContributionAbandoned)):
-            _check_settlement(contributions.get(event.contribution_id), event, record.position, flag)
-        elif isinstance(event, RoundCompleted) and event.status in ("completed", "degraded", "failed"):
-            problem = _round_outcome_problem(state, event)
-            if problem:
-                flag(problem)
+            seen = contributions.get(event.contribution_id)
+            _check_settlement(seen, event, record.position, flag)
+            if isinstance(event, ContributionCompleted) and seen is not None and seen.settled_at == record.position:
+                owed = _read_reply(state, seen, event, record.position)
+        # these facts follow from earlier ones: where one differs, the audit goes on with what the
+        # log gives, so that one edit is one violation (not also every decision taken from it)
+        elif isinstance(event, (CritiqueRecorded, VoteRecorded)):
+            event = _check_reply_record(state, owed, event, flag)
+        elif isinstance(event, RoundStarted):
+            event = _check_round_start(state, event, flag)
+        elif isinstance(event, RoundCompleted):
+            event = _check_round_outcome(state, event, flag)
         state = apply(state, event)
+        last = record
+    if last is not None:
+        flag = _flagger(violations, last)
+        if owed.records:
+            flag(_missing(owed))
+        if ended_at is None and not driven:
+            _report(flag, _missing_end_problem(state))
     return violations
 
 
-def _check_prompt(contributions: dict[str, _Contribution], event: PromptSent, position: int,
-                  flag: Callable[[str], None]) -> None:
+def _report(flag: Callable[[str], None], problem: str | None) -> None:
+    if problem:
+        flag(problem)
+
+
+def _check_prompt(contributions: dict[str, _Contribution], latest: dict[tuple[int, str], _Contribution],
+                  event: PromptSent, position: int, flag: Callable[[str], None]) -> None:
     seen = contributions.get(event.contribution_id)
     if seen is not None:
         # Keep the first one's record: its deltas and settlement are what later events are checked against.
         flag(f"PromptSent reuses the contribution id {event.contribution_id} (first sent at position "
              f"{seen.prompted_at})")
         return
-    contributions[event.contribution_id] = _Contribution(position, event.attempt)
+    contribution = _Contribution(position, event.attempt, prompt=event)
+    previous = latest.get((event.round, event.participant))
+    if event.purpose == "reask":  # it follows the reply it re-asks
+        contribution.reasked = True
+        contribution.first_parse = previous.reask_parse if previous is not None else None
+    elif event.purpose == "retry" and previous is not None:  # the failed attempt's, carried on
+        contribution.reasked, contribution.first_parse = previous.reasked, previous.first_parse
+    contributions[event.contribution_id] = latest[(event.round, event.participant)] = contribution
 
 
 def _check_delta(seen: _Contribution | None, event: ContentDelta, flag: Callable[[str], None]) -> None:
@@ -173,18 +246,172 @@ def _flagger(violations: list[Violation], record: RecordedEvent) -> Callable[[st
     return lambda problem: violations.append(Violation(record.position, record.version, problem))
 
 
-def _round_outcome_problem(state: SessionState, event: RoundCompleted) -> str | None:
-    """The outcome the log gives (``rounds.round_result``, which the session actor records) against the recorded one."""
+# -- what replies give ---------------------------------------------------------------------------
+
+
+def _read_reply(state: SessionState, seen: _Contribution, completed: ContributionCompleted, position: int) -> _Owed:
+    """What a completed critique or vote reply gives, read as the session actor read it."""
+    round_ = state.round_state(completed.round)
+    prompt = seen.prompt
+    if round_ is None or prompt is None or round_.kind not in ("critique", "convergence"):
+        return _Owed()
+    as_json = prompt.response_schema is not None
+    if round_.kind == "critique":
+        reading = rounds.read_critique_reply(completed, prompt.proposal_labels, as_json, seen.first_parse, seen.reasked)
+    else:
+        reading = rounds.read_vote_reply(completed, as_json, seen.reasked)
+    if reading.reask is not None:
+        seen.reask_parse = reading.parsed
+    return _Owed(list(reading.records), completed.contribution_id, position)
+
+
+def _is_owed_kind(event: object) -> bool:
+    return isinstance(event, CritiqueRecorded) or (isinstance(event, VoteRecorded) and not event.by_human)
+
+
+def _describe(record: CritiqueRecorded | VoteRecorded) -> str:
+    if isinstance(record, CritiqueRecorded):
+        return (f"{record.critic}'s critique of proposal {record.label} ({record.proposal_author}) in round "
+                f"{record.round}, score {record.score}")
+    return f"{record.voter}'s vote {record.vote} in round {record.round}"
+
+
+def _missing(owed: _Owed) -> str:
+    return (f"{owed.contribution_id}'s reply (position {owed.position}) gives {_describe(owed.records[0])}"
+            + (f" and {len(owed.records) - 1} more" if len(owed.records) > 1 else "")
+            + ", which the log does not record after it")
+
+
+def _check_reply_record(state: SessionState, owed: _Owed, event: CritiqueRecorded | VoteRecorded,
+                        flag: Callable[[str], None]) -> CritiqueRecorded | VoteRecorded:
+    """A critique or vote against what its reply gives; returns the one to go on with."""
+    if isinstance(event, VoteRecorded) and event.by_human:
+        _report(flag, _human_vote_problem(state, event))
+        return event
+    if not owed.records:
+        flag(f"{_describe(event)}: no completed reply just before it gives it")
+        return event
+    # the one on the same proposal (the vote of the same voter), else the next one the reply gives
+    same = [i for i, r in enumerate(owed.records) if _subject(r) == _subject(event)]
+    read = owed.records.pop(same[0] if same else 0)
+    if event != read:
+        flag(f"{_describe(event)} is not what {owed.contribution_id}'s reply (position {owed.position}) gives: "
+             + _differences(event, read))
+    return read
+
+
+def _subject(record: CritiqueRecorded | VoteRecorded) -> tuple[str, ...]:
+    return (record.critic, record.label) if isinstance(record, CritiqueRecorded) else (record.voter,)
+
+
+def _differences(recorded: CritiqueRecorded | VoteRecorded, read: CritiqueRecorded | VoteRecorded) -> str:
+    """The fields in which a recorded critique or vote differs from the one its reply gives."""
+    fields = (f for f in recorded.__struct_fields__ if getattr(recorded, f) != getattr(read, f))
+    return "; ".join(f"{f} {_short(getattr(recorded, f))} recorded, {_short(getattr(read, f))} read" for f in fields)
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _human_vote_problem(state: SessionState, event: VoteRecorded) -> str | None:
+    info = state.participants.get(event.voter)
+    if info is None or info.kind != "human":
+        return f"a human's vote by {event.voter}, who is {'an AI' if info else 'no'} participant of the session"
+    if event.vote not in get_args(VoteChoice) or event.confidence is not None:
+        return f"{event.voter}'s vote is not one a human gives: {event.vote!r}, confidence {event.confidence}"
+    counts_in = rounds.human_vote_round(state)
+    if event.round != counts_in:
+        where = f"round {counts_in}" if counts_in is not None else "no round: no synthesis is up for a vote"
+        return f"{event.voter}'s vote is recorded in round {event.round}, but a human's vote counts in {where}"
+    return None
+
+
+# -- the flow of the session ----------------------------------------------------------------------
+
+
+def _check_round_start(state: SessionState, event: RoundStarted, flag: Callable[[str], None]) -> RoundStarted:
+    """A round starts as the session actor starts one (``_start_round``), whichever step asked for it;
+    returns the start to go on with."""
+    current = state.current_round
+    if current is not None and current.status == "running":
+        flag(f"round {event.round} started while round {current.round} ({current.kind}) was still running")
+    number = (current.round if current is not None else 0) + 1
+    if event.round != number:
+        flag(f"round {event.round} started where round {number} comes next")
+    iteration = rounds.iteration_for(state, event.kind)
+    if event.iteration != iteration:
+        flag(f"round {event.round} ({event.kind}) says iteration {event.iteration}, the log gives {iteration}")
+    asked = tuple(rounds.round_participants(state, event.kind))
+    if event.participants != asked:
+        flag(f"round {event.round} ({event.kind}) asks {list(event.participants)}, the log gives {list(asked)}")
+    return msgspec.structs.replace(event, iteration=iteration, participants=asked)
+
+
+def _check_round_outcome(state: SessionState, event: RoundCompleted, flag: Callable[[str], None]) -> RoundCompleted:
+    """The outcome the log gives (``rounds.round_result``, which the session actor records) against the
+    recorded one; returns the outcome to go on with."""
+    started = state.round_state(event.round)
+    if started is None:
+        flag(f"round {event.round}: recorded as over, but it never started")
+        return event
+    if started.status != "running":
+        flag(f"round {event.round}: recorded as over a second time (it was {started.status})")
+    if event.kind != started.kind:
+        flag(f"round {event.round}: recorded as a {event.kind} round, but it started as a {started.kind} round")
+    if event.status == "cancelled":  # a cancel ends the round wherever it was (its SessionEnded follows)
+        return event
     result = rounds.round_result(state, event.round)
     if result is None:
-        started = state.round_state(event.round)
-        if started is None:
-            return f"round {event.round}: recorded as over, but it never started"
         unsettled = sorted(set(started.participants) - set(rounds.participant_outcomes(state, event.round)))
-        return f"round {event.round}: recorded as over, but the log leaves {unsettled} unsettled"
+        flag(f"round {event.round}: recorded as over, but the log leaves {unsettled} unsettled")
+        return event
+    if result.status != event.status:
+        flag(f"round {event.round}: the log gives the status {result.status}, the round recorded {event.status}")
     if set(result.succeeded) != set(event.succeeded) or set(result.failed) != set(event.failed):
-        return (f"round {event.round}: the log gives succeeded={sorted(result.succeeded)} failed={sorted(result.failed)}, "
-                f"the round recorded succeeded={sorted(event.succeeded)} failed={sorted(event.failed)}")
+        flag(f"round {event.round}: the log gives succeeded={sorted(result.succeeded)} failed={sorted(result.failed)}, "
+             f"the round recorded succeeded={sorted(event.succeeded)} failed={sorted(event.failed)}")
     if result.score != event.score:
-        return f"round {event.round}: the votes give a score of {result.score}, the round recorded {event.score}"
-    return None
+        flag(f"round {event.round}: the votes give a score of {result.score}, the round recorded {event.score}")
+    return msgspec.structs.replace(event, kind=started.kind, status=result.status, succeeded=result.succeeded,
+                                   failed=result.failed, score=result.score)
+
+
+def _ending_problem(state: SessionState, event: SessionEnded) -> str | None:
+    """The recorded ending against the one the rules call for (``rounds.next_step``, as the session actor asks)."""
+    due = rounds.next_step(state)
+    if isinstance(due, rounds.EndSession):
+        if event.outcome != due.outcome:
+            return f"the session ended {event.outcome}, but the log calls for {due.outcome}: {due.reason}"
+        if event.final_score != due.final_score:
+            return f"the session ended with a final score of {event.final_score}, but the log gives {due.final_score}"
+        return None
+    current = state.current_round
+    if event.outcome == "cancelled" and current is not None and current.status == "running":
+        # the session actor records the running round as cancelled first
+        return f"the session was cancelled while round {current.round} ran, with no RoundCompleted saying so"
+    internal_failure = event.outcome == "failed" and event.reason.startswith(f"{rounds.INTERNAL_ERROR}:")
+    if event.outcome == "cancelled" or internal_failure:  # a command or a bug, not a decision of the rules
+        if event.final_score is not None:
+            return f"the session ended {event.outcome} with a final score of {event.final_score}: no rule gives one"
+        return None
+    return f"the session ended {event.outcome}, but the log calls for no ending there: {_next(state, due)}"
+
+
+def _next(state: SessionState, step: rounds.NextRound | None) -> str:
+    if isinstance(step, rounds.NextRound):
+        return f"a {step.kind} round comes next"
+    current = state.current_round
+    return f"round {current.round} ({current.kind}) was still running" if current is not None else "nothing had run"
+
+
+def _missing_end_problem(state: SessionState) -> str | None:
+    """A log that calls for an ending and has none, with nobody driving the session."""
+    if state.ended:
+        return None
+    due = rounds.next_step(state)
+    if not isinstance(due, rounds.EndSession):
+        return None
+    return (f"the log calls for the session to end {due.outcome} ({due.reason}), but no SessionEnded follows "
+            "and no engine drives the session (if its engine stopped in between, resuming it records the end)")

@@ -31,6 +31,7 @@ import msgspec
 
 from forge_actors.core import formats
 from forge_actors.core.events import (
+    ContributionCompleted,
     CritiqueRecorded,
     Outcome,
     Persona,
@@ -255,6 +256,57 @@ def read_vote(reply: str, as_json: bool = False) -> formats.ParsedVote | None:
     return vote if vote is not None else formats.parse_vote(reply)
 
 
+#: The concern recorded with the abstention of a voter whose reply could not be read even after a re-ask.
+UNREADABLE_VOTE = "the vote could not be read, even after a format reminder"
+
+
+class ReplyReading(msgspec.Struct, frozen=True):
+    """What a completed critique or vote reply makes the session record: ``records``; or, for a
+    reply that could not be read and was not a re-ask already, nothing yet but a re-ask naming
+    ``reask`` (the problem). ``parsed``: a critique reply's reading, which the re-ask's completes."""
+
+    records: tuple[CritiqueRecorded | VoteRecorded, ...] = ()
+    reask: str | None = None
+    parsed: dict[str, formats.ParsedCritique] | None = None
+
+
+def read_critique_reply(completed: ContributionCompleted, labels: dict[str, str], as_json: bool,
+                        first_parse: dict[str, formats.ParsedCritique] | None = None,
+                        reasked: bool = False) -> ReplyReading:
+    """The critiques a critic's reply gives (``labels``: its prompt's label -> author; ``as_json``:
+    its prompt asked for a structured reply). A re-ask (``reasked``) keeps what the first reply
+    (``first_parse``) scored and fills in the rest. The session actor records exactly these, and
+    ``audit.verify`` reads every recorded reply again with it."""
+    parsed, unreadable = read_critiques(completed.content, labels, as_json)
+    if unreadable and not reasked:
+        problem = (f"no readable score for proposal(s) {', '.join(unreadable)}" if as_json
+                   else f"no readable Score line for proposal(s) {', '.join(unreadable)}")
+        return ReplyReading(reask=problem, parsed=parsed)
+    if first_parse is not None:
+        parsed = {label: critique if critique.score is not None or label not in first_parse
+                  or first_parse[label].score is None else first_parse[label]
+                  for label, critique in parsed.items()}
+    return ReplyReading(tuple(
+        CritiqueRecorded(completed.round, completed.participant, label, labels[label], critique.score,
+                         critique.strengths, critique.weaknesses, critique.suggestions)
+        for label, critique in parsed.items()
+    ))
+
+
+def read_vote_reply(completed: ContributionCompleted, as_json: bool, reasked: bool = False) -> ReplyReading:
+    """The vote a voter's reply gives; after a re-ask, an unreadable one is an abstention
+    (see ``read_critique_reply``)."""
+    vote = read_vote(completed.content, as_json)
+    if vote is None and not reasked:
+        return ReplyReading(reask="no JSON object with a vote of AGREE or DISAGREE" if as_json
+                            else "no VOTE: AGREE or VOTE: DISAGREE line")
+    if vote is None:
+        return ReplyReading((VoteRecorded(completed.round, completed.participant, "ABSTAIN",
+                                          concerns=(UNREADABLE_VOTE,)),))
+    return ReplyReading((VoteRecorded(completed.round, completed.participant, vote.vote,  # type: ignore[arg-type]
+                                      vote.reasons, vote.concerns, confidence=vote.confidence),))
+
+
 # -- decisions ----------------------------------------------------------------------------------
 
 
@@ -303,6 +355,12 @@ class EndSession(msgspec.Struct, frozen=True):
     final_score: float | None = None
 
 
+#: How the reason of the ending the session actor records for its own bug begins ("internal
+#: error: ..."): the one ending that is no decision of the rules (``audit.verify`` allows it only
+#: where the rules call for no ending).
+INTERNAL_ERROR = "internal error"
+
+
 def round_participants(state: SessionState, kind: RoundKind) -> list[str]:
     """Who is asked in a round of that kind, in participant order. Humans are never asked."""
     ai = state.ai_participants
@@ -336,6 +394,17 @@ def prompt_for(state: SessionState, kind: RoundKind, participant: str, round_num
     if kind == "synthesis":
         return synthesis_prompt(state, participant)
     return convergence_prompt(state, participant)
+
+
+def human_vote_round(state: SessionState) -> int | None:
+    """The convergence round a human's vote counts in now: the one running, else the one that
+    follows a finished synthesis round; None when no synthesis is up for a vote."""
+    current = state.current_round
+    if current is not None and current.kind == "convergence" and current.status == "running":
+        return current.round
+    if current is not None and current.kind == "synthesis" and current.status != "running" and state.synthesis:
+        return current.round + 1
+    return None
 
 
 def drafts_closed(state: SessionState) -> str | None:
