@@ -51,6 +51,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/providers.py
 	$(PY) benchmarks/deliberation.py
 	$(PY) benchmarks/server.py
+	$(PY) benchmarks/log_growth.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
