@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 #: Lines longer than this are skipped by the Python grep and cut by ripgrep (minified files, data).
 MAX_LINE_CHARS = 2000
+#: find_symbol parses Python files up to this size; a larger one is scanned by keyword (def, class...).
+#: ast.parse holds the GIL, a long literal costs it about 3 µs a character, and 1 MiB of one held it 4 s.
+MAX_PARSED_CHARS = 128 * 1024
 
 
 def _start(context: ToolContext, path: str) -> tuple[Workspace, Path]:
@@ -247,7 +250,14 @@ def find_symbol(args: dict[str, Any], context: ToolContext) -> ToolOutput:
         rel = workspace.relative(path)
         if path.suffix in (".py", ".pyi"):
             source = _peek(path, context)
-            hits = _python_symbols(source, name) if name in source else iter(())
+            hits: Iterator[tuple[int, str, str]]
+            if name not in source:
+                hits = iter(())
+            elif len(source) <= MAX_PARSED_CHARS:
+                hits = _python_symbols(source, name)
+            else:  # too long to parse while every other thread waits: by keyword, as for other languages
+                lines = ((n, line) for n, line in enumerate(_lines_of(source), 1) if len(line) <= MAX_LINE_CHARS)
+                hits = _other_symbols(lines, name, context)
         else:
             hits = _other_symbols(_text_lines(path, context), name, context)
         for line, kind, what in hits:
@@ -278,6 +288,7 @@ def search_files(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     found: list[str] = []
     truncated = False
     for path, _is_dir, _ in workspace.walk(workspace.root, check=context.check_deadline):
+        context.check_deadline()  # per entry too: a folder may hold many, each matched against the glob
         name = path.name.lower()
         if fnmatchcase(name, pattern) if is_glob else pattern in name:
             if len(found) == cap:
