@@ -210,10 +210,10 @@ def _visible_patch(text: str, workspace: Workspace) -> str:
     return "\n".join(shown) + _hidden_note(len(hidden))
 
 
-def _visible_listing(text: str, workspace: Workspace, folder: str) -> str:
-    """``git show rev:folder`` (a "tree ..." line, a blank line, one name a line) without the hidden names."""
+def _visible_listing(text: str, workspace: Workspace, name: str, folder: str) -> str:
+    """``git show name`` of a folder ("tree NAME", a blank line, one entry a line) without the hidden entries."""
     header, blank, listing = text.partition("\n\n")
-    if not text.startswith("tree ") or not blank:
+    if header != f"tree {name}" or not blank:
         return text  # a file's contents
     names = [n for n in listing.split("\n") if n]
     base = workspace.root / folder
@@ -254,7 +254,8 @@ def git_show(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     if path:
         rel = git.workspace.relative(git.workspace.resolve(path))
         # "rev:./path" is relative to -C (the workspace), not to the top of the repository.
-        return _visible_listing(git.run("show", *_DIFF_OPTIONS, f"{commit}:./{rel}"), git.workspace, rel)
+        name = f"{commit}:./{rel}"
+        return _visible_listing(git.run("show", *_DIFF_OPTIONS, name), git.workspace, name, rel)
     message = git.run("show", "--no-patch", "--format=medium", "--no-show-signature", commit)
     # The stat and patch in a run of their own, so that no line of the message is read as a stat line.
     changes = git.run("show", *_DIFF_OPTIONS, "--format=", "--diff-merges=first-parent", "--stat=1000,900",

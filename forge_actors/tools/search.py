@@ -226,12 +226,16 @@ def _python_symbols(source: str, name: str) -> Iterator[tuple[int, str, str]]:
 _DEFINERS = r"(?:function|def|class|struct|enum|interface|type|trait|impl|fn|func|const|let|var|module|macro)"
 
 
-def _other_symbols(lines: Iterator[tuple[int, str]], name: str,
-                   context: ToolContext) -> Iterator[tuple[int, str, str]]:
+def _definition(name: str) -> Pattern:
+    """A line defining ``name`` in most languages: a keyword, maybe a receiver in parentheses, the name."""
     # RE2, as for a model's pattern: the name is the model's, and "\([^)]*\)" backtracks in Python's re.
     # Word edges are spelled out (RE2's \b knows only ASCII letters; a name may hold others).
     edge = r"[^\pL\pN_$]"
-    regex = Pattern(rf"(?:^|{edge}){_DEFINERS}\s+(?:\([^)]*\)\s*)?{re.escape(name)}(?:$|{edge})")
+    return Pattern(rf"(?:^|{edge}){_DEFINERS}\s+(?:\([^)]*\)\s*)?{re.escape(name)}(?:$|{edge})")
+
+
+def _other_symbols(lines: Iterator[tuple[int, str]], regex: Pattern,
+                   context: ToolContext) -> Iterator[tuple[int, str, str]]:
     for number, line in lines:
         context.check_deadline()
         if regex.search(line):
@@ -243,6 +247,7 @@ def find_symbol(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     name = args["name"]
     if not re.fullmatch(r"[A-Za-z_$][\w$]*", name):
         raise ToolError(f"{name!r} is not an identifier; give a bare function, class or variable name")
+    definition = _definition(name)
     cap = context.limits.max_entries
     found: list[str] = []
     for path in workspace.files(start, check=context.check_deadline):
@@ -257,9 +262,9 @@ def find_symbol(args: dict[str, Any], context: ToolContext) -> ToolOutput:
                 hits = _python_symbols(source, name)
             else:  # too long to parse while every other thread waits: by keyword, as for other languages
                 lines = ((n, line) for n, line in enumerate(_lines_of(source), 1) if len(line) <= MAX_LINE_CHARS)
-                hits = _other_symbols(lines, name, context)
+                hits = _other_symbols(lines, definition, context)
         else:
-            hits = _other_symbols(_text_lines(path, context), name, context)
+            hits = _other_symbols(_text_lines(path, context), definition, context)
         for line, kind, what in hits:
             found.append(f"{rel}:{line}: {kind} {what}")
             if len(found) > cap:
