@@ -48,7 +48,9 @@ def http_get(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     with httpx.Client(follow_redirects=False, trust_env=False, timeout=max(context.remaining(), 0.01)) as client:
         for _ in range(MAX_REDIRECTS + 1):
             context.check_deadline()
-            with client.stream("GET", url, headers={"accept": "text/*, application/json;q=0.9"}) as response:
+            # Each hop gets what is left: httpx's timeout bounds each connect, write and read, not the whole request.
+            with client.stream("GET", url, headers={"accept": "text/*, application/json;q=0.9"},
+                               timeout=max(context.remaining(), 0.01)) as response:
                 if response.is_redirect:
                     location = response.headers.get("location")
                     if not location:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,12 +138,12 @@ def parse_patch(text: str) -> list[FilePatch]:
     return patches
 
 
-def _apply_hunks(original: list[str], hunks: list[Hunk], name: str) -> list[str]:
+def _apply_hunks(original: list[str], hunks: list[Hunk], name: str, check: Callable[[], None]) -> list[str]:
     result: list[str] = []
     position = 0  # next line of ``original`` not yet copied
     for number, hunk in enumerate(hunks, 1):
         wanted = max(hunk.old_start - 1, 0) if hunk.old else hunk.old_start
-        at = _find(original, hunk.old, wanted, position)
+        at = _find(original, hunk.old, wanted, position, check)
         if at is None:
             raise ToolError(f"hunk {number} of {name!r} does not apply: its context lines are not in the file "
                             "(read the file again and make a patch against what it holds now)")
@@ -156,10 +157,11 @@ def _same(a: str, b: str) -> bool:
     return a.rstrip("\r\n") == b.rstrip("\r\n")
 
 
-def _find(lines: list[str], block: list[str], wanted: int, floor: int) -> int | None:
+def _find(lines: list[str], block: list[str], wanted: int, floor: int, check: Callable[[], None]) -> int | None:
     if not block:
         return min(max(wanted, floor), len(lines))
     for offset in range(MAX_FUZZ_LINES + 1):
+        check()  # each position compares up to the whole block: a 1 MiB patch's hunk, 401 positions
         for at in {wanted - offset, wanted + offset}:
             if floor <= at <= len(lines) - len(block) and all(_same(lines[at + k], b) for k, b in enumerate(block)):
                 return at
@@ -196,7 +198,7 @@ def apply_patch(args: dict[str, Any], context: ToolContext) -> ToolOutput:
         # A last line without a newline gets one before lines are appended after it.
         if original and not original[-1].endswith("\n"):
             original[-1] += "\n"
-        patched = _apply_hunks(original, file.hunks, name)
+        patched = _apply_hunks(original, file.hunks, name, context.check_deadline)
         planned.append((target, "".join(patched).encode("utf-8"),
                         f"{'created' if file.old_path is None else 'patched'} {name} ({len(file.hunks)} hunk(s))"))
     for target, data, _ in planned:  # every file checked and computed before anything is written

@@ -111,6 +111,7 @@ def list_files(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     found: list[str] = []
     truncated = False
     for path in workspace.files(start, check=context.check_deadline):
+        context.check_deadline()  # per file too: a long glob takes a few ms a path, and a folder may hold many
         rel_to_start = path.relative_to(start).as_posix() if start.is_dir() else path.name
         if glob_match(pattern, rel_to_start):
             if len(found) == cap:

@@ -22,6 +22,7 @@ from forge_actors.tools.base import (
     timeout_message,
 )
 from forge_actors.tools.files import SNIFF_BYTES, looks_binary
+from forge_actors.tools.patterns import MAX_PATTERN_CHARS, Pattern
 from forge_actors.tools.shell import plain_env, run_process
 from forge_actors.tools.workspace import PathRefused, Workspace, glob_match
 
@@ -29,25 +30,9 @@ logger = logging.getLogger(__name__)
 
 #: Lines longer than this are skipped by the Python grep and cut by ripgrep (minified files, data).
 MAX_LINE_CHARS = 2000
-
-
-#: A group holding a quantifier, itself quantified: ``(a+)+``, ``(?:\w+\s?)*``. Python's backtracking
-#: engine can take exponential time on such patterns and one match cannot be interrupted, so the
-#: Python engine refuses them (a best effort; ripgrep's engine is linear and takes them).
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d*,\d*\})(?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,)")
-
-
-def _check_backtracking(pattern: str) -> None:
-    if _NESTED_QUANTIFIER.search(pattern) or re.search(r"\\[1-9]", pattern):
-        raise ToolError(f"pattern {pattern!r} repeats a group that repeats (like '(a+)+') or uses a backreference, "
-                        "which can take exponential time; simplify it (e.g. '(a+)+' -> 'a+')")
-
-
-def _compile(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    except re.error as error:
-        raise ToolError(f"invalid regular expression {pattern!r}: {error}") from None
+#: find_symbol parses Python files up to this size; a larger one is scanned by keyword (def, class...).
+#: ast.parse holds the GIL, a long literal costs it about 3 µs a character, and 1 MiB of one held it 4 s.
+MAX_PARSED_CHARS = 128 * 1024
 
 
 def _start(context: ToolContext, path: str) -> tuple[Workspace, Path]:
@@ -68,9 +53,18 @@ def _text_lines(path: Path, context: ToolContext) -> Iterator[tuple[int, str]]:
         return
     if looks_binary(data[:SNIFF_BYTES]):
         return
-    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+    for number, line in enumerate(_lines_of(data.decode("utf-8", errors="replace")), 1):
         if len(line) <= MAX_LINE_CHARS:
             yield number, line
+
+
+def _lines_of(text: str) -> list[str]:
+    """The lines of ``text`` as ripgrep numbers them: split at "\n" only (a form feed, a U+2028 are part of a
+    line), without the CR of a CRLF."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 # -- grep -------------------------------------------------------------------------------------
@@ -78,10 +72,12 @@ def _text_lines(path: Path, context: ToolContext) -> Iterator[tuple[int, str]]:
 
 def grep(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     workspace, start = _start(context, args["path"])
-    regex = _compile(args["pattern"], args["ignore_case"])  # checked here so both engines refuse the same patterns
-    found = _grep_rg(workspace, start, args, context) if shutil.which("rg") is not None else None
-    if found is None:  # no ripgrep, or a pattern Python accepts and ripgrep does not (look-arounds)
-        _check_backtracking(args["pattern"])
+    regex = Pattern(args["pattern"], ignore_case=args["ignore_case"])  # RE2 decides, whichever engine searches
+    rg_pattern = regex.ripgrep_pattern()
+    found = None
+    if shutil.which("rg") is not None and rg_pattern is not None:
+        found = _grep_rg(workspace, start, rg_pattern, args, context)
+    if found is None:  # no ripgrep, or a pattern RE2 takes and ripgrep would not (or would read otherwise)
         found = _grep_python(workspace, start, regex, args.get("glob"), context)
     hits, truncated = found
     if not hits:
@@ -94,7 +90,7 @@ def _glob_matches(glob: str | None, rel: str) -> bool:
     return not glob or glob_match(glob, rel, name_only_without_slash=True)
 
 
-def _grep_python(workspace: Workspace, start: Path, regex: re.Pattern[str], glob: str | None,
+def _grep_python(workspace: Workspace, start: Path, regex: Pattern, glob: str | None,
                  context: ToolContext) -> tuple[list[str], bool]:
     cap = context.limits.max_entries
     hits: list[str] = []
@@ -104,6 +100,7 @@ def _grep_python(workspace: Workspace, start: Path, regex: re.Pattern[str], glob
         if not _glob_matches(glob, rel):
             continue
         for number, line in _text_lines(path, context):
+            context.check_deadline()  # per line: one line (at most MAX_LINE_CHARS) is what RE2 cannot stop in
             if regex.search(line):
                 if len(hits) == cap:
                     return hits, True
@@ -111,24 +108,29 @@ def _grep_python(workspace: Workspace, start: Path, regex: re.Pattern[str], glob
     return hits, False
 
 
-def _grep_rg(workspace: Workspace, start: Path, args: dict[str, Any],
+def _grep_rg(workspace: Workspace, start: Path, pattern: str, args: dict[str, Any],
              context: ToolContext) -> tuple[list[str], bool] | None:
-    """ripgrep's matching lines, each re-checked by the workspace gate; None when rg refused the pattern."""
+    """ripgrep's matching lines, each re-checked by the workspace gate; None when rg refused the pattern.
+
+    ``--engine default``: ripgrep's own linear engine, never PCRE2 (which backtracks, and has look-arounds RE2
+    refuses); ``--no-config``: no configuration file can change that. ``--crlf``: "$" matches before a CRLF,
+    as in the Python engine, which drops the CR.
+    """
     rg = shutil.which("rg")
     assert rg is not None
-    argv = [rg, "--no-config", "--line-number", "--with-filename", "--no-heading", "--color", "never",
-            "--no-follow", "--hidden", "--no-ignore", "--sort", "path",
+    argv = [rg, "--no-config", "--engine", "default", "--crlf", "--line-number", "--with-filename", "--no-heading",
+            "--color", "never", "--no-follow", "--hidden", "--no-ignore", "--sort", "path",
             "--max-columns", str(MAX_LINE_CHARS), "--max-filesize", str(context.limits.max_file_bytes)]
     if args["ignore_case"]:
         argv.append("--ignore-case")
     if args.get("glob"):
         argv += ["--glob", args["glob"]]
-    for pattern in workspace.exclude:  # after the model's glob: a later glob wins in ripgrep
-        argv += ["--iglob", "!" + pattern.rstrip("/")]
+    for excluded in workspace.exclude:  # after the model's glob: a later glob wins in ripgrep
+        argv += ["--iglob", "!" + excluded.rstrip("/")]
     named = set(start.relative_to(workspace.root).parts)  # a skipped folder named in `path` is searched
     for folder in sorted(workspace.skip_dirs - named):
         argv += ["--glob", f"!{folder}/"]
-    argv += ["--", args["pattern"], workspace.relative(start)]
+    argv += ["--", pattern, workspace.relative(start)]
     cap = context.limits.max_entries
     hits: list[str] = []
     allowed: dict[str, bool] = {}
@@ -138,12 +140,13 @@ def _grep_rg(workspace: Workspace, start: Path, args: dict[str, Any],
         raise ToolTimeout(timeout_message(context.limits.timeout_seconds))
     cut = result.cut
     if result.returncode == 2 and not result.stdout:  # rg's "error" status: a regex syntax it does not take
-        logger.debug("ripgrep refused %r: %s", args["pattern"], result.stderr[:500])
+        logger.debug("ripgrep refused %r: %s", pattern, result.stderr[:500])
         return None
-    lines = result.stdout.decode("utf-8", errors="replace").splitlines()
-    if cut and lines:
-        lines.pop()  # the last line may be cut in the middle
+    # Split on "\n" only, as ripgrep does: a form feed or a U+2028 inside a line does not start a new one.
+    lines = result.stdout.decode("utf-8", errors="replace").split("\n")
+    lines.pop()  # the text after the last newline: empty, or a line cut in the middle by the byte cap
     for line in lines:
+        line = line.removesuffix("\r")
         rel, sep, rest = line.partition(":")
         if not sep:
             continue
@@ -164,12 +167,14 @@ def _grep_rg(workspace: Workspace, start: Path, args: dict[str, Any],
 
 def count_matches(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     workspace, start = _start(context, args["path"])
-    regex = _compile(args["pattern"], args["ignore_case"])
-    _check_backtracking(args["pattern"])
+    regex = Pattern(args["pattern"], ignore_case=args["ignore_case"])
     counts: list[tuple[int, str]] = []
     for path in workspace.files(start, check=context.check_deadline):
         context.check_deadline()
-        count = sum(len(regex.findall(line)) for _, line in _text_lines(path, context))
+        count = 0
+        for _, line in _text_lines(path, context):
+            context.check_deadline()  # per line, as in grep
+            count += regex.count(line)
         if count:
             counts.append((count, workspace.relative(path)))
     if not counts:
@@ -221,9 +226,18 @@ def _python_symbols(source: str, name: str) -> Iterator[tuple[int, str, str]]:
 _DEFINERS = r"(?:function|def|class|struct|enum|interface|type|trait|impl|fn|func|const|let|var|module|macro)"
 
 
-def _other_symbols(lines: Iterator[tuple[int, str]], name: str) -> Iterator[tuple[int, str, str]]:
-    regex = re.compile(rf"\b{_DEFINERS}\s+(?:\([^)]*\)\s*)?{re.escape(name)}\b")
+def _definition(name: str) -> Pattern:
+    """A line defining ``name`` in most languages: a keyword, maybe a receiver in parentheses, the name."""
+    # RE2, as for a model's pattern: the name is the model's, and "\([^)]*\)" backtracks in Python's re.
+    # Word edges are spelled out (RE2's \b knows only ASCII letters; a name may hold others).
+    edge = r"[^\pL\pN_$]"
+    return Pattern(rf"(?:^|{edge}){_DEFINERS}\s+(?:\([^)]*\)\s*)?{re.escape(name)}(?:$|{edge})")
+
+
+def _other_symbols(lines: Iterator[tuple[int, str]], regex: Pattern,
+                   context: ToolContext) -> Iterator[tuple[int, str, str]]:
     for number, line in lines:
+        context.check_deadline()
         if regex.search(line):
             yield number, "definition", line.strip()
 
@@ -233,6 +247,7 @@ def find_symbol(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     name = args["name"]
     if not re.fullmatch(r"[A-Za-z_$][\w$]*", name):
         raise ToolError(f"{name!r} is not an identifier; give a bare function, class or variable name")
+    definition = _definition(name)
     cap = context.limits.max_entries
     found: list[str] = []
     for path in workspace.files(start, check=context.check_deadline):
@@ -240,9 +255,16 @@ def find_symbol(args: dict[str, Any], context: ToolContext) -> ToolOutput:
         rel = workspace.relative(path)
         if path.suffix in (".py", ".pyi"):
             source = _peek(path, context)
-            hits = _python_symbols(source, name) if name in source else iter(())
+            hits: Iterator[tuple[int, str, str]]
+            if name not in source:
+                hits = iter(())
+            elif len(source) <= MAX_PARSED_CHARS:
+                hits = _python_symbols(source, name)
+            else:  # too long to parse while every other thread waits: by keyword, as for other languages
+                lines = ((n, line) for n, line in enumerate(_lines_of(source), 1) if len(line) <= MAX_LINE_CHARS)
+                hits = _other_symbols(lines, definition, context)
         else:
-            hits = _other_symbols(_text_lines(path, context), name)
+            hits = _other_symbols(_text_lines(path, context), definition, context)
         for line, kind, what in hits:
             found.append(f"{rel}:{line}: {kind} {what}")
             if len(found) > cap:
@@ -271,6 +293,7 @@ def search_files(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     found: list[str] = []
     truncated = False
     for path, _is_dir, _ in workspace.walk(workspace.root, check=context.check_deadline):
+        context.check_deadline()  # per entry too: a folder may hold many, each matched against the glob
         name = path.name.lower()
         if fnmatchcase(name, pattern) if is_glob else pattern in name:
             if len(found) == cap:
@@ -308,7 +331,8 @@ def lookup_session(args: dict[str, Any], context: ToolContext) -> ToolOutput:
 
 _PATH = {"type": "string", "minLength": 1, "maxLength": 4096, "default": ".",
          "description": "a file or folder relative to the workspace root"}
-_PATTERN = {"type": "string", "minLength": 1, "maxLength": 1000, "description": "a regular expression"}
+_PATTERN = {"type": "string", "minLength": 1, "maxLength": MAX_PATTERN_CHARS,
+            "description": "a regular expression (RE2 syntax, as ripgrep's: no look-arounds, no backreferences)"}
 
 TOOLS = (
     Tool("grep", "Search file contents for a regular expression; prints path:line:text for each matching line.",

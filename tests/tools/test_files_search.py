@@ -182,20 +182,60 @@ def test_a_glob_naming_an_excluded_file_still_shows_nothing_of_it(box: Toolbox, 
     assert "no match" in ok(box, "grep", pattern="PRIVATE", glob="**/*.pem")
 
 
-def test_a_pattern_only_python_takes_still_searches(box: Toolbox, grep_engine: str) -> None:
-    # ripgrep has no look-arounds; grep then falls back to the Python engine instead of "no match"
-    assert ok(box, "grep", pattern=r"(?<=def )start", glob="*.py") == "src/pkg/core.py:7:    def start(self):"
+def test_look_arounds_and_backreferences_are_refused_by_both_engines(box: Toolbox, grep_engine: str) -> None:
+    # RE2 decides which patterns run, whichever engine searches (ripgrep never runs PCRE2): each refusal
+    # says what to write instead.
+    look_around = box.call("grep", {"pattern": r"(?<=def )start", "glob": "*.py"}).error
+    assert look_around is not None and "look-arounds" in look_around and "'def start'" in look_around
+    assert ok(box, "grep", pattern=r"def start", glob="*.py") == "src/pkg/core.py:7:    def start(self):"
+    backreference = box.call("grep", {"pattern": r"(\w)\1"}).error
+    assert backreference is not None and "backreferences" in backreference
+    end = box.call("count_matches", {"pattern": r"here\Z"}).error
+    assert end is not None and "write \\z (or $)" in end
+    assert ok(box, "grep", pattern=r"here\z") == "README.md:2:start here"
+    assert "at most 1000 characters" in box.call("grep", {"pattern": "a" * 1001}).error
+    assert "counted repetition goes up to {1000}" in box.call("grep", {"pattern": "((a{100}){100})"}).error
 
 
-def test_the_python_engine_refuses_patterns_that_backtrack_exponentially(root: Path, box: Toolbox,
-                                                                           monkeypatch: pytest.MonkeyPatch,
-                                                                           tmp_path: Path) -> None:
-    (root / "aaa.txt").write_text("a" * 1900 + "\n")
-    monkeypatch.setenv("PATH", str(tmp_path))  # the Python engine
-    for tool in ("grep", "count_matches"):
-        result = box.call(tool, {"pattern": "(a+)+b"})
-        assert result.error is not None and "exponential time" in result.error
-    assert "1900" in ok(box, "count_matches", pattern="a")
+def test_patterns_that_backtrack_in_python_are_answered(root: Path, box: Toolbox, grep_engine: str) -> None:
+    # Python's re took exponential time on these (holding the GIL); RE2 and ripgrep answer at once.
+    (root / "aaa.txt").write_text(("a" * 30 + "!\n") * 50 + "a" * 12 + "\n")
+    for pattern in ("(a+)+b", "((a)+)+$", "(a|aa)+$", "(a+){12}$", "(.*a){12}$"):
+        expected = "no match" if pattern.endswith("b") else "aaa.txt:51:" + "a" * 12
+        assert expected in ok(box, "grep", pattern=pattern, path="aaa.txt"), pattern
+    assert ok(box, "count_matches", pattern="(a|aa)+$").splitlines() == ["total: 1 matches in 1 files", "1\taaa.txt"]
+    assert "1512\taaa.txt" in ok(box, "count_matches", pattern="a")
+
+
+#: Unicode text where RE2 (ASCII \d \w \s \b) and ripgrep's own defaults (Unicode ones) would differ,
+#: and patterns ripgrep's syntax reads otherwise (class set operators, \Q...\E) or refuses.
+_ALIKE_TEXT = ("café 12\nnaïve \u0661\u0662\u0663 digits\n\u212a kelvin\na&b [a&&b] a--b\n.*\n"
+               "\x0cform feed\r\nx{,2}\n   \nend\u2028same line\n")
+_ALIKE_PATTERNS = [r"\w+é", r"caf\b", r"\bcafé\b", r"\d+", r"[\d\s]{3}", r"[^\w\s]", r"\S+ \S+$", r"\D\W\S",
+                   r"(?i)kelvin", r"(?i)\w+elvin", r"[a&&b]", r"[a--b]", r"\Q.*\E", r"[[:alpha:]]+\b", r"^\s*$",
+                   r"x{,2}", r"\pL+ \pN", r"feed$", r"^.form", r"line$", r"^\Ssame", r"[\]a]&", r"[^]a]&b"]
+
+
+def test_both_grep_engines_answer_alike(root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    if shutil.which("rg") is None:
+        if os.environ.get("FORGE_REQUIRE_RIPGREP"):
+            pytest.fail("ripgrep (rg) is required here (FORGE_REQUIRE_RIPGREP) but not on PATH")
+        pytest.skip("ripgrep (rg) is not installed (apt-get install ripgrep): there is one engine only")
+    (root / "text.txt").write_bytes(_ALIKE_TEXT.encode("utf-8"))
+    box = make_toolbox(root, ["grep"])
+
+    def answers() -> list[tuple[str | None, str]]:
+        return [(r.error, r.output) for p in _ALIKE_PATTERNS for case in (False, True)
+                for r in [box.call("grep", {"pattern": p, "path": "text.txt", "ignore_case": case})]]
+
+    with_ripgrep = answers()
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with_re2 = answers()
+    for pattern, rg, python in zip([p for p in _ALIKE_PATTERNS for _ in (0, 1)], with_ripgrep, with_re2, strict=True):
+        assert rg == python, pattern
+    assert sum("text.txt:" in output for _, output in with_re2) > len(_ALIKE_PATTERNS)  # most patterns match
 
 
 def test_a_glob_full_of_stars_is_matched_fast(root: Path, box: Toolbox) -> None:

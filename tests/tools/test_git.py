@@ -72,10 +72,13 @@ def test_git_paths_go_through_the_workspace(repo: Path) -> None:
     assert "bad revision" in box.call("git_show", {"rev": "nosuchbranch"}).error
 
 
-def test_not_a_repository_is_an_error_result(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(root.parent))  # no repository above the temp folder counts
+NOT_TOP = ("the workspace is not the top of a git repository (git tools see only a repository whose top folder "
+           "is the workspace), so git tools are unavailable")
+
+
+def test_not_a_repository_is_an_error_result(root: Path) -> None:
     result = make_toolbox(root, ["git"]).call("git_log", {})
-    assert result.error == "the workspace is not a git repository, so git tools are unavailable"
+    assert result.error == NOT_TOP
 
 
 def test_a_malicious_repository_config_runs_nothing(repo: Path, tmp_path: Path) -> None:
@@ -119,3 +122,126 @@ def test_protected_files_stay_hidden_in_git_output(repo: Path) -> None:
     box = make_toolbox(repo, ["git"], protected=[repo / "forge.db"])
     assert "the event log" not in ok(box, "git_show", rev="HEAD")
     assert "protected" in box.call("git_show", {"rev": "HEAD", "path": "forge.db"}).error
+
+
+# -- git never leaves the workspace -----------------------------------------------------------
+
+
+def _every_call(box_paths: list[str]) -> list[tuple[str, dict[str, object]]]:
+    """A call of each git tool, with each path given (pathspec magic among them)."""
+    calls: list[tuple[str, dict[str, object]]] = [("git_log", {}), ("git_diff", {}), ("git_diff", {"rev_a": "HEAD~1"}),
+                                                  ("git_show", {"rev": "HEAD"}), ("git_show", {"rev": "HEAD~1"})]
+    for path in box_paths:
+        calls += [("git_log", {"path": path}), ("git_diff", {"path": path}), ("git_diff", {"rev_a": "HEAD~1", "path": path}),
+                  ("git_show", {"rev": "HEAD", "path": path}), ("git_blame", {"path": path})]
+    return calls
+
+
+_MAGIC = [":(top).env", ":/.env", ":(top,glob)**/.env", ":(glob)**", ":(top)", ":!README.md", ":(exclude)x", "*.env",
+          ":(literal,top).env", ":(icase,top).ENV"]
+
+
+def test_a_workspace_below_the_top_of_a_repository_sees_no_repository(tmp_path: Path) -> None:
+    top = tmp_path / "top"
+    workspace = top / "ws"
+    workspace.mkdir(parents=True)
+    (top / ".env").write_text("TOP_SECRET=1\n")
+    (workspace / "README.md").write_text("inside\n")
+    git(top, "init", "-q", "-b", "main")
+    git(top, "add", "-f", ".env", "ws/README.md")
+    git(top, "commit", "-q", "-m", "first")
+    (top / ".env").write_text("TOP_SECRET=2\n")
+    git(top, "commit", "-q", "-am", "second")
+    (top / ".env").write_text("TOP_SECRET=3\n")  # and a change in the working tree
+    box = make_toolbox(workspace, ["git"])
+    for tool, arguments in _every_call(_MAGIC + ["README.md"]):
+        result = box.call(tool, arguments)
+        assert "TOP_SECRET" not in result.output + (result.error or ""), (tool, arguments)
+        assert result.error is not None, (tool, arguments)
+    assert box.call("git_diff", {"path": ":(top).env"}).error == NOT_TOP
+
+
+def test_a_workspace_with_its_own_repository_inside_another_uses_its_own(tmp_path: Path) -> None:
+    outer = tmp_path / "outer"
+    inner = outer / "inner"
+    inner.mkdir(parents=True)
+    git(outer, "init", "-q", "-b", "main")
+    (outer / "outer.txt").write_text("outer\n")
+    git(outer, "add", "outer.txt")
+    git(outer, "commit", "-q", "-m", "an outer commit")
+    git(inner, "init", "-q", "-b", "main")
+    (inner / "inner.txt").write_text("inner\n")
+    git(inner, "add", "inner.txt")
+    git(inner, "commit", "-q", "-m", "an inner commit")
+    log = ok(make_toolbox(inner, ["git"]), "git_log")
+    assert "an inner commit" in log and "outer" not in log
+
+
+def test_paths_are_literal_names_for_git(repo: Path) -> None:
+    box = make_toolbox(repo, ["git"])
+    (repo / "README.md").write_text("# Demo\nchanged\n")
+    assert ok(box, "git_log", path=":(glob)**") == "no commits"  # a name no file has: no pathspec magic
+    assert ok(box, "git_diff", path=":!src") == "no differences"
+    assert ok(box, "git_diff", path="*.md") == "no differences"
+    (repo / "*.md").write_text("a file named *.md\n")  # such a name is a file like any other
+    git(repo, "add", "*.md")
+    git(repo, "commit", "-q", "-m", "a star")
+    assert ok(box, "git_log", path="*.md").count("Ada") == 1
+
+
+def test_a_committed_env_file_never_appears_in_git_output(repo: Path) -> None:
+    # .env is committed twice by the fixture; keys/server.pem and .ssh/config (an excluded folder) join it.
+    (repo / "odd dir é").mkdir()
+    (repo / "odd dir é" / ".env").write_text("API_KEY=sk-odd\n")
+    (repo / "sp ace").mkdir()
+    (repo / "sp ace" / ".env").write_text("API_KEY=sk-space\n")
+    git(repo, "add", "-f", "keys", ".ssh", "odd dir é", "sp ace")
+    (repo / "README.md").write_text("# Demo\nthird\n")
+    git(repo, "commit", "-q", "-am", "third: keys and more")
+    (repo / ".env").write_text("API_KEY=sk-working-tree\n")
+    (repo / "keys" / "server.pem").write_text("-----BEGIN PRIVATE KEY-----\nworking tree\n")
+    (repo / "README.md").write_text("# Demo\nfourth\n")
+    box = make_toolbox(repo, ["git"])
+    calls = _every_call([".", "src", "keys", ".ssh", ".env", "keys/server.pem", ".ssh/config"] + _MAGIC)
+    calls += [("git_show", {"rev": "HEAD~2"}), ("git_diff", {"rev_a": "HEAD~2", "rev_b": "HEAD"})]
+    for tool, arguments in calls:
+        result = box.call(tool, arguments)
+        for secret in ("sk-", "PRIVATE KEY", "Host start"):
+            assert secret not in result.output + (result.error or ""), (tool, arguments, secret)
+        for name in (".env", "server.pem", ".ssh/"):  # not even a name (an error may echo the path it was given)
+            assert name not in result.output, (tool, arguments, name, result.output)
+    show = ok(box, "git_show", rev="HEAD")
+    assert "+third" in show and " README.md " in show and "| 3 +--" in show and "[4 file(s) hidden: the workspace excludes them" in show
+    diff = ok(box, "git_diff")
+    assert "+fourth" in diff and "[2 file(s) hidden" in diff
+    listing = ok(box, "git_show", rev="HEAD", path=".")
+    assert listing.splitlines()[:3] == ["tree HEAD:./.", "", "README.md"] and "keys/" in listing
+    assert "[2 file(s) hidden" in listing  # .env and .ssh/
+    assert "excluded" in box.call("git_blame", {"path": ".env"}).error
+
+
+def test_a_hidden_file_cannot_be_read_by_its_object_hash(repo: Path) -> None:
+    blob = git(repo, "rev-parse", "HEAD:.env").strip()
+    other = git(repo, "rev-parse", "HEAD:README.md").strip()
+    tree = git(repo, "rev-parse", "HEAD^{tree}").strip()
+    box = make_toolbox(repo, ["git"])
+    for tool, arguments in [("git_show", {"rev": blob}), ("git_show", {"rev": blob[:7]}),
+                            ("git_diff", {"rev_a": other, "rev_b": blob}), ("git_show", {"rev": tree, "path": "src"})]:
+        result = box.call(tool, arguments)
+        assert result.error is not None and "sk-" not in result.output + result.error, (tool, arguments)
+        assert "expected commit type" in result.error
+
+
+def test_a_work_tree_configured_above_the_workspace_is_not_used(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"  # tmp_path is the workspace's parent
+    outside.write_text("outside v1\n")
+    git(repo, "config", "core.worktree", str(tmp_path))
+    git(repo, "add", str(outside))
+    git(repo, "commit", "-q", "-m", "tracks a file above the workspace")
+    outside.write_text("OUTSIDE-SECRET\n")
+    box = make_toolbox(repo, ["git"])
+    for tool, arguments in [("git_diff", {}), ("git_diff", {"rev_a": "HEAD"}), ("git_diff", {"path": ":(top)"}),
+                            ("git_diff", {"rev_a": "HEAD", "path": ":(top)outside.txt"})]:
+        result = box.call(tool, arguments)
+        assert "OUTSIDE-SECRET" not in result.output + (result.error or ""), tool
+    assert "+# Demo" not in ok(box, "git_diff")  # the workspace's own files are still where they are
