@@ -148,8 +148,9 @@ def run_command(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     for arg in args["args"]:
         _check_argument(arg, workspace.root)
     limit = context.limits.max_output_chars
-    result = run_process([found, *args["args"]], context, cwd=workspace.root, env=plain_env(), max_bytes=limit,
-                         merge_stderr=True)
+    with workspace.pinned() as root:  # it starts in the root as checked, whatever is renamed meanwhile
+        result = run_process([found, *args["args"]], context, cwd=root, env=plain_env(), max_bytes=limit,
+                             merge_stderr=True)
     text = result.stdout.decode("utf-8", errors="replace")
     if result.timed_out:
         return ToolResult(output=text, error=timeout_message(context.limits.timeout_seconds)
