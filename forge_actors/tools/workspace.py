@@ -33,35 +33,71 @@ from fnmatch import fnmatchcase, translate
 from pathlib import Path
 from typing import BinaryIO
 
-#: Never readable, listed or searched. Each pattern is matched (case-insensitively, shell-style)
-#: against every component of a path relative to the root; a trailing "/" marks a folder.
+#: Never readable, listed or searched. A pattern without "/" is matched (case-insensitively,
+#: shell-style) against every component of a path relative to the root; one with "/" inside
+#: against consecutive components (``.docker/config.json`` at any depth); a trailing "/" marks a
+#: folder (everything below it is hidden too).
 #:
-#: ===================  =========================================================
-#: pattern              why
-#: ===================  =========================================================
-#: ``.git``             git internals (hooks, config, objects; in a worktree, the file naming them); git tools ask git
-#: ``.env``, ``.env.*`` environment files: API keys and passwords
-#: ``*.pem``, ``*.key`` private keys and certificates
-#: ``id_rsa*``, ``id_ed25519*``, ``id_ecdsa*``, ``id_dsa*``  SSH keys
-#: ``*.p12``, ``*.pfx`` key stores
-#: ``.netrc``, ``.pgpass``, ``.npmrc``, ``.pypirc``  credentials of network tools and registries
-#: ``credentials*``     cloud and tool credential files
-#: ``*.kdbx``           password databases
-#: ``.ssh/``, ``.aws/``, ``.gnupg/``  folders of keys
-#: ===================  =========================================================
+#: ===================================  ==================================================================
+#: pattern                              why
+#: ===================================  ==================================================================
+#: ``.git``                             git internals (hooks, config, objects; in a worktree, the file
+#:                                      naming them); the git tools ask git
+#: ``.env``, ``.env.*``, ``.envrc``     environment files (direnv's too): API keys and passwords
+#: ``*.pem``, ``*.key``                 private keys and certificates
+#: ``id_rsa*``, ``id_ed25519*``,        SSH keys
+#: ``id_ecdsa*``, ``id_dsa*``
+#: ``*.p12``, ``*.pfx``, ``*.jks``,     key stores (PKCS#12, Java, PuTTY)
+#: ``*.keystore``, ``*.ppk``
+#: ``.netrc``, ``.pgpass``,             logins of network tools, databases, package registries and
+#: ``.my.cnf``, ``.npmrc``,             clouds
+#: ``.yarnrc``, ``.yarnrc.yml``,
+#: ``.pypirc``, ``.boto``, ``.s3cfg``,
+#: ``.vault-token``
+#: ``.git-credentials``,                git's stored passwords; a user's git configuration can hold
+#: ``.gitconfig``,                      tokens (``http.extraHeader``, ``url.*.insteadOf``)
+#: ``.config/git/config``
+#: ``credentials*``                     cloud and tool credential files (``.aws/credentials``, gcloud's,
+#:                                      cargo's)
+#: ``*.kdbx``                           password databases
+#: ``.docker/config.json``,             container registry logins
+#: ``.dockercfg``
+#: ``.ssh/``, ``.gnupg/``, ``.aws/``,   folders of keys, tokens and cluster credentials
+#: ``.azure/``, ``.kube/``,
+#: ``.password-store/``,
+#: ``.local/share/keyrings/``
+#: ``.config/gh/``, ``.config/hub``,    the GitHub CLI's and hub's tokens; gcloud's application default
+#: ``.config/gcloud/``                  credentials
+#: ``.bashrc``, ``.bash_profile``,      shell start-up files: they often export tokens
+#: ``.bash_login``, ``.profile``,
+#: ``.zshrc``, ``.zprofile``,
+#: ``.zshenv``, ``.zlogin``,
+#: ``.config/fish/``
+#: ``.*history``, ``fish_history``      shell and REPL histories (``.bash_history``, ``.psql_history``...):
+#:                                      commands typed with their passwords
+#: ``.terraformrc``, ``terraform.rc``,  Terraform: API tokens, variables (often secrets), state (secrets
+#: ``*.tfvars``, ``*.tfvars.json``,     in clear)
+#: ``*.tfstate``, ``*.tfstate.*``
+#: ===================================  ==================================================================
 #:
 #: The event log (``*.db`` and its ``-wal``/``-shm``) is not a pattern: the engine passes those
 #: exact files as ``protected``.
 DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".git",
-    ".env", ".env.*",
+    ".env", ".env.*", ".envrc",
     "*.pem", "*.key",
     "id_rsa*", "id_ed25519*", "id_ecdsa*", "id_dsa*",
-    "*.p12", "*.pfx",
-    ".netrc", ".pgpass", ".npmrc", ".pypirc",
+    "*.p12", "*.pfx", "*.jks", "*.keystore", "*.ppk",
+    ".netrc", ".pgpass", ".my.cnf", ".npmrc", ".yarnrc", ".yarnrc.yml", ".pypirc", ".boto", ".s3cfg", ".vault-token",
+    ".git-credentials", ".gitconfig", ".config/git/config",
     "credentials*",
     "*.kdbx",
-    ".ssh/", ".aws/", ".gnupg/",
+    ".docker/config.json", ".dockercfg",
+    ".ssh/", ".gnupg/", ".aws/", ".azure/", ".kube/", ".password-store/", ".local/share/keyrings/",
+    ".config/gh/", ".config/hub", ".config/gcloud/",
+    ".bashrc", ".bash_profile", ".bash_login", ".profile", ".zshrc", ".zprofile", ".zshenv", ".zlogin", ".config/fish/",
+    ".*history", "fish_history",
+    ".terraformrc", "terraform.rc", "*.tfvars", "*.tfvars.json", "*.tfstate", "*.tfstate.*",
 )
 
 
@@ -198,6 +234,14 @@ class Workspace:
         """How the tools name ``path`` to the model (relative, "/"-separated); PathRefused for a path
         that leaves the workspace. Nothing is looked at on disk."""
         return "/".join(self._parts(path)) or "."
+
+    def check(self, path: str) -> None:
+        """Refuse ``path`` as the file tools would, by its name alone (nothing is looked at on disk):
+        ``..``, outside the root, excluded (its last component taken as a file and as a folder), protected."""
+        parts = self._parts(path)
+        self._refuse_by_name(path, parts)
+        if parts and self._excluded(parts, is_dir=True):
+            raise PathRefused(_excluded_message(path))
 
     def _parts(self, path: str | os.PathLike[str]) -> tuple[str, ...]:
         if isinstance(path, os.PathLike):

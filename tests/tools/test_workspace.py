@@ -203,6 +203,54 @@ def test_pinned_keeps_a_child_in_the_folder_that_was_checked(root: Path, tmp_pat
     assert shown == str(ws.root / "moved")
 
 
+# -- the credential denylist ------------------------------------------------------------------
+
+HOME_SECRETS = [
+    ".bashrc", ".bash_profile", ".profile", ".zshrc", ".zprofile", ".zshenv", ".bash_history", ".zsh_history",
+    ".psql_history", ".config/fish/config.fish", ".local/share/fish/fish_history",
+    ".git-credentials", ".gitconfig", ".config/git/config", ".netrc", ".npmrc", ".pypirc", ".pgpass", ".my.cnf",
+    ".docker/config.json", ".kube/config", ".config/gh/hosts.yml", ".config/hub",
+    ".config/gcloud/application_default_credentials.json", ".config/gcloud/configurations/config_default",
+    ".azure/msal_token_cache.json", ".aws/config", ".gnupg/private-keys-v1.d/k.key", ".password-store/bank.gpg",
+    ".ssh/id_ed25519", ".ssh/known_hosts", ".local/share/keyrings/login.keyring", ".envrc", ".vault-token",
+    "infra/prod.tfvars", "infra/terraform.tfstate", "infra/terraform.tfstate.backup", ".terraformrc",
+    "vault.kdbx", "release.jks", "putty.ppk", "project/.env.local", "project/deploy/server.key",
+]
+
+
+def test_a_home_folder_workspace_hides_the_usual_credential_files(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    for name in [*HOME_SECRETS, "project/README.md", ".config/other/settings.json", ".docker/daemon.json"]:
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_text("TOKEN=ghp_secret\n")
+    ws = Workspace(home)
+    for name in HOME_SECRETS:
+        with pytest.raises(PathRefused, match="excluded"):
+            ws.read_bytes(name, 100)
+    seen = {ws.relative(p) for p in ws.files(".")}
+    assert seen == {"project/README.md", ".config/other/settings.json", ".docker/daemon.json"}
+    assert ws.is_excluded(home / ".docker" / "config.json") and not ws.is_excluded(home / ".docker" / "daemon.json")
+    assert ws.is_excluded(home / ".config" / "gh") and ws.is_excluded(home / "a" / ".config" / "gh" / "x.yml")
+
+
+def test_a_pattern_with_a_slash_matches_consecutive_components_at_any_depth(root: Path) -> None:
+    ws = Workspace(root, exclude=("config/prod.yml", "build/out/", "*.secret"))
+    for path in ("config/prod.yml", "app/CONFIG/Prod.yml", "build/out/x.txt", "a/b/build/out", "x.SECRET"):
+        with pytest.raises(PathRefused, match="excluded"):
+            ws.check(path)
+    for path in ("config/dev.yml", "prod.yml", "config", "build/out.txt", "out/build"):
+        ws.check(path)
+
+
+def test_check_refuses_by_name_alone(root: Path) -> None:
+    ws = Workspace(root, protected=[root / "forge.db"])
+    for path, why in [(".env", "excluded"), ("./sub/.ssh", "excluded"), ("forge.db", "protected"),
+                      (str(root / "forge.db"), "protected"), ("../x", "'..'"), ("/etc/x", "leaves")]:
+        with pytest.raises(PathRefused, match=why):
+            ws.check(path)
+    ws.check("src/new-file.py")  # need not exist
+
+
 def test_a_walk_lends_its_open_folder_only_while_its_caller_handles_an_entry(root: Path, tmp_path: Path) -> None:
     ws = Workspace(root)
     walk = ws.walk("src")
