@@ -23,10 +23,10 @@ from forge_actors.tools import ToolResult
 MARKER = "MARKER-outside-the-workspace"
 #: Tries per call: enough for the code of main to be caught (its read_file read the marker in about one
 #: try in 10 when the swapper had a core of its own), few enough that the whole file takes about a second.
-TRIES = 600
+TRIES = 500
 #: A call that walks the whole workspace or writes (an fsync) costs more; ripgrep costs a process per try.
-WALK_TRIES = 200
-RG_TRIES = 20
+WALK_TRIES = 150
+RG_TRIES = 15
 
 
 #: The swapping process: renameat2(RENAME_EXCHANGE) swaps the two names atomically, so that "sub" is
@@ -62,9 +62,17 @@ class Swapper:
         names = [str(self.root / name) for name in ("sub", "sub.link", "sub.real")]
         self.process = subprocess.Popen([sys.executable, "-I", "-S", "-c", SWAPPER, *names], stdout=subprocess.PIPE)
         assert self.process.stdout is not None and self.process.stdout.readline() == b"ready\n"
+        # On a CPU of its own, so that it swaps while a call runs rather than only when the tools are preempted.
+        self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else set()
+        if len(self.cpus) >= 2:
+            swapper_cpu = max(self.cpus)
+            os.sched_setaffinity(self.process.pid, {swapper_cpu})
+            os.sched_setaffinity(0, self.cpus - {swapper_cpu})
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if len(self.cpus) >= 2:
+            os.sched_setaffinity(0, self.cpus)
         self.process.kill()
         self.process.wait()
         assert self.process.stdout is not None
