@@ -181,7 +181,13 @@ class ToolSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     shell_programs: tuple[str, ...] = ()
     #: Hosts ``http_get`` may fetch from; empty: none.
     http_hosts: tuple[str, ...] = ()
+    #: Patterns no tool may read, list or search, added to ``tools.DEFAULT_EXCLUDES`` (same syntax:
+    #: ``"secrets/"``, ``"*.sqlite"``, ``"config/prod.yml"``).
+    exclude: tuple[str, ...] = ()
 
+
+#: The longest ``[forge.tools] exclude`` pattern.
+MAX_EXCLUSION_CHARS = 200
 
 #: A council's name: it is also a model name (``forge/NAME``) and a tool argument, so plain characters only.
 COUNCIL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -502,7 +508,23 @@ def _tool_settings(value: Any) -> ToolSettings:
     if writers:
         raise ConfigError(f"forge.tools.api_tools: {', '.join(writers)} write, run programs or reach the network; "
                           "an HTTP caller may enable read-only tools only (file, search, git, calculate...)")
+    for index, pattern in enumerate(settings.exclude):
+        _check_exclusion(pattern, f"forge.tools.exclude[{index}]")
     return settings
+
+
+def _check_exclusion(pattern: str, key: str) -> None:
+    """An exclusion pattern matches names inside the workspace, at any depth: relative, without '..'."""
+    example = 'e.g. "secrets/", "*.sqlite", "config/prod.yml"'
+    segments = pattern.strip("/").split("/")
+    if not pattern.strip("/") or "\x00" in pattern or len(pattern) > MAX_EXCLUSION_CHARS:
+        raise ConfigError(f"{key}: a file or folder name pattern of 1 to {MAX_EXCLUSION_CHARS} characters ({example})")
+    if pattern.startswith(("/", "~")):
+        raise ConfigError(f"{key}: {pattern!r} is matched inside the workspace, at any depth: write it without a "
+                          f"leading '/' or '~' ({example})")
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise ConfigError(f"{key}: {pattern!r} has an empty, '.' or '..' component; name files and folders "
+                          f"({example})")
 
 
 def _refuse_secrets(spec: str, key: str) -> None:

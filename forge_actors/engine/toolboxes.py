@@ -2,8 +2,9 @@
 a re-run, the recorded results (``replay.RecordedTools``), so that a re-run never runs a tool.
 
 The live toolbox reads only the workspace the session recorded (never the event log itself,
-whatever the workspace), reaches only the hosts and programs the operator listed in
-``[forge.tools]``, and stays within the session's per-contribution limits.
+whatever the workspace, nor the default exclusions and those of ``[forge.tools] exclude``),
+reaches only the hosts and programs the operator listed in ``[forge.tools]``, and stays within
+the session's per-contribution limits.
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ from forge_actors.engine.config import ToolSettings
 from forge_actors.engine.errors import ConfigError
 from forge_actors.engine.replay import REPLAY_PREFIX, RecordedTools, recorded_tool_calls
 from forge_actors.providers.base import LlmRequest, Message, Provider, Usage
-from forge_actors.tools import SessionHistory, Toolbox, ToolBudget, ToolContext, ToolLimits, ToolResult, Workspace
+from forge_actors.tools import (
+    DEFAULT_EXCLUDES,
+    SessionHistory,
+    Toolbox,
+    ToolBudget,
+    ToolContext,
+    ToolLimits,
+    ToolResult,
+    Workspace,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +90,7 @@ class Toolboxes:
         if root is None:
             return None
         try:
-            return Workspace(root, protected=self._protected)
+            return Workspace(root, exclude=(*DEFAULT_EXCLUDES, *self._settings.exclude), protected=self._protected)
         except ValueError as gone:  # e.g. the folder was removed since the session was created
             logger.warning("session %s: its workspace cannot be used (%s); its file tools will say so", session_id,
                            gone)

@@ -1,18 +1,16 @@
 """Edit tools (NOT read-only; only when the operator enables the "edit" category): write a file, apply a patch.
 
-Every target goes through ``Workspace.resolve``. A patch is parsed and applied in Python, in
-memory, to every file first; only when all hunks of all files apply is anything written, and
-each file is written atomically (a temporary file in the same folder, then ``os.replace``).
+Every target goes through the workspace. A patch is parsed and applied in Python, in memory,
+to every file first; only when all hunks of all files apply is anything written, and each
+file is written atomically (``Workspace.write_bytes``: a temporary file in the same folder,
+renamed over the target, both relative to the folder's descriptor).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from forge_actors.tools.base import Tool, ToolContext, ToolError, ToolOutput, schema
@@ -23,32 +21,17 @@ MAX_PATCH_CHARS = 1 << 20
 MAX_FUZZ_LINES = 200
 
 
-def write_atomically(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+def _exists(workspace: Workspace, path: str) -> bool:
+    """Whether the file ``path`` exists; ToolError when it is a folder or a file stands on its way."""
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        if target.exists():
-            os.chmod(temporary, target.stat().st_mode & 0o7777)
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def _target(workspace: Workspace, path: str) -> Path:
-    target = workspace.resolve(path)
-    if target.is_dir():
+        entry = workspace.stat(path)
+    except FileNotFoundError:  # not there yet: write_file and a patch's new file create it
+        return False
+    except NotADirectoryError as blocked:
+        raise ToolError(f"{blocked.filename!r} is a file, so {path!r} cannot be created below it") from None
+    if entry.is_dir:
         raise ToolError(f"{path!r} is a folder; give a file path")
-    # Folders to be created must not already exist as something else on the way.
-    for parent in target.relative_to(workspace.root).parents:
-        existing = workspace.root / parent
-        if existing.exists() and not existing.is_dir():
-            raise ToolError(f"{workspace.relative(existing)!r} is a file, so {path!r} cannot be created below it")
-    return target
+    return True
 
 
 def write_file(args: dict[str, Any], context: ToolContext) -> ToolOutput:
@@ -56,10 +39,9 @@ def write_file(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     data = args["content"].encode("utf-8")
     if len(data) > context.limits.max_file_bytes:
         raise ToolError(f"content is {len(data)} bytes; at most {context.limits.max_file_bytes} can be written")
-    target = _target(workspace, args["path"])
-    existed = target.exists()
-    write_atomically(target, data)
-    return f"{'replaced' if existed else 'created'} {workspace.relative(target)} ({len(data)} bytes)"
+    _exists(workspace, args["path"])  # its refusals say more than a failed write would
+    replaced = workspace.write_bytes(args["path"], data)
+    return f"{'replaced' if replaced else 'created'} {workspace.name(args['path'])} ({len(data)} bytes)"
 
 
 # -- unified diffs ----------------------------------------------------------------------------
@@ -168,44 +150,56 @@ def _find(lines: list[str], block: list[str], wanted: int, floor: int, check: Ca
     return None
 
 
+def _original(workspace: Workspace, name: str, context: ToolContext) -> list[str]:
+    """The lines of the file a patch changes (at most ``max_file_bytes`` of it can be patched)."""
+    cap = context.limits.max_file_bytes
+    try:
+        data, size = workspace.read_bytes(name, cap + 1)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise ToolError(f"the patch changes {name!r}, which does not exist") from None
+    if len(data) > cap:
+        raise ToolError(f"{name!r} is {size} bytes, more than the {cap}-byte cap; it cannot be patched")
+    try:
+        return data.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        raise ToolError(f"{name!r} is not a UTF-8 text file; it cannot be patched") from None
+
+
 def apply_patch(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     workspace = context.require_workspace()
     if len(args["patch"]) > MAX_PATCH_CHARS:
         raise ToolError(f"the patch is larger than {MAX_PATCH_CHARS} characters; split it")
-    planned: list[tuple[Path, bytes | None, str]] = []
+    planned: list[tuple[str, bytes | None, str]] = []
     for file in parse_patch(args["patch"]):
         name = file.new_path or file.old_path
         assert name is not None
         if file.old_path and file.new_path and file.old_path != file.new_path:
             raise ToolError(f"renames are not supported ({file.old_path!r} -> {file.new_path!r}); "
                             "write the new file and delete the old one in separate patches")
-        target = _target(workspace, name)
+        exists = _exists(workspace, name)
         if file.old_path is None:
-            if target.exists():
+            if exists:
                 raise ToolError(f"the patch creates {name!r}, which exists already")
             original: list[str] = []
         else:
-            if not target.is_file():
+            if not exists:
                 raise ToolError(f"the patch changes {name!r}, which does not exist")
-            try:
-                original = target.read_bytes().decode("utf-8").splitlines(keepends=True)
-            except UnicodeDecodeError:
-                raise ToolError(f"{name!r} is not a UTF-8 text file; it cannot be patched") from None
+            original = _original(workspace, name, context)
         context.check_deadline()
         if file.new_path is None:
-            planned.append((target, None, f"deleted {name}"))
+            planned.append((name, None, f"deleted {name}"))
             continue
         # A last line without a newline gets one before lines are appended after it.
         if original and not original[-1].endswith("\n"):
             original[-1] += "\n"
         patched = _apply_hunks(original, file.hunks, name, context.check_deadline)
-        planned.append((target, "".join(patched).encode("utf-8"),
+        planned.append((name, "".join(patched).encode("utf-8"),
                         f"{'created' if file.old_path is None else 'patched'} {name} ({len(file.hunks)} hunk(s))"))
-    for target, data, _ in planned:  # every file checked and computed before anything is written
+    for name, data, _ in planned:  # every file checked and computed before anything is written
         if data is None:
-            target.unlink()
+            workspace.delete(name)
         else:
-            write_atomically(target, data)
+            workspace.write_bytes(name, data)
     return "\n".join(summary for _, _, summary in planned)
 
 

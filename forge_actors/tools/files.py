@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from forge_actors.tools.base import Tool, ToolContext, ToolError, ToolOutput, ToolResult, schema
-from forge_actors.tools.workspace import glob_match
+from forge_actors.tools.workspace import Entry, glob_match
 
 #: The first bytes looked at to tell a binary file from a text one.
 SNIFF_BYTES = 8192
@@ -38,19 +37,14 @@ def looks_binary(head: bytes) -> bool:
 def read_text(context: ToolContext, path: str) -> TextFile:
     """A text file of the workspace, at most ``max_file_bytes`` of it; ToolError for what cannot be read."""
     workspace = context.require_workspace()
-    target = workspace.resolve(path)
-    rel = workspace.relative(target)
-    if not target.exists():
-        raise ToolError(f"there is no file {rel!r}; use list_files or search_files to find the right path")
-    if target.is_dir():
-        raise ToolError(f"{rel!r} is a folder; use list_files or tree to see what it holds")
-    if not target.is_file():
-        raise ToolError(f"{rel!r} is not a regular file")
+    rel = workspace.name(path)
     cap = context.limits.max_file_bytes
-    # O_NOFOLLOW: a symlink swapped in since resolve() (by another program) is not followed either.
-    with os.fdopen(os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        data = handle.read(cap + 1)
+    try:
+        data, size = workspace.read_bytes(path, cap + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ToolError(f"there is no file {rel!r}; use list_files or search_files to find the right path") from None
+    except IsADirectoryError:
+        raise ToolError(f"{rel!r} is a folder; use list_files or tree to see what it holds") from None
     if looks_binary(data[:SNIFF_BYTES]):
         raise ToolError(f"{rel!r} is a binary file ({size} bytes); only text files can be read")
     cut = len(data) > cap
@@ -95,12 +89,12 @@ def read_many(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     return ToolResult(output="\n\n".join(parts), truncated=truncated)
 
 
-def _start(context: ToolContext, path: str) -> Path:
+def _start(context: ToolContext, path: str) -> Entry:
     workspace = context.require_workspace()
-    start = workspace.resolve(path)
-    if not start.exists():
-        raise ToolError(f"there is no folder {path!r}; use '.' for the workspace root")
-    return start
+    try:
+        return workspace.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ToolError(f"there is no folder {path!r}; use '.' for the workspace root") from None
 
 
 def list_files(args: dict[str, Any], context: ToolContext) -> ToolOutput:
@@ -110,9 +104,9 @@ def list_files(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     cap = context.limits.max_entries
     found: list[str] = []
     truncated = False
-    for path in workspace.files(start, check=context.check_deadline):
+    for path in workspace.files(start.path, check=context.check_deadline):
         context.check_deadline()  # per file too: a long glob takes a few ms a path, and a folder may hold many
-        rel_to_start = path.relative_to(start).as_posix() if start.is_dir() else path.name
+        rel_to_start = path.relative_to(start.path).as_posix() if start.is_dir else path.name
         if glob_match(pattern, rel_to_start):
             if len(found) == cap:
                 truncated = True
@@ -120,47 +114,52 @@ def list_files(args: dict[str, Any], context: ToolContext) -> ToolOutput:
             found.append(workspace.relative(path))
     found.sort()
     if not found:
-        return f"no file matches {args['pattern']!r} under {workspace.relative(start)!r}"
+        return f"no file matches {args['pattern']!r} under {start.rel!r}"
     note = f"\n[listing stopped at {cap} entries; use a narrower pattern or path]" if truncated else ""
     return ToolResult(output="\n".join(found) + note, truncated=truncated)
 
 
 def file_info(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     workspace = context.require_workspace()
-    target = workspace.resolve(args["path"])
-    rel = workspace.relative(target)
-    if not target.exists():
-        raise ToolError(f"there is no file or folder {rel!r}")
-    stat = target.stat()
-    modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(timespec="seconds")
-    if target.is_dir():
-        count = sum(1 for _ in workspace.walk(target, max_depth=1))
-        return f"path: {rel}\ntype: folder\nentries: {count}\nmodified: {modified}"
-    lines: str = "unknown"
-    kind = "file"
-    with target.open("rb") as handle:
-        head = handle.read(SNIFF_BYTES)
+    rel = workspace.name(args["path"])
+    try:
+        entry = workspace.stat(args["path"])  # a FIFO, socket or device is refused here, never opened
+    except (FileNotFoundError, NotADirectoryError):
+        raise ToolError(f"there is no file or folder {rel!r}") from None
+    if entry.is_dir:
+        count = sum(1 for _ in workspace.walk(entry.path, max_depth=1))
+        return f"path: {rel}\ntype: folder\nentries: {count}\nmodified: {_modified(entry.stat)}"
+    cap = context.limits.max_file_bytes
+    try:
+        with workspace.open_file(args["path"]) as handle:
+            found = os.fstat(handle.fileno())
+            head = handle.read(SNIFF_BYTES)
+            rest = handle.read(cap + 1 - len(head)) if found.st_size <= cap and not looks_binary(head) else b""
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # replaced since the stat just above
+        raise ToolError(f"{rel!r} changed while it was read; try again") from None
     if looks_binary(head):
-        kind = "binary file"
-        lines = "n/a"
-    elif stat.st_size <= context.limits.max_file_bytes:
-        lines = str(len(target.read_bytes().splitlines()))
-        kind = "text file"
+        kind, lines = "binary file", "n/a"
+    elif found.st_size <= cap and len(head) + len(rest) <= cap:
+        kind, lines = "text file", str(len((head + rest).splitlines()))
     else:
-        kind = "text file"
-        lines = f"unknown (larger than the {context.limits.max_file_bytes}-byte read cap)"
-    return f"path: {rel}\ntype: {kind}\nsize: {stat.st_size} bytes\nlines: {lines}\nmodified: {modified}"
+        kind, lines = "text file", f"unknown (larger than the {cap}-byte read cap)"
+    return (f"path: {rel}\ntype: {kind}\nsize: {found.st_size} bytes\nlines: {lines}\n"
+            f"modified: {_modified(found)}")
+
+
+def _modified(found: os.stat_result) -> str:
+    return dt.datetime.fromtimestamp(found.st_mtime, dt.UTC).isoformat(timespec="seconds")
 
 
 def tree(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     workspace = context.require_workspace()
     start = _start(context, args["path"])
-    if not start.is_dir():
-        raise ToolError(f"{workspace.relative(start)!r} is a file; tree shows folders")
+    if not start.is_dir:
+        raise ToolError(f"{start.rel!r} is a file; tree shows folders")
     cap = context.limits.max_entries
-    lines = [workspace.relative(start) + "/"]
+    lines = [start.rel + "/"]
     truncated = False
-    for path, is_dir, depth in workspace.walk(start, max_depth=args["depth"], check=context.check_deadline):
+    for path, is_dir, depth in workspace.walk(start.path, max_depth=args["depth"], check=context.check_deadline):
         if len(lines) > cap:
             truncated = True
             break

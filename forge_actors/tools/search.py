@@ -37,19 +37,17 @@ MAX_PARSED_CHARS = 128 * 1024
 
 def _start(context: ToolContext, path: str) -> tuple[Workspace, Path]:
     workspace = context.require_workspace()
-    start = workspace.resolve(path)
-    if not start.exists():
-        raise ToolError(f"there is no file or folder {path!r}; use '.' for the whole workspace")
+    try:
+        start = workspace.stat(path).path  # a FIFO or a device is refused here (ripgrep would block opening it)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ToolError(f"there is no file or folder {path!r}; use '.' for the whole workspace") from None
     return workspace, start
 
 
 def _text_lines(path: Path, context: ToolContext) -> Iterator[tuple[int, str]]:
     """The lines of a text file no larger than the read cap; nothing for binary or huge files."""
-    try:
-        if path.stat().st_size > context.limits.max_file_bytes:
-            return
-        data = path.read_bytes()
-    except OSError:  # vanished or unreadable while searching: skipped like a binary file
+    data = _small_file(path, context)
+    if data is None:
         return
     if looks_binary(data[:SNIFF_BYTES]):
         return
@@ -133,9 +131,9 @@ def _grep_rg(workspace: Workspace, start: Path, pattern: str, args: dict[str, An
     argv += ["--", pattern, workspace.relative(start)]
     cap = context.limits.max_entries
     hits: list[str] = []
-    allowed: dict[str, bool] = {}
-    result = run_process(argv, context, cwd=workspace.root, env=plain_env(),
-                         max_bytes=context.limits.max_output_chars * 4)
+    as_read: dict[str, list[str] | None] = {}
+    with workspace.pinned() as root:  # rg starts in the root as checked, whatever is renamed meanwhile
+        result = run_process(argv, context, cwd=root, env=plain_env(), max_bytes=context.limits.max_output_chars * 4)
     if result.timed_out:
         raise ToolTimeout(timeout_message(context.limits.timeout_seconds))
     cut = result.cut
@@ -151,13 +149,9 @@ def _grep_rg(workspace: Workspace, start: Path, pattern: str, args: dict[str, An
         if not sep:
             continue
         rel = rel.removeprefix("./")
-        if rel not in allowed:  # re-filtered: what rg lists must pass the same gate as a read
-            try:
-                workspace.resolve(rel)
-                allowed[rel] = True
-            except PathRefused:
-                allowed[rel] = False
-        if not allowed[rel]:
+        if rel not in as_read:  # rg's output is sorted by path: one file's lines at a time
+            as_read = {rel: _lines_as_read(rel, context)}
+        if not _printed_as_read(as_read[rel], rest):
             continue
         if len(hits) == cap:
             return hits, True
@@ -277,12 +271,41 @@ def find_symbol(args: dict[str, Any], context: ToolContext) -> ToolOutput:
 
 def _peek(path: Path, context: ToolContext) -> str:
     """The file's text when it is small enough to read, for a quick "is the name even there" check."""
+    data = _small_file(path, context)
+    return "" if data is None else data.decode("utf-8", errors="replace")
+
+
+def _lines_as_read(rel: str, context: ToolContext) -> list[str] | None:
+    """The lines of ``rel`` as the workspace's own gate reads it (None: it may not be read, or is not text).
+
+    ripgrep walks and opens by path, so a folder swapped for a symlink while it runs can send it
+    outside the workspace; what it prints is shown only when this read has the same line."""
+    data = _small_file(rel, context)
+    if data is None or looks_binary(data[:SNIFF_BYTES]):
+        return None
+    return data.decode("utf-8", errors="replace").split("\n")
+
+
+def _printed_as_read(lines: list[str] | None, printed: str) -> bool:
+    """Whether ripgrep's ``number:text`` is line ``number`` of ``lines`` (or the start of it, or rg's note
+    for a line too long to show)."""
+    number, sep, text = printed.partition(":")
+    if lines is None or not sep or not (number.isascii() and number.isdigit()) or not 1 <= int(number) <= len(lines):
+        return False
+    line = lines[int(number) - 1]
+    if text.startswith("[Omitted long line"):
+        return len(line.encode("utf-8", errors="replace")) > MAX_LINE_CHARS
+    return line.startswith(text)
+
+
+def _small_file(path: Path | str, context: ToolContext) -> bytes | None:
+    """The content of a file no larger than the read cap, read through the workspace's gate; None otherwise."""
+    cap = context.limits.max_file_bytes
     try:
-        if path.stat().st_size > context.limits.max_file_bytes:
-            return ""
-        return path.read_text("utf-8", errors="replace")
-    except OSError:  # vanished or unreadable while searching: skipped like a binary file
-        return ""
+        data, size = context.require_workspace().read_bytes(path, cap + 1)
+    except (OSError, PathRefused):  # vanished, unreadable or swapped while searching: skipped like a binary file
+        return None
+    return None if size > cap or len(data) > cap else data
 
 
 def search_files(args: dict[str, Any], context: ToolContext) -> ToolOutput:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from forge_actors.tools.base import Tool, ToolContext, ToolError, ToolOutput, ToolResult, schema, timeout_message
+from forge_actors.tools.workspace import PathRefused, Workspace
 
 #: Environment variables a program never sees: anything that looks like a credential, and our own settings.
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|^ANTHROPIC_|^OPENAI_|^FORGE_", re.IGNORECASE)
@@ -119,9 +120,10 @@ def _partial(buffers: dict[int, bytearray], out_fd: int, *, cut: bool, timed_out
 # -- run_command ------------------------------------------------------------------------------
 
 
-def _check_argument(arg: str, root: Path) -> None:
+def _check_argument(arg: str, workspace: Workspace) -> None:
     if "\x00" in arg:
         raise ToolError("an argument may not contain a NUL byte")
+    root = workspace.root
     pieces = [arg, *arg.split("=", 1)[1:]]  # --file=/etc/passwd is a path too
     if re.match(r"-[A-Za-z][/~]", arg):  # and so is -I/usr/include
         pieces.append(arg[2:])
@@ -134,6 +136,26 @@ def _check_argument(arg: str, root: Path) -> None:
             path = Path(os.path.normpath(piece))
             if not path.is_relative_to(root):
                 raise ToolError(f"argument {arg!r} is a path outside the workspace; use a path relative to it")
+    _refuse_hidden_names(arg, pieces, workspace)
+
+
+def _refuse_hidden_names(arg: str, pieces: list[str], workspace: Workspace) -> None:
+    """Refuse an argument that names what the file tools refuse (an exclusion such as ``.env``, the
+    event log), with their message: by name only, so it stops ``cat .env``, not a program that
+    finds the file itself (``grep -r``, ``python -c``)."""
+    names = set(pieces)
+    if re.match(r"-[A-Za-z].", arg):  # -o.env, -fforge.db
+        names.add(arg[2:])
+    for piece in pieces:  # HEAD:.env, --include=a.py,.env
+        names.update(re.split(r"[:,]", piece))
+    for name in sorted(names):
+        if not name or name.startswith("~") or (name.startswith("/") and
+                                                not Path(os.path.normpath(name)).is_relative_to(workspace.root)):
+            continue  # not a path inside the workspace: the checks above deal with what matters there
+        try:
+            workspace.check(name)
+        except PathRefused as refused:
+            raise PathRefused(str(refused) if name == arg else f"{refused} (argument {arg!r})") from None
 
 
 def run_command(args: dict[str, Any], context: ToolContext) -> ToolOutput:
@@ -146,10 +168,11 @@ def run_command(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     if found is None:
         raise ToolError(f"program {program!r} is allowed but not installed here")
     for arg in args["args"]:
-        _check_argument(arg, workspace.root)
+        _check_argument(arg, workspace)
     limit = context.limits.max_output_chars
-    result = run_process([found, *args["args"]], context, cwd=workspace.root, env=plain_env(), max_bytes=limit,
-                         merge_stderr=True)
+    with workspace.pinned() as root:  # it starts in the root as checked, whatever is renamed meanwhile
+        result = run_process([found, *args["args"]], context, cwd=root, env=plain_env(), max_bytes=limit,
+                             merge_stderr=True)
     text = result.stdout.decode("utf-8", errors="replace")
     if result.timed_out:
         return ToolResult(output=text, error=timeout_message(context.limits.timeout_seconds)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tool_support import make_toolbox, ok
 
-from forge_actors.tools import Toolbox, ToolLimits
+from forge_actors.tools import Toolbox, ToolLimits, shell
 from forge_actors.tools.shell import plain_env
 
 # -- write_file -------------------------------------------------------------------------------
@@ -121,6 +121,43 @@ def test_run_command_refuses_other_programs_and_outside_paths(root: Path) -> Non
         assert result.error is not None and why in result.error, arg
     inside = box.call("run_command", {"program": name, "args": ["-c", "pass", str(root / "README.md")]})
     assert inside.error is None
+
+
+def test_run_command_refuses_arguments_naming_what_the_file_tools_refuse(root: Path) -> None:
+    (root / "forge.db").write_text("the event log")
+    box = make_toolbox(root, ["run_command"], shell_programs=frozenset({"cat", "git"}), protected=[root / "forge.db"])
+    for program, args, message in [
+        ("cat", [".env"], "path '.env' is excluded from the workspace (it may hold secrets)"),
+        ("cat", ["./keys/server.pem"], "path './keys/server.pem' is excluded"),
+        ("cat", [str(root / ".env")], "is excluded"),
+        ("cat", [".ssh"], "path '.ssh' is excluded"),
+        ("cat", ["--file=.env"], "path '.env' is excluded from the workspace (it may hold secrets) "
+                                 "(argument '--file=.env')"),
+        ("cat", ["-f.env"], "(argument '-f.env')"),
+        ("git", ["show", "HEAD:.env"], "(argument 'HEAD:.env')"),
+        ("cat", ["forge.db"], "path 'forge.db' is protected and cannot be read"),
+        ("cat", ["./forge.db"], "is protected"),
+    ]:
+        result = box.call("run_command", {"program": program, "args": args})
+        assert result.error is not None and message in result.error, (args, result.error)
+        assert "sk-secret" not in result.output and "the event log" not in result.output
+    assert ok(box, "run_command", program="cat", args=["README.md"]).startswith("# Demo")
+
+
+def test_run_command_starts_in_the_root_that_was_checked(root: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    real_run_process = shell.run_process
+
+    def swapped_first(*args: object, **kwargs: object) -> shell.ProcessOutput:
+        root.rename(tmp_path / "moved")  # after the checks, before the program starts: the root is a link now
+        root.symlink_to(tmp_path / "elsewhere")
+        return real_run_process(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shell, "run_process", swapped_first)
+    box = python_box(root)
+    out = ok(box, "run_command", program=Path(sys.executable).name, args=["-c", "import os; print(os.getcwd())"])
+    assert out == f"{os.path.realpath(tmp_path / 'moved')}\n[exit code 0]"
 
 
 def test_the_environment_is_stripped_of_secrets(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

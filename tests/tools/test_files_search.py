@@ -70,6 +70,13 @@ def test_tree_respects_depth(root: Path, box: Toolbox) -> None:
     assert "at most 10" in box.call("tree", {"depth": 11}).error
 
 
+def test_tree_shows_each_file_under_its_own_folder(root: Path, box: Toolbox) -> None:
+    (root / "docs").mkdir()
+    (root / "docs" / "guide.md").write_text("x\n")
+    assert ok(box, "tree").splitlines() == ["./", "  README.md", "  docs/", "    guide.md", "  keys/", "  src/",
+                                           "    app.js", "    pkg/", "      core.py"]
+
+
 def test_file_info(box: Toolbox) -> None:
     info = ok(box, "file_info", path="src/pkg/core.py")
     assert "type: text file" in info and "lines: 12" in info and "size: " in info
