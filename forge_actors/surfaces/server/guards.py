@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 
 from forge_actors.engine import ConfigError
+from forge_actors.surfaces.server import bodies
 
 logger = logging.getLogger(__name__)
 
@@ -279,11 +280,15 @@ class BrowserGuard:
     token guards it); an Origin must then name exactly the Host the request came on.
     """
 
-    def __init__(self, app: ASGIApp, bind: str, max_body: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, bind: str, max_body: int = DEFAULT_MAX_BODY,
+                 routed: Callable[[Scope], bool] | None = None) -> None:
         self.app = app
         self.bind = bind.strip("[]").lower()
         self.loopback = is_loopback(self.bind)
         self.max_body = max_body
+        #: Whether a route takes the request (its path and method); None: assume one does. The body
+        #: rules apply only then: a request no route takes changes nothing, and gets its 404 or 405.
+        self.routed = routed or (lambda scope: True)
 
     def _allowed_name(self, name: str) -> bool:
         return is_loopback(name) or name == self.bind
@@ -300,7 +305,7 @@ class BrowserGuard:
         if origins and not self._own_origin(origins, scope, host):
             return 403, ("the request comes from a page of another origin; this server takes requests only from its "
                          "own page (or from clients that send no Origin, such as curl and SDKs)")
-        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS and self.routed(scope):
             media = _media_type(scope)
             if media != "application/json" and not (media == FORM_TYPE and self._not_cross_site(scope)):
                 return 415, NOT_JSON
@@ -338,7 +343,7 @@ class BrowserGuard:
             await self.app(scope, receive, send)
             return
         refused = self._check(scope)
-        if refused is None and _form_encoded_change(scope):  # passed _check: only if its body is JSON
+        if refused is None and _form_encoded_change(scope) and self.routed(scope):  # only if its body is JSON
             await self._if_json_object(scope, receive, send)
         elif refused is None:
             await self.app(scope, receive, send)
@@ -349,12 +354,17 @@ class BrowserGuard:
 
     async def _if_json_object(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass a form-encoded request on only if its body is a JSON object (read here, then handed
-        to the app as it came); 415 otherwise, 413 past the body limit."""
+        to the app as it came); 415 otherwise, 413 past the body limit, 422 past the nesting limit."""
         body = await read_body(scope, receive, self.max_body)
         if body is None:
             await send_http_error(send, 413, f"the request body is over the limit of {self.max_body} bytes")
             return
-        if not is_json_object(body):
+        try:
+            is_object = is_json_object(body)
+        except bodies.TooDeep as too_deep:
+            await send_http_error(send, 422, "the request body is invalid", [{"field": None, "message": str(too_deep)}])
+            return
+        if not is_object:
             await send_http_error(send, 415, NOT_JSON + "; a form-encoded body (what `curl -d` sends) is taken only "
                                   "when it is a JSON object, from a client that is not a page of another site")
             return
@@ -400,9 +410,12 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
 
 
 def is_json_object(body: bytes) -> bool:
+    """Whether ``body`` is a JSON object; bodies.TooDeep when it is one nested past the limit of every body."""
+    if not body.lstrip(b" \t\r\n").startswith(b"{"):  # (an array, however deep, is simply not an object)
+        return False
     try:
-        return isinstance(msgspec.json.decode(body), dict)
-    except (msgspec.DecodeError, RecursionError):  # not JSON (or nested past any sense): not taken
+        return isinstance(bodies.decode(body, Any), dict)
+    except msgspec.DecodeError:  # not JSON: not taken
         return False
 
 
