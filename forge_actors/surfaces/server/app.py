@@ -48,8 +48,10 @@ from forge_actors.surfaces.server.guards import (
     BrowserGuard,
     ErrorBoundary,
     OpenAIErrorShape,
+    SecurityHeaders,
     TokenGate,
     check_token,
+    page_policy,
 )
 from forge_actors.surfaces.server.hub import Hubs, paced
 from forge_actors.surfaces.server.openai_compat import openai_routes
@@ -418,7 +420,8 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         CorruptLogError: _status(500),  # a damaged log file: the message says how to recover it
     }
     # Outermost first. The boundary sits inside Starlette's own error middleware (plain text).
-    middleware = [Middleware(OpenAIErrorShape), Middleware(ErrorBoundary),
+    middleware = [Middleware(SecurityHeaders, page_policy=page_policy(STATIC / "index.html")),
+                  Middleware(OpenAIErrorShape), Middleware(ErrorBoundary),
                   Middleware(BrowserGuard, bind=host, max_body=max_body, routed=_router_takes(routes))]
     if token:
         middleware.append(Middleware(TokenGate, token=token))
