@@ -215,7 +215,7 @@ def test_the_token_guards_every_api_and_stream_request(tmp_path):
 
 def test_the_openapi_document_matches_the_routes(server):
     served = httpx.get(url(server, "/openapi.json")).json()
-    assert served == json.loads(json.dumps(openapi_document(API)))
+    assert served == json.loads(json.dumps(openapi_document(API, server.forge.config)))
     documented = {(method.upper(), path) for path, methods in served["paths"].items() for method in methods}
     app = create_app(server.forge)
     routed, websockets = set(), set()

@@ -45,7 +45,7 @@ MOCK_ONLY = ForgeConfig(
     participants=(ParticipantSpec(spec="mock:ana"), ParticipantSpec(spec="mock:ben")),
     settings=SessionSettings(max_rounds=2),
 )
-DOCUMENT = openapi_document(API)
+DOCUMENT = openapi_document(API, MOCK_ONLY)
 COMPONENTS = DOCUMENT["components"]["schemas"]
 OPERATIONS = [(path, method, operation) for path, methods in DOCUMENT["paths"].items()
               for method, operation in methods.items()]

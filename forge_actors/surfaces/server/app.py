@@ -378,7 +378,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
             tasks.start_soon(watch)
 
     async def openapi(request: Request) -> Response:
-        return _json(openapi_document(API))
+        return _json(openapi_document(API, forge.config))
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")

@@ -93,6 +93,45 @@ def invalid_field(exc: msgspec.ValidationError) -> tuple[str, str | None]:
 
 #: Text that must say something: the schema says at least one character (the engine also refuses blank text).
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+#: A day, the longest a round may wait (the engine's bound too).
+DAY = 86_400.0
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    """The session settings an API caller may give in ``config``: their JSON types and bounds, as
+    the engine bounds them (tests/server/test_api_settings.py checks that they agree), so that the
+    OpenAPI document says them and a mistyped value is refused as the schema says ("3" is no
+    integer here, though the engine would convert it). Names it does not know (``workspace``,
+    which an API caller may not set, among them) are left to the engine, which names the settings."""
+
+    max_iterations: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+    #: The old name of max_iterations (taken, not documented).
+    max_rounds: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+    convergence_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    round_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=DAY)] | None = None
+    #: The name of one of the session's AI participants.
+    synthesizer: NonEmpty | None = None
+    seed: Annotated[int, msgspec.Meta(ge=1 - 2**63, le=2**63 - 1)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=128_000)] | None = None
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] | None = None
+    min_votes: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
+    max_tool_calls: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    max_tool_seconds: Annotated[float, msgspec.Meta(gt=0, le=3_600)] | None = None
+    human_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=DAY)] | None = None
+
+
+#: Settings an API caller may give but that the document does not list (old names).
+UNDOCUMENTED_SETTINGS = ("max_rounds",)
+
+
+def check_settings(config: dict[str, Any]) -> None:
+    """ValidationError (its path under ``config``) for a known setting of the wrong type or out of bounds."""
+    try:
+        msgspec.convert(config, Settings, strict=True)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `$")
+        raise msgspec.ValidationError(f"{message} - at `$.config{where}" if where else message) from None
 
 
 class CreateSession(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -103,10 +142,13 @@ class CreateSession(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: Another word for ``title`` (the seed's); giving both, with different values, is a 422.
     name: str | None = None
     constraints: list[str] = []
-    #: Session settings: max_rounds, convergence_threshold, round_timeout_seconds, seed, ...
+    #: Session settings: max_iterations, convergence_threshold, round_timeout_seconds, seed, ... (Settings)
     config: dict[str, Any] = {}
     #: Start deliberating at once (as POST .../deliberate would).
     deliberate: bool = False
+
+    def __post_init__(self) -> None:
+        check_settings(self.config)
 
 
 class HumanDraft(msgspec.Struct, forbid_unknown_fields=True):

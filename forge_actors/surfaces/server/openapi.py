@@ -8,10 +8,12 @@ answer and the content type of each (``tests/server/test_server_conformance.py``
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 
+from forge_actors.engine import ForgeConfig
 from forge_actors.surfaces.server import bodies
 
 #: (method, path under the API root, summary, request body, success status, success description)
@@ -134,9 +136,82 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
     return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names]
 
 
-def openapi_document(root: str) -> dict[str, Any]:
+# -- what this server takes from an API caller (docs/security.md), as far as a schema can say it ----------
+
+#: A model or tool name (engine.trust.MODEL_NAME).
+_MODEL = "[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}"
+#: The provider kinds an API caller may name with any model, when the operator has not disabled them.
+_MODEL_KINDS = ("mock", "anthropic", "openai", "ollama")
+_SPEC_HELP = ("a participant spec, PROVIDER:MODEL, of a kind this server enables for API callers (a kind "
+              "whose API key is not set where the server runs is a 422 naming the variable). Options after `?` "
+              "(mock's seed, word_delay, fail_on, garble; replies, tool_mode, tools) are taken, not described here")
+
+
+def spec_schema(config: ForgeConfig) -> dict[str, Any]:
+    """The participant specs an API caller may name on this server: its enabled model kinds with any
+    model name, and its own pools, cli and daemon tools by name."""
+    kinds = [kind for kind in _MODEL_KINDS if config.provider_enabled(kind)]
+    alternatives = [f"(?:{'|'.join(kinds)}):{_MODEL}"] if kinds else []
+    for kind, names in (("pool", config.pools), ("cli", config.cli), ("daemon", config.daemon)):
+        if names:
+            alternatives.append(f"{kind}:(?:{'|'.join(re.escape(name) for name in sorted(names))})")
+    if not alternatives:
+        return {"description": "none: this server enables no participant kind for API callers", "not": {}}
+    return {"type": "string", "pattern": f"^(?:{'|'.join(alternatives)})$", "description": _SPEC_HELP}
+
+
+def _tools_schema(config: ForgeConfig) -> dict[str, Any]:
+    """Comma-separated tool categories or names of ``[forge.tools] api_tools`` (which the config holds
+    to read-only tools): what an API caller may enable."""
+    words = [re.escape(word) for word in config.tools.api_tools]
+    word = f"(?:{'|'.join(words)})" if words else "(?!)"
+    return {"type": "string", "default": "", "pattern": f"^(?:{word}(?:,{word})*)?$",
+            "description": "tools of [forge.tools] api_tools that only read"}
+
+
+def _describe_bodies(components: dict[str, Any], config: ForgeConfig) -> None:
+    """Narrow the schemas msgspec wrote from the bodies to what this server takes: the participant
+    specs and tools it allows, the settings' bounds, a human's name, one of name and title."""
+    spec = spec_schema(config)
+    tools = _tools_schema(config)
+    participant = components.pop("ParticipantSpec")
+    properties = participant["properties"]
+    components["AIParticipant"] = {
+        **participant, "title": "AIParticipant",
+        "properties": {**properties, "spec": spec, "tools": tools, "kind": {"const": "ai", "default": "ai"}},
+        "required": ["spec"],
+        # replies=json cannot be combined with tools (critiques and votes then come as text)
+        "if": {"required": ["tools"], "properties": {"tools": {"pattern": "[A-Za-z]"},
+                                                      "tool_mode": {"not": {"const": "off"}}}},
+        "then": {"properties": {"replies": {"enum": ["auto", "text"]}}},
+    }
+    components["HumanParticipant"] = {
+        **participant, "title": "HumanParticipant", "description": "a human: a name, nothing runs for it",
+        "properties": {**properties, "kind": {"const": "human"}, "name": {"type": "string", "minLength": 1}},
+        "required": ["kind", "name"],
+    }
+    create = components["CreateSession"]
+    create["properties"]["participants"] = {
+        **create["properties"]["participants"], "maxItems": config.max_participants,
+        "items": {"anyOf": [spec, {"$ref": "#/components/schemas/AIParticipant"},
+                            {"$ref": "#/components/schemas/HumanParticipant"}]}}
+    _, settings = msgspec.json.schema_components([bodies.Settings])
+    create["properties"]["config"] = {
+        "type": "object", "default": {}, "additionalProperties": False,
+        "description": "session settings (the workspace is the operator's: not settable here)",
+        "properties": {name: value for name, value in settings["Settings"]["properties"].items()
+                       if name not in bodies.UNDOCUMENTED_SETTINGS}}
+    create["not"] = {"required": ["name", "title"],  # `name` is the seed's word for `title`: give one
+                     "properties": {"name": {"type": "string"}, "title": {"type": "string"}}}
+    components["SwitchProvider"]["properties"]["spec"] = spec
+
+
+def openapi_document(root: str, config: ForgeConfig | None = None) -> dict[str, Any]:
+    """The document of the API served under ``root`` by a server with ``config`` (what its API callers
+    may name and set; the defaults without one)."""
     body_types = [body for _, _, _, body, _, _ in ENDPOINTS if body is not None] + [bodies.NoBody]
     _, components = msgspec.json.schema_components(body_types, ref_template="#/components/schemas/{name}")
+    _describe_bodies(components, config or ForgeConfig())
     components["Error"] = _ERROR_SCHEMA
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     paths: dict[str, dict[str, Any]] = {}
