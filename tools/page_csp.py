@@ -3,8 +3,9 @@
     python tools/page_csp.py          # rewrites forge_actors/surfaces/server/static/index.html
     python tools/page_csp.py --check  # exits 1 when the hash is stale (what tests/server/test_page_source.py checks)
 
-The page's CSP (a meta tag: the server sets no header) lets only its one inline script run,
-named by the SHA-256 of its text, so any change to the script must change the hash too.
+The page's CSP (its meta tag, which the server also sends as a header with frame-ancestors added)
+lets only its one inline script run, named by the SHA-256 of its text, so any change to the
+script must change the hash too.
 """
 
 from __future__ import annotations

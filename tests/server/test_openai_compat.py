@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from forge_actors.engine import Forge, load_config
-from forge_actors.surfaces.server.openai_compat import ChatMessage, chat_goal, pieces
+from forge_actors.surfaces.server.openai_compat import ChatMessage, ContentPart, chat_goal, pieces
 from forge_actors.surfaces.server.runner import ServerThread
 
 TOKEN = "test-token-123"
@@ -157,7 +157,7 @@ def test_raw_sse_is_data_lines_of_chunks_ending_with_done(served):
 
 def test_the_goal_is_the_last_user_message_with_the_conversation_before_it():
     goal, constraints = chat_goal([ChatMessage(role="system", content="Be brief."),
-                                   ChatMessage(role="user", content=[{"type": "text", "text": "Q1"}]),
+                                   ChatMessage(role="user", content=[ContentPart(type="text", text="Q1")]),
                                    ChatMessage(role="assistant", content="A1"),
                                    ChatMessage(role="user", content="Q2")])
     assert constraints == ["Be brief."]

@@ -352,11 +352,12 @@ def test_the_same_origin_and_token_rules_as_the_other_websocket(tmp_path, forge)
 
 
 def test_the_websocket_is_in_the_openapi_document(server):
-    paths = HTTP.get(api(server, "/openapi.json")).json()["paths"]
-    operations = paths[f"{API}/sessions/{{session_id}}/deliberate"]
-    assert set(operations) == {"get", "post"} and "101" in operations["get"]["responses"]
-    assert {p["name"] for p in operations["get"]["parameters"]} == {"session_id", "from", "token"}
-    assert [p["name"] for p in operations["post"]["parameters"]] == ["session_id"]
+    document = HTTP.get(api(server, "/openapi.json")).json()
+    websocket = document["x-websockets"][f"{API}/sessions/{{session_id}}/deliberate"]
+    assert {p["name"] for p in websocket["parameters"]} == {"session_id", "from", "token"}
+    assert {"1000", "4409"} <= set(websocket["close_codes"])
+    operations = document["paths"][f"{API}/sessions/{{session_id}}/deliberate"]  # HTTP: only the POST
+    assert set(operations) == {"post"} and [p["name"] for p in operations["post"]["parameters"]] == ["session_id"]
 
 
 # -- 5. tools an API caller may ask for ---------------------------------------------------------------------

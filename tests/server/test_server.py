@@ -9,12 +9,13 @@ import time
 
 import httpx
 import pytest
+from starlette.routing import WebSocketRoute
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from forge_actors.core.errors import ConfigError
 from forge_actors.engine import Forge
-from forge_actors.surfaces.server.app import API, create_app
+from forge_actors.surfaces.server.app import API, _upgrade_required, create_app
 from forge_actors.surfaces.server.openapi import ENDPOINTS, openapi_document
 from forge_actors.surfaces.server.runner import ServerThread, check_bind
 
@@ -214,16 +215,19 @@ def test_the_token_guards_every_api_and_stream_request(tmp_path):
 
 def test_the_openapi_document_matches_the_routes(server):
     served = httpx.get(url(server, "/openapi.json")).json()
-    assert served == json.loads(json.dumps(openapi_document(API)))
+    assert served == json.loads(json.dumps(openapi_document(API, server.forge.config)))
     documented = {(method.upper(), path) for path, methods in served["paths"].items() for method in methods}
     app = create_app(server.forge)
-    routed = set()
+    routed, websockets = set(), set()
     for route in app.routes:
         if not route.path.startswith(API):
             continue
-        methods = getattr(route, "methods", None) or {"GET"}  # a WebSocket route is opened with a GET
-        routed |= {(m, route.path) for m in methods if m != "HEAD"}
+        if isinstance(route, WebSocketRoute):
+            websockets.add(route.path)
+        elif route.endpoint is not _upgrade_required:  # (a WebSocket's path answering a plain GET with 426)
+            routed |= {(m, route.path) for m in route.methods if m != "HEAD"}
     assert documented == routed
+    assert set(served["x-websockets"]) == websockets
     assert len(ENDPOINTS) == len(documented)
     assert "CreateSession" in served["components"]["schemas"]
 

@@ -3,8 +3,10 @@
 For every documented operation, hypothesis draws requests: path parameters that name a
 real session or not, the documented query and header parameters (values of their schema,
 or any text), bodies of the documented schema, any JSON or any bytes, and sometimes
-another content type or origin. Whatever is sent, the server must answer below 500, every
-error must be JSON with an ``error`` string, and a JSON success must be JSON. It runs
+another content type or origin; the WebSockets of ``x-websockets`` likewise. Whatever is sent,
+the server must answer below 500 with a status the document lists for that operation and a
+content type it lists for that status, every error must be JSON with an ``error`` string, and a
+JSON success must be JSON. It runs
 against uvicorn on a loopback port (the streams need a real server), derandomized, with a
 config where only the offline mock provider is usable, so no case can reach a network.
 
@@ -43,10 +45,11 @@ MOCK_ONLY = ForgeConfig(
     participants=(ParticipantSpec(spec="mock:ana"), ParticipantSpec(spec="mock:ben")),
     settings=SessionSettings(max_rounds=2),
 )
-DOCUMENT = openapi_document(API)
+DOCUMENT = openapi_document(API, MOCK_ONLY)
 COMPONENTS = DOCUMENT["components"]["schemas"]
 OPERATIONS = [(path, method, operation) for path, methods in DOCUMENT["paths"].items()
               for method, operation in methods.items()]
+OPERATIONS += [(path, "websocket", websocket) for path, websocket in DOCUMENT["x-websockets"].items()]
 HTTP = httpx.Client(timeout=httpx.Timeout(30, read=5))
 
 # -- strategies from the document -----------------------------------------------------------------------
@@ -67,6 +70,8 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         return st.one_of([from_schema(option) for option in schema["anyOf"]])
     if "enum" in schema:
         return st.sampled_from(schema["enum"])
+    if "const" in schema:
+        return st.just(schema["const"])
     kind = schema.get("type")
     if kind == "object" and "properties" in schema:
         properties = {name: from_schema(sub) for name, sub in schema["properties"].items()}
@@ -135,7 +140,7 @@ def cases(draw: st.DrawFn, path: str, method: str, operation: dict[str, Any], se
     origin = draw(st.sampled_from([None, None, own_origin, "http://evil.example", "null"]))
     if origin:
         case.headers["origin"] = origin
-    if not path.endswith("/stream"):  # (the WebSocket client sets Host itself)
+    if method != "websocket":  # (the WebSocket client sets Host itself)
         host = draw(st.sampled_from([None, None, None, "localhost", "evil.example", "[::1]:1"]) | HEADER_TEXT)
         if host:
             case.headers["host"] = host
@@ -156,30 +161,35 @@ def served(tmp_path_factory):
     forge.close()
 
 
-def check_error(status: int, content_type: str, body: bytes, case: Case) -> None:
+def check_error(status: int, content_type: str, body: bytes, case: Case, operation: dict[str, Any]) -> None:
     assert status < 500, (case, status, body[:300])
+    documented = operation["responses"].get(str(status))
+    assert documented is not None, (case, status, "not among the documented statuses", body[:300])
+    media = content_type.split(";", 1)[0].strip()
+    assert media in documented["content"], (case, status, content_type, "not a documented content type")
     if status >= 400:
         assert content_type.startswith("application/json"), (case, status, content_type, body[:300])
         error = json.loads(body)
         assert isinstance(error, dict) and isinstance(error.get("error"), str) and error["error"], (case, body[:300])
 
 
-def run_http(server: ServerThread, case: Case) -> None:
+def run_http(server: ServerThread, case: Case, operation: dict[str, Any]) -> None:
     response = HTTP.request(case.method, server.url + case.path, params=case.params, headers=case.headers,
                             content=case.body)
-    check_error(response.status_code, response.headers.get("content-type", ""), response.content, case)
+    check_error(response.status_code, response.headers.get("content-type", ""), response.content, case, operation)
     if response.status_code < 300 and response.headers.get("content-type", "").startswith("application/json"):
         json.loads(response.content)
 
 
-def run_sse(server: ServerThread, case: Case) -> None:
+def run_sse(server: ServerThread, case: Case, operation: dict[str, Any]) -> None:
     """The status and first lines of the stream; a live one is left after a short read."""
     try:
         with HTTP.stream("GET", server.url + case.path, params=case.params, headers=case.headers,
                          timeout=httpx.Timeout(10, read=0.5)) as response:
             if response.status_code != 200:
                 response.read()
-                check_error(response.status_code, response.headers.get("content-type", ""), response.content, case)
+                check_error(response.status_code, response.headers.get("content-type", ""), response.content, case,
+                            operation)
                 return
             assert response.headers["content-type"].startswith("text/event-stream")
             for line in response.iter_lines():
@@ -190,7 +200,7 @@ def run_sse(server: ServerThread, case: Case) -> None:
         pass
 
 
-def run_websocket(server: ServerThread, case: Case) -> None:
+def run_websocket(server: ServerThread, case: Case, websocket: dict[str, Any]) -> None:
     query = str(httpx.QueryParams(case.params))
     address = (server.url + case.path).replace("http://", "ws://") + ("?" + query if query else "")
     origin = case.headers.get("origin")
@@ -201,7 +211,8 @@ def run_websocket(server: ServerThread, case: Case) -> None:
     except InvalidStatus as refused:  # a foreign Host or Origin, or no such route: a bare 403 (uvicorn's)
         assert refused.response.status_code == 403, (case, refused.response.status_code)
     except ConnectionClosed as closed:
-        assert closed.rcvd is None or closed.rcvd.code in (1000, 4401, 4404, 4422), (case, closed.rcvd)
+        assert closed.rcvd is None or (str(closed.rcvd.code) in websocket["close_codes"]
+                                       and closed.rcvd.code != 1011), (case, closed.rcvd)
     except TimeoutError:  # live: nothing more yet
         pass
     except InvalidHandshake as refused:  # e.g. a path the client library will not send
@@ -212,13 +223,13 @@ def run_websocket(server: ServerThread, case: Case) -> None:
                          ids=[f"{method.upper()} {path.removeprefix(API)}" for path, method, _ in OPERATIONS])
 def test_no_request_gets_a_5xx_and_every_error_is_json(served, path, method, operation):
     server, sessions = served
-    run = run_websocket if path.endswith("/stream") else run_sse if path.endswith("/events") else run_http
+    run = run_websocket if method == "websocket" else run_sse if path.endswith("/events") else run_http
 
     @settings(max_examples=CASES_PER_OPERATION, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
     @given(cases(path, method, operation, sessions, server.url))
     def property_(case: Case) -> None:
-        run(server, case)
+        run(server, case, operation)
 
     property_()
 

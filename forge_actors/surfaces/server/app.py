@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from forge_actors.core.events import ROUND_KINDS
@@ -49,8 +49,10 @@ from forge_actors.surfaces.server.guards import (
     BrowserGuard,
     ErrorBoundary,
     OpenAIErrorShape,
+    SecurityHeaders,
     TokenGate,
     check_token,
+    page_policy,
 )
 from forge_actors.surfaces.server.hub import Hubs, paced
 from forge_actors.surfaces.server.openai_compat import openai_routes
@@ -91,16 +93,19 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 async def _body(request: Request, type_: type, limit: int) -> Any:
-    """The request's JSON body decoded as ``type_``: 413 past ``limit`` bytes, 422 with field errors."""
+    """The request's JSON body decoded as ``type_``: 413 past ``limit`` bytes, 422 with field errors
+    (nesting past ``bodies.MAX_NESTING`` included)."""
     try:
         data = await bodies.read_limited(request, limit)
     except bodies.BodyTooLarge as too_large:
         raise ApiError(413, str(too_large)) from None
     try:
-        return msgspec.json.decode(data or b"{}", type=type_)
+        return bodies.decode(data or b"{}", type_)
     except msgspec.ValidationError as exc:
         message, field = bodies.invalid_field(exc)
         raise ApiError(422, "the request body is invalid", [{"field": field, "message": message}]) from None
+    except bodies.TooDeep as exc:
+        raise ApiError(422, "the request body is invalid", [{"field": None, "message": str(exc)}]) from None
     except msgspec.DecodeError as exc:
         raise ApiError(422, "the request body is not valid JSON", [{"field": None, "message": str(exc)}]) from None
 
@@ -145,11 +150,11 @@ def _speed(text: str | None) -> float | None:
 
 
 def _stream_position(request: Request) -> int:
-    """Where an SSE client resumes: its Last-Event-ID (set by EventSource on reconnecting), else ?from=."""
+    """Where an SSE client resumes: its Last-Event-ID (set by EventSource on reconnecting), else ?from=.
+    Both are checked when both are given (a bad ``from`` is a 422 even when the header wins)."""
+    given = _position(request.query_params.get("from"), "from")
     header = request.headers.get("last-event-id")
-    if header:
-        return _position(header, "Last-Event-ID")
-    return _position(request.query_params.get("from"), "from")
+    return _position(header, "Last-Event-ID") if header else given
 
 
 def _corrupt_detail(exc: CorruptEventError) -> dict[str, Any]:
@@ -208,6 +213,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         return await document(await session_id_of(request))
 
     async def deliberate(request: Request) -> Response:
+        await _body(request, bodies.NoBody, max_body)
         session_id = await session_id_of(request)
         # Started (or resumed) in the background: the events are on the streams. (Not forge.deliberate,
         # whose iterator, left unread, would keep a subscription to the log for good.)
@@ -225,9 +231,11 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         return _json({"session_id": session_id, "round": number, "kind": kind}, 202)
 
     async def synthesize(request: Request) -> Response:
+        await _body(request, bodies.NoBody, max_body)
         return await start_round(request, "synthesis")
 
     async def converge(request: Request) -> Response:
+        await _body(request, bodies.NoBody, max_body)
         return await start_round(request, "convergence")
 
     async def rounds(request: Request) -> Response:
@@ -368,36 +376,39 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
             tasks.start_soon(watch)
 
     async def openapi(request: Request) -> Response:
-        return _json(openapi_document(API))
+        return _json(openapi_document(API, forge.config))
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    routes = [
-        Route(f"{API}/sessions", create_session, methods=["POST"]),
-        Route(f"{API}/sessions", list_sessions, methods=["GET"]),
-        Route(f"{API}/sessions/{{session_id}}", get_session, methods=["GET"]),
-        Route(f"{API}/sessions/{{session_id}}/deliberate", deliberate, methods=["POST"]),
-        WebSocketRoute(f"{API}/sessions/{{session_id}}/deliberate", deliberate_ws),
-        Route(f"{API}/sessions/{{session_id}}/rounds", rounds, methods=["POST"]),
-        Route(f"{API}/sessions/{{session_id}}/drafts", add_draft, methods=["POST"]),
-        Route(f"{API}/sessions/{{session_id}}/synthesize", synthesize, methods=["POST"]),
-        Route(f"{API}/sessions/{{session_id}}/converge", converge, methods=["POST"]),
-        Route(f"{API}/sessions/{{session_id}}/votes", add_vote, methods=["POST"]),
-        Route(f"{API}/sessions/{{session_id}}/cancel", cancel, methods=["POST"]),
-        Route(f"{API}/sessions/{{session_id}}/participants/{{participant}}/provider", switch_provider,
-              methods=["POST"]),
-        Route(f"{API}/sessions/{{session_id}}/export", export, methods=["GET"]),
-        Route(f"{API}/sessions/{{session_id}}/events", events_sse, methods=["GET"]),
-        WebSocketRoute(f"{API}/sessions/{{session_id}}/stream", events_ws),
-        Route(f"{API}/providers", providers, methods=["GET"]),
-        Route(f"{API}/openapi.json", openapi, methods=["GET"]),
+    # (method, path under API): its handler; openapi.ENDPOINTS documents the same table (a test checks).
+    http = {
+        ("POST", "/sessions"): create_session,
+        ("GET", "/sessions"): list_sessions,
+        ("GET", "/sessions/{session_id}"): get_session,
+        ("POST", "/sessions/{session_id}/deliberate"): deliberate,
+        ("POST", "/sessions/{session_id}/rounds"): rounds,
+        ("POST", "/sessions/{session_id}/drafts"): add_draft,
+        ("POST", "/sessions/{session_id}/synthesize"): synthesize,
+        ("POST", "/sessions/{session_id}/converge"): converge,
+        ("POST", "/sessions/{session_id}/votes"): add_vote,
+        ("POST", "/sessions/{session_id}/cancel"): cancel,
+        ("POST", "/sessions/{session_id}/participants/{participant}/provider"): switch_provider,
+        ("GET", "/sessions/{session_id}/export"): export,
+        ("GET", "/sessions/{session_id}/events"): events_sse,
+        ("GET", "/providers"): providers,
+        ("GET", "/openapi.json"): openapi,
+    }
+    websockets = {f"{API}{path}": handler for path, handler in (("/sessions/{session_id}/deliberate", deliberate_ws),
+                                                                ("/sessions/{session_id}/stream", events_ws))}
+    routes: list[BaseRoute] = [
+        *_resources({(method, API + path): handler for (method, path), handler in http.items()}, websockets),
         Route("/", index, methods=["GET"]),  # the web page: one file, no build step
         *openai_routes(forge, max_body=max_body),  # /v1/models, /v1/chat/completions (docs/openai.md)
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ApiError: _api_error,
-        HTTPException: _http_error,  # no such route (404), a method it does not take (405)
+        HTTPException: _http_error,  # no such route (404), a method it does not take (405, with Allow)
         SessionNotFoundError: _status(404),
         InvalidCommandError: _status(409),  # a step that does not fit the session now
         SessionBusyError: _status(409),  # another engine drives the session (its lease)
@@ -408,13 +419,64 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         CorruptLogError: _status(500),  # a damaged log file: the message says how to recover it
     }
     # Outermost first. The boundary sits inside Starlette's own error middleware (plain text).
-    middleware = [Middleware(OpenAIErrorShape), Middleware(ErrorBoundary),
-                  Middleware(BrowserGuard, bind=host, max_body=max_body)]
+    middleware = [Middleware(SecurityHeaders, page_policy=page_policy(STATIC / "index.html")),
+                  Middleware(OpenAIErrorShape), Middleware(ErrorBoundary),
+                  Middleware(BrowserGuard, bind=host, max_body=max_body, routed=_router_takes(routes))]
     if token:
         middleware.append(Middleware(TokenGate, token=token))
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)  # type: ignore[arg-type]
     app.state.forge = forge
     return app
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _resources(http: dict[tuple[str, str], Endpoint], websockets: dict[str, Any]) -> list[BaseRoute]:
+    """One route per path, taking all of that path's methods, so that a method it does not take
+    gets 405 with an ``Allow`` naming all of them (a route per method named only its own). A
+    WebSocket's path answers a plain GET with 426 (``Upgrade: websocket``); where the path also
+    takes POST (``.../deliberate``), a plain GET gets that path's 405 (see ``_http_error``)."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for (method, path), handler in http.items():
+        by_path.setdefault(path, {})[method] = handler
+    routes: list[BaseRoute] = [Route(path, _dispatch(handlers), methods=list(handlers))
+                               for path, handlers in by_path.items()]
+    for path, handler in websockets.items():
+        routes.append(WebSocketRoute(path, handler))
+        if path not in by_path:
+            routes.append(Route(path, _upgrade_required, methods=["GET"]))
+    return routes
+
+
+def _dispatch(handlers: dict[str, Endpoint]) -> Endpoint:
+    async def dispatch(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return dispatch
+
+
+async def _upgrade_required(request: Request) -> Response:
+    response = _error(426, "this is a WebSocket: open it with a WebSocket client (ws://, or wss:// behind TLS), "
+                           "e.g. `websocat ws://HOST/PATH`")
+    response.headers["upgrade"] = "websocket"
+    response.headers["connection"] = "Upgrade"
+    return response
+
+
+def _router_takes(routes: list[BaseRoute]) -> Callable[[MutableMapping[str, Any]], bool]:
+    """Whether a route takes the request: its path and its method (``BrowserGuard`` checks a body's
+    type only then; a request no route takes gets its 404 or 405 first)."""
+    def takes(scope: MutableMapping[str, Any]) -> bool:
+        return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+    return takes
+
+
+def _is_websocket_path(request: Request) -> bool:
+    websocket = {**request.scope, "type": "websocket"}
+    return any(isinstance(route, WebSocketRoute) and route.matches(websocket)[0] is Match.FULL
+               for route in request.app.routes)
 
 
 def _title(body: bodies.CreateSession) -> str | None:
@@ -458,7 +520,11 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    response = _error(exc.status_code, exc.detail)
+    detail = None
+    if exc.status_code == 405 and request.method == "GET" and _is_websocket_path(request):
+        detail = ("GET here is the WebSocket that runs the session and streams its events: open it with a "
+                  "WebSocket client (ws://); over plain HTTP, POST starts the session")
+    response = _error(exc.status_code, exc.detail, detail)
     response.headers.update(exc.headers or {})
     return response
 

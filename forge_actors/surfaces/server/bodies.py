@@ -1,14 +1,67 @@
-"""Request bodies of the HTTP API: msgspec Structs, checked on decode (unknown fields refused)."""
+"""Request bodies of the HTTP API: msgspec Structs, checked on decode (unknown fields refused).
+
+Every JSON body the server decodes (the API's, /v1's, and a form-encoded ``curl -d`` body) first
+has its nesting checked: at most ``MAX_NESTING`` arrays and objects inside one another. msgspec
+decodes nested input by recursing, and stops with RecursionError wherever the interpreter's
+recursion limit happens to fall (about 900 levels, fewer the deeper the caller's stack), which
+surfaced as a 500; no body of the API needs more than a handful of levels.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
 
-from forge_actors.core.events import VoteChoice
+from forge_actors.core.events import RoundKind, VoteChoice
 from forge_actors.engine import ParticipantSpec
+
+#: How many arrays and objects a request body may hold inside one another (``{"config": {"a": [1]}}`` is 3).
+MAX_NESTING = 32
+#: Every byte but the brackets, which is all the nesting check reads outside strings.
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_OPENING = frozenset(b"[{")
+
+
+class TooDeep(Exception):
+    """A body whose arrays and objects nest past MAX_NESTING (each surface answers it in its own shape)."""
+
+    def __init__(self, limit: int = MAX_NESTING) -> None:
+        self.limit = limit
+        super().__init__(f"the JSON nests arrays and objects more than {limit} levels deep; "
+                         "no request needs that many: flatten it")
+
+
+def too_deep(data: bytes, limit: int = MAX_NESTING) -> bool:
+    """Whether the arrays and objects of the JSON text ``data`` nest more than ``limit`` deep, read
+    outside its strings (their escapes dropped first, ``\\\\`` then ``\\"``, so that the quotes left
+    are the strings' own). Text that is not JSON gets some answer too: the decoder refuses it anyway.
+
+    Most bodies hold too few brackets to nest that deep and cost two counts; the others one pass
+    in Python over their brackets (about 35 ms for 1 MiB of ``[],``; it stops at the first too deep)."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    outside = b"".join(data.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')[::2])
+    depth = 0
+    for byte in outside.translate(None, _NOT_BRACKETS):
+        if byte in _OPENING:
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def decode(data: bytes, type_: type) -> Any:
+    """``data`` decoded as ``type_``: TooDeep past MAX_NESTING, else msgspec's own errors."""
+    if too_deep(data):
+        raise TooDeep()
+    try:
+        return msgspec.json.decode(data, type=type_)
+    except RecursionError:  # (cannot happen below MAX_NESTING; kept so that it can never be a 500)
+        raise TooDeep() from None
 
 
 class BodyTooLarge(Exception):
@@ -38,8 +91,51 @@ def invalid_field(exc: msgspec.ValidationError) -> tuple[str, str | None]:
     return message, where.rstrip("`").removeprefix("$").lstrip(".") or None
 
 
+#: Text that must say something: the schema says at least one character (the engine also refuses blank text).
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+#: A day, the longest a round may wait (the engine's bound too).
+DAY = 86_400.0
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    """The session settings an API caller may give in ``config``: their JSON types and bounds, as
+    the engine bounds them (tests/server/test_api_settings.py checks that they agree), so that the
+    OpenAPI document says them and a mistyped value is refused as the schema says ("3" is no
+    integer here, though the engine would convert it). Names it does not know (``workspace``,
+    which an API caller may not set, among them) are left to the engine, which names the settings."""
+
+    max_iterations: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+    #: The old name of max_iterations (taken, not documented).
+    max_rounds: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+    convergence_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    round_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=DAY)] | None = None
+    #: The name of one of the session's AI participants.
+    synthesizer: NonEmpty | None = None
+    seed: Annotated[int, msgspec.Meta(ge=1 - 2**63, le=2**63 - 1)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=128_000)] | None = None
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] | None = None
+    min_votes: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
+    max_tool_calls: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    max_tool_seconds: Annotated[float, msgspec.Meta(gt=0, le=3_600)] | None = None
+    human_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=DAY)] | None = None
+
+
+#: Settings an API caller may give but that the document does not list (old names).
+UNDOCUMENTED_SETTINGS = ("max_rounds",)
+
+
+def check_settings(config: dict[str, Any]) -> None:
+    """ValidationError (its path under ``config``) for a known setting of the wrong type or out of bounds."""
+    try:
+        msgspec.convert(config, Settings, strict=True)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `$")
+        raise msgspec.ValidationError(f"{message} - at `$.config{where}" if where else message) from None
+
+
 class CreateSession(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    goal: str
+    goal: NonEmpty
     #: Spec strings (``mock:alice``) or participant objects; empty: the council's (``council``), else
     #: the council ``forge`` if the server has one, else the server's default participants.
     participants: list[str | ParticipantSpec] = []
@@ -49,10 +145,13 @@ class CreateSession(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: Another word for ``title`` (the seed's); giving both, with different values, is a 422.
     name: str | None = None
     constraints: list[str] = []
-    #: Session settings: max_rounds, convergence_threshold, round_timeout_seconds, seed, ...
+    #: Session settings: max_iterations, convergence_threshold, round_timeout_seconds, seed, ... (Settings)
     config: dict[str, Any] = {}
     #: Start deliberating at once (as POST .../deliberate would).
     deliberate: bool = False
+
+    def __post_init__(self) -> None:
+        check_settings(self.config)
 
 
 class HumanDraft(msgspec.Struct, forbid_unknown_fields=True):
@@ -72,8 +171,12 @@ class Cancel(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class StartRound(msgspec.Struct, forbid_unknown_fields=True):
-    kind: str
+    kind: RoundKind
 
 
 class SwitchProvider(msgspec.Struct, forbid_unknown_fields=True):
-    spec: str
+    spec: NonEmpty
+
+
+class NoBody(msgspec.Struct, forbid_unknown_fields=True):
+    """What the routes that take nothing take: ``{}`` (a POST must still be JSON, see guards.py)."""

@@ -16,6 +16,10 @@
   (it percent-encodes ``{``, ``"`` and ``:`` and always writes ``name=value``), and a page's
   script that sets the type by hand sends its Origin, refused above.
 - ``TokenGate``: with a token, every request under /api/ and /v1/ (the OpenAI-compatible routes) must carry it.
+- ``SecurityHeaders``: what every HTTP response says to the browser, in one place: no sniffing, no
+  referrer, never framed (``frame-ancestors 'none'``, ``X-Frame-Options: DENY``), its own browsing
+  context group, readable only by the server's own pages; the page's CSP, and ``default-src 'none'``
+  for everything else.
 
 WebSocket handshakes go through the same checks. A foreign Host or Origin is refused before
 any WebSocket exists: the handshake gets HTTP 403 (RFC 6455 §4.2.2). A missing token is told
@@ -29,14 +33,17 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
 from forge_actors.engine import ConfigError
+from forge_actors.surfaces.server import bodies
 
 logger = logging.getLogger(__name__)
 
@@ -279,11 +286,15 @@ class BrowserGuard:
     token guards it); an Origin must then name exactly the Host the request came on.
     """
 
-    def __init__(self, app: ASGIApp, bind: str, max_body: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, bind: str, max_body: int = DEFAULT_MAX_BODY,
+                 routed: Callable[[Scope], bool] | None = None) -> None:
         self.app = app
         self.bind = bind.strip("[]").lower()
         self.loopback = is_loopback(self.bind)
         self.max_body = max_body
+        #: Whether a route takes the request (its path and method); None: assume one does. The body
+        #: rules apply only then: a request no route takes changes nothing, and gets its 404 or 405.
+        self.routed = routed or (lambda scope: True)
 
     def _allowed_name(self, name: str) -> bool:
         return is_loopback(name) or name == self.bind
@@ -300,7 +311,7 @@ class BrowserGuard:
         if origins and not self._own_origin(origins, scope, host):
             return 403, ("the request comes from a page of another origin; this server takes requests only from its "
                          "own page (or from clients that send no Origin, such as curl and SDKs)")
-        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS and self.routed(scope):
             media = _media_type(scope)
             if media != "application/json" and not (media == FORM_TYPE and self._not_cross_site(scope)):
                 return 415, NOT_JSON
@@ -338,7 +349,7 @@ class BrowserGuard:
             await self.app(scope, receive, send)
             return
         refused = self._check(scope)
-        if refused is None and _form_encoded_change(scope):  # passed _check: only if its body is JSON
+        if refused is None and _form_encoded_change(scope) and self.routed(scope):  # only if its body is JSON
             await self._if_json_object(scope, receive, send)
         elif refused is None:
             await self.app(scope, receive, send)
@@ -349,12 +360,17 @@ class BrowserGuard:
 
     async def _if_json_object(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass a form-encoded request on only if its body is a JSON object (read here, then handed
-        to the app as it came); 415 otherwise, 413 past the body limit."""
+        to the app as it came); 415 otherwise, 413 past the body limit, 422 past the nesting limit."""
         body = await read_body(scope, receive, self.max_body)
         if body is None:
             await send_http_error(send, 413, f"the request body is over the limit of {self.max_body} bytes")
             return
-        if not is_json_object(body):
+        try:
+            is_object = is_json_object(body)
+        except bodies.TooDeep as too_deep:
+            await send_http_error(send, 422, "the request body is invalid", [{"field": None, "message": str(too_deep)}])
+            return
+        if not is_object:
             await send_http_error(send, 415, NOT_JSON + "; a form-encoded body (what `curl -d` sends) is taken only "
                                   "when it is a JSON object, from a client that is not a page of another site")
             return
@@ -400,10 +416,73 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
 
 
 def is_json_object(body: bytes) -> bool:
-    try:
-        return isinstance(msgspec.json.decode(body), dict)
-    except (msgspec.DecodeError, RecursionError):  # not JSON (or nested past any sense): not taken
+    """Whether ``body`` is a JSON object; bodies.TooDeep when it is one nested past the limit of every body."""
+    if not body.lstrip(b" \t\r\n").startswith(b"{"):  # (an array, however deep, is simply not an object)
         return False
+    try:
+        return isinstance(bodies.decode(body, Any), dict)
+    except msgspec.DecodeError:  # not JSON: not taken
+        return False
+
+
+# -- what every response tells the browser ---------------------------------------------------------------
+
+#: On every HTTP response (the page, the API, /v1, errors included). No sniffing a JSON error into
+#: a script or a page; no referrer (a URL may hold ?token=); never in a frame of any site
+#: (clickjacking: the page starts runs on the operator's keys); a browsing context group of its
+#: own; and readable only by the server's own pages, not as another site's <script> or <img>.
+#: Not HSTS: the server speaks plain HTTP (a TLS proxy in front sets it).
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=(), usb=()"),
+)
+#: The Content-Security-Policy of every response but the page: nothing in it may load or run, nothing may frame it.
+API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+_PAGE_POLICY = re.compile(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)"')
+
+
+def page_policy(page: Path) -> str:
+    """The page's Content-Security-Policy as a header: its meta tag's (which names the script's hash,
+    tools/page_csp.py) with ``frame-ancestors 'none'``, which a meta tag cannot carry."""
+    match = _PAGE_POLICY.search(page.read_text(encoding="utf-8"))
+    if match is None:
+        raise ConfigError(f"{page}: the page has no Content-Security-Policy meta tag to serve as its header")
+    return match.group(1).rstrip("; ") + "; frame-ancestors 'none'"
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS and a Content-Security-Policy (``page_policy`` on HTML, API_POLICY on
+    the rest) to every HTTP response, and ``Cache-Control: no-store`` where the response says nothing
+    of caching and is not the page (session data stays out of caches). A header the response already
+    has is left as it is."""
+
+    def __init__(self, app: ASGIApp, page_policy: str) -> None:
+        self.app = app
+        self.page_policy = page_policy.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                html = any(name.lower() == b"content-type" and value.lower().startswith(b"text/html")
+                           for name, value in headers)
+                added = [*SECURITY_HEADERS, (b"content-security-policy", self.page_policy if html else
+                                             API_POLICY.encode())]
+                if not html:
+                    added.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers + [(k, v) for k, v in added if k not in present]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 # -- the last resort ---------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from forge_actors.engine import (
     SessionState,
 )
 from forge_actors.surfaces.council import DEFAULT_COUNCIL, plan_deliberation, progress_line
-from forge_actors.surfaces.server.bodies import BodyTooLarge, invalid_field, read_limited
+from forge_actors.surfaces.server.bodies import BodyTooLarge, TooDeep, decode, invalid_field, read_limited
 
 __all__ = ["MODEL_PREFIX", "OpenAIError", "chat_goal", "openai_routes"]
 
@@ -103,10 +103,18 @@ class OpenAIError(Exception):
 # -- the request --------------------------------------------------------------------------------------
 
 
+class ContentPart(msgspec.Struct, kw_only=True):
+    """One part of a message's content: only text parts, ``{"type": "text", "text": "..."}``, are
+    taken (checked by ``_check_parts``); the council reads no images, audio or files."""
+
+    type: str
+    text: str | None = None
+
+
 class ChatMessage(msgspec.Struct, kw_only=True):
     role: str
-    #: Text, or a list of parts of which the ``text`` ones are read; None on some assistant messages.
-    content: str | list[dict[str, Any]] | None = None
+    #: Text, or a list of text parts; None on some assistant messages.
+    content: str | list[ContentPart] | None = None
 
 
 class StreamOptions(msgspec.Struct, kw_only=True):
@@ -127,7 +135,18 @@ def _text_of(message: ChatMessage) -> str:
         return ""
     if isinstance(message.content, str):
         return message.content
-    return "".join(str(part.get("text", "")) for part in message.content if part.get("type") == "text")
+    return "".join(part.text or "" for part in message.content)
+
+
+def _check_parts(messages: list[ChatMessage]) -> None:
+    """A 400 naming the first content part that is not a text part, ``{"type": "text", "text": "..."}``."""
+    for i, message in enumerate(messages):
+        for j, part in enumerate(message.content if isinstance(message.content, list) else ()):
+            if part.type != "text" or part.text is None:
+                shown = part.type[:40] if part.type != "text" else "text part without its text"
+                raise OpenAIError(400, f"messages[{i}].content[{j}] is a {shown!r} part: the council reads only "
+                                       'text parts, {"type": "text", "text": "..."}',
+                                  param=f"messages[{i}].content[{j}]")
 
 
 def chat_goal(messages: list[ChatMessage]) -> tuple[str, list[str]]:
@@ -167,14 +186,17 @@ async def _read_request(request: Request, limit: int) -> ChatRequest:
     except BodyTooLarge as too_large:
         raise OpenAIError(413, str(too_large)) from None
     try:
-        body = msgspec.json.decode(data, type=ChatRequest)
+        body = decode(data, ChatRequest)
     except msgspec.ValidationError as exc:
         message, param = invalid_field(exc)
         raise OpenAIError(400, f"the request body is invalid: {message}", param=param) from None
+    except TooDeep as exc:
+        raise OpenAIError(400, f"the request body is invalid: {exc}") from None
     except msgspec.DecodeError as exc:
         raise OpenAIError(400, f"the request body is not valid JSON: {exc}") from None
     if not body.messages or len(body.messages) > MAX_MESSAGES:
         raise OpenAIError(400, f"give 1 to {MAX_MESSAGES} messages", param="messages")
+    _check_parts(body.messages)
     return body
 
 

@@ -1,11 +1,19 @@
-"""The OpenAPI 3.1 document of the API, built from the same table the tests check the routes against."""
+"""The OpenAPI 3.1 document of the API, built from the same table the tests check the routes against.
+
+OpenAPI describes HTTP operations only, so the two WebSockets are not among its ``paths`` (a plain
+GET there is no operation: 426, or on ``.../deliberate`` the path's 405): they are listed under
+``x-websockets``, with their parameters and close codes. Each operation lists the statuses it can
+answer and the content type of each (``tests/server/test_server_conformance.py`` sends them).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 
+from forge_actors.engine import ForgeConfig
 from forge_actors.surfaces.server import bodies
 
 #: (method, path under the API root, summary, request body, success status, success description)
@@ -28,22 +36,37 @@ ENDPOINTS: tuple[tuple[str, str, str, type | None, int, str], ...] = (
     ("get", "/sessions/{session_id}/events", "Live events as Server-Sent Events (id = log position; "
      "Last-Event-ID or ?from= resumes after it; ?speed= re-streams at the recorded pace)", None, 200,
      "text/event-stream of events"),
-    ("get", "/sessions/{session_id}/stream", "WebSocket: events after ?from=POSITION, then live "
-     "(?speed= re-streams at the recorded pace); one JSON object per message", None, 101, "switching protocols"),
-    ("get", "/sessions/{session_id}/deliberate", "WebSocket: start (or resume, or join) the deliberation and "
-     "stream its events from ?from=POSITION (default: all) as /stream does; closes 1000 after SessionEnded, 4409 "
-     "when another engine drives the session", None, 101, "switching protocols"),
     ("get", "/providers", "Each provider (key present or not, reachable) and each pool's member health",
      None, 200, "providers and pools"),
     ("get", "/openapi.json", "This document", None, 200, "OpenAPI 3.1"),
 )
 
+#: The WebSockets (path under the API root, summary): opened with a GET that asks to upgrade.
+WEBSOCKETS: tuple[tuple[str, str], ...] = (
+    ("/sessions/{session_id}/stream", "Events after ?from=POSITION, then live (?speed= re-streams at the "
+     "recorded pace); one JSON object per message"),
+    ("/sessions/{session_id}/deliberate", "Start (or resume, or join) the deliberation and stream its events "
+     "from ?from=POSITION (default: all) as /stream does"),
+)
+#: How a WebSocket closes (4000 + the HTTP status of the same refusal).
+CLOSE_CODES = {
+    "1000": "the session ended (after SessionEnded)",
+    "1011": "a log row that cannot be decoded, or an internal error (the reason names the position or an incident)",
+    "4401": "a token is required: add ?token=TOKEN",
+    "4404": "no such session",
+    "4409": "another engine drives the session (.../deliberate only)",
+    "4422": "a bad parameter, or (on .../deliberate) participants that cannot be built here",
+    "4503": "the log refused the write, e.g. a full disk (.../deliberate only)",
+}
+
 #: The largest log position (SQLite integers are 64-bit).
 MAX_POSITION = (1 << 63) - 1
 
+#: A log position; empty is as if not given (0: from the start).
+_POSITION = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_POSITION}, {"const": ""}]}
 _FROM = {"name": "from", "in": "query", "required": False,
          "description": "resume after this log position (the `id:` / `position` of the last event seen)",
-         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION}}
+         "schema": _POSITION}
 _SPEED = {"name": "speed", "in": "query", "required": False,
           "description": "re-stream the recorded session at its recorded pace times this (0: no pauses)",
           "schema": {"type": "number", "minimum": 0}}
@@ -57,65 +80,166 @@ PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("get", "/sessions/{session_id}/events"): [_FROM, _SPEED, _TOKEN, {
         "name": "Last-Event-ID", "in": "header", "required": False,
         "description": "as `from` (EventSource sends it when it reconnects); it wins over `from`",
-        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION}}],
-    ("get", "/sessions/{session_id}/stream"): [_FROM, _SPEED, _TOKEN],
-    ("get", "/sessions/{session_id}/deliberate"): [_FROM, _TOKEN],
+        "schema": _POSITION}],
+}
+#: The WebSockets' query parameters, by path.
+WEBSOCKET_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "/sessions/{session_id}/stream": [_FROM, _SPEED, _TOKEN],
+    "/sessions/{session_id}/deliberate": [_FROM, _TOKEN],
 }
 
 _ERRORS = {
     "401": "a token is required (when the server has one)",
     "403": "the request comes from a page of another origin",
-    "404": "no such session (or route)",
-    "409": "the step does not fit the session's status",
+    "404": "no such session",
+    "409": "the step does not fit the session's status, or another engine drives the session",
     "413": "the request body is too large",
     "415": "a state-changing request that is not `content-type: application/json` (a form-encoded body is "
            "taken only when it is a JSON object from a client that is not a page of another site: `curl -d`)",
     "421": "a Host that is not a loopback name, on a server bound to loopback",
-    "422": "the request is invalid (field errors in `detail`)",
+    "422": "the request is invalid (field errors in `detail`; JSON nested more than 32 levels included)",
     "500": "a log row that cannot be decoded (`detail.position` names it), or an internal error (an incident id)",
+    "503": "the log cannot take the write now (e.g. a full disk); nothing committed was lost",
 }
+#: What every operation can answer: the guards' refusals and the server's own failures.
+_ALWAYS = ("401", "403", "421", "500", "503")
+#: The export's media type of each format (app.CONTENT_TYPES sends them).
+EXPORT_TYPES = {"md": "text/markdown", "json": "application/json", "yaml": "application/yaml"}
 _ERROR_SCHEMA = {"type": "object", "required": ["error"],
                  "properties": {"error": {"type": "string"}, "detail": {}}}
-_NO_BODY = {"required": False, "description": "ignored; send `{}` (with `content-type: application/json`)",
-            "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
-def _success(path: str, status: int, description: str) -> dict[str, Any]:
-    if status == 101:
-        return {"description": description}
-    media = "text/event-stream" if path.endswith("/events") else (
-        "text/markdown" if path.endswith("/export") else "application/json")
-    return {"description": description, "content": {media: {"schema": {}}}}
+def _success(path: str, description: str) -> dict[str, Any]:
+    if path.endswith("/export"):
+        media = list(EXPORT_TYPES.values())
+    else:
+        media = ["text/event-stream" if path.endswith("/events") else "application/json"]
+    return {"description": description, "content": {m: {"schema": {}} for m in media}}
 
 
-def openapi_document(root: str) -> dict[str, Any]:
-    body_types = [body for _, _, _, body, _, _ in ENDPOINTS if body is not None]
+def error_statuses(method: str, path: str) -> list[str]:
+    """The error statuses an operation can answer, in order."""
+    codes = set(_ALWAYS)
+    if "{" in path:
+        codes.add("404")
+    if (method, path) in PARAMETERS:  # a query or header parameter can be bad
+        codes.add("422")
+    if method == "post":
+        codes |= {"413", "415", "422"}
+        if path != "/sessions":  # every step on a session can meet its status, or another engine
+            codes.add("409")
+    return sorted(codes)
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    names = [name for name in ("session_id", "participant") if "{" + name + "}" in path]
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names]
+
+
+# -- what this server takes from an API caller (docs/security.md), as far as a schema can say it ----------
+
+#: A model or tool name (engine.trust.MODEL_NAME).
+_MODEL = "[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}"
+#: The provider kinds an API caller may name with any model, when the operator has not disabled them.
+_MODEL_KINDS = ("mock", "anthropic", "openai", "ollama")
+_SPEC_HELP = ("a participant spec, PROVIDER:MODEL, of a kind this server enables for API callers (a kind "
+              "whose API key is not set where the server runs is a 422 naming the variable). Options after `?` "
+              "(mock's seed, word_delay, fail_on, garble; replies, tool_mode, tools) are taken, not described here")
+
+
+def spec_schema(config: ForgeConfig) -> dict[str, Any]:
+    """The participant specs an API caller may name on this server: its enabled model kinds with any
+    model name, and its own pools, cli and daemon tools by name."""
+    kinds = [kind for kind in _MODEL_KINDS if config.provider_enabled(kind)]
+    alternatives = [f"(?:{'|'.join(kinds)}):{_MODEL}"] if kinds else []
+    for kind, names in (("pool", config.pools), ("cli", config.cli), ("daemon", config.daemon)):
+        if names:
+            alternatives.append(f"{kind}:(?:{'|'.join(re.escape(name) for name in sorted(names))})")
+    if not alternatives:
+        return {"description": "none: this server enables no participant kind for API callers", "not": {}}
+    return {"type": "string", "pattern": f"^(?:{'|'.join(alternatives)})$", "description": _SPEC_HELP}
+
+
+def _tools_schema(config: ForgeConfig) -> dict[str, Any]:
+    """Comma-separated tool categories or names of ``[forge.tools] api_tools`` (which the config holds
+    to read-only tools): what an API caller may enable."""
+    words = [re.escape(word) for word in config.tools.api_tools]
+    word = f"(?:{'|'.join(words)})" if words else "(?!)"
+    return {"type": "string", "default": "", "pattern": f"^(?:{word}(?:,{word})*)?$",
+            "description": "tools of [forge.tools] api_tools that only read"}
+
+
+def _describe_bodies(components: dict[str, Any], config: ForgeConfig) -> None:
+    """Narrow the schemas msgspec wrote from the bodies to what this server takes: the participant
+    specs and tools it allows, the settings' bounds, a human's name, one of name and title."""
+    spec = spec_schema(config)
+    tools = _tools_schema(config)
+    participant = components.pop("ParticipantSpec")
+    properties = participant["properties"]
+    components["AIParticipant"] = {
+        **participant, "title": "AIParticipant",
+        "properties": {**properties, "spec": spec, "tools": tools, "kind": {"const": "ai", "default": "ai"}},
+        "required": ["spec"],
+        # replies=json cannot be combined with tools (critiques and votes then come as text)
+        "if": {"required": ["tools"], "properties": {"tools": {"pattern": "[A-Za-z]"},
+                                                      "tool_mode": {"not": {"const": "off"}}}},
+        "then": {"properties": {"replies": {"enum": ["auto", "text"]}}},
+    }
+    components["HumanParticipant"] = {
+        **participant, "title": "HumanParticipant", "description": "a human: a name, nothing runs for it",
+        "properties": {**properties, "kind": {"const": "human"}, "name": {"type": "string", "minLength": 1}},
+        "required": ["kind", "name"],
+    }
+    create = components["CreateSession"]
+    create["properties"]["participants"] = {
+        **create["properties"]["participants"], "maxItems": config.max_participants,
+        "items": {"anyOf": [spec, {"$ref": "#/components/schemas/AIParticipant"},
+                            {"$ref": "#/components/schemas/HumanParticipant"}]}}
+    _, settings = msgspec.json.schema_components([bodies.Settings])
+    create["properties"]["config"] = {
+        "type": "object", "default": {}, "additionalProperties": False,
+        "description": "session settings (the workspace is the operator's: not settable here)",
+        "properties": {name: value for name, value in settings["Settings"]["properties"].items()
+                       if name not in bodies.UNDOCUMENTED_SETTINGS}}
+    create["not"] = {"required": ["name", "title"],  # `name` is the seed's word for `title`: give one
+                     "properties": {"name": {"type": "string"}, "title": {"type": "string"}}}
+    components["SwitchProvider"]["properties"]["spec"] = spec
+
+
+def openapi_document(root: str, config: ForgeConfig | None = None) -> dict[str, Any]:
+    """The document of the API served under ``root`` by a server with ``config`` (what its API callers
+    may name and set; the defaults without one)."""
+    body_types = [body for _, _, _, body, _, _ in ENDPOINTS if body is not None] + [bodies.NoBody]
     _, components = msgspec.json.schema_components(body_types, ref_template="#/components/schemas/{name}")
+    _describe_bodies(components, config or ForgeConfig())
     components["Error"] = _ERROR_SCHEMA
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, body, status, description in ENDPOINTS:
         operation: dict[str, Any] = {
             "summary": summary,
-            "responses": {str(status): _success(path, status, description),
-                          **{code: {"description": text, "content": error} for code, text in _ERRORS.items()}},
+            "responses": {str(status): _success(path, description),
+                          **{code: {"description": _ERRORS[code], "content": error}
+                             for code in error_statuses(method, path)}},
         }
-        names = [name for name in ("session_id", "participant") if "{" + name + "}" in path]
-        parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names]
-        parameters += PARAMETERS.get((method, path), [])
+        parameters = _path_parameters(path) + PARAMETERS.get((method, path), [])
         if parameters:
             operation["parameters"] = parameters
-        if body is not None:
+        if method == "post":  # a POST always sends JSON, `{}` where it takes nothing (see guards.BrowserGuard)
+            schema = (body or bodies.NoBody).__name__
             operation["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
-        elif method == "post":
-            operation["requestBody"] = _NO_BODY
+                "schema": {"$ref": f"#/components/schemas/{schema}"}}}}
         paths.setdefault(root + path, {})[method] = operation
+    websockets = {root + path: {"summary": summary, "parameters": _path_parameters(path) + WEBSOCKET_PARAMETERS[path],
+                                "close_codes": CLOSE_CODES}
+                  for path, summary in WEBSOCKETS}
     return {
         "openapi": "3.1.0",
         "info": {"title": "forge_actors", "version": "1",
-                 "description": "Deliberations of LLMs and humans, streamed live from an event log."},
+                 "description": "Deliberations of LLMs and humans, streamed live from an event log. The "
+                                "WebSockets (not HTTP operations) are under `x-websockets`."},
         "paths": paths,
+        "x-websockets": websockets,
         "components": {"schemas": components,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }
