@@ -22,7 +22,15 @@ from forge_actors.core.audit import Violation
 from forge_actors.core.events import ROUND_KINDS, Event, RoundKind
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport
-from forge_actors.engine.config import DEFAULT_COUNCIL, ForgeConfig, ParticipantSpec, load_config
+from forge_actors.engine.config import (
+    DEFAULT_COUNCIL,
+    DEPRECATED_ITERATIONS_KEY,
+    ITERATIONS_KEY,
+    ForgeConfig,
+    ParticipantSpec,
+    SettingRange,
+    load_config,
+)
 from forge_actors.engine.errors import (
     BackendMissingError,
     ConcurrencyError,
@@ -63,7 +71,16 @@ from forge_actors.engine.logs import (
 )
 from forge_actors.engine.participants import probe_providers
 from forge_actors.engine.summaries import SessionSummary
-from forge_actors.engine.trust import TEXT_CAPS, TextCap, check_untrusted_tools
+from forge_actors.engine.trust import (
+    CAPPED_SETTINGS,
+    FREE_SETTINGS,
+    LABEL_PATTERN,
+    LABELS,
+    TEXT_CAPS,
+    TextCap,
+    check_untrusted_tools,
+    untrusted_setting_ranges,
+)
 from forge_actors.providers.pool import MemberHealth
 from forge_actors.providers.probe import ProviderProbe
 from forge_actors.tools import HistoryHit
@@ -78,6 +95,8 @@ __all__ = [
     "ParticipantSpec", "ProviderProbe", "ROUND_KINDS", "RecordedEvent", "RoundKind", "RoundState",
     "SessionBusyError", "SessionNotFoundError", "SessionStartError", "SessionState", "SessionStoppedError",
     "SessionSummary", "Subscription", "TEXT_CAPS", "TextCap", "UntrustedSpecError", "UsageReport", "Violation",
-    "DEFAULT_COUNCIL", "check_untrusted_tools", "load_config",
+    "DEFAULT_COUNCIL", "CAPPED_SETTINGS", "FREE_SETTINGS", "SettingRange", "check_untrusted_tools", "load_config",
+    "ITERATIONS_KEY", "DEPRECATED_ITERATIONS_KEY",
+    "untrusted_setting_ranges", "LABEL_PATTERN", "LABELS",
     "probe_providers",
 ]

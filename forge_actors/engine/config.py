@@ -297,32 +297,59 @@ MAX_SESSION_BYTES = 10_000_000_000
 SEED_LIMIT = 2**63
 
 
+class SettingRange(msgspec.Struct, frozen=True):
+    """The values a numeric setting may take, and how a mistake is told: ``NAME must be {says}``.
+
+    ``low``..``high``, either end left out when ``low_open``/``high_open``. The one table of them,
+    ``SETTING_RANGES``, serves the engine's check, the policy for untrusted callers (which lowers a
+    capped setting's ``high`` to the operator's value) and the HTTP API's document."""
+
+    kind: Literal["integer", "number"]
+    low: float
+    high: float
+    says: str
+    low_open: bool = False
+    high_open: bool = False
+
+    def holds(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def message(self, name: str) -> str:
+        shown = ITERATIONS_KEY if name == DEPRECATED_ITERATIONS_KEY else name
+        return f"{shown} must be {self.says}"
+
+
+#: Each numeric setting's range (a setting that may be None, like min_votes, is checked when set).
+SETTING_RANGES: Mapping[str, SettingRange] = {
+    "convergence_threshold": SettingRange("number", 0.0, 1.0, "between 0 and 1"),
+    "max_rounds": SettingRange("integer", 1, MAX_ROUNDS, f"at least 1 and at most {MAX_ROUNDS}"),
+    "round_timeout_seconds": SettingRange("number", 0.0, MAX_ROUND_TIMEOUT_SECONDS, "more than 0 and at most "
+                                          f"{MAX_ROUND_TIMEOUT_SECONDS:.0f} (a day)", low_open=True),
+    "max_retries": SettingRange("integer", 0, MAX_RETRIES, f"0 or more and at most {MAX_RETRIES}"),
+    "max_tokens": SettingRange("integer", 1, MAX_TOKENS, f"at least 1 and at most {MAX_TOKENS}"),
+    "temperature": SettingRange("number", 0.0, 2.0, "between 0 and 2"),
+    "seed": SettingRange("integer", -SEED_LIMIT, SEED_LIMIT, "a 64-bit integer", low_open=True, high_open=True),
+    "min_votes": SettingRange("integer", 1, MAX_MIN_VOTES, f"at least 1 and at most {MAX_MIN_VOTES}"),
+    "max_tool_calls": SettingRange("integer", 0, MAX_TOOL_CALLS, f"0 or more and at most {MAX_TOOL_CALLS}"),
+    "max_tool_seconds": SettingRange("number", 0.0, MAX_TOOL_SECONDS,
+                                     f"more than 0 and at most {MAX_TOOL_SECONDS:.0f}", low_open=True),
+    "human_wait_seconds": SettingRange("number", 0.0, MAX_ROUND_TIMEOUT_SECONDS,
+                                       f"0 or more and at most {MAX_ROUND_TIMEOUT_SECONDS:.0f} (a day)"),
+    "max_reply_chars": SettingRange("integer", 1, MAX_REPLY_CHARS, f"at least 1 and at most {MAX_REPLY_CHARS:,}"),
+    "max_session_bytes": SettingRange("integer", 1, MAX_SESSION_BYTES,
+                                      f"at least 1 and at most {MAX_SESSION_BYTES:,}"),
+}
+
+
 def _check_ranges(settings: SessionSettings) -> None:
-    checks: list[tuple[bool, str]] = [
-        (0.0 <= settings.convergence_threshold <= 1.0, "convergence_threshold must be between 0 and 1"),
-        (1 <= settings.max_rounds <= MAX_ROUNDS, f"max_iterations must be at least 1 and at most {MAX_ROUNDS}"),
-        (0 < settings.round_timeout_seconds <= MAX_ROUND_TIMEOUT_SECONDS,
-         f"round_timeout_seconds must be more than 0 and at most {MAX_ROUND_TIMEOUT_SECONDS:.0f} (a day)"),
-        (0 <= settings.max_retries <= MAX_RETRIES, f"max_retries must be 0 or more and at most {MAX_RETRIES}"),
-        (1 <= settings.max_tokens <= MAX_TOKENS, f"max_tokens must be at least 1 and at most {MAX_TOKENS}"),
-        (0.0 <= settings.temperature <= 2.0, "temperature must be between 0 and 2"),
-        (-SEED_LIMIT < settings.seed < SEED_LIMIT, "seed must be a 64-bit integer"),
-        (settings.min_votes is None or 1 <= settings.min_votes <= MAX_MIN_VOTES,
-         f"min_votes must be at least 1 and at most {MAX_MIN_VOTES}"),
-        (0 <= settings.max_tool_calls <= MAX_TOOL_CALLS, f"max_tool_calls must be 0 or more and at most {MAX_TOOL_CALLS}"),
-        (0 < settings.max_tool_seconds <= MAX_TOOL_SECONDS,
-         f"max_tool_seconds must be more than 0 and at most {MAX_TOOL_SECONDS:.0f}"),
-        (settings.workspace is None or bool(settings.workspace.strip()), "workspace must name a folder"),
-        (0 <= settings.human_wait_seconds <= MAX_ROUND_TIMEOUT_SECONDS,
-         f"human_wait_seconds must be 0 or more and at most {MAX_ROUND_TIMEOUT_SECONDS:.0f} (a day)"),
-        (settings.max_reply_chars is None or 1 <= settings.max_reply_chars <= MAX_REPLY_CHARS,
-         f"max_reply_chars must be at least 1 and at most {MAX_REPLY_CHARS:,}"),
-        (1 <= settings.max_session_bytes <= MAX_SESSION_BYTES,
-         f"max_session_bytes must be at least 1 and at most {MAX_SESSION_BYTES:,}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    for name, allowed in SETTING_RANGES.items():
+        value = getattr(settings, name)
+        if value is not None and not allowed.holds(value):
+            raise ConfigError(allowed.message(name))
+    if settings.workspace is not None and not settings.workspace.strip():
+        raise ConfigError("workspace must name a folder")
 
 
 def session_settings(base: SessionSettings, overrides: Mapping[str, Any]) -> SessionSettings:

@@ -52,8 +52,10 @@ from forge_actors.engine.config import (
     DEPRECATED_ITERATIONS_KEY,
     ENGINE_SPEC_OPTIONS,
     ITERATIONS_KEY,
+    SETTING_RANGES,
     ForgeConfig,
     ParticipantSpec,
+    SettingRange,
     participant_spec,
     recorded_setting_names,
 )
@@ -97,8 +99,13 @@ TEXT_CAPS: Mapping[str, TextCap] = {
     "concerns": TextCap(1_000, items=20),
     "reason": TextCap(500),  # why a session is cancelled
 }
-#: Fields shown as labels (names, titles): one line of printable characters.
+#: Fields shown as labels (names, titles): one line, without control characters.
 LABELS = frozenset({"title", "name"})
+#: What a label may not hold: control characters (C0, DEL, C1) and line or paragraph separators. As a
+#: pattern of the characters it may hold, for the HTTP API's document: ``LABEL_PATTERN``.
+_NOT_IN_A_LABEL = "\x00-\x1f\x7f-\x9f\u2028\u2029"
+LABEL_PATTERN = f"^[^{_NOT_IN_A_LABEL}]*$"
+_LABEL_BREAKER = re.compile(f"[{_NOT_IN_A_LABEL}]")
 
 
 def check_untrusted_text(field: str, value: Any) -> None:
@@ -113,9 +120,9 @@ def check_untrusted_text(field: str, value: Any) -> None:
         if len(text) > cap.chars:
             raise UntrustedSpecError(f"{field}: {len(text):,} characters, over the {cap.chars:,} an API caller may "
                                      "write there", option=field)
-        if field in LABELS and not text.isprintable():
-            raise UntrustedSpecError(f"{field}: one line of printable characters (no control characters or line "
-                                     "breaks)", option=field)
+        if field in LABELS and _LABEL_BREAKER.search(text):
+            raise UntrustedSpecError(f"{field}: one line without control characters or line breaks",
+                                     option=field)
 
 
 def check_untrusted_persona(persona: Persona | None) -> None:
@@ -171,9 +178,32 @@ def check_untrusted_settings(settings: Mapping[str, Any], tools: str, config: Fo
         most = _operator_value(operator, name)
         if most is not None and value > most:
             shown = ITERATIONS_KEY if name == DEPRECATED_ITERATIONS_KEY else name
-            raise UntrustedSpecError(f"{shown} may be at most {most:g} through the API (this server's own "
+            raise UntrustedSpecError(f"{shown} may be at most {_number(most)} through the API (this server's own "
                                      f"setting); ask the operator to raise it in forge.toml", option=shown)
     check_untrusted_tools(config, tools, "the session's tools")
+
+
+def untrusted_setting_ranges(config: ForgeConfig) -> dict[str, SettingRange]:
+    """The numeric settings an untrusted caller may set on this server, each with the range it must
+    keep: the engine's, its top lowered to the operator's value for a capped setting (what the HTTP
+    API's document says; ``check_untrusted_settings`` and the engine's own check enforce it)."""
+    ranges: dict[str, SettingRange] = {}
+    for name in (*FREE_SETTINGS, *CAPPED_SETTINGS):
+        allowed = SETTING_RANGES.get(name)
+        if allowed is None:
+            continue  # not a number (the synthesizer names a participant)
+        most = _operator_value(config.settings, name) if name in CAPPED_SETTINGS else None
+        if most is not None and most < allowed.high:
+            low = f"more than {allowed.low:g}" if allowed.low_open else f"at least {allowed.low:g}"
+            allowed = msgspec.structs.replace(allowed, high=most, high_open=False, says=(
+                f"{low} and at most {_number(most)} through the API (this server's own setting)"))
+        ranges[name] = allowed
+    return ranges
+
+
+def _number(value: float) -> str:
+    """``100,000,000`` and ``0.5``, not ``1e+08``."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
 
 def _operator_value(operator: SessionSettings, name: str) -> float | None:

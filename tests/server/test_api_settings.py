@@ -1,8 +1,9 @@
 """The OpenAPI document's schemas of what an API caller may name and set agree with the engine.
 
-bodies.Settings writes the settings' bounds a second time (the engine keeps its own in
-engine/config.py), and openapi.spec_schema writes which participant specs this server takes
-(engine/trust.py decides): each bound and each spec is checked here against the engine itself.
+The settings' bounds come from the engine's own table (``untrusted_setting_ranges``: the engine's
+ranges, a capped setting topped by the operator's value), while openapi.spec_schema writes which
+participant specs this server takes (engine/trust.py decides): each bound and each spec is checked
+here against the engine itself, through an untrusted caller's create_session.
 """
 
 from __future__ import annotations

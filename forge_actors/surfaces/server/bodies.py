@@ -15,7 +15,13 @@ import msgspec
 from starlette.requests import Request
 
 from forge_actors.core.events import RoundKind, VoteChoice
-from forge_actors.engine import ParticipantSpec
+from forge_actors.engine import (
+    DEPRECATED_ITERATIONS_KEY,
+    ITERATIONS_KEY,
+    ForgeConfig,
+    ParticipantSpec,
+    untrusted_setting_ranges,
+)
 
 #: How many arrays and objects a request body may hold inside one another (``{"config": {"a": [1]}}`` is 3).
 MAX_NESTING = 32
@@ -93,40 +99,29 @@ def invalid_field(exc: msgspec.ValidationError) -> tuple[str, str | None]:
 
 #: Text that must say something: the schema says at least one character (the engine also refuses blank text).
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-#: A day, the longest a round may wait (the engine's bound too).
-DAY = 86_400.0
 
 
-class Settings(msgspec.Struct, kw_only=True):
-    """The session settings an API caller may give in ``config``: their JSON types and bounds, as
-    the engine bounds them (tests/server/test_api_settings.py checks that they agree), so that the
-    OpenAPI document says them and a mistyped value is refused as the schema says ("3" is no
-    integer here, though the engine would convert it). Names it does not know (``workspace``,
-    which an API caller may not set, among them) are left to the engine, which names the settings."""
-
-    max_iterations: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
-    #: The old name of max_iterations (taken, not documented).
-    max_rounds: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
-    convergence_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
-    round_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=DAY)] | None = None
-    #: The name of one of the session's AI participants.
-    synthesizer: NonEmpty | None = None
-    seed: Annotated[int, msgspec.Meta(ge=1 - 2**63, le=2**63 - 1)] | None = None
-    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
-    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=128_000)] | None = None
-    max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] | None = None
-    min_votes: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
-    max_tool_calls: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
-    max_tool_seconds: Annotated[float, msgspec.Meta(gt=0, le=3_600)] | None = None
-    human_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=DAY)] | None = None
+def _settings_struct() -> type:
+    """The settings an API caller may give in ``config``, with their JSON types (from the engine's
+    table: ``untrusted_setting_ranges``), so that a mistyped value is refused as the document says
+    (``"3"`` is no integer here, though the engine would convert it). Their bounds, and names this
+    does not know (``workspace``, which an API caller may not set, among them) are the engine's to
+    refuse, with its own messages."""
+    fields: list[tuple[str, Any, Any]] = [("synthesizer", NonEmpty | None, None)]
+    for name, allowed in untrusted_setting_ranges(ForgeConfig()).items():
+        kind = int if allowed.kind == "integer" else float
+        fields.append((ITERATIONS_KEY if name == DEPRECATED_ITERATIONS_KEY else name, kind | None, None))
+    fields.append((DEPRECATED_ITERATIONS_KEY, int | None, None))  # the old name of max_iterations, still taken
+    return msgspec.defstruct("Settings", fields, kw_only=True)
 
 
+Settings = _settings_struct()
 #: Settings an API caller may give but that the document does not list (old names).
-UNDOCUMENTED_SETTINGS = ("max_rounds",)
+UNDOCUMENTED_SETTINGS = (DEPRECATED_ITERATIONS_KEY,)
 
 
 def check_settings(config: dict[str, Any]) -> None:
-    """ValidationError (its path under ``config``) for a known setting of the wrong type or out of bounds."""
+    """ValidationError (its path under ``config``) for a known setting of the wrong type."""
     try:
         msgspec.convert(config, Settings, strict=True)
     except msgspec.ValidationError as exc:

@@ -13,7 +13,15 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.engine import ForgeConfig
+from forge_actors.engine import (
+    DEPRECATED_ITERATIONS_KEY,
+    ITERATIONS_KEY,
+    LABEL_PATTERN,
+    LABELS,
+    TEXT_CAPS,
+    ForgeConfig,
+    untrusted_setting_ranges,
+)
 from forge_actors.surfaces.server import bodies
 
 #: (method, path under the API root, summary, request body, success status, success description)
@@ -195,15 +203,65 @@ def _describe_bodies(components: dict[str, Any], config: ForgeConfig) -> None:
         **create["properties"]["participants"], "maxItems": config.max_participants,
         "items": {"anyOf": [spec, {"$ref": "#/components/schemas/AIParticipant"},
                             {"$ref": "#/components/schemas/HumanParticipant"}]}}
-    _, settings = msgspec.json.schema_components([bodies.Settings])
     create["properties"]["config"] = {
         "type": "object", "default": {}, "additionalProperties": False,
-        "description": "session settings (the workspace is the operator's: not settable here)",
-        "properties": {name: value for name, value in settings["Settings"]["properties"].items()
-                       if name not in bodies.UNDOCUMENTED_SETTINGS}}
+        "description": "session settings (the workspace is the operator's: not settable here; a setting that "
+                       "bounds what a session spends may be lowered, not raised past this server's own value)",
+        "properties": _settings_schema(config)}
+    _cap_texts(components)
     create["not"] = {"required": ["name", "title"],  # `name` is the seed's word for `title`: give one
                      "properties": {"name": {"type": "string"}, "title": {"type": "string"}}}
     components["SwitchProvider"]["properties"]["spec"] = spec
+
+
+def _settings_schema(config: ForgeConfig) -> dict[str, Any]:
+    """Each setting an API caller may give, typed, within the range the engine holds it to on this
+    server (``untrusted_setting_ranges``: the operator's value tops a capped one)."""
+    properties: dict[str, Any] = {"synthesizer": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}],
+                                                  "description": "the name of one of the session's AI participants"}}
+    for name, allowed in untrusted_setting_ranges(config).items():
+        typed: dict[str, Any] = {"type": allowed.kind}
+        number = int if allowed.kind == "integer" else float
+        typed["exclusiveMinimum" if allowed.low_open else "minimum"] = number(allowed.low)
+        typed["exclusiveMaximum" if allowed.high_open else "maximum"] = number(allowed.high)
+        shown = ITERATIONS_KEY if name == DEPRECATED_ITERATIONS_KEY else name
+        properties[shown] = {"anyOf": [typed, {"type": "null"}], "default": None}
+    return properties
+
+
+#: (schema, property) of each text an API caller writes, and its cap in TEXT_CAPS.
+_CAPPED_TEXTS = (
+    ("CreateSession", "goal", "goal"), ("CreateSession", "title", "title"), ("CreateSession", "name", "title"),
+    ("CreateSession", "constraints", "constraints"), ("AIParticipant", "name", "name"),
+    ("HumanParticipant", "name", "name"), ("Persona", "name", "name"), ("Persona", "tone", "persona.tone"),
+    ("Persona", "approach", "persona.approach"), ("Persona", "traits", "persona.traits"),
+    ("Persona", "specialties", "persona.specialties"), ("HumanDraft", "author", "name"),
+    ("HumanDraft", "content", "draft"), ("HumanVote", "voter", "name"), ("HumanVote", "reasons", "reasons"),
+    ("HumanVote", "concerns", "concerns"), ("Cancel", "reason", "reason"),
+)
+
+
+def _cap_texts(components: dict[str, Any]) -> None:
+    """``maxLength`` (and ``maxItems`` for a list) on each text an API caller writes: the engine's caps."""
+    for schema, name, field in _CAPPED_TEXTS:
+        cap = TEXT_CAPS[field]
+        _cap_strings(components[schema]["properties"][name], cap.chars, cap.items if cap.items > 1 else None,
+                     LABEL_PATTERN if field in LABELS else None)
+
+
+def _cap_strings(schema: dict[str, Any], chars: int, items: int | None, pattern: str | None) -> None:
+    """Every string a property's schema allows (in an anyOf, or as a list's items) gets ``chars`` at
+    most (and the ``pattern`` of a label)."""
+    if schema.get("type") == "string":
+        schema["maxLength"] = chars
+        if pattern is not None:
+            schema["pattern"] = pattern
+    if schema.get("type") == "array":
+        if items is not None:
+            schema["maxItems"] = items
+        _cap_strings(schema.setdefault("items", {}), chars, None, pattern)
+    for option in schema.get("anyOf", ()):
+        _cap_strings(option, chars, items, pattern)
 
 
 def openapi_document(root: str, config: ForgeConfig | None = None) -> dict[str, Any]:
