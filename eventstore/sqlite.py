@@ -4,7 +4,9 @@ Layout (see the README): ``events(position, stream_id, version, type, data, reco
 with UNIQUE(stream_id, version) as the optimistic-concurrency guard, in WAL mode so
 readers in any process never block the one writer.
 
-Opening: an existing file is first looked at through a read-only connection (its
+Opening: the path is looked at first (``stat``): anything but a regular file (a FIFO, whose
+opening waits for a writer, a socket, a folder, a device) is refused before anything opens it.
+An existing file is then looked at through a read-only connection (its
 header, ``application_id``, ``user_version``, tables); a file that is not one of our
 logs is refused with NotAnEventLogError and left byte for byte as it was. Only then is
 the write connection opened (WAL) and whatever is missing created. What SQLite says
@@ -26,6 +28,7 @@ import logging
 import os
 import pathlib
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -134,13 +137,73 @@ def _inspect(conn: sqlite3.Connection) -> _FileShape:
     )
 
 
-def _inspect_read_only(path: str, timeout: float) -> _FileShape:
-    """Look at an existing file without changing a byte of it (its header, then read-only SQL)."""
+#: What a path that is not a regular file is, by its ``st_mode`` type bits.
+_FILE_KINDS: Final = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _not_a_file(path: str, mode: int) -> NotAnEventLogError:
+    kind = next((name for is_kind, name in _FILE_KINDS if is_kind(mode)), "something other than a file")
+    return NotAnEventLogError(path, f"it is {kind}, not a regular file")
+
+
+def _regular_file_exists(path: str) -> bool:
+    """Whether there is a file at ``path`` (False: nothing, so one may be created); anything else there
+    is refused with NotAnEventLogError before anything opens it: opening a FIFO waits for a writer for
+    ever, and a device, a socket or a folder is no log. Only the path is looked at (``stat``).
+
+    A symbolic link is followed, so a log may live elsewhere (SQLite puts its -wal and -shm beside the
+    file it leads to); one that leads nowhere is refused rather than creating a log at its far end."""
     try:
-        with open(path, "rb") as file:
-            header = file.read(len(_SQLITE_HEADER))
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise NotAnEventLogError(path, f"it is a symbolic link to {_link_target(path)}, which does not "
+                                           "exist (no log is created through a link)") from None
+        return False
+    except OSError as exc:
+        raise NotAnEventLogError(path, f"it cannot be looked at ({exc.strerror or exc})") from exc
+    if not stat.S_ISREG(mode):
+        raise _not_a_file(path, mode)
+    return True
+
+
+def _link_target(path: str) -> str:
+    try:
+        return repr(os.readlink(path))
+    except OSError:  # it changed meanwhile: the refusal stands, without naming where it led
+        return "a path"
+
+
+def _read_header(path: str) -> bytes:
+    """The file's first bytes, read without waiting: a path that became a FIFO or a device since it
+    was looked at is refused, not opened for a read that blocks."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise NotAnEventLogError(path, f"it cannot be read ({exc.strerror or exc})") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_a_file(path, mode)
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            return file.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise NotAnEventLogError(path, f"it cannot be read ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+
+
+def _inspect_read_only(path: str, timeout: float) -> _FileShape:
+    """Look at an existing file without changing a byte of it (its header, then read-only SQL)."""
+    header = _read_header(path)
     if header and header != _SQLITE_HEADER:  # an empty file is an empty database
         raise NotAnEventLogError(path, "it is not a SQLite database (its first bytes are not a SQLite header)")
     uri = pathlib.Path(path).resolve().as_uri() + "?mode=ro"
@@ -209,7 +272,7 @@ class EventStore(SqlEventLog):
         self._idle_readers: list[sqlite3.Connection] = []  # guarded by _readers_lock
         self._reader_slots = threading.BoundedSemaphore(READER_POOL_SIZE)
 
-        exists = os.path.exists(self.path)
+        exists = _regular_file_exists(self.path)
         if not create and not exists:
             raise NoEventLogError(self.path, "the file does not exist")
         # A file that is there is looked at through a read-only connection first, so that one
