@@ -24,6 +24,7 @@ from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport
 from forge_actors.engine.config import ForgeConfig, ParticipantSpec, load_config
 from forge_actors.engine.errors import (
+    RETRY_AFTER_SECONDS,
     BackendMissingError,
     ConcurrencyError,
     ConfigError,
@@ -35,8 +36,10 @@ from forge_actors.engine.errors import (
     HumanInputQueuedError,
     InvalidCommandError,
     LogCopyError,
+    LogOutage,
     LogReadError,
     LogUnavailableError,
+    LogUnavailableWriteError,
     LogWriteError,
     NoEventLogError,
     NotAnEventLogError,
@@ -46,6 +49,7 @@ from forge_actors.engine.errors import (
     SessionNotFoundError,
     SessionStoppedError,
     UntrustedSpecError,
+    log_outage,
 )
 from forge_actors.engine.forge import DEFAULT_CLOSE_TIMEOUT, DEFAULT_LEASE_TTL, Forge
 from forge_actors.engine.logs import (
@@ -77,5 +81,5 @@ __all__ = [
     "ParticipantSpec", "ProviderProbe", "ROUND_KINDS", "RecordedEvent", "RoundKind", "RoundState",
     "SessionBusyError", "SessionNotFoundError", "SessionState", "SessionStoppedError", "SessionSummary",
     "Subscription", "UntrustedSpecError", "UsageReport", "Violation", "check_untrusted_tools", "load_config",
-    "probe_providers",
+    "probe_providers", "LogUnavailableWriteError", "LogOutage", "RETRY_AFTER_SECONDS", "log_outage",
 ]
