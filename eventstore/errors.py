@@ -145,7 +145,8 @@ class CorruptLogError(EventStoreError):
             return
         super().__init__(
             f"{path} is damaged ({reason}): stop writing to it, keep a copy, and recover what it holds with "
-            f"`sqlite3 {shlex.quote(path)} .recover | sqlite3 recovered.db`, then use recovered.db"
+            f"`sqlite3 {shlex.quote(path)} .recover | sqlite3 recovered.db`, then use recovered.db (or restore a "
+            f"backup of the file)"
         )
 
 
