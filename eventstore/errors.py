@@ -117,6 +117,12 @@ class LogUnavailableError(LogReadError):
         )
 
 
+class LogUnavailableWriteError(LogWriteError):
+    """A write the log's database server was not there to take (PostgreSQL): it could not be reached,
+    or it dropped the connection. The appends were not written; nothing committed was lost. Like
+    LogUnavailableError for a read, it passes once the server is back: try again then."""
+
+
 class BackendMissingError(EventStoreError):
     """The log is in a database whose driver is not installed (e.g. PostgreSQL without psycopg)."""
 
@@ -139,7 +145,8 @@ class CorruptLogError(EventStoreError):
             return
         super().__init__(
             f"{path} is damaged ({reason}): stop writing to it, keep a copy, and recover what it holds with "
-            f"`sqlite3 {shlex.quote(path)} .recover | sqlite3 recovered.db`, then use recovered.db"
+            f"`sqlite3 {shlex.quote(path)} .recover | sqlite3 recovered.db`, then use recovered.db (or restore a "
+            f"backup of the file)"
         )
 
 

@@ -67,6 +67,7 @@ from eventstore.errors import (
     EventStoreError,
     LogCopyError,
     LogUnavailableError,
+    LogUnavailableWriteError,
     LogWriteError,
     NoEventLogError,
     NotAnEventLogError,
@@ -141,6 +142,12 @@ _NOTICE_STREAMS_MAX: Final = 7000
 _SYNCHRONOUS_COMMIT: Final = {"OFF": "off", "NORMAL": "off", "FULL": "on", "EXTRA": "on"}
 #: A live subscription's read of the log after silence: NOTIFY wakes it sooner.
 QUIET_READ_SECONDS: Final = 1.0
+#: How long a read waits for a pooled connection (all busy, or the pool reconnecting after an outage)
+#: before it connects on its own, and how long that connection may take (libpq's least: 2 s). A read
+#: serves a request whose client is waiting: a server that is up accepts a connection within
+#: milliseconds and one that is down refuses it at once, so only a host that drops the packets makes a
+#: read wait this long, twice at most (never the store's ``connect_timeout``, 10 s by default, per read).
+READ_WAIT_SECONDS: Final = 2.0
 
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS eventstore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -204,6 +211,11 @@ class PostgresEventStore(SqlEventLog):
         self._connect_timeout = connect_timeout
         # libpq takes whole seconds, and 0 means "wait for ever": 0.5 s must not become that.
         self._libpq_timeout = max(1, math.ceil(connect_timeout))
+        self._read_wait = min(connect_timeout, READ_WAIT_SECONDS)
+        #: The server could not be reached at the last try: reads and reconnections do not wait on the
+        #: pool (it backs off between attempts) nor longer than READ_WAIT_SECONDS to connect, until one
+        #: gets through. (A hint that races are harmless to: each read tries the server anyway.)
+        self._server_missing = False
         #: Sent with this store's NOTIFYs, so that its listener knows its own commits.
         self._token = secrets.token_hex(8)
         self._listener: threading.Thread | None = None
@@ -237,9 +249,11 @@ class PostgresEventStore(SqlEventLog):
 
     # -- connections and schema -------------------------------------------------------
 
-    def _connect(self, *, autocommit: bool) -> Any:
+    def _connect(self, *, autocommit: bool, timeout: float | None = None) -> Any:
+        """A new connection, waiting at most ``timeout`` seconds (default: the store's connect_timeout)."""
+        seconds = self._libpq_timeout if timeout is None else max(1, math.ceil(timeout))
         try:
-            return psycopg.connect(self.__url, autocommit=autocommit, connect_timeout=self._libpq_timeout)
+            return psycopg.connect(self.__url, autocommit=autocommit, connect_timeout=seconds)
         except psycopg.OperationalError as exc:
             raise LogUnavailableError(self.path, self._said(exc)) from None
         except psycopg.ProgrammingError as exc:  # e.g. a URL libpq cannot parse
@@ -343,12 +357,14 @@ class PostgresEventStore(SqlEventLog):
         if self._conn.closed or self._conn.broken:
             logger.warning("the connection to %s was lost; connecting again", self.path)
             try:
-                self._conn = self._connect(autocommit=True)
+                self._conn = self._connect(autocommit=True,
+                                           timeout=self._read_wait if self._server_missing else None)
             except LogUnavailableError as exc:
+                self._server_missing = True
                 # A write that cannot reach the server is a failed write, like one cut off mid-way:
                 # callers of append catch LogWriteError, whichever of the two it was.
-                raise LogWriteError(self.path, f"cannot reach the database ({exc.reason})",
-                                    remedy="check that the PostgreSQL server is up") from None
+                raise LogUnavailableWriteError(self.path, f"cannot reach the database ({exc.reason})",
+                                               remedy="check that the PostgreSQL server is up") from None
         return self._conn
 
     # -- writing ----------------------------------------------------------------------
@@ -517,34 +533,36 @@ class PostgresEventStore(SqlEventLog):
 
     def _read_rows(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
         self._check_open()
-        # A pooled connection that sat idle through a server restart is dead, and the pool only
-        # finds out by using it: read again with another one (reads change nothing), at most once
-        # per connection the pool may hold, so a live subscription survives the restart.
-        for attempt in range(self._pool.max_size + 1):
-            used: Any = None
-            try:
-                with self._pool.connection() as conn:
-                    used = conn
-                    rows: list[tuple[Any, ...]] = conn.execute(sql, parameters).fetchall()
-                    return rows
-            except psycopg_pool.PoolClosed:  # close() ran after this read had begun
-                raise StoreClosedError(f"the event store {self.path} is closed") from None
-            except psycopg_pool.PoolTimeout:
-                # After an outage the pool waits out a backoff before connecting again, and a pool
-                # whose connections are all busy has none to give: read on a connection of its own
-                # (LogUnavailableError, saying why, when the server is down).
-                return self._read_on_own_connection(sql, parameters)
-            except psycopg.Error as exc:
-                if isinstance(exc, psycopg.OperationalError) and used is not None and used.broken \
-                        and attempt < self._pool.max_size:
-                    logger.info("a pooled connection to %s was lost (%s); reading with another", self.path,
-                                self._said(exc))
-                    continue
+        if self._server_missing:  # the pool backs off between its attempts: ask the server now
+            return self._read_on_own_connection(sql, parameters)
+        used: Any = None
+        try:
+            with self._pool.connection(timeout=self._read_wait) as conn:
+                used = conn
+                rows: list[tuple[Any, ...]] = conn.execute(sql, parameters).fetchall()
+                return rows
+        except psycopg_pool.PoolClosed:  # close() ran after this read had begun
+            raise StoreClosedError(f"the event store {self.path} is closed") from None
+        except psycopg_pool.PoolTimeout:
+            # Every pooled connection is busy, or the pool is backing off after an outage: read on a
+            # connection of its own (LogUnavailableError, saying why, when the server is down).
+            pass
+        except psycopg.Error as exc:
+            if not (isinstance(exc, psycopg.OperationalError) and used is not None and used.broken):
                 self._failed_read(exc)
-        raise AssertionError("unreachable")  # pragma: no cover
+            # A pooled connection that sat idle through a server restart is dead, and the pool only
+            # finds out by using it (and drops it): read again on a connection of its own (reads change
+            # nothing), which also says at once whether the server is there at all.
+            logger.info("a pooled connection to %s was lost (%s); reading with another", self.path, self._said(exc))
+        return self._read_on_own_connection(sql, parameters)
 
     def _read_on_own_connection(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
-        conn = self._connect(autocommit=True)
+        try:
+            conn = self._connect(autocommit=True, timeout=self._read_wait)
+        except LogUnavailableError:
+            self._server_missing = True
+            raise
+        self._server_missing = False
         try:
             rows: list[tuple[Any, ...]] = conn.execute(sql, parameters).fetchall()
             return rows
@@ -647,7 +665,8 @@ def _typed_error(
     if isinstance(exc, psycopg.OperationalError) or sqlstate.startswith(("08", "57")):
         # connection lost, server shutting down, too many connections, query cancelled
         if doing == "writing":
-            return LogWriteError(path, f"lost the database ({reason})", remedy="check that the PostgreSQL server is up")
+            return LogUnavailableWriteError(path, f"lost the database ({reason})",
+                                            remedy="check that the PostgreSQL server is up")
         return LogUnavailableError(path, reason)
     if sqlstate == "42501":  # insufficient_privilege
         return LogWriteError(path, f"no permission ({reason})", remedy="grant the user the rights on the log's tables")

@@ -32,6 +32,7 @@ from forge_actors.engine.config import (
     load_config,
 )
 from forge_actors.engine.errors import (
+    RETRY_AFTER_SECONDS,
     BackendMissingError,
     ConcurrencyError,
     ConfigError,
@@ -43,8 +44,10 @@ from forge_actors.engine.errors import (
     HumanInputQueuedError,
     InvalidCommandError,
     LogCopyError,
+    LogOutage,
     LogReadError,
     LogUnavailableError,
+    LogUnavailableWriteError,
     LogWriteError,
     NoEventLogError,
     NotAnEventLogError,
@@ -55,6 +58,7 @@ from forge_actors.engine.errors import (
     SessionStartError,
     SessionStoppedError,
     UntrustedSpecError,
+    log_outage,
 )
 from forge_actors.engine.forge import DEFAULT_CLOSE_TIMEOUT, DEFAULT_LEASE_TTL, Forge
 from forge_actors.engine.logs import (
@@ -98,5 +102,5 @@ __all__ = [
     "DEFAULT_COUNCIL", "CAPPED_SETTINGS", "FREE_SETTINGS", "SettingRange", "check_untrusted_tools", "load_config",
     "ITERATIONS_KEY", "DEPRECATED_ITERATIONS_KEY",
     "untrusted_setting_ranges", "LABEL_PATTERN", "LABELS",
-    "probe_providers",
+    "probe_providers", "LogUnavailableWriteError", "LogOutage", "RETRY_AFTER_SECONDS", "log_outage",
 ]

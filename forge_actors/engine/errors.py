@@ -7,6 +7,11 @@
   engine turns each into one of these (``provider_setup_errors``), keeping the original as
   ``__cause__`` for whoever debugs it, so that surfaces know nothing of providers.
 
+``log_outage`` says what a client outside (HTTP, WebSocket, MCP) is told of the log itself being
+out of service: its database unreachable (try again after ``RETRY_AFTER_SECONDS``), or its file
+damaged (retrying will not help). The full error, for the operator, names the log and what its
+database said; a client is told neither.
+
 Surfaces import these from ``forge_actors.engine``.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Final, NamedTuple
 
 from eventstore.errors import (
     BackendMissingError,
@@ -25,6 +31,7 @@ from eventstore.errors import (
     LogCopyError,
     LogReadError,
     LogUnavailableError,
+    LogUnavailableWriteError,
     LogWriteError,
     NoEventLogError,
     NotAnEventLogError,
@@ -45,10 +52,35 @@ from forge_actors.providers.errors import MissingApiKeyError, ProviderConfigErro
 __all__ = [
     "BackendMissingError", "ConcurrencyError", "ConfigError", "CorruptEventError", "CorruptLogError", "DiskFullError", "EventStoreError",
     "ForgeError", "HumanInputQueuedError", "InvalidCommandError", "LogCopyError", "LogReadError",
-    "LogUnavailableError", "LogWriteError", "NoEventLogError", "NotAnEventLogError",
-    "ParticipantKeyMissingError", "ParticipantSetupError", "SessionBusyError", "SessionNotFoundError",
-    "SessionStartError", "SessionStoppedError", "UntrustedSpecError", "provider_setup_errors",
+    "LogUnavailableError", "LogUnavailableWriteError", "LogWriteError", "NoEventLogError", "NotAnEventLogError",
+    "LogOutage", "ParticipantKeyMissingError", "ParticipantSetupError", "RETRY_AFTER_SECONDS", "SessionBusyError",
+    "SessionNotFoundError", "SessionStartError", "SessionStoppedError", "UntrustedSpecError", "log_outage",
+    "provider_setup_errors",
 ]
+
+#: Seconds a client is told to wait before trying again while the log's database cannot be reached: a
+#: server restarting is back within a few; one that is down for longer answers the next try at once.
+RETRY_AFTER_SECONDS: Final = 5
+
+
+class LogOutage(NamedTuple):
+    """What a client outside is told of the log being out of service (see ``log_outage``)."""
+
+    message: str
+    #: Seconds to wait before trying again; None when trying again cannot help (a damaged log).
+    retry_after: int | None
+
+
+def log_outage(exc: BaseException) -> LogOutage | None:
+    """The log being out of service, as a client outside may be told it (no URL, no path, nothing the
+    database said); None for any other error."""
+    if isinstance(exc, (LogUnavailableError, LogUnavailableWriteError)):
+        return LogOutage(f"the event log is unavailable: its database cannot be reached right now; "
+                         f"try again in {RETRY_AFTER_SECONDS} s", RETRY_AFTER_SECONDS)
+    if isinstance(exc, CorruptLogError):
+        return LogOutage("the event log is damaged: nothing more is written to it until the operator recovers "
+                         "it (the server's log says how)", None)
+    return None
 
 
 class ParticipantSetupError(ConfigError):

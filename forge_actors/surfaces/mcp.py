@@ -14,7 +14,9 @@ written. Everything is recorded in the log like any session, so ``forge show`` a
 work on what an assistant ran.
 
 Errors reach the client as MCP tool errors carrying the engine's message, never a traceback
-(an unexpected failure is logged to stderr and the client sees only that the tool failed).
+(an unexpected failure is logged to stderr and the client sees only that the tool failed). The log
+out of service (its database unreachable, its file damaged) is said without where the log is: the
+full error goes to stderr (``log_outage``).
 stdout is the protocol: this module writes nothing else there, and logs go to stderr.
 """
 
@@ -48,6 +50,7 @@ from forge_actors.engine import (
     SessionState,
     choose_log,
     load_config,
+    log_outage,
 )
 from forge_actors.surfaces.council import plan_deliberation, progress_line
 
@@ -192,7 +195,10 @@ class _ForgeMCPServer(MCPServer):
 
     async def list_resources(self) -> list[McpResource]:
         listed = await super().list_resources()
-        summaries = await anyio.to_thread.run_sync(self._forge.summaries)
+        try:
+            summaries = await anyio.to_thread.run_sync(self._forge.summaries)
+        except ENGINE_ERRORS as exc:
+            raise ResourceError(_for_client(exc)) from exc
         for summary in reversed(summaries[-MAX_LISTED:]):
             listed.append(McpResource(uri=SESSION_URI.format(session_id=summary.session_id),
                                       name=summary.session_id, title=summary.title or summary.session_id,
@@ -201,12 +207,22 @@ class _ForgeMCPServer(MCPServer):
         return listed
 
 
+def _for_client(exc: Exception) -> str:
+    """An engine error as the client reads it: its message, or, for the log out of service, what may
+    be said of that (the full error, naming the log and what its database said, goes to stderr)."""
+    outage = log_outage(exc)
+    if outage is None:
+        return str(exc)
+    logger.warning("a call failed: %s", exc)
+    return outage.message
+
+
 async def _engine_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a blocking engine call in a worker thread; the engine's errors become tool errors with its message."""
     try:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
     except ENGINE_ERRORS as exc:
-        raise ToolError(str(exc)) from exc
+        raise ToolError(_for_client(exc)) from exc
 
 
 def _resolve(forge: Forge, session_id: str) -> str:
@@ -320,8 +336,8 @@ def build_server(forge: Forge) -> MCPServer:
             return await anyio.to_thread.run_sync(export)
         except SessionNotFoundError as exc:
             raise ResourceNotFoundError(str(exc)) from exc
-        except ENGINE_ERRORS as exc:  # e.g. a damaged log: the engine's message says what to do
-            raise ResourceError(str(exc)) from exc
+        except ENGINE_ERRORS as exc:  # e.g. an unreachable database: say so, and that it may pass
+            raise ResourceError(_for_client(exc)) from exc
 
     return server
 
@@ -368,7 +384,7 @@ async def _run_watch(watch: Callable[[], None]) -> None:
     try:
         await anyio.to_thread.run_sync(watch, abandon_on_cancel=True)
     except ENGINE_ERRORS as exc:
-        raise ToolError(str(exc)) from exc
+        raise ToolError(_for_client(exc)) from exc
 
 
 def serve_stdio(forge: Forge) -> None:

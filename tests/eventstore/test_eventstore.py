@@ -635,12 +635,9 @@ def test_sqlite_a_damaged_page_is_a_typed_error_naming_the_file(tmp_path):
         for page in range(pages // 2, pages // 2 + 3):
             file.seek(page * 4096)
             file.write(b"\xff" * 64)
-    with EventStore(path, create=False) as s:
-        with pytest.raises(CorruptLogError) as info:
-            list(s.read_all())
-        assert info.value.path == str(path) and ".recover" in str(info.value)
-        with pytest.raises(CorruptLogError):
-            list(s.read_stream("a"))
+    with pytest.raises(CorruptLogError) as info:  # at opening (quick_check; tests/eventstore/test_damaged_logs.py)
+        EventStore(path, create=False)
+    assert info.value.path == str(path) and ".recover" in str(info.value)
 
 
 # -- leases -----------------------------------------------------------------------------------------

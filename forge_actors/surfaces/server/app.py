@@ -31,17 +31,21 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from forge_actors.core.events import ROUND_KINDS
 from forge_actors.core.export import FORMATS, event_json, export_document, render
 from forge_actors.engine import (
+    RETRY_AFTER_SECONDS,
     ConfigError,
     CorruptEventError,
     CorruptLogError,
     Forge,
     InvalidCommandError,
+    LogUnavailableError,
+    LogUnavailableWriteError,
     LogWriteError,
     ParticipantKeyMissingError,
     RecordedEvent,
     SessionBusyError,
     SessionNotFoundError,
     SessionStartError,
+    log_outage,
 )
 from forge_actors.surfaces.server import bodies
 from forge_actors.surfaces.server.guards import (
@@ -81,11 +85,11 @@ class ApiError(Exception):
         super().__init__(message)
 
 
-def _error(status: int, message: str, detail: Any = None) -> JSONResponse:
+def _error(status: int, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": message}
     if detail is not None:
         body["detail"] = detail
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -165,6 +169,9 @@ def _failure(exc: Exception) -> tuple[str, Any]:
     """What a stream tells its client when it cannot go on: the error and its detail (no internals)."""
     if isinstance(exc, CorruptEventError):
         return str(exc), _corrupt_detail(exc)
+    outage = log_outage(exc)
+    if outage is not None:
+        return outage.message, None if outage.retry_after is None else {"retry_after": outage.retry_after}
     return "internal error", "the server's log holds what went wrong"
 
 
@@ -311,10 +318,10 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
             after = _position(websocket.query_params.get("from"), "from")
             speed = _speed(websocket.query_params.get("speed")) if paced_replay else None
             session_id = await session_id_of(websocket)
-        except (ApiError, SessionNotFoundError, CorruptEventError) as exc:
+        except (ApiError, SessionNotFoundError, CorruptEventError, LogUnavailableError, CorruptLogError) as exc:
             await websocket.accept()
             code = (4404 if isinstance(exc, SessionNotFoundError) else 4422 if isinstance(exc, ApiError)
-                    else WS_INTERNAL_ERROR)
+                    else _ws_code(exc))
             await websocket.close(code=code, reason=_ws_reason(exc))
             return None
         await websocket.accept()
@@ -336,7 +343,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         session_id, after, _ = opened
         try:
             await in_thread(forge.start, session_id)
-        except (SessionBusyError, ConfigError, LogWriteError) as exc:
+        except (SessionBusyError, ConfigError, LogWriteError, LogUnavailableError, CorruptLogError) as exc:
             logger.info("session %s: not started over the WebSocket: %s", session_id, exc)
             code, reason = _start_refusal(exc)
             await websocket.close(code=code, reason=reason)
@@ -359,7 +366,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
                 except Exception as exc:  # the log cannot be read on: say so in the close frame
                     _log_stream_failure(session_id, exc)
                     try:
-                        await websocket.close(code=WS_INTERNAL_ERROR, reason=_ws_reason(exc))
+                        await websocket.close(code=_ws_code(exc), reason=_ws_reason(exc))
                     except (WebSocketDisconnect, RuntimeError, OSError):  # gone too: the failure is logged above
                         pass
                 tasks.cancel_scope.cancel()
@@ -414,9 +421,14 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         SessionBusyError: _status(409),  # another engine drives the session (its lease)
         ConfigError: _status(422),
         CorruptEventError: _corrupt_event,
-        LogWriteError: _status(503),  # a full disk: nothing committed was lost; try again once there is space
+        LogWriteError: _log_write_failed,  # a full disk: nothing committed was lost; try again once there is space
         SessionStartError: _start_failed,  # created, not started: the id, and how to start it
-        CorruptLogError: _status(500),  # a damaged log file: the message says how to recover it
+        # The log out of service, said without where it is (the server's log has the whole error): its
+        # database unreachable, 503 with Retry-After; its file damaged, 500, since retrying cannot help
+        # until the operator recovers it (a 503 would have clients and proxies retry for nothing).
+        LogUnavailableError: _log_outage,
+        LogUnavailableWriteError: _log_outage,
+        CorruptLogError: _log_outage,
     }
     # Outermost first. The boundary sits inside Starlette's own error middleware (plain text).
     middleware = [Middleware(SecurityHeaders, page_policy=page_policy(STATIC / "index.html")),
@@ -490,6 +502,8 @@ def _title(body: bodies.CreateSession) -> str | None:
 
 def _start_refusal(exc: Exception) -> tuple[int, str]:
     """The close code and reason of a deliberation that could not start (4000 + the HTTP status)."""
+    if log_outage(exc) is not None:
+        return _ws_code(exc), _ws_reason(exc)
     if isinstance(exc, SessionBusyError):
         return 4409, _short(f"busy: another engine drives this session (its lease runs {max(exc.expires_in, 0):.0f} "
                             f"s more); watch it on .../stream, or try again later")
@@ -530,14 +544,50 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _start_failed(request: Request, exc: Exception) -> Response:
-    """A session created with ``deliberate: true`` whose start failed: the status its cause has (503 for
-    a log that refuses writes), with the id, so that the client learns of the session it created."""
+    """A session created with ``deliberate: true`` whose start failed: the status its cause would have
+    (503 with Retry-After for a log that cannot take writes now), with the id, so that the client
+    learns of the session it created."""
     assert isinstance(exc, SessionStartError)
-    status = 503 if isinstance(exc.cause, LogWriteError) else 409 if isinstance(exc.cause, SessionBusyError) else 500
+    started = {"session_id": exc.session_id, "deliberate": f"{API}/sessions/{exc.session_id}/deliberate"}
+    if isinstance(exc.cause, LogWriteError):
+        logger.warning("session %s: created, but could not start: %s", exc.session_id, exc.cause)
+        message, retry_after = _write_failure(exc.cause)
+        return _error(503, f"session {exc.session_id} was created, but could not start: {message}", started,
+                      headers={"retry-after": retry_after})
+    status = 409 if isinstance(exc.cause, SessionBusyError) else 500
     if status == 500:
         logger.error("session %s: created, but its deliberation could not start", exc.session_id, exc_info=exc.cause)
-    return _error(status, str(exc), {"session_id": exc.session_id,
-                                     "deliberate": f"{API}/sessions/{exc.session_id}/deliberate"})
+    return _error(status, str(exc), started)
+
+
+def _write_failure(exc: LogWriteError) -> tuple[str, str]:
+    """What a client is told of a write the log could not take, and in how many seconds to try again:
+    a full disk's own message (it names the log's file, the operator's), or the outage's."""
+    outage = log_outage(exc)
+    if outage is not None and outage.retry_after is not None:
+        return outage.message, str(outage.retry_after)
+    return str(exc), str(RETRY_AFTER_SECONDS)
+
+
+async def _log_write_failed(request: Request, exc: Exception) -> Response:
+    """A write the log could not take (a full disk): 503, and when to try again; nothing committed was lost."""
+    assert isinstance(exc, LogWriteError)
+    message, retry_after = _write_failure(exc)
+    return _error(503, message, headers={"retry-after": retry_after})
+
+
+async def _log_outage(request: Request, exc: Exception) -> Response:
+    """The log out of service: what a client may be told of it (``log_outage``), 503 with Retry-After
+    while its database cannot be reached, 500 for a damaged file; the whole error, in the server's log."""
+    outage = log_outage(exc)
+    assert outage is not None
+    logger.log(logging.WARNING if outage.retry_after else logging.ERROR, "%s %s: %s", request.method,
+               request.url.path, exc)
+    if outage.retry_after is None:
+        return _error(500, outage.message)
+    response = _error(503, outage.message, {"retry_after": outage.retry_after})
+    response.headers["retry-after"] = str(outage.retry_after)
+    return response
 
 
 async def _corrupt_event(request: Request, exc: Exception) -> Response:
@@ -549,14 +599,24 @@ async def _corrupt_event(request: Request, exc: Exception) -> Response:
 
 
 def _log_stream_failure(session_id: str, exc: Exception) -> None:
-    if isinstance(exc, CorruptEventError):
+    if isinstance(exc, CorruptEventError) or log_outage(exc) is not None:
         logger.error("stream of session %s stopped: %s", session_id, exc)
     else:
         logger.exception("stream of session %s failed", session_id)
 
 
+def _ws_code(exc: Exception) -> int:
+    """The close code of a stream that cannot go on: 4503 while the log's database cannot be reached
+    (4000 + the HTTP status: try again), else 1011."""
+    outage = log_outage(exc)
+    return 4503 if outage is not None and outage.retry_after is not None else WS_INTERNAL_ERROR
+
+
 def _ws_reason(exc: Exception) -> str:
     """A close reason (at most 123 bytes): what went wrong, short."""
+    outage = log_outage(exc)
+    if outage is not None:
+        return _short(outage.message)
     if isinstance(exc, CorruptEventError):
         return (f"the event at log position {exc.position} cannot be decoded; "
                 f"the server's log says how to inspect it")

@@ -57,6 +57,7 @@ from forge_actors.engine import (
     SessionBusyError,
     SessionNotFoundError,
     SessionState,
+    log_outage,
 )
 from forge_actors.surfaces.council import DEFAULT_COUNCIL, plan_deliberation, progress_line
 from forge_actors.surfaces.server.bodies import BodyTooLarge, TooDeep, decode, invalid_field, read_limited
@@ -91,13 +92,15 @@ class OpenAIError(Exception):
     """An error answered in OpenAI's shape with ``status``."""
 
     def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None) -> None:
+                 code: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.retry_after = retry_after
 
     def response(self) -> Response:
+        headers = {"retry-after": str(self.retry_after)} if self.retry_after is not None else None
         return _json({"error": {"message": self.message, "type": self.type, "param": self.param,
-                                "code": self.code}}, self.status)
+                                "code": self.code}}, self.status, headers)
 
 
 # -- the request --------------------------------------------------------------------------------------
@@ -345,6 +348,12 @@ def _engine_failure(exc: BaseException) -> OpenAIError:
         return OpenAIError(404, str(exc), code="session_not_found")
     if isinstance(exc, ConfigError):
         return OpenAIError(422, str(exc), code="config_error")
+    outage = log_outage(exc)  # the log out of service: said without where it is (the operator's log has that)
+    if outage is not None:
+        logger.warning("the OpenAI-compatible endpoint failed: %s", exc)
+        if outage.retry_after is None:
+            return OpenAIError(500, outage.message, "server_error", code="log_damaged")
+        return OpenAIError(503, outage.message, "server_error", code="log_unavailable", retry_after=outage.retry_after)
     if isinstance(exc, LogWriteError):
         return OpenAIError(503, str(exc), "server_error", code="log_write_failed")
     incident = secrets.token_hex(6)
