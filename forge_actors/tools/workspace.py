@@ -203,6 +203,10 @@ class Workspace:
         self.protected = frozenset(Path(os.path.realpath(Path(p).absolute())) for p in protected)
         self._protected_parts = frozenset(p.relative_to(self.root).parts for p in self.protected
                                           if p.is_relative_to(self.root))
+        # The protected files that exist now, by identity: a hard link to one under another name (or in
+        # another folder of the workspace) is the same file, and is refused too.
+        self._protected_files = frozenset(_identity(found) for found in map(_stat_or_none, self.protected)
+                                          if found is not None)
         self._lent: dict[int, _Lent] = {}  # by thread: the folder of the walk that thread is inside, if any
 
     def __repr__(self) -> str:
@@ -285,6 +289,8 @@ class Workspace:
         elif not stat.S_ISREG(mode):
             raise SpecialFileRefused(f"{'/'.join(parts)!r} is a {_kind(mode)}, not a regular file; "
                                      "the tools read regular files (and list folders) only")
+        elif found.st_nlink > 1 and _identity(found) in self._protected_files:
+            raise PathRefused(_protected_message(path))
 
     # -- exclusions -------------------------------------------------------------------------
 
@@ -606,6 +612,17 @@ def _through_link(path: object, parts: Sequence[str]) -> str:
 
 def _excluded_message(path: object) -> str:
     return f"path {_shown(path)!r} is excluded from the workspace (it may hold secrets)"
+
+
+def _identity(found: os.stat_result) -> tuple[int, int]:
+    return found.st_dev, found.st_ino
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:  # not there (yet): a log's side file; only its name is protected then
+        return None
 
 
 def _protected_message(path: object) -> str:

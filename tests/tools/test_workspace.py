@@ -72,6 +72,21 @@ def test_protected_files_are_never_readable(root: Path) -> None:
     assert ws.root / "forge.db-wal" not in [p for p, _, _ in ws.walk(ws.root)]
 
 
+def test_a_hard_link_to_a_protected_file_is_refused_under_any_name(root: Path, tmp_path: Path) -> None:
+    log = tmp_path / "forge.db"  # the log outside the workspace, a hard link to it inside
+    log.write_text("the log")
+    os.link(log, root / "notes.txt")
+    (root / "src" / "deep").mkdir(parents=True, exist_ok=True)
+    os.link(log, root / "src" / "deep" / "copy.md")
+    ws = Workspace(root, protected=[log])
+    for name in ("notes.txt", "src/deep/copy.md"):
+        with pytest.raises(PathRefused, match="protected"):
+            ws.read_bytes(name, 100)
+        with pytest.raises(PathRefused, match="protected"):
+            ws.stat(name)
+    assert ws.read_bytes("README.md", 100)[0]  # other files read as before
+
+
 def test_walk_skips_excluded_protected_and_symlinked_entries(root: Path, tmp_path: Path) -> None:
     os.symlink(tmp_path, root / "link_out")
     (root / ".git").mkdir()
