@@ -80,6 +80,9 @@ _HEADER_BYTES: Final = 100
 QUICK_CHECK_MAX_BYTES: Final = 32 << 20
 # Primary result codes (an extended code carries one in its low byte).
 _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB, _SQLITE_READONLY = 10, 11, 13, 26, 8
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+#: What a log locked past the busy timeout says: another process holds the file's write lock.
+_LOCKED = "the file stayed locked by another process past the busy timeout"
 
 _INSERT: Final = (
     "INSERT INTO events (stream_id, version, type, data, recorded_at) VALUES (?, ?, ?, ?, ?)"
@@ -296,6 +299,11 @@ def _typed_error(path: str, exc: sqlite3.Error, doing: Literal["reading", "writi
     primary = code & 0xFF
     if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
         return CorruptLogError(path, str(exc))
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        if doing == "reading":
+            return LogReadError(path, f"{_LOCKED} ({exc.sqlite_errorname})")
+        return LogWriteError(path, f"{_LOCKED} ({exc.sqlite_errorname})",
+                             remedy="wait for the other process's write to end, or stop that process")
     if doing == "reading":
         if primary in (_SQLITE_IOERR, _SQLITE_FULL):  # a full disk fails reads that need temporary space
             return LogReadError(path, f"{exc} ({exc.sqlite_errorname})")

@@ -625,6 +625,23 @@ def test_sqlite_the_writer_reports_the_full_disk_not_the_version_gap_it_leaves(s
         assert writer.write_failure("s") is None
 
 
+def test_sqlite_a_log_locked_past_the_busy_timeout_is_a_typed_error_that_changes_nothing(tmp_path):
+    path = tmp_path / "log.db"
+    with EventStore(path) as first:
+        first.append("a", [ev(1)])
+    with EventStore(path, busy_timeout_ms=50) as store:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        try:
+            with pytest.raises(LogWriteError, match="locked by another process") as info:
+                store.append("a", [ev(2)], 1)
+            assert "wait for the other process" in str(info.value)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert store.append("a", [ev(2)], 1).last_version == 2  # free again: the same append goes in
+
+
 def test_sqlite_a_damaged_page_is_a_typed_error_naming_the_file(tmp_path):
     path = tmp_path / "log.db"
     with EventStore(path) as s:
