@@ -39,6 +39,16 @@ def postgres_server() -> Iterator[ThrowawayPostgres]:
 
 
 @pytest.fixture
+def own_server() -> Iterator[ThrowawayPostgres]:
+    """A PostgreSQL server of the test's own, to stop and start again (the run's shared one stays up)."""
+    server = start_test_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def postgres_url(postgres_server: ThrowawayPostgres) -> Iterator[str]:
     """The URL of a new, empty database of this test's own on the run's server; dropped afterwards
     (connections the test left open are ended)."""

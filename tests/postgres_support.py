@@ -52,3 +52,16 @@ def start_test_server() -> throwaway_postgres.ThrowawayPostgres:
     skip_unless_available()
     return throwaway_postgres.ThrowawayPostgres(
         fsync=False, synchronous_commit=False, parent=throwaway_postgres.memory_parent()).start()
+
+
+def stop_keeping_data(server: throwaway_postgres.ThrowawayPostgres) -> None:
+    """Stop ``server`` (fast shutdown) with its data kept, to start it again on the same port."""
+    server._close_admin()
+    result = server._pg_ctl(server.directory, "stop", "-m", "fast", "-w", "-t", "30")
+    assert result.returncode == 0, result.stdout
+
+
+def start_again(server: throwaway_postgres.ThrowawayPostgres) -> None:
+    result = server._pg_ctl(server.directory, "start", "-w", "-t", "60", "-l", str(server.log_path),
+                            "-o", f"-p {server.port}")
+    assert result.returncode == 0, result.stdout

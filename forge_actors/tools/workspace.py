@@ -418,7 +418,10 @@ class Workspace:
         finally:
             os.close(fd)
 
-    def _open_regular(self, path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
+    @contextmanager
+    def _file_at(self, path: str | os.PathLike[str]) -> Iterator[tuple[int, tuple[str, ...]]]:
+        """The descriptor of the folder holding the file at ``path``, and the path's components, once
+        its lstat says it is no folder (IsADirectoryError) and nothing the gate refuses."""
         parts = self._parts(path)
         self._refuse_by_name(path, parts)
         if not parts:
@@ -426,6 +429,10 @@ class Workspace:
         with self._parent(path, parts) as parent:
             if stat.S_ISDIR(self._lstat_at(parent, path, parts).st_mode):
                 raise IsADirectoryError(errno.EISDIR, "a folder", "/".join(parts))
+            yield parent, parts
+
+    def _open_regular(self, path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
+        with self._file_at(path) as (parent, parts):
             try:
                 fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=parent)
             except FileNotFoundError:
@@ -476,13 +483,7 @@ class Workspace:
 
     def delete(self, path: str | os.PathLike[str]) -> None:
         """Remove the regular file at ``path`` (never a folder, never through a symlink)."""
-        parts = self._parts(path)
-        self._refuse_by_name(path, parts)
-        if not parts:
-            raise IsADirectoryError(errno.EISDIR, "a folder", ".")
-        with self._parent(path, parts) as parent:
-            if stat.S_ISDIR(self._lstat_at(parent, path, parts).st_mode):
-                raise IsADirectoryError(errno.EISDIR, "a folder", "/".join(parts))
+        with self._file_at(path) as (parent, parts):
             os.unlink(parts[-1], dir_fd=parent)  # a symlink swapped in meanwhile is removed itself, not followed
 
     @contextmanager

@@ -11,12 +11,11 @@ import os
 import threading
 import traceback
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from eventstore_support import run_together
-from postgres_support import ThrowawayPostgres, start_test_server
+from postgres_support import ThrowawayPostgres, start_again, stop_keeping_data
 from support import wait_until
 
 from eventstore import (
@@ -432,28 +431,6 @@ def test_a_store_whose_readers_cannot_connect_leaves_no_pool_behind(postgres_url
 def test_a_timeout_under_a_second_is_not_libpqs_wait_for_ever(postgres_url):
     with open_log(postgres_url, connect_timeout=0.5) as store:
         assert store._libpq_timeout == 1
-
-
-@pytest.fixture
-def own_server() -> Iterator[ThrowawayPostgres]:
-    """A server of this test's own, to stop and start again (the run's shared one stays up)."""
-    server = start_test_server()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def stop_keeping_data(server: ThrowawayPostgres) -> None:
-    server._close_admin()
-    result = server._pg_ctl(server.directory, "stop", "-m", "fast", "-w", "-t", "30")
-    assert result.returncode == 0, result.stdout
-
-
-def start_again(server: ThrowawayPostgres) -> None:
-    result = server._pg_ctl(server.directory, "start", "-w", "-t", "60", "-l", str(server.log_path),
-                            "-o", f"-p {server.port}")
-    assert result.returncode == 0, result.stdout
 
 
 def test_a_server_stopped_mid_use_gives_typed_errors_loses_nothing_and_the_store_reconnects(own_server, monkeypatch):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -21,7 +20,7 @@ import httpx
 import pytest
 from damage_support import fingerprint
 from mcp.server.mcpserver.exceptions import ToolError
-from postgres_support import ThrowawayPostgres, start_test_server
+from postgres_support import start_again, stop_keeping_data
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -37,28 +36,6 @@ DAMAGED = log_outage(CorruptLogError("x", "y")).message  # type: ignore[union-at
 #: A guard, not a measure: the bug answered after the pool's 10 s wait; an answer takes milliseconds
 #: (2 s at most when the pool is between two attempts to reconnect).
 ANSWERS_WITHIN_SECONDS = 8.0
-
-
-@pytest.fixture
-def own_server() -> Iterator[ThrowawayPostgres]:
-    """A PostgreSQL server of this test's own, to stop and start again."""
-    server = start_test_server()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def stop_keeping_data(server: ThrowawayPostgres) -> None:
-    server._close_admin()
-    result = server._pg_ctl(server.directory, "stop", "-m", "fast", "-w", "-t", "30")
-    assert result.returncode == 0, result.stdout
-
-
-def start_again(server: ThrowawayPostgres) -> None:
-    result = server._pg_ctl(server.directory, "start", "-w", "-t", "60", "-l", str(server.log_path),
-                            "-o", f"-p {server.port}")
-    assert result.returncode == 0, result.stdout
 
 
 def timed(call):

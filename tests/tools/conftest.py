@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tool_support import make_toolbox
+from tool_support import make_toolbox, require_ripgrep, without_ripgrep
 
 from forge_actors.tools import Toolbox
 
@@ -31,3 +31,13 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 def box(root: Path) -> Toolbox:
     return make_toolbox(root)
+
+
+@pytest.fixture(params=["python", "ripgrep"])
+def grep_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """Each of grep's engines in turn: its Python one (no rg on PATH), then ripgrep."""
+    if request.param == "python":
+        without_ripgrep(monkeypatch, tmp_path)
+    else:
+        require_ripgrep()
+    return str(request.param)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
-from tool_support import make_toolbox, ok
+from tool_support import make_toolbox, ok, require_ripgrep, without_ripgrep
 
 from forge_actors.tools import HistoryHit, Toolbox, ToolLimits
 
@@ -85,18 +83,6 @@ def test_file_info(box: Toolbox) -> None:
 
 # -- search tools -----------------------------------------------------------------------------
 
-
-@pytest.fixture(params=["python", "ripgrep"])
-def grep_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    if request.param == "python":
-        empty = tmp_path / "empty-bin"
-        empty.mkdir()
-        monkeypatch.setenv("PATH", str(empty))  # no rg on PATH: the Python engine runs
-    elif shutil.which("rg") is None:
-        if os.environ.get("FORGE_REQUIRE_RIPGREP"):  # CI installs it (.ci/run): a skip there would hide a gap
-            pytest.fail("ripgrep (rg) is required here (FORGE_REQUIRE_RIPGREP) but not on PATH")
-        pytest.skip("ripgrep (rg) is not installed (apt-get install ripgrep); the Python grep is tested instead")
-    return request.param
 
 
 def test_grep_finds_lines_and_never_shows_excluded_files(box: Toolbox, grep_engine: str) -> None:
@@ -224,10 +210,7 @@ _ALIKE_PATTERNS = [r"\w+é", r"caf\b", r"\bcafé\b", r"\d+", r"[\d\s]{3}", r"[^\
 
 
 def test_both_grep_engines_answer_alike(root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    if shutil.which("rg") is None:
-        if os.environ.get("FORGE_REQUIRE_RIPGREP"):
-            pytest.fail("ripgrep (rg) is required here (FORGE_REQUIRE_RIPGREP) but not on PATH")
-        pytest.skip("ripgrep (rg) is not installed (apt-get install ripgrep): there is one engine only")
+    require_ripgrep("there is one engine only")
     (root / "text.txt").write_bytes(_ALIKE_TEXT.encode("utf-8"))
     box = make_toolbox(root, ["grep"])
 
@@ -236,9 +219,7 @@ def test_both_grep_engines_answer_alike(root: Path, monkeypatch: pytest.MonkeyPa
                 for r in [box.call("grep", {"pattern": p, "path": "text.txt", "ignore_case": case})]]
 
     with_ripgrep = answers()
-    empty = tmp_path / "empty-bin"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
+    without_ripgrep(monkeypatch, tmp_path)
     with_re2 = answers()
     for pattern, rg, python in zip([p for p in _ALIKE_PATTERNS for _ in (0, 1)], with_ripgrep, with_re2, strict=True):
         assert rg == python, pattern

@@ -4,7 +4,6 @@ for ever, and each such call used to keep a thread past the tool's limit); walks
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import stat
 import threading
@@ -66,16 +65,7 @@ def test_read_many_refuses_the_fifo_and_reads_the_rest(specials: Path) -> None:
     assert "pipe: error: 'pipe' is a named pipe (FIFO)" in result.output and "# Demo" in result.output
 
 
-@pytest.mark.parametrize("engine", ["python", "ripgrep"])
-def test_walks_skip_fifos_and_sockets(specials: Path, engine: str, monkeypatch: pytest.MonkeyPatch,
-                                      tmp_path: Path) -> None:
-    if engine == "python":
-        (tmp_path / "no-rg").mkdir()
-        monkeypatch.setenv("PATH", str(tmp_path / "no-rg"))
-    elif shutil.which("rg") is None:
-        if os.environ.get("FORGE_REQUIRE_RIPGREP"):
-            pytest.fail("ripgrep (rg) is required here (FORGE_REQUIRE_RIPGREP) but not on PATH")
-        pytest.skip("ripgrep (rg) is not installed (apt-get install ripgrep); the Python grep is tested instead")
+def test_walks_skip_fifos_and_sockets(specials: Path, grep_engine: str) -> None:
     box = make_toolbox(specials)
     assert _answer(box, "grep", {"pattern": "start"}).output.splitlines()[0] == "README.md:2:start here"
     for tool, arguments in [("list_files", {}), ("tree", {}), ("search_files", {"name_pattern": "*"}),

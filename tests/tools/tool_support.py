@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from forge_actors.tools import REGISTRY, Toolbox, ToolContext, ToolLimits, Workspace
 
@@ -21,3 +25,20 @@ def ok(box: Toolbox, tool: str, /, **arguments: Any) -> str:
     result = box.call(tool, arguments)
     assert result.error is None, result.error
     return result.output
+
+
+def require_ripgrep(skip_reason: str = "the Python grep is tested instead") -> None:
+    """Skip when ripgrep is not installed, saying so; fail instead where CI installs it (.ci/run sets
+    FORGE_REQUIRE_RIPGREP), since a skip there would hide a gap."""
+    if shutil.which("rg") is not None:
+        return
+    if os.environ.get("FORGE_REQUIRE_RIPGREP"):
+        pytest.fail("ripgrep (rg) is required here (FORGE_REQUIRE_RIPGREP) but not on PATH")
+    pytest.skip(f"ripgrep (rg) is not installed (apt-get install ripgrep); {skip_reason}")
+
+
+def without_ripgrep(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """From now on no rg on PATH: grep runs its Python engine."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir(exist_ok=True)
+    monkeypatch.setenv("PATH", str(empty))
