@@ -127,7 +127,7 @@ def file_info(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     except (FileNotFoundError, NotADirectoryError):
         raise ToolError(f"there is no file or folder {rel!r}") from None
     if entry.is_dir:
-        count = sum(1 for _ in workspace.walk(entry.path, max_depth=1))
+        count = sum(1 for _ in workspace.walk(entry.path, max_depth=1, check=context.check_deadline))
         return f"path: {rel}\ntype: folder\nentries: {count}\nmodified: {_modified(entry.stat)}"
     cap = context.limits.max_file_bytes
     try:

@@ -150,6 +150,7 @@ def _grep_rg(workspace: Workspace, start: Path, pattern: str, args: dict[str, An
             continue
         rel = rel.removeprefix("./")
         if rel not in as_read:  # rg's output is sorted by path: one file's lines at a time
+            context.check_deadline()  # each file rg found is read again (up to max_file_bytes)
             as_read = {rel: _lines_as_read(rel, context)}
         if not _printed_as_read(as_read[rel], rest):
             continue

@@ -125,8 +125,8 @@ def _check_argument(arg: str, workspace: Workspace) -> None:
         raise ToolError("an argument may not contain a NUL byte")
     root = workspace.root
     pieces = [arg, *arg.split("=", 1)[1:]]  # --file=/etc/passwd is a path too
-    if re.match(r"-[A-Za-z][/~]", arg):  # and so is -I/usr/include
-        pieces.append(arg[2:])
+    if re.match(r"-[^-]", arg):  # and so is -I/usr/include, or -hf.env: short options clustered, any may take a value
+        pieces += [arg[k:] for k in range(2, len(arg))]
     for piece in pieces:
         if piece.startswith("~"):
             raise ToolError(f"argument {arg!r} names a path outside the workspace; use paths relative to it")
@@ -143,9 +143,7 @@ def _refuse_hidden_names(arg: str, pieces: list[str], workspace: Workspace) -> N
     """Refuse an argument that names what the file tools refuse (an exclusion such as ``.env``, the
     event log), with their message: by name only, so it stops ``cat .env``, not a program that
     finds the file itself (``grep -r``, ``python -c``)."""
-    names = set(pieces)
-    if re.match(r"-[A-Za-z].", arg):  # -o.env, -fforge.db
-        names.add(arg[2:])
+    names = set(pieces)  # -o.env, -fforge.db, -hf.env among them (_check_argument's pieces)
     for piece in pieces:  # HEAD:.env, --include=a.py,.env
         names.update(re.split(r"[:,]", piece))
     for name in sorted(names):

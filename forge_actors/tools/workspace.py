@@ -531,7 +531,12 @@ class Workspace:
             os.close(fd)
             raise
         try:
-            stack.append((fd, self.root.joinpath(*parts), parts, iter(self._listing(fd, parts, check)), 1))
+            listing = self._listing(fd, parts, check)
+        except BaseException:  # e.g. the deadline, already passed: the folder is on no stack yet
+            os.close(fd)
+            raise
+        try:
+            stack.append((fd, self.root.joinpath(*parts), parts, iter(listing), 1))
             while stack:
                 fd, folder, folder_parts, entries, depth = stack[-1]
                 entry = next(entries, None)

@@ -52,6 +52,16 @@ def test_listing_and_name_search_check_per_entry(root: Path, deadline_after: Cal
     assert _ran_out(box.call("search_files", {"name_pattern": "f*"}).error)
 
 
+def test_a_walk_stopped_by_its_deadline_leaves_no_descriptor_open(root: Path,
+                                                                deadline_after: Callable[[int], None]) -> None:
+    box = make_toolbox(root)
+    before = len(os.listdir("/proc/self/fd"))
+    for tool, arguments in [("tree", {}), ("list_files", {}), ("file_info", {"path": "src"})] * 20:
+        deadline_after(0)  # passed before the first folder is read
+        assert _ran_out(box.call(tool, arguments).error), tool
+    assert len(os.listdir("/proc/self/fd")) <= before  # a leak here is one descriptor a call, sixty in all
+
+
 @pytest.mark.parametrize("tool", ["grep", "count_matches"])
 def test_the_python_regex_engine_checks_per_line(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  deadline_after: Callable[[int], None], tool: str) -> None:

@@ -134,6 +134,9 @@ def test_run_command_refuses_arguments_naming_what_the_file_tools_refuse(root: P
         ("cat", ["--file=.env"], "path '.env' is excluded from the workspace (it may hold secrets) "
                                  "(argument '--file=.env')"),
         ("cat", ["-f.env"], "(argument '-f.env')"),
+        ("cat", ["-hf.env"], "(argument '-hf.env')"),  # short options clustered: the last takes the value
+        ("cat", ["-rnfforge.db"], "is protected"),
+        ("cat", ["-hf/etc/passwd"], "outside the workspace"),
         ("git", ["show", "HEAD:.env"], "(argument 'HEAD:.env')"),
         ("cat", ["forge.db"], "path 'forge.db' is protected and cannot be read"),
         ("cat", ["./forge.db"], "is protected"),
