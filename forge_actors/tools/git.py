@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 from typing import Any
 
 from forge_actors.tools.base import Tool, ToolContext, ToolError, ToolOutput, ToolResult, schema, timeout_message
@@ -265,18 +266,28 @@ def git_show(args: dict[str, Any], context: ToolContext) -> ToolOutput:
 
 def git_blame(args: dict[str, Any], context: ToolContext) -> ToolOutput:
     workspace = context.require_workspace()
-    target = workspace.resolve(args["path"])
-    if workspace.is_excluded(target):
-        raise ToolError(f"path {args['path']!r} is excluded from the workspace (it may hold secrets)")
-    if not target.is_file():
-        raise ToolError(f"{args['path']!r} is not a file of the workspace")
     start, end = args.get("start_line"), args.get("end_line")
     if end is not None and start is not None and end < start:
         raise ToolError(f"end_line ({end}) is before start_line ({start})")
+    # The working tree's text as the workspace reads it (race-free, through every rule of the gate),
+    # handed to git in a file of our own: git itself would look the path up again, and follow a folder
+    # swapped for a symlink since the check.
+    cap = context.limits.max_file_bytes
+    try:
+        data, size = workspace.read_bytes(args["path"], cap)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise ToolError(f"{args['path']!r} is not a file of the workspace") from None
+    if size > cap:
+        raise ToolError(f"{args['path']!r} is {size:,} bytes, more than the {cap:,} a tool reads; blame a line range "
+                        "of a smaller file")
+    rel = workspace.relative(workspace.resolve(args["path"]))
     options = ["--no-textconv", "--date=short"]
     if start is not None or end is not None:
         options.append(f"-L{start or 1},{end or ''}")
-    text = _Git(context).run("blame", *options, pathspecs=(workspace.relative(target),))
+    with tempfile.NamedTemporaryFile(prefix="forge-blame-") as contents:
+        contents.write(data)
+        contents.flush()
+        text = _Git(context).run("blame", *options, "--contents", contents.name, pathspecs=(rel,))
     return ToolResult(output=text)
 
 

@@ -26,6 +26,8 @@ TRIES = 500
 #: A call that walks the whole workspace or writes (an fsync) costs more; ripgrep costs a process per try.
 WALK_TRIES = 150
 RG_TRIES = 15
+#: git blame is a process per try, like ripgrep (main's git_blame printed the outside file within 40).
+GIT_TRIES = 40
 
 
 #: The swapping process: renameat2(RENAME_EXCHANGE) swaps the two names atomically, so that "sub" is
@@ -182,3 +184,13 @@ def test_apply_patch_never_reads_or_writes_through_a_swapped_folder(race: tuple[
         os.close(deep)
     assert _outside_tree(outside) == before
     assert {p.name for p in (root / "sub" / "deep").iterdir()} <= {"made.txt", "notes.txt"}  # no temporary left
+
+
+def test_git_blame_never_reads_through_a_folder_swapped_for_a_symlink(race: tuple[Path, Path]) -> None:
+    root, _ = race
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "sub/deep/notes.txt"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "notes"], check=True)
+    found = _never_shows_outside(root, "git_blame", {"path": "sub/deep/notes.txt"}, GIT_TRIES)
+    assert found.rstrip().endswith("inside")
