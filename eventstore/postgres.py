@@ -255,7 +255,11 @@ class PostgresEventStore(SqlEventLog):
         try:
             return psycopg.connect(self.__url, autocommit=autocommit, connect_timeout=seconds)
         except psycopg.OperationalError as exc:
-            raise LogUnavailableError(self.path, self._said(exc)) from None
+            unavailable = LogUnavailableError(self.path, self._said(exc))
+            # No SQLSTATE: the server never answered (refused, timed out, no such host); one that answered
+            # is there, only full ("too many connections") or refusing us, and reads keep using the pool.
+            self._server_missing = getattr(exc, "sqlstate", None) is None
+            raise unavailable from None
         except psycopg.ProgrammingError as exc:  # e.g. a URL libpq cannot parse
             raise NotAnEventLogError(self.path, f"it is not a usable PostgreSQL URL ({self._said(exc)})") from None
 
@@ -360,7 +364,6 @@ class PostgresEventStore(SqlEventLog):
                 self._conn = self._connect(autocommit=True,
                                            timeout=self._read_wait if self._server_missing else None)
             except LogUnavailableError as exc:
-                self._server_missing = True
                 # A write that cannot reach the server is a failed write, like one cut off mid-way:
                 # callers of append catch LogWriteError, whichever of the two it was.
                 raise LogUnavailableWriteError(self.path, f"cannot reach the database ({exc.reason})",
@@ -557,11 +560,7 @@ class PostgresEventStore(SqlEventLog):
         return self._read_on_own_connection(sql, parameters)
 
     def _read_on_own_connection(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
-        try:
-            conn = self._connect(autocommit=True, timeout=self._read_wait)
-        except LogUnavailableError:
-            self._server_missing = True
-            raise
+        conn = self._connect(autocommit=True, timeout=self._read_wait)  # marks the server missing when it is
         self._server_missing = False
         try:
             rows: list[tuple[Any, ...]] = conn.execute(sql, parameters).fetchall()

@@ -275,8 +275,7 @@ class SessionActor(pykka.ThreadingActor):
 
     def _on_add_human_draft(self, message: AddHumanDraft) -> int:
         state = self.state
-        if state.ended:
-            raise InvalidCommandError(f"the session has ended ({state.status})")
+        _refuse_human_input(state)
         closed = rounds.drafts_closed(state)
         if closed:
             raise InvalidCommandError(closed)
@@ -291,8 +290,7 @@ class SessionActor(pykka.ThreadingActor):
 
     def _on_cast_vote(self, message: CastVote) -> int:
         state = self.state
-        if state.ended:
-            raise InvalidCommandError(f"the session has ended ({state.status})")
+        _refuse_human_input(state)
         if message.vote not in ("AGREE", "DISAGREE", "ABSTAIN"):
             raise InvalidCommandError(f"a vote is AGREE, DISAGREE or ABSTAIN, not {message.vote!r}")
         round_number = rounds.human_vote_round(state)  # the vote in progress, else the one that comes next
@@ -439,7 +437,7 @@ class SessionActor(pykka.ThreadingActor):
             tools=definitions if mode == "native" else (),
         )
         self._participants[participant].tell(Contribute(cid, request, token, self.actor_ref, mode,
-                                                        rounds.reply_char_limit(settings)))
+                                                        settings.max_reply_chars))
 
     # -- replies from participants -------------------------------------------------------------
 
@@ -622,6 +620,16 @@ class SessionActor(pykka.ThreadingActor):
         self._emit(SessionEnded(end.outcome, end.reason, end.final_score), durable=True)
         self._resolve_plan()
         self.stop()
+
+
+def _refuse_human_input(state: SessionState) -> None:
+    """A human's draft or vote is taken only while the session runs and its log budget lasts (each is
+    up to a goal's size, and any number may come: the budget is what bounds them)."""
+    if state.ended:
+        raise InvalidCommandError(f"the session has ended ({state.status})")
+    spent = rounds.budget_spent(state)
+    if spent is not None:
+        raise InvalidCommandError(spent)
 
 
 _HANDLERS: dict[type, Callable[[SessionActor, Any], Any]] = {

@@ -97,12 +97,14 @@ class SessionSettings(msgspec.Struct, frozen=True):
     human_wait_seconds: float = 0.0
     #: The longest reply a contribution may stream, in characters, all its turns together; past it
     #: the stream is stopped and the reply recorded as cut (finish_reason ``max_reply_chars``).
-    #: None: 8 characters per ``max_tokens`` token (``rounds.reply_char_limit``), so a provider that
-    #: ignores max_tokens still cannot stream without end.
+    #: Recorded for every session created since it exists (``rounds.with_log_limits``: by default
+    #: 16 characters per ``max_tokens`` token, so a provider that ignores max_tokens still cannot
+    #: stream without end); None, in a session recorded before, is no limit.
     max_reply_chars: int | None = None
     #: The most bytes a session's events may take in the log (their JSON, as stored: prompts, every
     #: streamed delta, tool results...). Once a round ends past it, the session ends ``budget_spent``.
-    max_session_bytes: int = 100_000_000
+    #: Recorded like max_reply_chars (default 100 MB); None, in a session recorded before, is no limit.
+    max_session_bytes: int | None = None
 
 
 class TokenUsage(msgspec.Struct, frozen=True):

@@ -587,22 +587,30 @@ def end_after_convergence(state: SessionState, round_number: int) -> EndSession 
     return None
 
 
-#: Characters a reply may stream per ``max_tokens`` token when ``max_reply_chars`` is not set: a
-#: token is about 4 characters of English, so twice that leaves room for code and other scripts.
-REPLY_CHARS_PER_TOKEN = 8
+#: Characters a reply may stream per ``max_tokens`` token when ``max_reply_chars`` is not given: a
+#: token is about 4 characters of English, so four times that leaves room for code, other scripts and
+#: a command-line assistant that ignores max_tokens.
+REPLY_CHARS_PER_TOKEN = 16
+#: The most bytes a session's events may take in the log when ``max_session_bytes`` is not given.
+DEFAULT_MAX_SESSION_BYTES = 100_000_000
 
 
-def reply_char_limit(settings: SessionSettings) -> int:
-    """The most characters one contribution may stream (all its turns together)."""
-    if settings.max_reply_chars is not None:
-        return settings.max_reply_chars
-    return REPLY_CHARS_PER_TOKEN * settings.max_tokens
+def with_log_limits(settings: SessionSettings) -> SessionSettings:
+    """``settings`` with the log's limits a new session records: the ones given, else the defaults
+    (a session recorded before the limits existed has None: no limit, so it decides as it did)."""
+    reply = settings.max_reply_chars
+    session = settings.max_session_bytes
+    return msgspec.structs.replace(
+        settings,
+        max_reply_chars=reply if reply is not None else REPLY_CHARS_PER_TOKEN * settings.max_tokens,
+        max_session_bytes=session if session is not None else DEFAULT_MAX_SESSION_BYTES,
+    )
 
 
 def budget_spent(state: SessionState) -> str | None:
     """Why the session may not start another round because of what it wrote to the log; None if it may."""
     limit = state.settings.max_session_bytes
-    if state.log_bytes < limit:
+    if limit is None or state.log_bytes < limit:
         return None
     return (f"the session's events take {state.log_bytes:,} bytes of the log, as much as its max_session_bytes "
             f"({limit:,}) allows; raise that setting to let sessions run longer")
@@ -613,10 +621,11 @@ def next_step(state: SessionState) -> NextRound | EndSession | None:
     if state.ended:
         return None
     current = state.current_round
-    if current is None:
-        return NextRound("draft")
-    if current.status == "running":
+    if current is not None and current.status == "running":
         return None
+    if current is None:
+        spent = budget_spent(state)  # humans' drafts alone may have spent it
+        return NextRound("draft") if spent is None else EndSession("budget_spent", spent)
     if current.status == "failed":
         return EndSession(
             "failed", f"no AI participant succeeded in round {current.round} ({current.kind}): {current.reason}"

@@ -73,7 +73,13 @@ class LogOutage(NamedTuple):
 
 def log_outage(exc: BaseException) -> LogOutage | None:
     """The log being out of service, as a client outside may be told it (no URL, no path, nothing the
-    database said); None for any other error."""
+    database said); None for any other error. A session created but not started because of it says so."""
+    if isinstance(exc, SessionStartError):
+        outage = log_outage(exc.cause)
+        if outage is None:
+            return None
+        return LogOutage(f"session {exc.session_id} was created, but could not start: {outage.message}",
+                         outage.retry_after)
     if isinstance(exc, (LogUnavailableError, LogUnavailableWriteError)):
         return LogOutage(f"the event log is unavailable: its database cannot be reached right now; "
                          f"try again in {RETRY_AFTER_SECONDS} s", RETRY_AFTER_SECONDS)

@@ -65,6 +65,7 @@ from forge_actors.core.events import (
     VoteChoice,
     decode_event,
 )
+from forge_actors.core.rounds import with_log_limits
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport, usage_report
 from forge_actors.engine import live, mail, replay
@@ -228,32 +229,37 @@ class Forge:
         if not isinstance(goal, str) or not goal.strip():
             raise ConfigError("the goal is empty: say what the participants should work on")
         asked = {**self._settings_mapping(settings), **overrides}
+        constraints = tuple(constraints)  # iterables read once: checked, then recorded
+        if participants is not None:
+            participants = list(participants)
         if participants is not None and council is not None:
             raise ConfigError("give participants or a council, not both (a council names its own participants)")
+        if not trusted and participants is None and council is None and DEFAULT_COUNCIL in self.config.councils:
+            council = DEFAULT_COUNCIL
+        # The operator's settings for this session: forge.toml's, and a council's on top. What an
+        # untrusted caller asks for is held to these (it may lower a limit, not raise it).
+        operator = self.config.settings
+        chosen = self.config.council(council) if council is not None else None
+        if chosen is not None:
+            operator = session_settings(operator, chosen.settings)
         if not trusted:
             with provider_setup_errors():  # a spec the registry cannot even parse
-                check_untrusted_session(self.config, goal=goal, title=title, constraints=list(constraints),
-                                        participants=None if participants is None else list(participants),
-                                        settings=asked, tools=tools)
-            if participants is None and council is None and DEFAULT_COUNCIL in self.config.councils:
-                council = DEFAULT_COUNCIL
-        base = self.config.settings
-        if council is not None:
-            chosen = self.config.council(council)
-            if participants is None:
-                participants = chosen.participants
-            asked = {**chosen.settings, **asked}
-            tools = tools or chosen.tools
+                check_untrusted_session(self.config, goal=goal, title=title, constraints=constraints,
+                                        participants=participants, settings=asked, tools=tools, operator=operator)
         given: list[str | ParticipantSpec | Mapping[str, Any]]
+        if chosen is not None:
+            tools = tools or chosen.tools  # the council's own tools are the operator's: used as written
         if participants is not None:
-            given = list(participants)
+            given = participants
+        elif chosen is not None:
+            given = list(chosen.participants)
         else:
             given = list(self.config.participants) if trusted else list(self.default_participants()[0])
         self._check_participant_count(len(given))
         specs = [participant_spec(p) for p in given]
         if not specs:
             raise ConfigError("a session needs participants: give specs such as mock:alice or anthropic:MODEL")
-        chosen_settings = session_settings(base, asked)
+        chosen_settings = with_log_limits(session_settings(operator, asked))
         chosen_settings = msgspec.structs.replace(chosen_settings, workspace=resolve_workspace(chosen_settings.workspace))
         infos, full_specs = self._participants.describe(specs, tools)
         ai_names = [p.name for p in infos if p.kind == "ai"]

@@ -47,7 +47,7 @@ import msgspec
 
 from forge_actors.core.errors import ConfigError, UntrustedSpecError
 from forge_actors.core.events import Persona, SessionSettings
-from forge_actors.core.rounds import reply_char_limit
+from forge_actors.core.rounds import with_log_limits
 from forge_actors.engine.config import (
     DEPRECATED_ITERATIONS_KEY,
     ENGINE_SPEC_OPTIONS,
@@ -159,10 +159,15 @@ CAPPED_SETTINGS: tuple[str, ...] = (
 OPERATOR_SETTINGS: tuple[str, ...] = ("workspace",)
 
 
-def check_untrusted_settings(settings: Mapping[str, Any], tools: str, config: ForgeConfig) -> None:
+def check_untrusted_settings(settings: Mapping[str, Any], tools: str, config: ForgeConfig,
+                             operator: SessionSettings | None = None) -> None:
     """Refuse the session settings an untrusted caller may not choose (see ``FREE_SETTINGS``,
     ``CAPPED_SETTINGS``, ``OPERATOR_SETTINGS``), and tools beyond ``[forge.tools] api_tools``.
-    A setting that is not one at all is left to ``config.session_settings`` to name."""
+
+    ``operator``: the operator's settings for this session (forge.toml's, a council's on top; by
+    default forge.toml's), which a capped setting may not exceed. A capped setting must be a number
+    (not text a conversion would turn into one); a setting that is not one at all is left to
+    ``config.session_settings`` to name."""
     if not isinstance(settings, Mapping):
         raise ConfigError(f"settings are a mapping of setting names to values, not {type(settings).__name__}")
     if "workspace" in settings:  # never the path, nor whether it exists: the same answer for any value
@@ -170,14 +175,15 @@ def check_untrusted_settings(settings: Mapping[str, Any], tools: str, config: Fo
                                  "forge.toml applies (tools read only the folder the operator chose)",
                                  option="workspace")
     asked = recorded_setting_names({k: v for k, v in settings.items() if v is not None}, "")
-    operator = config.settings
     for name in CAPPED_SETTINGS:
         value = asked.get(name)
-        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue  # absent, or of the wrong type: session_settings names the mistake
-        most = _operator_value(operator, name)
+        if value is None:
+            continue
+        shown = ITERATIONS_KEY if name == DEPRECATED_ITERATIONS_KEY else name
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UntrustedSpecError(f"{shown} is a number (not {type(value).__name__})", option=shown)
+        most = _operator_value(operator or config.settings, name)
         if most is not None and value > most:
-            shown = ITERATIONS_KEY if name == DEPRECATED_ITERATIONS_KEY else name
             raise UntrustedSpecError(f"{shown} may be at most {_number(most)} through the API (this server's own "
                                      f"setting); ask the operator to raise it in forge.toml", option=shown)
     check_untrusted_tools(config, tools, "the session's tools")
@@ -207,10 +213,9 @@ def _number(value: float) -> str:
 
 
 def _operator_value(operator: SessionSettings, name: str) -> float | None:
-    """The operator's value of a capped setting (None: no bound of its own)."""
-    if name == "max_reply_chars":
-        return reply_char_limit(operator)
-    value = getattr(operator, name)
+    """The operator's value of a capped setting (None: no bound of its own), its log limits as a
+    session created now would record them."""
+    value = getattr(with_log_limits(operator), name)
     return None if value is None else float(value)
 
 
@@ -219,14 +224,15 @@ def _operator_value(operator: SessionSettings, name: str) -> float | None:
 
 def check_untrusted_session(config: ForgeConfig, *, goal: str, title: str | None, constraints: Iterable[str],
                             participants: Iterable[str | ParticipantSpec | Mapping[str, Any]] | None,
-                            settings: Mapping[str, Any], tools: str) -> None:
+                            settings: Mapping[str, Any], tools: str, operator: SessionSettings | None = None) -> None:
     """Every field of a session an untrusted caller asks for, checked before anything is built:
-    its texts, its settings and tools, and the participants it names (None: the operator's)."""
+    its texts, its settings (within ``operator``'s, see ``check_untrusted_settings``) and tools, and
+    the participants it names (None: the operator's)."""
     check_untrusted_text("goal", goal)
     if title is not None:
         check_untrusted_text("title", title)
     check_untrusted_text("constraints", list(constraints))
-    check_untrusted_settings(settings, tools, config)
+    check_untrusted_settings(settings, tools, config, operator)
     for participant in participants or ():
         check_untrusted_participant(config, participant)
 

@@ -212,6 +212,11 @@ def test_a_session_past_its_log_budget_ends_before_the_next_round():
     assert isinstance(converged, rounds.EndSession) and converged.outcome == "converged"
 
 
-def test_a_reply_is_held_to_eight_characters_a_token_unless_set():
-    assert rounds.reply_char_limit(SessionSettings(max_tokens=100)) == 800
-    assert rounds.reply_char_limit(SessionSettings(max_tokens=100, max_reply_chars=50)) == 50
+def test_a_new_session_records_its_log_limits_and_an_old_one_has_none():
+    recorded = rounds.with_log_limits(SessionSettings(max_tokens=100))
+    assert (recorded.max_reply_chars, recorded.max_session_bytes) == (1600, rounds.DEFAULT_MAX_SESSION_BYTES)
+    given = rounds.with_log_limits(SessionSettings(max_reply_chars=50, max_session_bytes=7))
+    assert (given.max_reply_chars, given.max_session_bytes) == (50, 7)
+    old = rebuild([SessionCreated(session_id="s", title="t", goal="g", participants=(),
+                                  settings=SessionSettings())])  # recorded before the limits existed
+    assert old.settings.max_session_bytes is None and rounds.budget_spent(old) is None

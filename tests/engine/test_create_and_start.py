@@ -9,10 +9,15 @@ SessionStartError carrying the id, which the HTTP API returns with the status of
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
 import httpx
 import pytest
+from mcp import Client
 
-from forge_actors.engine import Forge, LogWriteError, SessionStartError
+from forge_actors.engine import RETRY_AFTER_SECONDS, Forge, LogUnavailableWriteError, LogWriteError, SessionStartError
+from forge_actors.surfaces.mcp import build_server
 from forge_actors.surfaces.server.app import API
 from forge_actors.surfaces.server.runner import ServerThread
 
@@ -64,3 +69,30 @@ def test_a_start_that_fails_once_recorded_gives_the_id(tmp_path, monkeypatch):
         for _ in forge.deliberate(session_id):  # started later, it runs to its end
             pass
         assert forge.state(session_id).ended
+
+
+def test_a_start_the_unreachable_log_refused_says_so_without_where_the_log_is(tmp_path, monkeypatch):
+    secret = "postgresql://forge@db.internal:5432/forge"
+
+    def unreachable(session_id: str) -> None:
+        raise LogUnavailableWriteError(secret, "connection refused by 10.0.0.7")
+
+    with Forge(str(tmp_path / "forge.db")) as forge, ServerThread(forge) as server:
+        monkeypatch.setattr(forge._supervisor, "_start", unreachable)
+        api = httpx.post(server.url + API + "/sessions", timeout=30,
+                         json={"goal": "Design a TODO app API", "participants": MOCKS, "deliberate": True})
+        v1 = httpx.post(server.url + "/v1/chat/completions", timeout=30,
+                        json={"model": "forge", "messages": [{"role": "user", "content": "Design a TODO app API"}]})
+
+        async def mcp() -> Any:
+            async with Client(build_server(forge)) as client:
+                return await client.call_tool("deliberate", {"goal": "Design a TODO app API", "participants": MOCKS})
+
+        tool = anyio.run(mcp)
+    assert api.status_code == 503 and api.headers["retry-after"] == str(RETRY_AFTER_SECONDS), api.text
+    assert api.json()["detail"]["session_id"] in api.json()["error"]
+    assert v1.status_code == 503 and "was created, but could not start" in v1.json()["error"]["message"], v1.text
+    tool_text = "".join(block.text for block in tool.content if block.type == "text")
+    assert tool.is_error and "was created, but could not start" in tool_text
+    for said in (api.text, v1.text, tool_text):
+        assert "db.internal" not in said and "10.0.0.7" not in said

@@ -22,15 +22,15 @@ import pytest
 from mcp import Client
 
 from forge_actors.core.events import SessionSettings
-from forge_actors.core.rounds import reply_char_limit
-from forge_actors.engine import TEXT_CAPS, Forge, UntrustedSpecError
+from forge_actors.core.rounds import with_log_limits
+from forge_actors.engine import TEXT_CAPS, ConfigError, Forge, InvalidCommandError, UntrustedSpecError
 from forge_actors.engine.config import ForgeConfig, parse_config
 from forge_actors.engine.trust import CAPPED_SETTINGS, FREE_SETTINGS, OPERATOR_SETTINGS
 from forge_actors.surfaces.mcp import build_server
 from forge_actors.surfaces.server.app import API
 from forge_actors.surfaces.server.runner import ServerThread
 
-OPERATOR = SessionSettings()  # the operator's settings of the config below: the defaults
+OPERATOR = with_log_limits(SessionSettings())  # the operator's settings of the config below: the defaults
 #: Above each capped setting's operator value, by the least step.
 OVER_THE_OPERATOR = {
     "max_iterations": OPERATOR.max_rounds + 1,
@@ -40,8 +40,8 @@ OVER_THE_OPERATOR = {
     "max_tool_calls": OPERATOR.max_tool_calls + 1,
     "max_tool_seconds": OPERATOR.max_tool_seconds + 1,
     "human_wait_seconds": 1,
-    "max_reply_chars": reply_char_limit(OPERATOR) + 1,
-    "max_session_bytes": OPERATOR.max_session_bytes + 1,
+    "max_reply_chars": OPERATOR.max_reply_chars + 1,  # type: ignore[operator]
+    "max_session_bytes": OPERATOR.max_session_bytes + 1,  # type: ignore[operator]
 }
 
 
@@ -141,6 +141,39 @@ def test_settings_within_the_operators_are_the_callers(forge: Forge) -> None:
     assert (state.settings.max_rounds, state.settings.seed, state.settings.max_session_bytes) == (2, 9, 1000)
 
 
+def test_a_councils_limits_are_the_operators_for_its_sessions(tmp_path: Path) -> None:
+    """A council's settings are the operator's: a caller naming it (or naming no one, for the council
+    ``forge``) may lower them, never raise them back up to forge.toml's."""
+    config = parse_config({"forge": {"councils": {
+        "forge": {"participants": ["mock:op?word_delay=0"], "settings": {"max_iterations": 1, "max_tokens": 100}},
+        "lean": {"participants": ["mock:op?word_delay=0"], "settings": {"max_session_bytes": 20_000}}}}},
+        source="forge.toml")
+    with Forge(str(tmp_path / "forge.db"), config) as engine:
+        for council, asked, named in ((None, {"max_iterations": 3}, "max_iterations"),
+                                      (None, {"max_tokens": 512}, "max_tokens"),
+                                      ("lean", {"max_session_bytes": 10**8}, "max_session_bytes")):
+            with pytest.raises(UntrustedSpecError, match=f"{named} may be at most"):
+                engine.create_session("g", council=council, settings=asked, trusted=False)
+        state = engine.state(engine.create_session("g", settings={"max_tokens": 50}, trusted=False))
+        assert (state.settings.max_rounds, state.settings.max_tokens) == (1, 50)
+        assert engine.sessions() and len(engine.sessions()) == 1
+
+
+def test_a_capped_setting_given_as_text_is_refused_not_converted(forge: Forge) -> None:
+    for name in ("max_session_bytes", "max_tokens", "round_timeout_seconds"):
+        with pytest.raises(UntrustedSpecError, match=f"{name} is a number"):
+            create(forge, {"config": {name: "9999999999"}})
+    with pytest.raises(ConfigError, match="max_iterations: a whole number"):  # refused by its own reader
+        create(forge, {"config": {"max_iterations": "9999999999"}})
+
+
+def test_iterables_are_read_once(forge: Forge) -> None:
+    session_id = forge.create_session("g", (p for p in ["mock:a", "mock:b"]), constraints=(c for c in ["brief"]),
+                                      trusted=False)
+    state = forge.state(session_id)
+    assert list(state.participants) == ["a", "b"] and state.constraints == ("brief",)
+
+
 def test_with_no_participants_the_operators_deliberate_with_the_operators_tools(forge: Forge) -> None:
     state = forge.state(create(forge, {}))
     assert list(state.participants) == ["op"] and state.participants["op"].tools  # the council `forge`, as written
@@ -153,6 +186,18 @@ def test_a_refused_workspace_says_the_same_whatever_it_names(forge: Forge, tmp_p
             create(forge, {"config": {"workspace": path}})
         messages.add(str(refused.value))
     assert len(messages) == 1
+
+
+def test_human_input_stops_once_the_log_budget_is_spent(forge: Forge) -> None:
+    session_id = create(forge, {"participants": ["mock:a", "mock:b"], "config": {"max_session_bytes": 50_000}})
+    taken = 0
+    with pytest.raises(InvalidCommandError, match="max_session_bytes"):
+        for _ in range(10):
+            forge.add_human_draft(session_id, "ada", "d" * TEXT_CAPS["draft"].chars, trusted=False)
+            taken += 1
+    assert taken == 3  # 20,000 characters each: the third passes the 50,000 bytes, the fourth is refused
+    ended = [r.event for r in forge.deliberate(session_id)][-1]
+    assert ended.outcome == "budget_spent"  # spent before the first round: no round is paid for
 
 
 def test_human_input_and_cancel_reasons_are_capped(forge: Forge) -> None:

@@ -549,31 +549,26 @@ async def _start_failed(request: Request, exc: Exception) -> Response:
     learns of the session it created."""
     assert isinstance(exc, SessionStartError)
     started = {"session_id": exc.session_id, "deliberate": f"{API}/sessions/{exc.session_id}/deliberate"}
+    outage = log_outage(exc)  # the log out of service: said without where it is
+    if outage is not None:
+        logger.warning("session %s: created, but could not start: %s", exc.session_id, exc.cause)
+        if outage.retry_after is None:
+            return _error(500, outage.message, started)
+        return _error(503, outage.message, started, headers={"retry-after": str(outage.retry_after)})
     if isinstance(exc.cause, LogWriteError):
         logger.warning("session %s: created, but could not start: %s", exc.session_id, exc.cause)
-        message, retry_after = _write_failure(exc.cause)
-        return _error(503, f"session {exc.session_id} was created, but could not start: {message}", started,
-                      headers={"retry-after": retry_after})
+        return _error(503, f"session {exc.session_id} was created, but could not start: {exc.cause}", started,
+                      headers={"retry-after": str(RETRY_AFTER_SECONDS)})
     status = 409 if isinstance(exc.cause, SessionBusyError) else 500
     if status == 500:
         logger.error("session %s: created, but its deliberation could not start", exc.session_id, exc_info=exc.cause)
     return _error(status, str(exc), started)
 
 
-def _write_failure(exc: LogWriteError) -> tuple[str, str]:
-    """What a client is told of a write the log could not take, and in how many seconds to try again:
-    a full disk's own message (it names the log's file, the operator's), or the outage's."""
-    outage = log_outage(exc)
-    if outage is not None and outage.retry_after is not None:
-        return outage.message, str(outage.retry_after)
-    return str(exc), str(RETRY_AFTER_SECONDS)
-
-
 async def _log_write_failed(request: Request, exc: Exception) -> Response:
-    """A write the log could not take (a full disk): 503, and when to try again; nothing committed was lost."""
-    assert isinstance(exc, LogWriteError)
-    message, retry_after = _write_failure(exc)
-    return _error(503, message, headers={"retry-after": retry_after})
+    """A write the log could not take (a full disk; its own message names the log's file, the operator's):
+    503, and when to try again; nothing committed was lost."""
+    return _error(503, str(exc), headers={"retry-after": str(RETRY_AFTER_SECONDS)})
 
 
 async def _log_outage(request: Request, exc: Exception) -> Response:

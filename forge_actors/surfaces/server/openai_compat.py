@@ -56,6 +56,7 @@ from forge_actors.engine import (
     LogWriteError,
     SessionBusyError,
     SessionNotFoundError,
+    SessionStartError,
     SessionState,
     log_outage,
 )
@@ -356,6 +357,10 @@ def _engine_failure(exc: BaseException) -> OpenAIError:
         return OpenAIError(503, outage.message, "server_error", code="log_unavailable", retry_after=outage.retry_after)
     if isinstance(exc, LogWriteError):
         return OpenAIError(503, str(exc), "server_error", code="log_write_failed")
+    if isinstance(exc, SessionStartError):  # recorded, not started: the cause's status, and the id
+        cause = _engine_failure(exc.cause)
+        return OpenAIError(cause.status, f"session {exc.session_id} was created, but could not start: "
+                                         f"{cause.message}", cause.type, code=cause.code, retry_after=cause.retry_after)
     incident = secrets.token_hex(6)
     if isinstance(exc, (ForgeError, EventStoreError)):
         logger.error("incident %s: the OpenAI-compatible endpoint failed: %s", incident, exc)
