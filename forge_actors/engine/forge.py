@@ -246,9 +246,9 @@ class Forge:
             with provider_setup_errors():  # a spec the registry cannot even parse
                 check_untrusted_session(self.config, goal=goal, title=title, constraints=constraints,
                                         participants=participants, settings=asked, tools=tools, operator=operator)
-        given: list[str | ParticipantSpec | Mapping[str, Any]]
         if chosen is not None:
             tools = tools or chosen.tools  # the council's own tools are the operator's: used as written
+        given: list[str | ParticipantSpec | Mapping[str, Any]]
         if participants is not None:
             given = participants
         elif chosen is not None:
