@@ -97,6 +97,8 @@ class Contribute(msgspec.Struct, frozen=True):
     #: The most characters the attempt may stream, all its turns together (None: no limit). Past it
     #: the stream is stopped and the reply settles as cut, with ``finish_reason`` REPLY_LIMIT_FINISH.
     max_chars: int | None = None
+    #: False: the provider does not stream (a ProviderLimitFound): ask it without streaming.
+    stream: bool = True
 
 
 #: The finish reason of a reply stopped at ``Contribute.max_chars`` (the session's max_reply_chars).
@@ -141,6 +143,10 @@ class ContributionSucceeded(msgspec.Struct, frozen=True):
     served_by: str = ""
     #: Why a non-streaming call answered instead (the stream failed before its first delta).
     fallback: str = ""
+    #: What the provider showed it cannot do on the way (``providers.limits``), and how: the session
+    #: records it before the answer and asks around it from then on.
+    limit: str | None = None
+    evidence: str = ""
 
 
 class ContributionErrored(msgspec.Struct, frozen=True):
@@ -149,6 +155,9 @@ class ContributionErrored(msgspec.Struct, frozen=True):
     message: str
     retryable: bool
     retry_after: float | None = None
+    #: The failure shows the provider cannot do this (``providers.limits``: a 400 for response_format
+    #: or tools): the session records it and asks again around it, at once.
+    limit: str | None = None
 
 
 # -- timers -> session ----------------------------------------------------------------------------

@@ -48,8 +48,9 @@ from forge_actors.actors.messages import (
     UseProvider,
 )
 from forge_actors.providers import toolcalls
-from forge_actors.providers.base import TOOL_CALLS_FINISH, LlmRequest, Message, Provider, ToolCall, Usage
-from forge_actors.providers.errors import LlmError
+from forge_actors.providers.base import TOOL_CALLS_FINISH, LlmRequest, LlmResponse, Message, Provider, ToolCall, Usage
+from forge_actors.providers.errors import EmptyResponseError, LlmError, NotStreamedError
+from forge_actors.providers.limits import limit_shown
 from forge_actors.tools import ToolResult
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class ParticipantActor(pykka.ThreadingActor):
         mode = message.tool_mode if self.tools is not None else "off"
         request = message.request if mode != "off" else msgspec.structs.replace(message.request, tools=())
         budget = self.tools.budget() if self.tools is not None and mode != "off" else None
+        asking = _Asking(streams=message.stream)
         usage = Usage()
         seen_ids: set[str] = set()
         last_turn = False
@@ -148,18 +150,22 @@ class ParticipantActor(pykka.ThreadingActor):
         while True:
             turn_number += 1
             room = None if message.max_chars is None else message.max_chars - streamed
-            turn = self._turn(message, request, started, first=turn_number == 1, room=room)
+            turn = self._turn(message, request, asking, first=turn_number == 1, room=room)
             if not isinstance(turn, _Turn):
                 return turn
             streamed += len(turn.text)
             usage = _plus(usage, turn.usage)
             if turn.cut:
                 logger.warning("%s: %s stopped at %d characters (max_reply_chars)", self.name, cid, streamed)
-                return self._succeeded(cid, turn.text, REPLY_LIMIT_FINISH, usage, started)
+                return self._succeeded(cid, turn.text, REPLY_LIMIT_FINISH, usage, started, asking)
             calls = turn.calls if mode == "native" else toolcalls.parse_tool_calls(turn.text) if mode == "text" else []
             if not calls or last_turn or budget is None:
+                if not turn.text.strip():  # no answer, whichever way it came: never an empty success
+                    error = EmptyResponseError("the model answered with no text" + (
+                        " (only tool calls, past the tool budget)" if calls else ""), provider=self.name)
+                    return ContributionErrored(cid, error.kind, str(error), error.retryable)
                 finish = turn.finish_reason if turn.finish_reason != TOOL_CALLS_FINISH or not last_turn else "stop"
-                return self._succeeded(cid, turn.text, finish, usage, started)
+                return self._succeeded(cid, turn.text, finish, usage, started, asking)
             calls = [_unique(call, seen_ids, turn_number) for call in calls]
             results: list[tuple[ToolCall, ToolResult]] = []
             for call in calls:
@@ -189,9 +195,10 @@ class ParticipantActor(pykka.ThreadingActor):
         message.reply_to.tell(ToolCallFinished(cid, call.id, call.name, result))
         return result
 
-    def _turn(self, message: Contribute, request: LlmRequest, started: int, first: bool,
-              room: int | None) -> _Turn | ContributionSucceeded | ContributionErrored:
-        """One streamed reply: its text (each delta told as it comes), calls, finish and usage.
+    def _turn(self, message: Contribute, request: LlmRequest, asking: _Asking, first: bool,
+              room: int | None) -> _Turn | ContributionErrored:
+        """One reply: its text (each delta told as it comes), calls, finish and usage; streamed, or
+        asked in one call when the provider does not stream.
 
         ``room``: the characters it may still stream (None: no limit). The delta that passes it is
         cut to fit and the stream is closed there: a server that streams without end stops here."""
@@ -204,7 +211,10 @@ class ParticipantActor(pykka.ThreadingActor):
         abort = getattr(self.provider, "abort", None)
         unregister = token.on_cancel(abort) if callable(abort) else (lambda: None)
         chunks = None
+        streaming = asking.streams
         try:
+            if not streaming:
+                return self._whole_turn(message, self.provider.complete(request), room)
             chunks = self.provider.stream(request)
             for chunk in chunks:
                 if token.cancelled:
@@ -225,9 +235,12 @@ class ParticipantActor(pykka.ThreadingActor):
         except LlmError as error:
             if token.cancelled:  # the abort is what broke the stream
                 return _cancelled(cid)
-            if first and not parts and not calls and error.stream_fallback:
-                return self._without_streaming(message, error, started, room)
-            return ContributionErrored(cid, error.kind, str(error), error.retryable, error.retry_after)
+            limit = limit_shown(error, request)
+            whole = isinstance(error, NotStreamedError) and error.response is not None
+            if streaming and not parts and not calls and error.stream_fallback and (first or whole):
+                return self._without_streaming(message, request, error, asking, limit, room)
+            return ContributionErrored(cid, error.kind, str(error), error.retryable, error.retry_after,
+                                       limit=limit if limit != "streaming" else None)
         finally:
             unregister()
             close = getattr(chunks, "close", None)
@@ -237,15 +250,26 @@ class ParticipantActor(pykka.ThreadingActor):
             return _cancelled(cid)
         return _Turn("".join(parts), calls, finish_reason, usage)
 
-    def _without_streaming(self, message: Contribute, stream_error: LlmError, started: int,
-                           room: int | None) -> ContributionSucceeded | ContributionErrored:
-        """One non-streaming call after the stream failed before its first delta (its answer cut to
-        ``room`` characters, as a stream would have been)."""
+    def _without_streaming(self, message: Contribute, request: LlmRequest, stream_error: LlmError, asking: _Asking,
+                           limit: str | None, room: int | None) -> _Turn | ContributionErrored:
+        """The stream failed before its first delta in a way a plain request may avoid: the answer of one
+        non-streaming call instead — or, when the server answered the stream with a whole body, that
+        body's answer, so that nothing is asked twice. A server shown not to stream is asked without
+        streaming for the rest of the contribution (and, once the session records it, from then on)."""
         cid, token = message.contribution_id, message.cancel
-        why = f"the stream failed before its first delta ({stream_error.kind}: {stream_error}); one non-streaming call answered"
-        logger.info("%s: %s", self.name, why)
+        if limit == "streaming":
+            asking.streams = False
+            asking.limit, asking.evidence = limit, stream_error.message
+        whole = stream_error.response if isinstance(stream_error, NotStreamedError) else None
+        if whole is not None:
+            asking.fallback = f"{stream_error.message}; its answer was read from that body (asked once)"
+            logger.info("%s: %s", self.name, asking.fallback)
+            return self._whole_turn(message, whole, room)
+        asking.fallback = (f"the stream failed before its first delta ({stream_error.kind}: {stream_error}); "
+                           "one non-streaming call answered")
+        logger.info("%s: %s", self.name, asking.fallback)
         try:
-            response = self.provider.complete(message.request)
+            response = self.provider.complete(request)
         except LlmError as error:
             if token.cancelled:
                 return _cancelled(cid)
@@ -253,18 +277,34 @@ class ParticipantActor(pykka.ThreadingActor):
                                        f"{stream_error})", error.retryable, error.retry_after)
         if token.cancelled:
             return _cancelled(cid)
-        content, finish = response.content, response.finish_reason
+        return self._whole_turn(message, response, room)
+
+    def _whole_turn(self, message: Contribute, response: LlmResponse, room: int | None) -> _Turn:
+        """A reply that came whole (not streamed) as a turn: its text told as one delta (cut to ``room``),
+        its tool calls exactly as a stream would give them."""
+        content, finish, cut = response.content, response.finish_reason, False
         if room is not None and len(content) > room:
-            content, finish = content[:room], REPLY_LIMIT_FINISH
-        message.reply_to.tell(DeltaReceived(cid, content))
-        return self._succeeded(cid, content, finish, response.usage, started, fallback=why)
+            content, finish, cut = content[:room], REPLY_LIMIT_FINISH, True
+        if content:
+            message.reply_to.tell(DeltaReceived(message.contribution_id, content))
+        return _Turn(content, [] if cut else list(response.tool_calls), finish, response.usage, cut=cut)
 
     def _succeeded(self, cid: str, content: str, finish_reason: str | None, usage: Usage, started: int,
-                   fallback: str = "") -> ContributionSucceeded:
+                   asking: _Asking) -> ContributionSucceeded:
         """The answer, timed from ``started`` and naming the pool member that served it, if any."""
         latency_ms = (self._clock_ns() - started) / 1e6
         return ContributionSucceeded(cid, content, finish_reason, usage, latency_ms,
-                                     getattr(self.provider, "served_by", "") or "", fallback)
+                                     getattr(self.provider, "served_by", "") or "", asking.fallback,
+                                     asking.limit, asking.evidence)
+
+
+class _Asking(msgspec.Struct):
+    """How one contribution asks its provider, and what it learned doing so (for the session to record)."""
+
+    streams: bool = True
+    fallback: str = ""
+    limit: str | None = None
+    evidence: str = ""
 
 
 def _plus(a: Usage, b: Usage) -> Usage:

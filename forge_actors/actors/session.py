@@ -59,6 +59,7 @@ from forge_actors.core.events import (
     ParticipantInfo,
     PromptMessage,
     PromptSent,
+    ProviderLimitFound,
     ProviderSwitched,
     RoundCompleted,
     RoundKind,
@@ -437,7 +438,7 @@ class SessionActor(pykka.ThreadingActor):
             tools=definitions if mode == "native" else (),
         )
         self._participants[participant].tell(Contribute(cid, request, token, self.actor_ref, mode,
-                                                        settings.max_reply_chars))
+                                                        settings.max_reply_chars, info.streams))
 
     # -- replies from participants -------------------------------------------------------------
 
@@ -470,6 +471,8 @@ class SessionActor(pykka.ThreadingActor):
         if attempt is None or self._round is None:
             return
         number = self._round.number
+        if message.limit is not None:  # e.g. the server answered without streaming: asked so from now on
+            self._learn(attempt, message.limit, message.evidence)
         completed = ContributionCompleted(
             message.contribution_id, attempt.participant, number, attempt.attempt, message.content,
             message.finish_reason, TokenUsage(message.usage.input_tokens, message.usage.output_tokens),
@@ -510,6 +513,15 @@ class SessionActor(pykka.ThreadingActor):
         run = self._round
         if attempt is None or run is None:
             return
+        if message.limit is not None and self._learn(attempt, message.limit, message.message):
+            # The server refused a feature of the request (response_format, tools): asked again at once
+            # without it, which can change the outcome (unlike the same request again, which cannot).
+            self._emit(ContributionFailed(message.contribution_id, attempt.participant, run.number, attempt.attempt,
+                                          message.error_kind, message.message, message.retryable, True),
+                       durable=True)
+            self._send(attempt.participant, self._around_limits(attempt), "retry", attempt.first_parse,
+                       attempt.reasked)
+            return
         used = run.retries.get(attempt.participant, 0)
         will_retry = (message.retryable and used < self.state.settings.max_retries
                       and not self._repeats_malformed_stream(run.number, attempt.participant, message))
@@ -522,6 +534,24 @@ class SessionActor(pykka.ThreadingActor):
             timer = self._scheduler.tell_later(delay, self.actor_ref, RetryDue(run.number, attempt.participant))
             run.waiting[attempt.participant] = (attempt, timer)
         self._check_round_complete()
+
+    def _learn(self, attempt: _Attempt, limit: str, evidence: str) -> bool:
+        """Record what the participant's provider cannot do (``ProviderLimitFound``), once: True when it
+        was not known yet (the participant is asked around it from now on, by the fold's account)."""
+        info = self.state.participants[attempt.participant]
+        if not rounds.still_expected(info, limit):
+            return False
+        assert self._round is not None
+        self._emit(ProviderLimitFound(attempt.contribution_id, attempt.participant, self._round.number,
+                                      limit, evidence))  # type: ignore[arg-type]
+        return True
+
+    def _around_limits(self, attempt: _Attempt) -> rounds.RoundPrompt:
+        """The attempt's prompt as its participant is asked now, around what its provider cannot do."""
+        if attempt.purpose == "reask":  # the same reminder, asked for text (the text reader reads JSON too)
+            return msgspec.structs.replace(attempt.prompt, response_schema=None)
+        assert self._round is not None
+        return rounds.prompt_for(self.state, self._round.kind, attempt.participant, self._round.number)
 
     def _repeats_malformed_stream(self, round_number: int, participant: str, message: ContributionErrored) -> bool:
         """The same malformed stream the participant's previous attempt in this round got: a server

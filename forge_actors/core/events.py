@@ -64,6 +64,8 @@ class ParticipantInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     #: The tools it may call (names, resolved from categories when it joined) and how.
     tools: tuple[str, ...] = ()
     tool_mode: ToolMode = "off"
+    #: False once its provider was found not to stream (``ProviderLimitFound``): asked without streaming.
+    streams: bool = True
 
 
 class SessionSettings(msgspec.Struct, frozen=True):
@@ -308,6 +310,24 @@ class ProviderSwitched(Event, frozen=True):
     tool_mode: ToolMode | None = None
 
 
+#: What a server was found unable to do (``providers.limits``): stream, give structured replies,
+#: take tools natively.
+ProviderLimit = Literal["streaming", "structured_replies", "native_tools"]
+
+
+class ProviderLimitFound(Event, frozen=True):
+    """A participant's provider showed, answering ``contribution_id``, that it cannot do ``limit``
+    (``evidence``: what the server did, e.g. "answered application/json to a streaming request").
+    From then on the participant is asked around it — without streaming, for text replies, with
+    tools as text — until its provider is switched. Learned once per provider in a session."""
+
+    contribution_id: str
+    participant: str
+    round: int
+    limit: ProviderLimit
+    evidence: str
+
+
 class SessionInterrupted(Event, frozen=True):
     """The process running the session was asked to stop (e.g. Ctrl-C). Not an ending:
     what was in flight is recorded as abandoned, and ``resume`` continues the session."""
@@ -342,6 +362,7 @@ AnyEvent: TypeAlias = (
     | ParticipantAdded
     | RoundCompleted
     | ProviderSwitched
+    | ProviderLimitFound
     | SessionInterrupted
     | SessionResumed
     | SessionEnded

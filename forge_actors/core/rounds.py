@@ -34,6 +34,7 @@ from forge_actors.core.events import (
     ContributionCompleted,
     CritiqueRecorded,
     Outcome,
+    ParticipantInfo,
     Persona,
     PromptMessage,
     RoundKind,
@@ -359,6 +360,16 @@ class EndSession(msgspec.Struct, frozen=True):
 #: error: ..."): the one ending that is no decision of the rules (``audit.verify`` allows it only
 #: where the rules call for no ending).
 INTERNAL_ERROR = "internal error"
+
+
+def still_expected(info: ParticipantInfo, limit: str) -> bool:
+    """Whether the participant is still asked for what a ``ProviderLimitFound`` of ``limit`` would stop
+    asking (streaming, structured replies, native tool calls): a limit is learned once."""
+    if limit == "streaming":
+        return info.streams
+    if limit == "structured_replies":
+        return info.replies == "json"
+    return info.tool_mode == "native"
 
 
 def round_participants(state: SessionState, kind: RoundKind) -> list[str]:

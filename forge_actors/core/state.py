@@ -31,6 +31,7 @@ from forge_actors.core.events import (
     ParticipantInfo,
     PromptPurpose,
     PromptSent,
+    ProviderLimitFound,
     ProviderSwitched,
     RoundCompleted,
     RoundKind,
@@ -405,8 +406,20 @@ def _round_completed(state: SessionState, e: RoundCompleted) -> SessionState:
 def _provider_switched(state: SessionState, e: ProviderSwitched) -> SessionState:
     info = state.participants.get(e.participant, ParticipantInfo(e.participant))
     switched = replace(info, provider=e.provider, model=e.model, replies=e.replies or info.replies,
-                       tool_mode=e.tool_mode or info.tool_mode)
+                       tool_mode=e.tool_mode or info.tool_mode, streams=True)  # a new provider: nothing known yet
     return replace(state, participants=_with(state.participants, e.participant, switched))
+
+
+def _provider_limit_found(state: SessionState, e: ProviderLimitFound) -> SessionState:
+    """From now on the participant is asked around what its provider cannot do."""
+    info = state.participants.get(e.participant, ParticipantInfo(e.participant))
+    if e.limit == "streaming":
+        around = replace(info, streams=False)
+    elif e.limit == "structured_replies":
+        around = replace(info, replies="text")
+    else:
+        around = replace(info, tool_mode="text" if info.tools else info.tool_mode)
+    return replace(state, participants=_with(state.participants, e.participant, around))
 
 
 def _session_interrupted(state: SessionState, e: SessionInterrupted) -> SessionState:
@@ -441,6 +454,7 @@ _HANDLERS: dict[type[Event], Callable[[SessionState, Any], SessionState]] = {
     ParticipantAdded: _participant_added,
     RoundCompleted: _round_completed,
     ProviderSwitched: _provider_switched,
+    ProviderLimitFound: _provider_limit_found,
     SessionInterrupted: _session_interrupted,
     SessionResumed: _session_resumed,
     SessionEnded: _session_ended,

@@ -25,6 +25,7 @@ from forge_actors.core.events import (
     HumanDraftAdded,
     ParticipantAdded,
     PromptSent,
+    ProviderLimitFound,
     RoundKind,
     RoundStarted,
     SessionCreated,
@@ -78,6 +79,9 @@ def recorded_answers(events: Iterable[Event], participant: str) -> list[Recorded
                 answers[event.contribution_id].error_message = event.message
         elif isinstance(event, ContributionAbandoned):
             abandoned.add(event.contribution_id)
+        elif isinstance(event, ProviderLimitFound) and event.limit == "streaming":
+            if event.contribution_id in answers:  # its server answered the stream with a whole body
+                answers[event.contribution_id].not_streamed = event.evidence
     return [answer for cid, answer in answers.items() if cid not in abandoned]
 
 

@@ -241,7 +241,12 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
 
     def _complete_once(self, request: LlmRequest) -> LlmResponse:
         with self.translate_errors():
-            data = _decode_response(self.post_json("/v1/messages", self.body(request, stream=False)))
+            return self._completion(self.post_json("/v1/messages", self.body(request, stream=False)), request)
+
+    def _completion(self, body: bytes, request: LlmRequest) -> LlmResponse:
+        """A non-streaming response's answer (also the body a server that does not stream sends to a
+        streaming request)."""
+        data = _decode_response(body)
         usage = data.usage or _Usage()
         schema = request.response_schema
         calls: tuple[ToolCall, ...] = ()
@@ -262,18 +267,27 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
     def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
         input_tokens = output_tokens = 0
         stop_reason: str | None = None
-        # A structured reply's answer is the forced tool call's input; text deltas of other blocks are not.
-        answer_of = _answer_text if request.response_schema is None else _tool_input_json
+        # A structured reply's answer is the forced tool call's input; text deltas of other blocks are not,
+        # unless the model (or a server that ignores tool_choice) makes no call at all: then its text is
+        # the answer, read as text (held until the end, when it is known that no call came).
+        structured = request.response_schema is not None
+        answer_of = _tool_input_json if structured else _answer_text
+        held: list[str] = []
+        answered = False
         # Offered tools: each tool_use block is put together from its input_json_delta pieces and
         # goes out whole, as one tool_call chunk, at its content_block_stop.
         uses = _ToolUses() if request.tools else None
-        with self.open_stream("/v1/messages", self.body(request, stream=True)) as chunks:
+        with self.open_stream("/v1/messages", self.body(request, stream=True),
+                              lambda body: self._completion(body, request)) as chunks:
             for sse in sse_events(chunks):
                 if sse.event == "content_block_delta":  # the hot event: decoded into the least it needs
                     delta_event = _decode_delta_event(sse.data)
                     text = answer_of(delta_event.delta)
                     if text:
+                        answered = True
                         yield StreamChunk(text)
+                    elif structured:
+                        held.append(_answer_text(delta_event.delta))
                     elif uses is not None:
                         uses.feed(delta_event.index, delta_event.delta)
                     continue
@@ -284,7 +298,10 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
                 if kind == "content_block_delta":
                     text = answer_of(event.delta)
                     if text:
+                        answered = True
                         yield StreamChunk(text)
+                    elif structured:
+                        held.append(_answer_text(event.delta))
                     elif uses is not None:
                         uses.feed(event.index, event.delta)
                 elif kind == "content_block_start":
@@ -309,6 +326,8 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
                         if event.usage.input_tokens is not None:
                             input_tokens = event.usage.input_tokens
                 elif kind == "message_stop":
+                    if not answered and "".join(held):  # a structured request answered with text only
+                        yield StreamChunk("".join(held))
                     finish = _finish(stop_reason, uses.made > 0) if uses is not None else stop_reason
                     yield StreamChunk("", True, finish, Usage(input_tokens, output_tokens))
                     return

@@ -183,6 +183,16 @@ class Provider(Protocol):
     def close(self) -> None: ...
 
 
+def chunks_of(response: LlmResponse) -> Iterator[StreamChunk]:
+    """A whole response as a stream would have given it: its text, its calls, then the last chunk
+    (the inverse of ``collect``)."""
+    if response.content:
+        yield StreamChunk(response.content)
+    for call in response.tool_calls:
+        yield StreamChunk(tool_call=call)
+    yield StreamChunk("", True, response.finish_reason, response.usage)
+
+
 def collect(chunks: Iterator[StreamChunk], model: str) -> LlmResponse:
     """Join a stream into one response."""
     parts: list[str] = []

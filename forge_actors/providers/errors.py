@@ -121,9 +121,32 @@ class ProtocolError(LlmError):
         return True  # a malformed or cut stream says nothing against a plain response
 
 
+class NotStreamedError(ProtocolError):
+    """The server answered a streaming request with a whole body (``application/json``): it does not
+    stream. Not a failure of the request: ``response`` holds the answer the body gave (None when it
+    could not be read as one), so that nothing is asked twice, and whoever calls the provider can ask
+    it without streaming from then on. Never retried: the server answers the same way again."""
+
+    kind = "not_streamed"
+    retryable = False
+
+    def __init__(self, message: str, *, response: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.response = response
+
+
 class EmptyResponseError(LlmError):
     kind = "empty_response"
     retryable = True
+
+
+class EmptyStreamError(EmptyResponseError):
+    """A stream that completed (a 200, its end marker) without any text or tool call: one plain
+    request may still answer (some servers stream nothing for some requests)."""
+
+    @property
+    def stream_fallback(self) -> bool:
+        return True
 
 
 class ProcessFailedError(LlmError):
@@ -203,7 +226,7 @@ ERRORS_BY_KIND: dict[str, type[LlmError]] = {
     for cls in (
         AuthenticationError, PermissionDeniedError, RateLimitError, OverloadedError, BadRequestError,
         NotFoundError, ServerError, QuotaExceededError, RequestTimeoutError, ConnectError, ProtocolError,
-        EmptyResponseError, ProcessFailedError, CancelledError, RefusalError, MalformedReplyError, ReplayMismatchError,
+        NotStreamedError, EmptyResponseError, ProcessFailedError, CancelledError, RefusalError, MalformedReplyError, ReplayMismatchError,
     )
 }
 

@@ -44,9 +44,11 @@ from forge_actors.providers.errors import (
     CancelledError,
     ConnectError,
     EmptyResponseError,
+    EmptyStreamError,
     LlmError,
     MissingApiKeyError,
     NotFoundError,
+    NotStreamedError,
     OverloadedError,
     PermissionDeniedError,
     ProtocolError,
@@ -525,11 +527,15 @@ class HttpProvider:
         return response.content
 
     @contextmanager
-    def open_stream(self, path: str, body: dict[str, Any]) -> Iterator[Iterator[bytes]]:
+    def open_stream(self, path: str, body: dict[str, Any],
+                    whole: Callable[[bytes], LlmResponse] | None = None) -> Iterator[Iterator[bytes]]:
         """POST and yield the response's byte chunks.
 
         Errors come out typed, also those raised while the caller reads inside the
-        ``with`` block: they pass back through this generator's ``yield``.
+        ``with`` block: they pass back through this generator's ``yield``. A server that answers
+        with a whole JSON body instead of a stream raises NotStreamedError carrying that answer,
+        read by ``whole`` (the provider's reader of a non-streaming response), so that it is not
+        asked for twice.
         """
         request = self._client.build_request(
             "POST", self.base_url + path, content=_json_encode(body), headers={"content-type": "application/json"})
@@ -543,10 +549,22 @@ class HttpProvider:
                 if response.status_code >= 400:
                     response.read()
                     raise self.status_error(response)
+                if whole is not None and _media_type(response) == "application/json":
+                    raise self._not_streamed(response.read(), whole)
                 yield response.iter_bytes()
             finally:
                 call.forget_streams()
                 response.close()
+
+    def _not_streamed(self, body: bytes, whole: Callable[[bytes], LlmResponse]) -> NotStreamedError:
+        """The whole body a server sent to a streaming request, as an error that carries its answer."""
+        said = "the server answered application/json to a streaming request: it does not stream"
+        try:
+            answer: LlmResponse | None = whole(body)
+        except msgspec.DecodeError as exc:  # not a response of this API: it must be asked again, plainly
+            logger.info("%s: %s, and the body is no response (%s)", self.name, said, exc)
+            answer = None
+        return NotStreamedError(said, provider=self.name, response=answer)
 
     @contextmanager
     def translate_errors(self) -> Iterator[None]:
@@ -618,16 +636,21 @@ class HttpProvider:
         return BadRequestError(f"the request was refused ({status}: {message})", **kwargs)
 
 
+def _media_type(response: httpx.Response) -> str:
+    return response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 def _require_text(chunks: Iterator[StreamChunk], provider: str) -> Iterator[StreamChunk]:
-    """Pass chunks through; a stream that completes with no text (and no tool call) is an EmptyResponseError."""
+    """Pass chunks through; a stream that completes with no text (and no tool call) is an EmptyStreamError
+    (one plain request may still answer)."""
     any_text = False
     try:
         for chunk in chunks:
             if chunk.delta or chunk.tool_call is not None:
                 any_text = True
             elif chunk.is_complete and not any_text:
-                raise EmptyResponseError(
-                    f"the model finished ({chunk.finish_reason}) without any text", provider=provider
+                raise EmptyStreamError(
+                    f"the stream finished ({chunk.finish_reason}) without any text", provider=provider
                 )
             yield chunk
     finally:

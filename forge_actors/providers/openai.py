@@ -350,7 +350,12 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
 
     def _complete_once(self, request: LlmRequest) -> LlmResponse:
         with self.translate_errors():
-            data = _decode_completion(self.post_json("/chat/completions", self.body(request, stream=False)))
+            return self._completion(self.post_json("/chat/completions", self.body(request, stream=False)), request)
+
+    def _completion(self, body: bytes, request: LlmRequest) -> LlmResponse:
+        """A non-streaming response's answer (also the body a server that does not stream sends to a
+        streaming request)."""
+        data = _decode_completion(body)
         if data.error is not None:
             raise self._mid_stream_error(data.error)
         if not data.choices:
@@ -378,7 +383,8 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
         finish_reason: str | None = None
         usage: _Usage | None = None
         calls = ToolCallAssembler()
-        with self.open_stream("/chat/completions", self.body(request, stream=True)) as chunks:
+        with self.open_stream("/chat/completions", self.body(request, stream=True),
+                              lambda body: self._completion(body, request)) as chunks:
             for sse in sse_events(chunks):
                 if sse.data == b"[DONE]":
                     for call in calls.finish():
@@ -416,7 +422,8 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
         usage: _Usage | None = None
         refusal: list[str] = []
         calls = ToolCallAssembler()
-        with self.open_stream("/chat/completions", self.body(request, stream=True)) as chunks:
+        with self.open_stream("/chat/completions", self.body(request, stream=True),
+                              lambda body: self._completion(body, request)) as chunks:
             for sse in sse_events(chunks):
                 if sse.data == b"[DONE]":
                     break

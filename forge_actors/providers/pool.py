@@ -30,8 +30,8 @@ from typing import Literal
 
 import msgspec
 
-from forge_actors.providers.base import LlmRequest, LlmResponse, Provider, StreamChunk, collect
-from forge_actors.providers.errors import ERRORS_BY_KIND, LlmError, ProviderConfigError, ServerError
+from forge_actors.providers.base import LlmRequest, LlmResponse, Provider, StreamChunk, chunks_of, collect
+from forge_actors.providers.errors import ERRORS_BY_KIND, LlmError, NotStreamedError, ProviderConfigError, ServerError
 from forge_actors.providers.structured import StructuredOutput
 
 Strategy = Literal["round_robin", "failover"]
@@ -201,12 +201,20 @@ class PoolProvider(StructuredOutput):
             chunks: Iterator[StreamChunk] | None = None
             started = False
             try:
-                chunks = member.stream(request)
-                for chunk in chunks:
-                    if not started:
-                        started = True
-                        self.served_by = label
-                    yield chunk
+                try:
+                    chunks = member.stream(request)
+                    for chunk in chunks:
+                        if not started:
+                            started = True
+                            self.served_by = label
+                        yield chunk
+                except NotStreamedError as whole:
+                    if whole.response is None:
+                        raise
+                    # The member answered with a whole body: that is its answer (what it cannot do is the
+                    # member's, not the pool's: nothing is learned for the pool as a whole).
+                    self.served_by = label
+                    yield from chunks_of(whole.response)
             except LlmError as error:
                 self.health.failed(label, f"{error.kind}: {error}")
                 if started:  # text went out: report it, do not silently switch mid-answer

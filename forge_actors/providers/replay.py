@@ -26,7 +26,14 @@ from forge_actors.providers.base import (
     Usage,
     collect,
 )
-from forge_actors.providers.errors import ERRORS_BY_KIND, LlmError, NotFoundError, ReplayMismatchError
+from forge_actors.providers.errors import (
+    ERRORS_BY_KIND,
+    BadRequestError,
+    LlmError,
+    NotFoundError,
+    NotStreamedError,
+    ReplayMismatchError,
+)
 from forge_actors.providers.structured import StructuredOutput
 
 
@@ -51,6 +58,9 @@ class RecordedAnswer(msgspec.Struct):
     error_message: str = ""
     prompt_length: int = 0
     turns: list[RecordedTurn] = []
+    #: The recorded server answered this attempt's stream with a whole body (what it said): the re-run
+    #: meets the same (a NotStreamedError carrying the answer), and so learns the same.
+    not_streamed: str = ""
 
 
 def prompt_key(messages: Iterable[Message]) -> str:
@@ -115,7 +125,10 @@ class ReplayProvider(StructuredOutput):
                 provider=self.name,
             )
         answer = queue.popleft()
-        return self._play_turn(answer, 0) if answer.turns else self._play(answer)
+        chunks = self._play_turn(answer, 0) if answer.turns else self._play(answer)
+        if answer.not_streamed:
+            raise NotStreamedError(answer.not_streamed, provider=self.name, response=collect(chunks, self.model))
+        return chunks
 
     def _play_turn(self, answer: RecordedAnswer, index: int) -> Iterator[StreamChunk]:
         """The ``index``-th reply of an attempt that called tools; the last ends as the attempt did."""
@@ -157,6 +170,9 @@ class ReplayProvider(StructuredOutput):
 def _recorded_error(answer: RecordedAnswer) -> LlmError:
     """The recorded failure again: same kind, same message (which already names its provider)."""
     kind = answer.error_kind or ""
-    error = ERRORS_BY_KIND.get(kind, LlmError)(answer.error_message)
+    cls = ERRORS_BY_KIND.get(kind, LlmError)
+    # A recorded bad request was a 400 (the status is not recorded): what it shows a server cannot do
+    # (``providers.limits``) is read from its message again, as the recorded session read it.
+    error = cls(answer.error_message, status_code=400 if issubclass(cls, BadRequestError) else None)
     error.kind = answer.error_kind or error.kind  # kinds the taxonomy does not name (e.g. a deadline) too
     return error
