@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo demo-tools test lint bench clean
+.PHONY: demo demo-tools test lint bench clean third-party-servers
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,19 @@ $(VENV)/.installed: $(PY) pyproject.toml
 $(VENV)/.installed-dev: $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
+
+# The third-party test servers (mockllm, llm-katan) in an environment of their own, so that their
+# dependencies never change ours (tests/third_party_support.py says why); `.ci/run` makes it, and without
+# it their tests skip. The stamp is touched only once pip succeeded.
+THIRD_PARTY := $(VENV)/third-party
+
+$(THIRD_PARTY)/.installed: tests/third_party_requirements.txt
+	rm -rf $(THIRD_PARTY)
+	$(PYTHON) -m venv $(THIRD_PARTY)
+	$(THIRD_PARTY)/bin/python -m pip install --quiet -r tests/third_party_requirements.txt
+	touch $@
+
+third-party-servers: $(THIRD_PARTY)/.installed
 
 # `forge run` with no participants and no API key: three offline mock participants.
 # Exit 1 (ended without converging) is a demo outcome too; then: how to call forge on the demo's log.
