@@ -10,7 +10,8 @@ and ``/v1/messages``:
 - **llm-katan** 0.22.0 with its echo backend (no model, no weights) echoes the last user message.
   Offered tools, it always calls the first with arguments made up from its schema: streamed as
   ``tool_use`` blocks on ``/v1/messages``, but as one whole JSON body on ``/v1/chat/completions``
-  even when asked to stream. It honours ``response_format`` only of type ``json_object``; the
+  even when asked to stream — and there it calls one even when told not to (``tool_choice: none``), so
+  a contribution that spent its tool budget has no answer. It honours ``response_format`` only of type ``json_object``; the
   Anthropic route's forced tool call (our structured replies) gets arguments from the schema.
 
 They live in a virtual environment of their own, ``.venv/third-party`` (``make third-party-servers``,
@@ -71,6 +72,9 @@ class ServerKind:
     ready_path: str  # a GET that answers 200 once it serves
     calls_tools: tuple[str, ...] = ()  # the routes on which it calls the tools it is offered
     structured: tuple[str, ...] = ()  # the routes on which it answers our structured requests in JSON
+    #: The routes on which it calls a tool even when told not to (``tool_choice: none``): a contribution
+    #: whose tool budget is spent then has no answer, and fails honestly (``empty_response``).
+    ignores_tool_choice: tuple[str, ...] = ()
 
     def command(self, port: int, folder: Path) -> list[str]:
         python = str(VENV / "bin" / "python")
@@ -92,7 +96,7 @@ class ServerKind:
 
 MOCKLLM = ServerKind("mockllm", ("openai", "anthropic"), "/models")
 LLM_KATAN = ServerKind("llm-katan", ("openai", "anthropic"), "/health",
-                       calls_tools=("openai", "anthropic"), structured=("anthropic",))
+                       calls_tools=("openai", "anthropic"), structured=("anthropic",), ignores_tool_choice=("openai",))
 KINDS = {kind.name: kind for kind in (MOCKLLM, LLM_KATAN)}
 
 

@@ -147,6 +147,9 @@ class ContributionSucceeded(msgspec.Struct, frozen=True):
     #: records it before the answer and asks around it from then on.
     limit: str | None = None
     evidence: str = ""
+    #: The kind of the failure that showed it, and whether that failure held the answer (no second call).
+    evidence_kind: str = ""
+    answered_from_body: bool = False
 
 
 class ContributionErrored(msgspec.Struct, frozen=True):

@@ -235,10 +235,10 @@ class ParticipantActor(pykka.ThreadingActor):
         except LlmError as error:
             if token.cancelled:  # the abort is what broke the stream
                 return _cancelled(cid)
-            limit = limit_shown(error, request)
             whole = isinstance(error, NotStreamedError) and error.response is not None
             if streaming and not parts and not calls and error.stream_fallback and (first or whole):
-                return self._without_streaming(message, request, error, asking, limit, room)
+                return self._without_streaming(message, request, error, asking, room)
+            limit = limit_shown(error, request)
             return ContributionErrored(cid, error.kind, str(error), error.retryable, error.retry_after,
                                        limit=limit if limit != "streaming" else None)
         finally:
@@ -251,21 +251,21 @@ class ParticipantActor(pykka.ThreadingActor):
         return _Turn("".join(parts), calls, finish_reason, usage)
 
     def _without_streaming(self, message: Contribute, request: LlmRequest, stream_error: LlmError, asking: _Asking,
-                           limit: str | None, room: int | None) -> _Turn | ContributionErrored:
+                           room: int | None) -> _Turn | ContributionErrored:
         """The stream failed before its first delta in a way a plain request may avoid: the answer of one
         non-streaming call instead — or, when the server answered the stream with a whole body, that
         body's answer, so that nothing is asked twice. A server shown not to stream is asked without
         streaming for the rest of the contribution (and, once the session records it, from then on)."""
         cid, token = message.contribution_id, message.cancel
-        if limit == "streaming":
-            asking.streams = False
-            asking.limit, asking.evidence = limit, stream_error.message
         whole = stream_error.response if isinstance(stream_error, NotStreamedError) else None
         if whole is not None:
             asking.fallback = f"{stream_error.message}; its answer was read from that body (asked once)"
             logger.info("%s: %s", self.name, asking.fallback)
+            self._stops_streaming(asking, stream_error)
+            asking.answered_from_body = True
             return self._whole_turn(message, whole, room)
-        asking.fallback = (f"the stream failed before its first delta ({stream_error.kind}: {stream_error}); "
+        # Said from the error's kind and message (not its provider's name), as a re-run says it again.
+        asking.fallback = (f"the stream failed before its first delta ({stream_error.kind}: {stream_error.message}); "
                            "one non-streaming call answered")
         logger.info("%s: %s", self.name, asking.fallback)
         try:
@@ -277,7 +277,17 @@ class ParticipantActor(pykka.ThreadingActor):
                                        f"{stream_error})", error.retryable, error.retry_after)
         if token.cancelled:
             return _cancelled(cid)
+        self._stops_streaming(asking, stream_error)
         return self._whole_turn(message, response, room)
+
+    def _stops_streaming(self, asking: _Asking, stream_error: LlmError) -> None:
+        """The stream failed before its first delta and a plain request answered: this server's streaming
+        does not work (it answers with a whole body, refuses it, breaks or empties its streams). It is
+        asked without streaming for the rest of the contribution, and, once the session records it,
+        from then on: one paid call per reply, not two. (A stream that failed by chance costs the
+        participant its live text for the session, never an answer.)"""
+        asking.streams = False
+        asking.limit, asking.evidence, asking.evidence_kind = "streaming", stream_error.message, stream_error.kind
 
     def _whole_turn(self, message: Contribute, response: LlmResponse, room: int | None) -> _Turn:
         """A reply that came whole (not streamed) as a turn: its text told as one delta (cut to ``room``),
@@ -295,7 +305,7 @@ class ParticipantActor(pykka.ThreadingActor):
         latency_ms = (self._clock_ns() - started) / 1e6
         return ContributionSucceeded(cid, content, finish_reason, usage, latency_ms,
                                      getattr(self.provider, "served_by", "") or "", asking.fallback,
-                                     asking.limit, asking.evidence)
+                                     asking.limit, asking.evidence, asking.evidence_kind, asking.answered_from_body)
 
 
 class _Asking(msgspec.Struct):
@@ -305,6 +315,8 @@ class _Asking(msgspec.Struct):
     fallback: str = ""
     limit: str | None = None
     evidence: str = ""
+    evidence_kind: str = ""
+    answered_from_body: bool = False
 
 
 def _plus(a: Usage, b: Usage) -> Usage:
@@ -325,13 +337,16 @@ def _unique(call: ToolCall, seen: set[str], turn: int) -> ToolCall:
 
 def _next_request(request: LlmRequest, mode: str, text: str, results: list[tuple[ToolCall, ToolResult]],
                   last_turn: bool) -> LlmRequest:
-    """The conversation so far plus this turn and its results. Natively the tools stay offered (an
-    API may refuse a conversation holding tool calls without them): the results of calls past the
-    budget say it is spent, and a call in the last turn is not run anyway."""
+    """The conversation so far plus this turn and its results. Natively the tools stay defined (an
+    API may refuse a conversation holding tool calls without them); on the last turn the request says
+    that none may be called (``tool_choice: none``), the results of calls past the budget say it is
+    spent, and a call in the last turn is not run anyway."""
     if mode == "native":
         added = [Message("assistant", text, tool_calls=tuple(call for call, _ in results))]
         added += [Message("tool", _result_text(result), tool_call_id=call.id, name=call.name,
                           is_error=result.error is not None) for call, result in results]
+        if last_turn:  # the tools stay defined, but no call: the model answers in text
+            return msgspec.structs.replace(request, messages=(*request.messages, *added), tool_choice="none")
     else:
         shown = [(call, Message("tool", _result_text(result), is_error=result.error is not None))
                  for call, result in results]

@@ -472,7 +472,7 @@ class SessionActor(pykka.ThreadingActor):
             return
         number = self._round.number
         if message.limit is not None:  # e.g. the server answered without streaming: asked so from now on
-            self._learn(attempt, message.limit, message.evidence)
+            self._learn(attempt, message.limit, message.evidence, message.evidence_kind, message.answered_from_body)
         completed = ContributionCompleted(
             message.contribution_id, attempt.participant, number, attempt.attempt, message.content,
             message.finish_reason, TokenUsage(message.usage.input_tokens, message.usage.output_tokens),
@@ -513,7 +513,7 @@ class SessionActor(pykka.ThreadingActor):
         run = self._round
         if attempt is None or run is None:
             return
-        if message.limit is not None and self._learn(attempt, message.limit, message.message):
+        if message.limit is not None and self._learn(attempt, message.limit, message.message, message.error_kind):
             # The server refused a feature of the request (response_format, tools): asked again at once
             # without it, which can change the outcome (unlike the same request again, which cannot).
             self._emit(ContributionFailed(message.contribution_id, attempt.participant, run.number, attempt.attempt,
@@ -535,7 +535,8 @@ class SessionActor(pykka.ThreadingActor):
             run.waiting[attempt.participant] = (attempt, timer)
         self._check_round_complete()
 
-    def _learn(self, attempt: _Attempt, limit: str, evidence: str) -> bool:
+    def _learn(self, attempt: _Attempt, limit: str, evidence: str, error_kind: str,
+               answered_from_body: bool = False) -> bool:
         """Record what the participant's provider cannot do (``ProviderLimitFound``), once: True when it
         was not known yet (the participant is asked around it from now on, by the fold's account)."""
         info = self.state.participants[attempt.participant]
@@ -543,7 +544,7 @@ class SessionActor(pykka.ThreadingActor):
             return False
         assert self._round is not None
         self._emit(ProviderLimitFound(attempt.contribution_id, attempt.participant, self._round.number,
-                                      limit, evidence))  # type: ignore[arg-type]
+                                      limit, evidence, error_kind, answered_from_body))  # type: ignore[arg-type]
         return True
 
     def _around_limits(self, attempt: _Attempt) -> rounds.RoundPrompt:

@@ -326,6 +326,10 @@ class ProviderLimitFound(Event, frozen=True):
     round: int
     limit: ProviderLimit
     evidence: str
+    #: The kind of the failure that showed it (``not_streamed``, ``malformed_stream``, ``bad_request``...).
+    error_kind: str = ""
+    #: That failure held the answer itself (a whole body sent to a streaming request): no second call was made.
+    answered_from_body: bool = False
 
 
 class SessionInterrupted(Event, frozen=True):

@@ -80,8 +80,10 @@ def recorded_answers(events: Iterable[Event], participant: str) -> list[Recorded
         elif isinstance(event, ContributionAbandoned):
             abandoned.add(event.contribution_id)
         elif isinstance(event, ProviderLimitFound) and event.limit == "streaming":
-            if event.contribution_id in answers:  # its server answered the stream with a whole body
-                answers[event.contribution_id].not_streamed = event.evidence
+            answer = answers.get(event.contribution_id)
+            if answer is not None:  # its stream failed, and it was answered without streaming
+                answer.stream_failure, answer.stream_failure_kind = event.evidence, event.error_kind
+                answer.answered_from_body = event.answered_from_body
     return [answer for cid, answer in answers.items() if cid not in abandoned]
 
 

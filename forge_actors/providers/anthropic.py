@@ -231,6 +231,8 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
             )
         if request.tools:
             body["tools"] = tool_definitions(request.tools)
+            if request.tool_choice == "none":
+                body["tool_choice"] = {"type": "none"}
         if schema is not None:
             # One forced call of one tool: its input is the reply (no text before it, no second call).
             body["tools"] = [answer_tool(schema)]

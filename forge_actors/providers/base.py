@@ -102,6 +102,9 @@ class LlmRequest(msgspec.Struct, frozen=True, kw_only=True):
     stop: tuple[str, ...] = ()
     response_schema: JsonSchema | None = None
     tools: tuple[ToolDefinition, ...] = ()
+    #: ``none``: the tools stay defined (a conversation holding tool calls needs them on some APIs) but
+    #: the model may not call one (the last turn of a contribution whose tool budget is spent).
+    tool_choice: Literal["auto", "none"] = "auto"
 
     @property
     def system(self) -> str:

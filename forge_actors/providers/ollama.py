@@ -123,7 +123,7 @@ class OllamaProvider(StructuredOutput, HttpProvider):
             "stream": stream,
             "options": options,
         }
-        if request.tools:
+        if request.tools and request.tool_choice != "none":  # Ollama has no tool_choice: not offered at all
             body["tools"] = function_tools(request.tools)
         if request.response_schema is not None:
             body["format"] = request.response_schema.schema  # the JSON then streams as message.content

@@ -343,6 +343,8 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
             body["response_format"] = response_format(request.response_schema)
         if request.tools:
             body["tools"] = function_tools(request.tools)
+            if request.tool_choice == "none":
+                body["tool_choice"] = "none"
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

@@ -32,6 +32,7 @@ from forge_actors.providers.errors import (
     LlmError,
     NotFoundError,
     NotStreamedError,
+    ProtocolError,
     ReplayMismatchError,
 )
 from forge_actors.providers.structured import StructuredOutput
@@ -58,9 +59,12 @@ class RecordedAnswer(msgspec.Struct):
     error_message: str = ""
     prompt_length: int = 0
     turns: list[RecordedTurn] = []
-    #: The recorded server answered this attempt's stream with a whole body (what it said): the re-run
-    #: meets the same (a NotStreamedError carrying the answer), and so learns the same.
-    not_streamed: str = ""
+    #: The recorded attempt's stream failed before its first delta and was answered without streaming
+    #: (the failure's kind and message; whether the failure held the answer, a whole body): the re-run
+    #: meets the same failure, and so falls back, and learns, the same.
+    stream_failure: str = ""
+    stream_failure_kind: str = ""
+    answered_from_body: bool = False
 
 
 def prompt_key(messages: Iterable[Message]) -> str:
@@ -92,6 +96,8 @@ class ReplayProvider(StructuredOutput):
         self._queues: dict[str, deque[RecordedAnswer]] = {}
         # An attempt that called tools, part played: (its answer, the next turn to play).
         self._continuing: tuple[RecordedAnswer, int] | None = None
+        # The answer of an attempt whose stream failed as recorded: the plain call after it gets it.
+        self._plain: Iterator[StreamChunk] | None = None
         for answer in answers:  # in the order the prompts were sent
             self._queues.setdefault(answer.prompt_key, deque()).append(answer)
 
@@ -109,7 +115,8 @@ class ReplayProvider(StructuredOutput):
         return sum(len(q) for q in self._queues.values())
 
     def complete(self, request: LlmRequest) -> LlmResponse:
-        return collect(self.stream(request), self.model)
+        plain, self._plain = self._plain, None
+        return collect(plain if plain is not None else self.stream(request), self.model)
 
     def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
         if self._continuing is not None:
@@ -126,8 +133,11 @@ class ReplayProvider(StructuredOutput):
             )
         answer = queue.popleft()
         chunks = self._play_turn(answer, 0) if answer.turns else self._play(answer)
-        if answer.not_streamed:
-            raise NotStreamedError(answer.not_streamed, provider=self.name, response=collect(chunks, self.model))
+        if answer.stream_failure:
+            if answer.answered_from_body:
+                raise NotStreamedError(answer.stream_failure, response=collect(chunks, self.model))
+            self._plain = chunks  # what the one non-streaming call that follows answers
+            raise _StreamFailure(answer.stream_failure_kind, answer.stream_failure)
         return chunks
 
     def _play_turn(self, answer: RecordedAnswer, index: int) -> Iterator[StreamChunk]:
@@ -165,6 +175,16 @@ class ReplayProvider(StructuredOutput):
         if answer.content is None:
             raise NotFoundError(f"the recording of {answer.contribution_id} never finished", provider=self.name)
         yield StreamChunk("", True, answer.finish_reason, answer.usage)
+
+
+class _StreamFailure(ProtocolError):
+    """A recorded stream's failure again, of its recorded kind and message, before its first delta."""
+
+    retryable = False
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _recorded_error(answer: RecordedAnswer) -> LlmError:

@@ -84,6 +84,8 @@ def test_a_server_that_never_streams_is_asked_once_per_contribution(tmp_path: Pa
         # The re-run learned the same, at the same moments of each participant's part (only the interleaving
         # of different participants may differ).
         assert per_participant(rerun_events) == per_participant(events)
+        assert sorted((c.participant, c.round, c.fallback) for c in of(rerun_events, ContributionCompleted)) == \
+            sorted((c.participant, c.round, c.fallback) for c in of(events, ContributionCompleted))
 
 
 def test_tool_calls_of_a_whole_body_are_run_as_a_stream_s_would_be(tmp_path: Path) -> None:
@@ -96,14 +98,19 @@ def test_tool_calls_of_a_whole_body_are_run_as_a_stream_s_would_be(tmp_path: Pat
     assert ("tooler", "streaming") in limits_of(events)
 
 
-def test_an_empty_stream_gets_one_non_streaming_call_and_teaches_nothing(tmp_path: Path) -> None:
+def test_a_stream_that_fails_then_a_plain_call_that_answers_teaches_the_same(tmp_path: Path) -> None:
+    """An empty stream (or a broken one) answered by the plain call after it: the server's streaming does
+    not work, so it is not paid twice again; the re-run meets the same failure and falls back alike."""
     with CompatibleServer(Manner(empty_streams=1)) as server, Forge(str(tmp_path / "forge.db")) as forge:
-        _, events = deliberate(forge, specs(server, names=("alice",)) + ["mock:bob?word_delay=0"])
-    first = next(c for c in of(events, ContributionCompleted) if c.participant == "alice")
-    assert "without any text" in first.fallback and first.content.strip()
-    assert limits_of(events) == []
+        session_id, events = deliberate(forge, specs(server, names=("alice",)) + ["mock:bob?word_delay=0"])
+        rerun_events = forge.events(forge.rerun(session_id))
     alices = [c for c in of(events, ContributionCompleted) if c.participant == "alice"]
-    assert len(server.requests) == len(alices) + 1  # the empty stream, once
+    assert "without any text" in alices[0].fallback and alices[0].content.strip()
+    assert [e.limit for e in of(events, ProviderLimitFound)] == ["streaming"]
+    assert of(events, ProviderLimitFound)[0].error_kind == "empty_response"
+    assert len(server.requests) == len(alices) + 1  # the empty stream, once; then one call a reply
+    assert [c.fallback for c in of(rerun_events, ContributionCompleted) if c.participant == "alice"] == [
+        c.fallback for c in alices]
 
 
 def test_a_server_refusing_response_format_is_asked_for_text_replies_at_once(tmp_path: Path) -> None:

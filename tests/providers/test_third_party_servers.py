@@ -71,8 +71,10 @@ def of_type(records: list[RecordedEvent], kind: type) -> list:
     return [r.event for r in records if isinstance(r.event, kind)]
 
 
-def assert_an_honest_deliberation(records: list[RecordedEvent], requests: int) -> None:
-    """What must hold of any deliberation, whatever the server answered."""
+def assert_an_honest_deliberation(records: list[RecordedEvent], requests: int, *, no_answer: bool = False) -> None:
+    """What must hold of any deliberation, whatever the server answered. ``no_answer``: the server never
+    answers in text once tools are offered (it calls one even when told not to): a contribution whose
+    tool budget is spent then fails as empty (never a success with no text)."""
     events = [r.event for r in records]
     assert verify(records) == []
     ended = events[-1]
@@ -81,7 +83,8 @@ def assert_an_honest_deliberation(records: list[RecordedEvent], requests: int) -
     assert decided == rounds.EndSession(ended.outcome, ended.reason, ended.final_score), (decided, ended)
 
     failed = [(e.round, e.participant, e.error_kind, e.message) for e in of_type(records, ContributionFailed)
-              if e.participant in ON_SERVER]
+              if e.participant in ON_SERVER and not (no_answer and e.error_kind == "empty_response"
+                                                     and "past the tool budget" in e.message)]
     assert not failed, f"contributions failed against a server that answers: {failed}"
     empty = [(e.round, e.participant, e.finish_reason, e.fallback) for e in of_type(records, ContributionCompleted)
              if not e.content.strip()]
@@ -93,7 +96,10 @@ def assert_an_honest_deliberation(records: list[RecordedEvent], requests: int) -
     shown = {(p.round, p.participant): p.proposal_labels for p in prompts
              if kinds[p.round] == "critique" and p.purpose == "initial"}
     critiques = of_type(records, CritiqueRecorded)
+    answered = {(e.round, e.participant) for e in of_type(records, ContributionCompleted)}
     for (round_number, critic), labels in shown.items():
+        if (round_number, critic) not in answered:  # it failed (allowed above): it critiqued nothing
+            continue
         recorded = [c for c in critiques if (c.round, c.critic) == (round_number, critic)]
         assert sorted(c.label for c in recorded) == sorted(labels), (critic, round_number, recorded)
         unread = [c.label for c in recorded if c.score is None]
@@ -103,6 +109,8 @@ def assert_an_honest_deliberation(records: list[RecordedEvent], requests: int) -
         if started.kind != "convergence":
             continue
         for voter in started.participants:
+            if (started.round, voter) not in answered:
+                continue
             cast = [v for v in votes if (v.round, v.voter) == (started.round, voter)]
             assert len(cast) == 1, (voter, started.round, cast)
             assert cast[0].vote != "ABSTAIN" or (started.round, voter) in reasked, f"{voter} abstained unasked"
@@ -148,7 +156,7 @@ def test_a_deliberation_with_native_tools(forge, servers, workspace, name, route
     server = servers.get(name)
     records, requests = deliberate(forge, server, route, {"tools": "file"}, workspace=str(workspace),
                                    max_tool_calls=2)
-    assert_an_honest_deliberation(records, requests)
+    assert_an_honest_deliberation(records, requests, no_answer=route in KINDS[name].ignores_tool_choice)
     drafts = [p for p in of_type(records, PromptSent) if p.participant in ON_SERVER and p.round == 1]
     assert drafts and all("read_file" in p.tools for p in drafts)  # offered natively, and the server took them
     called = {e.participant for e in of_type(records, ToolCalled) if e.round == 1}
