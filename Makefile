@@ -19,8 +19,8 @@ $(VENV)/.installed-dev: $(PY) pyproject.toml
 	touch $(VENV)/.installed $@
 
 # The third-party test servers (mockllm, llm-katan) in an environment of their own, so that their
-# dependencies never change ours (tests/third_party_support.py says why); `.ci/run` makes it, and without
-# it their tests skip. The stamp is touched only once pip succeeded.
+# dependencies never change ours (tests/third_party_support.py says why); `make test` makes it (without
+# it, a bare pytest skips their tests, saying so). The stamp is touched only once pip succeeded.
 THIRD_PARTY := $(VENV)/third-party
 
 $(THIRD_PARTY)/.installed: tests/third_party_requirements.txt
@@ -55,7 +55,7 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint $(THIRD_PARTY)/.installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed-dev
