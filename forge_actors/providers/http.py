@@ -55,7 +55,7 @@ from forge_actors.providers.errors import (
     ServerError,
     redact,
 )
-from forge_actors.providers.retry import OnRetry, RetryPolicy, call_with_retries, parse_retry_after, stream_with_retries
+from forge_actors.providers.retry import OnRetry, RetryPolicy, call_with_retries, parse_retry_after, wait_to_retry
 
 logger = logging.getLogger(__name__)
 
@@ -390,11 +390,39 @@ class HttpProvider:
         return self._streaming(call, request)
 
     def _streaming(self, call: _Call, request: LlmRequest) -> Iterator[StreamChunk]:
+        """The whole of a ``stream()`` call, in one generator: its attempts (one that fails before
+        its first chunk is opened again, as ``retry`` says), abort (whatever an attempt fails with
+        once the call is aborted is a CancelledError, never retried) and the call's end. Each
+        generator between the decoder and the caller is a frame resumed per chunk: chunks pass
+        through this one and ``_require_text`` only."""
+        attempt = 0
+        previous: LlmError | None = None
         try:
-            yield from stream_with_retries(
-                lambda: self._cancellable_stream(call, _require_text(self._stream_once(request), self.name)),
-                self.retry_policy, on_retry=self.on_retry, sleep=self._backoff(call),
-            )
+            while True:
+                attempt += 1
+                if call.aborted:
+                    raise self._cancelled()
+                chunks = _require_text(self._stream_once(request), self.name)
+                started = False
+                try:
+                    first = next(chunks, None)
+                    if first is None:
+                        return
+                    started = True
+                    yield first
+                    yield from chunks  # the hot path: no Python code of ours per chunk here
+                    return
+                except (LlmError, httpx.HTTPError, OSError, msgspec.DecodeError) as error:
+                    # e.g. the shut socket read as a cut stream, or as an early end ("no [DONE]")
+                    if call.aborted:
+                        raise self._cancelled() from None
+                    if started or not isinstance(error, LlmError):  # text went out: never silently repeated
+                        raise
+                    chunks.close()  # type: ignore[attr-defined]  # let go of the connection now, not after the backoff
+                    wait_to_retry(error, attempt, self.retry_policy, self.on_retry, self._backoff(call), previous)
+                    previous = error
+                finally:
+                    chunks.close()  # type: ignore[attr-defined]
         finally:
             self._end_call(call)
 
@@ -461,19 +489,6 @@ class HttpProvider:
             if call.aborted:
                 raise self._cancelled() from None
             raise
-
-    def _cancellable_stream(self, call: _Call, chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
-        try:
-            if call.aborted:
-                raise self._cancelled()
-            yield from chunks
-        except (LlmError, httpx.HTTPError, OSError, msgspec.DecodeError):
-            # e.g. the shut socket read as a cut stream, or as an early end ("no [DONE]")
-            if call.aborted:
-                raise self._cancelled() from None
-            raise
-        finally:
-            chunks.close()  # type: ignore[attr-defined]
 
     def _send(self, call: _Call, request: httpx.Request, *, stream: bool) -> httpx.Response:
         """``client.send`` in a worker thread, so that an abort returns at once even while it connects
