@@ -678,6 +678,7 @@ class Forge:
         Sessions still running stay unfinished in the log; ``resume`` continues them later.
         """
         self._supervisor.close()
+        self._participants.clients.close()  # the actors are stopped: nothing sends any more
         self._store.close()
 
     def __enter__(self) -> Forge:

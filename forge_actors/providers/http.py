@@ -16,28 +16,33 @@ attempts); ``abort()`` ends the call in progress whatever it is doing:
 
 The sockets are known because the client's connection pool gets a network backend
 that records, in the call that runs the worker, every stream it connects or writes a
-request to. After an abort, whatever error the reader sees is a ``CancelledError``,
-which is never retried; the provider then serves the next call as usual.
+request to (``clients.track_sockets``): the worker thread says which call it sends for,
+so providers that share a client each shut down only their own. After an abort,
+whatever error the reader sees is a ``CancelledError``, which is never retried; the
+provider then serves the next call as usual.
+
+The client: an engine's providers share one per server (``clients.HttpClients``, passed
+as ``clients``); a provider built without one makes its own. Either way it is taken at
+the first request, so building a provider (to check a spec) costs no client. Keys and
+timeouts go with each request, never in the client.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import httpcore
 import httpx
 import msgspec
 
 from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk
+from forge_actors.providers.clients import HttpClients, new_client, sending_for, shutdown
 from forge_actors.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -112,7 +117,7 @@ def safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-# -- abort: calls, hand-offs, and the network backend that knows the sockets ----------------------
+# -- abort: calls and hand-offs -------------------------------------------------------------------
 
 
 class _Handoff:
@@ -207,106 +212,13 @@ class _Call:
         if handoff is not None:
             handoff.wake()
         for stream in streams:
-            _shutdown(stream)
+            shutdown(stream)
 
     def end(self) -> None:
         with self._lock:
             self._ended = True
             self._streams = []
             self._handoff = None
-
-
-def _shutdown(stream: Any) -> None:
-    """Shut a network stream's socket down: a ``recv`` blocked on it, in any thread, returns at once."""
-    try:
-        sock = stream.get_extra_info("socket")
-    except Exception:  # a stream that cannot say: nothing to shut down
-        logger.debug("no socket to shut down on %r", stream, exc_info=True)
-        return
-    if isinstance(sock, socket.socket):
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:  # already closed or never connected: nothing left to wake
-            logger.debug("socket already shut", exc_info=True)
-
-
-#: The call a worker thread sends for; read by the network backend to record its sockets.
-_current_call: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("forge_http_call", default=None)
-
-
-class _TrackedStream(httpcore.NetworkStream):
-    """A network stream that enrols in the current call whenever a request is written to it.
-
-    Writing is where a request starts (on a new or a pooled connection), and it is rare
-    (headers, body); reads, the hot path, are passed straight through.
-    """
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, timeout)
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        call = _current_call.get()
-        if call is not None and not call.track(self):
-            raise httpcore.WriteError("the request was aborted")
-        self._inner.write(buffer, timeout)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        return _enrol(_TrackedStream(self._inner.start_tls(ssl_context, server_hostname, timeout)))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-def _enrol(stream: _TrackedStream) -> _TrackedStream:
-    """Record a freshly connected stream in the current call; close it if that call was aborted meanwhile."""
-    call = _current_call.get()
-    if call is not None and not call.track(stream):
-        stream.close()
-        raise httpcore.ConnectError("the request was aborted while connecting")
-    return stream
-
-
-class _TrackingBackend(httpcore.NetworkBackend):
-    """httpcore's network backend, with every connected stream recorded for abort."""
-
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
-        self._inner = inner
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        return _enrol(_TrackedStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options)))
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        return _enrol(_TrackedStream(self._inner.connect_unix_socket(path, timeout, socket_options)))
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _track_sockets(client: httpx.Client) -> int:
-    """Give the client's connection pools (the direct one and any proxy's) the tracking backend.
-
-    httpx has no public option for a network backend, so this reaches its transports'
-    pools; a transport of another shape is left alone (abort then still returns at once,
-    but an abandoned worker lasts until its own timeout). Returns how many pools it fitted.
-    """
-    fitted = 0
-    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
-    for transport in transports:
-        pool = getattr(transport, "_pool", None) if isinstance(transport, httpx.HTTPTransport) else None
-        backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.NetworkBackend) and not isinstance(backend, _TrackingBackend):
-            pool._network_backend = _TrackingBackend(backend)  # type: ignore[union-attr]
-            fitted += 1
-    return fitted
 
 
 class HttpProvider:
@@ -329,6 +241,7 @@ class HttpProvider:
         transport: httpx.BaseTransport | None = None,
         on_retry: OnRetry | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clients: HttpClients | None = None,
     ) -> None:
         self.model = model
         self.base_url = (base_url or self.default_base_url).rstrip("/")
@@ -341,12 +254,14 @@ class HttpProvider:
             raise MissingApiKeyError(self.name, self.api_key_env or "an API key")
         self._call: _Call | None = None
         self._call_lock = threading.Lock()
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-            headers=self.headers(self._api_key),
-            transport=transport,
-        )
-        _track_sockets(self._client)
+        self._request_timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
+        self._auth_headers = self.headers(self._api_key)
+        self._json_headers = {**self._auth_headers, "content-type": "application/json"}
+        # A given transport (tests) gets a client of its own; else the engine's shared one, if any.
+        self._clients = clients if transport is None else None
+        self._transport = transport
+        self._http: httpx.Client | None = None
+        self._client_lock = threading.Lock()
 
     # -- what subclasses say ------------------------------------------------------------
 
@@ -435,8 +350,24 @@ class HttpProvider:
             call.abort()
 
     def close(self) -> None:
+        """Abort what is in progress; close the client if it is this provider's own (a shared one is its engine's)."""
         self.abort()  # a worker still sending lets go of its socket now
-        self._client.close()
+        with self._client_lock:
+            client = self._http if self._clients is None else None
+        if client is not None:
+            client.close()
+
+    @property
+    def _client(self) -> httpx.Client:
+        """The client this provider sends through, taken at the first request."""
+        client = self._http
+        if client is None:
+            with self._client_lock:
+                if self._http is None:
+                    self._http = (self._clients.client_for(self.base_url) if self._clients is not None
+                                  else new_client(self._transport))
+                client = self._http
+        return client
 
     def model_for(self, request: LlmRequest) -> str:
         return request.model or self.model
@@ -508,7 +439,7 @@ class HttpProvider:
             call.waiting(None)
 
     def _send_in_worker(self, call: _Call, handoff: _Handoff, request: httpx.Request, stream: bool) -> None:
-        _current_call.set(call)  # a fresh thread: this context is its own
+        sending_for.set(call)  # a fresh thread: this context is its own
         try:
             response = self._client.send(request, stream=stream)
         except BaseException as exc:  # the caller's to raise; or, abandoned, of no use to anyone
@@ -522,10 +453,12 @@ class HttpProvider:
 
     def post_json(self, path: str, body: dict[str, Any]) -> bytes:
         return self._request_bytes(self._client.build_request(
-            "POST", self.base_url + path, content=_json_encode(body), headers={"content-type": "application/json"}))
+            "POST", self.base_url + path, content=_json_encode(body), headers=self._json_headers,
+            timeout=self._request_timeout))
 
     def get_json(self, path: str) -> bytes:
-        return self._request_bytes(self._client.build_request("GET", self.base_url + path))
+        return self._request_bytes(self._client.build_request(
+            "GET", self.base_url + path, headers=self._auth_headers, timeout=self._request_timeout))
 
     def _request_bytes(self, request: httpx.Request) -> bytes:
         with self._call_scope() as call, self.translate_errors():
@@ -547,7 +480,8 @@ class HttpProvider:
         ``with`` block: they pass back through this generator's ``yield``.
         """
         request = self._client.build_request(
-            "POST", self.base_url + path, content=_json_encode(body), headers={"content-type": "application/json"})
+            "POST", self.base_url + path, content=_json_encode(body), headers=self._json_headers,
+            timeout=self._request_timeout)
         with self._call_scope() as call, self.translate_errors():
             response = self._send(call, request, stream=True)
             try:
