@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -56,7 +56,7 @@ class _Usage(msgspec.Struct):
     output_tokens: int | None = None
 
 
-class _Delta(msgspec.Struct):
+class _Delta(msgspec.Struct, gc=False):
     type: str = ""
     text: str = ""
     partial_json: str = ""  # input_json_delta: a piece of a tool call's input (a structured reply)
@@ -84,10 +84,22 @@ class _Event(msgspec.Struct):
     content_block: _Block | None = None  # content_block_start: what the block is
 
 
-class _DeltaEvent(msgspec.Struct):
+class _DeltaEvent(msgspec.Struct, gc=False):
     """The hot event, decoded into the least it needs (most of a stream is these)."""
 
     delta: _Delta | None = None
+    index: int = 0
+
+
+class _JsonDelta(msgspec.Struct, gc=False):
+    """A structured reply's delta: its ``partial_json`` read as ``text``, so that one loop reads both kinds."""
+
+    type: str = ""
+    text: str = msgspec.field(default="", name="partial_json")
+
+
+class _JsonDeltaEvent(msgspec.Struct, gc=False):
+    delta: _JsonDelta | None = None
     index: int = 0
 
 
@@ -196,6 +208,7 @@ class _ToolUses:
 
 _decode_event = msgspec.json.Decoder(_Event).decode
 _decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
+_decode_json_delta_event = msgspec.json.Decoder(_JsonDeltaEvent).decode
 _decode_response = msgspec.json.Decoder(_Response).decode
 
 
@@ -264,6 +277,10 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
         stop_reason: str | None = None
         # A structured reply's answer is the forced tool call's input; text deltas of other blocks are not.
         answer_of = _answer_text if request.response_schema is None else _tool_input_json
+        decode_delta: Callable[[bytes], _DeltaEvent | _JsonDeltaEvent] = _decode_delta_event
+        answer_type = "text_delta"
+        if request.response_schema is not None:
+            decode_delta, answer_type = _decode_json_delta_event, "input_json_delta"
         # Offered tools: each tool_use block is put together from its input_json_delta pieces and
         # goes out whole, as one tool_call chunk, at its content_block_stop.
         uses = _ToolUses() if request.tools else None
@@ -271,12 +288,12 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
             for events in sse_batches(chunks):
                 for sse in events:
                     if sse.event == "content_block_delta":  # the hot event: decoded into the least it needs
-                        delta_event = _decode_delta_event(sse.data)
-                        text = answer_of(delta_event.delta)
-                        if text:
-                            yield StreamChunk(text)
+                        delta_event = decode_delta(sse.data)
+                        delta = delta_event.delta
+                        if delta is not None and delta.type == answer_type and delta.text:
+                            yield StreamChunk(delta.text)
                         elif uses is not None:
-                            uses.feed(delta_event.index, delta_event.delta)
+                            uses.feed(delta_event.index, delta)  # type: ignore[arg-type]  # _Delta: no schema with tools
                         continue
                     if sse.event == "ping":
                         continue

@@ -55,12 +55,12 @@ _ERROR_TYPES: dict[str, type[LlmError]] = {
 }
 
 
-class _FunctionPiece(msgspec.Struct):
+class _FunctionPiece(msgspec.Struct, gc=False):
     name: str | None = None
     arguments: str | None = None
 
 
-class _ToolCallPiece(msgspec.Struct):
+class _ToolCallPiece(msgspec.Struct, gc=False):
     """A fragment of a streamed call: ``index`` says which; id and name come in its first fragment."""
 
     index: int = 0
@@ -68,12 +68,12 @@ class _ToolCallPiece(msgspec.Struct):
     function: _FunctionPiece | None = None
 
 
-class _Delta(msgspec.Struct):
+class _Delta(msgspec.Struct, gc=False):
     content: str | None = None  # `reasoning` / `reasoning_content` are not declared: never answer text
     tool_calls: list[_ToolCallPiece] | None = None
 
 
-class _Choice(msgspec.Struct):
+class _Choice(msgspec.Struct, gc=False):
     delta: _Delta | None = None
     finish_reason: str | None = None
 
@@ -89,7 +89,7 @@ class _Error(msgspec.Struct):
     code: str | int | None = None
 
 
-class _Chunk(msgspec.Struct):
+class _Chunk(msgspec.Struct, gc=False):
     choices: list[_Choice] = []
     usage: _Usage | None = None
     error: _Error | None = None

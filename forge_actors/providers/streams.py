@@ -14,12 +14,19 @@ from collections.abc import Iterable, Iterator
 import msgspec
 
 
-class SseEvent(msgspec.Struct, frozen=True):
-    """One dispatched event. ``data`` is the raw bytes (multi-line data joined with LF)."""
+class SseEvent(msgspec.Struct, frozen=True, gc=False):
+    """One dispatched event. ``data`` is the raw bytes (multi-line data joined with LF).
+
+    Never tracked by the garbage collector (it holds only text and bytes): one is made per
+    event, and tracking would add a third to its cost."""
 
     event: str = "message"
     data: bytes = b""
     id: str | None = None
+
+
+#: Distinct ``event:`` lines a decoder remembers decoded (a server sending ever new names gets no more).
+MAX_EVENT_NAMES = 64
 
 
 class SseDecoder:
@@ -33,7 +40,7 @@ class SseDecoder:
         self._more: list[bytes] | None = None  # ...or all of them, when it has several
         self._event: str | None = None
         self._id: str | None = None
-        self._names: dict[bytes, str] = {}  # event: lines repeat: decode each once
+        self._names: dict[bytes, str] = {}  # event lines, decoded: they repeat
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         if self._tail:
@@ -60,37 +67,44 @@ class SseDecoder:
         # One loop, hot cases first, state in locals: this runs for every line of every stream.
         events: list[SseEvent] = []
         dispatch = events.append
-        data, more, event, names = self._data, self._more, self._event, self._names
+        data, more, event, ident, names = self._data, self._more, self._event, self._id, self._names
         for line in lines:
             if not line:  # blank line: dispatch
                 if data is not None:
-                    dispatch(SseEvent(event or "message", data if more is None else b"\n".join(more), self._id))
+                    dispatch(SseEvent(event or "message", data if more is None else b"\n".join(more), ident))
                     data = more = None
                 event = None
-            elif line[:5] == b"data:" or line == b"data":  # a field without a colon has an empty value
-                value = line[6:] if line[5:6] == b" " else line[5:]
-                if data is None:
-                    data = value
-                elif more is None:
-                    more = [data, value]
-                else:
-                    more.append(value)
-            elif line[0] == 58:  # b":" -- a comment (servers send these as keep-alive pings)
                 continue
-            elif line[:6] == b"event:":
-                event = names.get(line)
-                if event is None:
-                    event = names[line] = (line[7:] if line[6:7] == b" " else line[6:]).decode("utf-8", "replace")
+            if line[:6] == b"data: ":
+                value = line[6:]
+            elif line[:5] == b"data:" or line == b"data":  # a field without a colon has an empty value
+                value = line[5:]
             else:
-                field, colon, value = line.partition(b":")
-                if colon and value[:1] == b" ":
-                    value = value[1:]
-                if field == b"id" and b"\0" not in value:
-                    self._id = value.decode("utf-8", "replace")
-                elif field == b"event":  # "event" alone: no type, so "message"
-                    event = None
-                # "retry" and unknown fields are ignored, as the spec says.
-        self._data, self._more, self._event = data, more, event
+                if (known := names.get(line)) is not None:  # an event line seen before: a stream repeats a few
+                    event = known
+                elif line[0] == 58:  # b":" -- a comment (servers send these as keep-alive pings)
+                    pass
+                elif line[:6] == b"event:":
+                    event = (line[7:] if line[6:7] == b" " else line[6:]).decode("utf-8", "replace")
+                    if len(names) < MAX_EVENT_NAMES:
+                        names[line] = event
+                else:
+                    field, colon, value = line.partition(b":")
+                    if colon and value[:1] == b" ":
+                        value = value[1:]
+                    if field == b"id" and b"\0" not in value:
+                        ident = value.decode("utf-8", "replace")
+                    elif field == b"event":  # "event" alone: no type, so "message"
+                        event = None
+                    # "retry" and unknown fields are ignored, as the spec says.
+                continue
+            if data is None:  # a data line: most events have one
+                data = value
+            elif more is None:
+                more = [data, value]
+            else:
+                more.append(value)
+        self._data, self._more, self._event, self._id = data, more, event, ident
         return events
 
 
