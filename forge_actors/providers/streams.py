@@ -75,14 +75,15 @@ class SseDecoder:
                     data = more = None
                 event = None
                 continue
+            if line[0] == 101 and (known := names.get(line)) is not None:  # b"e": an event line seen before
+                event = known
+                continue
             if line[:6] == b"data: ":
                 value = line[6:]
             elif line[:5] == b"data:" or line == b"data":  # a field without a colon has an empty value
                 value = line[5:]
             else:
-                if (known := names.get(line)) is not None:  # an event line seen before: a stream repeats a few
-                    event = known
-                elif line[0] == 58:  # b":" -- a comment (servers send these as keep-alive pings)
+                if line[0] == 58:  # b":" -- a comment (servers send these as keep-alive pings)
                     pass
                 elif line[:6] == b"event:":
                     event = (line[7:] if line[6:7] == b" " else line[6:]).decode("utf-8", "replace")
