@@ -51,8 +51,11 @@ class Tracker(Protocol):
 sending_for: contextvars.ContextVar[Tracker | None] = contextvars.ContextVar("forge_http_call", default=None)
 
 
-def shutdown(stream: Any) -> None:
-    """Shut a network stream's socket down: a ``recv`` blocked on it, in any thread, returns at once."""
+def shutdown(stream: Any, call: Tracker | None = None) -> None:
+    """Shut a network stream's socket down: a ``recv`` blocked on it, in any thread, returns at once.
+    With ``call``: only while that call is the stream's owner (the last to send on it)."""
+    if call is not None and getattr(stream, "owner", call) is not call:
+        return  # back in the pool and taken by another call since: not ours to shut
     try:
         sock = stream.get_extra_info("socket")
     except Exception:  # a stream that cannot say: nothing to shut down
@@ -69,19 +72,24 @@ class _TrackedStream(httpcore.NetworkStream):
     """A network stream that enrols in the sending thread's call whenever a request is written to it.
 
     Writing is where a request starts (on a new or a pooled connection), and it is rare
-    (headers, body); reads, the hot path, are passed straight through.
+    (headers, body); reads, the hot path, are passed straight through. ``owner`` is the
+    call that wrote to it last: a pooled connection passes from one provider's call to
+    another's, and an abort of the first must not shut down the second's stream.
     """
 
     def __init__(self, inner: httpcore.NetworkStream) -> None:
         self._inner = inner
+        self.owner: Tracker | None = None
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._inner.read(max_bytes, timeout)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         call = sending_for.get()
-        if call is not None and not call.track(self):
-            raise httpcore.WriteError("the request was aborted")
+        if call is not None:
+            if not call.track(self):
+                raise httpcore.WriteError("the request was aborted")
+            self.owner = call
         self._inner.write(buffer, timeout)
 
     def close(self) -> None:
@@ -98,9 +106,11 @@ class _TrackedStream(httpcore.NetworkStream):
 def _enrol(stream: _TrackedStream) -> _TrackedStream:
     """Record a freshly connected stream in the sending thread's call; close it if that call was aborted meanwhile."""
     call = sending_for.get()
-    if call is not None and not call.track(stream):
-        stream.close()
-        raise httpcore.ConnectError("the request was aborted while connecting")
+    if call is not None:
+        if not call.track(stream):
+            stream.close()
+            raise httpcore.ConnectError("the request was aborted while connecting")
+        stream.owner = call
     return stream
 
 

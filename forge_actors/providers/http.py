@@ -212,7 +212,7 @@ class _Call:
         if handoff is not None:
             handoff.wake()
         for stream in streams:
-            shutdown(stream)
+            shutdown(stream, self)
 
     def end(self) -> None:
         with self._lock:

@@ -8,10 +8,12 @@ it. Every wait that could hang runs under a generous bound, so a hang fails the 
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpcore
 import pytest
 from loopback import LoopbackServer, Reply
 from streams_fixtures import anthropic_stream, openai_stream
@@ -28,7 +30,8 @@ from forge_actors.providers import (
     collect,
     get_provider,
 )
-from forge_actors.providers.clients import HttpClients, server_of
+from forge_actors.providers.clients import HttpClients, _TrackedStream, sending_for, server_of
+from forge_actors.providers.http import _Call
 
 REQUEST = LlmRequest(messages=(Message("user", "Go"),))
 BOUND = 20.0  # seconds: far beyond any prompt abort or stream, far below a 120 s provider timeout
@@ -237,3 +240,22 @@ def test_an_engine_builds_its_participants_without_a_connection_and_shares_one_c
         shared = providers[0]._client
         forge.close()
         assert shared.is_closed
+
+
+def test_an_abort_leaves_a_pooled_connection_another_call_has_sent_on_since():
+    # A call's exchange ends and its connection goes back to the pool a moment before the call
+    # forgets it; if another provider's call takes it meanwhile, aborting the first must not cut it.
+    mine, server_side = socket.socketpair()
+    stream = _TrackedStream(httpcore._backends.sync.SyncStream(mine))
+    first, second = _Call(), _Call()
+    for call in (first, second):
+        token = sending_for.set(call)
+        stream.write(b"POST / HTTP/1.1\r\n\r\n")
+        sending_for.reset(token)
+    first.abort()
+    server_side.sendall(b"the second call's answer")
+    assert stream.read(100, timeout=BOUND) == b"the second call's answer"
+    second.abort()
+    assert stream.read(100, timeout=BOUND) == b""  # its owner's abort shuts it down: end of stream at once
+    stream.close()
+    server_side.close()
