@@ -17,6 +17,7 @@ import httpcore
 import pytest
 from loopback import LoopbackServer, Reply
 from streams_fixtures import anthropic_stream, openai_stream
+from test_provider_abort import HANG, ScriptedSocketServer, abort_when_requested, http_response, outcome_within
 
 from forge_actors.engine import Forge
 from forge_actors.engine.config import ParticipantSpec
@@ -259,3 +260,17 @@ def test_an_abort_leaves_a_pooled_connection_another_call_has_sent_on_since():
     assert stream.read(100, timeout=BOUND) == b""  # its owner's abort shuts it down: end of stream at once
     stream.close()
     server_side.close()
+
+
+def test_an_abort_while_waiting_for_headers_on_a_shared_client_leaves_the_others_served():
+    clients = HttpClients()
+    with ScriptedSocketServer(HANG, http_response(openai_stream(["fine"]))) as server:
+        waiting = OpenAIProvider("gpt-x", base_url=server.url + "/v1", timeout=120, clients=clients)
+        other = OpenAIProvider("gpt-y", base_url=server.url + "/v1", timeout=120, clients=clients)
+        abort_when_requested(server, waiting)
+        outcome = outcome_within(lambda: list(waiting.stream(REQUEST)))
+        assert isinstance(outcome, CancelledError), outcome
+        response = outcome_within(lambda: collect(other.stream(REQUEST), "gpt-y"))
+        assert getattr(response, "content", response) == "fine"
+        assert waiting._client is other._client
+    clients.close()
