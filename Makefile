@@ -62,6 +62,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/eventstore.py
 	$(PY) benchmarks/providers.py
+	$(PY) benchmarks/session_start.py
 	$(PY) benchmarks/deliberation.py
 	$(PY) benchmarks/server.py
 	$(PY) benchmarks/log_growth.py

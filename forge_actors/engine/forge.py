@@ -672,12 +672,14 @@ class Forge:
 
     def close(self) -> None:
         """Stop every actor (contributions in flight stop at once), commit what is queued, release
-        the leases, close the log. Returns within about ``close_timeout`` seconds: an actor that
-        has not stopped by then (a provider ignoring abort) is logged and left behind.
+        the leases, close the providers' HTTP clients and the log. Returns within about
+        ``close_timeout`` seconds: an actor that has not stopped by then (a provider ignoring
+        abort) is logged and left behind.
 
         Sessions still running stay unfinished in the log; ``resume`` continues them later.
         """
         self._supervisor.close()
+        self._participants.clients.close()  # the actors are stopped: nothing sends any more
         self._store.close()
 
     def __enter__(self) -> Forge:

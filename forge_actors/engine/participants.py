@@ -1,9 +1,16 @@
 """Who deliberates, and on what: specs -> providers, for new and for recorded participants.
 
 ``Participants`` builds every provider the engine uses (with the config's defaults and the
-engine's retry rule), keeps the pools' health, keeps in memory the keys a trusted caller
-gave inline, and answers "who deliberates when nobody is named" and "is each provider
-reachable". Provider errors stop here: they leave as ``ParticipantSetupError``.
+engine's retry rule), keeps the pools' health and the HTTP clients its providers share
+(one per server), keeps in memory the keys a trusted caller gave inline, and answers "who
+deliberates when nobody is named" and "is each provider reachable". Provider errors stop
+here: they leave as ``ParticipantSetupError``.
+
+A participant's provider is built by whoever needs it (``describe`` to check a new one,
+the supervisor for its actor): building one reads its options and key and makes no client
+and no connection (an HTTP provider takes the shared client at its first request), so a
+check costs microseconds and nothing built for it needs keeping until the session's
+actors start, which may be later, in another engine, or never.
 """
 
 from __future__ import annotations
@@ -21,10 +28,18 @@ from forge_actors.engine.errors import ConfigError, ParticipantKeyMissingError, 
 from forge_actors.engine.replay import REPLAY_PREFIX, replay_provider
 from forge_actors.providers.base import Provider
 from forge_actors.providers.cli import argv_option
+from forge_actors.providers.clients import HttpClients
 from forge_actors.providers.errors import MissingApiKeyError
 from forge_actors.providers.pool import HealthPolicy, MemberHealth, PoolHealth
 from forge_actors.providers.probe import HTTP_PROVIDERS, ProviderProbe, probe, probe_command
-from forge_actors.providers.registry import ProviderSpec, get_provider, known_providers, parse_spec, redact_spec
+from forge_actors.providers.registry import (
+    ProviderSpec,
+    get_provider,
+    known_providers,
+    parse_spec,
+    redact_spec,
+    takes_option,
+)
 from forge_actors.tools import DEFAULT_TOOLS, UnknownToolError, select_tools
 
 #: The three members a session gets on the default model when nobody is named.
@@ -184,6 +199,8 @@ class Participants:
         self._pool_clock = pool_clock
         self._lock = threading.Lock()
         self.inline_specs = InlineSpecs()
+        #: The HTTP clients of this engine's providers, one per server; closed with the engine.
+        self.clients = HttpClients()
 
     # -- new participants ------------------------------------------------------------------------
 
@@ -191,7 +208,8 @@ class Participants:
                  default_tools: str = "") -> tuple[list[ParticipantInfo], dict[str, ProviderSpec]]:
         """Each participant as recorded (unique names, specs without keys), and the full specs of
         those whose spec carried a key (kept in memory only, by name). Every provider is built
-        once and closed, so that a bad option or a missing key fails now, before anything is written."""
+        (no client, no connection) and closed, so that a bad option or a missing key fails now,
+        before anything is written."""
         infos: list[ParticipantInfo] = []
         full_specs: dict[str, ProviderSpec] = {}
         taken: set[str] = set()
@@ -263,6 +281,8 @@ class Participants:
         if parsed.provider == "pool":
             defaults["health"] = self._pool_health(parsed.model)
             defaults["member_factory"] = self._build  # members get the config's defaults too
+        if takes_option(parsed.provider, "clients"):
+            defaults["clients"] = self.clients
         return get_provider(parsed, **{k: v for k, v in defaults.items() if k not in parsed.options})
 
     # -- recorded participants -------------------------------------------------------------------

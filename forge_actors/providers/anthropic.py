@@ -33,7 +33,7 @@ from forge_actors.providers.errors import (
     ServerError,
 )
 from forge_actors.providers.http import HttpProvider
-from forge_actors.providers.streams import sse_events
+from forge_actors.providers.streams import sse_batches
 from forge_actors.providers.structured import StructuredOutput
 
 API_VERSION = "2023-06-01"
@@ -56,7 +56,7 @@ class _Usage(msgspec.Struct):
     output_tokens: int | None = None
 
 
-class _Delta(msgspec.Struct):
+class _Delta(msgspec.Struct, gc=False):
     type: str = ""
     text: str = ""
     partial_json: str = ""  # input_json_delta: a piece of a tool call's input (a structured reply)
@@ -84,7 +84,7 @@ class _Event(msgspec.Struct):
     content_block: _Block | None = None  # content_block_start: what the block is
 
 
-class _DeltaEvent(msgspec.Struct):
+class _DeltaEvent(msgspec.Struct, gc=False):
     """The hot event, decoded into the least it needs (most of a stream is these)."""
 
     delta: _Delta | None = None
@@ -281,63 +281,68 @@ class AnthropicProvider(StructuredOutput, HttpProvider):
         uses = _ToolUses() if request.tools else None
         with self.open_stream("/v1/messages", self.body(request, stream=True),
                               lambda body: self._completion(body, request)) as chunks:
-            for sse in sse_events(chunks):
-                if sse.event == "content_block_delta":  # the hot event: decoded into the least it needs
-                    delta_event = _decode_delta_event(sse.data)
-                    text = answer_of(delta_event.delta)
-                    if text:
-                        answered = True
-                        yield StreamChunk(text)
-                    elif structured:
-                        held.append(_answer_text(delta_event.delta))
-                    elif uses is not None:
-                        uses.feed(delta_event.index, delta_event.delta)
-                    continue
-                if sse.event == "ping":
-                    continue
-                event = _decode_event(sse.data)  # named otherwise, or unnamed: read its type
-                kind = event.type
-                if kind == "content_block_delta":
-                    text = answer_of(event.delta)
-                    if text:
-                        answered = True
-                        yield StreamChunk(text)
-                    elif structured:
-                        held.append(_answer_text(event.delta))
-                    elif uses is not None:
-                        uses.feed(event.index, event.delta)
-                elif kind == "content_block_start":
-                    if uses is not None and event.content_block is not None:
-                        uses.start(event.index, event.content_block)
-                elif kind == "content_block_stop":
-                    call = uses.stop(event.index) if uses is not None else None
-                    if call is not None:
-                        yield StreamChunk(tool_call=call)
-                elif kind == "message_start":
-                    usage = event.message.usage if event.message else None
-                    if usage is not None:
-                        input_tokens = usage.input_tokens or 0
-                        output_tokens = usage.output_tokens or 0
-                elif kind == "message_delta":
-                    if event.delta is not None and event.delta.stop_reason is not None:
-                        stop_reason = event.delta.stop_reason
-                    if event.usage is not None:
-                        # cumulative counts: assign, never add
-                        if event.usage.output_tokens is not None:
-                            output_tokens = event.usage.output_tokens
-                        if event.usage.input_tokens is not None:
-                            input_tokens = event.usage.input_tokens
-                elif kind == "message_stop":
-                    if not answered and "".join(held):  # a structured request answered with text only
-                        yield StreamChunk("".join(held))
-                    finish = _finish(stop_reason, uses.made > 0) if uses is not None else stop_reason
-                    yield StreamChunk("", True, finish, Usage(input_tokens, output_tokens))
-                    return
-                elif kind == "error":
-                    error = event.error or _Error()
-                    raise self.error_for_type(error.type, self.clean(error.message), None) or ServerError(
-                        f"{error.type or 'error'} mid-stream: {self.clean(error.message)}", provider=self.name
-                    )
+            for events in sse_batches(chunks):
+                for sse in events:
+                    if sse.event == "content_block_delta":  # the hot event: decoded into the least it needs
+                        delta_event = _decode_delta_event(sse.data)
+                        delta = delta_event.delta
+                        if not structured and delta is not None and delta.type == "text_delta" and delta.text:
+                            yield StreamChunk(delta.text)
+                            continue
+                        text = answer_of(delta)
+                        if text:
+                            answered = True
+                            yield StreamChunk(text)
+                        elif structured:
+                            held.append(_answer_text(delta))
+                        elif uses is not None:
+                            uses.feed(delta_event.index, delta)
+                        continue
+                    if sse.event == "ping":
+                        continue
+                    event = _decode_event(sse.data)  # named otherwise, or unnamed: read its type
+                    kind = event.type
+                    if kind == "content_block_delta":
+                        text = answer_of(event.delta)
+                        if text:
+                            answered = True
+                            yield StreamChunk(text)
+                        elif structured:
+                            held.append(_answer_text(event.delta))
+                        elif uses is not None:
+                            uses.feed(event.index, event.delta)
+                    elif kind == "content_block_start":
+                        if uses is not None and event.content_block is not None:
+                            uses.start(event.index, event.content_block)
+                    elif kind == "content_block_stop":
+                        call = uses.stop(event.index) if uses is not None else None
+                        if call is not None:
+                            yield StreamChunk(tool_call=call)
+                    elif kind == "message_start":
+                        usage = event.message.usage if event.message else None
+                        if usage is not None:
+                            input_tokens = usage.input_tokens or 0
+                            output_tokens = usage.output_tokens or 0
+                    elif kind == "message_delta":
+                        if event.delta is not None and event.delta.stop_reason is not None:
+                            stop_reason = event.delta.stop_reason
+                        if event.usage is not None:
+                            # cumulative counts: assign, never add
+                            if event.usage.output_tokens is not None:
+                                output_tokens = event.usage.output_tokens
+                            if event.usage.input_tokens is not None:
+                                input_tokens = event.usage.input_tokens
+                    elif kind == "message_stop":
+                        if not answered and "".join(held):  # a structured request answered with text only
+                            yield StreamChunk("".join(held))
+                        finish = _finish(stop_reason, uses.made > 0) if uses is not None else stop_reason
+                        yield StreamChunk("", True, finish, Usage(input_tokens, output_tokens))
+                        return
+                    elif kind == "error":
+                        error = event.error or _Error()
+                        raise self.error_for_type(error.type, self.clean(error.message), None) or ServerError(
+                            f"{error.type or 'error'} mid-stream: {self.clean(error.message)}", provider=self.name
+                        )
         raise ProtocolError("the stream ended before message_stop; the answer may be cut short", provider=self.name)
 
 

@@ -16,28 +16,33 @@ attempts); ``abort()`` ends the call in progress whatever it is doing:
 
 The sockets are known because the client's connection pool gets a network backend
 that records, in the call that runs the worker, every stream it connects or writes a
-request to. After an abort, whatever error the reader sees is a ``CancelledError``,
-which is never retried; the provider then serves the next call as usual.
+request to (``clients.track_sockets``): the worker thread says which call it sends for,
+so providers that share a client each shut down only their own. After an abort,
+whatever error the reader sees is a ``CancelledError``, which is never retried; the
+provider then serves the next call as usual.
+
+The client: an engine's providers share one per server (``clients.HttpClients``, passed
+as ``clients``); a provider built without one makes its own. Either way it is taken at
+the first request, so building a provider (to check a spec) costs no client. Keys and
+timeouts go with each request, never in the client.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import httpcore
 import httpx
 import msgspec
 
 from forge_actors.providers.base import LlmRequest, LlmResponse, StreamChunk
+from forge_actors.providers.clients import HttpClients, new_client, sending_for, shutdown
 from forge_actors.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -57,7 +62,7 @@ from forge_actors.providers.errors import (
     ServerError,
     redact,
 )
-from forge_actors.providers.retry import OnRetry, RetryPolicy, call_with_retries, parse_retry_after, stream_with_retries
+from forge_actors.providers.retry import OnRetry, RetryPolicy, call_with_retries, parse_retry_after, wait_to_retry
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +119,7 @@ def safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-# -- abort: calls, hand-offs, and the network backend that knows the sockets ----------------------
+# -- abort: calls and hand-offs -------------------------------------------------------------------
 
 
 class _Handoff:
@@ -209,106 +214,13 @@ class _Call:
         if handoff is not None:
             handoff.wake()
         for stream in streams:
-            _shutdown(stream)
+            shutdown(stream, self)
 
     def end(self) -> None:
         with self._lock:
             self._ended = True
             self._streams = []
             self._handoff = None
-
-
-def _shutdown(stream: Any) -> None:
-    """Shut a network stream's socket down: a ``recv`` blocked on it, in any thread, returns at once."""
-    try:
-        sock = stream.get_extra_info("socket")
-    except Exception:  # a stream that cannot say: nothing to shut down
-        logger.debug("no socket to shut down on %r", stream, exc_info=True)
-        return
-    if isinstance(sock, socket.socket):
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:  # already closed or never connected: nothing left to wake
-            logger.debug("socket already shut", exc_info=True)
-
-
-#: The call a worker thread sends for; read by the network backend to record its sockets.
-_current_call: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("forge_http_call", default=None)
-
-
-class _TrackedStream(httpcore.NetworkStream):
-    """A network stream that enrols in the current call whenever a request is written to it.
-
-    Writing is where a request starts (on a new or a pooled connection), and it is rare
-    (headers, body); reads, the hot path, are passed straight through.
-    """
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, timeout)
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        call = _current_call.get()
-        if call is not None and not call.track(self):
-            raise httpcore.WriteError("the request was aborted")
-        self._inner.write(buffer, timeout)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        return _enrol(_TrackedStream(self._inner.start_tls(ssl_context, server_hostname, timeout)))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-def _enrol(stream: _TrackedStream) -> _TrackedStream:
-    """Record a freshly connected stream in the current call; close it if that call was aborted meanwhile."""
-    call = _current_call.get()
-    if call is not None and not call.track(stream):
-        stream.close()
-        raise httpcore.ConnectError("the request was aborted while connecting")
-    return stream
-
-
-class _TrackingBackend(httpcore.NetworkBackend):
-    """httpcore's network backend, with every connected stream recorded for abort."""
-
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
-        self._inner = inner
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        return _enrol(_TrackedStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options)))
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        return _enrol(_TrackedStream(self._inner.connect_unix_socket(path, timeout, socket_options)))
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _track_sockets(client: httpx.Client) -> int:
-    """Give the client's connection pools (the direct one and any proxy's) the tracking backend.
-
-    httpx has no public option for a network backend, so this reaches its transports'
-    pools; a transport of another shape is left alone (abort then still returns at once,
-    but an abandoned worker lasts until its own timeout). Returns how many pools it fitted.
-    """
-    fitted = 0
-    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
-    for transport in transports:
-        pool = getattr(transport, "_pool", None) if isinstance(transport, httpx.HTTPTransport) else None
-        backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.NetworkBackend) and not isinstance(backend, _TrackingBackend):
-            pool._network_backend = _TrackingBackend(backend)  # type: ignore[union-attr]
-            fitted += 1
-    return fitted
 
 
 class HttpProvider:
@@ -331,6 +243,7 @@ class HttpProvider:
         transport: httpx.BaseTransport | None = None,
         on_retry: OnRetry | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clients: HttpClients | None = None,
     ) -> None:
         self.model = model
         self.base_url = (base_url or self.default_base_url).rstrip("/")
@@ -343,12 +256,14 @@ class HttpProvider:
             raise MissingApiKeyError(self.name, self.api_key_env or "an API key")
         self._call: _Call | None = None
         self._call_lock = threading.Lock()
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-            headers=self.headers(self._api_key),
-            transport=transport,
-        )
-        _track_sockets(self._client)
+        self._request_timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
+        self._auth_headers = self.headers(self._api_key)
+        self._json_headers = {**self._auth_headers, "content-type": "application/json"}
+        # A given transport (tests) gets a client of its own; else the engine's shared one, if any.
+        self._clients = clients if transport is None else None
+        self._transport = transport
+        self._http: httpx.Client | None = None
+        self._client_lock = threading.Lock()
 
     # -- what subclasses say ------------------------------------------------------------
 
@@ -392,11 +307,39 @@ class HttpProvider:
         return self._streaming(call, request)
 
     def _streaming(self, call: _Call, request: LlmRequest) -> Iterator[StreamChunk]:
+        """The whole of a ``stream()`` call, in one generator: its attempts (one that fails before
+        its first chunk is opened again, as ``retry`` says), abort (whatever an attempt fails with
+        once the call is aborted is a CancelledError, never retried) and the call's end. Each
+        generator between the decoder and the caller is a frame resumed per chunk: chunks pass
+        through this one and ``_require_text`` only."""
+        attempt = 0
+        previous: LlmError | None = None
         try:
-            yield from stream_with_retries(
-                lambda: self._cancellable_stream(call, _require_text(self._stream_once(request), self.name)),
-                self.retry_policy, on_retry=self.on_retry, sleep=self._backoff(call),
-            )
+            while True:
+                attempt += 1
+                if call.aborted:
+                    raise self._cancelled()
+                chunks = _require_text(self._stream_once(request), self.name)
+                started = False
+                try:
+                    first = next(chunks, None)
+                    if first is None:
+                        return
+                    started = True
+                    yield first
+                    yield from chunks  # the hot path: no Python code of ours per chunk here
+                    return
+                except (LlmError, httpx.HTTPError, OSError, msgspec.DecodeError) as error:
+                    # e.g. the shut socket read as a cut stream, or as an early end ("no [DONE]")
+                    if call.aborted:
+                        raise self._cancelled() from None
+                    if started or not isinstance(error, LlmError):  # text went out: never silently repeated
+                        raise
+                    chunks.close()  # type: ignore[attr-defined]  # let go of the connection now, not after the backoff
+                    wait_to_retry(error, attempt, self.retry_policy, self.on_retry, self._backoff(call), previous)
+                    previous = error
+                finally:
+                    chunks.close()  # type: ignore[attr-defined]
         finally:
             self._end_call(call)
 
@@ -409,8 +352,24 @@ class HttpProvider:
             call.abort()
 
     def close(self) -> None:
+        """Abort what is in progress; close the client if it is this provider's own (a shared one is its engine's)."""
         self.abort()  # a worker still sending lets go of its socket now
-        self._client.close()
+        with self._client_lock:
+            client = self._http if self._clients is None else None
+        if client is not None:
+            client.close()
+
+    @property
+    def _client(self) -> httpx.Client:
+        """The client this provider sends through, taken at the first request."""
+        client = self._http
+        if client is None:
+            with self._client_lock:
+                if self._http is None:
+                    self._http = (self._clients.client_for(self.base_url) if self._clients is not None
+                                  else new_client(self._transport))
+                client = self._http
+        return client
 
     def model_for(self, request: LlmRequest) -> str:
         return request.model or self.model
@@ -464,19 +423,6 @@ class HttpProvider:
                 raise self._cancelled() from None
             raise
 
-    def _cancellable_stream(self, call: _Call, chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
-        try:
-            if call.aborted:
-                raise self._cancelled()
-            yield from chunks
-        except (LlmError, httpx.HTTPError, OSError, msgspec.DecodeError):
-            # e.g. the shut socket read as a cut stream, or as an early end ("no [DONE]")
-            if call.aborted:
-                raise self._cancelled() from None
-            raise
-        finally:
-            chunks.close()  # type: ignore[attr-defined]
-
     def _send(self, call: _Call, request: httpx.Request, *, stream: bool) -> httpx.Response:
         """``client.send`` in a worker thread, so that an abort returns at once even while it connects
         or waits for headers. With ``stream`` the body is left to read (by the calling thread)."""
@@ -495,7 +441,7 @@ class HttpProvider:
             call.waiting(None)
 
     def _send_in_worker(self, call: _Call, handoff: _Handoff, request: httpx.Request, stream: bool) -> None:
-        _current_call.set(call)  # a fresh thread: this context is its own
+        sending_for.set(call)  # a fresh thread: this context is its own
         try:
             response = self._client.send(request, stream=stream)
         except BaseException as exc:  # the caller's to raise; or, abandoned, of no use to anyone
@@ -509,10 +455,12 @@ class HttpProvider:
 
     def post_json(self, path: str, body: dict[str, Any]) -> bytes:
         return self._request_bytes(self._client.build_request(
-            "POST", self.base_url + path, content=_json_encode(body), headers={"content-type": "application/json"}))
+            "POST", self.base_url + path, content=_json_encode(body), headers=self._json_headers,
+            timeout=self._request_timeout))
 
     def get_json(self, path: str) -> bytes:
-        return self._request_bytes(self._client.build_request("GET", self.base_url + path))
+        return self._request_bytes(self._client.build_request(
+            "GET", self.base_url + path, headers=self._auth_headers, timeout=self._request_timeout))
 
     def _request_bytes(self, request: httpx.Request) -> bytes:
         with self._call_scope() as call, self.translate_errors():
@@ -538,7 +486,8 @@ class HttpProvider:
         asked for twice.
         """
         request = self._client.build_request(
-            "POST", self.base_url + path, content=_json_encode(body), headers={"content-type": "application/json"})
+            "POST", self.base_url + path, content=_json_encode(body), headers=self._json_headers,
+            timeout=self._request_timeout)
         with self._call_scope() as call, self.translate_errors():
             response = self._send(call, request, stream=True)
             try:

@@ -20,7 +20,7 @@ from forge_actors.providers.base import (
 from forge_actors.providers.errors import LlmError, NotFoundError, ProtocolError, ServerError
 from forge_actors.providers.http import ErrorDetail, HttpProvider
 from forge_actors.providers.openai import function_tools, tool_result_text
-from forge_actors.providers.streams import ndjson_lines
+from forge_actors.providers.streams import ndjson_batches
 from forge_actors.providers.structured import StructuredOutput
 
 
@@ -148,11 +148,12 @@ class OllamaProvider(StructuredOutput, HttpProvider):
     def _stream_once(self, request: LlmRequest) -> Iterator[StreamChunk]:
         made = [0]  # calls so far in this response: Ollama gives no ids, ours go on counting
         with self.open_stream("/api/chat", self.body(request, stream=True)) as chunks:
-            for data in ndjson_lines(chunks):
-                for chunk in self._chunks(data, made):
-                    yield chunk
-                    if chunk.is_complete:
-                        return
+            for lines in ndjson_batches(chunks):
+                for data in lines:
+                    for chunk in self._chunks(data, made):
+                        yield chunk
+                        if chunk.is_complete:
+                            return
         raise ProtocolError("the stream ended before a line with done=true", provider=self.name)
 
     def _chunks(self, data: bytes, made: list[int]) -> list[StreamChunk]:

@@ -33,7 +33,7 @@ from forge_actors.providers.errors import (
     ServerError,
 )
 from forge_actors.providers.http import ErrorDetail, HttpProvider
-from forge_actors.providers.streams import sse_events
+from forge_actors.providers.streams import sse_batches, sse_events
 from forge_actors.providers.structured import StructuredOutput
 
 logger = logging.getLogger(__name__)
@@ -55,12 +55,12 @@ _ERROR_TYPES: dict[str, type[LlmError]] = {
 }
 
 
-class _FunctionPiece(msgspec.Struct):
+class _FunctionPiece(msgspec.Struct, gc=False):
     name: str | None = None
     arguments: str | None = None
 
 
-class _ToolCallPiece(msgspec.Struct):
+class _ToolCallPiece(msgspec.Struct, gc=False):
     """A fragment of a streamed call: ``index`` says which; id and name come in its first fragment."""
 
     index: int = 0
@@ -68,12 +68,12 @@ class _ToolCallPiece(msgspec.Struct):
     function: _FunctionPiece | None = None
 
 
-class _Delta(msgspec.Struct):
+class _Delta(msgspec.Struct, gc=False):
     content: str | None = None  # `reasoning` / `reasoning_content` are not declared: never answer text
     tool_calls: list[_ToolCallPiece] | None = None
 
 
-class _Choice(msgspec.Struct):
+class _Choice(msgspec.Struct, gc=False):
     delta: _Delta | None = None
     finish_reason: str | None = None
 
@@ -89,7 +89,7 @@ class _Error(msgspec.Struct):
     code: str | int | None = None
 
 
-class _Chunk(msgspec.Struct):
+class _Chunk(msgspec.Struct, gc=False):
     choices: list[_Choice] = []
     usage: _Usage | None = None
     error: _Error | None = None
@@ -387,32 +387,33 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
         calls = ToolCallAssembler()
         with self.open_stream("/chat/completions", self.body(request, stream=True),
                               lambda body: self._completion(body, request)) as chunks:
-            for sse in sse_events(chunks):
-                if sse.data == b"[DONE]":
-                    for call in calls.finish():
-                        yield StreamChunk(tool_call=call)
-                    yield StreamChunk("", True, _finish(finish_reason, calls.made > 0), _usage(usage))
-                    return
-                chunk = _decode_chunk(sse.data)
-                if chunk.error is not None:
-                    raise self._mid_stream_error(chunk.error)
-                if chunk.usage is not None:
-                    usage = chunk.usage  # some servers repeat it on every chunk: keep the last
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta is not None:
-                        if delta.content:
-                            yield StreamChunk(delta.content)
-                        if delta.tool_calls:
-                            for call in calls.feed(delta.tool_calls):
-                                yield StreamChunk(tool_call=call)
-                    if choice.finish_reason is not None:
-                        if choice.finish_reason == "error":
-                            raise ServerError("the server ended the answer with finish_reason=error",
-                                              provider=self.name)
-                        finish_reason = choice.finish_reason
+            for events in sse_batches(chunks):
+                for sse in events:
+                    if sse.data == b"[DONE]":
                         for call in calls.finish():
                             yield StreamChunk(tool_call=call)
+                        yield StreamChunk("", True, _finish(finish_reason, calls.made > 0), _usage(usage))
+                        return
+                    chunk = _decode_chunk(sse.data)
+                    if chunk.error is not None:
+                        raise self._mid_stream_error(chunk.error)
+                    if chunk.usage is not None:
+                        usage = chunk.usage  # some servers repeat it on every chunk: keep the last
+                    for choice in chunk.choices:
+                        delta = choice.delta
+                        if delta is not None:
+                            if delta.content:
+                                yield StreamChunk(delta.content)
+                            if delta.tool_calls:
+                                for call in calls.feed(delta.tool_calls):
+                                    yield StreamChunk(tool_call=call)
+                        if choice.finish_reason is not None:
+                            if choice.finish_reason == "error":
+                                raise ServerError("the server ended the answer with finish_reason=error",
+                                                  provider=self.name)
+                            finish_reason = choice.finish_reason
+                            for call in calls.finish():
+                                yield StreamChunk(tool_call=call)
         if finish_reason is not None:  # some servers close without [DONE] after a finished answer
             yield StreamChunk("", True, _finish(finish_reason, calls.made > 0), _usage(usage))
             return

@@ -16,6 +16,7 @@ import msgspec
 from forge_actors.providers.anthropic import AnthropicProvider
 from forge_actors.providers.base import Provider
 from forge_actors.providers.cli import CliProvider, argv_option
+from forge_actors.providers.clients import HttpClients
 from forge_actors.providers.daemon import DaemonProvider
 from forge_actors.providers.errors import ProviderConfigError, UnknownProviderError
 from forge_actors.providers.mock import MockProvider
@@ -126,6 +127,22 @@ def _pool_factory(model: str, *, members: list[str] | None = None, strategy: str
                         strategy=strategy, health=health)
 
 
+def _http_clients(value: Any) -> HttpClients:
+    """The engine's shared HTTP clients: given by the engine, never written in a spec."""
+    if isinstance(value, HttpClients):
+        return value
+    raise ValueError(value)
+
+
+#: Options of the providers that speak HTTP, besides the common ones.
+HTTP_OPTIONS: dict[str, OptionType] = {"clients": _http_clients}
+
+
+def takes_option(provider: str, option: str) -> bool:
+    """Whether the provider kind ``provider`` (a known one) takes ``option``."""
+    return option in _REGISTRY[provider].options
+
+
 def _mock_factory(model: str, **options: Any) -> Provider:
     for ignored in COMMON_OPTIONS:
         options.pop(ignored, None)
@@ -133,9 +150,9 @@ def _mock_factory(model: str, **options: Any) -> Provider:
 
 
 _REGISTRY: dict[str, _Entry] = {
-    "anthropic": _entry(AnthropicProvider),
-    "openai": _entry(OpenAIProvider),
-    "ollama": _entry(OllamaProvider),
+    "anthropic": _entry(AnthropicProvider, HTTP_OPTIONS),
+    "openai": _entry(OpenAIProvider, HTTP_OPTIONS),
+    "ollama": _entry(OllamaProvider, HTTP_OPTIONS),
     "mock": _entry(_mock_factory, {"seed": int, "word_delay": float, "fail_on": str, "garble": str}),
     # The command-line providers take (and ignore) the HTTP-only common options themselves.
     "cli": _entry(CliProvider, {

@@ -72,7 +72,7 @@ def may_retry(error: LlmError, attempt: int, policy: RetryPolicy, previous: LlmE
     return not (isinstance(error, ProtocolError) and previous is not None and same_failure(error, previous))
 
 
-def _wait_to_retry(
+def wait_to_retry(
     error: LlmError,
     attempt: int,
     policy: RetryPolicy,
@@ -80,7 +80,9 @@ def _wait_to_retry(
     sleep: Callable[[float], None],
     previous: LlmError | None,
 ) -> None:
-    """Return after the backoff if ``attempt`` may be retried; raise ``error`` if not."""
+    """Return after the backoff if ``attempt`` may be retried; raise ``error`` if not.
+
+    ``previous`` is the error the attempt before failed with (None for the first)."""
     if not may_retry(error, attempt, policy, previous):
         raise error
     delay = policy.delay(attempt, error)
@@ -103,7 +105,7 @@ def call_with_retries(
         try:
             return call()
         except LlmError as error:
-            _wait_to_retry(error, attempt, policy, on_retry, sleep, previous)
+            wait_to_retry(error, attempt, policy, on_retry, sleep, previous)
             previous = error
 
 
@@ -130,7 +132,7 @@ def stream_with_retries(
             if started:  # text already went out: a silent retry would repeat it
                 raise
             _close(chunks)  # let go of the connection now, not after the backoff
-            _wait_to_retry(error, attempt, policy, on_retry, sleep, previous)
+            wait_to_retry(error, attempt, policy, on_retry, sleep, previous)
             previous = error
         finally:
             _close(chunks)

@@ -14,25 +14,33 @@ from collections.abc import Iterable, Iterator
 import msgspec
 
 
-class SseEvent(msgspec.Struct, frozen=True):
-    """One dispatched event. ``data`` is the raw bytes (multi-line data joined with LF)."""
+class SseEvent(msgspec.Struct, frozen=True, gc=False):
+    """One dispatched event. ``data`` is the raw bytes (multi-line data joined with LF).
+
+    Never tracked by the garbage collector (it holds only text and bytes): one is made per
+    event, and tracking would add a third to its cost."""
 
     event: str = "message"
     data: bytes = b""
     id: str | None = None
 
 
+#: Distinct ``event:`` lines a decoder remembers decoded (a server sending ever new names gets no more).
+MAX_EVENT_NAMES = 64
+
+
 class SseDecoder:
     """Server-Sent Events, as the WHATWG spec reads them (comments and ``retry`` ignored)."""
 
-    __slots__ = ("_tail", "_data", "_event", "_id", "_names")
+    __slots__ = ("_tail", "_data", "_more", "_event", "_id", "_names")
 
     def __init__(self) -> None:
-        self._tail = b""
-        self._data: list[bytes] = []
+        self._tail = b""  # the partial line after the last line end seen
+        self._data: bytes | None = None  # the first data line of the event being read...
+        self._more: list[bytes] | None = None  # ...or all of them, when it has several
         self._event: str | None = None
         self._id: str | None = None
-        self._names: dict[bytes, str] = {}  # event names repeat: decode each once
+        self._names: dict[bytes, str] = {}  # event lines, decoded: they repeat
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         if self._tail:
@@ -56,35 +64,48 @@ class SseDecoder:
         return self._lines([tail, b""] if tail else [b""])
 
     def _lines(self, lines: list[bytes]) -> list[SseEvent]:
-        # One loop, hot cases first: this runs for every line of every stream.
+        # One loop, hot cases first, state in locals: this runs for every line of every stream.
         events: list[SseEvent] = []
-        data = self._data
-        event = self._event
+        dispatch = events.append
+        data, more, event, ident, names = self._data, self._more, self._event, self._id, self._names
         for line in lines:
             if not line:  # blank line: dispatch
-                if data:
-                    events.append(SseEvent(event or "message", data[0] if len(data) == 1 else b"\n".join(data), self._id))
-                    data = []
+                if data is not None:
+                    dispatch(SseEvent(event or "message", data if more is None else b"\n".join(more), ident))
+                    data = more = None
                 event = None
-            elif line.startswith(b"data:"):
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            elif line[0] == 58:  # b":" -- a comment (servers send these as keep-alive pings)
                 continue
-            elif line.startswith(b"event:"):
-                value = line[7:] if line[6:7] == b" " else line[6:]
-                name = self._names.get(value)
-                if name is None:
-                    name = self._names[value] = value.decode("utf-8", "replace")
-                event = name
+            if line[0] == 101 and (known := names.get(line)) is not None:  # b"e": an event line seen before
+                event = known
+                continue
+            if line[:6] == b"data: ":
+                value = line[6:]
+            elif line[:5] == b"data:" or line == b"data":  # a field without a colon has an empty value
+                value = line[5:]
             else:
-                field, colon, value = line.partition(b":")
-                if colon and value[:1] == b" ":
-                    value = value[1:]
-                if field == b"id" and b"\0" not in value:
-                    self._id = value.decode("utf-8", "replace")
-                # "retry" and unknown fields are ignored, as the spec says.
-        self._data = data
-        self._event = event
+                if line[0] == 58:  # b":" -- a comment (servers send these as keep-alive pings)
+                    pass
+                elif line[:6] == b"event:":
+                    event = (line[7:] if line[6:7] == b" " else line[6:]).decode("utf-8", "replace")
+                    if len(names) < MAX_EVENT_NAMES:
+                        names[line] = event
+                else:
+                    field, colon, value = line.partition(b":")
+                    if colon and value[:1] == b" ":
+                        value = value[1:]
+                    if field == b"id" and b"\0" not in value:
+                        ident = value.decode("utf-8", "replace")
+                    elif field == b"event":  # "event" alone: no type, so "message"
+                        event = None
+                    # "retry" and unknown fields are ignored, as the spec says.
+                continue
+            if data is None:  # a data line: most events have one
+                data = value
+            elif more is None:
+                more = [data, value]
+            else:
+                more.append(value)
+        self._data, self._more, self._event, self._id = data, more, event, ident
         return events
 
 
@@ -114,6 +135,28 @@ def sse_events(chunks: Iterable[bytes]) -> Iterator[SseEvent]:
     for chunk in chunks:
         yield from decoder.feed(chunk)
     yield from decoder.finish()
+
+
+def sse_batches(chunks: Iterable[bytes]) -> Iterator[list[SseEvent]]:
+    """The events of a byte stream, one list per chunk that completed any (the last one flushed at
+    the end): a consumer's loop over these resumes this generator once per network read, not once
+    per event as over ``sse_events``."""
+    decoder = SseDecoder()
+    for chunk in chunks:
+        events = decoder.feed(chunk)
+        if events:
+            yield events
+    yield decoder.finish()
+
+
+def ndjson_batches(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """``ndjson_lines``, one list per chunk that completed any (see ``sse_batches``)."""
+    decoder = NdjsonDecoder()
+    for chunk in chunks:
+        lines = decoder.feed(chunk)
+        if lines:
+            yield lines
+    yield decoder.finish()
 
 
 def ndjson_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:

@@ -24,7 +24,7 @@ from forge_actors.providers import (
     OpenAIProvider,
     collect,
 )
-from forge_actors.providers.http import _track_sockets
+from forge_actors.providers.clients import TrackingBackend, track_sockets
 
 REQUEST = LlmRequest(messages=(Message("user", "Go"),))
 TEXTS = ["Hel", "lo ", "wörld"]
@@ -272,10 +272,8 @@ def test_the_default_client_records_its_sockets():
     # httpx has no public network-backend option: if an upgrade moves the pool, this says so.
     provider = make("openai", "http://127.0.0.1:9")
     try:
-        assert _track_sockets(provider._client) == 0  # already fitted, once
-        from forge_actors.providers.http import _TrackingBackend
-
-        assert isinstance(provider._client._transport._pool._network_backend, _TrackingBackend)
+        assert track_sockets(provider._client) == 0  # already fitted, once
+        assert isinstance(provider._client._transport._pool._network_backend, TrackingBackend)
     finally:
         provider.close()
 
