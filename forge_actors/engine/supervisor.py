@@ -248,19 +248,29 @@ class Supervisor:
     def attach_new(self, session_id: str, record: Callable[[], None]) -> pykka.ActorRef:
         """Start a session that ``record`` creates, its lease taken first: a log that refuses writes
         then fails the lease, before ``record`` writes anything; if ``record`` fails, the lease goes
-        back. Once recorded, a failure to start raises SessionStartError (the session exists)."""
+        back. Once recorded, a failure to start raises SessionStartError (the session exists).
+
+        The two writes happen outside the engine's lock: nobody else can know a session not yet
+        recorded, and many sessions created at once (each write waiting its turn at the log) would
+        otherwise start one after another. Only its actors are started under the lock."""
+        self.check_open()
+        started = time.monotonic()
+        self._acquire_lease(session_id)
+        try:
+            record()
+        except BaseException:
+            self._give_back_lease(session_id)
+            raise
         with self._lock:
-            self.check_open()
-            self._take_lease(session_id)
             try:
-                record()
-            except BaseException:
-                self._release_lease(session_id)
-                raise
-            try:
+                self.check_open()
+                self._hold_lease(session_id, started)
                 session = self._start(session_id)  # new: nothing of it is queued, no flush
             except BaseException as exc:
-                self._release_lease(session_id)
+                if session_id in self._held:
+                    self._release_lease(session_id)
+                else:
+                    self._give_back_lease(session_id)
                 raise SessionStartError(session_id, exc) from exc
             assert session is not None, "a session just recorded has not ended"
             return session
@@ -355,10 +365,26 @@ class Supervisor:
     def _take_lease(self, session_id: str) -> None:
         """Under the lock. Takes (or keeps) the session's lease; SessionBusyError if another engine holds it."""
         started = time.monotonic()
+        self._acquire_lease(session_id)
+        self._hold_lease(session_id, started)
+
+    def _acquire_lease(self, session_id: str) -> None:
+        """The lease's row, taken in the log (no lock of ours needed); SessionBusyError if another holds it."""
         try:
             self._leases.acquire(lease_name(session_id), self.owner, self._lease_ttl, stale=owner_is_dead_here)
         except LeaseHeldError as held:
             raise SessionBusyError(session_id, held.owner, held.expires_in) from None
+
+    def _give_back_lease(self, session_id: str) -> None:
+        """A lease taken in the log but never held here (its session was not recorded or not started)."""
+        try:
+            self._leases.release(lease_name(session_id), self.owner)
+        except EventStoreError as exc:  # e.g. the disk is full: the lease simply expires
+            logger.warning("could not release the lease of session %s (it expires in %g s): %s",
+                           session_id, self._lease_ttl, exc)
+
+    def _hold_lease(self, session_id: str, started: float) -> None:
+        """Under the lock. This engine holds the lease taken at ``started``: renewed, and read for mail."""
         self._held.add(session_id)
         self._taken_at[session_id] = started
         if self._renewer is None:
