@@ -592,12 +592,13 @@ def _media_type(response: httpx.Response) -> str:
 def _require_text(chunks: Iterator[StreamChunk], provider: str) -> Iterator[StreamChunk]:
     """Pass chunks through; a stream that completes with no text (and no tool call) is an EmptyStreamError
     (one plain request may still answer)."""
-    any_text = False
     try:
         for chunk in chunks:
             if chunk.delta or chunk.tool_call is not None:
-                any_text = True
-            elif chunk.is_complete and not any_text:
+                yield chunk
+                yield from chunks  # text came: nothing more to check, and no Python code of ours per chunk
+                return
+            if chunk.is_complete:
                 raise EmptyStreamError(
                     f"the stream finished ({chunk.finish_reason}) without any text", provider=provider
                 )
