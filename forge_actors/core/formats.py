@@ -365,9 +365,9 @@ _NAMED_LABEL = r"(?-i:[A-Z]{1,2})(?![\w'’])"
 _LABEL_MENTION_RE = re.compile(r"\b[Pp]roposal[ \t]+((?-i:[A-Z]{1,2}))\b")
 # the text of a heading that is about one proposal: "Proposal A: ...", "Review of Proposal A", "A. Title"
 _HEADING_TEXT_RE = re.compile(
-    r"^[ \t*_`]*(?:\d{1,2}[.)][ \t]*)?"  # "1. Proposal A"
+    r"^[ \t*_`]*+(?:\d{1,2}[.)][ \t]*)?"  # "1. Proposal A" (*+: "# ****..." must not be split every way)
     r"(?:(?:review|critique|evaluation|assessment|analysis|feedback|scores?|notes)[ \t]+"
-    r"(?:of|for|on)[ \t]+(?:the[ \t]+)?)?[*_`]*"  # "Review of Proposal A"
+    r"(?:of|for|on)[ \t]+(?:the[ \t]+)?)?[*_`]*+"  # "Review of Proposal A"
     # "Proposal A", or "A. Title"
     r"(?:[Pp]roposal[ \t]+(" + _NAMED_LABEL + r")|((?-i:[A-Z]))(?:[.:)]|[ \t]+[-–—])[ \t*_`])",
     re.IGNORECASE,
@@ -445,13 +445,14 @@ def _proposal_sections(text: str) -> list[tuple[str, str]]:
 
 # -- lists: strengths, weaknesses, suggestions, reasons, concerns --
 
+# (possessive repeats, *+: a line of spaces must not make the runs of blanks share it out every way)
 _SECTION_RE = re.compile(
-    r"^[ \t]*(?P<bullet>[-*+][ \t]+)?(?:#{1,6}[ \t]*)?[*_]*[ \t]*"
+    r"^[ \t]*+(?P<bullet>[-*+][ \t]++)?(?:#{1,6}[ \t]*+)?(?:[*_]++[ \t]*+)?"
     r"(?P<name>strengths|weaknesses|suggestions|improvements|reasons|concerns)\b(?P<qualifier>[^:\n]{0,40}?)"
-    r"[*_]*[ \t]*(?::[*_]*[ \t]*(?P<inline>.*))?$",
+    r"[*_]*+[ \t]*+(?::[*_]*+[ \t]*+(?P<inline>.*))?$",
     re.IGNORECASE,
 )
-_BULLET_RE = re.compile(r"^[ \t]*(?:[-*+\u2022]|\d{1,2}[.)])[ \t]+(.*\S)")
+_BULLET_RE = re.compile(r"^[ \t]*+(?:[-*+\u2022]|\d{1,2}[.)])[ \t]++(.*\S)")
 _SECTION_ALIASES = {"improvements": "suggestions"}
 _NOTHING = ("(none)", "none", "n/a", "none.", "[none]")
 
