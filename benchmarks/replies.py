@@ -8,7 +8,9 @@ and without fences; each with the reading a careful human makes), it runs today'
 parsers (``forge_actors.core.formats``) and, measured in the same run, a baseline: what the
 project did before, implemented here — the first ``Score: N`` in each ``Proposal X``
 section, the first ``VOTE: X`` match, no reasoning stripping; for JSON replies, a strict
-decode of the whole text.
+decode of the whole text. Votes are read as the engine reads them (``rounds.read_vote``:
+a structured reply's JSON document first, then the text), with what the entry's prompt
+showed (``voter``, ``names``: the session's participants; ``labels``: proposal labels).
 
 Per reply format (text, json) and kind (critiques, votes): replies read correctly (every
 score of the reply, or its vote, equals the expected one, None included), unread (some
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import msgspec  # noqa: E402
 
-from forge_actors.core import formats  # noqa: E402
+from forge_actors.core import formats, rounds  # noqa: E402
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "tests" / "corpus" / "replies.json"
 
@@ -66,7 +68,7 @@ def naive_critiques(text: str, labels: list[str]) -> dict[str, int | None]:
     return {label: scores.get(label) for label in labels}
 
 
-def naive_vote(text: str) -> str | None:
+def naive_vote(text: str, context: formats.VoteContext) -> str | None:
     match = _NAIVE_VOTE_RE.search(text)
     return match.group(1).upper() if match else None
 
@@ -82,7 +84,7 @@ def strict_critiques_json(text: str, labels: list[str]) -> dict[str, int | None]
     return {label: scores.get(label) for label in labels}
 
 
-def strict_vote_json(text: str) -> str | None:
+def strict_vote_json(text: str, context: formats.VoteContext) -> str | None:
     try:
         return msgspec.json.decode(text.strip(), type=formats.VoteReply).vote
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -100,13 +102,18 @@ def our_critiques_json(text: str, labels: list[str]) -> dict[str, int | None] | 
     return None if parsed is None else {label: c.score for label, c in parsed.items()}
 
 
-def our_vote(text: str) -> str | None:
-    vote = formats.parse_vote(text)
+def vote_context(entry: dict[str, Any]) -> formats.VoteContext:
+    """Whose names and which proposal labels the prompt of a corpus vote showed."""
+    return formats.VoteContext(entry.get("voter", ""), tuple(entry.get("names", ())), tuple(entry.get("labels", ())))
+
+
+def our_vote(text: str, context: formats.VoteContext) -> str | None:
+    vote = rounds.read_vote(text, False, context)
     return vote.vote if vote else None
 
 
-def our_vote_json(text: str) -> str | None:
-    vote = formats.parse_vote_json(text)
+def our_vote_json(text: str, context: formats.VoteContext) -> str | None:
+    vote = rounds.read_vote(text, True, context)
     return vote.vote if vote else None
 
 
@@ -140,7 +147,7 @@ def measure(corpus: list[dict[str, Any]], readers: Readers) -> dict[str, Any]:
             entries = [e for e in corpus if e["kind"] == kind and e["format"] == fmt]
             verdicts = []
             for entry in entries:
-                args = (entry["text"], entry["labels"]) if kind == "critique" else (entry["text"],)
+                args = (entry["text"], entry["labels"]) if kind == "critique" else (entry["text"], vote_context(entry))
                 verdict = judge(entry["expected"], readers[(kind, fmt)](*args))
                 verdicts.append(verdict)
                 if verdict == "wrong":

@@ -497,7 +497,8 @@ class SessionActor(pykka.ThreadingActor):
 
     def _read_vote(self, attempt: _Attempt, completed: ContributionCompleted) -> None:
         as_json = attempt.prompt.response_schema is not None
-        self._record_reply(attempt, completed, rounds.read_vote_reply(completed, as_json, attempt.reasked))
+        context = rounds.vote_context(self.state, attempt.prompt)
+        self._record_reply(attempt, completed, rounds.read_vote_reply(completed, as_json, attempt.reasked, context))
 
     def _record_reply(self, attempt: _Attempt, completed: ContributionCompleted, reading: rounds.ReplyReading) -> None:
         """The reply and what it gives (audit.verify reads it again the same way), or a re-ask."""

@@ -259,7 +259,7 @@ def _read_reply(state: SessionState, seen: _Contribution, completed: Contributio
     if round_.kind == "critique":
         reading = rounds.read_critique_reply(completed, prompt.proposal_labels, as_json, seen.first_parse, seen.reasked)
     else:
-        reading = rounds.read_vote_reply(completed, as_json, seen.reasked)
+        reading = rounds.read_vote_reply(completed, as_json, seen.reasked, rounds.vote_context(state, prompt))
     if reading.reask is not None:
         seen.reask_parse = reading.parsed
     return _Owed(list(reading.records), completed.contribution_id, position)

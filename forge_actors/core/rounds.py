@@ -37,6 +37,7 @@ from forge_actors.core.events import (
     ParticipantInfo,
     Persona,
     PromptMessage,
+    PromptSent,
     RoundKind,
     SessionSettings,
     VoteRecorded,
@@ -252,9 +253,23 @@ def read_critiques(reply: str, labels: dict[str, str], as_json: bool = False,
     return parsed, [label for label, critique in parsed.items() if critique.score is None]
 
 
-def read_vote(reply: str, as_json: bool = False) -> formats.ParsedVote | None:
+def vote_context(state: SessionState, prompt: RoundPrompt | PromptSent) -> formats.VoteContext:
+    """Who a voter's reply may name besides itself: the session's participants and the proposal
+    labels its prompt showed (those it labels, and those its text mentions: a synthesis may speak of
+    "Proposal B"). Both are in the log (SessionCreated, ParticipantAdded; PromptSent), so
+    ``audit.verify`` reads every vote again with the same context."""
+    shown = [message.content for message in prompt.messages if message.role != "assistant"]
+    mentioned = (label for text in shown for label in formats.mentioned_labels(text))
+    labels = dict.fromkeys([*prompt.proposal_labels, *mentioned])
+    return formats.VoteContext(prompt.participant, tuple(state.participants), tuple(labels))
+
+
+def read_vote(reply: str, as_json: bool = False,
+              context: formats.VoteContext | None = None) -> formats.ParsedVote | None:
+    """The vote a reply gives: a structured reply's JSON document, else its last own explicit vote
+    (``formats.parse_vote``; ``context``: who else it may name)."""
     vote = formats.parse_vote_json(reply) if as_json else None
-    return vote if vote is not None else formats.parse_vote(reply)
+    return vote if vote is not None else formats.parse_vote(reply, context)
 
 
 #: The concern recorded with the abstention of a voter whose reply could not be read even after a re-ask.
@@ -294,10 +309,11 @@ def read_critique_reply(completed: ContributionCompleted, labels: dict[str, str]
     ))
 
 
-def read_vote_reply(completed: ContributionCompleted, as_json: bool, reasked: bool = False) -> ReplyReading:
-    """The vote a voter's reply gives; after a re-ask, an unreadable one is an abstention
-    (see ``read_critique_reply``)."""
-    vote = read_vote(completed.content, as_json)
+def read_vote_reply(completed: ContributionCompleted, as_json: bool, reasked: bool = False,
+                    context: formats.VoteContext | None = None) -> ReplyReading:
+    """The vote a voter's reply gives (``context``: ``vote_context`` of its prompt); after a
+    re-ask, an unreadable one is an abstention (see ``read_critique_reply``)."""
+    vote = read_vote(completed.content, as_json, context)
     if vote is None and not reasked:
         return ReplyReading(reask="no JSON object with a vote of AGREE or DISAGREE" if as_json
                             else "no VOTE: AGREE or VOTE: DISAGREE line")

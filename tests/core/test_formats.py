@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from forge_actors.core import formats
@@ -78,6 +80,9 @@ def test_prompt_markers():
     ("musing without an opening tag</think>answer", "answer"),  # the server dropped the opening tag
     ("<think>a</think>keep</think>final", "final"),
     ("no tags at all", "no tags at all"),
+    ("a<thought>x</thought>b<scratchpad>y</scratchpad>c<reflection>z</reflection>d", "abcd"),
+    ("<|begin_of_thought|>VOTE: AGREE<|end_of_thought|>\nVOTE: DISAGREE", "\nVOTE: DISAGREE"),
+    ("musing<|end_of_thought|>answer", "answer"),
     ('<think type="x">a</think>b', "b"),
 ])
 def test_strip_reasoning(text, kept):
@@ -195,7 +200,6 @@ def test_json_lists_are_read():
     ("I DISAGREE with X, but VOTE: AGREE overall", "AGREE"), ("after review my vote: disagree", "DISAGREE"),
     ("VOTE: AGREE (if auth is fixed) / DISAGREE (otherwise)", None), ("VOTE: ~~AGREE~~ DISAGREE", "DISAGREE"),
     ("Example:\n```\nVOTE: AGREE\n```\nMy actual vote: DISAGREE", "DISAGREE"), ("```\nVOTE: AGREE\n```", "AGREE"),
-    ("VOTE: AGREE\nLast round:\n- Alice: VOTE: DISAGREE\n- Bob's VOTE: DISAGREE", "AGREE"),
     ("Participant 2 wrote: VOTE: DISAGREE", None), ("TL;DR: VOTE: AGREE", "AGREE"),
     ('The schema wants something like {"vote": "AGREE"}.', None),
     ("Decision: DISAGREE", "DISAGREE"), ("Final answer: AGREE", "AGREE"), ("| Vote | **AGREE** |", "AGREE"),
@@ -204,6 +208,122 @@ def test_json_lists_are_read():
 def test_vote_shapes(text, vote):
     parsed = formats.parse_vote(text)
     assert (parsed.vote if parsed else None) == vote
+
+
+# -- the last explicit vote wins, whatever words lead into it --------------------------------------
+
+@pytest.mark.parametrize("lead_in", [
+    "Update:", "Actually, on second thought:", "Revised:", "Correction:", "Edit:", "After reflection:", "EDIT 2 —",
+    "**Update:**", "P.S.", "Wait —", "On reflection,", "Bottom line:", "TL;DR (revised):", "Conclusion:",
+    "Summary:", "Having re-read the rollback section:", "Second thoughts -", "🔄",
+])
+def test_a_revision_wins_whatever_leads_into_it(lead_in):
+    for revision in ("VOTE: DISAGREE", "vote: disagree", "**Vote:** DISAGREE", "my vote is now DISAGREE"):
+        reply = f"VOTE: AGREE\nReasons:\n- fine\n\n{lead_in} {revision}\n"
+        assert formats.parse_vote(reply, formats.VoteContext("carol", ("alice", "bob", "carol"))).vote == "DISAGREE"
+
+
+ALICE_BOB = formats.VoteContext("carol", ("alice", "Bob", "carol", "gpt-4o-mini"), ("A", "B"))
+
+
+@pytest.mark.parametrize("text, context, vote", [
+    # a name or label the prompt showed, before a colon or dash: someone else's vote
+    ("VOTE: AGREE\nLast round:\n- Alice: VOTE: DISAGREE\n- Bob's VOTE: DISAGREE", ALICE_BOB, "AGREE"),
+    ("VOTE: AGREE\nLast round:\n- Alice: VOTE: DISAGREE", formats.VoteContext(), "DISAGREE"),  # no such name
+    ("VOTE: AGREE\n**BOB** — VOTE: DISAGREE", ALICE_BOB, "AGREE"),
+    ("VOTE: AGREE\ngpt-4o-mini (last round): VOTE: DISAGREE", ALICE_BOB, "AGREE"),
+    ("VOTE: DISAGREE\nProposal B: VOTE: AGREE", ALICE_BOB, "DISAGREE"),
+    ("VOTE: DISAGREE\nProposal C: VOTE: AGREE", ALICE_BOB, "AGREE"),  # no label C was shown
+    ("VOTE: AGREE\nmetal: VOTE: DISAGREE", formats.VoteContext(names=("al",)), "DISAGREE"),  # a name, not a word's end
+    ("carol: VOTE: AGREE", ALICE_BOB, "AGREE"),  # the voter's own name
+    ("VOTE: AGREE\nReviewer 2: VOTE: DISAGREE\nanother member — VOTE: DISAGREE", ALICE_BOB, "AGREE"),
+    ("VOTE: AGREE\nThe security reviewer wrote: VOTE: DISAGREE", ALICE_BOB, "AGREE"),
+    ("VOTE: DISAGREE\nAs I said above: VOTE: AGREE", ALICE_BOB, "AGREE"),
+    ("VOTE: AGREE\nHaving read it twice, I have voted: VOTE: DISAGREE", ALICE_BOB, "DISAGREE"),
+    ("VOTE: AGREE\nthe previous round's VOTE: DISAGREE was about auth", ALICE_BOB, "AGREE"),
+    ('My vote:\n{"vote": "AGREE"}\nalice: {"vote": "DISAGREE"}', ALICE_BOB, "AGREE"),
+    # quotations
+    ('VOTE: DISAGREE\nI would switch to "VOTE: AGREE" once backups exist.', ALICE_BOB, "DISAGREE"),
+    ("VOTE: DISAGREE\nIf so, I’ll change it to “VOTE: AGREE”.", ALICE_BOB, "DISAGREE"),
+    ("VOTE: DISAGREE\nThe format asks for `VOTE: AGREE` first.", ALICE_BOB, "DISAGREE"),
+    ('Final answer: "VOTE: AGREE"', ALICE_BOB, "AGREE"), ("`VOTE: DISAGREE`", ALICE_BOB, "DISAGREE"),
+    ("VOTE: \"DISAGREE\"", ALICE_BOB, "DISAGREE"), ("I can't say VOTE: AGREE isn't right: VOTE: DISAGREE", ALICE_BOB,
+                                                    "DISAGREE"),
+    ("VOTE: AGREE\n> alice: VOTE: DISAGREE", ALICE_BOB, "AGREE"),
+    # examples
+    ("For example: VOTE: AGREE\nI need more time.", ALICE_BOB, None),
+    ("Here is the format:\n```\nVOTE: AGREE\n```\nI need more time.", ALICE_BOB, None),
+    ('An example:\n```json\n{"vote": "AGREE"}\n```\nNot yet.', ALICE_BOB, None),
+    ("Here is my vote in the format you asked for:\n```\nVOTE: DISAGREE\n```", ALICE_BOB, "DISAGREE"),
+])
+def test_someone_elses_vote_is_not_the_replys(text, context, vote):
+    parsed = formats.parse_vote(text, context)
+    assert (parsed.vote if parsed else None) == vote
+
+
+@pytest.mark.parametrize("text, vote", [
+    ("VOTE: AGREE\nI retract my AGREE: hashing is still SHA-1.\nVOTE: DISAGREE", "DISAGREE"),
+    ("VOTE: AGREE\nPlease ignore my earlier vote; I need the cost figures first.", None),
+    ("VOTE: AGREE\nI withdraw my vote.", None), ("VOTE: AGREE. Scratch that — not sure yet.", None),
+    ("VOTE: DISAGREE\nDisregard the vote above.\nVOTE: AGREE", "AGREE"),
+    ("VOTE: AGREE\nI retract my VOTE: AGREE — the auth section contradicts itself.", None),
+    ("Vote: AGREE\nCancel my previous vote. Vote: DISAGREE", "DISAGREE"),
+    ("VOTE: AGREE\nI won't retract my AGREE: p99 is within budget.", "AGREE"),
+    ("VOTE: AGREE\nYou might expect me to withdraw my vote, but no.", "AGREE"),
+    ("VOTE: AGREE\nI'd retract my AGREE if the tests were dropped.", "AGREE"),
+    ('VOTE: AGREE\nHe said "ignore my earlier vote" to the team.', "AGREE"),
+    ("VOTE: AGREE\nThe synthesis cannot ignore the earlier vote's concerns.", "AGREE"),
+    ("<think>I'll retract my AGREE</think>\nVOTE: AGREE", "AGREE"),
+    ('{"vote": "AGREE"}\n\nSorry, ignore that — I misread the goal.', None),
+    ("VOTE: DISAGREE\nUpdate: having read the appendix, my vote is unchanged.", "DISAGREE"),
+    ("VOTE: AGREE\nUpdate: my vote is pending the cost figures.", None),
+    ("VOTE: AGREE\nSummary: my decision is to back the plan.", "AGREE"),
+])
+def test_a_withdrawn_vote_leaves_the_next_one_or_none(text, vote):
+    parsed = formats.parse_vote(text)
+    assert (parsed.vote if parsed else None) == vote
+
+
+@pytest.mark.parametrize("text, vote", [
+    ("**VOTE:** AGREE → DISAGREE", "DISAGREE"), ("VOTE: ~~AGREE~~ → DISAGREE", "DISAGREE"),
+    ("VOTE: AGREE\nI'm changing my vote to DISAGREE: no backups.", "DISAGREE"),
+    ("VOTE: AGREE\nI would change my vote to DISAGREE if backups were dropped.", "AGREE"),
+    ("VOTE: AGREE\n## Updated Vote\nDISAGREE", "DISAGREE"), ("Revised vote: DISAGREE", "DISAGREE"),
+    ("**Final answer (revised):** DISAGREE", "DISAGREE"), ("__VOTE__: agree", "AGREE"), ("VoTe: DisAgree!", "DISAGREE"),
+    ("***Vote:*** ***DISAGREE***", "DISAGREE"), ("### 🗳️ Vote: **AGREE** ✅", "AGREE"), ("VOTE: AGREE; :)", "AGREE"),
+    ("My vote is still AGREE.", "AGREE"), ("Between AGREE or DISAGREE, my vote: AGREE", "AGREE"),
+    ("| Vote | ~~AGREE~~ DISAGREE |", "DISAGREE"),
+])
+def test_vote_changes_case_and_decoration(text, vote):
+    parsed = formats.parse_vote(text)
+    assert (parsed.vote if parsed else None) == vote
+
+
+def test_mentioned_labels():
+    assert formats.mentioned_labels("Proposal B's cache, proposal A's schema; Proposal B again; Proposals") == ["B", "A"]
+
+
+# A model's reply is attacker input. Seven of these took more than 15 s (backtracking quadratic or
+# worse) with the reader before this one; each takes 0.01-0.3 s of CPU now. The bound is a liveness
+# bound, in CPU time so that other processes on a loaded machine do not make it flake.
+_MB = 1_000_000
+HOSTILE = {
+    "spaces after a marker": "vote" + " " * _MB + "x", "a long word before a vote": "a" * _MB + " VOTE: AGREE",
+    "a line of spaces": " " * _MB, "emphasis": "# " + "*" * _MB, "markers": "VOTE: " * (_MB // 6),
+    "votes on one line": "VOTE: AGREE " * (_MB // 12), "votes on lines": "VOTE: AGREE\n" * (_MB // 12),
+    "lead-ins": "ab: " * (_MB // 4) + "VOTE: AGREE", "quotes": '"a ' * (_MB // 3) + "VOTE: AGREE",
+    "quoted votes": '"VOTE: AGREE" ' * (_MB // 14), "apostrophes": " 'a" * (_MB // 3) + "VOTE: AGREE",
+    "withdrawals": "ignore my " * (_MB // 10), "options": "AGREE or " * (_MB // 9), "fences": "```\n" * (_MB // 4),
+    "quote lines": "> VOTE: AGREE\n" * (_MB // 14), "braces": '{"' * (_MB // 2), "open tags": "<think" * (_MB // 6),
+    "names": "alice: " * (_MB // 7) + "VOTE: AGREE", "numbered list": "1. " + " " * _MB,
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_one_megabyte_reply_is_read_in_linear_time(name):
+    started = time.process_time()
+    formats.parse_vote(HOSTILE[name], ALICE_BOB)
+    assert time.process_time() - started < 1.0
 
 
 def test_vote_lists_and_confidence():

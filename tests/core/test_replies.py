@@ -3,8 +3,10 @@
 ``tests/corpus/replies.json`` holds replies written in the habits of several model families
 (preambles, markdown, tables, reasoning blocks, refusals, vote changes, JSON with and
 without fences), each with the reading a careful human would make under the project's
-rule: a score or vote that cannot be attributed with certainty is None. Every entry must
-read exactly so; ``benchmarks/replies.py`` measures the same corpus.
+rule: a score or vote that cannot be attributed with certainty is None. A vote entry may
+say what its prompt showed: the session's participants (``names``, the ``voter`` among
+them) and proposal labels (``labels``). Every entry must read exactly so, as the engine
+reads it; ``benchmarks/replies.py`` measures the same corpus.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_actors.core import formats
+from forge_actors.core import formats, rounds
+from forge_actors.core.events import ParticipantInfo, PromptMessage, PromptSent, VoteRecorded
+from forge_actors.core.state import SessionState
+from forge_actors.providers import register_provider
+from forge_actors.providers.mock import MockProvider
 
 CORPUS = json.loads((Path(__file__).resolve().parents[1] / "corpus" / "replies.json").read_text(encoding="utf-8"))
 
@@ -29,7 +35,8 @@ def read(entry: dict):
             parsed = formats.parse_critique_json(text, entry["labels"])
             return None if parsed is None else {label: c.score for label, c in parsed.items()}
         return {label: c.score for label, c in formats.parse_critiques(text, entry["labels"]).items()}
-    vote = formats.parse_vote_json(text) if entry["format"] == "json" else formats.parse_vote(text)
+    context = formats.VoteContext(entry.get("voter", ""), tuple(entry.get("names", ())), tuple(entry.get("labels", ())))
+    vote = rounds.read_vote(text, entry["format"] == "json", context)  # as the engine reads it: JSON first
     return vote.vote if vote else None
 
 
@@ -41,7 +48,7 @@ def test_corpus_entry_reads_as_expected(entry):
 def test_corpus_is_varied_enough_to_mean_something():
     assert len(CORPUS) >= 60 and len({entry["id"] for entry in CORPUS}) == len(CORPUS)
     kinds = [(entry["kind"], entry["format"]) for entry in CORPUS]
-    assert kinds.count(("critique", "text")) >= 30 and kinds.count(("vote", "text")) >= 20
+    assert kinds.count(("critique", "text")) >= 30 and kinds.count(("vote", "text")) >= 100
     assert kinds.count(("critique", "json")) >= 5 and kinds.count(("vote", "json")) >= 5
     assert len({entry["family"] for entry in CORPUS}) >= 8
     for entry in CORPUS:
@@ -136,3 +143,47 @@ plain = st.text(alphabet=st.characters(blacklist_characters="<>"))
 def test_strip_reasoning_keeps_plain_text_and_drops_blocks(before, after):
     assert formats.strip_reasoning(before + after) == before + after
     assert formats.strip_reasoning(f"{before}<think>{after}</think>{after}") == before + after
+
+
+# -- whose vote: the engine and the audit read a reply with what its prompt showed ----------------
+
+def test_corpus_votes_name_only_what_a_prompt_shows():
+    votes = [entry for entry in CORPUS if entry["kind"] == "vote"]
+    for entry in votes:
+        assert set(entry) <= {"id", "family", "kind", "format", "text", "expected", "note", "voter", "names", "labels"}
+        if "voter" in entry:
+            assert entry["voter"] in entry["names"], entry["id"]
+        assert all(len(label) <= 2 and label.isupper() for label in entry.get("labels", ())), entry["id"]
+    assert sum(1 for entry in votes if "names" in entry) >= 10 and sum(1 for entry in votes if "labels" in entry) >= 3
+
+
+QUOTING_REPLY = "VOTE: AGREE\nReasons:\n- the plan holds\n\nLast round, for the record:\n- bob: VOTE: DISAGREE\n"
+
+
+class _Quoting(MockProvider):
+    """A mock whose votes report bob's vote after its own, as models recap a previous round."""
+
+    def _answer(self, request, prompt, kind):
+        return QUOTING_REPLY if kind == "convergence" else super()._answer(request, prompt, kind)
+
+
+def test_a_reply_reporting_another_participants_vote_is_recorded_and_audited_as_its_own(forge):
+    assert formats.parse_vote(QUOTING_REPLY).vote == "DISAGREE"  # without the session's names: bob's is last
+    register_provider("quoting", lambda model, **options: _Quoting(model))
+    session_id = forge.create_session("Design a TODO app API", ["quoting:alice?replies=text", "mock:bob"],
+                                      max_iterations=1)
+    for _ in forge.deliberate(session_id):
+        pass
+    votes = {r.event.voter: r.event.vote for r in forge.records(session_id) if isinstance(r.event, VoteRecorded)}
+    assert votes["alice"] == "AGREE"
+    assert forge.verify(session_id) == []  # the audit read alice's reply with bob's name too
+
+
+def test_vote_context_is_the_sessions_names_and_the_labels_its_prompt_showed():
+    state = SessionState(participants={name: ParticipantInfo(name) for name in ("alice", "bob", "ada")})
+    shown = "Here is the group's current synthesis:\n\nIt keeps Proposal B's cache and proposal A's schema."
+    prompt = PromptSent(contribution_id="r4.alice.1", round=4, participant="alice", attempt=1, model="m",
+                        messages=(PromptMessage("system", "You are alice"), PromptMessage("user", shown),
+                                  PromptMessage("assistant", "Proposal C: VOTE: AGREE")),  # its own reply, re-asked
+                        temperature=0.7, max_tokens=100, proposal_labels={"D": "bob"})
+    assert rounds.vote_context(state, prompt) == formats.VoteContext("alice", ("alice", "bob", "ada"), ("D", "B", "A"))
