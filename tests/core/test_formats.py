@@ -305,7 +305,8 @@ def test_mentioned_labels():
 
 # A model's reply is attacker input. Seven of these took more than 15 s (backtracking quadratic or
 # worse) with the reader before this one; each takes 0.01-0.3 s of CPU now. The bound is a liveness
-# bound, in CPU time so that other processes on a loaded machine do not make it flake.
+# bound (a regression to backtracking takes orders of magnitude longer), in CPU time so that other
+# processes on a loaded machine do not make it flake.
 _MB = 1_000_000
 HOSTILE = {
     "spaces after a marker": "vote" + " " * _MB + "x", "a long word before a vote": "a" * _MB + " VOTE: AGREE",
@@ -323,7 +324,7 @@ HOSTILE = {
 def test_a_one_megabyte_reply_is_read_in_linear_time(name):
     started = time.process_time()
     formats.parse_vote(HOSTILE[name], ALICE_BOB)
-    assert time.process_time() - started < 1.0
+    assert time.process_time() - started < 5.0
 
 
 def test_vote_lists_and_confidence():
