@@ -142,8 +142,12 @@ def test_a_stream_cut_before_its_first_delta_falls_back_to_one_plain_call(forge)
     events = [r.event for r in forge.records(session_id)]
     mine = [e for e in events if getattr(e, "participant", None) == "x"]
     kinds = [type(e).__name__ for e in mine]
-    assert kinds == ["PromptSent", "ContentDelta", "ContributionCompleted"]  # no failure, no retry
-    delta, completed = mine[1], mine[2]
+    # No failure, no retry; and what it showed is recorded: its streams do not work, so it is asked
+    # without streaming from now on (one paid call a reply, not two).
+    assert kinds == ["PromptSent", "ContentDelta", "ProviderLimitFound", "ContributionCompleted"]
+    delta, learned, completed = mine[1], mine[2], mine[3]
     assert delta.text == completed.content == "### Components\n- one plain answer\n"
     assert "stream failed before its first delta" in completed.fallback and "malformed_stream" in completed.fallback
+    assert (learned.limit, learned.error_kind, learned.answered_from_body) == ("streaming", "malformed_stream", False)
+    assert not forge.state(session_id).participants["x"].streams
     assert forge.verify(session_id) == []
