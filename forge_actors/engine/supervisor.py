@@ -199,6 +199,7 @@ class Supervisor:
         self._lock = threading.RLock()
         self._forgotten = threading.Condition(self._lock)  # notified as each session actor is forgotten
         self._running: dict[str, _Running] = {}
+        self._starting: set[str] = set()  # new sessions whose actors attach_new is starting (see there)
         self._stopped_participants: list[pykka.ActorRef] = []
         self._closed = False
         #: This engine's name in the session leases it holds (``host:pid:token``).
@@ -226,6 +227,7 @@ class Supervisor:
         """
         with self._lock:
             self.check_open()
+            self._forgotten.wait_for(lambda: session_id not in self._starting)  # attach_new's, registered first
             running = self._running.get(session_id)
             if running is not None and running.session.is_alive() and running.fence.lost is None:
                 return running.session
@@ -250,9 +252,11 @@ class Supervisor:
         then fails the lease, before ``record`` writes anything; if ``record`` fails, the lease goes
         back. Once recorded, a failure to start raises SessionStartError (the session exists).
 
-        The two writes happen outside the engine's lock: nobody else can know a session not yet
-        recorded, and many sessions created at once (each write waiting its turn at the log) would
-        otherwise start one after another. Only its actors are started under the lock."""
+        Little of it holds the engine's lock: nobody else can know a session not yet recorded, and
+        many sessions created at once would otherwise start one after another. The two writes, the
+        fold and the participants' actors (a thread each) happen outside it; the session's own actor
+        is started and registered under it (so that its end, which takes the lock, always finds it
+        registered), and an ``attach`` of the session meanwhile waits for that."""
         self.check_open()
         started = time.monotonic()
         self._acquire_lease(session_id)
@@ -264,16 +268,28 @@ class Supervisor:
         with self._lock:
             try:
                 self.check_open()
-                self._hold_lease(session_id, started)
-                session = self._start(session_id)  # new: nothing of it is queued, no flush
-            except BaseException as exc:
-                if session_id in self._held:
-                    self._release_lease(session_id)
-                else:
-                    self._give_back_lease(session_id)
-                raise SessionStartError(session_id, exc) from exc
-            assert session is not None, "a session just recorded has not ended"
-            return session
+            except BaseException:
+                self._give_back_lease(session_id)
+                raise
+            self._hold_lease(session_id, started)
+            self._starting.add(session_id)
+        participants: dict[str, pykka.ActorRef] = {}
+        try:
+            state, version = self._load(session_id)
+            participants = self._start_participants(session_id, state)
+            with self._lock:
+                self._starting.discard(session_id)
+                self._forgotten.notify_all()
+                self.check_open()
+                return self._start_session(session_id, state, version, participants)  # new: nothing queued, no flush
+        except BaseException as exc:
+            for ref in participants.values():
+                ref.stop(block=False)
+            with self._lock:
+                self._starting.discard(session_id)
+                self._forgotten.notify_all()
+                self._release_lease(session_id)
+            raise SessionStartError(session_id, exc) from exc
 
     def _start(self, session_id: str) -> pykka.ActorRef | None:
         """Under the lock, holding the lease: the session's actors, from the log as it stands now
@@ -282,6 +298,10 @@ class Supervisor:
         if state.ended:
             self._release_lease(session_id)
             return None
+        return self._start_session(session_id, state, version, self._start_participants(session_id, state))
+
+    def _start_participants(self, session_id: str, state: SessionState) -> dict[str, pykka.ActorRef]:
+        """An actor for each AI participant, its provider and tools built (all stopped again on a failure)."""
         participants: dict[str, pykka.ActorRef] = {}
         try:
             for info in state.participants.values():
@@ -293,6 +313,11 @@ class Supervisor:
             for ref in participants.values():
                 ref.stop(block=False)
             raise
+        return participants
+
+    def _start_session(self, session_id: str, state: SessionState, version: int,
+                       participants: dict[str, pykka.ActorRef]) -> pykka.ActorRef:
+        """Under the lock: the session's actor over its participants', registered as running here."""
         fence = LeaseFence(self._writer, lease_name(session_id), self.owner, self._lease_ttl,
                            self._taken_at.get(session_id, time.monotonic()))
         session = SessionActor.start(

@@ -52,10 +52,10 @@ def test_on_a_full_disk_nothing_is_recorded_and_the_client_gets_503(tmp_path):
 
 def test_a_start_that_fails_once_recorded_gives_the_id(tmp_path, monkeypatch):
     with Forge(str(tmp_path / "forge.db")) as forge, ServerThread(forge) as server:
-        def refuse(session_id: str) -> None:
+        def refuse(session_id: str, state: object) -> None:
             raise LogWriteError(str(tmp_path / "forge.db"), "the disk is full")
 
-        monkeypatch.setattr(forge._supervisor, "_start", refuse)
+        monkeypatch.setattr(forge._supervisor, "_start_participants", refuse)
         with pytest.raises(SessionStartError) as failed:
             forge.create_session("Design a TODO app API", MOCKS, start=True)
         assert forge.state(failed.value.session_id).status == "created"
@@ -74,11 +74,11 @@ def test_a_start_that_fails_once_recorded_gives_the_id(tmp_path, monkeypatch):
 def test_a_start_the_unreachable_log_refused_says_so_without_where_the_log_is(tmp_path, monkeypatch):
     secret = "postgresql://forge@db.internal:5432/forge"
 
-    def unreachable(session_id: str) -> None:
+    def unreachable(session_id: str, state: object) -> None:
         raise LogUnavailableWriteError(secret, "connection refused by 10.0.0.7")
 
     with Forge(str(tmp_path / "forge.db")) as forge, ServerThread(forge) as server:
-        monkeypatch.setattr(forge._supervisor, "_start", unreachable)
+        monkeypatch.setattr(forge._supervisor, "_start_participants", unreachable)
         api = httpx.post(server.url + API + "/sessions", timeout=30,
                          json={"goal": "Design a TODO app API", "participants": MOCKS, "deliberate": True})
         v1 = httpx.post(server.url + "/v1/chat/completions", timeout=30,
