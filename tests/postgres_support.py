@@ -8,11 +8,10 @@ where a skip would hide that nothing was tested: then fail.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-import pytest
+import support
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import throwaway_postgres  # noqa: E402  (tools/throwaway_postgres.py)
@@ -34,10 +33,8 @@ def missing_requirement() -> str | None:
 
 
 def unavailable(reason: str) -> None:
-    """Skip the test, or fail it when the environment says PostgreSQL must be there."""
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1: these tests must run here)", pytrace=False)
-    pytest.skip(reason)
+    """Skip the test, or fail it when REQUIRE_ENV says it must run here."""
+    support.unavailable(reason, REQUIRE_ENV)
 
 
 def skip_unless_available() -> None:

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
+import support
 
 REQUIRE_ENV = "FORGE_REQUIRE_THIRD_PARTY"
 INSTALL_HINT = "make third-party-servers"
@@ -113,10 +113,8 @@ def missing_requirement() -> str | None:
 
 
 def unavailable(reason: str) -> None:
-    """Skip the test, or fail it when the environment says the servers must be there."""
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1: these tests must run here)", pytrace=False)
-    pytest.skip(reason)
+    """Skip the test, or fail it when REQUIRE_ENV says it must run here."""
+    support.unavailable(reason, REQUIRE_ENV)
 
 
 def skip_unless_available() -> None:
