@@ -205,8 +205,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "providers-know-only-providers-and-formats",
         binds=_under(PROVIDERS),
-        forbids=lambda t: (_ours(t) and not _under(PROVIDERS, "forge_actors.core.formats")(t)) or _under("pykka")(t),
-        why="a provider talks to a model; the formats leaf is shared with the mock, the rest of the domain is not",
+        forbids=lambda t: (_ours(t) and not _under(PROVIDERS, "forge_actors.core.reply_format")(t)) or _under("pykka")(t),
+        why="a provider talks to a model; the reply-format leaf (markers, schemas, rendering) is shared with the "
+            "mock and the prompts; the readers and the rest of the domain are not",
     ),
     Rule(
         "tools-know-only-tools",
