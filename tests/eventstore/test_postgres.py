@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from eventstore_support import run_together
 from postgres_support import ThrowawayPostgres, start_again, stop_keeping_data
-from support import wait_until
 
 from eventstore import (
     NO_STREAM,
