@@ -49,8 +49,9 @@ class ParsedVote(msgspec.Struct, frozen=True):
 # -- structured (JSON) replies ------------------------------------------------------------------
 #
 # The shapes asked for through a provider's structured-output mechanism. Every field is
-# required in the schema (OpenAI's strict mode wants that); the decoders below are
-# lenient about what the schema cannot enforce everywhere (a missing list is empty).
+# required in the schema (OpenAI's strict mode wants that); the readers
+# (``reply_reading.parse_critique_json``, ``parse_vote_json``) are lenient about what the
+# schema cannot enforce everywhere (a missing list is empty).
 
 
 class ProposalReview(msgspec.Struct, frozen=True):

@@ -1,10 +1,11 @@
-"""Reading replies as models really write them: scores, critiques and votes, leniently.
+"""The lenient readers: the scores, critiques and votes of replies as models really write them.
 
-Parsing reads replies as models really write them (reasoning blocks, markdown headings,
-tables, numbered lists, bold, JSON in a code block, a vote revised or withdrawn) and is strict
-about what matters: a score or vote it cannot attribute with certainty is None, never a guess,
-so the round re-asks. The formats asked for, and the reply types read into, are
-``core.reply_format``'s. See "the rules" below.
+They read reasoning blocks, markdown headings, tables, numbered lists, bold, JSON in a code
+block, a vote revised or withdrawn, and are strict about what matters: a score or vote they
+cannot attribute with certainty is None, never a guess, so the round re-asks. The formats
+asked for, and the types read into (``ParsedCritique``, ``ParsedVote``), are
+``core.reply_format``'s; the rounds (``core.rounds``) call these readers, the providers never
+do. See "the rules" below.
 """
 
 from __future__ import annotations

@@ -273,6 +273,12 @@ RULES: tuple[Rule, ...] = (
             "mock and the prompts; the readers and the rest of the domain are not",
     ),
     Rule(
+        "the-reply-format-is-a-leaf",
+        binds=_under("forge_actors.core.reply_format"),
+        forbids=_ours,
+        why="the providers may import it: whatever it imported of ours, they would reach through it",
+    ),
+    Rule(
         "tools-know-only-tools",
         binds=_under(TOOLS),
         forbids=lambda t: _ours(t) and not _under(TOOLS)(t),
@@ -579,6 +585,8 @@ PLANTED = [
     ("surfaces-use-the-front-door-only", "tools.planted", False, "from forge_actors.actors.session import SessionActor\n"),
     ("providers-know-only-providers-and-formats", "forge_actors.providers.mock", False,
      "from ..core.reply_reading import parse_vote\n"),  # the readers are the rounds' business, not a provider's
+    ("the-reply-format-is-a-leaf", "forge_actors.core.reply_format", False,
+     "from .reply_reading import parse_vote\n"),  # (a re-export would hand the providers the readers)
     # dynamic imports of a literal name are arrows like the others (relative ones resolved too)
     ("surfaces-use-the-front-door-only", "forge_actors.surfaces.cli", False,
      "import importlib\nFORGE = importlib.import_module('forge_actors.engine.forge')\n"),
