@@ -142,7 +142,7 @@ def dynamic_import(source: Source, call: ast.Call, importers: set[str], known: s
     start = Source(package, True, "") if isinstance(package, str) else source  # else __package__, or unsaid
     target = resolve_relative(start.module, start.is_package, level, name.lstrip(".") or None) if level else name
     from_list = _literal(_argument(call, 3, "fromlist")) if called == "__import__" else None
-    if isinstance(from_list, (list, tuple)) and from_list:  # __import__("pkg", fromlist=["mod"]): as from pkg import mod
+    if isinstance(from_list, (list, tuple)) and from_list:  # __import__("pkg", fromlist=["mod"]): from pkg import mod
         return [Import(source.module, f"{target}.{item}", None, call.lineno) if f"{target}.{item}" in known
                 else Import(source.module, target, str(item), call.lineno) for item in from_list]
     return [Import(source.module, target, None, call.lineno)]
@@ -202,6 +202,7 @@ CORE = "forge_actors.core"
 ACTORS = "forge_actors.actors"
 ENGINE = "forge_actors.engine"
 PROVIDERS = "forge_actors.providers"
+REPLY_FORMAT = "forge_actors.core.reply_format"  # what prompts, the mock and the providers share (not the readers)
 TOOLS = "forge_actors.tools"
 SURFACES = ("forge_actors.surfaces", "tools")  # tools/ holds scripts over the engine (tools/replay.py)
 is_surface = _under(*SURFACES)  # forge_actors.providers.cli is a provider, not a surface
@@ -268,13 +269,13 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "providers-know-only-providers-and-formats",
         binds=_under(PROVIDERS),
-        forbids=lambda t: (_ours(t) and not _under(PROVIDERS, "forge_actors.core.reply_format")(t)) or _under("pykka")(t),
+        forbids=lambda t: (_ours(t) and not _under(PROVIDERS, REPLY_FORMAT)(t)) or _under("pykka")(t),
         why="a provider talks to a model; the reply-format leaf (markers, schemas, rendering) is shared with the "
             "mock and the prompts; the readers and the rest of the domain are not",
     ),
     Rule(
         "the-reply-format-is-a-leaf",
-        binds=_under("forge_actors.core.reply_format"),
+        binds=_under(REPLY_FORMAT),
         forbids=_ours,
         why="the providers may import it: whatever it imported of ours, they would reach through it",
     ),
@@ -361,8 +362,9 @@ def _io_aliases(tree: ast.Module) -> dict[str, str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
+                top = alias.name.split(".")[0]  # import os.path binds os
                 if _under(*IO_MODULES)(alias.name):
-                    aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+                    aliases[alias.asname or top] = alias.name if alias.asname else top
         elif isinstance(node, ast.ImportFrom) and not node.level and _under(*IO_MODULES)(node.module or ""):
             aliases.update({alias.asname or alias.name: f"{node.module}.{alias.name}" for alias in node.names})
     return aliases
@@ -389,7 +391,8 @@ class _UseFinder(ast.NodeVisitor):
         ``__import__("os")``; None for anything else."""
         if isinstance(node, ast.Name):
             return self.aliases.get(node.id)
-        if isinstance(node, ast.Call) and (func := node.func) is not None:
+        if isinstance(node, ast.Call):
+            func = node.func
             called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
             name = _literal(_argument(node, 0, "name")) if called in self.importers else None
             return name if isinstance(name, str) and _under(*IO_MODULES)(name) else None
@@ -601,7 +604,8 @@ PLANTED = [
     # ... and one of a computed name is refused in every layer
     ("no-computed-imports", "forge_actors.core.rounds", False,
      "import importlib\ndef plugin(name):\n    return importlib.import_module(name)\n"),
-    ("no-computed-imports", "eventstore.open", False, "def backend(kind):\n    return __import__(f'eventstore.{kind}')\n"),
+    ("no-computed-imports", "eventstore.open", False,
+     "def backend(kind):\n    return __import__(f'eventstore.{kind}')\n"),
     ("no-computed-imports", "tools.planted", False, "from importlib import import_module\nimport_module('x' + 'y')\n"),
     # I/O in the pure core, however it is reached
     ("pure-core-uses-no-io", "forge_actors.core.state", False, "import os\ndef here():\n    return os.getcwd()\n"),
@@ -609,7 +613,8 @@ PLANTED = [
     ("pure-core-uses-no-io", "forge_actors.core.rounds", False,
      "from time import monotonic as clock\ndef now():\n    return clock()\n"),
     ("pure-core-uses-no-io", "forge_actors.core.events", False, "import os.path\nHOME = os.path.expanduser('~')\n"),
-    ("pure-core-uses-no-io", "forge_actors.core.export", False, "def save(path, text):\n    open(path, 'w').write(text)\n"),
+    ("pure-core-uses-no-io", "forge_actors.core.export", False,
+     "def save(path, text):\n    open(path, 'w').write(text)\n"),
     ("pure-core-uses-no-io", "forge_actors.core.audit", False, "def load(path):\n    return path.read_bytes()\n"),
     ("pure-core-uses-no-io", "forge_actors.core.state", False, "def env():\n    return __import__('os').environ\n"),
     ("pure-core-uses-no-io", "forge_actors.core.templates", False,  # the allowance is load_template's read only
