@@ -50,7 +50,8 @@ demo-tools: $(VENV)/.installed
 		-p "mock:alice?tools=file&word_delay=0.01" -p "mock:bob?tools=file,search&tool_mode=text&word_delay=0.01" \
 		-p "mock:carol?word_delay=0.01" --workspace . --db forge-demo.db || [ $$? -eq 1 ]
 
-# ruff (style, real problems) and mypy (strict on eventstore and the pure core), both configured in pyproject.toml.
+# ruff (style, real problems) and mypy (strict on eventstore, the pure core and engine.trust), both configured
+# in pyproject.toml.
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

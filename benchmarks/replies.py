@@ -5,7 +5,7 @@
 Over the reply corpus (critiques and votes written in the habits of several model
 families: reasoning blocks, tables, numbered lists, refusals, vote changes, JSON with
 and without fences; each with the reading a careful human makes), it runs today's
-parsers (``forge_actors.core.formats``) and, measured in the same run, a baseline: what the
+parsers (``forge_actors.core.reply_reading``) and, measured in the same run, a baseline: what the
 project did before, implemented here — the first ``Score: N`` in each ``Proposal X``
 section, the first ``VOTE: X`` match, no reasoning stripping; for JSON replies, a strict
 decode of the whole text. Votes are read as the engine reads them (``rounds.read_vote``:
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import msgspec  # noqa: E402
 
-from forge_actors.core import formats, rounds  # noqa: E402
+from forge_actors.core import reply_format, reply_reading, rounds  # noqa: E402
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "tests" / "corpus" / "replies.json"
 
@@ -68,14 +68,14 @@ def naive_critiques(text: str, labels: list[str]) -> dict[str, int | None]:
     return {label: scores.get(label) for label in labels}
 
 
-def naive_vote(text: str, context: formats.VoteContext) -> str | None:
+def naive_vote(text: str, context: reply_reading.VoteContext) -> str | None:
     match = _NAIVE_VOTE_RE.search(text)
     return match.group(1).upper() if match else None
 
 
 def strict_critiques_json(text: str, labels: list[str]) -> dict[str, int | None] | None:
     try:
-        reply = msgspec.json.decode(text.strip(), type=formats.CritiqueReply)
+        reply = msgspec.json.decode(text.strip(), type=reply_format.CritiqueReply)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     scores: dict[str, int | None] = {}
@@ -84,9 +84,9 @@ def strict_critiques_json(text: str, labels: list[str]) -> dict[str, int | None]
     return {label: scores.get(label) for label in labels}
 
 
-def strict_vote_json(text: str, context: formats.VoteContext) -> str | None:
+def strict_vote_json(text: str, context: reply_reading.VoteContext) -> str | None:
     try:
-        return msgspec.json.decode(text.strip(), type=formats.VoteReply).vote
+        return msgspec.json.decode(text.strip(), type=reply_format.VoteReply).vote
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
 
@@ -94,25 +94,25 @@ def strict_vote_json(text: str, context: formats.VoteContext) -> str | None:
 # -- today's parsers, in the same shape -----------------------------------------------------------
 
 def our_critiques(text: str, labels: list[str]) -> dict[str, int | None]:
-    return {label: c.score for label, c in formats.parse_critiques(text, labels).items()}
+    return {label: c.score for label, c in reply_reading.parse_critiques(text, labels).items()}
 
 
 def our_critiques_json(text: str, labels: list[str]) -> dict[str, int | None] | None:
-    parsed = formats.parse_critique_json(text, labels)
+    parsed = reply_reading.parse_critique_json(text, labels)
     return None if parsed is None else {label: c.score for label, c in parsed.items()}
 
 
-def vote_context(entry: dict[str, Any]) -> formats.VoteContext:
+def vote_context(entry: dict[str, Any]) -> reply_reading.VoteContext:
     """Whose names and which proposal labels the prompt of a corpus vote showed."""
-    return formats.VoteContext(entry.get("voter", ""), tuple(entry.get("names", ())), tuple(entry.get("labels", ())))
+    return reply_reading.VoteContext(entry.get("voter", ""), tuple(entry.get("names", ())), tuple(entry.get("labels", ())))
 
 
-def our_vote(text: str, context: formats.VoteContext) -> str | None:
+def our_vote(text: str, context: reply_reading.VoteContext) -> str | None:
     vote = rounds.read_vote(text, False, context)
     return vote.vote if vote else None
 
 
-def our_vote_json(text: str, context: formats.VoteContext) -> str | None:
+def our_vote_json(text: str, context: reply_reading.VoteContext) -> str | None:
     vote = rounds.read_vote(text, True, context)
     return vote.vote if vote else None
 

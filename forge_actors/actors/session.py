@@ -74,7 +74,7 @@ from forge_actors.core.events import (
     encode_event,
     event_type,
 )
-from forge_actors.core.formats import ParsedCritique
+from forge_actors.core.reply_format import ParsedCritique
 from forge_actors.core.state import SessionState, apply
 from forge_actors.providers import toolcalls
 from forge_actors.providers.base import JsonSchema, LlmRequest, Message, ToolDefinition

@@ -57,7 +57,7 @@ from forge_actors.core.events import (
     VoteChoice,
     VoteRecorded,
 )
-from forge_actors.core.formats import ParsedCritique
+from forge_actors.core.reply_format import ParsedCritique
 from forge_actors.core.state import SessionState, apply
 
 

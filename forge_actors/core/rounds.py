@@ -18,7 +18,7 @@ more than half of its voters): below it the session ends ``no_quorum`` rather th
 for iterations whose votes cannot be read either.
 
 Structured replies: a participant whose ``replies`` is ``json`` is asked for its critique
-or vote as one JSON document (``formats.critique_schema`` / ``VOTE_SCHEMA``, named in
+or vote as one JSON document (``reply_format.critique_schema`` / ``VOTE_SCHEMA``, named in
 ``RoundPrompt.response_schema``); its reply is read as JSON first, then as text.
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.core import formats
+from forge_actors.core import reply_format, reply_reading
 from forge_actors.core.events import (
     ContributionCompleted,
     CritiqueRecorded,
@@ -72,10 +72,10 @@ class RoundPrompt(msgspec.Struct, frozen=True):
 
 def reply_schema(prompt: RoundPrompt) -> dict[str, Any] | None:
     """The JSON Schema of the structured reply ``prompt`` asks for; None for free text."""
-    if prompt.response_schema == formats.CRITIQUE_SCHEMA_NAME:
-        return formats.critique_schema(list(prompt.proposal_labels))
-    if prompt.response_schema == formats.VOTE_SCHEMA_NAME:
-        return formats.VOTE_SCHEMA
+    if prompt.response_schema == reply_format.CRITIQUE_SCHEMA_NAME:
+        return reply_format.critique_schema(list(prompt.proposal_labels))
+    if prompt.response_schema == reply_format.VOTE_SCHEMA_NAME:
+        return reply_format.VOTE_SCHEMA
     return None
 
 
@@ -86,8 +86,8 @@ def _wants_json(state: SessionState, participant: str) -> bool:
 
 def _answer_format(kind: RoundKind, as_json: bool) -> str:
     if kind == "critique":
-        return load_template("critique_json").strip() if as_json else formats.CRITIQUE_FORMAT
-    return load_template("vote_json").strip() if as_json else formats.VOTE_FORMAT
+        return load_template("critique_json").strip() if as_json else reply_format.CRITIQUE_FORMAT
+    return load_template("vote_json").strip() if as_json else reply_format.VOTE_FORMAT
 
 
 # -- system prompt and persona --------------------------------------------------------------
@@ -147,7 +147,7 @@ def proposal_order(state: SessionState, critic: str, round_number: int) -> list[
 def _proposals(state: SessionState, authors: list[str]) -> tuple[str, dict[str, str]]:
     labels = {proposal_label(i): author for i, author in enumerate(authors)}
     text = "\n\n".join(
-        f"{formats.PROPOSAL_HEADING.format(label=label)}\n{state.drafts[author].strip()}" for label, author in labels.items()
+        f"{reply_format.PROPOSAL_HEADING.format(label=label)}\n{state.drafts[author].strip()}" for label, author in labels.items()
     )
     return text, labels
 
@@ -160,7 +160,7 @@ def critique_prompt(state: SessionState, critic: str, round_number: int) -> Roun
     proposals, labels = _proposals(state, authors)
     as_json = _wants_json(state, critic)
     user = render("critique", proposals=proposals, answer_format=_answer_format("critique", as_json), **_common(state))
-    return _prompt(state, critic, "critique", user, labels, formats.CRITIQUE_SCHEMA_NAME if as_json else None)
+    return _prompt(state, critic, "critique", user, labels, reply_format.CRITIQUE_SCHEMA_NAME if as_json else None)
 
 
 def _order(state: SessionState, participant: str) -> tuple[int, str]:
@@ -227,7 +227,7 @@ def convergence_prompt(state: SessionState, voter: str) -> RoundPrompt:
     as_json = _wants_json(state, voter)
     user = render("convergence", synthesis=synthesis, answer_format=_answer_format("convergence", as_json),
                   **_common(state))
-    return _prompt(state, voter, "convergence", user, None, formats.VOTE_SCHEMA_NAME if as_json else None)
+    return _prompt(state, voter, "convergence", user, None, reply_format.VOTE_SCHEMA_NAME if as_json else None)
 
 
 def reask_prompt(prompt: RoundPrompt, reply: str, problem: str) -> RoundPrompt:
@@ -244,32 +244,32 @@ def reask_prompt(prompt: RoundPrompt, reply: str, problem: str) -> RoundPrompt:
 
 
 def read_critiques(reply: str, labels: dict[str, str], as_json: bool = False,
-                   ) -> tuple[dict[str, formats.ParsedCritique], list[str]]:
+                   ) -> tuple[dict[str, reply_format.ParsedCritique], list[str]]:
     """(parsed critique per label, labels whose score could not be read). A structured reply is
     read as JSON first; a model that answered in prose anyway is still read as text."""
-    parsed = formats.parse_critique_json(reply, list(labels)) if as_json else None
+    parsed = reply_reading.parse_critique_json(reply, list(labels)) if as_json else None
     if parsed is None or all(c.score is None for c in parsed.values()):
-        parsed = formats.parse_critiques(reply, list(labels))
+        parsed = reply_reading.parse_critiques(reply, list(labels))
     return parsed, [label for label, critique in parsed.items() if critique.score is None]
 
 
-def vote_context(state: SessionState, prompt: RoundPrompt | PromptSent) -> formats.VoteContext:
+def vote_context(state: SessionState, prompt: RoundPrompt | PromptSent) -> reply_reading.VoteContext:
     """Who a voter's reply may name besides itself: the session's participants and the proposal
     labels its prompt showed (those it labels, and those its text mentions: a synthesis may speak of
     "Proposal B"). Both are in the log (SessionCreated, ParticipantAdded; PromptSent), so
     ``audit.verify`` reads every vote again with the same context."""
     shown = [message.content for message in prompt.messages if message.role != "assistant"]
-    mentioned = (label for text in shown for label in formats.mentioned_labels(text))
+    mentioned = (label for text in shown for label in reply_reading.mentioned_labels(text))
     labels = dict.fromkeys([*prompt.proposal_labels, *mentioned])
-    return formats.VoteContext(prompt.participant, tuple(state.participants), tuple(labels))
+    return reply_reading.VoteContext(prompt.participant, tuple(state.participants), tuple(labels))
 
 
 def read_vote(reply: str, as_json: bool = False,
-              context: formats.VoteContext | None = None) -> formats.ParsedVote | None:
+              context: reply_reading.VoteContext | None = None) -> reply_format.ParsedVote | None:
     """The vote a reply gives: a structured reply's JSON document, else its last own explicit vote
-    (``formats.parse_vote``; ``context``: who else it may name)."""
-    vote = formats.parse_vote_json(reply) if as_json else None
-    return vote if vote is not None else formats.parse_vote(reply, context)
+    (``reply_reading.parse_vote``; ``context``: who else it may name)."""
+    vote = reply_reading.parse_vote_json(reply) if as_json else None
+    return vote if vote is not None else reply_reading.parse_vote(reply, context)
 
 
 #: The concern recorded with the abstention of a voter whose reply could not be read even after a re-ask.
@@ -283,11 +283,11 @@ class ReplyReading(msgspec.Struct, frozen=True):
 
     records: tuple[CritiqueRecorded | VoteRecorded, ...] = ()
     reask: str | None = None
-    parsed: dict[str, formats.ParsedCritique] | None = None
+    parsed: dict[str, reply_format.ParsedCritique] | None = None
 
 
 def read_critique_reply(completed: ContributionCompleted, labels: dict[str, str], as_json: bool,
-                        first_parse: dict[str, formats.ParsedCritique] | None = None,
+                        first_parse: dict[str, reply_format.ParsedCritique] | None = None,
                         reasked: bool = False) -> ReplyReading:
     """The critiques a critic's reply gives (``labels``: its prompt's label -> author; ``as_json``:
     its prompt asked for a structured reply). A re-ask (``reasked``) keeps what the first reply
@@ -310,7 +310,7 @@ def read_critique_reply(completed: ContributionCompleted, labels: dict[str, str]
 
 
 def read_vote_reply(completed: ContributionCompleted, as_json: bool, reasked: bool = False,
-                    context: formats.VoteContext | None = None) -> ReplyReading:
+                    context: reply_reading.VoteContext | None = None) -> ReplyReading:
     """The vote a voter's reply gives (``context``: ``vote_context`` of its prompt); after a
     re-ask, an unreadable one is an abstention (see ``read_critique_reply``)."""
     vote = read_vote(completed.content, as_json, context)

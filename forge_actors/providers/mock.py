@@ -1,12 +1,12 @@
 """The offline, deterministic participant: the default when no API key is set.
 
 For a given (name, seed, request) it always gives the same answer. It reads the goal
-and the round from the prompt's marker lines (``forge_actors.core.formats``) and answers
+and the round from the prompt's marker lines (``forge_actors.core.reply_format``) and answers
 drafts, critiques (with scores), syntheses and votes in exactly the formats the round
 parsers read, streamed word by word with an optional delay.
 
 Asked for a structured reply (``response_schema``), it answers critiques and votes in
-JSON (``formats.render_critique_json`` / ``render_vote_json``) saying what its text reply
+JSON (``reply_format.render_critique_json`` / ``render_vote_json``) saying what its text reply
 would say, a vote adding a seeded confidence; other rounds ignore the schema.
 
 Offered tools in a draft round (natively in ``request.tools``, or as text: a prompt section
@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 import msgspec
 
-from forge_actors.core import formats
+from forge_actors.core import reply_format
 from forge_actors.providers import toolcalls
 from forge_actors.providers.base import (
     TOOL_CALLS_FINISH,
@@ -48,7 +48,7 @@ _WORDS = re.compile(r"\S+\s*")
 #: JSON streamed in small pieces, each ending after a ``,`` or ``:`` (inside strings too, as a model's would)
 _JSON_PIECES = re.compile(r"[^,:]*[,:]|[^,:]+")
 #: The round a schema name asks about, when the prompt has no ``Round:`` marker.
-_ROUND_OF_SCHEMA = {formats.CRITIQUE_SCHEMA_NAME: "critique", formats.VOTE_SCHEMA_NAME: "convergence"}
+_ROUND_OF_SCHEMA = {reply_format.CRITIQUE_SCHEMA_NAME: "critique", reply_format.VOTE_SCHEMA_NAME: "convergence"}
 _JSON_ROUNDS = frozenset(_ROUND_OF_SCHEMA.values())
 _TOPIC_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#-]{2,}")
 _STOP_WORDS = frozenset(
@@ -157,14 +157,14 @@ class MockProvider(StructuredOutput):
         if kind == "critique":
             critiques = self._critiques(rng, prompt)
             if as_json:
-                return formats.render_critique_json(critiques)
-            return "\n".join(formats.render_critique(label, critique) for label, critique in critiques.items())
+                return reply_format.render_critique_json(critiques)
+            return "\n".join(reply_format.render_critique(label, critique) for label, critique in critiques.items())
         if kind == "convergence":
             vote = self._vote(rng, prompt)
             if as_json:  # drawn after the vote, so that the vote is the one the text reply gives
                 confidence = round(rng.uniform(0.5, 0.95), 2)
-                return formats.render_vote_json(msgspec.structs.replace(vote, confidence=confidence))
-            return formats.render_vote(vote)
+                return reply_format.render_vote_json(msgspec.structs.replace(vote, confidence=confidence))
+            return reply_format.render_vote(vote)
         if kind == "synthesis":
             return self._synthesis(rng, prompt)
         step = _tool_step(request, prompt)
@@ -211,10 +211,10 @@ class MockProvider(StructuredOutput):
         return int.from_bytes(digest.digest()[:8], "big")
 
     def _topic(self, prompt: str) -> str:
-        return formats.find_goal(prompt) or "the goal"
+        return reply_format.find_goal(prompt) or "the goal"
 
     def _keywords(self, prompt: str) -> list[str]:
-        goal = formats.find_goal(prompt)
+        goal = reply_format.find_goal(prompt)
         words = [w for w in _TOPIC_WORD.findall(goal) if w.lower() not in _STOP_WORDS]
         return words or ["system"]
 
@@ -233,15 +233,15 @@ class MockProvider(StructuredOutput):
         lines += [f"- Risk: {risk}. Mitigation: {mitigation}." for risk, mitigation in risks]
         return "\n".join(lines) + "\n"
 
-    def _critiques(self, rng: random.Random, prompt: str) -> dict[str, formats.ParsedCritique]:
+    def _critiques(self, rng: random.Random, prompt: str) -> dict[str, reply_format.ParsedCritique]:
         return {
-            label: formats.ParsedCritique(
+            label: reply_format.ParsedCritique(
                 rng.randint(55, 95),
                 tuple(rng.sample(STRENGTHS, 2)),
                 tuple(rng.sample(WEAKNESSES, 2)),
                 tuple(rng.sample(SUGGESTIONS, 2)),
             )
-            for label in formats.find_proposal_labels(prompt) or ["A"]
+            for label in reply_format.find_proposal_labels(prompt) or ["A"]
         }
 
     def _synthesis(self, rng: random.Random, prompt: str) -> str:
@@ -256,10 +256,10 @@ class MockProvider(StructuredOutput):
                   "", "### Addressed concerns", f"- {_upper_first(rng.choice(SUGGESTIONS))}."]
         return "\n".join(lines) + "\n"
 
-    def _vote(self, rng: random.Random, prompt: str) -> formats.ParsedVote:
-        iteration = formats.find_iteration(prompt)
+    def _vote(self, rng: random.Random, prompt: str) -> reply_format.ParsedVote:
+        iteration = reply_format.find_iteration(prompt)
         agree = rng.random() < min(0.95, 0.55 + 0.2 * iteration)
-        return formats.ParsedVote(
+        return reply_format.ParsedVote(
             "AGREE" if agree else "DISAGREE",
             (f"the plan covers {rng.choice(self._keywords(prompt))} end to end",
              rng.choice(STRENGTHS)),
@@ -273,7 +273,7 @@ def _prompt_of(request: LlmRequest) -> str:
 
 def _round_of(request: LlmRequest, prompt: str) -> str:
     """The round the prompt's marker names; else the one the schema asks about; else a draft."""
-    kind = formats.find_round_kind(prompt)
+    kind = reply_format.find_round_kind(prompt)
     if kind is None and request.response_schema is not None:
         kind = _ROUND_OF_SCHEMA.get(request.response_schema.name)
     return kind or "draft"
@@ -289,7 +289,7 @@ def _tool_step(request: LlmRequest, prompt: str) -> ToolCall | str | None:
         return None
     native = bool(request.tools)
     offered = [tool.name for tool in request.tools] if native else _text_offered(request)
-    path = _path_in(formats.find_goal(prompt))
+    path = _path_in(reply_format.find_goal(prompt))
     if path and "read_file" in offered:
         call = ToolCall("call_1", "read_file", {"path": path})
     elif "list_files" in offered:

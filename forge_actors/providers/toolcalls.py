@@ -14,7 +14,7 @@ user message of TOOL_RESULT blocks (``render_tool_results``), marked as untruste
 or ``**``, in backticks, with spaces or trailing punctuation, JSON spread over several lines.
 It never guesses: arguments that do not read are a ``ToolCall`` with ``error`` set. Reasoning
 blocks (``<think>``...) are dropped first, and quoted lines (``> TOOL_CALL: ...``) are examples,
-not calls. Pure: no I/O; imports only msgspec, the provider types and ``formats``.
+not calls. Pure: no I/O; imports only msgspec, the provider types and ``core.reply_format``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.core import formats
+from forge_actors.core import reply_format
 from forge_actors.providers.base import ToolCall, ToolDefinition
 
 #: The line that opens the tool section of a prompt (the offline mock looks for it).
@@ -73,7 +73,7 @@ def parse_tool_calls(text: str) -> list[ToolCall]:
     ``arguments={}`` and ``error`` saying why (the engine shows the model that error).
     """
     calls: list[ToolCall] = []
-    for position, found in enumerate(_find_calls(formats.strip_reasoning(text)), 1):
+    for position, found in enumerate(_find_calls(reply_format.strip_reasoning(text)), 1):
         call_id = f"call_{position}"
         if found.raw is None:
             calls.append(ToolCall(call_id, found.name, {}, "the call's parenthesis is never closed"))

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_actors.core import formats, rounds
+from forge_actors.core import reply_format, reply_reading, rounds
 from forge_actors.core.events import ParticipantInfo, PromptMessage, PromptSent, VoteRecorded
 from forge_actors.core.state import SessionState
 from forge_actors.providers import register_provider
@@ -32,10 +32,10 @@ def read(entry: dict):
     text = entry["text"]
     if entry["kind"] == "critique":
         if entry["format"] == "json":
-            parsed = formats.parse_critique_json(text, entry["labels"])
+            parsed = reply_reading.parse_critique_json(text, entry["labels"])
             return None if parsed is None else {label: c.score for label, c in parsed.items()}
-        return {label: c.score for label, c in formats.parse_critiques(text, entry["labels"]).items()}
-    context = formats.VoteContext(entry.get("voter", ""), tuple(entry.get("names", ())), tuple(entry.get("labels", ())))
+        return {label: c.score for label, c in reply_reading.parse_critiques(text, entry["labels"]).items()}
+    context = reply_reading.VoteContext(entry.get("voter", ""), tuple(entry.get("names", ())), tuple(entry.get("labels", ())))
     vote = rounds.read_vote(text, entry["format"] == "json", context)  # as the engine reads it: JSON first
     return vote.vote if vote else None
 
@@ -66,12 +66,12 @@ def test_corpus_is_varied_enough_to_mean_something():
 
 def test_a_vote_inside_a_think_block_is_not_the_answer():
     reply = "<think>\nFirst instinct: VOTE: DISAGREE. But phase 2 covers it.\n</think>\n\nVOTE: AGREE\nReasons:\n- ok\n"
-    assert formats.parse_vote(reply) == formats.ParsedVote("AGREE", ("ok",))
+    assert reply_reading.parse_vote(reply) == reply_format.ParsedVote("AGREE", ("ok",))
 
 
 def test_a_vote_changed_at_the_end_reads_as_the_final_one():
     reply = "VOTE: AGREE\nReasons:\n- sound model\n\nActually, the hashing issue was not fixed.\n\nFinal vote: DISAGREE\n"
-    assert formats.parse_vote(reply).vote == "DISAGREE"
+    assert reply_reading.parse_vote(reply).vote == "DISAGREE"
 
 
 # -- parse(render(x)) == x ---------------------------------------------------------------------
@@ -84,35 +84,35 @@ WORDS = ["clear", "api", "tests", "auth", "slow", "design", "score", "vote", "ag
 items = st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join)
 item_lists = st.lists(items, max_size=3).map(tuple)
 labels = st.lists(st.sampled_from("ABCDEFGH"), min_size=1, max_size=4, unique=True)
-critiques = st.builds(formats.ParsedCritique, st.none() | st.integers(1, 100), item_lists, item_lists, item_lists)
-votes = st.builds(formats.ParsedVote, st.sampled_from(["AGREE", "DISAGREE"]), item_lists, item_lists)
+critiques = st.builds(reply_format.ParsedCritique, st.none() | st.integers(1, 100), item_lists, item_lists, item_lists)
+votes = st.builds(reply_format.ParsedVote, st.sampled_from(["AGREE", "DISAGREE"]), item_lists, item_lists)
 
 
 @settings(max_examples=80, deadline=None, derandomize=True)  # deterministic, untimed
 @given(labels, st.data())
 def test_text_critiques_round_trip(asked, data):
     expected = {label: data.draw(critiques) for label in asked}
-    text = "\n".join(formats.render_critique(label, critique) for label, critique in expected.items())
-    assert formats.parse_critiques(text, asked) == expected
+    text = "\n".join(reply_format.render_critique(label, critique) for label, critique in expected.items())
+    assert reply_reading.parse_critiques(text, asked) == expected
 
 
 @settings(max_examples=80, deadline=None, derandomize=True)  # deterministic, untimed
 @given(votes)
 def test_text_votes_round_trip(vote):
-    assert formats.parse_vote(formats.render_vote(vote)) == vote
+    assert reply_reading.parse_vote(reply_format.render_vote(vote)) == vote
 
 
 @settings(max_examples=80, deadline=None, derandomize=True)  # deterministic, untimed
 @given(votes, votes)
 def test_text_votes_round_trip_after_reasoning(vote, mused):
-    reasoning = f"<think>\n{formats.render_vote(mused)}</think>\n"
-    assert formats.parse_vote(reasoning + formats.render_vote(vote)) == vote
+    reasoning = f"<think>\n{reply_format.render_vote(mused)}</think>\n"
+    assert reply_reading.parse_vote(reasoning + reply_format.render_vote(vote)) == vote
 
 
 # JSON carries any text; the decoders trim items and drop empty ones, so items come trimmed.
 json_items = st.lists(st.text(min_size=1).filter(lambda s: s.strip() == s), max_size=3).map(tuple)
-json_critiques = st.builds(formats.ParsedCritique, st.integers(1, 100), json_items, json_items, json_items)
-json_votes = st.builds(formats.ParsedVote, st.sampled_from(["AGREE", "DISAGREE"]), json_items, json_items,
+json_critiques = st.builds(reply_format.ParsedCritique, st.integers(1, 100), json_items, json_items, json_items)
+json_votes = st.builds(reply_format.ParsedVote, st.sampled_from(["AGREE", "DISAGREE"]), json_items, json_items,
                        st.none() | st.floats(0, 1))
 
 
@@ -120,19 +120,19 @@ json_votes = st.builds(formats.ParsedVote, st.sampled_from(["AGREE", "DISAGREE"]
 @given(labels, st.data())
 def test_json_critiques_round_trip(asked, data):
     expected = {label: data.draw(json_critiques) for label in asked}
-    assert formats.parse_critique_json(formats.render_critique_json(expected), asked) == expected
+    assert reply_reading.parse_critique_json(reply_format.render_critique_json(expected), asked) == expected
 
 
 @settings(max_examples=80, deadline=None, derandomize=True)  # deterministic, untimed
 @given(json_votes)
 def test_json_votes_round_trip(vote):
-    assert formats.parse_vote_json(formats.render_vote_json(vote)) == vote
+    assert reply_reading.parse_vote_json(reply_format.render_vote_json(vote)) == vote
 
 
 @settings(max_examples=80, deadline=None, derandomize=True)  # deterministic, untimed
 @given(json_votes)
 def test_json_votes_round_trip_inside_a_fence(vote):
-    assert formats.parse_vote_json(f"```json\n{formats.render_vote_json(vote)}\n```\n") == vote
+    assert reply_reading.parse_vote_json(f"```json\n{reply_format.render_vote_json(vote)}\n```\n") == vote
 
 
 plain = st.text(alphabet=st.characters(blacklist_characters="<>"))
@@ -141,8 +141,8 @@ plain = st.text(alphabet=st.characters(blacklist_characters="<>"))
 @settings(max_examples=80, deadline=None, derandomize=True)  # deterministic, untimed
 @given(plain, plain)
 def test_strip_reasoning_keeps_plain_text_and_drops_blocks(before, after):
-    assert formats.strip_reasoning(before + after) == before + after
-    assert formats.strip_reasoning(f"{before}<think>{after}</think>{after}") == before + after
+    assert reply_format.strip_reasoning(before + after) == before + after
+    assert reply_format.strip_reasoning(f"{before}<think>{after}</think>{after}") == before + after
 
 
 # -- whose vote: the engine and the audit read a reply with what its prompt showed ----------------
@@ -168,7 +168,7 @@ class _Quoting(MockProvider):
 
 
 def test_a_reply_reporting_another_participants_vote_is_recorded_and_audited_as_its_own(forge):
-    assert formats.parse_vote(QUOTING_REPLY).vote == "DISAGREE"  # without the session's names: bob's is last
+    assert reply_reading.parse_vote(QUOTING_REPLY).vote == "DISAGREE"  # without the session's names: bob's is last
     register_provider("quoting", lambda model, **options: _Quoting(model))
     session_id = forge.create_session("Design a TODO app API", ["quoting:alice?replies=text", "mock:bob"],
                                       max_iterations=1)
@@ -186,4 +186,4 @@ def test_vote_context_is_the_sessions_names_and_the_labels_its_prompt_showed():
                         messages=(PromptMessage("system", "You are alice"), PromptMessage("user", shown),
                                   PromptMessage("assistant", "Proposal C: VOTE: AGREE")),  # its own reply, re-asked
                         temperature=0.7, max_tokens=100, proposal_labels={"D": "bob"})
-    assert rounds.vote_context(state, prompt) == formats.VoteContext("alice", ("alice", "bob", "ada"), ("D", "B", "A"))
+    assert rounds.vote_context(state, prompt) == reply_reading.VoteContext("alice", ("alice", "bob", "ada"), ("D", "B", "A"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from forge_actors.core import formats, rounds
+from forge_actors.core import reply_format, rounds
 from forge_actors.core.events import (
     ContentDelta,
     ContributionCompleted,
@@ -52,7 +52,7 @@ def test_draft_prompt_carries_goal_markers_persona_and_constraints():
     assert system.role == "system" and "You are alice" in system.content and "The Skeptic" in system.content
     assert "careful" in system.content and "security" in system.content
     assert "Persona" not in rounds.draft_prompt(state, "bob").messages[0].content
-    assert formats.find_round_kind(user.content) == "draft" and formats.find_goal(user.content) == "Design a TODO app API"
+    assert reply_format.find_round_kind(user.content) == "draft" and reply_format.find_goal(user.content) == "Design a TODO app API"
     assert "- no vendor lock-in" in user.content and "Risks and mitigations" in user.content
 
 
@@ -75,7 +75,7 @@ def test_critique_hides_names_excludes_own_draft_and_shuffles_per_critic():
         for other in NAMES:
             if other != critic:
                 assert f"Draft by {other}" in text  # the draft is there...
-        assert formats.find_proposal_labels(text) == ["A", "B", "C"]
+        assert reply_format.find_proposal_labels(text) == ["A", "B", "C"]
         orders[critic] = list(prompt.proposal_labels.values())
         assert rounds.critique_prompt(state, critic, 2) == prompt  # seeded: same prompt again
     seen_orders = {tuple(rounds.proposal_order(rebuild(with_drafts(session(seed=s))), "alice", 2)) for s in range(12)}
@@ -150,9 +150,9 @@ def test_synthesis_prompt_carries_drafts_reviews_and_open_concerns():
     assert "Human idea: offline first." in text and "Draft by dave" in text
     assert "mean score 70/100" in text and "weakness: no auth" in text
     assert text.count("needs rate limits") == 1 and "cost?" in text and "First plan." in text
-    assert formats.find_iteration(text) == 2
+    assert reply_format.find_iteration(text) == 2
     vote_text = rounds.convergence_prompt(state, "bob").messages[1].content
-    assert "First plan." in vote_text and formats.find_round_kind(vote_text) == "convergence"
+    assert "First plan." in vote_text and reply_format.find_round_kind(vote_text) == "convergence"
 
 
 def test_convergence_score_counts_explicit_votes_only():

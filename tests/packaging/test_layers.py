@@ -3,9 +3,13 @@
 Every module of ``eventstore/``, ``forge_actors/`` and ``tools/`` is parsed with ``ast``;
 every import, relative ones included (``from . import x``, ``from ..providers import y``),
 and those inside functions or ``TYPE_CHECKING`` blocks too (an arrow is an arrow), is
-resolved to the absolute name of the module it reaches. Then each rule of ``RULES`` says
-which modules it binds and which targets they must never import, with the reason of every
-exception written next to it. ``test_each_rule_catches_a_planted_violation`` proves that the
+resolved to the absolute name of the module it reaches; so is a dynamic import
+(``importlib.import_module("x")``, ``__import__("x")``) of a string literal, and one of a
+computed name is refused outright in every layer (nobody could tell where it goes). Then each
+rule of ``RULES`` says which modules it binds and which targets they must never import, with
+the reason of every exception written next to it. ``NO_IO_RULES`` do the same for what the
+pure core must not *use*: the file system, the clock, processes, sockets, threads (template
+loading allowed by name). ``test_each_rule_catches_a_planted_violation`` proves that the
 checker fails when one is broken.
 """
 
@@ -90,16 +94,75 @@ def _parsed(source: Source) -> ast.Module:
     return ast.parse(source.text, source.module)
 
 
+#: The calls that import a module named by a value: ``importlib.import_module`` and ``__import__``
+#: (as an attribute of anything, or a bare name, ``from importlib import import_module`` included).
+DYNAMIC_IMPORTERS = frozenset({"import_module", "__import__"})
+#: The target of a dynamic import whose name is computed (``import_module(name)``): no rule can say
+#: where it goes, so ``no-computed-imports`` refuses it wherever the rules guard.
+COMPUTED = "<computed>"
+
+
+def _dynamic_importers(tree: ast.Module) -> set[str]:
+    """The names ``import_module``/``__import__`` are called by in a module, aliases included."""
+    names = set(DYNAMIC_IMPORTERS)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "importlib" and not node.level:
+            names.update(alias.asname for alias in node.names if alias.name in DYNAMIC_IMPORTERS and alias.asname)
+    return names
+
+
+def _argument(call: ast.Call, position: int, keyword: str) -> ast.expr | None:
+    if len(call.args) > position:
+        return call.args[position]
+    return next((kw.value for kw in call.keywords if kw.arg == keyword), None)
+
+
+def _literal(node: ast.expr | None) -> object:
+    try:
+        return ast.literal_eval(node) if node is not None else None
+    except (ValueError, TypeError):  # not a literal: the caller reads None as a computed name
+        return None
+
+
+def dynamic_import(source: Source, call: ast.Call, importers: set[str], known: set[str]) -> list[Import]:
+    """The modules a call of ``import_module``/``__import__`` reaches: [] when it is no such call,
+    the module named when its name is a string literal (a relative one, ``import_module(".x",
+    __package__)``, from ``source``'s package), else one import of ``COMPUTED``."""
+    func = call.func
+    called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    if called not in importers:
+        return []
+    name = _literal(_argument(call, 0, "name"))
+    if not isinstance(name, str):
+        return [Import(source.module, COMPUTED, None, call.lineno)]
+    level = len(name) - len(name.lstrip("."))
+    if called == "__import__" and isinstance(depth := _literal(_argument(call, 4, "level")), int):
+        level = depth
+    package = _literal(_argument(call, 1, "package")) if called == "import_module" else None
+    start = Source(package, True, "") if isinstance(package, str) else source  # else __package__, or unsaid
+    target = resolve_relative(start.module, start.is_package, level, name.lstrip(".") or None) if level else name
+    from_list = _literal(_argument(call, 3, "fromlist")) if called == "__import__" else None
+    if isinstance(from_list, (list, tuple)) and from_list:  # __import__("pkg", fromlist=["mod"]): from pkg import mod
+        return [Import(source.module, f"{target}.{item}", None, call.lineno) if f"{target}.{item}" in known
+                else Import(source.module, target, str(item), call.lineno) for item in from_list]
+    return [Import(source.module, target, None, call.lineno)]
+
+
 def imports_of(source: Source, known: Iterable[str]) -> list[Import]:
     """Every import of ``source``, each resolved to the module it reaches.
 
     ``from pkg import name`` reaches the submodule ``pkg.name`` when there is one, else ``pkg``
-    itself (``name`` is then an attribute of it, kept in ``Import.name``).
+    itself (``name`` is then an attribute of it, kept in ``Import.name``). A dynamic import is
+    an arrow too (``dynamic_import``).
     """
     known = set(known)
     found: list[Import] = []
-    for node in ast.walk(_parsed(source)):
-        if isinstance(node, ast.Import):
+    tree = _parsed(source)
+    importers = _dynamic_importers(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            found.extend(dynamic_import(source, node, importers, known))
+        elif isinstance(node, ast.Import):
             found.extend(Import(source.module, alias.name, None, node.lineno) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
@@ -139,6 +202,7 @@ CORE = "forge_actors.core"
 ACTORS = "forge_actors.actors"
 ENGINE = "forge_actors.engine"
 PROVIDERS = "forge_actors.providers"
+REPLY_FORMAT = "forge_actors.core.reply_format"  # what prompts, the mock and the providers share (not the readers)
 TOOLS = "forge_actors.tools"
 SURFACES = ("forge_actors.surfaces", "tools")  # tools/ holds scripts over the engine (tools/replay.py)
 is_surface = _under(*SURFACES)  # forge_actors.providers.cli is a provider, not a surface
@@ -205,8 +269,15 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "providers-know-only-providers-and-formats",
         binds=_under(PROVIDERS),
-        forbids=lambda t: (_ours(t) and not _under(PROVIDERS, "forge_actors.core.formats")(t)) or _under("pykka")(t),
-        why="a provider talks to a model; the formats leaf is shared with the mock, the rest of the domain is not",
+        forbids=lambda t: (_ours(t) and not _under(PROVIDERS, REPLY_FORMAT)(t)) or _under("pykka")(t),
+        why="a provider talks to a model; the reply-format leaf (markers, schemas, rendering) is shared with the "
+            "mock and the prompts; the readers and the rest of the domain are not",
+    ),
+    Rule(
+        "the-reply-format-is-a-leaf",
+        binds=_under(REPLY_FORMAT),
+        forbids=_ours,
+        why="the providers may import it: whatever it imported of ours, they would reach through it",
     ),
     Rule(
         "tools-know-only-tools",
@@ -252,12 +323,168 @@ RULES: tuple[Rule, ...] = (
         why="a surface drives the engine through `forge_actors.engine` alone (and shows the pure core's types); "
             "never the engine's modules, actors, providers or the log directly",
     ),
+    Rule(
+        "no-computed-imports",
+        binds=_under(*SCANNED),  # every layer a rule above guards: eventstore, forge_actors, tools/
+        forbids=lambda t: t == COMPUTED,
+        why="an import_module/__import__ of a name computed at run time could reach any layer, and no rule can "
+            "check it: name the module with a string literal",
+    ),
 )
 
 
-def violations(sources: Mapping[str, Source], rules: Iterable[Rule] = RULES) -> list[str]:
+# -- what the pure core must not use ----------------------------------------------------------------
+
+#: Modules every use of which is I/O, the clock or concurrency: ``os.*`` (files, the environment,
+#: processes; ``os.path`` too), ``time.*`` (a clock read would make a resumed session decide
+#: otherwise), ``subprocess``, ``socket``, ``threading``, ``shutil``.
+IO_MODULES = ("os", "time", "subprocess", "socket", "threading", "shutil")
+IO_BUILTINS = frozenset({"open"})
+#: ``Path``'s methods that read or write a file: looked for on any object, whose type a parse cannot know.
+IO_METHODS = frozenset({"read_text", "write_text", "read_bytes", "write_bytes", "open"})
+
+
+@dataclass(frozen=True, order=True)
+class Use:
+    """One use of I/O: ``what`` ("os.getcwd", "open", ".read_text") at ``line`` of ``module``,
+    inside ``function`` (its qualified name; "" at module level)."""
+
+    module: str
+    what: str
+    line: int
+    function: str = ""
+
+
+def _io_aliases(tree: ast.Module) -> dict[str, str]:
+    """Each name a module binds to an I/O module or to something of one: ``import time as t`` binds
+    t to time, ``from os import path`` binds path to os.path."""
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]  # import os.path binds os
+                if _under(*IO_MODULES)(alias.name):
+                    aliases[alias.asname or top] = alias.name if alias.asname else top
+        elif isinstance(node, ast.ImportFrom) and not node.level and _under(*IO_MODULES)(node.module or ""):
+            aliases.update({alias.asname or alias.name: f"{node.module}.{alias.name}" for alias in node.names})
+    return aliases
+
+
+class _UseFinder(ast.NodeVisitor):
+    def __init__(self, module: str, aliases: dict[str, str], importers: set[str]) -> None:
+        self.module, self.aliases, self.importers = module, aliases, importers
+        self.scope: list[str] = []
+        self.found: list[Use] = []
+
+    def _record(self, what: str, node: ast.AST) -> None:
+        self.found.append(Use(self.module, what, getattr(node, "lineno", 0), ".".join(self.scope)))
+
+    def _scoped(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
+        self.scope.append(node.name)
+        self.generic_visit(node)
+        self.scope.pop()
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _scoped
+
+    def _root(self, node: ast.expr) -> str | None:
+        """The I/O module (or member) an expression's root stands for: an alias, or a literal
+        ``__import__("os")``; None for anything else."""
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id)
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            name = _literal(_argument(node, 0, "name")) if called in self.importers else None
+            return name if isinstance(name, str) and _under(*IO_MODULES)(name) else None
+        return None
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        parts: list[str] = []
+        base: ast.expr = node
+        while isinstance(base, ast.Attribute):
+            parts.append(base.attr)
+            base = base.value
+        root = self._root(base)
+        if root is not None:
+            self._record(".".join([root, *reversed(parts)]), node)
+            return  # its inner attributes are the same use
+        self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            if node.id in self.aliases:
+                self._record(self.aliases[node.id], node)
+            elif node.id in IO_BUILTINS:
+                self._record(node.id, node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Attribute) and node.func.attr in IO_METHODS and self._root(node.func) is None:
+            self._record("." + node.func.attr, node)
+        elif (root := self._root(node)) is not None:
+            self._record(root, node)  # __import__("os") itself
+        self.generic_visit(node)
+
+
+@functools.cache
+def io_uses(source: Source) -> tuple[Use, ...]:
+    """Every use of I/O in ``source``: a name bound to an I/O module (or its member), its
+    attributes, a literal dynamic import of one, ``open``, and calls of a ``Path``'s I/O methods."""
+    tree = _parsed(source)
+    finder = _UseFinder(source.module, _io_aliases(tree), _dynamic_importers(tree))
+    finder.visit(tree)
+    return tuple(finder.found)
+
+
+@dataclass(frozen=True)
+class AllowUse:
+    """What a rule lets ``function`` of ``module`` use (by name: nothing else there, nothing elsewhere)."""
+
+    module: str
+    function: str
+    what: frozenset[str]
+    reason: str
+
+    def covers(self, use: Use) -> bool:
+        return use.module == self.module and use.function == self.function and use.what in self.what
+
+
+@dataclass(frozen=True)
+class NoIoRule:
+    name: str
+    binds: Callable[[str], bool]
+    why: str
+    allow: tuple[AllowUse, ...] = field(default=())
+
+    def violations(self, uses: Iterable[Use]) -> list[str]:
+        return [f"{self.name}: {use.module} (line {use.line}) uses {use.what} — {self.why}"
+                for use in uses if self.binds(use.module) and not any(a.covers(use) for a in self.allow)]
+
+
+NO_IO_RULES: tuple[NoIoRule, ...] = (
+    NoIoRule(
+        "pure-core-uses-no-io",
+        binds=is_core,
+        why="the core is data and functions of data: no files, no clock, no processes, sockets or threads "
+            "(the engine does them and hands the core their results)",
+        allow=(
+            AllowUse("forge_actors.core.templates", "load_template", frozenset({".read_text"}),
+                     "reads a prompt template shipped in the package (importlib.resources): data of the code, "
+                     "the same on every run, read once (cached); nothing else of the core reads a file"),
+        ),
+    ),
+)
+
+
+def all_uses(sources: Mapping[str, Source]) -> list[Use]:
+    return [use for source in sources.values() for use in io_uses(source)]
+
+
+def violations(sources: Mapping[str, Source], rules: Iterable[Rule] = RULES,
+               no_io_rules: Iterable[NoIoRule] = NO_IO_RULES) -> list[str]:
     imports = all_imports(sources)
-    return [v for rule in rules for v in rule.violations(imports)]
+    uses = all_uses(sources)
+    return [v for rule in rules for v in rule.violations(imports)] + [
+        v for rule in no_io_rules for v in rule.violations(uses)]
 
 
 # -- the tests ------------------------------------------------------------------------------------
@@ -272,7 +499,7 @@ def test_the_tree_keeps_every_rule():
 def test_every_rule_binds_some_module():
     # A rule whose modules were renamed away would pass for ever.
     modules = read_tree()
-    for rule in RULES:
+    for rule in (*RULES, *NO_IO_RULES):
         assert any(rule.binds(m) for m in modules), rule.name
     for package in (CORE, ACTORS, ENGINE, PROVIDERS, TOOLS, *SURFACES):
         assert any(_under(package)(m) for m in modules), package
@@ -284,6 +511,10 @@ def test_every_allowance_is_used():
     for rule in RULES:
         for allowance in rule.allow:
             assert any(allowance.covers(i) and rule.forbids(i.target) for i in imports), (rule.name, allowance)
+    uses = all_uses(read_tree())
+    for io_rule in NO_IO_RULES:
+        for allowed in io_rule.allow:
+            assert any(allowed.covers(u) and io_rule.binds(u.module) for u in uses), (io_rule.name, allowed)
 
 
 @pytest.mark.parametrize(
@@ -355,6 +586,43 @@ PLANTED = [
     ("surfaces-use-the-front-door-only", "forge_actors.surfaces.cli", False,
      "from forge_actors.engine.forge import Forge\n"),  # a module of the engine, not its front door
     ("surfaces-use-the-front-door-only", "tools.planted", False, "from forge_actors.actors.session import SessionActor\n"),
+    ("providers-know-only-providers-and-formats", "forge_actors.providers.mock", False,
+     "from ..core.reply_reading import parse_vote\n"),  # the readers are the rounds' business, not a provider's
+    ("the-reply-format-is-a-leaf", "forge_actors.core.reply_format", False,
+     "from .reply_reading import parse_vote\n"),  # (a re-export would hand the providers the readers)
+    # dynamic imports of a literal name are arrows like the others (relative ones resolved too)
+    ("surfaces-use-the-front-door-only", "forge_actors.surfaces.cli", False,
+     "import importlib\nFORGE = importlib.import_module('forge_actors.engine.forge')\n"),
+    ("pure-core-does-no-io-and-uses-no-actors", "forge_actors.core.state", False,
+     "def later():\n    return __import__('sqlite3')\n"),
+    ("providers-know-only-providers-and-formats", "forge_actors.providers.planted", False,
+     "from importlib import import_module as load\nload('..actors.session', __package__)\n"),
+    ("eventstore-knows-nothing-of-forge", "eventstore.sqlite", False,
+     "import importlib\nimportlib.import_module('.state', package='forge_actors.core')\n"),
+    ("tools-know-only-tools", "forge_actors.tools.files", False,
+     "__import__('forge_actors.core', fromlist=['events'])\n"),
+    # ... and one of a computed name is refused in every layer
+    ("no-computed-imports", "forge_actors.core.rounds", False,
+     "import importlib\ndef plugin(name):\n    return importlib.import_module(name)\n"),
+    ("no-computed-imports", "eventstore.open", False,
+     "def backend(kind):\n    return __import__(f'eventstore.{kind}')\n"),
+    ("no-computed-imports", "tools.planted", False, "from importlib import import_module\nimport_module('x' + 'y')\n"),
+    # I/O in the pure core, however it is reached
+    ("pure-core-uses-no-io", "forge_actors.core.state", False, "import os\ndef here():\n    return os.getcwd()\n"),
+    ("pure-core-uses-no-io", "forge_actors.core.rounds", False, "import time\nSTARTED = time.time()\n"),
+    ("pure-core-uses-no-io", "forge_actors.core.rounds", False,
+     "from time import monotonic as clock\ndef now():\n    return clock()\n"),
+    ("pure-core-uses-no-io", "forge_actors.core.events", False, "import os.path\nHOME = os.path.expanduser('~')\n"),
+    ("pure-core-uses-no-io", "forge_actors.core.export", False,
+     "def save(path, text):\n    open(path, 'w').write(text)\n"),
+    ("pure-core-uses-no-io", "forge_actors.core.audit", False, "def load(path):\n    return path.read_bytes()\n"),
+    ("pure-core-uses-no-io", "forge_actors.core.state", False, "def env():\n    return __import__('os').environ\n"),
+    ("pure-core-uses-no-io", "forge_actors.core.templates", False,  # the allowance is load_template's read only
+     "def save_template(path, text):\n    path.write_text(text)\ndef peek(path):\n    return path.read_text()\n"),
+    ("pure-core-uses-no-io", "forge_actors.core.usage", False,
+     "from subprocess import run\ndef count():\n    return run(['wc'])\n"),  # (the import is refused too)
+    ("pure-core-uses-no-io", "forge_actors.core.rounds", False,
+     "import threading\nLOCK = threading.Lock()\n"),  # (the import is refused too)
 ]
 
 
@@ -371,8 +639,20 @@ def test_each_rule_catches_a_planted_violation(rule, module, is_package, text):
     assert all(f": {module} (line" in v for v in found), found
 
 
+@pytest.mark.parametrize(("text", "found"), [
+    ("import time\ndef f():\n    return time.sleep(1)\n", ["time.sleep"]),
+    ("import os as system\nX = system.environ['HOME']\n", ["os.environ"]),  # not only calls: reading the environment
+    ("from os import path\nX = path.join('a', 'b')\n", ["os.path.join"]),
+    ("import importlib\nX = importlib.import_module('socket').socket()\n", ["socket.socket"]),
+    ("def f(time, text, path):\n    return time + len(text.splitlines()) + len(path.name)\n", []),  # no module named so
+    ("from pathlib import PurePath\nX = PurePath('a') / 'b'\n", []),  # a path is a value; reading it is I/O
+])
+def test_io_uses_are_named_as_written(text, found):
+    assert [use.what for use in io_uses(Source("forge_actors.core.planted", False, text))] == found
+
+
 def test_every_rule_has_a_planted_violation():
-    assert {rule.name for rule in RULES} == {planted[0] for planted in PLANTED}
+    assert {rule.name for rule in (*RULES, *NO_IO_RULES)} == {planted[0] for planted in PLANTED}
 
 
 # -- no silent failure ----------------------------------------------------------------------------

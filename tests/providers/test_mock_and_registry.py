@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from forge_actors.core import formats
+from forge_actors.core import reply_reading
 from forge_actors.providers import (
     AnthropicProvider,
     LlmRequest,
@@ -48,9 +48,9 @@ def test_mock_stream_equals_complete_word_by_word_with_usage():
 def test_mock_answers_in_the_formats_the_parsers_read():
     provider = MockProvider("dave", seed=3)
     critique = provider.complete(request("critique", "### Proposal A\nx\n### Proposal B\ny\n")).content
-    parsed = formats.parse_critiques(critique, ["A", "B"])
+    parsed = reply_reading.parse_critiques(critique, ["A", "B"])
     assert all(p.score is not None and 1 <= p.score <= 100 and p.strengths for p in parsed.values())
-    vote = formats.parse_vote(provider.complete(request("convergence")).content)
+    vote = reply_reading.parse_vote(provider.complete(request("convergence")).content)
     assert vote is not None and vote.vote in ("AGREE", "DISAGREE")
 
 
@@ -69,7 +69,7 @@ def test_mock_failure_and_garble_options():
         collect(get_provider("mock:x?fail_on=critique").stream(request("critique")), "m")
     assert get_provider("mock:x?fail_on=critique").complete(request("draft")).content
     garbled = get_provider("mock:x?garble=convergence").complete(request("convergence")).content
-    assert formats.parse_vote(garbled) is None
+    assert reply_reading.parse_vote(garbled) is None
 
 
 def test_specs_and_options():

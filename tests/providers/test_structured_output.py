@@ -17,7 +17,7 @@ from fake_tools import ASSISTANT, env_with, write_tool
 from loopback import LoopbackServer, Reply, split_every
 from streams_fixtures import anthropic_stream, sse
 
-from forge_actors.core import formats
+from forge_actors.core import reply_format, reply_reading
 from forge_actors.providers import (
     AnthropicProvider,
     LlmRequest,
@@ -45,8 +45,8 @@ from forge_actors.providers.replay import RecordedAnswer, ReplayProvider, prompt
 from forge_actors.providers.structured import StructuredOutput, schema_instructions
 
 SECRET = "sk-test-SECRET-0123456789"
-VOTE = JsonSchema(formats.VOTE_SCHEMA_NAME, formats.VOTE_SCHEMA, "your vote on the plan")
-CRITIQUE = JsonSchema(formats.CRITIQUE_SCHEMA_NAME, formats.critique_schema(["A", "B"]))
+VOTE = JsonSchema(reply_format.VOTE_SCHEMA_NAME, reply_format.VOTE_SCHEMA, "your vote on the plan")
+CRITIQUE = JsonSchema(reply_format.CRITIQUE_SCHEMA_NAME, reply_format.critique_schema(["A", "B"]))
 VOTE_JSON = '{"vote":"AGREE","reasons":["covers \\"auth\\" end to end","clear → plan"],"concerns":[],"confidence":0.8}'
 #: VOTE_JSON cut at awkward places: inside a key, after a backslash, inside a multi-byte character's string
 VOTE_PIECES = ['{"vo', 'te":"AG', 'REE","reasons":["covers \\', '"auth\\" end to end","clear ', '→', ' plan"]',
@@ -137,7 +137,7 @@ def test_openai_asks_with_a_strict_json_schema_and_streams_the_json_as_content()
     response = collect(openai().stream(REQUEST), "m")
     body = sent_body(route)
     assert body["response_format"] == {"type": "json_schema", "json_schema": {
-        "name": "vote", "schema": formats.VOTE_SCHEMA, "strict": True, "description": "your vote on the plan"}}
+        "name": "vote", "schema": reply_format.VOTE_SCHEMA, "strict": True, "description": "your vote on the plan"}}
     assert body["stream"] is True and body["messages"][1]["content"] == MESSAGES[1].content
     assert response.content == VOTE_JSON and response.finish_reason == "stop" and response.usage == Usage(81, 12)
 
@@ -149,10 +149,10 @@ def test_openai_complete_json_reads_message_content():
         "choices": [{"index": 0, "message": {"role": "assistant", "content": VOTE_JSON, "refusal": None},
                      "logprobs": None, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 81, "completion_tokens": 12, "total_tokens": 93}}))
-    reply = openai().complete_json(PLAIN, VOTE, formats.VoteReply)
+    reply = openai().complete_json(PLAIN, VOTE, reply_format.VoteReply)
     assert sent_body(route)["response_format"]["json_schema"]["name"] == "vote"
     assert "stream" not in sent_body(route)
-    assert reply == StructuredResponse(VOTE_JSON, formats.VoteReply(
+    assert reply == StructuredResponse(VOTE_JSON, reply_format.VoteReply(
         "AGREE", ['covers "auth" end to end', "clear → plan"], [], 0.8), "stop", Usage(81, 12), "gpt-4o-2024-08-06")
 
 
@@ -182,7 +182,7 @@ def test_openai_ordinary_requests_carry_no_response_format():
 
 
 def test_strict_mode_only_for_schemas_that_meet_its_rules():
-    assert strict_ready(formats.VOTE_SCHEMA) and strict_ready(formats.critique_schema(["A"]))
+    assert strict_ready(reply_format.VOTE_SCHEMA) and strict_ready(reply_format.critique_schema(["A"]))
     open_object = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
     optional = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}},
                 "required": ["a"], "additionalProperties": False}
@@ -191,7 +191,7 @@ def test_strict_mode_only_for_schemas_that_meet_its_rules():
     for schema in (open_object, optional, nested):
         assert not strict_ready(schema)
         assert response_format(JsonSchema("x", schema))["json_schema"]["strict"] is False
-    assert "description" not in response_format(JsonSchema("x", formats.VOTE_SCHEMA))["json_schema"]
+    assert "description" not in response_format(JsonSchema("x", reply_format.VOTE_SCHEMA))["json_schema"]
 
 
 # -- Anthropic ------------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_anthropic_forces_one_call_of_the_schema_tool_and_streams_its_input_json
     chunks = list(anthropic().stream(REQUEST))
     body = sent_body(route)
     assert body["tools"] == [{"name": "vote", "description": "your vote on the plan",
-                              "input_schema": formats.VOTE_SCHEMA}]
+                              "input_schema": reply_format.VOTE_SCHEMA}]
     assert body["tool_choice"] == {"type": "tool", "name": "vote", "disable_parallel_tool_use": True}
     assert body["system"] == "Be brief." and body["stream"] is True
     assert [c.delta for c in chunks if c.delta] == VOTE_PIECES  # the text block's delta is not answer text
@@ -249,7 +249,7 @@ def test_ollama_sends_the_schema_as_format_and_streams_ndjson_content():
         return_value=httpx.Response(200, content=ollama_json_stream(VOTE_PIECES)))
     response = collect(ollama().stream(REQUEST), "m")
     body = sent_body(route)
-    assert body["format"] == formats.VOTE_SCHEMA and body["stream"] is True
+    assert body["format"] == reply_format.VOTE_SCHEMA and body["stream"] is True
     assert response.content == VOTE_JSON and response.usage == Usage(40, len(VOTE_PIECES))
 
 
@@ -261,8 +261,8 @@ def test_ollama_complete_json_and_plain_requests_without_format():
                                   "done": True, "prompt_eval_count": 40, "eval_count": 20}),
         httpx.Response(200, content=ollama_json_stream(["hi"])),
     ])
-    reply = ollama().complete_json(PLAIN, VOTE, formats.VoteReply)
-    assert sent_body(route)["format"] == formats.VOTE_SCHEMA and sent_body(route)["stream"] is False
+    reply = ollama().complete_json(PLAIN, VOTE, reply_format.VoteReply)
+    assert sent_body(route)["format"] == reply_format.VOTE_SCHEMA and sent_body(route)["stream"] is False
     assert reply.data.vote == "AGREE" and reply.usage == Usage(40, 20)
     collect(ollama().stream(PLAIN), "m")
     assert "format" not in sent_body(route)
@@ -284,7 +284,7 @@ def test_loopback_structured_stream_yields_the_json_pieces(kind):
         chunks = list(make(server.url).stream(REQUEST))
     assert field in json.loads(server.requests[0].body)
     assert "".join(c.delta for c in chunks) == VOTE_JSON and chunks[-1].is_complete
-    assert formats.parse_vote_json("".join(c.delta for c in chunks)) == formats.ParsedVote(
+    assert reply_reading.parse_vote_json("".join(c.delta for c in chunks)) == reply_format.ParsedVote(
         "AGREE", ('covers "auth" end to end', "clear → plan"), (), 0.8)
 
 
@@ -303,16 +303,16 @@ def test_mock_critique_json_says_what_its_text_says_and_is_deterministic():
     content = "".join(c.delta for c in chunks)
     assert content == MockProvider("alice", seed=3).complete(asked).content  # same request, same JSON
     assert len([c for c in chunks if c.delta]) > 10 and chunks[-1].is_complete  # streamed in small pieces
-    assert formats.parse_critique_json(content, ["A", "B"]) == formats.parse_critiques(text, ["A", "B"])
-    assert mock.complete_json(asked, CRITIQUE, formats.CritiqueReply).data.reviews[1].proposal == "B"
+    assert reply_reading.parse_critique_json(content, ["A", "B"]) == reply_reading.parse_critiques(text, ["A", "B"])
+    assert mock.complete_json(asked, CRITIQUE, reply_format.CritiqueReply).data.reviews[1].proposal == "B"
     assert content != MockProvider("bob", seed=3).complete(asked).content
 
 
 def test_mock_vote_json_adds_a_seeded_confidence_to_its_text_vote():
     mock = MockProvider("alice", seed=1)
-    text_vote = formats.parse_vote(mock.complete(LlmRequest(messages=VOTE_PROMPT)).content)
-    reply = mock.complete_json(LlmRequest(messages=VOTE_PROMPT), VOTE, formats.VoteReply)
-    vote = formats.parse_vote_json(reply.content)
+    text_vote = reply_reading.parse_vote(mock.complete(LlmRequest(messages=VOTE_PROMPT)).content)
+    reply = mock.complete_json(LlmRequest(messages=VOTE_PROMPT), VOTE, reply_format.VoteReply)
+    vote = reply_reading.parse_vote_json(reply.content)
     assert vote is not None and text_vote is not None
     assert msgspec.structs.replace(vote, confidence=None) == text_vote
     assert 0.5 <= vote.confidence <= 0.95
@@ -322,7 +322,7 @@ def test_mock_vote_json_adds_a_seeded_confidence_to_its_text_vote():
 def test_mock_takes_the_round_from_the_schema_without_a_marker_and_ignores_it_in_other_rounds():
     mock = MockProvider("alice")
     bare = LlmRequest(messages=(Message("user", "How sure are you?"),))
-    assert formats.parse_vote_json(mock.complete_json(bare, VOTE).content) is not None
+    assert reply_reading.parse_vote_json(mock.complete_json(bare, VOTE).content) is not None
     draft = LlmRequest(messages=(Message("user", "Round: draft\nGoal: g"),), response_schema=VOTE)
     assert mock.complete(draft).content == mock.complete(msgspec.structs.replace(draft, response_schema=None)).content
     with pytest.raises(MalformedReplyError):  # a draft is text, whatever was asked
@@ -346,7 +346,7 @@ def test_replay_gives_back_recorded_json_deltas():
     replay = ReplayProvider("alice", [answer, msgspec.structs.replace(answer, contribution_id="c2")])
     assert replay.supports_json and not ReplayProvider("bob", [], supports_json=False).supports_json
     assert [c.delta for c in replay.stream(asked)] == [c.delta for c in recorded]
-    reply = replay.complete_json(LlmRequest(messages=VOTE_PROMPT), VOTE, formats.VoteReply)
+    reply = replay.complete_json(LlmRequest(messages=VOTE_PROMPT), VOTE, reply_format.VoteReply)
     assert reply.content == answer.content and replay.remaining() == 0
 
 
@@ -387,7 +387,7 @@ def test_pool_supports_json_only_when_every_member_does_and_passes_the_schema_on
     assert PoolProvider("p", members=[("a", native), ("b", MockProvider("m"))]).supports_json
     mixed = PoolProvider("p", members=[("a", native), ("b", other)])
     assert not mixed.supports_json
-    reply = mixed.complete_json(PLAIN, VOTE, formats.VoteReply)
+    reply = mixed.complete_json(PLAIN, VOTE, reply_format.VoteReply)
     assert reply.data.vote == "AGREE"
     sent = native.requests[-1]
     assert sent.response_schema == VOTE  # the member that can use it natively still gets it
@@ -401,11 +401,11 @@ def test_without_native_support_the_schema_goes_into_the_last_user_message():
     fake = Fake("```json\n" + VOTE_JSON + "\n```\n")  # a fence around it is taken off, nothing more
     conversation = LlmRequest(messages=(Message("system", "s"), Message("user", "first"),
                                         Message("assistant", "ok"), Message("user", "Vote now.")))
-    reply = fake.complete_json(conversation, VOTE, formats.VoteReply)
+    reply = fake.complete_json(conversation, VOTE, reply_format.VoteReply)
     sent = fake.requests[0].messages
     assert [m.content for m in sent[:3]] == ["s", "first", "ok"]
     assert sent[3].content == "Vote now.\n\n" + schema_instructions(VOTE)
-    assert json.loads(schema_instructions(VOTE).split("\n", 1)[1]) == formats.VOTE_SCHEMA
+    assert json.loads(schema_instructions(VOTE).split("\n", 1)[1]) == reply_format.VOTE_SCHEMA
     assert "'vote'" in schema_instructions(VOTE) and "your vote on the plan" in schema_instructions(VOTE)
     assert reply.data.reasons[1] == "clear → plan" and reply.content.startswith("```json")
 
@@ -424,7 +424,7 @@ def test_native_support_sends_the_messages_as_they_are():
     ('["AGREE"]', "expected a JSON object, got an array"),
 ])
 def test_replies_of_the_wrong_shape_are_malformed_reply_errors(reply, words):
-    kind = formats.VoteReply if "$" in words else None
+    kind = reply_format.VoteReply if "$" in words else None
     with pytest.raises(MalformedReplyError) as caught:
         Fake(reply).complete_json(PLAIN, VOTE, kind)
     assert words in str(caught.value) and "'vote'" in str(caught.value) and "fake: " in str(caught.value)
@@ -433,12 +433,12 @@ def test_replies_of_the_wrong_shape_are_malformed_reply_errors(reply, words):
 
 def test_a_reply_cut_at_max_tokens_says_to_raise_it():
     with pytest.raises(MalformedReplyError, match="raise max_tokens"):
-        Fake(VOTE_JSON[:30], finish_reason="length").complete_json(PLAIN, VOTE, formats.VoteReply)
+        Fake(VOTE_JSON[:30], finish_reason="length").complete_json(PLAIN, VOTE, reply_format.VoteReply)
 
 
 @pytest.mark.parametrize("name, schema, words", [
-    ("has space", formats.VOTE_SCHEMA, "letters, digits"),
-    ("x" * 65, formats.VOTE_SCHEMA, "1-64"),
+    ("has space", reply_format.VOTE_SCHEMA, "letters, digits"),
+    ("x" * 65, reply_format.VOTE_SCHEMA, "1-64"),
     ("list", {"type": "array", "items": {"type": "string"}}, "must describe an object"),
 ])
 def test_bad_schemas_are_refused_before_any_request(name, schema, words):

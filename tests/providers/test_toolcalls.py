@@ -82,7 +82,7 @@ def test_reasoning_and_quoted_examples_are_not_calls():
     assert parse_tool_calls("<think>\nTOOL_CALL: read_file(path=x)\n</think>\nNo calls needed.") == []
     assert parse_tool_calls("The protocol looks like this:\n> TOOL_CALL: read_file(path=x)") == []
     assert parse_tool_calls("Plain answer, no tools.") == []
-    # An unclosed reasoning block hides everything after it, as formats.strip_reasoning reads it.
+    # An unclosed reasoning block hides everything after it, as reply_format.strip_reasoning reads it.
     assert parse_tool_calls("<think>TOOL_CALL: read_file(path=x)") == []
 
 

@@ -1,4 +1,4 @@
-"""Reply parsing is lenient in form and strict in substance."""
+"""Reading replies (``core.reply_reading``) is lenient in form and strict in substance."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from forge_actors.core import formats
+from forge_actors.core import reply_format, reply_reading
 
 
 @pytest.mark.parametrize("text, score", [
@@ -15,7 +15,7 @@ from forge_actors.core import formats
     ("Score: high", None), ("no score here", None), ("Score: 8 out of 10", 80), ("Score: 77.6", 78),
 ])
 def test_score_forms(text, score):
-    assert formats.parse_score(text) == score
+    assert reply_reading.parse_score(text) == score
 
 
 def test_critiques_split_by_proposal_with_bullet_styles():
@@ -35,14 +35,14 @@ Suggestions:
 Score: n/a
 Strengths: concise
 """
-    parsed = formats.parse_critiques(text, ["A", "B", "C"])
-    assert parsed["B"] == formats.ParsedCritique(91, ("clear API", "good tests"), ("no auth",), ("add OAuth",))
+    parsed = reply_reading.parse_critiques(text, ["A", "B", "C"])
+    assert parsed["B"] == reply_format.ParsedCritique(91, ("clear API", "good tests"), ("no auth",), ("add OAuth",))
     assert parsed["A"].score is None and parsed["A"].strengths == ("concise",)
-    assert parsed["C"] == formats.ParsedCritique(None)
+    assert parsed["C"] == reply_format.ParsedCritique(None)
 
 
 def test_single_proposal_without_heading():
-    parsed = formats.parse_critiques("Score: 60\nWeaknesses:\n- slow", ["A"])
+    parsed = reply_reading.parse_critiques("Score: 60\nWeaknesses:\n- slow", ["A"])
     assert parsed["A"].score == 60 and parsed["A"].weaknesses == ("slow",)
 
 
@@ -51,42 +51,15 @@ def test_single_proposal_without_heading():
     ("I agree with this", None), ("VOTE: maybe", None),
 ])
 def test_votes(text, vote):
-    parsed = formats.parse_vote(text)
+    parsed = reply_reading.parse_vote(text)
     assert (parsed.vote if parsed else None) == vote
 
 
 def test_render_then_parse_round_trips():
-    critique = formats.ParsedCritique(73, ("a", "b"), ("c",), ("d", "e"))
-    assert formats.parse_critiques(formats.render_critique("C", critique), ["C"])["C"] == critique
-    vote = formats.ParsedVote("DISAGREE", ("r1",), ("c1", "c2"))
-    assert formats.parse_vote(formats.render_vote(vote)) == vote
-
-
-def test_prompt_markers():
-    prompt = "Round: Critique\nIteration: 3\nGoal: Build {{a}} thing\n### Proposal A\n...\n### Proposal B\n"
-    assert formats.find_round_kind(prompt) == "critique"
-    assert formats.find_iteration(prompt) == 3
-    assert formats.find_goal(prompt) == "Build {{a}} thing"
-    assert formats.find_proposal_labels(prompt) == ["A", "B"]
-
-
-# -- reasoning blocks ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("text, kept", [
-    ("<think>hmm</think>answer", "answer"),
-    ("a<THINKING>x</Thinking>b<reasoning>y</reasoning>c", "abc"),
-    ("a<think>x<thinking>y</thinking>z</think>b", "ab"),  # nested
-    ("answer<think>cut off before closing", "answer"),  # unclosed: the rest is reasoning
-    ("musing without an opening tag</think>answer", "answer"),  # the server dropped the opening tag
-    ("<think>a</think>keep</think>final", "final"),
-    ("no tags at all", "no tags at all"),
-    ("a<thought>x</thought>b<scratchpad>y</scratchpad>c<reflection>z</reflection>d", "abcd"),
-    ("<|begin_of_thought|>VOTE: AGREE<|end_of_thought|>\nVOTE: DISAGREE", "\nVOTE: DISAGREE"),
-    ("musing<|end_of_thought|>answer", "answer"),
-    ('<think type="x">a</think>b', "b"),
-])
-def test_strip_reasoning(text, kept):
-    assert formats.strip_reasoning(text) == kept
+    critique = reply_format.ParsedCritique(73, ("a", "b"), ("c",), ("d", "e"))
+    assert reply_reading.parse_critiques(reply_format.render_critique("C", critique), ["C"])["C"] == critique
+    vote = reply_format.ParsedVote("DISAGREE", ("r1",), ("c1", "c2"))
+    assert reply_reading.parse_vote(reply_format.render_vote(vote)) == vote
 
 
 # -- scores in their many shapes ------------------------------------------------------------------
@@ -109,11 +82,11 @@ def test_strip_reasoning(text, kept):
     ("Score: 4 stars", None), ("the score is 3 times higher", None), ("Score: 85 points", None), ("a score of 79.", 79),
 ])
 def test_score_shapes(text, score):
-    assert formats.parse_score(text) == score
+    assert reply_reading.parse_score(text) == score
 
 
 def _scores(text, labels=("A", "B")):
-    return {label: c.score for label, c in formats.parse_critiques(text, list(labels)).items()}
+    return {label: c.score for label, c in reply_reading.parse_critiques(text, list(labels)).items()}
 
 
 @pytest.mark.parametrize("text, scores", [
@@ -166,14 +139,14 @@ def test_lists_are_read_beside_the_new_shapes():
     text = ("1. **Proposal A** — Score: 90/100\n   - **Strengths:** clear\n   - **Weaknesses:** slow\n"
             "## Proposal B\nScore: 60\n### Strengths\n- simple\n### Improvements\n- add auth\n"
             "- Strengths are overstated\n")
-    parsed = formats.parse_critiques(text, ["A", "B"])
-    assert parsed["A"] == formats.ParsedCritique(90, ("clear",), ("slow",), ())
-    assert parsed["B"] == formats.ParsedCritique(60, ("simple",), (), ("add auth", "Strengths are overstated"))
+    parsed = reply_reading.parse_critiques(text, ["A", "B"])
+    assert parsed["A"] == reply_format.ParsedCritique(90, ("clear",), ("slow",), ())
+    assert parsed["B"] == reply_format.ParsedCritique(60, ("simple",), (), ("add auth", "Strengths are overstated"))
 
 
 def test_json_lists_are_read():
     text = '```json\n{"A": {"score": 80, "strengths": ["x"], "improvements": ["y"]}}\n```'
-    assert formats.parse_critiques(text, ["A"])["A"] == formats.ParsedCritique(80, ("x",), (), ("y",))
+    assert reply_reading.parse_critiques(text, ["A"])["A"] == reply_format.ParsedCritique(80, ("x",), (), ("y",))
 
 
 # -- votes in their many shapes --------------------------------------------------------------------
@@ -206,7 +179,7 @@ def test_json_lists_are_read():
     ('My answer: {"vote": "AGREE", "reasons": ["ok"]}', "AGREE"), ("VOTE AGREE", None),
 ])
 def test_vote_shapes(text, vote):
-    parsed = formats.parse_vote(text)
+    parsed = reply_reading.parse_vote(text)
     assert (parsed.vote if parsed else None) == vote
 
 
@@ -220,21 +193,21 @@ def test_vote_shapes(text, vote):
 def test_a_revision_wins_whatever_leads_into_it(lead_in):
     for revision in ("VOTE: DISAGREE", "vote: disagree", "**Vote:** DISAGREE", "my vote is now DISAGREE"):
         reply = f"VOTE: AGREE\nReasons:\n- fine\n\n{lead_in} {revision}\n"
-        assert formats.parse_vote(reply, formats.VoteContext("carol", ("alice", "bob", "carol"))).vote == "DISAGREE"
+        assert reply_reading.parse_vote(reply, reply_reading.VoteContext("carol", ("alice", "bob", "carol"))).vote == "DISAGREE"
 
 
-ALICE_BOB = formats.VoteContext("carol", ("alice", "Bob", "carol", "gpt-4o-mini"), ("A", "B"))
+ALICE_BOB = reply_reading.VoteContext("carol", ("alice", "Bob", "carol", "gpt-4o-mini"), ("A", "B"))
 
 
 @pytest.mark.parametrize("text, context, vote", [
     # a name or label the prompt showed, before a colon or dash: someone else's vote
     ("VOTE: AGREE\nLast round:\n- Alice: VOTE: DISAGREE\n- Bob's VOTE: DISAGREE", ALICE_BOB, "AGREE"),
-    ("VOTE: AGREE\nLast round:\n- Alice: VOTE: DISAGREE", formats.VoteContext(), "DISAGREE"),  # no such name
+    ("VOTE: AGREE\nLast round:\n- Alice: VOTE: DISAGREE", reply_reading.VoteContext(), "DISAGREE"),  # no such name
     ("VOTE: AGREE\n**BOB** — VOTE: DISAGREE", ALICE_BOB, "AGREE"),
     ("VOTE: AGREE\ngpt-4o-mini (last round): VOTE: DISAGREE", ALICE_BOB, "AGREE"),
     ("VOTE: DISAGREE\nProposal B: VOTE: AGREE", ALICE_BOB, "DISAGREE"),
     ("VOTE: DISAGREE\nProposal C: VOTE: AGREE", ALICE_BOB, "AGREE"),  # no label C was shown
-    ("VOTE: AGREE\nmetal: VOTE: DISAGREE", formats.VoteContext(names=("al",)), "DISAGREE"),  # a name, not a word's end
+    ("VOTE: AGREE\nmetal: VOTE: DISAGREE", reply_reading.VoteContext(names=("al",)), "DISAGREE"),  # a name, not a word's end
     ("carol: VOTE: AGREE", ALICE_BOB, "AGREE"),  # the voter's own name
     ("VOTE: AGREE\nReviewer 2: VOTE: DISAGREE\nanother member — VOTE: DISAGREE", ALICE_BOB, "AGREE"),
     ("VOTE: AGREE\nThe security reviewer wrote: VOTE: DISAGREE", ALICE_BOB, "AGREE"),
@@ -257,7 +230,7 @@ ALICE_BOB = formats.VoteContext("carol", ("alice", "Bob", "carol", "gpt-4o-mini"
     ("Here is my vote in the format you asked for:\n```\nVOTE: DISAGREE\n```", ALICE_BOB, "DISAGREE"),
 ])
 def test_someone_elses_vote_is_not_the_replys(text, context, vote):
-    parsed = formats.parse_vote(text, context)
+    parsed = reply_reading.parse_vote(text, context)
     assert (parsed.vote if parsed else None) == vote
 
 
@@ -280,7 +253,7 @@ def test_someone_elses_vote_is_not_the_replys(text, context, vote):
     ("VOTE: AGREE\nSummary: my decision is to back the plan.", "AGREE"),
 ])
 def test_a_withdrawn_vote_leaves_the_next_one_or_none(text, vote):
-    parsed = formats.parse_vote(text)
+    parsed = reply_reading.parse_vote(text)
     assert (parsed.vote if parsed else None) == vote
 
 
@@ -295,12 +268,12 @@ def test_a_withdrawn_vote_leaves_the_next_one_or_none(text, vote):
     ("| Vote | ~~AGREE~~ DISAGREE |", "DISAGREE"),
 ])
 def test_vote_changes_case_and_decoration(text, vote):
-    parsed = formats.parse_vote(text)
+    parsed = reply_reading.parse_vote(text)
     assert (parsed.vote if parsed else None) == vote
 
 
 def test_mentioned_labels():
-    assert formats.mentioned_labels("Proposal B's cache, proposal A's schema; Proposal B again; Proposals") == ["B", "A"]
+    assert reply_reading.mentioned_labels("Proposal B's cache, proposal A's schema; Proposal B again; Proposals") == ["B", "A"]
 
 
 # A model's reply is attacker input. Seven of these took more than 15 s (backtracking quadratic or
@@ -323,15 +296,15 @@ HOSTILE = {
 @pytest.mark.parametrize("name", HOSTILE)
 def test_a_one_megabyte_reply_is_read_in_linear_time(name):
     started = time.process_time()
-    formats.parse_vote(HOSTILE[name], ALICE_BOB)
+    reply_reading.parse_vote(HOSTILE[name], ALICE_BOB)
     assert time.process_time() - started < 5.0
 
 
 def test_vote_lists_and_confidence():
-    parsed = formats.parse_vote("VOTE: AGREE\nReasons for my vote:\n- clear\nConcerns:\n- [none]\nConfidence: 80%")
-    assert parsed == formats.ParsedVote("AGREE", ("clear",), (), 0.8)
-    parsed = formats.parse_vote('```json\n{"vote": "DISAGREE", "reasons": ["x"], "concerns": ["y"], "confidence": 0.4}\n```')
-    assert parsed == formats.ParsedVote("DISAGREE", ("x",), ("y",), 0.4)
+    parsed = reply_reading.parse_vote("VOTE: AGREE\nReasons for my vote:\n- clear\nConcerns:\n- [none]\nConfidence: 80%")
+    assert parsed == reply_format.ParsedVote("AGREE", ("clear",), (), 0.8)
+    parsed = reply_reading.parse_vote('```json\n{"vote": "DISAGREE", "reasons": ["x"], "concerns": ["y"], "confidence": 0.4}\n```')
+    assert parsed == reply_format.ParsedVote("DISAGREE", ("x",), ("y",), 0.4)
 
 
 # -- structured (JSON) replies ------------------------------------------------------------------
@@ -344,35 +317,35 @@ _REVIEWS = '{"reviews": [{"proposal": "A", "score": 85.0, "strengths": ["s"], "w
     f"Here it is:\n{_REVIEWS}", _REVIEWS.replace('"score"', '"extra": {"x": 1}, "score"'),
 ])
 def test_critique_json_tolerates_what_servers_send(text):
-    assert formats.parse_critique_json(text, ["A"]) == {"A": formats.ParsedCritique(85, ("s",))}
+    assert reply_reading.parse_critique_json(text, ["A"]) == {"A": reply_format.ParsedCritique(85, ("s",))}
 
 
 @pytest.mark.parametrize("score, read", [(85.5, None), (0, None), (101, None), ('"85"', None), ("true", None), (1, 1)])
 def test_critique_json_scores_are_never_invented(score, read):
     text = '{"reviews": [{"proposal": "A", "score": %s}]}' % score  # noqa: UP031 (JSON braces)
-    assert formats.parse_critique_json(text, ["A"])["A"].score == read
+    assert reply_reading.parse_critique_json(text, ["A"])["A"].score == read
 
 
 def test_critique_json_labels():
     text = ('{"reviews": [{"proposal": "Proposal A", "score": 70}, {"proposal": "C", "score": 90},'
             ' {"proposal": "B", "score": 60}, {"proposal": "B", "score": 65}]}')
-    assert {k: v.score for k, v in formats.parse_critique_json(text, ["A", "B"]).items()} == {"A": 70, "B": None}
+    assert {k: v.score for k, v in reply_reading.parse_critique_json(text, ["A", "B"]).items()} == {"A": 70, "B": None}
 
 
 @pytest.mark.parametrize("text", ["I can't do that.", "", "{}", '{"vote": "AGREE"}', "[1, 2]", '{"reviews": "none"}'])
 def test_critique_json_none_when_not_a_document(text):
-    assert formats.parse_critique_json(text, ["A"]) is None
+    assert reply_reading.parse_critique_json(text, ["A"]) is None
 
 
 @pytest.mark.parametrize("text, expected", [
-    ('{"vote": "AGREE", "reasons": ["r"], "concerns": [], "confidence": 0.9}', formats.ParsedVote("AGREE", ("r",), (), 0.9)),
-    ('<think>hm</think>\n```json\n{"vote": "disagree", "model": "x"}\n```', formats.ParsedVote("DISAGREE")),
-    ('{"vote": "AGREE", "confidence": 85}', formats.ParsedVote("AGREE")),
-    ('{"vote": "AGREE", "confidence": 1}', formats.ParsedVote("AGREE", confidence=1.0)),
+    ('{"vote": "AGREE", "reasons": ["r"], "concerns": [], "confidence": 0.9}', reply_format.ParsedVote("AGREE", ("r",), (), 0.9)),
+    ('<think>hm</think>\n```json\n{"vote": "disagree", "model": "x"}\n```', reply_format.ParsedVote("DISAGREE")),
+    ('{"vote": "AGREE", "confidence": 85}', reply_format.ParsedVote("AGREE")),
+    ('{"vote": "AGREE", "confidence": 1}', reply_format.ParsedVote("AGREE", confidence=1.0)),
     ('{"vote": "ABSTAIN"}', None), ("I agree.", None), ('{"reasons": []}', None),
 ])
 def test_vote_json(text, expected):
-    assert formats.parse_vote_json(text) == expected
+    assert reply_reading.parse_vote_json(text) == expected
 
 
 @pytest.mark.parametrize("shape", [
@@ -383,5 +356,5 @@ def test_vote_json(text, expected):
 def test_labels_past_z_are_read_after_the_word_proposal(shape):
     labels = [chr(ord("A") + i) for i in range(26)] + ["AA", "AB"]
     text = "\n".join(shape.format(label=label, score=50 + i) for i, label in enumerate(labels))
-    parsed = formats.parse_critiques(text, labels)
+    parsed = reply_reading.parse_critiques(text, labels)
     assert {label: parsed[label].score for label in ("A", "Z", "AA", "AB")} == {"A": 50, "Z": 75, "AA": 76, "AB": 77}
