@@ -335,6 +335,10 @@ def _some(items: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def _whose(text: TextPair) -> str:
+    return text.participant + (" only in B" if text.a is None else " only in A" if text.b is None else "")
+
+
 def describe(round_: RoundComparison) -> str:
     """One line saying how the round differs ("" when it does not)."""
     a, b = round_.a, round_.b
@@ -346,7 +350,7 @@ def describe(round_: RoundComparison) -> str:
     kind = a.kind if a is not None else ""
     parts = []
     if "content" in round_.differences:
-        parts.append("texts differ (" + _some([t.participant for t in round_.texts if not t.same]) + ")")
+        parts.append("texts differ (" + _some([_whose(t) for t in round_.texts if not t.same]) + ")")
     if "scores" in round_.differences and round_.scores is not None:
         matrix = round_.scores
         cells = [f"{row.reviewer} on {author} {_score_name(x)} → {_score_name(y)}"

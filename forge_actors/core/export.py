@@ -299,10 +299,10 @@ def comparison_markdown(comparison: Comparison) -> str:
     first difference, then every round: texts, score matrix (``A → B`` where they differ), synthesis diff, votes."""
     c = comparison
     lines = ["# Comparison of two sessions", ""]
-    lines += _table(["", "A", "B"], [[label, value(c.a), value(c.b)] for label, value in _SIDE_ROWS])
+    lines += _table(["", "A", "B"], [[label, f"`{a}`", f"`{b}`"] if label == "session" else [label, a, b]
+                                     for label, a, b in comparison_rows(c)])
     if c.settings:
-        lines += ["**Settings that differ:** " + ", ".join(
-            f"{s.name} {_setting(s.a)} → {_setting(s.b)}" for s in c.settings), ""]
+        lines += [f"**Settings that differ:** {settings_changed(c)}", ""]
     if c.first_difference is None:
         lines += ["**No round differs:** every round either session has is the same in both.", ""]
     else:
@@ -322,7 +322,7 @@ def _outcome(side: SessionSide) -> str:
 
 
 _SIDE_ROWS: tuple[tuple[str, Any], ...] = (
-    ("session", lambda s: f"`{s.session_id}`"),
+    ("session", lambda s: s.session_id),
     ("title", lambda s: s.title),
     ("goal", lambda s: s.goal),
     ("participants", _participant_names),
@@ -332,6 +332,16 @@ _SIDE_ROWS: tuple[tuple[str, Any], ...] = (
     ("tokens in / out", lambda s: f"{s.tokens.input_tokens:,} / {s.tokens.output_tokens:,}"),
     ("est. cost", lambda s: format_cost(s.cost)),
 )
+
+
+def comparison_rows(comparison: Comparison) -> list[tuple[str, str, str]]:
+    """The two sessions' setup and ending, one (label, A, B) row per line: the head of every view of a comparison."""
+    return [(label, str(value(comparison.a)), str(value(comparison.b))) for label, value in _SIDE_ROWS]
+
+
+def settings_changed(comparison: Comparison) -> str:
+    """The settings that differ, in a line: ``seed 7 → 8, convergence_threshold 0.8 → 0.9``."""
+    return ", ".join(f"{s.name} {_setting(s.a)} → {_setting(s.b)}" for s in comparison.settings)
 
 
 def _setting(value: object) -> str:
@@ -386,7 +396,7 @@ def _compared_round_markdown(r: RoundComparison) -> list[str]:
         if s.diff:
             lines += _fenced("diff", s.diff)
         elif s.a == s.b and s.a is not None:
-            lines += [_nest(s.a, 3), ""]
+            lines += [_nest(s.a), ""]
     if r.votes:
         lines += _table(["voter", "A", "B"], [[v.voter, v.a or "—", v.b or "—"] for v in r.votes])
         if r.a is not None and r.b is not None:
@@ -402,12 +412,12 @@ def _compared_texts(r: RoundComparison) -> list[str]:
     lines: list[str] = []
     for text in r.texts:
         if text.same and text.a is not None:
-            lines += [f"### {text.participant} (the same in both)", "", _nest(text.a, 3), ""]
+            lines += [f"### {text.participant} (the same in both)", "", _nest(text.a), ""]
             continue
         for name, body in (("A", text.a), ("B", text.b)):
             if body is not None:
                 only = text.a is None or text.b is None
-                lines += [f"### {text.participant} ({'only in ' if only else ''}{name})", "", _nest(body, 3), ""]
+                lines += [f"### {text.participant} ({'only in ' if only else ''}{name})", "", _nest(body), ""]
     return lines
 
 

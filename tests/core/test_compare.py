@@ -170,7 +170,7 @@ def test_other_participants_and_settings_differ_from_the_first_draft():
     comparison = compare_sessions(session(seed=1), session(names=("alice", "bob", "dave"), seed=2))
     first = comparison.first_difference
     assert first is not None and first.round == 1 and first.aspects == ("content",)
-    assert first.summary == "round 1 (draft): texts differ (carol, dave)"
+    assert first.summary == "round 1 (draft): texts differ (carol only in A, dave only in B)"
     assert [(s.name, s.a, s.b) for s in comparison.settings] == [("seed", 1, 2)]
     texts = {t.participant: (t.a is None, t.b is None) for t in comparison.rounds[0].texts}
     assert texts == {"alice": (False, False), "bob": (False, False), "carol": (False, True), "dave": (True, False)}
