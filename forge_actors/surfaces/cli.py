@@ -1,4 +1,4 @@
-"""The ``forge`` command: run, list, show, export, replay, resume and re-run deliberations,
+"""The ``forge`` command: run, list, show, export, compare, replay, resume and re-run deliberations,
 and take part in one as a human (``draft``, ``vote``, ``run --human``); copy a log to another
 backend (``migrate-log``).
 
@@ -10,7 +10,7 @@ The log is ``--db``, else ``$FORGE_DB``, else forge.toml's ``[forge] database``,
 ``./forge.db``, for every command: a file (SQLite) or a ``postgresql://`` URL. A URL's password
 is used to connect and printed nowhere (``printable_target``). The
 configuration (``--config``, ``$FORGE_CONFIG``, ``./forge.toml``) is read only by the
-commands that need it: ``sessions``, ``show``, ``export`` and ``replay`` only read the log,
+commands that need it: ``sessions``, ``show``, ``export``, ``diff`` and ``replay`` only read the log,
 and run with the default configuration (saying so) when the file is broken.
 
 Exit codes: 0 converged (or the command did its job), 1 the session ended without
@@ -637,8 +637,8 @@ def _print_comparison(out: Console, comparison: Comparison) -> None:
     sessions = Table(title="A vs B", title_justify="left")
     for column in ("", "A", "B"):
         sessions.add_column(column)
-    for label, a, b in comparison_rows(comparison):
-        sessions.add_row(label, a, b, style=None if a == b else "bold")
+    for label, a, b in comparison_rows(comparison):  # as Text: a title or name is no markup
+        sessions.add_row(Text(label), Text(a), Text(b), style=None if a == b else "bold")
     out.print(sessions)
     if comparison.settings:
         out.print(Text(f"settings that differ: {settings_changed(comparison)}"))
@@ -673,18 +673,19 @@ def _print_round_detail(out: Console, r: RoundComparison) -> None:
     if r.scores is not None and "scores" in r.differences:
         matrix = Table(title="scores (reviewer × proposal author, A → B)", title_justify="left")
         for column in ("reviewer", *r.scores.proposals):
-            matrix.add_column(column)
+            matrix.add_column(Text(column))
         for row in r.scores.rows:
-            cells = [("—" if x is None else str(x)) if x == y else Text(f"{x} → {y}", style="bold yellow")
+            cells = [Text("—" if x is None else str(x)) if x == y else Text(f"{x} → {y}", style="bold yellow")
                      for x, y in zip(row.a, row.b, strict=True)]
-            matrix.add_row(row.reviewer, *cells)
+            matrix.add_row(Text(row.reviewer), *cells)
         out.print(matrix)
     if "votes" in r.differences:
         votes = Table(title="votes", title_justify="left")
         for column in ("voter", "A", "B"):
             votes.add_column(column)
         for vote in r.votes:
-            votes.add_row(vote.voter, vote.a or "—", vote.b or "—", style=None if vote.a == vote.b else "bold yellow")
+            votes.add_row(Text(vote.voter), vote.a or "—", vote.b or "—",
+                          style=None if vote.a == vote.b else "bold yellow")
         out.print(votes)
     if "content" not in r.differences:
         return
