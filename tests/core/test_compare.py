@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 
 import msgspec
 from msgspec.structs import replace
 
-from forge_actors.core.compare import compare_sessions, diff_counts, text_diff
+from forge_actors.core.compare import DIFF_MATCH_LINES, compare_sessions, diff_counts, text_diff
 from forge_actors.core.events import (
     ContributionCompleted,
     CritiqueRecorded,
@@ -218,3 +220,38 @@ def test_text_diff_counts_ignore_its_headers():
     diff = text_diff("--x\nsame\n", "++y\nsame\n")
     assert diff[:2] == ("--- A", "+++ B") and diff_counts(diff) == (1, 1)
     assert text_diff("same", "same") == ()
+
+
+def test_a_long_text_is_diffed_as_one_hunk_the_same_as_difflib_would():
+    """Past DIFF_MATCH_LINES lines the diff does not match lines (difflib took 199 s on 1 MB of two-letter
+    lines); for one changed region it is exactly difflib's."""
+    lines = [f"line {i}" for i in range(DIFF_MATCH_LINES + 10)]
+    for changed in ({5: "new"}, {0: "new"}, {len(lines) - 1: "new"}):
+        other = [changed.get(i, line) for i, line in enumerate(lines)]
+        expected = tuple(difflib.unified_diff(lines, other, "A", "B", n=2, lineterm=""))
+        assert text_diff("\n".join(lines), "\n".join(other)) == expected
+    for cut in (lines[:-3], lines[3:], lines[:50] + lines[60:]):  # lines removed at the end, start, middle
+        expected = tuple(difflib.unified_diff(lines, cut, "A", "B", n=2, lineterm=""))
+        assert text_diff("\n".join(lines), "\n".join(cut)) == expected
+        assert text_diff("\n".join(cut), "\n".join(lines)) == tuple(
+            difflib.unified_diff(cut, lines, "A", "B", n=2, lineterm=""))
+    assert text_diff("\n".join(lines), "\n".join(lines)) == ()
+    two_places = [{100: "x", 103: "y"}.get(i, line) for i, line in enumerate(lines)]
+    diff = text_diff("\n".join(lines), "\n".join(two_places))
+    assert diff_counts(diff) == (4, 4) and patched(lines, diff) == two_places  # one hunk, lines 101-104
+
+
+def patched(lines: list[str], diff: tuple[str, ...]) -> list[str]:
+    """``lines`` with a one-hunk unified diff applied."""
+    start, length = (int(n) for n in re.match(r"@@ -(\d+),(\d+) ", diff[2]).groups())  # type: ignore[union-attr]
+    kept = [line[1:] for line in diff[3:] if line[:1] in (" ", "+")]
+    return lines[:start - 1] + kept + lines[start - 1 + length:]
+
+
+def test_a_long_text_of_short_lines_is_replaced_whole_between_its_common_start_and_end():
+    a = ["head", *(f"{97 + i % 26:c}a" for i in range(DIFF_MATCH_LINES)), "tail"]
+    b = ["head", *(f"{97 + i % 23:c}b" for i in range(DIFF_MATCH_LINES)), "tail"]
+    diff = text_diff("\n".join(a), "\n".join(b))
+    assert diff[:4] == ("--- A", "+++ B", f"@@ -1,{len(a)} +1,{len(b)} @@", " head")
+    assert diff[-1] == " tail" and diff_counts(diff) == (DIFF_MATCH_LINES, DIFF_MATCH_LINES)
+    assert patched(a, diff) == b
