@@ -671,7 +671,8 @@ def _round_cell(side: RoundSide | None) -> str:
 def _print_round_detail(out: Console, r: RoundComparison) -> None:
     """What differs in the first round that differs: text diffs, changed scores, changed votes."""
     if r.scores is not None and "scores" in r.differences:
-        matrix = Table(title="scores (reviewer × proposal author, A → B)", title_justify="left")
+        out.print(Text("scores, reviewer × proposal author (A → B where they differ):", style="bold"))
+        matrix = Table()
         for column in ("reviewer", *r.scores.proposals):
             matrix.add_column(Text(column))
         for row in r.scores.rows:
@@ -680,7 +681,8 @@ def _print_round_detail(out: Console, r: RoundComparison) -> None:
             matrix.add_row(Text(row.reviewer), *cells)
         out.print(matrix)
     if "votes" in r.differences:
-        votes = Table(title="votes", title_justify="left")
+        out.print(Text("votes:", style="bold"))
+        votes = Table()
         for column in ("voter", "A", "B"):
             votes.add_column(column)
         for vote in r.votes:

@@ -16,16 +16,17 @@ GOAL = "Design a TODO app API [/v2]"  # no rich markup: printed as it is
 
 
 @pytest.fixture(scope="module")
-def log(tmp_path_factory) -> tuple[str, str, str]:
-    """(the log, A, B): seed 7 with alice, bob and carol; seed 8 with alice, bob and dave."""
+def log(tmp_path_factory) -> tuple[str, str, str, str]:
+    """(the log, A, B, C): seed 7 with alice, bob and carol; seed 8 with alice, bob and dave; seed 8 with
+    alice, bob and carol."""
     db = str(tmp_path_factory.mktemp("diff") / "forge.db")
     with Forge(db) as engine:
         ids = []
-        for seed, third in ((7, "mock:carol"), (8, "mock:dave")):
+        for seed, third in ((7, "mock:carol"), (8, "mock:dave"), (8, "mock:carol")):
             session_id = engine.create_session(GOAL, ["mock:alice", "mock:bob", third], seed=seed, max_iterations=2)
             list(engine.deliberate(session_id))
             ids.append(session_id)
-    return db, ids[0], ids[1]
+    return db, ids[0], ids[1], ids[2]
 
 
 def forge(capsys, *args: str) -> tuple[int, str, str]:
@@ -36,7 +37,7 @@ def forge(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_json_is_the_whole_comparison(cli, log):
-    db, a, b = log
+    db, a, b, _ = log
     code, out, err = cli("diff", a[:6], b, "--db", db)  # a unique prefix names a session, as everywhere
     assert code == 0, err
     document = json.loads(out)
@@ -53,7 +54,7 @@ def test_json_is_the_whole_comparison(cli, log):
 
 
 def test_markdown_has_every_section_and_goes_to_a_file(capsys, cli, log, tmp_path):
-    db, a, b = log
+    db, a, b, _ = log
     code, out, err = forge(capsys, "diff", a, b, "--markdown", "--db", db)
     assert code == 0, err
     for section in ("# Comparison of two sessions", "| session | `" + a + "` | `" + b + "` |",
@@ -70,7 +71,7 @@ def test_markdown_has_every_section_and_goes_to_a_file(capsys, cli, log, tmp_pat
 
 
 def test_a_session_with_itself_has_no_difference(cli, log):
-    db, a, _ = log
+    db, a, _, _ = log
     code, out, _ = cli("diff", a, a, "--db", db)
     document = json.loads(out)
     assert code == 0 and document["first_difference"] is None
@@ -78,7 +79,7 @@ def test_a_session_with_itself_has_no_difference(cli, log):
 
 
 def test_on_a_terminal_the_first_difference_is_shown_in_detail(capsys, monkeypatch, cli, log):
-    db, a, b = log
+    db, a, b, _ = log
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     monkeypatch.setenv("COLUMNS", "140")
     code, out, err = forge(capsys, "diff", a, b, "--db", db)
@@ -92,8 +93,22 @@ def test_on_a_terminal_the_first_difference_is_shown_in_detail(capsys, monkeypat
     assert f"every round: forge diff {a} {b} --markdown" in out
 
 
+def test_on_a_terminal_changed_scores_are_shown_in_their_matrix(capsys, monkeypatch, log):
+    db, a, _, c = log  # the same council, seeds 7 and 8: the mocks draft alike, and score otherwise
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setenv("COLUMNS", "140")
+    code, out, err = forge(capsys, "diff", a, c, "--db", db)
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
+    assert code == 0, err
+    assert re.search(r"│ 1 │ draft completed +│ draft completed +│ same", out)
+    assert re.search(r"│ 2 │ critique completed +│ critique completed +│ content, scores  ◀ first difference", out)
+    assert "scores, reviewer × proposal author (A → B where they differ):" in out
+    changed = re.findall(r"(\d+) → (\d+)", out)
+    assert changed and all(x != y for x, y in changed)
+
+
 def test_unknown_sessions_and_two_formats_are_one_line_errors(capsys, cli, log):
-    db, a, _ = log
+    db, a, _, _ = log
     code, out, err = cli("diff", a, "nope", "--db", db)
     assert (code, out) == (2, "") and err.startswith("forge: no session 'nope'")
     assert len(err.strip().splitlines()) == 1
