@@ -12,14 +12,14 @@ fields plus ``position``, ``version`` and ``recorded_at``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import msgspec
 import yaml
 
 from eventstore import RecordedEvent
-from forge_actors.core.compare import Comparison, RoundComparison, SessionSide
+from forge_actors.core.compare import Comparison, RoundComparison, ScoreMatrix, SessionSide, SynthesisPair
 from forge_actors.core.events import Persona, SessionSettings
 from forge_actors.core.pricing import Price, format_cost
 from forge_actors.core.state import SessionState
@@ -321,7 +321,7 @@ def _outcome(side: SessionSide) -> str:
     return side.status + (f" — {side.reason}" if side.reason else "")
 
 
-_SIDE_ROWS: tuple[tuple[str, Any], ...] = (
+_SIDE_ROWS: tuple[tuple[str, Callable[[SessionSide], object]], ...] = (
     ("session", lambda s: s.session_id),
     ("title", lambda s: s.title),
     ("goal", lambda s: s.goal),
@@ -379,29 +379,34 @@ def _compared_round_markdown(r: RoundComparison) -> list[str]:
                   f"B {r.b.tokens.total_tokens:,} ({format_cost(r.b.cost)})", ""]
     if kind == "draft" or (r.a is None or r.b is None):
         lines += _compared_texts(r)
-    elif r.differences and "content" in r.differences:
+    elif "content" in r.differences:
         lines += ["Texts that differ: " + ", ".join(t.participant for t in r.texts if not t.same), ""]
     if r.scores is not None and r.scores.rows:
-        m = r.scores
-        rows: list[list[object]] = [[row.reviewer, *(_either(x, y) for x, y in zip(row.a, row.b, strict=True))]
-                                    for row in m.rows]
-        rows.append(["**mean**", *(_either(_mean(x), _mean(y)) for x, y in zip(m.means_a, m.means_b, strict=True))])
-        lines += ["Scores (reviewer × proposal author; `A → B` where they differ):", ""]
-        lines += _table(["reviewer", *m.proposals], rows)
+        lines += _compared_scores(r.scores)
     if r.synthesis is not None and r.a is not None and r.b is not None:
-        s = r.synthesis
-        lines += [f"Synthesis by {_either(s.author_a, s.author_b)}" + (
-            f": {s.added} line(s) added, {s.removed} removed from A to B" if s.diff else
-            " (the same text in both)" if s.a == s.b else ""), ""]
-        if s.diff:
-            lines += _fenced("diff", s.diff)
-        elif s.a == s.b and s.a is not None:
-            lines += [_nest(s.a), ""]
+        lines += _compared_synthesis(r.synthesis)
     if r.votes:
         lines += _table(["voter", "A", "B"], [[v.voter, v.a or "—", v.b or "—"] for v in r.votes])
         if r.a is not None and r.b is not None:
             lines += [f"Agreement: {_either(_percent(r.a.score), _percent(r.b.score))}", ""]
     return lines
+
+
+def _compared_scores(m: ScoreMatrix) -> list[str]:
+    rows: list[list[object]] = [[row.reviewer, *(_either(x, y) for x, y in zip(row.a, row.b, strict=True))]
+                                for row in m.rows]
+    rows.append(["**mean**", *(_either(_mean(x), _mean(y)) for x, y in zip(m.means_a, m.means_b, strict=True))])
+    return ["Scores (reviewer × proposal author; `A → B` where they differ):", "",
+            *_table(["reviewer", *m.proposals], rows)]
+
+
+def _compared_synthesis(s: SynthesisPair) -> list[str]:
+    if s.diff:
+        return [f"Synthesis by {_either(s.author_a, s.author_b)}: {s.added} line(s) added, {s.removed} removed "
+                "from A to B", "", *_fenced("diff", s.diff)]
+    if s.a == s.b and s.a is not None:
+        return [f"Synthesis by {_either(s.author_a, s.author_b)} (the same text in both)", "", _nest(s.a), ""]
+    return [f"Synthesis by {_either(s.author_a, s.author_b)}", ""]
 
 
 def _mean(value: float | None) -> str | None:
