@@ -12,13 +12,14 @@ fields plus ``position``, ``version`` and ``recorded_at``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import msgspec
 import yaml
 
 from eventstore import RecordedEvent
+from forge_actors.core.compare import Comparison, RoundComparison, ScoreMatrix, SessionSide, SynthesisPair
 from forge_actors.core.events import Persona, SessionSettings
 from forge_actors.core.pricing import Price, format_cost
 from forge_actors.core.state import SessionState
@@ -177,7 +178,8 @@ def settings_document(settings: SessionSettings) -> dict[str, Any]:
     return {"max_iterations": settings.max_rounds, **msgspec.to_builtins(settings)}
 
 
-def to_json(document: ExportDocument) -> str:
+def to_json(document: msgspec.Struct) -> str:
+    """An export document (or a comparison, ``core.compare``) as indented JSON."""
     return msgspec.json.format(msgspec.json.encode(document).decode(), indent=2) + "\n"
 
 
@@ -286,6 +288,141 @@ def _round_markdown(r: ExportRound) -> list[str]:
         lines += ["### Evidence (tool calls)", ""]
         lines += [f"- {_evidence_line(use)}" for use in r.evidence]
         lines += [""]
+    return lines
+
+
+# -- a comparison of two sessions in markdown ---------------------------------------------------------
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    """Two sessions side by side (``core.compare``): their setup and endings, the settings that differ, the
+    first difference, then every round: texts, score matrix (``A → B`` where they differ), synthesis diff, votes."""
+    c = comparison
+    lines = ["# Comparison of two sessions", ""]
+    lines += _table(["", "A", "B"], [[label, f"`{a}`", f"`{b}`"] if label == "session" else [label, a, b]
+                                     for label, a, b in comparison_rows(c)])
+    if c.settings:
+        lines += [f"**Settings that differ:** {settings_changed(c)}", ""]
+    if c.first_difference is None:
+        lines += ["**No round differs:** every round either session has is the same in both.", ""]
+    else:
+        lines += [f"**First difference:** {c.first_difference.summary}", ""]
+    for r in c.rounds:
+        lines += _compared_round_markdown(r)
+    lines += [f"_Costs are {COST_NOTE}._", ""]
+    return "\n".join(lines)
+
+
+def _participant_names(side: SessionSide) -> str:
+    return ", ".join(p.name + (f" ({p.provider})" if p.provider else f" ({p.kind})") for p in side.participants)
+
+
+def _outcome(side: SessionSide) -> str:
+    return side.status + (f" — {side.reason}" if side.reason else "")
+
+
+_SIDE_ROWS: tuple[tuple[str, Callable[[SessionSide], object]], ...] = (
+    ("session", lambda s: s.session_id),
+    ("title", lambda s: s.title),
+    ("goal", lambda s: s.goal),
+    ("participants", _participant_names),
+    ("outcome", _outcome),
+    ("final score", lambda s: _percent(s.final_score)),
+    ("rounds", lambda s: s.rounds),
+    ("tokens in / out", lambda s: f"{s.tokens.input_tokens:,} / {s.tokens.output_tokens:,}"),
+    ("est. cost", lambda s: format_cost(s.cost)),
+)
+
+
+def comparison_rows(comparison: Comparison) -> list[tuple[str, str, str]]:
+    """The two sessions' setup and ending, one (label, A, B) row per line: the head of every view of a comparison."""
+    return [(label, str(value(comparison.a)), str(value(comparison.b))) for label, value in _SIDE_ROWS]
+
+
+def settings_changed(comparison: Comparison) -> str:
+    """The settings that differ, in a line: ``seed 7 → 8, convergence_threshold 0.8 → 0.9``."""
+    return ", ".join(f"{s.name} {_setting(s.a)} → {_setting(s.b)}" for s in comparison.settings)
+
+
+def _setting(value: object) -> str:
+    return "none" if value is None else str(value)
+
+
+def _either(a: object, b: object) -> str:
+    """One cell for two values: the value when they are the same, ``a → b`` when not."""
+    shown_a, shown_b = ("—" if a is None else a), ("—" if b is None else b)
+    return str(shown_a) if a == b else f"{shown_a} → {shown_b}"
+
+
+def _fenced(info: str, lines: tuple[str, ...] | list[str]) -> list[str]:
+    """A code block whose fence is longer than any run of backticks inside it."""
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + info, *lines, fence, ""]
+
+
+def _compared_round_markdown(r: RoundComparison) -> list[str]:
+    kinds = [side.kind for side in (r.a, r.b) if side is not None]
+    kind = kinds[0] if len(set(kinds)) == 1 else " / ".join(kinds)
+    if r.a is None or r.b is None:
+        state = f"only in {'B' if r.a is None else 'A'}"
+    else:
+        state = "differs: " + ", ".join(r.differences) if r.differences else "same"
+    lines = [f"## Round {r.round} — {kind} · {state}", ""]
+    if r.a is not None and r.b is not None and r.a.kind != r.b.kind:
+        lines += [f"A ran a {r.a.kind} round ({r.a.status}), B a {r.b.kind} round ({r.b.status}).", ""]
+    elif r.a is not None and r.b is not None:
+        if r.a.status != "completed" or r.b.status != "completed":
+            lines += [f"Status: {_either(r.a.status, r.b.status)}"
+                      + (f" (A: {r.a.reason}; B: {r.b.reason})" if r.a.reason or r.b.reason else ""), ""]
+        lines += [f"Tokens: A {r.a.tokens.total_tokens:,} ({format_cost(r.a.cost)}) · "
+                  f"B {r.b.tokens.total_tokens:,} ({format_cost(r.b.cost)})", ""]
+    if kind == "draft" or (r.a is None or r.b is None):
+        lines += _compared_texts(r)
+    elif "content" in r.differences:
+        lines += ["Texts that differ: " + ", ".join(t.participant for t in r.texts if not t.same), ""]
+    if r.scores is not None and r.scores.rows:
+        lines += _compared_scores(r.scores)
+    if r.synthesis is not None and r.a is not None and r.b is not None:
+        lines += _compared_synthesis(r.synthesis)
+    if r.votes:
+        lines += _table(["voter", "A", "B"], [[v.voter, v.a or "—", v.b or "—"] for v in r.votes])
+        if r.a is not None and r.b is not None:
+            lines += [f"Agreement: {_either(_percent(r.a.score), _percent(r.b.score))}", ""]
+    return lines
+
+
+def _compared_scores(m: ScoreMatrix) -> list[str]:
+    rows: list[list[object]] = [[row.reviewer, *(_either(x, y) for x, y in zip(row.a, row.b, strict=True))]
+                                for row in m.rows]
+    rows.append(["**mean**", *(_either(_mean(x), _mean(y)) for x, y in zip(m.means_a, m.means_b, strict=True))])
+    return ["Scores (reviewer × proposal author; `A → B` where they differ):", "",
+            *_table(["reviewer", *m.proposals], rows)]
+
+
+def _compared_synthesis(s: SynthesisPair) -> list[str]:
+    if s.diff:
+        return [f"Synthesis by {_either(s.author_a, s.author_b)}: {s.added} line(s) added, {s.removed} removed "
+                "from A to B", "", *_fenced("diff", s.diff)]
+    if s.a == s.b and s.a is not None:
+        return [f"Synthesis by {_either(s.author_a, s.author_b)} (the same text in both)", "", _nest(s.a), ""]
+    return [f"Synthesis by {_either(s.author_a, s.author_b)}", ""]
+
+
+def _mean(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1f}"
+
+
+def _compared_texts(r: RoundComparison) -> list[str]:
+    lines: list[str] = []
+    for text in r.texts:
+        if text.same and text.a is not None:
+            lines += [f"### {text.participant} (the same in both)", "", _nest(text.a), ""]
+            continue
+        for name, body in (("A", text.a), ("B", text.b)):
+            if body is not None:
+                only = text.a is None or text.b is None
+                lines += [f"### {text.participant} ({'only in ' if only else ''}{name})", "", _nest(body), ""]
     return lines
 
 

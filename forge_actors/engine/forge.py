@@ -50,6 +50,7 @@ from forge_actors.actors.messages import (
 )
 from forge_actors.actors.session import as_new_event
 from forge_actors.core.audit import Violation, verify
+from forge_actors.core.compare import Comparison, compare_sessions
 from forge_actors.core.errors import (
     ConfigError,
     ForgeError,
@@ -588,6 +589,11 @@ class Forge:
     def usage(self, session_id: str) -> UsageReport:
         """Tokens and estimated cost per participant, per round and in all."""
         return usage_report(self.state(session_id), self.config.pricing)
+
+    def compare(self, a: str, b: str) -> Comparison:
+        """Sessions ``a`` and ``b`` side by side, rounds aligned by number, and the first round where they
+        differ (``core.compare``), costs at this engine's prices. SessionNotFoundError for an unknown id."""
+        return compare_sessions(self.state(a), self.state(b), self.config.pricing)
 
     def providers(self, names: Iterable[str] | None = None, timeout: float = 3.0) -> list[ProviderProbe]:
         """Each provider's key (present or not, never its value), base URL, reachability, Ollama's models."""

@@ -1,4 +1,4 @@
-"""The ``forge`` command: run, list, show, export, replay, resume and re-run deliberations,
+"""The ``forge`` command: run, list, show, export, compare, replay, resume and re-run deliberations,
 and take part in one as a human (``draft``, ``vote``, ``run --human``); copy a log to another
 backend (``migrate-log``).
 
@@ -10,7 +10,7 @@ The log is ``--db``, else ``$FORGE_DB``, else forge.toml's ``[forge] database``,
 ``./forge.db``, for every command: a file (SQLite) or a ``postgresql://`` URL. A URL's password
 is used to connect and printed nowhere (``printable_target``). The
 configuration (``--config``, ``$FORGE_CONFIG``, ``./forge.toml``) is read only by the
-commands that need it: ``sessions``, ``show``, ``export`` and ``replay`` only read the log,
+commands that need it: ``sessions``, ``show``, ``export``, ``diff`` and ``replay`` only read the log,
 and run with the default configuration (saying so) when the file is broken.
 
 Exit codes: 0 converged (or the command did its job), 1 the session ended without
@@ -39,7 +39,16 @@ from rich.table import Table
 from rich.text import Text
 
 from forge_actors import __version__
-from forge_actors.core.export import FORMATS, export_document, render
+from forge_actors.core.compare import Comparison, RoundComparison, RoundSide, text_diff
+from forge_actors.core.export import (
+    FORMATS,
+    comparison_markdown,
+    comparison_rows,
+    export_document,
+    render,
+    settings_changed,
+    to_json,
+)
 from forge_actors.core.pricing import format_cost
 from forge_actors.core.state import SessionState
 from forge_actors.engine import (
@@ -77,7 +86,9 @@ DEFAULT_HUMAN_TIMEOUT = 600.0
 #: How often it looks at the log for them (a draft comes from another process: ``forge draft``).
 HUMAN_POLL_SECONDS = 0.25
 #: Commands that only read the log: a broken forge.toml does not stop them.
-READ_ONLY_COMMANDS = frozenset({"sessions", "show", "export", "replay"})
+READ_ONLY_COMMANDS = frozenset({"sessions", "show", "export", "replay", "diff"})
+#: Lines of a text diff the terminal shows under the first difference (--markdown has them all).
+DIFF_LINES_SHOWN = 40
 RESUME_HELP = """continue an interrupted session.
 
 With --json (or when stdout is not a terminal) the stream first repeats how the interrupted
@@ -156,6 +167,17 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("session", metavar="ID")
     export.add_argument("--format", choices=FORMATS, default="md")
     export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    diff = commands.add_parser(
+        "diff", parents=[common], help="compare two sessions round by round",
+        description="Compare two sessions: their rounds side by side, aligned by number (texts, critique scores, "
+                    "syntheses with a line diff, votes, outcome), tokens and cost, and the first round where they "
+                    "differ. On a terminal: a summary with the first difference in detail; --markdown: every "
+                    "round; --json (or stdout not a terminal): the whole comparison.")
+    diff.add_argument("first", metavar="A", help="a session id or a unique prefix of one")
+    diff.add_argument("second", metavar="B", help="the session to compare it with")
+    diff.add_argument("--markdown", action="store_true", help="the comparison as Markdown")
+    diff.add_argument("-o", "--output", metavar="FILE",
+                      help="write here instead of stdout (Markdown, or JSON with --json)")
     replay = commands.add_parser("replay", parents=[common, view],
                                  help="re-stream a past session at its recorded pace")
     replay.add_argument("session", metavar="ID")
@@ -588,6 +610,108 @@ def cmd_export(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_diff(ctx: Context) -> int:
+    args = ctx.args
+    if args.markdown and args.json:
+        raise UsageError("--markdown and --json are two formats of the comparison: give one")
+    with ctx.open() as forge:
+        comparison = forge.compare(forge.resolve(args.first), forge.resolve(args.second))
+    if args.markdown or (args.output and not args.json):
+        text = comparison_markdown(comparison)
+    elif ctx.json or args.output:
+        text = to_json(comparison)
+    else:
+        _print_comparison(ctx.out, comparison)
+        return EXIT_OK
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        ctx.note(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _print_comparison(out: Console, comparison: Comparison) -> None:
+    """The terminal's view of a comparison: the two sessions, every round in one line, then the first
+    difference in detail (the first round is what a fork changed, or where two runs parted)."""
+    sessions = Table(title="A vs B", title_justify="left")
+    for column in ("", "A", "B"):
+        sessions.add_column(column)
+    for label, a, b in comparison_rows(comparison):  # as Text: a title or name is no markup
+        sessions.add_row(Text(label), Text(a), Text(b), style=None if a == b else "bold")
+    out.print(sessions)
+    if comparison.settings:
+        out.print(Text(f"settings that differ: {settings_changed(comparison)}"))
+    first = comparison.first_difference
+    rounds = Table(title="rounds", title_justify="left")
+    for column in ("#", "A", "B", "differs"):
+        rounds.add_column(column)
+    for r in comparison.rounds:
+        is_first = first is not None and r.round == first.round
+        differs = ", ".join(r.differences) + ("  ◀ first difference" if is_first else "") if r.differences else "same"
+        style = "bold yellow" if is_first else None if r.differences else "dim"
+        rounds.add_row(str(r.round), _round_cell(r.a), _round_cell(r.b), differs, style=style)
+    out.print(rounds)
+    if first is None:
+        out.print(Text("no round differs: every round either session has is the same in both", style="green"))
+        return
+    out.print(Text(f"first difference: {first.summary}", style="bold yellow"))
+    _print_round_detail(out, next(r for r in comparison.rounds if r.round == first.round))
+    out.print(Text(f"every round: forge diff {comparison.a.session_id} {comparison.b.session_id} --markdown",
+                   style="dim"))
+
+
+def _round_cell(side: RoundSide | None) -> str:
+    if side is None:
+        return "—"
+    cell = f"{side.kind} {side.status}"
+    return cell + (f" {side.score:.0%}" if side.score is not None else "")
+
+
+def _print_round_detail(out: Console, r: RoundComparison) -> None:
+    """What differs in the first round that differs: text diffs, changed scores, changed votes."""
+    if r.scores is not None and "scores" in r.differences:
+        out.print(Text("scores, reviewer × proposal author (A → B where they differ):", style="bold"))
+        matrix = Table()
+        for column in ("reviewer", *r.scores.proposals):
+            matrix.add_column(Text(column))
+        for row in r.scores.rows:
+            cells = [Text("—" if x is None else str(x)) if x == y else Text(f"{x} → {y}", style="bold yellow")
+                     for x, y in zip(row.a, row.b, strict=True)]
+            matrix.add_row(Text(row.reviewer), *cells)
+        out.print(matrix)
+    if "votes" in r.differences:
+        out.print(Text("votes:", style="bold"))
+        votes = Table()
+        for column in ("voter", "A", "B"):
+            votes.add_column(column)
+        for vote in r.votes:
+            votes.add_row(Text(vote.voter), vote.a or "—", vote.b or "—",
+                          style=None if vote.a == vote.b else "bold yellow")
+        out.print(votes)
+    if "content" not in r.differences:
+        return
+    if r.synthesis is not None and r.synthesis.diff:
+        _print_diff(out, f"synthesis ({r.synthesis.added} line(s) added, {r.synthesis.removed} removed)",
+                    r.synthesis.diff)
+    elif r.a is not None and r.a.kind == "draft":
+        for text in r.texts:
+            if text.a is not None and text.b is not None and not text.same:
+                _print_diff(out, f"{text.participant}'s draft", text_diff(text.a, text.b))
+            elif not text.same:
+                out.print(Text(f"{text.participant}'s draft is only in {'A' if text.b is None else 'B'}",
+                               style="bold"))
+
+
+def _print_diff(out: Console, title: str, diff: tuple[str, ...]) -> None:
+    out.print(Text(title, style="bold"))
+    styles = {"+": "green", "-": "red", "@": "cyan"}
+    for line in diff[:DIFF_LINES_SHOWN]:
+        out.print(Text(line, style=styles.get(line[:1], "")))
+    if len(diff) > DIFF_LINES_SHOWN:
+        out.print(Text(f"… {len(diff) - DIFF_LINES_SHOWN} more line(s): see --markdown", style="dim"))
+
+
 def cmd_providers(ctx: Context) -> int:
     probes = probe_providers(ctx.config)  # needs no log
     if ctx.json:
@@ -738,7 +862,7 @@ def cmd_mcp(ctx: Context) -> int:
 COMMANDS: dict[str, Callable[[Context], int]] = {
     "run": cmd_run, "resume": cmd_resume, "replay": cmd_replay, "rerun": cmd_rerun, "sessions": cmd_sessions,
     "show": cmd_show, "export": cmd_export, "providers": cmd_providers, "serve": cmd_serve, "switch": cmd_switch,
-    "draft": cmd_draft, "vote": cmd_vote, "mcp": cmd_mcp, "migrate-log": cmd_migrate_log,
+    "draft": cmd_draft, "vote": cmd_vote, "mcp": cmd_mcp, "migrate-log": cmd_migrate_log, "diff": cmd_diff,
 }
 
 

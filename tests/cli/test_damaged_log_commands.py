@@ -19,6 +19,7 @@ COMMANDS = {
     "sessions": ["sessions"],
     "show": ["show", "ID"],
     "export": ["export", "ID", "--format", "md"],
+    "diff": ["diff", "ID", "ID"],
     "run": ["run", "Plan a garden", "-p", "mock:alice", "-p", "mock:bob"],
     "resume": ["resume", "ID"],
     "serve": ["serve", "--port", "0"],
