@@ -185,7 +185,7 @@ def test_the_session_list_updates_while_a_session_runs(page, served):
     page.wait_for_selector(row, timeout=WAIT)
     assert "· 0 rounds" in page.inner_text(row)
     forge.run_round(session_id, "draft")
-    page.wait_for_function(f"document.querySelector(\"{row}\").textContent.includes('· 1 rounds')", timeout=WAIT)
+    page.wait_for_function(f"document.querySelector(\"{row}\").textContent.includes('· 1 round ·')", timeout=WAIT)
 
 
 # -- tool calls --------------------------------------------------------------------------------------
