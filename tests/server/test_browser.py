@@ -545,7 +545,8 @@ def test_on_a_phone_a_replay_plays_in_view_and_is_never_called_live(page, served
     assert page.evaluate("window.scrollY") > 844  # the user scrolled down to the list
     replay.click()
     page.wait_for_function("document.querySelector('#round-note').textContent.startsWith('replay at 1×')", timeout=WAIT)
-    in_view = "(() => { const r = document.querySelector('#title').getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; })()"
+    in_view = ("(() => { const r = document.querySelector('#title').getBoundingClientRect(); "
+               "return r.top >= 0 && r.bottom <= innerHeight; })()")
     assert page.evaluate(in_view)  # the user sees the session that plays, not the list
     assert page.inner_text("#connection") == "replaying at 1×"
     assert page.locator("#human-section").is_hidden()  # no draft or vote forms: the session replayed has ended
