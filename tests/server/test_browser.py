@@ -149,6 +149,8 @@ def test_the_current_round_follows_live_unless_the_user_looks_back_and_a_human_v
     page.click(f"button[data-session='{session_id}']")
     page.wait_for_selector("#timeline .chip[data-round='2'].completed", timeout=WAIT)
     assert page.inner_text("#round-heading") == "Round 2: critique"  # following: the newest round
+    # between rounds nothing more comes: the cost fetched after the last round still reaches the facts line
+    page.wait_for_function("document.querySelector('#facts').textContent.includes('est. cost $0')", timeout=WAIT)
     assert page.locator("#score-table tr").count() == 3
     assert page.locator("#vote-form").is_hidden()  # no synthesis to vote on yet
 
