@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from forge_actors.core.events import ContributionCompleted
+from forge_actors.core.events import ContributionCompleted, VoteRecorded
 from forge_actors.engine import Forge
 from forge_actors.surfaces.server.runner import ServerThread
 
@@ -149,6 +149,8 @@ def test_the_current_round_follows_live_unless_the_user_looks_back_and_a_human_v
     page.click(f"button[data-session='{session_id}']")
     page.wait_for_selector("#timeline .chip[data-round='2'].completed", timeout=WAIT)
     assert page.inner_text("#round-heading") == "Round 2: critique"  # following: the newest round
+    # between rounds nothing more comes: the cost fetched after the last round still reaches the facts line
+    page.wait_for_function("document.querySelector('#facts').textContent.includes('est. cost $0')", timeout=WAIT)
     assert page.locator("#score-table tr").count() == 3
     assert page.locator("#vote-form").is_hidden()  # no synthesis to vote on yet
 
@@ -170,11 +172,18 @@ def test_the_current_round_follows_live_unless_the_user_looks_back_and_a_human_v
     page.click("#vote-button")
     page.wait_for_function("view.votes.some((v) => v.voter === 'dana')", timeout=WAIT)
     assert page.inner_text("#vote-error") == ""
+    # (the stream may bring the vote before the POST's answer: the notice is waited for)
+    page.wait_for_function("document.querySelector('#vote-done').textContent === 'DISAGREE recorded for round 4'", timeout=WAIT)
+    assert page.locator("#vote-form").bounding_box()["y"] > page.locator("#synthesis").bounding_box()["y"]  # below what it asks about
     forge.run_round(session_id, "convergence")
     page.wait_for_selector("#timeline .chip[data-round='4'].completed", timeout=WAIT)
     assert page.inner_text("#round-heading") == "Round 4: convergence (iteration 1)"
     votes = page.inner_text("#vote-table")
     assert "dana (human)" in votes and "DISAGREE" in votes and "no budget for the irrigation" in votes
+    assert "no budget for the irrigation" in page.inner_text("[data-participant='dana'] .vote-card")  # her column, her card
+    forge.run_round(session_id, "synthesis")  # a new synthesis is up for a vote: the old notice goes
+    page.wait_for_selector("#timeline .chip[data-round='5'].completed", timeout=WAIT)
+    assert page.locator("#vote-form").is_visible() and page.inner_text("#vote-done") == ""
 
 
 def test_the_session_list_updates_while_a_session_runs(page, served):
@@ -185,7 +194,7 @@ def test_the_session_list_updates_while_a_session_runs(page, served):
     page.wait_for_selector(row, timeout=WAIT)
     assert "· 0 rounds" in page.inner_text(row)
     forge.run_round(session_id, "draft")
-    page.wait_for_function(f"document.querySelector(\"{row}\").textContent.includes('· 1 rounds')", timeout=WAIT)
+    page.wait_for_function(f"document.querySelector(\"{row}\").textContent.includes('· 1 round ·')", timeout=WAIT)
 
 
 # -- tool calls --------------------------------------------------------------------------------------
@@ -449,3 +458,147 @@ def test_a_tool_call_shows_while_it_runs_then_its_result_with_badges(page, serve
     body = page.locator(column("alice"))
     assert body.locator(".narration").inner_text() == "Let me look."  # the text before the calls, dimmed
     assert body.locator(".answer h4").inner_text() == "Found it"  # the answer after them, as Markdown
+
+
+# -- answer first: a finished session opens on its outcome; the debate follows ------------------------
+
+
+def console_errors(page: Page) -> list[str]:
+    """The page's console errors from now on (a failed request, such as a favicon's 404, is one)."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    return errors
+
+
+def test_a_finished_session_opens_on_its_answer_then_how_it_got_there(page, served, tmp_path):
+    forge, server = served
+    errors = console_errors(page)
+    council = ["mock:carol", "mock:alice", "mock:bob", {"kind": "human", "name": "dana"}]
+    session_id = finished(forge, "Plan a garden", council, max_rounds=3)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{server.url}/#session={session_id}")
+    page.wait_for_selector("#synthesis[data-final='true']", timeout=WAIT)
+    page.wait_for_function("!document.querySelector('#facts').textContent.includes('…')", timeout=WAIT)
+    page.screenshot(path=str(tmp_path / "answer-first-1280.png"))  # the first viewport, as a person sees it
+    assert page.locator("#synthesis").bounding_box()["y"] < 900 - 200  # the answer is in the first viewport
+    assert page.inner_text("#synthesis-heading").startswith("Final synthesis by")
+    assert page.locator("#synthesis h3, #synthesis h4").count() >= 1  # rendered, not raw
+    assert page.locator("#goal").is_hidden()  # the goal is the title: said once
+    votes = [e for e in forge.events(session_id) if isinstance(e, VoteRecorded)]
+    last = [v.vote for v in votes if v.round == votes[-1].round]
+    assert page.inner_text("#tally") == (f"votes on iteration 2: {last.count('AGREE')} agree · {last.count('DISAGREE')} disagree · "
+                                         f"{last.count('ABSTAIN')} abstain")
+    assert "tokens" in page.inner_text("#facts") and "est. cost $0" in page.inner_text("#facts")
+    for raw in ('{"vote"', '"score"', '"strengths"', '"reasons"'):  # never raw JSON on the page
+        assert raw not in page.inner_text("body")
+
+    names = lambda: [n.get_attribute("data-participant") for n in page.locator("#columns .column").all()]  # noqa: E731
+    assert page.inner_text("#rounds-heading") == "How it got there"
+    assert names() == ["alice", "bob", "carol", "dana"]  # the last vote: by name, the seated human too
+    assert page.locator("#columns .vote-card").count() == 3
+    assert page.inner_text("[data-participant='dana'] .status") == "did not vote"
+    card = page.locator("[data-participant='alice'] .vote-card")
+    assert card.locator(".AGREE, .DISAGREE, .ABSTAIN").count() == 1 and "confidence" in card.inner_text()
+    assert card.locator("li").count() >= 1  # its reasons, a list
+    page.click("#timeline .chip[data-round='2']")  # the critiques: cards by the draft's author
+    critique = page.locator("[data-participant='bob'] .critique-card")
+    assert [c.get_attribute("data-author") for c in critique.all()] == ["alice", "carol"]
+    assert "score" in critique.first.inner_text() and "strengths" in critique.first.inner_text()
+    assert [h.inner_text() for h in page.locator("#score-table th").all()] == ["draft by", "alice", "bob", "carol", "mean"]
+    assert names() == ["alice", "bob", "carol"] and "dana" in page.inner_text("#not-asked")
+    page.click("#timeline .chip[data-round='3']")  # a synthesis round: one column, the others named
+    assert len(names()) == 1 and "not asked in this round" in page.inner_text("#not-asked")
+    page.click("#timeline .chip[data-round='1']")
+    assert names() == ["alice", "bob", "carol", "dana"] and page.inner_text("[data-participant='dana'] .status") == "no draft"
+    page.screenshot(path=str(tmp_path / "answer-first-1280-full.png"), full_page=True)
+
+    syntheses = [e.content for e in forge.events(session_id) if isinstance(e, ContributionCompleted) and e.round in (3, 5)]
+    assert len(syntheses) == 2 and syntheses[0] != syntheses[1]  # two iterations to compare
+    page.click("#compare-button")
+    assert page.locator("#synthesis-diff ins, #synthesis-diff del").count() >= 1
+    assert page.locator("#synthesis").is_hidden()
+    diff = page.locator("#synthesis-diff")  # the new text is what is not struck out; the old, what is not added
+    assert diff.evaluate("(d) => [...d.childNodes].filter((n) => n.nodeName !== 'DEL').map((n) => n.textContent).join('')") == syntheses[1]
+    assert diff.evaluate("(d) => [...d.childNodes].filter((n) => n.nodeName !== 'INS').map((n) => n.textContent).join('')") == syntheses[0]
+    assert "iteration 1 → 2" in page.inner_text("#diff-note")
+    page.screenshot(path=str(tmp_path / "compare-1280.png"), full_page=True)
+    assert page.evaluate("textDiff('the cat sat', 'the dog sat')") == [
+        {"op": "same", "text": "the "}, {"op": "del", "text": "cat"}, {"op": "ins", "text": "dog"}, {"op": "same", "text": " sat"}]
+    # bounded: too many words for the table falls back to lines; too much text, to nothing
+    assert [part["op"] for part in page.evaluate("textDiff('a b '.repeat(20000), 'b a '.repeat(20000))")] == ["del", "ins"]
+    assert page.evaluate("textDiff('a '.repeat(300000), 'b '.repeat(300000))") is None
+    page.click("#compare-button")
+    assert page.locator("#synthesis").is_visible()
+    assert errors == []
+
+
+def test_on_a_phone_a_replay_plays_in_view_and_is_never_called_live(page, served, tmp_path):
+    forge, server = served
+    session_id = finished(forge, "Plan a garden", ["mock:alice?word_delay=0.002", "mock:bob?word_delay=0.002"])
+    other = finished(forge, "Plan a party", ["mock:alice", "mock:bob"])
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{server.url}/#session={other}")  # a session open: on a phone the list is below it
+    page.wait_for_selector("#synthesis[data-final='true']", timeout=WAIT)
+    page.select_option("#speed", "1")
+    page.evaluate("""() => { window.__notes = []; new MutationObserver(() => window.__notes.push(
+                     document.querySelector('#round-note').textContent)).observe(document.querySelector('#round-note'),
+                     {childList: true, characterData: true, subtree: true}); }""")
+    replay = page.locator(f"button[data-session='{session_id}']")
+    replay.scroll_into_view_if_needed()
+    assert page.evaluate("window.scrollY") > 844  # the user scrolled down to the list
+    replay.click()
+    page.wait_for_function("document.querySelector('#round-note').textContent.startsWith('replay at 1×')", timeout=WAIT)
+    in_view = ("(() => { const r = document.querySelector('#title').getBoundingClientRect(); "
+               "return r.top >= 0 && r.bottom <= innerHeight; })()")
+    assert page.evaluate(in_view)  # the user sees the session that plays, not the list
+    assert page.inner_text("#connection") == "replaying at 1×"
+    assert page.locator("#human-section").is_hidden()  # no draft or vote forms: the session replayed has ended
+    page.screenshot(path=str(tmp_path / "replay-390.png"))
+    page.wait_for_selector("#synthesis[data-final='true']", timeout=WAIT)
+    assert page.evaluate(in_view)
+    assert not any("live" in note for note in page.evaluate("window.__notes"))
+    assert no_horizontal_overflow(page)
+
+
+def test_the_address_drives_navigation_both_ways(page, served):
+    forge, server = served
+    garden = finished(forge, "Plan a garden", ["mock:alice", "mock:bob"])
+    party = finished(forge, "Plan a party", ["mock:alice", "mock:bob"], title="Party")
+    page.goto(server.url + "/")
+    page.click(f"a[data-open='{garden}']")  # a title opens its session, at once (no replay)
+    page.wait_for_selector("#synthesis[data-final='true']", timeout=WAIT)
+    assert page.inner_text("#title") == "Plan a garden" and page.evaluate("location.hash") == f"#session={garden}"
+    assert "replay" not in page.inner_text("#connection") and "live" not in page.inner_text("#round-note")
+    assert " · 4 rounds · " in page.inner_text(f"li[data-row='{garden}'] small")
+    page.evaluate(f"location.hash = '#session={party}&round=1'")  # an address edited in an open tab
+    page.wait_for_function("document.querySelector('#title').textContent === 'Party'", timeout=WAIT)
+    page.wait_for_selector("#synthesis[data-final='true']", timeout=WAIT)
+    assert page.inner_text("#goal") == "Plan a party"  # a title of its own: the goal is shown too
+    assert page.inner_text("#round-heading") == "Round 1: draft"
+    page.go_back()  # the history follows
+    page.wait_for_function("document.querySelector('#title').textContent === 'Plan a garden'", timeout=WAIT)
+    page.click("#timeline .chip[data-round='2']")  # and opening a round writes the address
+    assert page.evaluate("location.hash") == f"#session={garden}&round=2"
+
+
+def test_a_seated_human_has_a_column_from_the_start_and_a_run_can_be_cancelled(page, served):
+    forge, server = served
+    errors = console_errors(page)
+    session_id = forge.create_session("Plan a garden", ["mock:bob?word_delay=0.05", "mock:alice?word_delay=0.05",
+                                                        {"kind": "human", "name": "dana"}], max_rounds=3)
+    page.goto(f"{server.url}/#session={session_id}")
+    page.wait_for_selector("[data-participant='dana']", timeout=WAIT)
+    columns = [n.get_attribute("data-participant") for n in page.locator("#columns .column").all()]
+    assert columns == ["alice", "bob", "dana"] and page.inner_text("[data-participant='dana'] .status") == "no draft yet"
+    forge.start(session_id)
+    page.wait_for_selector("#timeline .chip[data-round='1']", timeout=WAIT)
+    assert page.inner_text("#round-note") == "live"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel-button")
+    page.wait_for_function("document.querySelector('#outcome').textContent.startsWith('cancelled')", timeout=WAIT)
+    assert forge.state(session_id).status == "cancelled"
+    assert "cancelled from the web page" in page.inner_text("#outcome")
+    assert page.locator("#cancel-button").is_hidden()
+    page.wait_for_function(f"document.querySelector(\"li[data-row='{session_id}'] small\").textContent.includes('cancelled')",
+                           timeout=WAIT)  # the row follows the open session's stream
+    assert errors == []

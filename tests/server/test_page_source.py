@@ -36,7 +36,26 @@ def test_links_keep_only_safe_schemes():
 
 def test_the_page_loads_nothing_from_elsewhere():
     text = PAGE.read_text(encoding="utf-8")
-    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", text), "one file, no build step, no CDN"
+    loads = re.findall(r"<(?:script|link|img|iframe)[^>]+(?:src|href)=\"([^\"]*)\"", text)
+    # one file, no build step, no CDN; its icon is inline, so that no /favicon.ico is asked for (and 404s)
+    assert [url.split(",")[0] for url in loads] == ["data:image/svg+xml"]
+    assert re.search(r"<link rel=\"icon\" href=\"data:", text)
+    assert "img-src 'self' data:" in text  # the CSP lets the inline icon load
+
+
+def test_untrusted_text_reaches_cards_and_the_diff_as_text():
+    """Critique and vote cards, and the synthesis diff, are built with el() (text nodes) like the rest;
+    the diff is bounded, so that a huge synthesis cannot freeze the tab."""
+    source = script()
+    assert re.search(r"const DIFF_CELLS = \d+, DIFF_CHARS = \d+;", source)
+    assert "if (n * m > DIFF_CELLS) return null;" in source
+    assert "if (before.length + after.length > DIFF_CHARS) return null;" in source
+    assert "document.createTextNode(x.text) : el(x.op, {}, x.text)" in source  # ins/del hold text only
+
+
+def test_the_page_offers_no_key_in_a_spec():
+    """API callers may not pass a key (api_key=...): the page never suggests one."""
+    assert "api_key" not in PAGE.read_text(encoding="utf-8")
 
 
 def test_the_content_security_policy_names_the_script_by_its_hash():

@@ -265,3 +265,14 @@ def test_fifty_websocket_and_fifty_sse_clients_each_get_every_event_once_and_a_s
     for connection in stalled:
         assert connection.recv(64, socket.MSG_PEEK)  # the server did answer them
         connection.close()
+
+
+def test_a_missing_key_says_who_sets_it_not_to_pass_one(server, monkeypatch):
+    """The engine's hint (`api_key=...`) is for trusted callers; an API caller (the page) may not pass a key."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    refused = httpx.post(url(server, "/sessions"), json={"goal": "g", "participants": ["anthropic:claude-sonnet-4-20250514"]})
+    assert refused.status_code == 422
+    message = refused.json()["error"]
+    assert "api_key=" not in message
+    assert "sets ANTHROPIC_API_KEY" in message and "`forge serve`" in message
+    assert httpx.get(url(server, "/sessions")).json() == []  # nothing was recorded

@@ -420,6 +420,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         InvalidCommandError: _status(409),  # a step that does not fit the session now
         SessionBusyError: _status(409),  # another engine drives the session (its lease)
         ConfigError: _status(422),
+        ParticipantKeyMissingError: _key_missing,  # a ConfigError whose own hint (api_key=) an API caller may not follow
         CorruptEventError: _corrupt_event,
         LogWriteError: _log_write_failed,  # a full disk: nothing committed was lost; try again once there is space
         SessionStartError: _start_failed,  # created, not started: the id, and how to start it
@@ -525,6 +526,16 @@ def _status(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
         return _error(status, str(exc))
 
     return handler
+
+
+async def _key_missing(request: Request, exc: Exception) -> Response:
+    """A participant whose provider has no API key where the server runs: 422 saying who sets it. The
+    engine's message offers ``api_key=...``, which only trusted callers may pass (an API caller's
+    spec with a key is refused), so an API caller is told of the server's environment instead."""
+    assert isinstance(exc, ParticipantKeyMissingError)
+    who = f"participant {exc.participant}" if exc.participant else "a participant"
+    return _error(422, f"{who} has no API key on this server: whoever runs `forge serve` sets {exc.env_var} in its "
+                       f"environment and restarts it (an API request cannot carry a key); or name another provider")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
