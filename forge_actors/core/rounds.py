@@ -309,6 +309,18 @@ def read_critique_reply(completed: ContributionCompleted, labels: dict[str, str]
     ))
 
 
+def reasked_reading(state: SessionState, round_number: int, participant: str,
+                    ) -> dict[str, formats.ParsedCritique] | None:
+    """What the critique reply a re-ask re-asks gave (its scored critiques are kept when the re-ask's
+    reply fills in the rest): the participant's last completed reply in the round, read again as it
+    was first read. The session's decider and ``audit.verify`` both take it from here."""
+    completed = [c for c in state.attempts_in(round_number, participant) if c.status == "completed"]
+    if not completed:
+        return None
+    reply = completed[-1]
+    return read_critiques(reply.content, reply.proposal_labels, reply.response_schema is not None)[0]
+
+
 def read_vote_reply(completed: ContributionCompleted, as_json: bool, reasked: bool = False,
                     context: formats.VoteContext | None = None) -> ReplyReading:
     """The vote a voter's reply gives (``context``: ``vote_context`` of its prompt); after a
