@@ -59,7 +59,7 @@ from forge_actors.core.events import (
     VoteChoice,
     VoteRecorded,
 )
-from forge_actors.core.state import ContributionState, SessionState, apply
+from forge_actors.core.state import ContributionState, SessionState, apply, continues_reask
 
 #: The rounds whose contributions may call tools: the votes of a convergence round are read as given.
 TOOL_ROUNDS = frozenset({"draft", "critique", "synthesis"})
@@ -527,12 +527,10 @@ def _chain_prompt(state: SessionState, number: int, participant: str) -> rounds.
     state (the same within a round: what it reads does not change while the round runs)."""
     round_state = state.round_state(number)
     assert round_state is not None
-    last = state.round_prompts.get(participant)
-    if last is not None and last.round == number:
-        attempt = state.streaming.get(last.contribution_id) or state.contributions.get(last.contribution_id)
-        if attempt is not None and attempt.reasked:
-            return rounds.RoundPrompt(participant, round_state.kind, last.messages, last.proposal_labels,
-                                      last.response_schema)
+    if continues_reask(state, number, participant):
+        last = state.round_prompts[participant]
+        return rounds.RoundPrompt(participant, round_state.kind, last.messages, last.proposal_labels,
+                                  last.response_schema)
     return rounds.prompt_for(state, round_state.kind, participant, number)
 
 
@@ -542,7 +540,7 @@ def _ask(b: _Builder, participant: str, prompt: rounds.RoundPrompt, purpose: Pro
     number = state.current_round.round  # type: ignore[union-attr]
     kind = state.current_round.kind  # type: ignore[union-attr]
     attempt = max((c.attempt for c in state.attempts_in(number, participant)), default=0) + 1
-    reasked = purpose == "reask" or (purpose == "retry" and _continues_reask(state, number, participant))
+    reasked = purpose == "reask" or (purpose == "retry" and continues_reask(state, number, participant))
     info = state.participants[participant]
     settings = state.settings
     names = b.tools.names.get(participant, ())
@@ -558,14 +556,6 @@ def _ask(b: _Builder, participant: str, prompt: rounds.RoundPrompt, purpose: Pro
     schema = rounds.reply_schema(prompt)
     b.effect(Ask(cid, participant, messages, settings.temperature, settings.max_tokens, mode, offered,
                  prompt.response_schema if schema else None, schema, settings.max_reply_chars, info.streams))
-
-
-def _continues_reask(state: SessionState, number: int, participant: str) -> bool:
-    last = state.round_prompts.get(participant)
-    if last is None or last.round != number:
-        return False
-    attempt = state.streaming.get(last.contribution_id) or state.contributions.get(last.contribution_id)
-    return attempt is not None and attempt.reasked
 
 
 # -- rounds -----------------------------------------------------------------------------------------

@@ -1,13 +1,12 @@
 """Rounds: the prompt each participant is sent, and what is read back from its reply.
 
-Pure functions of the SessionState: no I/O, no actors, no clock. The session actor
-calls them and records what they return as events, so a replay rebuilds the same
-prompts from the same state.
+Pure functions of the SessionState: no I/O, no actors, no clock. The session's decider
+(``core.decider``) calls them and records what they return as events, so a replay
+rebuilds the same prompts from the same state.
 
-The flow of a session is decided here too (``next_step``, ``why_not``,
-``participant_outcomes``): the session actor asks these pure functions what to do
-and turns the answers into events, so a resumed session takes the same decisions
-from the same log.
+The rules of a session's flow are here too (``next_step``, ``why_not``,
+``participant_outcomes``): the decider asks these pure functions what to do and turns
+the answers into events, so a resumed session takes the same decisions from the same log.
 
 Vote counting: the convergence score of a round is AGREE / (AGREE + DISAGREE) over the
 last vote of each voter, AI or human. An abstention (a reply whose vote could not be

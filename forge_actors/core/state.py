@@ -293,18 +293,21 @@ def _round_started(state: SessionState, e: RoundStarted) -> SessionState:
     return replace(state, rounds=state.rounds + (round_,), status=status, round_prompts={})
 
 
-def _reasked(state: SessionState, e: PromptSent) -> bool:
-    """Whether the attempt ``e`` asks for continues a re-ask: it is one, or retries one. (A rerun asks
-    from the first prompt again: a resumed re-ask is sent as a re-ask.)"""
-    if e.purpose == "reask":
-        return True
-    if e.purpose != "retry":
-        return False
-    previous = state.round_prompts.get(e.participant)
-    if previous is None or previous.round != e.round:
+def continues_reask(state: SessionState, round_number: int, participant: str) -> bool:
+    """Whether the participant's last attempt in that round is a re-ask, or a retry of one."""
+    previous = state.round_prompts.get(participant)
+    if previous is None or previous.round != round_number:
         return False
     before = state.streaming.get(previous.contribution_id) or state.contributions.get(previous.contribution_id)
     return before is not None and before.reasked
+
+
+def _reasked(state: SessionState, e: PromptSent) -> bool:
+    """Whether the attempt ``e`` asks for continues a re-ask: it is one, or it retries one. (A rerun asks
+    from the first prompt again: a resumed re-ask is sent as a re-ask.)"""
+    if e.purpose == "reask":
+        return True
+    return e.purpose == "retry" and continues_reask(state, e.round, e.participant)
 
 
 def _prompt_sent(state: SessionState, e: PromptSent) -> SessionState:

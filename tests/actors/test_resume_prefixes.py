@@ -18,7 +18,7 @@ import pytest
 from support import FAST_RETRIES
 
 from forge_actors.actors.session import tool_context
-from forge_actors.core import decider
+from forge_actors.core import decider, rounds
 from forge_actors.core.decider import Mode, Recover, RetryDue, StartRetryTimer, StartTimer, decide
 from forge_actors.core.events import (
     ContentDelta,
@@ -190,7 +190,7 @@ def _check_resume(state: SessionState, tail: list[Event], tools: decider.ToolCon
     by_participant = {p.participant: p for p in asked}
     assert len(by_participant) == len(asked), "a participant asked twice at once"
     waiting = {e.due.participant: e for e in resume.effects if isinstance(e, StartRetryTimer)}
-    settled = decider.rounds.participant_outcomes(state, number)
+    settled = rounds.participant_outcomes(state, number)
     for participant in state.round_state(number).participants:  # type: ignore[union-attr]
         used = decider.retries_used(state, number, participant)
         assert decider.retries_used(resumed, number, participant) == used, "a retry budget was reset"

@@ -25,6 +25,7 @@ from forge_actors.actors.messages import (
 from forge_actors.actors.scheduler import Scheduler
 from forge_actors.actors.session import SessionActor
 from forge_actors.core import audit
+from forge_actors.core.decider import MALFORMED_STREAM
 from forge_actors.core.errors import InvalidCommandError
 from forge_actors.core.events import (
     ContentDelta,
@@ -43,6 +44,7 @@ from forge_actors.core.events import (
 )
 from forge_actors.core.state import SessionState, rebuild
 from forge_actors.providers.base import Usage
+from forge_actors.providers.errors import ProtocolError
 from forge_actors.providers.retry import RetryPolicy
 
 TIMEOUT = 10  # seconds: a liveness bound, orders of magnitude above what a round takes here
@@ -202,3 +204,8 @@ def test_an_interrupt_abandons_what_streams_and_a_new_actor_resumes_it_from_the_
 
 def _recorded(version: int, event: Event) -> RecordedEvent:
     return RecordedEvent(version, "s1", version, event_type(event), encode_event(event).decode(), 0, event)
+
+
+def test_the_decider_knows_a_malformed_stream_by_the_providers_name_for_it():
+    # the pure core may not import the providers: the name it retries once is checked here
+    assert MALFORMED_STREAM == ProtocolError.kind
