@@ -3,7 +3,7 @@
 pykka shares a message between threads rather than copying it, so every message is
 a frozen Struct. The session actor only ever *tells*: a participant answers with
 ``DeltaReceived``... then ``ContributionSucceeded`` or ``ContributionErrored``, and
-timers answer with ``DeadlinePassed`` or ``RetryDue``. Commands from the engine
+timers answer with ``DeadlinePassed``, ``HumansWaitOver`` or ``RetryDue``. Commands from the engine
 (``RunRound``, ``AddHumanDraft``...) are the only messages that are asked, and they
 come from outside the actor system.
 
@@ -23,12 +23,29 @@ from concurrent.futures import Future
 import msgspec
 import pykka
 
-from forge_actors.core.events import RoundKind, VoteChoice
+from forge_actors.core.decider import (
+    AddHumanDraft,
+    CancelSession,
+    CastVote,
+    DeadlinePassed,
+    HumansWaitOver,
+    Interrupt,
+    Recover,
+    RetryDue,
+)
+from forge_actors.core.events import RoundKind
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.providers.base import LlmRequest, Provider, ToolCall, Usage
 from forge_actors.tools import ToolResult
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AddHumanDraft", "CancelSession", "CancelToken", "CastVote", "Contribute", "ContributionErrored",
+    "ContributionSucceeded", "DeadlinePassed", "Deliberate", "DeltaReceived", "HumansWaitOver", "Interrupt",
+    "ParticipantMessage", "Recover", "RetryDue", "RunRound", "SessionMessage", "SwitchProvider",
+    "ToolCallFinished", "ToolCallStarted", "UseProvider",
+]
 
 
 class CancelToken:
@@ -163,29 +180,12 @@ class ContributionErrored(msgspec.Struct, frozen=True):
     limit: str | None = None
 
 
-# -- timers -> session ----------------------------------------------------------------------------
+# -- timers -> session, and the commands that carry no handle: the decider's own inputs -----------
 
-
-class DeadlinePassed(msgspec.Struct, frozen=True):
-    round: int
-
-
-class HumansWaitOver(msgspec.Struct, frozen=True):
-    """The round has waited ``human_wait_seconds`` for its humans' drafts or votes."""
-
-    round: int
-
-
-class RetryDue(msgspec.Struct, frozen=True):
-    round: int
-    participant: str
-
+# (re-exported: the engine and the timers tell them to the session actor, which gives them to
+# ``core.decider.decide`` as they are)
 
 # -- engine -> session (commands) -----------------------------------------------------------------
-
-
-class Recover(msgspec.Struct, frozen=True):
-    """The session was running in a process that stopped: abandon what was in flight, go on."""
 
 
 class Deliberate(msgspec.Struct, frozen=True):
@@ -209,22 +209,6 @@ class RunRound(msgspec.Struct, frozen=True):
     done: Future[RoundState | None] | None = None
 
 
-class AddHumanDraft(msgspec.Struct, frozen=True):
-    author: str
-    content: str
-
-
-class CastVote(msgspec.Struct, frozen=True):
-    voter: str
-    vote: VoteChoice
-    reasons: tuple[str, ...] = ()
-    concerns: tuple[str, ...] = ()
-
-
-class CancelSession(msgspec.Struct, frozen=True):
-    reason: str = "cancelled by the user"
-
-
 class SwitchProvider(msgspec.Struct, frozen=True):
     """Between rounds: ``participant`` continues on ``provider`` (spec and model as recorded)."""
 
@@ -234,12 +218,6 @@ class SwitchProvider(msgspec.Struct, frozen=True):
     provider: Provider
     replies: str = "text"
     tool_mode: str | None = None
-
-
-class Interrupt(msgspec.Struct, frozen=True):
-    """Stop now without ending the session (Ctrl-C): ``resume`` continues it later."""
-
-    reason: str = "interrupted by the user"
 
 
 #: What a participant actor is told.

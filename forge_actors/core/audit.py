@@ -57,7 +57,6 @@ from forge_actors.core.events import (
     VoteChoice,
     VoteRecorded,
 )
-from forge_actors.core.reply_format import ParsedCritique
 from forge_actors.core.state import SessionState, apply
 
 
@@ -84,11 +83,7 @@ class _Contribution(msgspec.Struct):
     retry_pending: bool = False  # failed with will_retry: the deadline may still make it final
     calls: dict[str, bool] = {}  # call id -> whether its result came
     tools_since_delta: bool = False  # a tool event came after the last delta: the next delta starts a turn
-    # What the session actor kept in memory for the attempt (its _Attempt), as the log gives it:
-    prompt: PromptSent | None = None
-    reasked: bool = False  # a re-ask, or the retry of one: an unreadable reply is recorded as such
-    first_parse: dict[str, ParsedCritique] | None = None  # a critique re-ask: what the first reply gave
-    reask_parse: dict[str, ParsedCritique] | None = None  # its reply was re-asked: what it gave
+    prompt: PromptSent | None = None  # the first PromptSent of this id (the reply is read with it)
 
 
 class _Owed(msgspec.Struct):
@@ -111,7 +106,6 @@ def verify(records: Iterable[RecordedEvent], *, driven: bool = False) -> list[Vi
     violations: list[Violation] = []
     state = SessionState()
     contributions: dict[str, _Contribution] = {}
-    latest: dict[tuple[int, str], _Contribution] = {}  # each participant's last attempt in each round
     owed = _Owed()
     ended_at: int | None = None
     expected_version = 1
@@ -132,7 +126,7 @@ def verify(records: Iterable[RecordedEvent], *, driven: bool = False) -> list[Vi
             ended_at = record.position
             _report(flag, _ending_problem(state, event))
         elif isinstance(event, PromptSent):
-            _check_prompt(contributions, latest, event, record.position, flag)
+            _check_prompt(contributions, event, record.position, flag)
         elif isinstance(event, ContentDelta):
             _check_delta(contributions.get(event.contribution_id), event, flag)
         elif isinstance(event, (ToolCalled, ToolResult)):
@@ -166,22 +160,15 @@ def _report(flag: Callable[[str], None], problem: str | None) -> None:
         flag(problem)
 
 
-def _check_prompt(contributions: dict[str, _Contribution], latest: dict[tuple[int, str], _Contribution],
-                  event: PromptSent, position: int, flag: Callable[[str], None]) -> None:
+def _check_prompt(contributions: dict[str, _Contribution], event: PromptSent, position: int,
+                  flag: Callable[[str], None]) -> None:
     seen = contributions.get(event.contribution_id)
     if seen is not None:
         # Keep the first one's record: its deltas and settlement are what later events are checked against.
         flag(f"PromptSent reuses the contribution id {event.contribution_id} (first sent at position "
              f"{seen.prompted_at})")
         return
-    contribution = _Contribution(position, event.attempt, prompt=event)
-    previous = latest.get((event.round, event.participant))
-    if event.purpose == "reask":  # it follows the reply it re-asks
-        contribution.reasked = True
-        contribution.first_parse = previous.reask_parse if previous is not None else None
-    elif event.purpose == "retry" and previous is not None:  # the failed attempt's, carried on
-        contribution.reasked, contribution.first_parse = previous.reasked, previous.first_parse
-    contributions[event.contribution_id] = latest[(event.round, event.participant)] = contribution
+    contributions[event.contribution_id] = _Contribution(position, event.attempt, prompt=event)
 
 
 def _check_delta(seen: _Contribution | None, event: ContentDelta, flag: Callable[[str], None]) -> None:
@@ -250,18 +237,21 @@ def _flagger(violations: list[Violation], record: RecordedEvent) -> Callable[[st
 
 
 def _read_reply(state: SessionState, seen: _Contribution, completed: ContributionCompleted, position: int) -> _Owed:
-    """What a completed critique or vote reply gives, read as the session actor read it."""
+    """What a completed critique or vote reply gives, read as the session's decider read it: whether
+    it answers a re-ask, and what the re-asked reply gave, are the fold's (``ContributionState.reasked``,
+    ``rounds.reasked_reading``)."""
     round_ = state.round_state(completed.round)
     prompt = seen.prompt
     if round_ is None or prompt is None or round_.kind not in ("critique", "convergence"):
         return _Owed()
     as_json = prompt.response_schema is not None
+    attempt = state.streaming.get(completed.contribution_id)
+    reasked = attempt is not None and attempt.reasked
     if round_.kind == "critique":
-        reading = rounds.read_critique_reply(completed, prompt.proposal_labels, as_json, seen.first_parse, seen.reasked)
+        first = rounds.reasked_reading(state, completed.round, completed.participant) if reasked else None
+        reading = rounds.read_critique_reply(completed, prompt.proposal_labels, as_json, first, reasked)
     else:
-        reading = rounds.read_vote_reply(completed, as_json, seen.reasked, rounds.vote_context(state, prompt))
-    if reading.reask is not None:
-        seen.reask_parse = reading.parsed
+        reading = rounds.read_vote_reply(completed, as_json, reasked, rounds.vote_context(state, prompt))
     return _Owed(list(reading.records), completed.contribution_id, position)
 
 

@@ -332,6 +332,13 @@ class ProviderLimitFound(Event, frozen=True):
     answered_from_body: bool = False
 
 
+class HumansWaitEnded(Event, frozen=True):
+    """A draft or convergence round waited its ``human_wait_seconds`` for the session's humans: it
+    completes now with whatever drafts or votes came (a resumed round does not wait again)."""
+
+    round: int
+
+
 class SessionInterrupted(Event, frozen=True):
     """The process running the session was asked to stop (e.g. Ctrl-C). Not an ending:
     what was in flight is recorded as abandoned, and ``resume`` continues the session."""
@@ -367,6 +374,7 @@ AnyEvent: TypeAlias = (
     | RoundCompleted
     | ProviderSwitched
     | ProviderLimitFound
+    | HumansWaitEnded
     | SessionInterrupted
     | SessionResumed
     | SessionEnded

@@ -1,13 +1,12 @@
 """Rounds: the prompt each participant is sent, and what is read back from its reply.
 
-Pure functions of the SessionState: no I/O, no actors, no clock. The session actor
-calls them and records what they return as events, so a replay rebuilds the same
-prompts from the same state.
+Pure functions of the SessionState: no I/O, no actors, no clock. The session's decider
+(``core.decider``) calls them and records what they return as events, so a replay
+rebuilds the same prompts from the same state.
 
-The flow of a session is decided here too (``next_step``, ``why_not``,
-``participant_outcomes``): the session actor asks these pure functions what to do
-and turns the answers into events, so a resumed session takes the same decisions
-from the same log.
+The rules of a session's flow are here too (``next_step``, ``why_not``,
+``participant_outcomes``): the decider asks these pure functions what to do and turns
+the answers into events, so a resumed session takes the same decisions from the same log.
 
 Vote counting: the convergence score of a round is AGREE / (AGREE + DISAGREE) over the
 last vote of each voter, AI or human. An abstention (a reply whose vote could not be
@@ -307,6 +306,18 @@ def read_critique_reply(completed: ContributionCompleted, labels: dict[str, str]
                          critique.strengths, critique.weaknesses, critique.suggestions)
         for label, critique in parsed.items()
     ))
+
+
+def reasked_reading(state: SessionState, round_number: int, participant: str,
+                    ) -> dict[str, reply_format.ParsedCritique] | None:
+    """What the critique reply a re-ask re-asks gave (its scored critiques are kept when the re-ask's
+    reply fills in the rest): the participant's last completed reply in the round, read again as it
+    was first read. The session's decider and ``audit.verify`` both take it from here."""
+    completed = [c for c in state.attempts_in(round_number, participant) if c.status == "completed"]
+    if not completed:
+        return None
+    reply = completed[-1]
+    return read_critiques(reply.content, reply.proposal_labels, reply.response_schema is not None)[0]
 
 
 def read_vote_reply(completed: ContributionCompleted, as_json: bool, reasked: bool = False,

@@ -26,6 +26,7 @@ from forge_actors.core.events import (
     CritiqueRecorded,
     Event,
     HumanDraftAdded,
+    HumansWaitEnded,
     Outcome,
     ParticipantAdded,
     ParticipantInfo,
@@ -94,6 +95,13 @@ class ContributionState(msgspec.Struct, frozen=True):
     proposal_labels: dict[str, str] = {}
     #: The tools it called, in order, with their results: the evidence behind its content.
     tool_uses: tuple[ToolUse, ...] = ()
+    #: The structured reply its prompt asked for (``PromptSent.response_schema``).
+    response_schema: str | None = None
+    #: A re-ask, or a retry of one: its reply completes the re-asked one's (``rounds.reasked_reading``).
+    reasked: bool = False
+    #: A ``ProviderLimitFound`` named it: its failure was a switch to asking around the limit, not a
+    #: retry that counts against ``max_retries``.
+    limit_found: bool = False
 
 
 class RoundState(msgspec.Struct, frozen=True):
@@ -106,6 +114,8 @@ class RoundState(msgspec.Struct, frozen=True):
     failed: tuple[str, ...] = ()
     score: float | None = None
     reason: str = ""
+    #: The round waited its ``human_wait_seconds`` out (``HumansWaitEnded``): it waits for no human now.
+    humans_waited: bool = False
 
 
 class Synthesis(msgspec.Struct, frozen=True):
@@ -140,6 +150,9 @@ class SessionState(msgspec.Struct, frozen=True):
     #: Bytes the session's events take in the log (their JSON, as stored): what ``max_session_bytes``
     #: bounds, whatever its providers stream (a delta's row costs far more than its text).
     log_bytes: int = 0
+    #: The running round's last prompt to each participant, as recorded: what a retry, a re-ask or a
+    #: reply's reading needs of it (``core.decider``). Emptied when the next round starts.
+    round_prompts: dict[str, PromptSent] = {}
 
     # -- derived views (no state of their own) ------------------------------------
 
@@ -277,7 +290,24 @@ def _session_created(state: SessionState, e: SessionCreated) -> SessionState:
 def _round_started(state: SessionState, e: RoundStarted) -> SessionState:
     round_ = RoundState(e.round, e.kind, e.iteration, e.participants)
     status = next_status(state.status, bool(state.rounds), e)
-    return replace(state, rounds=state.rounds + (round_,), status=status)
+    return replace(state, rounds=state.rounds + (round_,), status=status, round_prompts={})
+
+
+def continues_reask(state: SessionState, round_number: int, participant: str) -> bool:
+    """Whether the participant's last attempt in that round is a re-ask, or a retry of one."""
+    previous = state.round_prompts.get(participant)
+    if previous is None or previous.round != round_number:
+        return False
+    before = state.streaming.get(previous.contribution_id) or state.contributions.get(previous.contribution_id)
+    return before is not None and before.reasked
+
+
+def _reasked(state: SessionState, e: PromptSent) -> bool:
+    """Whether the attempt ``e`` asks for continues a re-ask: it is one, or it retries one. (A rerun asks
+    from the first prompt again: a resumed re-ask is sent as a re-ask.)"""
+    if e.purpose == "reask":
+        return True
+    return e.purpose == "retry" and continues_reask(state, e.round, e.participant)
 
 
 def _prompt_sent(state: SessionState, e: PromptSent) -> SessionState:
@@ -289,8 +319,11 @@ def _prompt_sent(state: SessionState, e: PromptSent) -> SessionState:
         "streaming",
         purpose=e.purpose,
         proposal_labels=e.proposal_labels,
+        response_schema=e.response_schema,
+        reasked=_reasked(state, e),
     )
-    return replace(state, streaming=_with(state.streaming, e.contribution_id, contribution))
+    return replace(state, streaming=_with(state.streaming, e.contribution_id, contribution),
+                   round_prompts=_with(state.round_prompts, e.participant, e))
 
 
 def _content_delta(state: SessionState, e: ContentDelta) -> SessionState:
@@ -360,7 +393,9 @@ def _contribution_completed(state: SessionState, e: ContributionCompleted) -> Se
 
 
 def _contribution_failed(state: SessionState, e: ContributionFailed) -> SessionState:
-    started = _started(state, e.contribution_id, e.participant, e.round, e.attempt)
+    # A failure awaiting its retry may be made final at the deadline: it keeps what its attempt was.
+    started = state.contributions.get(e.contribution_id) if e.contribution_id not in state.streaming else None
+    started = started or _started(state, e.contribution_id, e.participant, e.round, e.attempt)
     finished = replace(started, status="failed", error_kind=e.error_kind, error=e.message, will_retry=e.will_retry)
     return _finish(state, e.contribution_id, finished)
 
@@ -419,7 +454,16 @@ def _provider_limit_found(state: SessionState, e: ProviderLimitFound) -> Session
         around = replace(info, replies="text")
     else:
         around = replace(info, tool_mode="text" if info.tools else info.tool_mode)
-    return replace(state, participants=_with(state.participants, e.participant, around))
+    changes: dict[str, object] = {}
+    attempt = state.streaming.get(e.contribution_id)
+    if attempt is not None:
+        changes["streaming"] = _with(state.streaming, e.contribution_id, replace(attempt, limit_found=True))
+    return replace(state, participants=_with(state.participants, e.participant, around), **changes)
+
+
+def _humans_wait_ended(state: SessionState, e: HumansWaitEnded) -> SessionState:
+    rounds = tuple(replace(r, humans_waited=True) if r.round == e.round else r for r in state.rounds)
+    return replace(state, rounds=rounds)
 
 
 def _session_interrupted(state: SessionState, e: SessionInterrupted) -> SessionState:
@@ -455,6 +499,7 @@ _HANDLERS: dict[type[Event], Callable[[SessionState, Any], SessionState]] = {
     RoundCompleted: _round_completed,
     ProviderSwitched: _provider_switched,
     ProviderLimitFound: _provider_limit_found,
+    HumansWaitEnded: _humans_wait_ended,
     SessionInterrupted: _session_interrupted,
     SessionResumed: _session_resumed,
     SessionEnded: _session_ended,

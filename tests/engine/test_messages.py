@@ -8,11 +8,13 @@ import typing
 import msgspec
 
 from forge_actors.actors import messages
+from forge_actors.core import decider
 
 
 def _message_classes() -> list[type[msgspec.Struct]]:
+    """The messages' own classes, and the decider's inputs they re-export (timers, plain commands)."""
     return [cls for _, cls in inspect.getmembers(messages, inspect.isclass)
-            if issubclass(cls, msgspec.Struct) and cls.__module__ == messages.__name__]
+            if issubclass(cls, msgspec.Struct) and cls.__module__ in (messages.__name__, decider.__name__)]
 
 
 def _mentions_any(hint: object) -> bool:
