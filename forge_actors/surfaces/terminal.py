@@ -194,8 +194,7 @@ class HumanWaits:
     def waiting_line(self, name: str, state: SessionState) -> str:
         """"waiting up to 10m 00s for ada's vote in round 4; ada can vote from another terminal with"."""
         wait = duration(state.settings.human_wait_seconds)
-        verb = "add it" if self.what == "draft" else "cast it"
-        return f"waiting up to {wait} for {name}'s {self.what} in round {self.round}; {verb} from another terminal with"
+        return f"waiting up to {wait} for {name}'s {self.what} in round {self.round}; from another terminal"
 
     def missed_line(self, name: str, round_number: int, state: SessionState) -> str:
         wait = duration(state.settings.human_wait_seconds)
@@ -285,7 +284,9 @@ class LiveView:
             for recorded in events:
                 self.handle(recorded, live)
                 now = time.monotonic()
-                if now - self._last_draw >= 1 / REDRAWS_PER_SECOND:
+                # Text streaming in is drawn REDRAWS_PER_SECOND times a second at most; anything else (a
+                # round starting, a wait, a contribution done: a few per participant and round) at once.
+                if now - self._last_draw >= 1 / REDRAWS_PER_SECOND or not isinstance(recorded.event, ContentDelta):
                     live.refresh()
                     self._last_draw = now
             live.refresh()
@@ -430,8 +431,10 @@ class LiveView:
             (f"   session {self.state.session_id}", "dim"),
         )
         names = list(self.texts) or list(current.participants)
+        # A human the round waits for: a panel across the screen, below the AI participants' panels.
         awaited = [name for name in self.waits.pending(self.state) if name not in names]
-        return Group(header, *self.panels(names + awaited))
+        width = self.console.size.width
+        return Group(header, *self.panels(names), *(self._waiting_panel(name, width) for name in awaited))
 
     def layout(self, count: int) -> tuple[int, int]:
         """(panels per row, lines of text per panel) for ``count`` panels on this console: side by
@@ -463,7 +466,7 @@ class LiveView:
         never cut), in a box of a fixed height so that the live area does not jump. A human the
         round waits for gets the wait instead: for what, the time left, and how to answer."""
         if name in self.waits.pending(self.state):
-            return self._waiting_panel(name, width, lines)
+            return self._waiting_panel(name, width, lines + 2)
         text = Text(self.texts.get(name, "").rstrip("\n") or "…", overflow="fold")
         wrapped = text.wrap(self.console, max(1, width - 4))  # the borders and padding take 4 columns
         body = Text("\n").join(list(wrapped)[-lines:])
@@ -471,13 +474,14 @@ class LiveView:
         return Panel(body, title=Text(name, style=f"bold {self.colour(name)}"), border_style=self.colour(name),
                      subtitle=status, height=lines + 2)
 
-    def _waiting_panel(self, name: str, width: int, lines: int) -> Panel:
+    def _waiting_panel(self, name: str, width: int, height: int | None = None) -> Panel:
+        """"waiting for ada's vote (9m 12s left)", counting down, and the command that answers."""
         waits = self.waits
         command = human_command(waits.what, self.state.session_id, name, self.db, self.program)
         how = Text(command, style="dim")  # wrapped to the panel; the scroll-back has it to copy
         body = Group(_TimeLeft(name, waits.what, waits.deadline, waits.clock, timed=not self.replaying), how)
         return Panel(body, title=Text(name, style=f"bold {self.colour(name)}"), border_style=self.colour(name),
-                     subtitle=Text("human", no_wrap=True), height=lines + 2)
+                     subtitle=Text("human", no_wrap=True), width=width, height=height)
 
     def _round_summary(self, event: RoundCompleted) -> RenderableType:
         style = {"completed": "green", "degraded": "yellow"}.get(event.status, "red")
