@@ -10,8 +10,9 @@ The log is ``--db``, else ``$FORGE_DB``, else forge.toml's ``[forge] database``,
 ``./forge.db``, for every command: a file (SQLite) or a ``postgresql://`` URL. A URL's password
 is used to connect and printed nowhere (``printable_target``). The
 configuration (``--config``, ``$FORGE_CONFIG``, ``./forge.toml``) is read only by the
-commands that need it: ``sessions``, ``show``, ``export`` and ``replay`` only read the log,
-and run with the default configuration (saying so) when the file is broken.
+commands that need it: ``sessions``, ``show``, ``export``, ``replay`` and ``search`` only read the
+log, and run with the default configuration (saying so) when the file is broken, unless the log
+itself would come from that file: then it is an error, never a switch to ./forge.db.
 
 Exit codes: 0 converged (or the command did its job), 1 the session ended without
 converging (max_rounds, no_quorum, budget_spent, cancelled), 2 a usage or configuration error, 3 the session
@@ -71,7 +72,7 @@ from forge_actors.engine import (
     probe_providers,
     same_log,
 )
-from forge_actors.surfaces.terminal import HumanWaits, JsonLinesView, LiveView, human_command
+from forge_actors.surfaces.terminal import HumanWaits, JsonLinesView, LiveView, command_lines, human_command
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -84,7 +85,7 @@ HUMAN_POLL_SECONDS = 0.25
 SEARCH_LIMIT, MAX_SEARCH_LIMIT = 10, 20
 #: The logger of ``forge serve``'s request lines (at info level: shown unless --log-level says otherwise).
 REQUEST_LOG = "forge_actors.surfaces.server.access"
-#: Commands that only read the log: a broken forge.toml does not stop them.
+#: Commands that only read the log: a broken forge.toml does not stop them (when the log is named otherwise).
 READ_ONLY_COMMANDS = frozenset({"sessions", "show", "export", "replay", "search"})
 RESUME_HELP = """continue an interrupted session.
 
@@ -257,7 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", parents=[common], help="find past contributions by their words",
                                  description="The contributions (drafts, critiques, syntheses, votes) of every "
                                              "session in the log that best match QUERY's words, best first.")
-    search.add_argument("query", metavar="QUERY", help="plain words, e.g. 'rate limit'")
+    search.add_argument("query", metavar="QUERY", nargs="+", help="plain words, e.g. rate limit")
     search.add_argument("-n", "--limit", type=int, default=SEARCH_LIMIT, metavar="N",
                         help=f"how many hits, 1-{MAX_SEARCH_LIMIT} (default {SEARCH_LIMIT})")
     return parser
@@ -284,7 +285,8 @@ class Context:
         self.environ = environ
         self.json = bool(args.json) or not sys.stdout.isatty()
         self.out = Console(highlight=False)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        # On a terminal, lines wrap between words; elsewhere (a log, a pipe) each note is one line.
+        self.err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
         self._config: ForgeConfig | None = None
         self._log: LogChoice | None = None
         self._export_hint_given = False
@@ -300,6 +302,8 @@ class Context:
     def _configured_log(self) -> str | None:
         """forge.toml's ``database``. A file that cannot be used is an error here, even for a command
         that does not need the rest of it: going on with ./forge.db would show another log."""
+        if self.args.command not in READ_ONLY_COMMANDS:
+            return self.config.database  # the command needs the file anyway: its error says so
         if self._config is None:
             try:
                 self._config = load_config(self.args.config, self.environ)
@@ -358,6 +362,16 @@ class Context:
 
     def note(self, message: str) -> None:
         self.err.print(Text(message, style="dim"))
+
+    def note_command(self, message: str, command: str) -> None:
+        """``message: command``. On a terminal the command goes on lines of its own, broken only
+        between words with a shell continuation, so that it runs as printed once copied."""
+        if not self.err.is_terminal:
+            self.note(f"{message}: {command}")
+            return
+        self.note(f"{message}:")
+        for line in command_lines(command, self.err.size.width):
+            self.err.print(Text(line), soft_wrap=True)
 
     def db_suffix(self) -> str:
         """`` --db LOG`` for a next-step hint, when the next command needs it (see ``db_flag``)."""
@@ -476,7 +490,7 @@ def _noting_waits(ctx: Context, events: Iterable[RecordedEvent], initial: Sessio
             ctx.note(waits.missed_line(name, recorded.event.round, state))
         for name in waits.opened(state, recorded.event):
             command = human_command(waits.what, state.session_id, name, ctx.db_flag, program_name())
-            ctx.note(f"{waits.waiting_line(name, state)}: {command}")
+            ctx.note_command(waits.waiting_line(name, state), command)
         yield recorded
 
 
@@ -572,8 +586,8 @@ def _wait_for_drafts(ctx: Context, forge: Forge, session_id: str, humans: list[s
     from another process can add the drafts (it drives the session for the time of one draft)."""
     db = ctx.db_suffix()
     for name in humans if timeout > 0 else ():
-        ctx.note(f"waiting up to {timeout:g} s for {name}'s draft; add it from another terminal with: "
-                 f"forge draft {session_id} --author {name}{db} \"TEXT\"   (or - to read stdin)")
+        ctx.note_command(f"waiting up to {timeout:g} s for {name}'s draft; add it from another terminal (TEXT, or "
+                         "- to read stdin) with", f"{program_name()} draft {session_id} --author {name}{db} \"TEXT\"")
     deadline = clock() + timeout
     while True:
         drafts = forge.state(session_id).drafts
@@ -725,19 +739,19 @@ def cmd_show(ctx: Context) -> int:
 
 def cmd_search(ctx: Context) -> int:
     """``forge search QUERY``: the best-matching past contributions, with their session's id to go on with."""
-    limit = ctx.args.limit
+    limit, query = ctx.args.limit, " ".join(ctx.args.query)
     if not 1 <= limit <= MAX_SEARCH_LIMIT:
         raise UsageError(f"--limit is a number of hits from 1 to {MAX_SEARCH_LIMIT}, not {limit}")
-    if not ctx.args.query.strip():
-        raise UsageError("the query is empty: give the words to look for, e.g. forge search 'rate limit'")
+    if not query.strip():
+        raise UsageError("the query is empty: give the words to look for, e.g. forge search rate limit")
     with ctx.open() as forge:
-        hits = forge.search_history(ctx.args.query, limit)
+        hits = forge.search_history(query, limit)
     if ctx.json:
         for hit in hits:
             print(msgspec.json.encode(hit).decode())
         return EXIT_OK
     if not hits:
-        ctx.out.print(Text(f"nothing in {ctx.db_shown} matches {ctx.args.query!r} (words of two letters or more "
+        ctx.out.print(Text(f"nothing in {ctx.db_shown} matches {query!r} (words of two letters or more "
                            "are looked for)", style="dim"))
         return EXIT_OK
     for hit in hits:  # a header line, then the excerpt (wrapped between words): readable at 80 columns
@@ -960,7 +974,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     except UsageError as exc:
         print(f"forge: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())  # as Context.err
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     context = Context(args, env)
     try:

@@ -72,16 +72,23 @@ def test_a_log_in_a_missing_folder_names_the_folder(cli, given, env, source):
            "be created in it: create the folder first (mkdir -p /missing/dir), or name a log in a folder that exists")
 
 
-@pytest.mark.parametrize("command", [["sessions"], ["show", "x"], ["run", "Plan a garden", "-p", "mock:a"]])
-def test_a_forge_toml_whose_database_cannot_be_used_is_an_error_not_another_log(cli, tmp_path, command):
+PASSWORD_IN_TOML = ("forge: forge.toml: forge.database (postgresql://ada@db.example/forge): a password does not "
+                    "belong in the configuration file: give it in PGPASSWORD or ~/.pgpass, or put the whole URL in "
+                    "FORGE_DB")
+
+
+@pytest.mark.parametrize("command, then", [
+    (["sessions"], ". The log comes from this file when neither --db nor FORGE_DB names one: fix the file, or name "
+                   "the log with --db or FORGE_DB"),
+    (["show", "x"], ". The log comes from this file when neither --db nor FORGE_DB names one: fix the file, or name "
+                    "the log with --db or FORGE_DB"),
+    (["run", "Plan a garden", "-p", "mock:a"], " (`forge run` needs the configuration: fix the file, or name another "
+                                              "with --config / FORGE_CONFIG)"),
+])
+def test_a_forge_toml_whose_database_cannot_be_used_is_an_error_not_another_log(cli, tmp_path, command, then):
     (tmp_path / "forge.toml").write_text('[forge]\ndatabase = "postgresql://ada:secret@db.example/forge"\n')
     code, out, err = cli(*command)
-    assert (code, out) == (2, "")
-    assert one_line(err) == (
-        "forge: forge.toml: forge.database (postgresql://ada@db.example/forge): a password does not belong in the "
-        "configuration file: give it in PGPASSWORD or ~/.pgpass, or put the whole URL in FORGE_DB. The log comes "
-        "from this file when neither --db nor FORGE_DB names one: fix the file, or name the log with --db or "
-        "FORGE_DB")
+    assert (code, out, one_line(err)) == (2, "", PASSWORD_IN_TOML + then)
     assert not (tmp_path / "forge.db").exists()
     code, _, err = cli("sessions", "--db", "elsewhere.db")  # a log named otherwise needs nothing of the file
     assert (code, one_line(err)) == (2, f"forge: no event log at elsewhere.db: {NO_LOG_HINT}")
@@ -138,7 +145,7 @@ def test_serve_on_a_port_in_use_says_so_before_serving_anything(cli, tmp_path):
 
 def test_search_finds_past_contributions(cli):
     assert cli("run", "Design a TODO app API", "-p", "mock:alice", "--max-iterations", "1")[0] in (0, 1)
-    code, out, _ = cli("search", "rate limiter", "-n", "2")
+    code, out, _ = cli("search", "rate", "limiter", "-n", "2")
     hits = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and 1 <= len(hits) <= 2
     assert hits[0]["participant"] == "alice" and "rate limiter" in hits[0]["excerpt"].lower()

@@ -230,10 +230,11 @@ def test_with_json_the_waits_are_said_on_stderr(with_ada):
         db_flag = "h.db"
         said: list[str] = []
 
-        def note(self, message: str) -> None:
-            self.said.append(message)
+        def note_command(self, message: str, command: str) -> None:
+            self.said.append(f"{message}: {command}")
 
     notes = Notes()
+    notes.note = notes.said.append  # type: ignore[attr-defined]
     assert list(_noting_waits(notes, with_ada, None)) == with_ada  # type: ignore[arg-type]
     session_id = with_ada[0].event.session_id
     assert notes.said == [
