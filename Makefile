@@ -34,8 +34,10 @@ third-party-servers: $(THIRD_PARTY)/.installed
 # `forge run` with no participants and no API key: three offline mock participants.
 # Exit 1 (ended without converging) is a demo outcome too. Its last lines say what to do next, with
 # commands that run as printed ($(VENV)/bin/forge ... --db forge-demo.db: forge is not on the PATH).
+# (The command is echoed short, without the env part, so that at 80 columns no word of it is broken.)
 demo: $(VENV)/.installed
-	env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY $(VENV)/bin/forge run "Design a TODO app API" --db forge-demo.db \
+	@echo '$(VENV)/bin/forge run "Design a TODO app API" --db forge-demo.db'
+	@env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY $(VENV)/bin/forge run "Design a TODO app API" --db forge-demo.db \
 		|| [ $$? -eq 1 ]
 
 # The same, grounded in this repository: mock participants read README.md with tools (one natively, one
