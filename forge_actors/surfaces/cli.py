@@ -72,7 +72,14 @@ from forge_actors.engine import (
     probe_providers,
     same_log,
 )
-from forge_actors.surfaces.terminal import HumanWaits, JsonLinesView, LiveView, command_lines, human_command
+from forge_actors.surfaces.terminal import (
+    HumanWaits,
+    JsonLinesView,
+    LiveView,
+    command_lines,
+    duration,
+    human_command,
+)
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -589,13 +596,18 @@ def _wait_for_drafts(ctx: Context, forge: Forge, session_id: str, humans: list[s
         ctx.note_command(f"waiting up to {timeout:g} s for {name}'s draft; add it from another terminal (TEXT, or "
                          "- to read stdin) with", f"{program_name()} draft {session_id} --author {name}{db} \"TEXT\"")
     deadline = clock() + timeout
-    while True:
-        drafts = forge.state(session_id).drafts
-        missing = [name for name in humans if name not in drafts]
-        left = deadline - clock()
-        if not missing or left <= 0:
-            break
-        sleep(min(HUMAN_POLL_SECONDS, left))
+    # On a terminal, a line below counts the time left (gone when the wait ends); elsewhere, nothing.
+    counting = ctx.err.status("", spinner="dots") if ctx.err.is_terminal else contextlib.nullcontext()
+    with counting as status:
+        while True:
+            drafts = forge.state(session_id).drafts
+            missing = [name for name in humans if name not in drafts]
+            left = deadline - clock()
+            if not missing or left <= 0:
+                break
+            if status is not None:
+                status.update(f"waiting for {' and '.join(missing)}'s draft ({duration(left)} left)")
+            sleep(min(HUMAN_POLL_SECONDS, left))
     for name in missing:
         ctx.note(f"no draft from {name} within {timeout:g} s: the deliberation goes on without it")
     if len(missing) < len(humans):

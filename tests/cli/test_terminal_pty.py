@@ -67,7 +67,9 @@ def test_a_human_wait_is_on_the_screen_and_the_final_block_breaks_no_word(tmp_pa
     assert "Traceback" not in screen
     session_id = re.search(r"session ([0-9a-f]{12}) · log", screen).group(1)
 
-    # The convergence round waited for ada's vote: the live area said so, then the round's end did.
+    # Before the first round the run waited for ada's draft, counting down; the convergence round waited for
+    # her vote: the live area said so, then the round's end did.
+    assert "waiting for ada's draft (" in screen.split("no draft from ada within")[0]
     assert "waiting for ada's vote (" in screen
     assert "no vote from ada in round 4 within 1s: the round went on without it" in screen
 
