@@ -268,6 +268,8 @@ class LiveView:
         self._colours: dict[str, str] = {}
         self._last_draw = 0.0
         self._lock = threading.RLock()
+        #: This round's participants whose panel shows what was read of their reply (``_read_back``).
+        self._read: set[str] = set()
 
     def colour(self, name: str) -> str:
         if name not in self._colours:
@@ -316,6 +318,7 @@ class LiveView:
         if isinstance(event, RoundStarted):
             self.texts = {name: "" for name in event.participants}
             self.statuses = {name: "waiting" for name in event.participants}
+            self._read = set()
         elif isinstance(event, PromptSent):
             if event.purpose != "initial" and self.texts.get(event.participant):
                 self.texts[event.participant] += f"\n[{event.purpose}]\n"
@@ -335,8 +338,12 @@ class LiveView:
                 say(self.contribution(event))
         elif isinstance(event, CritiqueRecorded):
             say(self.critique(event))
+            self._read_back(event.critic, f"{event.label} ({event.proposal_author}): "
+                                          f"{'unscored' if event.score is None else event.score}")
         elif isinstance(event, VoteRecorded):
             say(self.vote(event))
+            confidence = "" if event.confidence is None else f" ({event.confidence:.0%} sure)"
+            self._read_back(event.voter, f"votes {event.vote}{confidence}", *event.concerns)
         elif isinstance(event, HumanDraftAdded):
             say(self._finished(event.author, f"draft by a human{self._round_label(event.round)}", event.content,
                                markdown=True))
@@ -357,6 +364,16 @@ class LiveView:
         for name in self.waits.opened(self.state, event):
             say(self._waiting(name))
         return finished
+
+    def _read_back(self, participant: str, *lines: str) -> None:
+        """A finished critique or vote's panel shows what the engine read in it, not the raw reply's last
+        lines (often cut mid-JSON by the panel's height): the first read replaces the reply's text."""
+        if participant not in self.texts:
+            return  # a human's vote: no panel of its own
+        if participant not in self._read:
+            self._read.add(participant)
+            self.texts[participant] = ""
+        self.texts[participant] += "".join(f"{line}\n" for line in lines)
 
     # -- the scroll-back ----------------------------------------------------------------------------
 
@@ -496,9 +513,14 @@ class LiveView:
 
     def score_table(self, round_number: int) -> Table:
         critiques = self.state.critiques_in(round_number)
-        critics = list(dict.fromkeys(c.critic for c in critiques))
+        # Critics in the session's participant order (not the order their replies came in): the same
+        # columns every run and in every view; drafts by mean score, ties in participant order.
+        order = list(self.state.participants)
+        critics = sorted({c.critic for c in critiques}, key=lambda n: order.index(n) if n in order else len(order))
         means = self.state.mean_scores(round_number)
-        authors = sorted({c.proposal_author for c in critiques}, key=lambda a: -means.get(a, 0))
+        authors = sorted(sorted({c.proposal_author for c in critiques},
+                                key=lambda n: order.index(n) if n in order else len(order)),
+                         key=lambda a: -means.get(a, 0))
         # The title above the table, not in it: a narrow table would wrap a long title.
         table = Table(title="critique scores", caption="a row per draft, a column per critic",
                       title_justify="left", caption_justify="left")

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 from rich.console import Console
 
-from forge_actors.core.events import ContentDelta, RoundStarted
+from forge_actors.core.events import ContentDelta, CritiqueRecorded, RoundCompleted, RoundStarted, VoteRecorded
 from forge_actors.engine import Forge, RecordedEvent
 from forge_actors.surfaces.cli import _noting_waits
 from forge_actors.surfaces.terminal import (
@@ -245,3 +245,28 @@ def test_with_json_the_waits_are_said_on_stderr(with_ada):
         "ada --db h.db agree|disagree --reason TEXT",
         "no vote from ada in round 4 within 10m 00s: the round went on without it",
     ]
+
+
+def test_a_finished_vote_panel_shows_what_was_read_not_the_raw_reply(with_ada):
+    screen = console(80)
+    view = LiveView(screen)
+    first_vote = next(i for i, r in enumerate(with_ada) if isinstance(r.event, VoteRecorded))
+    for recorded in with_ada[:first_vote + 1]:
+        view.handle(recorded)
+    vote = with_ada[first_vote].event
+    assert view.texts[vote.voter].startswith(f"votes {vote.vote} ({vote.confidence:.0%} sure)\n")
+    assert '"vote"' not in view.texts[vote.voter]
+
+
+def test_the_score_table_lists_critics_in_participant_order_whatever_order_they_replied_in(recorded):
+    critique_round = next(r.event.round for r in recorded if isinstance(r.event, CritiqueRecorded))
+    reviews = [r for r in recorded if isinstance(r.event, CritiqueRecorded)]
+    rest = [r for r in recorded if not isinstance(r.event, CritiqueRecorded)]
+    at = next(i for i, r in enumerate(rest) if isinstance(r.event, RoundCompleted) and r.event.round == critique_round)
+    for order in (reviews, reviews[::-1]):  # the critics' replies in two different orders
+        screen = console(120)
+        view = LiveView(screen)
+        for event in [*rest[:at], *order, rest[at]]:  # the round ends once every review is in
+            view.handle(event)
+        header = next(line for line in screen.export_text(clear=False).splitlines() if "draft by" in line)
+        assert [word for word in header.split() if word.isalpha()][2:] == ["alice", "bob", "carol", "dave", "mean"]
