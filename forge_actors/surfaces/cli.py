@@ -905,6 +905,7 @@ def cmd_migrate_log(ctx: Context) -> int:
         raise UsageError("--batch-size is a number of events, 1 or more")
     if same_log(source, target):
         raise UsageError(f"{shown_source} is both SRC and DST: copy into another log")
+    check_folder_exists(target, "")
 
     def progress(last: int, total: int) -> None:
         ctx.note(f"copied up to position {last:,} of {total:,}")

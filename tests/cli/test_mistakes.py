@@ -163,3 +163,11 @@ def test_tools_replay_runs_as_its_usage_writes_it(tmp_path):
     done = subprocess.run([str(script), "--db", "missing.db", "abc", "--verify"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr.strip()) == (2, f"replay.py: no event log at missing.db: {NO_LOG_HINT}")
+
+
+def test_migrate_log_into_a_missing_folder_names_it(cli):
+    assert cli("run", "seed", "-p", "mock:a", "--max-iterations", "1")[0] in (0, 1)
+    code, _, err = cli("migrate-log", "forge.db", "/missing/dir/copy.db")
+    assert (code, one_line(err)) == (2, "forge: the folder /missing/dir does not exist, so the log /missing/dir/copy.db "
+                                        "cannot be created in it: create the folder first (mkdir -p /missing/dir), or "
+                                        "name a log in a folder that exists")
