@@ -32,16 +32,13 @@ $(THIRD_PARTY)/.installed: tests/third_party_requirements.txt
 third-party-servers: $(THIRD_PARTY)/.installed
 
 # `forge run` with no participants and no API key: three offline mock participants.
-# Exit 1 (ended without converging) is a demo outcome too; then: how to call forge on the demo's log.
+# Exit 1 (ended without converging) is a demo outcome too. Its last lines say what to do next, with
+# commands that run as printed ($(VENV)/bin/forge ... --db forge-demo.db: forge is not on the PATH).
+# (The command is echoed short, without the env part, so that at 80 columns no word of it is broken.)
 demo: $(VENV)/.installed
-	env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY $(VENV)/bin/forge run "Design a TODO app API" --db forge-demo.db \
+	@echo '$(VENV)/bin/forge run "Design a TODO app API" --db forge-demo.db'
+	@env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY $(VENV)/bin/forge run "Design a TODO app API" --db forge-demo.db \
 		|| [ $$? -eq 1 ]
-	@echo
-	@echo "forge is installed in $(VENV), not on your PATH: call it as $(VENV)/bin/forge,"
-	@echo "or run 'source $(VENV)/bin/activate' once, then just 'forge'. The demo's log is forge-demo.db:"
-	@echo "  $(VENV)/bin/forge sessions --db forge-demo.db"
-	@echo "  $(VENV)/bin/forge serve --db forge-demo.db      (the web page on http://127.0.0.1:8000/)"
-	@echo "  export FORGE_DB=forge-demo.db                  (then every forge command uses it)"
 
 # The same, grounded in this repository: mock participants read README.md with tools (one natively, one
 # by TOOL_CALL lines); every call and result goes to the log, and `forge rerun` replays them without running any.

@@ -1,6 +1,9 @@
+#!/usr/bin/env python3
 """Re-stream, verify, or dump a recorded session.
 
-    python tools/replay.py [--db PATH|URL] SESSION [--speed X | --verify | --state]
+    tools/replay.py [--db PATH|URL] SESSION [--speed X | --verify | --state]
+
+(with the virtual environment active; else `.venv/bin/python tools/replay.py ...`).
 
 The log is chosen as by the ``forge`` command: ``--db`` (a file or a ``postgresql://`` URL),
 else ``$FORGE_DB``, else forge.toml's ``[forge] database``, else ``./forge.db``.
@@ -23,7 +26,12 @@ import argparse
 import os
 import sys
 
-import msgspec
+try:
+    import msgspec
+except ImportError:  # run by a Python without the project installed (e.g. the system's, by the shebang)
+    print(f"replay.py: forge_actors is not installed for {sys.executable}: run it as .venv/bin/python "
+          "tools/replay.py, or `source .venv/bin/activate` first", file=sys.stderr)
+    sys.exit(2)
 
 from forge_actors.engine import (
     ConfigError,
@@ -69,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _configured_log() -> str | None:
-    """forge.toml's ``database``; a broken file is ignored, as `forge`'s read-only commands do."""
+    """forge.toml's ``database``; a file that cannot be used is an error, as for `forge` (another log
+    than the one meant would be read)."""
     try:
         return load_config(None, os.environ).database
     except ConfigError as exc:
-        print(f"replay.py: ignoring the configuration: {exc}; the log is ./{cli.DEFAULT_DB}", file=sys.stderr)
-        return None
+        raise ConfigError(f"{exc}. The log comes from this file when neither --db nor FORGE_DB names one: fix "
+                          "the file, or name the log with --db or FORGE_DB") from None
 
 
 if __name__ == "__main__":

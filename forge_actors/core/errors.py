@@ -15,9 +15,8 @@ class ForgeError(Exception):
 class SessionNotFoundError(ForgeError, KeyError):
     def __init__(self, session_id: str, message: str | None = None) -> None:
         self.session_id = session_id
-        self.message = message or (
-            f"no session {session_id!r} in this log; list them with `forge sessions` (or Forge.sessions())"
-        )
+        # No hint of how to list them: each surface adds its own (a CLI command, an MCP tool, an HTTP route).
+        self.message = message or f"no session {session_id!r} in this log"
         super().__init__(session_id)
 
     def __str__(self) -> str:

@@ -216,7 +216,7 @@ class MissingApiKeyError(AuthenticationError):
     def __init__(self, provider: str, env_var: str) -> None:
         self.env_var = env_var
         super().__init__(
-            f"no API key: set {env_var} in the environment (or pass api_key=...).",
+            f"no API key: set {env_var} in the environment of the process that runs the deliberation.",
             provider=provider,
         )
 

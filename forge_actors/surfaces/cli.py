@@ -10,8 +10,9 @@ The log is ``--db``, else ``$FORGE_DB``, else forge.toml's ``[forge] database``,
 ``./forge.db``, for every command: a file (SQLite) or a ``postgresql://`` URL. A URL's password
 is used to connect and printed nowhere (``printable_target``). The
 configuration (``--config``, ``$FORGE_CONFIG``, ``./forge.toml``) is read only by the
-commands that need it: ``sessions``, ``show``, ``export``, ``diff`` and ``replay`` only read the log,
-and run with the default configuration (saying so) when the file is broken.
+commands that need it: ``sessions``, ``show``, ``export``, ``diff``, ``replay`` and ``search`` only read the
+log, and run with the default configuration (saying so) when the file is broken, unless the log
+itself would come from that file: then it is an error, never a switch to ./forge.db.
 
 Exit codes: 0 converged (or the command did its job), 1 the session ended without
 converging (max_rounds, no_quorum, budget_spent, cancelled), 2 a usage or configuration error, 3 the session
@@ -23,8 +24,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import difflib
 import logging
 import os
+import re
+import shutil
 import signal
 import sys
 import time
@@ -50,7 +54,7 @@ from forge_actors.core.export import (
     to_json,
 )
 from forge_actors.core.pricing import format_cost
-from forge_actors.core.state import SessionState
+from forge_actors.core.state import SessionState, apply
 from forge_actors.engine import (
     DEFAULT_COPY_BATCH,
     DEFAULT_LOG,
@@ -67,6 +71,7 @@ from forge_actors.engine import (
     NotAnEventLogError,
     RecordedEvent,
     SessionBusyError,
+    SessionNotFoundError,
     choose_log,
     has_password,
     is_database_url,
@@ -76,7 +81,14 @@ from forge_actors.engine import (
     probe_providers,
     same_log,
 )
-from forge_actors.surfaces.terminal import JsonLinesView, LiveView
+from forge_actors.surfaces.terminal import (
+    HumanWaits,
+    JsonLinesView,
+    LiveView,
+    command_lines,
+    duration,
+    human_command,
+)
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -85,8 +97,12 @@ DEFAULT_DB = DEFAULT_LOG
 DEFAULT_HUMAN_TIMEOUT = 600.0
 #: How often it looks at the log for them (a draft comes from another process: ``forge draft``).
 HUMAN_POLL_SECONDS = 0.25
-#: Commands that only read the log: a broken forge.toml does not stop them.
-READ_ONLY_COMMANDS = frozenset({"sessions", "show", "export", "replay", "diff"})
+#: Hits ``forge search`` shows by default, and at most (the engine's own bound).
+SEARCH_LIMIT, MAX_SEARCH_LIMIT = 10, 20
+#: The logger of ``forge serve``'s request lines (at info level: shown unless --log-level says otherwise).
+REQUEST_LOG = "forge_actors.surfaces.server.access"
+#: Commands that only read the log: a broken forge.toml does not stop them (when the log is named otherwise).
+READ_ONLY_COMMANDS = frozenset({"sessions", "show", "export", "replay", "diff", "search"})
 #: Lines of a text diff the terminal shows under the first difference (--markdown has them all).
 DIFF_LINES_SHOWN = 40
 RESUME_HELP = """continue an interrupted session.
@@ -108,6 +124,38 @@ class UsageError(Exception):
 # -- arguments ---------------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with "did you mean" for a mistyped command or option (its own ``suggest_on_error``
+    comes with Python 3.14 only): then one line, without the usage, and exit 2."""
+
+    def error(self, message: str) -> Any:  # argparse's signature; exits 2
+        typo = _typo(self, message)
+        if typo is None:
+            super().error(message)
+        self.exit(EXIT_USAGE, f"{self.prog}: {typo}\n")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next((dict(a.choices) for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+
+def _typo(parser: argparse.ArgumentParser, message: str) -> str | None:
+    """The one line for an argparse error about a command or options close to known ones, else None."""
+    command = re.match(r"argument COMMAND: invalid choice: '([^']*)'", message)
+    if command:
+        close = difflib.get_close_matches(command.group(1), list(_subcommands(parser)), n=1)
+        return (f"unknown command '{command.group(1)}': did you mean `{parser.prog} {close[0]}`? "
+                f"(`{parser.prog} --help` lists the commands)") if close else None
+    options = re.match(r"unrecognized arguments: (.*)", message)
+    if options:
+        known = [option for action in parser._actions for option in action.option_strings]
+        guesses = [(word, difflib.get_close_matches(word.split("=", 1)[0], known, n=1))
+                   for word in options.group(1).split() if word.startswith("-")]
+        said = [f"{word} (did you mean {close[0]}?)" for word, close in guesses if close]
+        return (f"unknown option {', '.join(said)}; `{parser.prog} --help` lists the options") if said else None
+    return None
+
+
 def _parser() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)  # what every command takes
     options.add_argument("--config", help="forge.toml to use (default: $FORGE_CONFIG, else ./forge.toml)")
@@ -119,8 +167,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="the event log: a file, or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (default: "
                              f"$FORGE_DB, else forge.toml's [forge] database, else ./{DEFAULT_DB})")
 
-    parser = argparse.ArgumentParser(prog="forge", description="A deliberation engine: several LLMs and humans "
-                                     "draft, critique, synthesize and vote, streaming live into a replayable log.")
+    parser: argparse.ArgumentParser = _Parser(
+        prog="forge", description="A deliberation engine: several LLMs and humans draft, critique, synthesize and "
+                                  "vote, streaming live into a replayable log.")
     parser.add_argument("-V", "--version", action="version", version=f"forge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -235,6 +284,12 @@ def _parser() -> argparse.ArgumentParser:
                             "to the others when it stops instead of interrupting them")
     serve.add_argument("--orphan-scan", type=float, default=None, metavar="SECONDS",
                        help="seconds between scans for orphans (default: the lease ttl); needs --resume-orphans")
+    search = commands.add_parser("search", parents=[common], help="find past contributions by their words",
+                                 description="The contributions (drafts, critiques, syntheses, votes) of every "
+                                             "session in the log that best match QUERY's words, best first.")
+    search.add_argument("query", metavar="QUERY", nargs="+", help="plain words, e.g. rate limit")
+    search.add_argument("-n", "--limit", type=int, default=SEARCH_LIMIT, metavar="N",
+                        help=f"how many hits, 1-{MAX_SEARCH_LIMIT} (default {SEARCH_LIMIT})")
     return parser
 
 
@@ -246,7 +301,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.command == "draft" and args.text == "-" and len(extras) == 1 and not extras[0].startswith("--"):
         args.text, extras = extras[0], []
     if extras:
-        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        _subcommands(parser)[args.command].error(f"unrecognized arguments: {' '.join(extras)}")  # the command's
     return args
 
 
@@ -259,7 +314,8 @@ class Context:
         self.environ = environ
         self.json = bool(args.json) or not sys.stdout.isatty()
         self.out = Console(highlight=False)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        # On a terminal, lines wrap between words; elsewhere (a log, a pipe) each note is one line.
+        self.err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
         self._config: ForgeConfig | None = None
         self._log: LogChoice | None = None
         self._export_hint_given = False
@@ -269,8 +325,21 @@ class Context:
         """The log: ``--db``, else $FORGE_DB, else forge.toml's ``database`` (the file is read only
         then), else ./forge.db."""
         if self._log is None:
-            self._log = choose_log(getattr(self.args, "db", None), self.environ, lambda: self.config.database)
+            self._log = choose_log(getattr(self.args, "db", None), self.environ, self._configured_log)
         return self._log
+
+    def _configured_log(self) -> str | None:
+        """forge.toml's ``database``. A file that cannot be used is an error here, even for a command
+        that does not need the rest of it: going on with ./forge.db would show another log."""
+        if self.args.command not in READ_ONLY_COMMANDS:
+            return self.config.database  # the command needs the file anyway: its error says so
+        if self._config is None:
+            try:
+                self._config = load_config(self.args.config, self.environ)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc}. The log comes from this file when neither --db nor FORGE_DB names one: "
+                                  "fix the file, or name the log with --db or FORGE_DB") from None
+        return self._config.database
 
     @property
     def db(self) -> str:
@@ -316,11 +385,22 @@ class Context:
 
     def open(self, create: bool = False) -> Forge:
         if create:
+            check_folder_exists(self.db, self.log.source)
             return Forge(self.db, self.config, create=True)
         return open_existing_log(self.db, lambda: Forge(self.db, self.config, create=False))
 
     def note(self, message: str) -> None:
         self.err.print(Text(message, style="dim"))
+
+    def note_command(self, message: str, command: str) -> None:
+        """``message: command``. On a terminal the command goes on lines of its own, broken only
+        between words with a shell continuation, so that it runs as printed once copied."""
+        if not self.err.is_terminal:
+            self.note(f"{message}: {command}")
+            return
+        self.note(f"{message}:")
+        for line in command_lines(command, self.err.size.width):
+            self.err.print(Text(line), soft_wrap=True)
 
     def db_suffix(self) -> str:
         """`` --db LOG`` for a next-step hint, when the next command needs it (see ``db_flag``)."""
@@ -347,6 +427,40 @@ def open_existing_log(target: str, opener: Callable[[], Any]) -> Any:
         raise UsageError(f"no event log at {printable_target(target)}: {NO_LOG_HINT}") from None
 
 
+def check_folder_exists(target: str, source: str) -> None:
+    """A log file to create in a folder that does not exist: a usage error naming the folder."""
+    if is_database_url(target):
+        return
+    folder = Path(target).parent
+    if not folder.is_dir():
+        named = {"--db": "--db", "FORGE_DB": "FORGE_DB", "forge.toml": "forge.toml's [forge] database"}.get(source, "")
+        raise UsageError(f"the folder {folder} does not exist, so the log {target}{f' (from {named})' if named else ''} "
+                         f"cannot be created in it: create the folder first (mkdir -p {folder}), or name a log in a "
+                         "folder that exists")
+
+
+@contextlib.contextmanager
+def _no_log_left_behind(target: str) -> Iterator[Callable[[Forge], None]]:
+    """For a command that may fail before it records anything: when the log file did not exist
+    before and the command failed with the log still empty, the file it created is removed, so that
+    a later command says "no event log" rather than finding an empty one. Yields ``check(forge)``,
+    to call (the log still open) on the way out of a failure."""
+    new_file = not is_database_url(target) and not os.path.lexists(target)
+    empty = [False]
+
+    def check(forge: Forge) -> None:
+        empty[0] = new_file and forge.last_position() == 0
+
+    try:
+        yield check
+    except BaseException:
+        if empty[0]:
+            for path in (target, f"{target}-wal", f"{target}-shm", f"{target}-journal"):
+                with contextlib.suppress(FileNotFoundError):  # the -wal and -shm files may not be there
+                    os.remove(path)
+        raise
+
+
 def _outcome_code(state: SessionState) -> int:
     if state.status == "converged":
         return EXIT_OK
@@ -365,10 +479,11 @@ def _follow(ctx: Context, forge: Forge, session_id: str, events: Iterable[Record
     json_view = JsonLinesView(sys.stdout) if ctx.json else None
     try:
         if json_view is not None:
-            json_view.run(events)
+            json_view.run(events if replaying else _noting_waits(ctx, events, initial))
             state = forge.state(session_id)
         else:
-            view = LiveView(ctx.out, initial, ctx.config.pricing, compact=getattr(ctx.args, "compact", False))
+            view = LiveView(ctx.out, initial, ctx.config.pricing, compact=getattr(ctx.args, "compact", False),
+                            db=ctx.db_flag, program=program_name(), replaying=replaying)
             view.run(events)
             view.print_outcome(ctx.db_flag)
             ctx.export_hint()  # the next commands' --db, when it may not be echoed
@@ -392,28 +507,47 @@ def _follow(ctx: Context, forge: Forge, session_id: str, events: Iterable[Record
     return _outcome_code(state)
 
 
+def _noting_waits(ctx: Context, events: Iterable[RecordedEvent], initial: SessionState | None
+                  ) -> Iterator[RecordedEvent]:
+    """``events``, saying on stderr when a round waits for a seated human (who, how long, the command
+    that answers) and, when the round ends, who did not answer (the live view shows the same)."""
+    state = initial or SessionState()
+    waits = HumanWaits()
+    for recorded in events:
+        state = apply(state, recorded.event)
+        for name in waits.closed(state, recorded.event):
+            ctx.note(waits.missed_line(name, recorded.event.round, state))
+        for name in waits.opened(state, recorded.event):
+            command = human_command(waits.what, state.session_id, name, ctx.db_flag, program_name())
+            ctx.note_command(waits.waiting_line(name, state), command)
+        yield recorded
+
+
+def program_name() -> str:
+    """How to call forge in a hint: ``forge`` when that is what the PATH finds (or when it was not run
+    as a script, e.g. ``python -m``), else the path it was called by (e.g. ``.venv/bin/forge``)."""
+    called = sys.argv[0] if sys.argv else ""
+    if Path(called).name != "forge" or os.sep not in called:
+        return "forge"
+    found = shutil.which("forge")
+    if found is not None and os.path.realpath(found) == os.path.realpath(called):
+        return "forge"
+    return called
+
+
 # -- commands -----------------------------------------------------------------------------------------------
 
 
 def cmd_run(ctx: Context) -> int:
     args = ctx.args
     humans = _human_names(args.humans, args.human_timeout)
-    with ctx.open(create=True) as forge:
-        participants: list[Any] | None = args.participants
-        why = None
-        if not participants:
-            participants, why = forge.default_participants(ctx.environ)
-        workspace = args.workspace
-        if workspace is None and (args.tools or _specs_name_tools(participants)):
-            workspace = forge.config.settings.workspace or "."
-        session_id = forge.create_session(
-            args.goal, [*participants, *({"kind": "human", "name": name} for name in humans)], title=args.title,
-            constraints=args.constraints, max_iterations=_iterations(ctx), convergence_threshold=args.threshold,
-            round_timeout_seconds=args.round_timeout, seed=args.seed, tools=args.tools or "", workspace=workspace,
-            human_wait_seconds=args.human_timeout if humans else None,
-        )
-        if why:
-            ctx.note(why)
+    goal = _goal(ctx)
+    with _no_log_left_behind(ctx.db) as check_empty, ctx.open(create=True) as forge:
+        try:
+            session_id = _create(ctx, forge, goal, humans)
+        except BaseException:  # an unknown provider, a missing key: nothing recorded, no log file left
+            check_empty(forge)
+            raise
         ctx.note(f"session {session_id} · log {forge.path}")
         if humans:
             try:
@@ -424,6 +558,40 @@ def cmd_run(ctx: Context) -> int:
                 return EXIT_INTERRUPTED
             return _follow(ctx, forge, session_id, _deliberate_when_free(forge, session_id))
         return _follow(ctx, forge, session_id, forge.deliberate(session_id))
+
+
+def _goal(ctx: Context) -> str:
+    """GOAL, or stdin for ``-`` (as ``forge draft -`` reads the draft): ``echo GOAL | forge run -``."""
+    goal: str = ctx.args.goal
+    if goal == "-":
+        if sys.stdin.isatty():
+            ctx.note("type the goal, then Ctrl-D on a line of its own")
+        goal = sys.stdin.read().strip()
+        if not goal:
+            raise UsageError("the goal read from stdin is empty: pipe it in (echo GOAL | forge run -), or give it "
+                             "as GOAL")
+    return goal
+
+
+def _create(ctx: Context, forge: Forge, goal: str, humans: list[str]) -> str:
+    """Record the session ``forge run`` asked for: its id. Nothing is recorded when it fails."""
+    args = ctx.args
+    participants: list[Any] | None = args.participants
+    why = None
+    if not participants:
+        participants, why = forge.default_participants(ctx.environ)
+    workspace = args.workspace
+    if workspace is None and (args.tools or _specs_name_tools(participants)):
+        workspace = forge.config.settings.workspace or "."
+    session_id = forge.create_session(
+        goal, [*participants, *({"kind": "human", "name": name} for name in humans)], title=args.title,
+        constraints=args.constraints, max_iterations=_iterations(ctx), convergence_threshold=args.threshold,
+        round_timeout_seconds=args.round_timeout, seed=args.seed, tools=args.tools or "", workspace=workspace,
+        human_wait_seconds=args.human_timeout if humans else None,
+    )
+    if why:
+        ctx.note(why)
+    return session_id
 
 
 def _human_names(names: list[str], timeout: float) -> list[str]:
@@ -447,16 +615,21 @@ def _wait_for_drafts(ctx: Context, forge: Forge, session_id: str, humans: list[s
     from another process can add the drafts (it drives the session for the time of one draft)."""
     db = ctx.db_suffix()
     for name in humans if timeout > 0 else ():
-        ctx.note(f"waiting up to {timeout:g} s for {name}'s draft; add it from another terminal with: "
-                 f"forge draft {session_id} --author {name}{db} \"TEXT\"   (or - to read stdin)")
+        ctx.note_command(f"waiting up to {timeout:g} s for {name}'s draft; add it from another terminal (TEXT, or "
+                         "- to read stdin) with", f"{program_name()} draft {session_id} --author {name}{db} \"TEXT\"")
     deadline = clock() + timeout
-    while True:
-        drafts = forge.state(session_id).drafts
-        missing = [name for name in humans if name not in drafts]
-        left = deadline - clock()
-        if not missing or left <= 0:
-            break
-        sleep(min(HUMAN_POLL_SECONDS, left))
+    # On a terminal, a line below counts the time left (gone when the wait ends); elsewhere, nothing.
+    counting = ctx.err.status("", spinner="dots") if ctx.err.is_terminal else contextlib.nullcontext()
+    with counting as status:
+        while True:
+            drafts = forge.state(session_id).drafts
+            missing = [name for name in humans if name not in drafts]
+            left = deadline - clock()
+            if not missing or left <= 0:
+                break
+            if status is not None:
+                status.update(f"waiting for {' and '.join(missing)}'s draft ({duration(left)} left)")
+            sleep(min(HUMAN_POLL_SECONDS, left))
     for name in missing:
         ctx.note(f"no draft from {name} within {timeout:g} s: the deliberation goes on without it")
     if len(missing) < len(humans):
@@ -580,21 +753,47 @@ def cmd_show(ctx: Context) -> int:
         return EXIT_OK
     out = ctx.out
     out.print(Text(state.title, style="bold"))
-    out.print(f"goal: {state.goal}")
-    out.print(f"session {state.session_id} · status [bold]{state.status}[/bold]"
-              + (f" — {state.end_reason}" if state.end_reason else ""))
+    out.print(Text(f"goal: {state.goal}"))  # the goal, names and reasons are text, never rich markup
+    out.print(Text.assemble(f"session {state.session_id} · status ", (state.status, "bold"),
+                            f" — {state.end_reason}" if state.end_reason else ""))
     rounds = Table(title="rounds", title_justify="left")
     for column in ("#", "kind", "iteration", "status", "succeeded", "failed", "score"):
         rounds.add_column(column)
     for r in state.rounds:
-        rounds.add_row(str(r.round), r.kind, str(r.iteration), r.status, ", ".join(r.succeeded),
-                       ", ".join(r.failed), "" if r.score is None else f"{r.score:.0%}")
+        rounds.add_row(str(r.round), r.kind, str(r.iteration), r.status, Text(", ".join(r.succeeded)),
+                       Text(", ".join(r.failed)), "" if r.score is None else f"{r.score:.0%}")
     out.print(rounds)
     if state.synthesis is not None:
         out.print(Text(f"latest synthesis (by {state.synthesis.author}):", style="bold"))
         out.print(Markdown(state.synthesis.content))
     out.print(f"tokens: {report.total.input_tokens:,} in, {report.total.output_tokens:,} out · "
               f"estimated cost {format_cost(report.total_cost)}")
+    return EXIT_OK
+
+
+def cmd_search(ctx: Context) -> int:
+    """``forge search QUERY``: the best-matching past contributions, with their session's id to go on with."""
+    limit, query = ctx.args.limit, " ".join(ctx.args.query)
+    if not 1 <= limit <= MAX_SEARCH_LIMIT:
+        raise UsageError(f"--limit is a number of hits from 1 to {MAX_SEARCH_LIMIT}, not {limit}")
+    if not query.strip():
+        raise UsageError("the query is empty: give the words to look for, e.g. forge search rate limit")
+    with ctx.open() as forge:
+        hits = forge.search_history(query, limit)
+    if ctx.json:
+        for hit in hits:
+            print(msgspec.json.encode(hit).decode())
+        return EXIT_OK
+    if not hits:
+        ctx.out.print(Text(f"nothing in {ctx.db_shown} matches {query!r} (words of two letters or more "
+                           "are looked for)", style="dim"))
+        return EXIT_OK
+    for hit in hits:  # a header line, then the excerpt (wrapped between words): readable at 80 columns
+        ctx.out.print(Text.assemble(("▍", "cyan"), (hit.session_id, "bold"), f" · {hit.title} · ",
+                                    (f"{hit.round_kind} by {hit.participant}", "dim")))
+        ctx.out.print(Text(" ".join(hit.excerpt.split()), overflow="fold"))
+        ctx.out.print()
+    ctx.note(f"open one with: {program_name()} show ID{ctx.db_suffix()}")
     return EXIT_OK
 
 
@@ -794,7 +993,7 @@ def cmd_vote(ctx: Context) -> int:
 
 
 def cmd_serve(ctx: Context) -> int:
-    from forge_actors.surfaces.server.runner import check_bind, check_token, serve
+    from forge_actors.surfaces.server.runner import check_bind, check_token, listen, serve
 
     # A token given but blank is refused (it would guard nothing), not taken as "no token".
     if ctx.args.token is not None:
@@ -807,14 +1006,18 @@ def cmd_serve(ctx: Context) -> int:
         raise UsageError("--orphan-scan sets how often --resume-orphans scans: give --resume-orphans too")
     if scan is not None and not 0 < scan < float("inf"):
         raise UsageError(f"--orphan-scan is a number of seconds > 0, not {scan:g}")
-    with ctx.open(create=True) as forge:
-        shown = f"http://{ctx.args.host}:{ctx.args.port}/"
+    # The port first: nothing is said to be served, and no log created, before it is ours.
+    with listen(ctx.args.host, ctx.args.port) as sock, ctx.open(create=True) as forge:
+        port = sock.getsockname()[1]
+        shown = f"http://[{ctx.args.host}]:{port}/" if ":" in ctx.args.host else f"http://{ctx.args.host}:{port}/"
         ctx.note(f"serving {forge.path} on {shown}" + (" (token required; open the page as /#token=TOKEN)"
                                                        if token else ""))
         if ctx.args.resume_orphans:
             scan = scan if scan is not None else forge.lease_ttl
             ctx.note(f"adopting orphaned sessions every {scan:g} s (owner {forge.owner})")
-        serve(forge, ctx.args.host, ctx.args.port, token, orphan_scan=scan if ctx.args.resume_orphans else None)
+        if ctx.args.log_level is None and not ctx.environ.get("FORGE_LOG_LEVEL"):
+            logging.getLogger(REQUEST_LOG).setLevel(logging.INFO)  # a request per line unless told otherwise
+        serve(forge, ctx.args.host, port, token, orphan_scan=scan if ctx.args.resume_orphans else None, sock=sock)
     return EXIT_OK
 
 
@@ -826,6 +1029,7 @@ def cmd_migrate_log(ctx: Context) -> int:
         raise UsageError("--batch-size is a number of events, 1 or more")
     if same_log(source, target):
         raise UsageError(f"{shown_source} is both SRC and DST: copy into another log")
+    check_folder_exists(target, "")
 
     def progress(last: int, total: int) -> None:
         ctx.note(f"copied up to position {last:,} of {total:,}")
@@ -863,7 +1067,13 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "run": cmd_run, "resume": cmd_resume, "replay": cmd_replay, "rerun": cmd_rerun, "sessions": cmd_sessions,
     "show": cmd_show, "export": cmd_export, "providers": cmd_providers, "serve": cmd_serve, "switch": cmd_switch,
     "draft": cmd_draft, "vote": cmd_vote, "mcp": cmd_mcp, "migrate-log": cmd_migrate_log, "diff": cmd_diff,
+    "search": cmd_search,
 }
+
+
+def _db_flag_of(ctx: Context) -> str:
+    """`` --db LOG`` when the log was chosen and a next command needs it named (see ``Context.db_flag``)."""
+    return f" --db {ctx.db_flag}" if ctx._log is not None and ctx.db_flag else ""
 
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
@@ -901,17 +1111,21 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     except UsageError as exc:
         print(f"forge: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())  # as Context.err
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    context = Context(args, env)
     try:
-        return COMMANDS[args.command](Context(args, env))
+        return COMMANDS[args.command](context)
     except (UsageError, ConfigError, NotAnEventLogError, CorruptEventError) as exc:
         err.print(f"forge: {exc}", markup=False)
         return EXIT_USAGE
     except EventStoreError as exc:  # a full disk, a damaged file: what happened and what to do, one line
         err.print(f"forge: {exc}", markup=False)
         return EXIT_USAGE
-    except ForgeError as exc:  # unknown session, a step that does not fit
+    except SessionNotFoundError as exc:
+        err.print(f"forge: {exc}; list them with `forge sessions{_db_flag_of(context)}`", markup=False)
+        return EXIT_USAGE
+    except ForgeError as exc:  # a step that does not fit
         err.print(f"forge: {exc}", markup=False)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -211,6 +211,8 @@ def _for_client(exc: Exception) -> str:
     """An engine error as the client reads it: its message, or, for the log out of service, what may
     be said of that (the full error, naming the log and what its database said, goes to stderr)."""
     outage = log_outage(exc)
+    if isinstance(exc, SessionNotFoundError) and exc.message == SessionNotFoundError(exc.session_id).message:
+        return f"{exc}; the list_sessions tool lists them"
     if outage is None:
         return str(exc)
     logger.warning("a call failed: %s", exc)

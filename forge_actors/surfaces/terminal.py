@@ -14,13 +14,15 @@ synthesis, the usage and what to do next.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.panel import Panel
@@ -65,6 +67,10 @@ SUMMARY_CHARS = 280
 #: Rounds whose contributions go to the scroll-back as written (Markdown). A critique or a vote
 #: goes there as the engine read it (CritiqueRecorded, VoteRecorded): the raw reply may be JSON.
 MARKDOWN_ROUNDS = frozenset({"draft", "synthesis"})
+#: The rounds that wait for the session's seated humans (as the session actor does), and what for.
+HUMAN_WAITS = {"draft": "draft", "convergence": "vote"}
+#: How often the live area redraws by itself, so that a wait's time left counts down with no event coming.
+IDLE_REDRAWS_PER_SECOND = 1
 
 
 def summary_of(text: str, limit: int = SUMMARY_CHARS) -> str:
@@ -85,16 +91,127 @@ def summary_of(text: str, limit: int = SUMMARY_CHARS) -> str:
     return flat + (" …" if more else "")
 
 
-def next_steps(session_id: str, db: str | None = None) -> list[str]:
+def next_steps(session_id: str, db: str | None = None, program: str = "forge") -> list[str]:
     """The commands that take a finished (or stopped) session further; ``db``: the log's
-    ``--db`` when it is not the default one."""
+    ``--db`` when it is not the default one; ``program``: how to call forge (``.venv/bin/forge``
+    when it is not on the PATH). ``forge serve`` is followed by its page's URL, on a line of its own."""
     flag = f" --db {db}" if db else ""
     return [
-        f"forge show {session_id}{flag}",
-        f"forge export {session_id}{flag} --format md -o {session_id}.md",
-        f"forge replay {session_id}{flag} --speed 4",
-        f"forge serve{flag}   (then open http://127.0.0.1:8000/)",
+        f"{program} show {session_id}{flag}",
+        f"{program} export {session_id}{flag} --format md -o {session_id}.md",
+        f"{program} replay {session_id}{flag} --speed 4",
+        f"{program} serve{flag}",
     ]
+
+
+#: Said after ``forge serve`` in the next steps (a URL on a line of its own: never broken).
+SERVE_URL_LINE = "then open http://127.0.0.1:8000/"
+
+
+def command_lines(command: str, width: int, indent: str = "  ") -> list[str]:
+    """``command`` as lines of at most ``width`` columns, broken between words with a shell
+    continuation (`` \\``), so that it runs as printed when pasted; a word is never broken (one
+    longer than the line stays whole)."""
+    lines: list[str] = []
+    line = indent
+    for word in command.split(" "):
+        candidate = f"{line}{word}" if line.strip() == "" else f"{line} {word}"
+        if line.strip() and len(candidate) + 2 > width:  # room for " \\"
+            lines.append(f"{line} \\")
+            line = f"{indent}    {word}"
+        else:
+            line = candidate
+    lines.append(line)
+    return lines
+
+
+def human_command(what: str, session_id: str, name: str, db: str | None = None, program: str = "forge") -> str:
+    """How a seated human answers a wait: their draft, or their vote."""
+    flag = f" --db {db}" if db else ""
+    if what == "draft":
+        return f'{program} draft {session_id} --author {name}{flag} "TEXT"'
+    return f"{program} vote {session_id} --voter {name}{flag} agree|disagree --reason TEXT"
+
+
+def duration(seconds: float) -> str:
+    """``9m 12s``, ``45s``, ``1h 5m``: a wait as people say it (whole seconds, rounded up)."""
+    total = max(0, int(-(-seconds // 1)))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+class HumanWaits:
+    """Which seated humans the round in progress waits for, and until when, as the events tell it.
+
+    The session actor waits ``human_wait_seconds`` for the humans' drafts in a draft round and for
+    their votes in each convergence round, from the round's start (or from a resume); the log records
+    no event for the wait itself, so the view follows it from the round's events and its own clock."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        #: The round that waits (0: none), what for ("draft" or "vote"), and its deadline on ``clock``.
+        self.round = 0
+        self.what = ""
+        self.deadline = 0.0
+
+    def opened(self, state: SessionState, event: object) -> list[str]:
+        """The humans a wait that ``event`` opens waits for (none: no wait opened)."""
+        current = state.current_round
+        if not isinstance(event, (RoundStarted, SessionResumed)) or current is None or current.status != "running":
+            return []
+        wait = state.settings.human_wait_seconds
+        if current.kind not in HUMAN_WAITS or wait <= 0 or not self._humans(state):
+            return []
+        self.round, self.what, self.deadline = current.round, HUMAN_WAITS[current.kind], self.clock() + wait
+        return self.pending(state)
+
+    def pending(self, state: SessionState) -> list[str]:
+        """The humans the wait still waits for: not yet answered, and the time not yet out."""
+        current = state.current_round
+        if not self.round or current is None or current.round != self.round or self.left() <= 0:
+            return []
+        answered = state.drafts if self.what == "draft" else state.votes_in(self.round)
+        return [name for name in self._humans(state) if name not in answered]
+
+    def closed(self, state: SessionState, event: object) -> list[str]:
+        """When ``event`` ends the wait's round: the humans who did not answer in it."""
+        if not isinstance(event, RoundCompleted) or event.round != self.round or not self.round:
+            return []
+        answered = state.drafts if self.what == "draft" else state.votes_in(self.round)
+        self.round = 0
+        return [name for name in self._humans(state) if name not in answered]
+
+    def left(self) -> float:
+        return self.deadline - self.clock()
+
+    @staticmethod
+    def _humans(state: SessionState) -> list[str]:
+        return [name for name, info in state.participants.items() if info.kind == "human"]
+
+    def waiting_line(self, name: str, state: SessionState) -> str:
+        """"waiting up to 10m 00s for ada's vote in round 4; ada can vote from another terminal with"."""
+        wait = duration(state.settings.human_wait_seconds)
+        return f"waiting up to {wait} for {name}'s {self.what} in round {self.round}; from another terminal"
+
+    def missed_line(self, name: str, round_number: int, state: SessionState) -> str:
+        wait = duration(state.settings.human_wait_seconds)
+        return f"no {self.what} from {name} in round {round_number} within {wait}: the round went on without it"
+
+
+class _TimeLeft:
+    """"waiting for ada's vote (9m 12s left)", worked out each time it is drawn, so that the live
+    area, redrawn IDLE_REDRAWS_PER_SECOND times a second, counts down with no event coming."""
+
+    def __init__(self, name: str, what: str, deadline: float, clock: Callable[[], float], timed: bool) -> None:
+        self.name, self.what, self.deadline, self.clock, self.timed = name, what, deadline, clock, timed
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        seconds = self.deadline - self.clock()
+        left = "" if not self.timed else f" ({duration(seconds)} left)" if seconds > 0 else " (no time left)"
+        yield Text(f"waiting for {self.name}'s {self.what}{left}", style="bold yellow")
 
 
 def tool_call_line(event: ToolCalled) -> str:
@@ -132,16 +249,27 @@ class LiveView:
     """A panel per participant streaming its text, the round in progress, tables after rounds."""
 
     def __init__(self, console: Console, state: SessionState | None = None,
-                 prices: Mapping[str, Price] | None = None, *, compact: bool = False) -> None:
+                 prices: Mapping[str, Price] | None = None, *, compact: bool = False, db: str | None = None,
+                 program: str = "forge", replaying: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.console = console
         self.state = state or SessionState()
         self.prices = prices
         #: One paragraph per finished contribution in the scroll-back instead of its whole text.
         self.compact = compact
+        #: The ``--db`` the commands it prints need (None: the default log), and how to call forge.
+        self.db = db
+        self.program = program
+        #: A recording: its waits for humans are shown, without a time left (they passed long ago).
+        self.replaying = replaying
+        self.waits = HumanWaits(clock)
         self.texts: dict[str, str] = {}
         self.statuses: dict[str, str] = {}
         self._colours: dict[str, str] = {}
         self._last_draw = 0.0
+        self._lock = threading.RLock()
+        #: This round's participants whose panel shows what was read of their reply (``_read_back``).
+        self._read: set[str] = set()
 
     def colour(self, name: str) -> str:
         if name not in self._colours:
@@ -149,25 +277,48 @@ class LiveView:
         return self._colours[name]
 
     def run(self, events: Iterable[RecordedEvent]) -> SessionState:
-        with Live(self._render(), console=self.console, auto_refresh=False, transient=True) as live:
+        # The live area is drawn after events (REDRAWS_PER_SECOND at most) and, by rich's refresh thread,
+        # IDLE_REDRAWS_PER_SECOND times a second from the view as it is then: with no event coming (a wait
+        # for a human, a stalled stream) it shows the latest events and counts the wait down. The view's
+        # lock keeps that thread from drawing it halfway through an event.
+        with Live(console=self.console, auto_refresh=True, refresh_per_second=IDLE_REDRAWS_PER_SECOND,
+                  transient=True, get_renderable=self._locked_render) as live:
             for recorded in events:
                 self.handle(recorded, live)
                 now = time.monotonic()
-                if now - self._last_draw >= 1 / REDRAWS_PER_SECOND:
-                    live.update(self._render(), refresh=True)
+                # Text streaming in is drawn REDRAWS_PER_SECOND times a second at most; anything else (a
+                # round starting, a wait, a contribution done: a few per participant and round) at once.
+                if now - self._last_draw >= 1 / REDRAWS_PER_SECOND or not isinstance(recorded.event, ContentDelta):
+                    live.refresh()
                     self._last_draw = now
-            live.update(self._render(), refresh=True)
+            live.refresh()
         return self.state
+
+    def _locked_render(self) -> RenderableType:
+        with self._lock:
+            return self._render()
 
     # -- events -----------------------------------------------------------------------------------
 
     def handle(self, recorded: RecordedEvent, live: Live | None = None) -> None:
+        """Fold one event into the view; what it finished goes to the scroll-back (printed outside
+        the view's lock: a print waits for the live area, whose refresh may be waiting for the lock)."""
+        with self._lock:
+            finished = self._fold(recorded)
+        say = live.console.print if live is not None else self.console.print
+        for renderable in finished:
+            say(renderable)
+
+    def _fold(self, recorded: RecordedEvent) -> list[RenderableType]:
+        """The view after ``recorded``; returns what goes to the scroll-back."""
         event = recorded.event
         self.state = apply(self.state, event)
-        say = live.console.print if live is not None else self.console.print
+        finished: list[RenderableType] = []
+        say = finished.append
         if isinstance(event, RoundStarted):
             self.texts = {name: "" for name in event.participants}
             self.statuses = {name: "waiting" for name in event.participants}
+            self._read = set()
         elif isinstance(event, PromptSent):
             if event.purpose != "initial" and self.texts.get(event.participant):
                 self.texts[event.participant] += f"\n[{event.purpose}]\n"
@@ -187,14 +338,20 @@ class LiveView:
                 say(self.contribution(event))
         elif isinstance(event, CritiqueRecorded):
             say(self.critique(event))
+            self._read_back(event.critic, f"{event.label} ({event.proposal_author}): "
+                                          f"{'unscored' if event.score is None else event.score}")
         elif isinstance(event, VoteRecorded):
             say(self.vote(event))
+            confidence = "" if event.confidence is None else f" ({event.confidence:.0%} sure)"
+            self._read_back(event.voter, f"votes {event.vote}{confidence}", *event.concerns)
         elif isinstance(event, HumanDraftAdded):
             say(self._finished(event.author, f"draft by a human{self._round_label(event.round)}", event.content,
                                markdown=True))
         elif isinstance(event, ContributionFailed):
             self.statuses[event.participant] = f"{'retrying' if event.will_retry else 'failed'}: {event.error_kind}"
         elif isinstance(event, RoundCompleted):
+            for name in self.waits.closed(self.state, event):
+                say(Text(self.waits.missed_line(name, event.round, self.state), style="yellow"))
             say(self._round_summary(event))
         elif isinstance(event, SessionInterrupted):
             say(Text(f"interrupted: {event.reason}", style="bold yellow"))
@@ -204,8 +361,30 @@ class LiveView:
                      else "resumed", style="bold yellow"))
         elif isinstance(event, SessionEnded):
             self.texts, self.statuses = {}, {}
+        for name in self.waits.opened(self.state, event):
+            say(self._waiting(name))
+        return finished
+
+    def _read_back(self, participant: str, *lines: str) -> None:
+        """A finished critique or vote's panel shows what the engine read in it, not the raw reply's last
+        lines (often cut mid-JSON by the panel's height): the first read replaces the reply's text."""
+        if participant not in self.texts:
+            return  # a human's vote: no panel of its own
+        if participant not in self._read:
+            self._read.add(participant)
+            self.texts[participant] = ""
+        self.texts[participant] += "".join(f"{line}\n" for line in lines)
 
     # -- the scroll-back ----------------------------------------------------------------------------
+
+    def _waiting(self, name: str) -> RenderableType:
+        """The start of a wait for a human: who, for what, how long, and the command that answers it
+        (on lines of its own, broken only between words)."""
+        command = human_command(self.waits.what, self.state.session_id, name, self.db, self.program)
+        lines = command_lines(command, self.console.size.width)
+        return Group(Text.assemble(("▍", self.colour(name)), (name, f"bold {self.colour(name)}"),
+                                   (f" · {self.waits.waiting_line(name, self.state)}:", "yellow")),
+                     *(Text(line, no_wrap=True, overflow="ignore") for line in lines))
 
     def _kind_of(self, round_number: int) -> str:
         round_ = self.state.round_state(round_number)
@@ -269,7 +448,10 @@ class LiveView:
             (f"   session {self.state.session_id}", "dim"),
         )
         names = list(self.texts) or list(current.participants)
-        return Group(header, *self.panels(names))
+        # A human the round waits for: a panel across the screen, below the AI participants' panels.
+        awaited = [name for name in self.waits.pending(self.state) if name not in names]
+        width = self.console.size.width
+        return Group(header, *self.panels(names), *(self._waiting_panel(name, width) for name in awaited))
 
     def layout(self, count: int) -> tuple[int, int]:
         """(panels per row, lines of text per panel) for ``count`` panels on this console: side by
@@ -298,13 +480,25 @@ class LiveView:
 
     def _panel(self, name: str, width: int, lines: int) -> Panel:
         """The tail of the participant's text, wrapped to the panel (a long line is folded,
-        never cut), in a box of a fixed height so that the live area does not jump."""
+        never cut), in a box of a fixed height so that the live area does not jump. A human the
+        round waits for gets the wait instead: for what, the time left, and how to answer."""
+        if name in self.waits.pending(self.state):
+            return self._waiting_panel(name, width, lines + 2)
         text = Text(self.texts.get(name, "").rstrip("\n") or "…", overflow="fold")
         wrapped = text.wrap(self.console, max(1, width - 4))  # the borders and padding take 4 columns
         body = Text("\n").join(list(wrapped)[-lines:])
         status = Text(self.statuses.get(name, ""), overflow="ellipsis", no_wrap=True)
         return Panel(body, title=Text(name, style=f"bold {self.colour(name)}"), border_style=self.colour(name),
                      subtitle=status, height=lines + 2)
+
+    def _waiting_panel(self, name: str, width: int, height: int | None = None) -> Panel:
+        """"waiting for ada's vote (9m 12s left)", counting down, and the command that answers."""
+        waits = self.waits
+        command = human_command(waits.what, self.state.session_id, name, self.db, self.program)
+        how = Text(command, style="dim")  # wrapped to the panel; the scroll-back has it to copy
+        body = Group(_TimeLeft(name, waits.what, waits.deadline, waits.clock, timed=not self.replaying), how)
+        return Panel(body, title=Text(name, style=f"bold {self.colour(name)}"), border_style=self.colour(name),
+                     subtitle=Text("human", no_wrap=True), width=width, height=height)
 
     def _round_summary(self, event: RoundCompleted) -> RenderableType:
         style = {"completed": "green", "degraded": "yellow"}.get(event.status, "red")
@@ -319,9 +513,14 @@ class LiveView:
 
     def score_table(self, round_number: int) -> Table:
         critiques = self.state.critiques_in(round_number)
-        critics = list(dict.fromkeys(c.critic for c in critiques))
+        # Critics in the session's participant order (not the order their replies came in): the same
+        # columns every run and in every view; drafts by mean score, ties in participant order.
+        order = list(self.state.participants)
+        critics = sorted({c.critic for c in critiques}, key=lambda n: order.index(n) if n in order else len(order))
         means = self.state.mean_scores(round_number)
-        authors = sorted({c.proposal_author for c in critiques}, key=lambda a: -means.get(a, 0))
+        authors = sorted(sorted({c.proposal_author for c in critiques},
+                                key=lambda n: order.index(n) if n in order else len(order)),
+                         key=lambda a: -means.get(a, 0))
         # The title above the table, not in it: a narrow table would wrap a long title.
         table = Table(title="critique scores", caption="a row per draft, a column per critic",
                       title_justify="left", caption_justify="left")
@@ -376,6 +575,14 @@ class LiveView:
             self.print_next_steps(db)
 
     def print_next_steps(self, db: str | None = None) -> None:
+        """What to do next: each command on lines of its own, broken only between words (with a
+        shell continuation), so that it runs as printed; the page's URL on a line of its own."""
         self.console.print(Text("next:", style="bold"))
-        for command in next_steps(self.state.session_id, db):
-            self.console.print(Text(f"  {command}"), soft_wrap=True)
+        width = self.console.size.width
+        for command in next_steps(self.state.session_id, db, self.program):
+            for line in command_lines(command, width):
+                self.console.print(Text(line), soft_wrap=True)
+        self.console.print(Text(f"  {SERVE_URL_LINE}", style="dim"), soft_wrap=True)
+        if self.program != "forge":  # called by its path: say how to put it on the PATH
+            activate = f"source {os.path.dirname(self.program)}/activate"
+            self.console.print(Text(f"  (`{activate}` puts forge on your PATH)", style="dim"))

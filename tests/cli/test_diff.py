@@ -114,3 +114,12 @@ def test_unknown_sessions_and_two_formats_are_one_line_errors(capsys, cli, log):
     assert len(err.strip().splitlines()) == 1
     code, out, err = forge(capsys, "diff", a, a, "--markdown", "--json", "--db", db)
     assert (code, out) == (2, "") and "give one" in err and len(err.strip().splitlines()) == 1
+
+
+def test_on_a_terminal_show_prints_a_goal_with_brackets_as_written(capsys, monkeypatch, log):
+    db, a, _, _ = log  # "[/v2]" in the goal once made rich raise MarkupError
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setenv("COLUMNS", "140")
+    code, out, err = forge(capsys, "show", a, "--db", db)
+    assert code == 0, err
+    assert f"goal: {GOAL}" in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)

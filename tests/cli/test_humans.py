@@ -60,6 +60,11 @@ def test_run_waits_for_a_seated_humans_draft_from_another_terminal(tmp_path):
     out, err = run.communicate(timeout=120)
     assert run.returncode in (0, 1), err
     assert "drafts in from ada; the deliberation starts" in err
+    # The convergence round's wait was said too, with the command that answers it; ada answered in time.
+    vote_wait = next(line for line in err.splitlines() if "for ada's vote" in line)
+    assert vote_wait.startswith("waiting up to 1m 00s for ada's vote in round 4; from another terminal: ")
+    assert vote_wait.endswith(f"forge vote {session_id} --voter ada --db h.db agree|disagree --reason TEXT")
+    assert "no vote from ada" not in err
     events = json_lines(out)
     assert [e["vote"] for e in events if e["type"] == "VoteRecorded" and e["voter"] == "ada"] == ["AGREE"]
     types = [e["type"] for e in events]

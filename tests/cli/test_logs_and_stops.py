@@ -75,12 +75,23 @@ def broken_config_log(cli, tmp_path) -> str:
     return json_lines(out)[0]["session_id"]
 
 
-def test_a_broken_forge_toml_does_not_stop_the_commands_that_only_read_the_log(cli, broken_config_log):
+@pytest.mark.parametrize("named", [{"args": ["--db", "forge.db"]}, {"env": {"FORGE_DB": "forge.db"}}])
+def test_a_broken_forge_toml_does_not_stop_the_commands_that_only_read_a_log_named_otherwise(cli, broken_config_log,
+                                                                                          named):
     for args in (["sessions"], ["show", broken_config_log], ["export", broken_config_log, "--format", "json"],
-                 ["replay", broken_config_log, "--speed", "0"]):
-        code, out, err = cli(*args)
+                 ["replay", broken_config_log, "--speed", "0"], ["search", "goal"]):
+        code, out, err = cli(*args, *named.get("args", []), env=named.get("env"))
         assert code == 0, (args, err)
         assert out.strip() and "ignoring the configuration" in err and "forge.toml: not valid TOML" in err
+
+
+def test_a_broken_forge_toml_that_would_name_the_log_stops_even_those(cli, broken_config_log):
+    """The log would come from the file: going on with ./forge.db could show another log than the one meant."""
+    code, out, err = cli("show", broken_config_log)
+    assert code == 2 and not out
+    assert err.startswith("forge: forge.toml: not valid TOML") and len(err.strip().splitlines()) == 1
+    assert err.strip().endswith("The log comes from this file when neither --db nor FORGE_DB names one: fix the "
+                                "file, or name the log with --db or FORGE_DB")
 
 
 @pytest.mark.parametrize("args", [["run", "goal"], ["resume", "ID"], ["providers"], ["draft", "ID", "--author", "a",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 
 from cli_support import clean_env, tools_replay
@@ -66,9 +67,9 @@ def test_every_command_runs_on_postgresql_and_never_shows_the_password(cli, post
     # forge serve's banner (the server itself is tested in tests/surfaces/test_postgres_surfaces.py).
     import forge_actors.surfaces.server.runner as runner
 
-    monkeypatch.setattr(runner, "serve", lambda forge, host, port, token, orphan_scan=None: None)
-    _, _, err = forge("serve", "--db", db, "--port", "8765")
-    assert f"serving {postgres_url} on http://127.0.0.1:8765/" in err
+    monkeypatch.setattr(runner, "serve", lambda forge, host, port, token, orphan_scan=None, sock=None: None)
+    _, _, err = forge("serve", "--db", db, "--port", "0")  # the port is bound first: any free one
+    assert re.search(rf"serving {re.escape(postgres_url)} on http://127\.0\.0\.1:\d+/", err), err
 
     # tools/replay.py on the same log.
     replay = tools_replay()

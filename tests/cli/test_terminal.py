@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import io
 
+import msgspec
 import pytest
 from rich.console import Console
 
-from forge_actors.core.events import ContentDelta
+from forge_actors.core.events import ContentDelta, CritiqueRecorded, RoundCompleted, RoundStarted, VoteRecorded
 from forge_actors.engine import Forge, RecordedEvent
-from forge_actors.surfaces.terminal import MIN_PANEL_WIDTH, LiveView, next_steps, summary_of
+from forge_actors.surfaces.cli import _noting_waits
+from forge_actors.surfaces.terminal import (
+    MIN_PANEL_WIDTH,
+    LiveView,
+    command_lines,
+    duration,
+    next_steps,
+    summary_of,
+)
 
 FOUR = ["mock:alice", "mock:bob", "mock:carol", "mock:dave"]
 LONG_GOAL = "Design a TODO app API " + "with a goal line long enough to need wrapping " * 4
@@ -140,3 +149,124 @@ def test_tool_calls_show_in_the_panel_and_their_results_stay_in_the_scroll_back(
             assert '⚙ read_file(path=\'notes.md\')' in view.texts["alice"]  # in alice's live panel
     text = screen.export_text()
     assert "⚙ alice · read_file → " in text and "# Notes" in text  # the result, kept in the scroll-back
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def with_ada(tmp_path_factory) -> list[RecordedEvent]:
+    """A mock deliberation with a seated human, ada, who never answers; recorded with a short wait, then
+    shown as if it had been 10 minutes (the view reads the wait from the session's settings)."""
+    with Forge(str(tmp_path_factory.mktemp("ada") / "forge.db")) as forge:
+        session_id = forge.create_session("Design a TODO app API", ["mock:alice", "mock:bob",
+                                                                    {"kind": "human", "name": "ada"}],
+                                          max_rounds=1, human_wait_seconds=0.05)
+        records = list(forge.deliberate(session_id))
+    created = records[0].event
+    ten_minutes = msgspec.structs.replace(created.settings, human_wait_seconds=600.0)
+    return [msgspec.structs.replace(records[0], event=msgspec.structs.replace(created, settings=ten_minutes)),
+            *records[1:]]
+
+
+def test_a_wait_for_a_human_is_shown_with_who_how_and_the_time_left(with_ada):
+    session_id = with_ada[0].event.session_id
+    clock = Clock()
+    screen = console(80)
+    view = LiveView(screen, clock=clock, db="h.db")
+    convergence = next(i for i, r in enumerate(with_ada) if isinstance(r.event, RoundStarted)
+                       and r.event.kind == "convergence")
+    cut = next(i for i, r in enumerate(with_ada) if i > convergence and isinstance(r.event, ContentDelta))
+    for recorded in with_ada[:cut + 1]:  # an AI vote streaming, cut off mid-JSON, while ada is awaited
+        view.handle(recorded)
+    clock.now += 48
+    screen.print(view._render())
+    text = screen.export_text(clear=False)
+    assert ("▍ada · waiting up to 10m 00s for ada's vote in round 4; from another terminal:\n"
+            f"  forge vote {session_id} --voter ada --db h.db agree|disagree --reason TEXT\n") in text
+    live_area = text.split("round 4 · convergence · iteration 1")[-1]
+    assert '"vote":' in live_area  # the AI votes streaming, cut off mid-JSON...
+    assert "│ waiting for ada's vote (9m 12s left)" in live_area  # ...and ada's panel says what the round waits for
+    assert f"│ forge vote {session_id} --voter ada --db h.db agree|disagree --reason TEXT" in live_area
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+    clock.now += 600  # the time is out: the round ends, and says who did not answer
+    for recorded in with_ada[cut + 1:]:
+        view.handle(recorded)
+    assert "no vote from ada in round 4 within 10m 00s: the round went on without it" in screen.export_text()
+
+
+def test_a_replayed_wait_is_shown_without_a_time_left(with_ada):
+    screen = console(80)
+    view = LiveView(screen, replaying=True)
+    convergence = next(i for i, r in enumerate(with_ada) if isinstance(r.event, RoundStarted)
+                       and r.event.kind == "convergence")
+    for recorded in with_ada[:convergence + 1]:
+        view.handle(recorded)
+    screen.print(view._render())
+    assert "│ waiting for ada's vote  " in screen.export_text()
+
+
+def test_a_long_command_breaks_between_words_with_a_shell_continuation():
+    command = "forge export 0123456789ab --db /tmp/a/rather/long/path/to/the/forge.db --format md -o 0123456789ab.md"
+    lines = command_lines(command, 60)
+    assert all(len(line) <= 60 for line in lines) and len(lines) == 3
+    assert lines[0].endswith(" \\") and lines[1].startswith("      ")
+    assert " ".join(line.removesuffix(" \\").strip() for line in lines) == command
+    assert command_lines("forge show abc", 80) == ["  forge show abc"]
+    assert duration(552) == "9m 12s" and duration(0.3) == "1s" and duration(3900) == "1h 5m"
+
+
+def test_with_json_the_waits_are_said_on_stderr(with_ada):
+    """``forge run --json --human ada``: the events go to stdout untouched, the waits to stderr."""
+    class Notes:
+        db_flag = "h.db"
+        said: list[str] = []
+
+        def note_command(self, message: str, command: str) -> None:
+            self.said.append(f"{message}: {command}")
+
+    notes = Notes()
+    notes.note = notes.said.append  # type: ignore[attr-defined]
+    assert list(_noting_waits(notes, with_ada, None)) == with_ada  # type: ignore[arg-type]
+    session_id = with_ada[0].event.session_id
+    assert notes.said == [
+        f'waiting up to 10m 00s for ada\'s draft in round 1; from another terminal: forge draft {session_id} '
+        '--author ada --db h.db "TEXT"',
+        "no draft from ada in round 1 within 10m 00s: the round went on without it",
+        f"waiting up to 10m 00s for ada's vote in round 4; from another terminal: forge vote {session_id} --voter "
+        "ada --db h.db agree|disagree --reason TEXT",
+        "no vote from ada in round 4 within 10m 00s: the round went on without it",
+    ]
+
+
+def test_a_finished_vote_panel_shows_what_was_read_not_the_raw_reply(with_ada):
+    screen = console(80)
+    view = LiveView(screen)
+    first_vote = next(i for i, r in enumerate(with_ada) if isinstance(r.event, VoteRecorded))
+    for recorded in with_ada[:first_vote + 1]:
+        view.handle(recorded)
+    vote = with_ada[first_vote].event
+    assert view.texts[vote.voter].startswith(f"votes {vote.vote} ({vote.confidence:.0%} sure)\n")
+    assert '"vote"' not in view.texts[vote.voter]
+
+
+def test_the_score_table_lists_critics_in_participant_order_whatever_order_they_replied_in(recorded):
+    critique_round = next(r.event.round for r in recorded if isinstance(r.event, CritiqueRecorded))
+    reviews = [r for r in recorded if isinstance(r.event, CritiqueRecorded)]
+    rest = [r for r in recorded if not isinstance(r.event, CritiqueRecorded)]
+    at = next(i for i, r in enumerate(rest) if isinstance(r.event, RoundCompleted) and r.event.round == critique_round)
+    for order in (reviews, reviews[::-1]):  # the critics' replies in two different orders
+        screen = console(120)
+        view = LiveView(screen)
+        for event in [*rest[:at], *order, rest[at]]:  # the round ends once every review is in
+            view.handle(event)
+        header = next(line for line in screen.export_text(clear=False).splitlines() if "draft by" in line)
+        assert [word for word in header.split() if word.isalpha()][2:] == ["alice", "bob", "carol", "dave", "mean"]

@@ -44,9 +44,13 @@ def test_uvicorn_records_reach_the_applications_handlers_at_its_level(forge, cap
         assert httpx.get(server.url + "/api/v1/forge/sessions").status_code == 200
     by_uvicorn = [r for r in caplog.records if r.name.startswith("uvicorn")]
     assert any(r.name == "uvicorn.error" and r.levelno == logging.INFO for r in by_uvicorn), by_uvicorn
-    assert any(r.name == "uvicorn.access" and "/api/v1/forge/sessions" in r.getMessage() for r in by_uvicorn)
+    # Each request is logged once, by the server's own access log (uvicorn's prints query strings: tokens).
+    requests = [r.getMessage() for r in caplog.records if r.name == "forge_actors.surfaces.server.access"]
+    assert len(requests) == 1 and re.fullmatch(r"GET /api/v1/forge/sessions 200 \d+\.\d ms", requests[0]), requests
+    assert not any(r.name == "uvicorn.access" for r in by_uvicorn)
     for name in UVICORN_LOGGERS:  # no handler of uvicorn's own: nothing bypasses the application's
-        assert logging.getLogger(name).handlers == [] and logging.getLogger(name).propagate, name
+        assert logging.getLogger(name).handlers == [], name
+    assert logging.getLogger("uvicorn.error").propagate  # (uvicorn.access, turned off, says nothing)
 
 
 def test_at_warning_uvicorn_says_nothing_of_a_normal_run(forge, caplog):
@@ -82,16 +86,17 @@ def test_forge_serve_log_level_info_logs_uvicorn_in_the_commands_format(tmp_path
     server = _serve(tmp_path, "--port", "0", *args, env=env)
     assert server.stderr is not None
     url = None
-    for line in server.stderr:  # uvicorn says where it listens; port 0 took a free one
-        found = re.search(r"INFO uvicorn\.error: Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
+    for line in server.stderr:  # forge says where it listens (the port is bound first); port 0 took a free one
+        found = re.search(r"serving forge\.db on (http://127\.0\.0\.1:\d+)/", line)
         if found:
             url = found.group(1)
             break
-    assert url, "uvicorn's start line never came"
+    assert url, "the serving line never came"
     assert httpx.get(url + "/api/v1/forge/sessions").status_code == 200
     server.send_signal(signal.SIGINT)
     _, rest = server.communicate(timeout=30)
-    assert re.search(r"INFO uvicorn\.access: .*GET /api/v1/forge/sessions", rest), rest
+    assert "INFO uvicorn.error: Started server process" in rest
+    assert re.search(r"INFO forge_actors\.surfaces\.server\.access: GET /api/v1/forge/sessions 200 ", rest), rest
 
 
 def test_forge_serve_at_the_default_level_keeps_uvicorn_quiet(tmp_path):
@@ -112,3 +117,23 @@ def test_forge_serve_at_the_default_level_keeps_uvicorn_quiet(tmp_path):
     server.send_signal(signal.SIGINT)
     _, stderr = server.communicate(timeout=30)
     assert "uvicorn" not in stderr, stderr
+    # ...but each request is a line (forge serve logs them at info level unless told otherwise)
+    assert re.search(r"INFO forge_actors\.surfaces\.server\.access: GET /api/v1/forge/sessions 200 \d+\.\d ms",
+                     stderr), stderr
+
+
+def test_each_request_is_one_line_without_its_query_string(forge, caplog):
+    """The event streams take the token as ?token=: the request log never prints a query string, and
+    escapes what a client puts in a path."""
+    caplog.set_level(logging.INFO, logger="forge_actors.surfaces.server.access")
+    with ServerThread(forge, token="s3cret-token") as server:
+        authorized = {"authorization": "Bearer s3cret-token"}
+        assert httpx.get(server.url + "/api/v1/forge/sessions", headers=authorized).status_code == 200
+        assert httpx.get(server.url + "/api/v1/forge/sessions/nope/events?token=s3cret-token").status_code == 404
+        assert httpx.get(server.url + "/api/v1/forge/sessions?token=wrong").status_code == 401
+        httpx.get(server.url + "/api/v1/forge/sessions/%0Aforged%20line")
+    lines = [r.getMessage() for r in caplog.records if r.name == "forge_actors.surfaces.server.access"]
+    assert [line.rsplit(" ", 2)[0] for line in lines] == [
+        "GET /api/v1/forge/sessions 200", "GET /api/v1/forge/sessions/nope/events 404",
+        "GET /api/v1/forge/sessions 401", "GET /api/v1/forge/sessions/\\nforged line 401"]
+    assert not any("s3cret" in line or "token" in line or "\n" in line for line in lines)

@@ -20,16 +20,20 @@ interrupted: it releases their leases, so that another coordinator adopts them a
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 
 import uvicorn
 
 from forge_actors.engine import ConfigError, Forge
+from forge_actors.surfaces.server.access import AccessLog
 from forge_actors.surfaces.server.app import MAX_BODY_BYTES, create_app
 from forge_actors.surfaces.server.guards import check_token, is_loopback
 
-__all__ = ["OrphanAdopter", "ServerThread", "check_bind", "check_token", "interrupt_running", "is_loopback", "serve"]
+__all__ = ["OrphanAdopter", "ServerThread", "check_bind", "check_token", "interrupt_running", "is_loopback", "listen",
+           "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,37 @@ def check_bind(host: str, token: str | None) -> None:
             f"refusing to listen on {host} without a token: anyone who reaches it could run deliberations on your "
             "API keys. Give --token (or set FORGE_API_TOKEN), or bind 127.0.0.1."
         )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` (port 0: a free one), for ``serve``: a ConfigError saying
+    what to do when the port is not a port, is taken, or the address is not this machine's."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a port: give one from 1 to 65535 (or 0 for any free one)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot serve on {where}: {host} is not an address of this machine ({exc.strerror}): "
+                          "give --host an address it has, e.g. 127.0.0.1") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait out TIME_WAIT
+        sock.bind(address)
+        sock.listen(2048)  # uvicorn's backlog; listening now claims the port before anything is said
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"cannot serve on {where}: the port is in use (another `forge serve`?): stop what "
+                              f"listens there, or give another port, e.g. --port {port + 1 if port < 65535 else 8000}"
+                              ) from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(f"cannot serve on {where}: permission denied (ports below 1024 need privileges): "
+                              "give a port above 1023, e.g. --port 8000") from None
+        raise ConfigError(f"cannot serve on {where}: {exc.strerror or exc}: give --host an address of this machine, "
+                          "e.g. 127.0.0.1, and a free --port") from None
+    return sock
 
 
 def interrupt_running(forge: Forge) -> None:
@@ -81,27 +116,29 @@ class OrphanAdopter:
 def _config(forge: Forge, host: str, port: int, token: str | None, max_body: int,
             log_level: str | int | None = None) -> uvicorn.Config:
     check_bind(host, token)
-    app = create_app(forge, token=token, max_body=max_body, host=host)
+    app = AccessLog(create_app(forge, token=token, max_body=max_body, host=host))
     # One process; the sans-I/O websockets protocol (the plain "websockets" one is deprecated).
     # No log_config: uvicorn's default one installs handlers of its own that bypass the application's.
+    # No access_log: it prints query strings, which may hold ?token= (AccessLog logs each request instead).
     return uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level,
-                          ws="websockets-sansio", lifespan="off")
+                          ws="websockets-sansio", lifespan="off", access_log=False)
 
 
 def serve(forge: Forge, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           max_body: int = MAX_BODY_BYTES, log_level: str | int | None = None,
-          orphan_scan: float | None = None) -> None:
+          orphan_scan: float | None = None, sock: socket.socket | None = None) -> None:
     """Serve until interrupted (Ctrl-C), then record the sessions still running as interrupted.
 
     ``log_level`` (e.g. "info"): uvicorn's loggers' level; None: they follow the application's
     logging configuration (the root logger's level, as ``forge serve --log-level`` sets it).
     ``orphan_scan`` (seconds): adopt orphaned sessions at start and at that interval, and on
     stopping leave the sessions running here to the other coordinators (see the module docstring).
+    ``sock``: a socket from ``listen(host, port)``, listening already (else uvicorn binds one).
     """
     server = uvicorn.Server(_config(forge, host, port, token, max_body, log_level))
     adopter = OrphanAdopter(forge, orphan_scan).start() if orphan_scan is not None else None
     try:
-        server.run()
+        server.run(sockets=[sock] if sock is not None else None)
     finally:
         if adopter is not None:
             adopter.stop()  # the caller's Forge.close() then releases the leases: the others adopt them
