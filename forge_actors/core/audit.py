@@ -21,6 +21,8 @@ Used by the tests, by ``tools/replay.py --verify``, and by anyone auditing a log
   ``round_participants``);
 - folding the events reproduces every recorded round outcome (its status, who succeeded,
   who failed, the convergence score);
+- a similarity measured by the lexical measure is what ``similarity.lexical_similarity`` gives
+  for the texts it names, measured again (an embedding's figure cannot be: it is taken as recorded);
 - the session ends as the rules say (``rounds.next_step``): with the outcome and final score
   they call for, or, where they call for none, only cancelled or failed by an engine bug
   (``rounds.INTERNAL_ERROR``); and a session whose log calls for an ending has one, unless an
@@ -41,7 +43,7 @@ from typing import get_args
 import msgspec
 
 from eventstore import RecordedEvent
-from forge_actors.core import rounds
+from forge_actors.core import rounds, similarity
 from forge_actors.core.events import (
     ContentDelta,
     ContributionAbandoned,
@@ -52,6 +54,7 @@ from forge_actors.core.events import (
     RoundCompleted,
     RoundStarted,
     SessionEnded,
+    SimilarityMeasured,
     ToolCalled,
     ToolResult,
     VoteChoice,
@@ -144,6 +147,8 @@ def verify(records: Iterable[RecordedEvent], *, driven: bool = False) -> list[Vi
             event = _check_round_start(state, event, flag)
         elif isinstance(event, RoundCompleted):
             event = _check_round_outcome(state, event, flag)
+        elif isinstance(event, SimilarityMeasured):
+            _report(flag, _similarity_problem(state, event))
         state = apply(state, event)
         last = record
     if last is not None:
@@ -368,6 +373,24 @@ def _check_round_outcome(state: SessionState, event: RoundCompleted, flag: Calla
                                    failed=result.failed, score=result.score)
 
 
+def _similarity_problem(state: SessionState, event: SimilarityMeasured) -> str | None:
+    """The texts a similarity names exist; a lexical figure is the one the measure gives them again."""
+    if event.pair:
+        texts = [state.drafts.get(author) for author in event.pair]
+    else:
+        by_round = {s.round: s.content for s in state.syntheses}
+        texts = [by_round.get(event.round), by_round.get(event.compared_with_round)]
+    first, second = (texts + [None, None])[:2]
+    if first is None or second is None:
+        return f"a similarity of round {event.round} to round {event.compared_with_round} names texts the log lacks"
+    if event.method == "lexical":
+        again = similarity.lexical_similarity(first, second)
+        if again != event.value:
+            return (f"the similarity of round {event.round} to round {event.compared_with_round} is recorded as "
+                    f"{event.value}, the lexical measure gives {again}")
+    return None
+
+
 def _ending_problem(state: SessionState, event: SessionEnded) -> str | None:
     """The recorded ending against the one the rules call for (``rounds.next_step``, as the session actor asks)."""
     due = rounds.next_step(state)
@@ -389,9 +412,11 @@ def _ending_problem(state: SessionState, event: SessionEnded) -> str | None:
     return f"the session ended {event.outcome}, but the log calls for no ending there: {_next(state, due)}"
 
 
-def _next(state: SessionState, step: rounds.NextRound | None) -> str:
+def _next(state: SessionState, step: rounds.NextRound | rounds.MeasureSimilarity | None) -> str:
     if isinstance(step, rounds.NextRound):
         return f"a {step.kind} round comes next"
+    if isinstance(step, rounds.MeasureSimilarity):
+        return "similarities were still to be measured"
     current = state.current_round
     return f"round {current.round} ({current.kind}) was still running" if current is not None else "nothing had run"
 

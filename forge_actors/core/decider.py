@@ -53,6 +53,7 @@ from forge_actors.core.events import (
     SessionEnded,
     SessionInterrupted,
     SessionResumed,
+    SimilarityMeasured,
     TokenUsage,
     ToolCalled,
     ToolResult,
@@ -206,6 +207,12 @@ class SwitchProvider(Input, frozen=True):
     tool_mode: str | None = None
 
 
+class SimilaritiesMeasured(Input, frozen=True):
+    """The similarities a ``Measure`` effect asked for, as measured (or as a re-run's recording gives them)."""
+
+    measured: tuple[SimilarityMeasured, ...]
+
+
 class InternalFailure(Input, frozen=True):
     """The session actor failed (a bug): the session ends failed, saying why."""
 
@@ -269,6 +276,13 @@ class RoundOver(Effect, frozen=True):
     round: int
 
 
+class Measure(Effect, frozen=True):
+    """Measure how similar the texts of each comparison are, and give the decider ``SimilaritiesMeasured``
+    (an embedding from a participant's provider where one offers it, else the lexical measure)."""
+
+    comparisons: tuple[rounds.Comparison, ...]
+
+
 class PlanDone(Effect, frozen=True):
     """The deliberation's plan ran out, or the session ended: resolve whoever waits for it."""
 
@@ -277,8 +291,8 @@ class Stop(Effect, frozen=True):
     """The session stops here (ended, or interrupted): release it."""
 
 
-AnyEffect: TypeAlias = (Ask | StartTimer | StartRetryTimer | CancelTimer | CancelContribution | RoundOver | PlanDone
-                        | Stop)
+AnyEffect: TypeAlias = (Ask | StartTimer | StartRetryTimer | CancelTimer | CancelContribution | RoundOver | Measure
+                        | PlanDone | Stop)
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -619,6 +633,8 @@ def _advance(b: _Builder) -> None:
     step = rounds.next_step(b.state)
     if isinstance(step, rounds.EndSession):
         _end(b, step)
+    elif isinstance(step, rounds.MeasureSimilarity):  # whether deliberating or not: an ending may hang on it
+        b.effect(Measure(step.comparisons))
     elif isinstance(step, rounds.NextRound) and b.mode.auto:
         plan = b.mode.plan
         if plan is None:
@@ -802,6 +818,23 @@ def _on_switch_provider(b: _Builder, given: SwitchProvider) -> None:
              durable=True)
 
 
+def _on_similarities_measured(b: _Builder, given: SimilaritiesMeasured) -> None:
+    """Record the measured similarities not recorded yet (a measure asked for twice is recorded once),
+    then go on as the rules say, now that they can read them."""
+    if b.state.ended:
+        return
+    new: dict[tuple[int, int, tuple[str, ...]], SimilarityMeasured] = {}
+    for measured in given.measured:
+        key = (measured.round, measured.compared_with_round, measured.pair)
+        if key not in new and b.state.similarity(*key) is None:
+            new[key] = measured
+    if not new:
+        return
+    b.record(*new.values(), durable=True)  # a measure can be a paid call: not asked for again after a crash
+    if b.running_round() is None:
+        _advance(b)
+
+
 def _on_internal_failure(b: _Builder, given: InternalFailure) -> None:
     if b.state.ended:
         return
@@ -827,5 +860,6 @@ _HANDLERS: dict[type, Any] = {
     CancelSession: _on_cancel,
     Interrupt: _on_interrupt,
     SwitchProvider: _on_switch_provider,
+    SimilaritiesMeasured: _on_similarities_measured,
     InternalFailure: _on_internal_failure,
 }

@@ -36,6 +36,14 @@ RepliesMode = Literal["json", "text", "auto"]
 #: writing ``TOOL_CALL:`` lines, ``off`` not at all (``auto``, as configured, records native when
 #: the provider supports tool calling, else text).
 ToolMode = Literal["native", "text", "off", "auto"]
+#: What ends a session ``converged``: ``votes`` (a quorum's share of AGREE reaches
+#: ``convergence_threshold``), ``similarity`` (a synthesis at least ``similarity_threshold`` similar
+#: to the previous iteration's: no convergence round is run) or ``both`` (the votes, and the
+#: similarity of the synthesis voted on to the one before).
+ConvergenceRule = Literal["votes", "similarity", "both"]
+#: How a ``SimilarityMeasured`` was measured: the cosine of a provider's embeddings, or the offline
+#: lexical measure (``core.similarity``).
+SimilarityMethod = Literal["embedding", "lexical"]
 
 
 class Persona(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -107,6 +115,10 @@ class SessionSettings(msgspec.Struct, frozen=True):
     #: streamed delta, tool results...). Once a round ends past it, the session ends ``budget_spent``.
     #: Recorded like max_reply_chars (default 100 MB); None, in a session recorded before, is no limit.
     max_session_bytes: int | None = None
+    #: The stop rule (``ConvergenceRule``); sessions recorded before it existed read as ``votes``.
+    convergence: ConvergenceRule = "votes"
+    #: With ``similarity`` or ``both``: how similar (0-1) a synthesis must be to the previous one.
+    similarity_threshold: float = 0.9
 
 
 class TokenUsage(msgspec.Struct, frozen=True):
@@ -332,6 +344,22 @@ class ProviderLimitFound(Event, frozen=True):
     answered_from_body: bool = False
 
 
+class SimilarityMeasured(Event, frozen=True):
+    """How similar two texts of the session are (0-1), measured once and recorded, so that resume and
+    re-run decide on this figure without measuring again. ``round`` is a synthesis round and
+    ``compared_with_round`` the previous iteration's; or, for drafts, both are the draft round and
+    ``pair`` names the two authors. ``model``: the embedding model (empty for ``lexical``);
+    ``fallback``: why an embedding was wanted but the lexical measure was used."""
+
+    round: int
+    compared_with_round: int
+    value: float
+    method: SimilarityMethod
+    model: str = ""
+    pair: tuple[str, ...] = ()
+    fallback: str = ""
+
+
 class HumansWaitEnded(Event, frozen=True):
     """A draft or convergence round waited its ``human_wait_seconds`` for the session's humans: it
     completes now with whatever drafts or votes came (a resumed round does not wait again)."""
@@ -375,6 +403,7 @@ AnyEvent: TypeAlias = (
     | ProviderSwitched
     | ProviderLimitFound
     | HumansWaitEnded
+    | SimilarityMeasured
     | SessionInterrupted
     | SessionResumed
     | SessionEnded

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.core import reply_format, reply_reading
+from forge_actors.core import reply_format, reply_reading, similarity
 from forge_actors.core.events import (
     ContributionCompleted,
     CritiqueRecorded,
@@ -39,6 +39,7 @@ from forge_actors.core.events import (
     PromptSent,
     RoundKind,
     SessionSettings,
+    SimilarityMeasured,
     VoteRecorded,
 )
 from forge_actors.core.state import SessionState
@@ -215,7 +216,10 @@ def synthesis_prompt(state: SessionState, synthesizer: str) -> RoundPrompt:
     )
     previous = state.synthesis
     if previous is not None:
-        concern_text = f"The previous synthesis, which did not win enough votes:\n\n{previous.content.strip()}\n\n" + concern_text
+        # under the similarity rule no vote is taken: the next synthesis is asked to improve on it
+        why = "which this one improves on" if state.settings.convergence == "similarity" \
+            else "which did not win enough votes"
+        concern_text = f"The previous synthesis, {why}:\n\n{previous.content.strip()}\n\n" + concern_text
     user = render("synthesis", proposals=proposals, critiques=_critique_summary(state, labels), concerns=concern_text,
                   **_common(state))
     return _prompt(state, synthesizer, "synthesis", user, labels)
@@ -381,6 +385,24 @@ class EndSession(msgspec.Struct, frozen=True):
     outcome: Outcome
     reason: str
     final_score: float | None = None
+
+
+class Comparison(msgspec.Struct, frozen=True):
+    """Two texts of the session whose similarity is to be measured: the synthesis of ``round`` and the
+    previous iteration's (of ``compared_with_round``), or two drafts of the draft round ``round``
+    (``pair``: their authors)."""
+
+    round: int
+    compared_with_round: int
+    first: str
+    second: str
+    pair: tuple[str, ...] = ()
+
+
+class MeasureSimilarity(msgspec.Struct, frozen=True):
+    """Before anything else, measure these similarities and record them (``SimilarityMeasured``)."""
+
+    comparisons: tuple[Comparison, ...]
 
 
 #: How the reason of the ending the session actor records for its own bug begins ("internal
@@ -596,11 +618,14 @@ def describe_tally(tally: VoteTally) -> str:
     return text
 
 
-def end_after_convergence(state: SessionState, round_number: int) -> EndSession | None:
-    """Without a quorum, converged, or out of iterations, after that convergence round; None to go on."""
+def end_after_convergence(state: SessionState, round_number: int) -> EndSession | MeasureSimilarity | None:
+    """Without a quorum, converged, or out of iterations, after that convergence round; None to go on.
+    Under the ``both`` rule, votes that converge need the synthesis measured first (``MeasureSimilarity``)."""
     round_ = state.round_state(round_number)
     if round_ is None or round_.kind != "convergence":
         return None
+    if state.settings.convergence == "similarity":  # a vote asked for by hand: the rule reads no votes
+        return end_after_synthesis(state, round_.iteration)
     tally = vote_tally(state, round_number)
     votes = describe_tally(tally)
     needed = quorum(state, tally)
@@ -612,17 +637,90 @@ def end_after_convergence(state: SessionState, round_number: int) -> EndSession 
             round_.score,
         )
     threshold = state.settings.convergence_threshold
+    last_similarity = ""
     if has_converged(round_.score, threshold):
-        return EndSession("converged", f"{votes} (threshold {threshold:.0%}) at iteration {round_.iteration}",
-                          round_.score)
+        if state.settings.convergence != "both":
+            return EndSession("converged", f"{votes} (threshold {threshold:.0%}) at iteration {round_.iteration}",
+                              round_.score)
+        measured = synthesis_similarity(state, round_.iteration)
+        if isinstance(measured, MeasureSimilarity):
+            return measured
+        if measured is not None and measured.value >= state.settings.similarity_threshold:
+            return EndSession("converged", f"{votes} (threshold {threshold:.0%}) and "
+                              f"{describe_similarity(state, measured)} at iteration {round_.iteration}", round_.score)
+        last_similarity = "; " + (describe_similarity(state, measured) if measured is not None else
+                                  "no earlier synthesis to compare with (the similarity rule: both)")
     if round_.iteration >= state.settings.max_rounds:
         return EndSession(
             "max_rounds",
             f"no convergence after {round_.iteration} iteration(s), the most allowed (max_iterations); "
-            f"last vote: {votes}, threshold {threshold:.0%}",
+            f"last vote: {votes}, threshold {threshold:.0%}{last_similarity}",
             round_.score,
         )
     return None
+
+
+def _synthesis_of(state: SessionState, iteration: int) -> tuple[int, str] | None:
+    """(round, text) of the synthesis written in that iteration, if one was."""
+    for synthesis in reversed(state.syntheses):
+        if synthesis.iteration == iteration:
+            return synthesis.round, synthesis.content
+    return None
+
+
+def synthesis_comparison(state: SessionState, iteration: int) -> Comparison | None:
+    """The synthesis of that iteration against the previous iteration's; None when either is missing."""
+    current, previous = _synthesis_of(state, iteration), _synthesis_of(state, iteration - 1)
+    if current is None or previous is None:
+        return None
+    return Comparison(current[0], previous[0], current[1], previous[1])
+
+
+def synthesis_similarity(state: SessionState, iteration: int) -> SimilarityMeasured | MeasureSimilarity | None:
+    """The recorded similarity of that iteration's synthesis to the previous one's; ``MeasureSimilarity``
+    when it is still to be measured; None when there is nothing to compare it with (iteration 1)."""
+    comparison = synthesis_comparison(state, iteration)
+    if comparison is None:
+        return None
+    measured = state.similarity(comparison.round, comparison.compared_with_round)
+    return measured if measured is not None else MeasureSimilarity((comparison,))
+
+
+def describe_similarity(state: SessionState, measured: SimilarityMeasured) -> str:
+    """E.g. "the synthesis is 94.2% similar to the previous one (threshold 90%, embeddings of text-embedding-3-small)"."""
+    how = f"embeddings of {measured.model}" if measured.method == "embedding" else "lexical measure"
+    return (f"the synthesis is {similarity.describe(measured.value)} to the previous one "
+            f"(threshold {state.settings.similarity_threshold:.0%}, {how})")
+
+
+def end_after_synthesis(state: SessionState, iteration: int) -> EndSession | MeasureSimilarity | None:
+    """Under the ``similarity`` rule, after that iteration's synthesis: converged when it is at least
+    ``similarity_threshold`` similar to the previous one's, out of iterations, or None to go on (to the
+    next synthesis: no votes are asked for)."""
+    measured = synthesis_similarity(state, iteration)
+    if isinstance(measured, MeasureSimilarity):
+        return measured
+    if measured is not None and measured.value >= state.settings.similarity_threshold:
+        return EndSession("converged", f"{describe_similarity(state, measured)} at iteration {iteration}")
+    if iteration >= state.settings.max_rounds:
+        last = describe_similarity(state, measured) if measured is not None else "nothing to compare it with"
+        return EndSession("max_rounds", f"no convergence after {iteration} iteration(s), the most allowed "
+                          f"(max_iterations); last: {last}")
+    return None
+
+
+def drafts_to_measure(state: SessionState, draft_round: int) -> MeasureSimilarity | None:
+    """Under the ``similarity`` and ``both`` rules, the drafts compared with each other (for the reader:
+    no rule reads them), each pair once in participant order; None once recorded or with fewer than two."""
+    if state.settings.convergence == "votes":
+        return None
+    authors = sorted(state.drafts, key=lambda author: _order(state, author))
+    comparisons = tuple(
+        Comparison(draft_round, draft_round, state.drafts[first], state.drafts[second], (first, second))
+        for index, first in enumerate(authors) for second in authors[index + 1:]
+        if state.similarity(draft_round, draft_round, (first, second)) is None
+    )
+    return MeasureSimilarity(comparisons) if comparisons else None
 
 
 #: Characters a reply may stream per ``max_tokens`` token when ``max_reply_chars`` is not given: a
@@ -654,8 +752,9 @@ def budget_spent(state: SessionState) -> str | None:
             f"({limit:,}) allows; raise that setting to let sessions run longer")
 
 
-def next_step(state: SessionState) -> NextRound | EndSession | None:
-    """What a session deliberating on its own does next; None while a round runs or once it ended."""
+def next_step(state: SessionState) -> NextRound | EndSession | MeasureSimilarity | None:
+    """What a session deliberating on its own does next; None while a round runs or once it ended.
+    ``MeasureSimilarity``: the similarities a rule needs (or the reader is owed), measured first."""
     if state.ended:
         return None
     current = state.current_round
@@ -674,12 +773,21 @@ def next_step(state: SessionState) -> NextRound | EndSession | None:
         ended = end_after_convergence(state, current.round)
         if ended is not None:
             return ended
+    if current.kind == "synthesis" and state.settings.convergence == "similarity":
+        ended = end_after_synthesis(state, current.iteration)
+        if ended is not None:
+            return ended
     spent = budget_spent(state)
     if spent is not None:
         last_vote = state.last_round_of("convergence")
         return EndSession("budget_spent", spent, last_vote.score if last_vote is not None else None)
     if current.kind == "draft":
+        drafts = drafts_to_measure(state, current.round)
+        if drafts is not None:
+            return drafts
         return NextRound("critique" if round_participants(state, "critique") else "synthesis")
     if current.kind == "critique":
         return NextRound("synthesis")
-    return NextRound("convergence" if current.kind == "synthesis" else "synthesis")
+    if current.kind == "synthesis":
+        return NextRound("synthesis" if state.settings.convergence == "similarity" else "convergence")
+    return NextRound("synthesis")

@@ -42,6 +42,7 @@ from forge_actors.core.events import (
     SessionInterrupted,
     SessionResumed,
     SessionSettings,
+    SimilarityMeasured,
     TokenUsage,
     ToolCalled,
     ToolResult,
@@ -153,6 +154,8 @@ class SessionState(msgspec.Struct, frozen=True):
     #: The running round's last prompt to each participant, as recorded: what a retry, a re-ask or a
     #: reply's reading needs of it (``core.decider``). Emptied when the next round starts.
     round_prompts: dict[str, PromptSent] = {}
+    #: The similarities measured (``SimilarityMeasured``), in order: what the similarity stop rule reads.
+    similarities: tuple[SimilarityMeasured, ...] = ()
 
     # -- derived views (no state of their own) ------------------------------------
 
@@ -213,6 +216,15 @@ class SessionState(msgspec.Struct, frozen=True):
             c for c in (*self.contributions.values(), *self.streaming.values())
             if c.round == round_number and c.participant == participant
         ]
+
+    def similarity(self, round_number: int, compared_with_round: int,
+                   pair: tuple[str, ...] = ()) -> SimilarityMeasured | None:
+        """The similarity recorded for that comparison (the first, should one be recorded twice)."""
+        for measured in self.similarities:
+            if (measured.round, measured.compared_with_round, measured.pair) == (round_number, compared_with_round,
+                                                                              pair):
+                return measured
+        return None
 
     def mean_scores(self, round_number: int) -> dict[str, float]:
         """Mean critique score per proposal author in that round (unscored reviews left out)."""
@@ -466,6 +478,10 @@ def _humans_wait_ended(state: SessionState, e: HumansWaitEnded) -> SessionState:
     return replace(state, rounds=rounds)
 
 
+def _similarity_measured(state: SessionState, e: SimilarityMeasured) -> SessionState:
+    return replace(state, similarities=(*state.similarities, e))
+
+
 def _session_interrupted(state: SessionState, e: SessionInterrupted) -> SessionState:
     return replace(state, status=next_status(state.status, bool(state.rounds), e), end_reason=e.reason)
 
@@ -500,6 +516,7 @@ _HANDLERS: dict[type[Event], Callable[[SessionState, Any], SessionState]] = {
     ProviderSwitched: _provider_switched,
     ProviderLimitFound: _provider_limit_found,
     HumansWaitEnded: _humans_wait_ended,
+    SimilarityMeasured: _similarity_measured,
     SessionInterrupted: _session_interrupted,
     SessionResumed: _session_resumed,
     SessionEnded: _session_ended,
