@@ -189,6 +189,15 @@ class MalformedReplyError(LlmError):
         self.finish_reason = finish_reason
 
 
+class MalformedEmbeddingsError(LlmError):
+    """An embeddings answer that is not one vector of numbers per text asked for (not JSON of the
+    API's shape, another count of vectors, vectors of different lengths). Not retryable: the server
+    answered, and would answer the same way."""
+
+    kind = "malformed_embeddings"
+    retryable = False
+
+
 class ReplayMismatchError(LlmError):
     """A re-run asked for something its recording does not hold (another prompt, another tool
     call): the re-run is no longer the recorded session, and saying so beats making up an answer."""

@@ -302,6 +302,22 @@ class HttpProvider:
             raise EmptyResponseError("the model returned no text; try again or check max_tokens", provider=self.name)
         return response
 
+    def post_with_retries(self, path: str, body: dict[str, Any]) -> bytes:
+        """POST ``body`` and return the answer's bytes, retried as a completion is (and aborted as one
+        is): for the calls that are not completions, e.g. embeddings."""
+        call = self._begin_call()
+        try:
+            return call_with_retries(
+                lambda: self._cancellable(call, lambda: self._post_translated(path, body)),
+                self.retry_policy, on_retry=self.on_retry, sleep=self._backoff(call),
+            )
+        finally:
+            self._end_call(call)
+
+    def _post_translated(self, path: str, body: dict[str, Any]) -> bytes:
+        with self.translate_errors():
+            return self.post_json(path, body)
+
     def stream(self, request: LlmRequest) -> Iterator[StreamChunk]:
         call = self._begin_call()  # now, not at the first next(): an abort from here on must stick
         return self._streaming(call, request)

@@ -1,8 +1,9 @@
-"""Ollama's native API: /api/chat streamed as newline-delimited JSON; /api/tags lists models."""
+"""Ollama's native API: /api/chat streamed as newline-delimited JSON; /api/tags lists models; /api/embed
+embeds (with the spec's ``embed_model``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -17,7 +18,8 @@ from forge_actors.providers.base import (
     Usage,
     tool_call,
 )
-from forge_actors.providers.errors import LlmError, NotFoundError, ProtocolError, ServerError
+from forge_actors.providers.embeddings import Embeddings, checked, decode
+from forge_actors.providers.errors import BadRequestError, LlmError, NotFoundError, ProtocolError, ServerError
 from forge_actors.providers.http import ErrorDetail, HttpProvider
 from forge_actors.providers.openai import function_tools, tool_result_text
 from forge_actors.providers.streams import ndjson_batches
@@ -52,6 +54,13 @@ class _Line(msgspec.Struct):
 
 class _Model(msgspec.Struct):
     name: str
+
+
+class _Embedded(msgspec.Struct):
+    embeddings: list[list[float]] = []
+    model: str = ""
+    prompt_eval_count: int | None = None
+    error: str | None = None
 
 
 class _Tags(msgspec.Struct):
@@ -128,6 +137,23 @@ class OllamaProvider(StructuredOutput, HttpProvider):
         if request.response_schema is not None:
             body["format"] = request.response_schema.schema  # the JSON then streams as message.content
         return body
+
+    def __init__(self, model: str, *, embed_model: str | None = None, **options: Any) -> None:
+        super().__init__(model, **options)
+        #: What ``embed`` uses: only the spec's ``embed_model`` (a chat model's vectors are poor; an
+        #: embedding model such as nomic-embed-text must be pulled first).
+        self.embedding_model = embed_model or None
+
+    def embed(self, texts: Sequence[str]) -> Embeddings:
+        """``POST /api/embed``: one vector per text (``embeddings.Embedder``)."""
+        if not self.embedding_model:
+            raise BadRequestError("no embedding model: name one with ?embed_model=...", provider=self.name)
+        answer = self.post_with_retries("/api/embed", {"model": self.embedding_model, "input": list(texts)})
+        body: _Embedded = decode(answer, _Embedded, self.name)
+        if body.error:
+            raise self._line_error(body.error)
+        return Embeddings(checked(body.embeddings, len(texts), self.name), body.model or self.embedding_model,
+                          Usage(body.prompt_eval_count or 0, 0))
 
     def list_models(self) -> list[str]:
         """Names of the models this Ollama server has pulled."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -20,6 +20,7 @@ from forge_actors.providers.base import (
     Usage,
     tool_call,
 )
+from forge_actors.providers.embeddings import OPENAI_EMBEDDING_MODEL, Embeddings, checked, decode
 from forge_actors.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -258,6 +259,17 @@ def _usage(usage: _Usage | None) -> Usage:
     return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
 
 
+class _EmbeddingItem(msgspec.Struct):
+    embedding: list[float]
+    index: int = 0
+
+
+class _EmbeddingsBody(msgspec.Struct):
+    data: list[_EmbeddingItem]
+    model: str = ""
+    usage: _Usage | None = None
+
+
 def strict_ready(schema: Any) -> bool:
     """Whether ``schema`` meets what strict structured outputs demand of every object in it:
     ``additionalProperties: false`` and every property required. The API refuses a strict
@@ -295,6 +307,24 @@ class OpenAIProvider(StructuredOutput, HttpProvider):
     error_types = _ERROR_TYPES
     supports_json = True
     supports_tools = True
+
+    def __init__(self, model: str, *, embed_model: str | None = None, **options: Any) -> None:
+        super().__init__(model, **options)
+        #: What ``embed`` uses: the spec's ``embed_model``; on api.openai.com, else a default. A compatible
+        #: server embeds only when told with which model (its chat model may not embed).
+        self.embedding_model = embed_model or (
+            OPENAI_EMBEDDING_MODEL if self.base_url.startswith(OPENAI_BASE_URL) else None)
+
+    def embed(self, texts: Sequence[str]) -> Embeddings:
+        """``POST /embeddings``: one vector per text (``embeddings.Embedder``)."""
+        if not self.embedding_model:
+            raise BadRequestError("no embedding model: name one with ?embed_model=...", provider=self.name)
+        answer = self.post_with_retries("/embeddings", {"model": self.embedding_model, "input": list(texts)})
+        body: _EmbeddingsBody = decode(answer, _EmbeddingsBody, self.name)
+        ordered = [item.embedding for item in sorted(body.data, key=lambda item: item.index)]
+        usage = _usage(body.usage)
+        return Embeddings(checked(ordered, len(texts), self.name), body.model or self.embedding_model,
+                          Usage(usage.input_tokens, 0))
 
     def requires_api_key(self) -> bool:
         # Local and compatible servers (vLLM, llama.cpp, LM Studio, Ollama) need no key.

@@ -136,6 +136,8 @@ def _http_clients(value: Any) -> HttpClients:
 
 #: Options of the providers that speak HTTP, besides the common ones.
 HTTP_OPTIONS: dict[str, OptionType] = {"clients": _http_clients}
+#: The providers that can embed: with which model (``providers.embeddings``).
+EMBEDDING_OPTIONS: dict[str, OptionType] = {"embed_model": str}
 
 
 def takes_option(provider: str, option: str) -> bool:
@@ -151,8 +153,8 @@ def _mock_factory(model: str, **options: Any) -> Provider:
 
 _REGISTRY: dict[str, _Entry] = {
     "anthropic": _entry(AnthropicProvider, HTTP_OPTIONS),
-    "openai": _entry(OpenAIProvider, HTTP_OPTIONS),
-    "ollama": _entry(OllamaProvider, HTTP_OPTIONS),
+    "openai": _entry(OpenAIProvider, {**HTTP_OPTIONS, **EMBEDDING_OPTIONS}),
+    "ollama": _entry(OllamaProvider, {**HTTP_OPTIONS, **EMBEDDING_OPTIONS}),
     "mock": _entry(_mock_factory, {"seed": int, "word_delay": float, "fail_on": str, "garble": str}),
     # The command-line providers take (and ignore) the HTTP-only common options themselves.
     "cli": _entry(CliProvider, {
