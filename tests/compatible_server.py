@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,6 +33,7 @@ class Manner:
     empty_streams: int = 0  # this many streamed requests get a stream with no text before it behaves
     ignores_structured: bool = False  # answers a structured request (response_format, a forced tool) with text
     empty_whole: bool = False  # a non-streamed answer has no text (and no tool call)
+    refuses_embeddings: bool = False  # /embeddings answers a 400 (the model does not embed)
 
 
 @dataclass
@@ -84,6 +86,12 @@ class CompatibleServer:
     # -- answering -----------------------------------------------------------------------------
 
     def _answer(self, path: str, body: dict[str, Any]) -> tuple[int, str, bytes]:
+        if path.endswith("/embeddings"):
+            if self.manner.refuses_embeddings:
+                error = {"error": {"message": f"{body.get('model')} does not support embeddings",
+                                   "type": "invalid_request_error"}}
+                return 400, "application/json", json.dumps(error).encode()
+            return 200, "application/json", json.dumps(_embeddings(body)).encode()
         anthropic = path.endswith("/messages")
         structured = bool(body.get("response_format")) or (anthropic and "tool_choice" in body)
         for refused, present in (("response_format", structured), ("tools", bool(body.get("tools")) and not (
@@ -124,6 +132,17 @@ class CompatibleServer:
         if schema is not None and anthropic:  # Messages gives a structured reply as the forced call's input
             return "", {"name": schema.name, "arguments": json.loads(answer.content)}
         return answer.content, None
+
+
+def _embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    """``/v1/embeddings``: each text's words hashed into 64 dimensions (texts sharing words point alike)."""
+    data = []
+    for index, text in enumerate(body["input"]):
+        vector = [0.0] * 64
+        for word in text.lower().split():
+            vector[zlib.crc32(word.encode()) % 64] += 1.0
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    return {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}
 
 
 def _messages(body: dict[str, Any], anthropic: bool) -> list[Message]:

@@ -32,6 +32,7 @@ from forge_actors.core.decider import (
     Interrupt,
     Recover,
     RetryDue,
+    SimilaritiesMeasured,
 )
 from forge_actors.core.events import RoundKind
 from forge_actors.core.state import RoundState, SessionState
@@ -42,8 +43,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "AddHumanDraft", "CancelSession", "CancelToken", "CastVote", "Contribute", "ContributionErrored",
-    "ContributionSucceeded", "DeadlinePassed", "Deliberate", "DeltaReceived", "HumansWaitOver", "Interrupt",
-    "ParticipantMessage", "Recover", "RetryDue", "RunRound", "SessionMessage", "SwitchProvider",
+    "ContributionSucceeded", "DeadlinePassed", "Deliberate", "DeltaReceived", "Embed", "Embedded",
+    "EmbeddingFailed", "HumansWaitOver", "Interrupt",
+    "ParticipantMessage", "Recover", "RetryDue", "RunRound", "SessionMessage", "SimilaritiesMeasured", "SwitchProvider",
     "ToolCallFinished", "ToolCallStarted", "UseProvider",
 ]
 
@@ -128,6 +130,15 @@ class UseProvider(msgspec.Struct, frozen=True):
     provider: Provider
 
 
+class Embed(msgspec.Struct, frozen=True):
+    """Embed ``texts`` with the participant's provider (between rounds) and tell ``reply_to``
+    ``Embedded`` or ``EmbeddingFailed`` with ``request_id``."""
+
+    request_id: str
+    texts: tuple[str, ...]
+    reply_to: pykka.ActorRef
+
+
 # -- participant -> session -----------------------------------------------------------------------
 
 
@@ -180,6 +191,20 @@ class ContributionErrored(msgspec.Struct, frozen=True):
     limit: str | None = None
 
 
+class Embedded(msgspec.Struct, frozen=True):
+    request_id: str
+    vectors: tuple[tuple[float, ...], ...]
+    model: str
+
+
+class EmbeddingFailed(msgspec.Struct, frozen=True):
+    """The provider could not embed (it offers no embeddings, or the call failed: ``error_kind``)."""
+
+    request_id: str
+    error_kind: str
+    message: str
+
+
 # -- timers -> session, and the commands that carry no handle: the decider's own inputs -----------
 
 # (re-exported: the engine and the timers tell them to the session actor, which gives them to
@@ -221,10 +246,10 @@ class SwitchProvider(msgspec.Struct, frozen=True):
 
 
 #: What a participant actor is told.
-ParticipantMessage = Contribute | UseProvider
+ParticipantMessage = Contribute | UseProvider | Embed
 #: What the session actor receives: from participants, from timers, and the engine's commands.
 SessionMessage = (
     DeltaReceived | ToolCallStarted | ToolCallFinished | ContributionSucceeded | ContributionErrored
-    | DeadlinePassed | HumansWaitOver | RetryDue
+    | Embedded | EmbeddingFailed | SimilaritiesMeasured | DeadlinePassed | HumansWaitOver | RetryDue
     | Recover | Deliberate | RunRound | AddHumanDraft | CastVote | CancelSession | SwitchProvider | Interrupt
 )

@@ -43,12 +43,16 @@ from forge_actors.actors.messages import (
     ContributionErrored,
     ContributionSucceeded,
     DeltaReceived,
+    Embed,
+    Embedded,
+    EmbeddingFailed,
     ToolCallFinished,
     ToolCallStarted,
     UseProvider,
 )
 from forge_actors.providers import toolcalls
 from forge_actors.providers.base import TOOL_CALLS_FINISH, LlmRequest, LlmResponse, Message, Provider, ToolCall, Usage
+from forge_actors.providers.embeddings import embedder_of
 from forge_actors.providers.errors import EmptyResponseError, LlmError, NotStreamedError
 from forge_actors.providers.limits import limit_shown
 from forge_actors.tools import ToolResult
@@ -103,6 +107,8 @@ class ParticipantActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Contribute):
             self._contribute(message)
+        elif isinstance(message, Embed):
+            self._embed(message)
         elif isinstance(message, UseProvider):  # queued behind any contribution still running
             self._close_provider()
             self.provider = message.provider
@@ -128,6 +134,28 @@ class ParticipantActor(pykka.ThreadingActor):
         except Exception as exc:  # not an LlmError: a bug in a provider; still a failed attempt, not a dead actor
             logger.exception("%s: the provider raised an unexpected error", self.name)
             outcome = ContributionErrored(message.contribution_id, "internal", f"{type(exc).__name__}: {exc}", False)
+        try:
+            message.reply_to.tell(outcome)
+        except pykka.ActorDeadError:  # the session is gone; nobody is waiting for this
+            pass
+
+    def _embed(self, message: Embed) -> None:
+        """Embed the texts with this participant's provider; tell the session the vectors or why not."""
+        embedder = embedder_of(self.provider)
+        outcome: Embedded | EmbeddingFailed
+        if embedder is None:
+            outcome = EmbeddingFailed(message.request_id, "no_embeddings",
+                                      f"{self.name}'s provider offers no embeddings")
+        else:
+            try:
+                embeddings = embedder.embed(message.texts)
+                outcome = Embedded(message.request_id, embeddings.vectors, embeddings.model)
+            except LlmError as error:
+                logger.warning("%s: embedding failed (%s): %s", self.name, error.kind, error)
+                outcome = EmbeddingFailed(message.request_id, error.kind, str(error))
+            except Exception as exc:  # a bug in a provider: the session measures another way
+                logger.exception("%s: the provider raised an unexpected error while embedding", self.name)
+                outcome = EmbeddingFailed(message.request_id, "internal", f"{type(exc).__name__}: {exc}")
         try:
             message.reply_to.tell(outcome)
         except pykka.ActorDeadError:  # the session is gone; nobody is waiting for this

@@ -43,23 +43,28 @@ from forge_actors.actors.messages import (
     DeadlinePassed,
     Deliberate,
     DeltaReceived,
+    Embed,
+    Embedded,
+    EmbeddingFailed,
     HumansWaitOver,
     Interrupt,
     Recover,
     RetryDue,
     RunRound,
+    SimilaritiesMeasured,
     SwitchProvider,
     ToolCallFinished,
     ToolCallStarted,
     UseProvider,
 )
 from forge_actors.actors.scheduler import ScheduledTell, Scheduler
-from forge_actors.core import decider
+from forge_actors.core import decider, rounds, similarity
 from forge_actors.core.decider import Decision, Mode, ToolContext
 from forge_actors.core.errors import SessionStoppedError
 from forge_actors.core.events import (
     Event,
     HumanDraftAdded,
+    SimilarityMeasured,
     TokenUsage,
     VoteRecorded,
     encode_event,
@@ -115,6 +120,8 @@ class SessionActor(pykka.ThreadingActor):
         scheduler: Scheduler,
         retry_policy: RetryPolicy,
         on_stopped: Callable[[str, str], None] = lambda session_id, urn: None,
+        embedder: str | None = None,
+        recorded_similarities: tuple[SimilarityMeasured, ...] | None = None,
     ) -> None:
         super().__init__()
         self.state = state
@@ -132,6 +139,12 @@ class SessionActor(pykka.ThreadingActor):
         self._timers: dict[Any, ScheduledTell] = {}
         self._round_waiters: dict[int, list[Future]] = {}
         self._plan_done: Future | None = None
+        # Similarities: measured with the embeddings of ``embedder``'s provider (the first participant
+        # whose provider offers them), else lexically; a re-run's come from its recording.
+        self._embedder = embedder
+        self._recorded_similarities = recorded_similarities
+        self._measuring: dict[str, tuple[rounds.Comparison, ...]] = {}
+        self._measures = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -235,6 +248,8 @@ class SessionActor(pykka.ThreadingActor):
             for waiter in self._round_waiters.pop(effect.round, []):
                 if not waiter.done():
                     waiter.set_result(round_state)
+        elif isinstance(effect, decider.Measure):
+            self._measure(effect.comparisons)
         elif isinstance(effect, decider.PlanDone):
             if self._plan_done is not None and not self._plan_done.done():
                 self._plan_done.set_result(self.state)
@@ -253,6 +268,47 @@ class SessionActor(pykka.ThreadingActor):
         )
         self._participants[ask.participant].tell(Contribute(ask.contribution_id, request, token, self.actor_ref,
                                                             ask.tool_mode, ask.max_chars, ask.stream))
+
+    # -- measuring similarities ----------------------------------------------------------------
+
+    def _measure(self, comparisons: tuple[rounds.Comparison, ...]) -> None:
+        """Measure as the session can (the decider records what comes back, as ``SimilaritiesMeasured``)."""
+        if any(c in waiting for waiting in self._measuring.values() for c in comparisons):
+            return  # asked for again while being measured: one measure, one record
+        if self._recorded_similarities is not None:
+            self.actor_ref.tell(SimilaritiesMeasured(tuple(_from_recording(self._recorded_similarities, c)
+                                                           for c in comparisons)))
+        elif self._embedder is not None and self._embedder in self._participants:
+            self._measures += 1
+            request_id = f"m{self._measures}"
+            self._measuring[request_id] = comparisons
+            texts = tuple(dict.fromkeys(text for c in comparisons for text in (c.first, c.second)))
+            self._participants[self._embedder].tell(Embed(request_id, texts, self.actor_ref))
+        else:
+            self.actor_ref.tell(SimilaritiesMeasured(tuple(
+                _lexically(c, "no participant's provider offers embeddings") for c in comparisons)))
+
+    def _on_embedded(self, message: Embedded) -> None:
+        comparisons = self._measuring.pop(message.request_id, None)
+        if comparisons is None:
+            return
+        texts = list(dict.fromkeys(text for c in comparisons for text in (c.first, c.second)))
+        try:
+            vectors = dict(zip(texts, message.vectors, strict=True))
+            measured = tuple(SimilarityMeasured(c.round, c.compared_with_round,
+                                                similarity.cosine(vectors[c.first], vectors[c.second]), "embedding",
+                                                message.model, c.pair) for c in comparisons)
+        except ValueError as wrong:  # not one vector per text, or of different lengths: measured another way
+            why = f"the embeddings of {self._embedder}'s provider cannot be compared ({wrong})"
+            measured = tuple(_lexically(c, why) for c in comparisons)
+        self._decide(decider.SimilaritiesMeasured(measured))
+
+    def _on_embedding_failed(self, message: EmbeddingFailed) -> None:
+        comparisons = self._measuring.pop(message.request_id, None)
+        if comparisons is None:
+            return
+        why = f"the embeddings of {self._embedder}'s provider failed ({message.error_kind}: {message.message})"
+        self._decide(decider.SimilaritiesMeasured(tuple(_lexically(c, why[:500]) for c in comparisons)))
 
     def _stop_timers(self) -> None:
         for timer in self._timers.values():
@@ -330,12 +386,31 @@ class SessionActor(pykka.ThreadingActor):
         return self.state
 
 
+def _lexically(comparison: rounds.Comparison, why: str) -> SimilarityMeasured:
+    """The comparison measured by the offline lexical measure, saying why no embedding was used."""
+    value = similarity.lexical_similarity(comparison.first, comparison.second)
+    return SimilarityMeasured(comparison.round, comparison.compared_with_round, value, "lexical", "", comparison.pair,
+                              why)
+
+
+def _from_recording(recorded: tuple[SimilarityMeasured, ...], comparison: rounds.Comparison) -> SimilarityMeasured:
+    """A re-run's measure: the original's, as recorded (no embedding call); lexical if it holds none."""
+    key = (comparison.round, comparison.compared_with_round, comparison.pair)
+    for measured in recorded:
+        if (measured.round, measured.compared_with_round, measured.pair) == key:
+            return measured
+    return _lexically(comparison, "the re-run's recording holds no measure of it")
+
+
 _HANDLERS: dict[type, Callable[[SessionActor, Any], Any]] = {
     DeltaReceived: SessionActor._on_delta,
     ToolCallStarted: SessionActor._on_tool_started,
     ToolCallFinished: SessionActor._on_tool_finished,
     ContributionSucceeded: SessionActor._on_succeeded,
     ContributionErrored: SessionActor._on_errored,
+    Embedded: SessionActor._on_embedded,
+    EmbeddingFailed: SessionActor._on_embedding_failed,
+    SimilaritiesMeasured: SessionActor._on_input,
     DeadlinePassed: SessionActor._on_input,
     HumansWaitOver: SessionActor._on_input,
     RetryDue: SessionActor._on_input,

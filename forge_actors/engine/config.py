@@ -46,6 +46,7 @@ import logging
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -324,6 +325,7 @@ class SettingRange(msgspec.Struct, frozen=True):
 #: Each numeric setting's range (a setting that may be None, like min_votes, is checked when set).
 SETTING_RANGES: Mapping[str, SettingRange] = {
     "convergence_threshold": SettingRange("number", 0.0, 1.0, "between 0 and 1"),
+    "similarity_threshold": SettingRange("number", 0.0, 1.0, "between 0 and 1"),
     "max_rounds": SettingRange("integer", 1, MAX_ROUNDS, f"at least 1 and at most {MAX_ROUNDS}"),
     "round_timeout_seconds": SettingRange("number", 0.0, MAX_ROUND_TIMEOUT_SECONDS, "more than 0 and at most "
                                           f"{MAX_ROUND_TIMEOUT_SECONDS:.0f} (a day)", low_open=True),
@@ -387,7 +389,20 @@ def _convert(value: Any, type_: type, where: str) -> Any:
         match = re.search(r" - at `\$(.*)`$", message)
         key = where + (match.group(1) if match else "")
         message = re.sub(r" - at `.*`$", "", message).replace("Object contains unknown field", "unknown key")
+        if message.startswith("Invalid enum value"):  # say what it may be
+            choices = _choices(type_, key.rsplit(".", 1)[-1])
+            message += f"; write one of {', '.join(choices)}" if choices else ""
         raise ConfigError(f"{key.lstrip('.')}: {message}" if key else message) from None
+
+
+def _choices(type_: type, field: str) -> tuple[str, ...]:
+    """The words a Literal field of ``type_`` (or of the Structs it holds) may take; () if it is none."""
+    for struct in (type_, SessionSettings, ParticipantSpec):
+        hint = typing.get_type_hints(struct).get(field) if hasattr(struct, "__struct_fields__") else None
+        words = tuple(str(a) for a in typing.get_args(hint) if isinstance(a, str)) if hint is not None else ()
+        if words:
+            return words
+    return ()
 
 
 # -- the file ---------------------------------------------------------------------------------------

@@ -167,6 +167,7 @@ class Forge:
             retry_policy=retry_policy or RetryPolicy(), latency_clock=clock_ns or time.monotonic_ns,
             lease_ttl=float(lease_ttl), close_timeout=close_timeout,
             mailbox=self._mailbox, deliver=self._deliver_letter,
+            recorded_similarities=lambda state: replay.recorded_similarities(state, self.events),
         )
         self._mail_timeout = mail_timeout
         self._lease_ttl = float(lease_ttl)

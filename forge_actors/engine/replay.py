@@ -30,9 +30,11 @@ from forge_actors.core.events import (
     RoundStarted,
     SessionCreated,
     SessionEnded,
+    SimilarityMeasured,
     ToolCalled,
 )
 from forge_actors.core.events import ToolResult as EventToolResult
+from forge_actors.core.state import SessionState
 from forge_actors.providers.base import ToolCall, Usage
 from forge_actors.providers.errors import ReplayMismatchError
 from forge_actors.providers.replay import RecordedAnswer, RecordedTurn, ReplayProvider, prompt_key
@@ -216,6 +218,19 @@ def rerun_plan(events: list[Event], source_id: str, new_id: str) -> RerunPlan:
     new_created = msgspec.structs.replace(created, session_id=new_id, participants=participants)
     cancel_reason = ended.reason if ended is not None and ended.outcome == "cancelled" else None
     return RerunPlan((new_created, *before_rounds), rounds, cancel_reason)
+
+
+def recorded_similarities(state: SessionState, events_of: Callable[[str], list[Event]],
+                          ) -> tuple[SimilarityMeasured, ...] | None:
+    """A re-run's similarities: those its original recorded, replayed instead of measured (no embedding
+    call); None for a session that is no re-run, or whose rule measures none."""
+    if state.settings.convergence == "votes":
+        return None
+    for info in state.participants.values():
+        if info.provider.startswith(REPLAY_PREFIX):
+            source = info.provider[len(REPLAY_PREFIX):]
+            return tuple(e for e in events_of(source) if isinstance(e, SimilarityMeasured))
+    return None
 
 
 def paced(records: Iterable[RecordedEvent], speed: float, sleep: Callable[[float], None],

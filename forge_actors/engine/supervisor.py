@@ -52,10 +52,11 @@ from forge_actors.actors.participant import ParticipantActor, ToolRunner
 from forge_actors.actors.scheduler import Scheduler
 from forge_actors.actors.session import SessionActor
 from forge_actors.core.errors import SessionBusyError, SessionStartError, SessionStoppedError
-from forge_actors.core.events import ParticipantInfo
+from forge_actors.core.events import ParticipantInfo, SimilarityMeasured
 from forge_actors.core.state import SessionState
 from forge_actors.engine import mail
 from forge_actors.providers.base import Provider
+from forge_actors.providers.embeddings import embedder_of
 from forge_actors.providers.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ class Supervisor:
         close_timeout: float,
         mailbox: Mailbox | None = None,
         deliver: Callable[[str, Letter], str] | None = None,
+        recorded_similarities: Callable[[SessionState], tuple[SimilarityMeasured, ...] | None] = lambda state: None,
     ) -> None:
         self._writer = writer
         self._leases = leases
@@ -196,6 +198,8 @@ class Supervisor:
         self._lease_ttl = lease_ttl
         self._close_timeout = close_timeout
         self._scheduler = Scheduler()
+        self._recorded_similarities = recorded_similarities  # a re-run's, from its original's log
+        self._embedders: dict[str, str] = {}  # session -> the participant whose provider embeds (while starting)
         self._lock = threading.RLock()
         self._forgotten = threading.Condition(self._lock)  # notified as each session actor is forgotten
         self._running: dict[str, _Running] = {}
@@ -285,6 +289,7 @@ class Supervisor:
         except BaseException as exc:
             for ref in participants.values():
                 ref.stop(block=False)
+            self._embedders.pop(session_id, None)
             with self._lock:
                 self._starting.discard(session_id)
                 self._forgotten.notify_all()
@@ -301,7 +306,8 @@ class Supervisor:
         return self._start_session(session_id, state, version, self._start_participants(session_id, state))
 
     def _start_participants(self, session_id: str, state: SessionState) -> dict[str, pykka.ActorRef]:
-        """An actor for each AI participant, its provider and tools built (all stopped again on a failure)."""
+        """An actor for each AI participant, its provider and tools built (all stopped again on a failure).
+        The first whose provider offers embeddings is noted: it measures the session's similarities."""
         participants: dict[str, pykka.ActorRef] = {}
         try:
             for info in state.participants.values():
@@ -309,9 +315,12 @@ class Supervisor:
                     provider = self._provider_for(info, session_id)
                     tools = self._tools_for(info, session_id, state, provider)
                     participants[info.name] = ParticipantActor.start(info.name, provider, self._latency_clock, tools)
+                    if session_id not in self._embedders and embedder_of(provider) is not None:
+                        self._embedders[session_id] = info.name
         except BaseException:
             for ref in participants.values():
                 ref.stop(block=False)
+            self._embedders.pop(session_id, None)
             raise
         return participants
 
@@ -323,6 +332,7 @@ class Supervisor:
         session = SessionActor.start(
             state=state, version=version, writer=fence, participants=participants,  # type: ignore[arg-type]
             scheduler=self._scheduler, retry_policy=self._retry_policy, on_stopped=self._forget,
+            embedder=self._embedders.pop(session_id, None), recorded_similarities=self._recorded_similarities(state),
         )
         self._running[session_id] = _Running(session, list(participants.values()), fence)
         if state.status in ("running", "interrupted") or state.streaming:

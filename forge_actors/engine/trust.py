@@ -148,7 +148,8 @@ def check_untrusted_human(name: str, *, draft: str | None = None, reasons: Itera
 
 
 #: Settings an untrusted caller may choose: they change how a session decides, not what it may spend.
-FREE_SETTINGS: tuple[str, ...] = ("convergence_threshold", "synthesizer", "seed", "temperature", "min_votes")
+FREE_SETTINGS: tuple[str, ...] = ("convergence_threshold", "synthesizer", "seed", "temperature", "min_votes",
+                                  "convergence", "similarity_threshold")
 #: Settings it may only lower: each bounds what a session spends (paid calls, tokens, time, log
 #: space), so the operator's value ([forge] in forge.toml, else the default) is the most it may ask.
 CAPPED_SETTINGS: tuple[str, ...] = (

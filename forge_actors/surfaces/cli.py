@@ -185,6 +185,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="Synthesis -> Convergence iterations at most (a round is one step; an iteration one pass)")
     run.add_argument("--max-rounds", type=int, metavar="N", dest="max_rounds_deprecated", help=argparse.SUPPRESS)
     run.add_argument("--threshold", type=float, metavar="X", help="convergence threshold, 0-1")
+    run.add_argument("--convergence", choices=("votes", "similarity", "both"),
+                     help="what ends the session converged: the votes (default), the similarity of successive "
+                          "syntheses (no votes asked for), or both")
+    run.add_argument("--similarity-threshold", type=float, metavar="X",
+                     help="how similar (0-1) a synthesis must be to the previous one (default 0.9)")
     run.add_argument("--round-timeout", type=float, metavar="S", help="seconds a participant gets per round")
     run.add_argument("--seed", type=int, metavar="N")
     run.add_argument("--tools", metavar="LIST",
@@ -587,7 +592,8 @@ def _create(ctx: Context, forge: Forge, goal: str, humans: list[str]) -> str:
         goal, [*participants, *({"kind": "human", "name": name} for name in humans)], title=args.title,
         constraints=args.constraints, max_iterations=_iterations(ctx), convergence_threshold=args.threshold,
         round_timeout_seconds=args.round_timeout, seed=args.seed, tools=args.tools or "", workspace=workspace,
-        human_wait_seconds=args.human_timeout if humans else None,
+        human_wait_seconds=args.human_timeout if humans else None, convergence=args.convergence,
+        similarity_threshold=args.similarity_threshold,
     )
     if why:
         ctx.note(why)

@@ -37,6 +37,7 @@ from forge_actors.core.events import (
     SessionEnded,
     SessionInterrupted,
     SessionResumed,
+    SimilarityMeasured,
     ToolCalled,
     ToolResult,
     VoteRecorded,
@@ -70,6 +71,9 @@ def _record(root: Path) -> dict[str, list[Event]]:
         list(forge.deliberate(deliberate("tools", ["mock:alice?tools=file&tool_mode=text",
                                                    "mock:bob?tools=file&tool_mode=native", "mock:carol"],
                                          workspace=str(workspace))))
+        for rule in ("similarity", "both"):  # measured lexically (the mock offers no embeddings)
+            list(forge.deliberate(deliberate(rule, ["mock:alice", "mock:bob", "mock:carol"], convergence=rule,
+                                             similarity_threshold=0.3)))
         return {name: [r.event for r in forge.records(session_id)] for name, session_id in sessions.items()}
 
 
@@ -78,7 +82,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Event]]
     return _record(tmp_path_factory.mktemp("recorded"))
 
 
-SESSIONS = ("plain", "faulty", "humans", "tools")
+SESSIONS = ("plain", "faulty", "humans", "tools", "similarity", "both")
 
 
 def _input(state: SessionState, events: list[Event], i: int) -> decider.Input:
@@ -124,6 +128,13 @@ def _input(state: SessionState, events: list[Event], i: int) -> decider.Input:
     if isinstance(event, ProviderSwitched):
         return decider.SwitchProvider(event.participant, event.provider, event.model, event.replies or "text",
                                       event.tool_mode)
+    if isinstance(event, SimilarityMeasured):  # the actor's measure, given back as one input
+        measured = []
+        for then in events[i:]:
+            if not isinstance(then, SimilarityMeasured):
+                break
+            measured.append(then)
+        return decider.SimilaritiesMeasured(tuple(measured))
     if isinstance(event, (RoundStarted, SessionEnded)):
         return decider.StartDeliberating()
     raise AssertionError(f"no input starts a decision with {event}")
@@ -166,6 +177,11 @@ def test_the_recorded_sessions_hold_what_they_are_meant_to(recorded):
     assert any(isinstance(f, ContributionFailed) and f.error_kind == "deadline" for f in faulty)
     assert any(isinstance(e, HumansWaitEnded) for e in recorded["humans"])
     assert any(isinstance(e, ToolCalled) for e in recorded["tools"])
+    for rule in ("similarity", "both"):
+        ended = recorded[rule][-1]
+        assert isinstance(ended, SessionEnded) and ended.outcome == "converged" and "similar" in ended.reason
+        assert any(isinstance(e, SimilarityMeasured) and not e.pair for e in recorded[rule])
+    assert not any(isinstance(e, RoundStarted) and e.kind == "convergence" for e in recorded["similarity"])
 
 
 @pytest.mark.parametrize("name", SESSIONS)

@@ -88,6 +88,8 @@ def test_no_participants_and_no_key_means_three_mocks_said_in_one_line(tmp_path)
     (["run", "goal", "-p", "nosuch:model"], None, "unknown provider 'nosuch'"),
     (["run", "goal", "-p", "anthropic:claude-sonnet-4-20250514"], None, "ANTHROPIC_API_KEY"),
     (["run", "goal", "--threshold", "3"], None, "convergence_threshold must be between 0 and 1"),
+    (["run", "goal", "--convergence", "similarity", "--similarity-threshold", "2"], None,
+     "similarity_threshold must be between 0 and 1"),
     (["run", "goal"], "[forge]\nmax_round = 3\n", "forge.max_round"),
     (["show", "nope"], None, "no session 'nope'"),
     (["show", "x", "--db", "not-a-log.db"], None, "is not an event log"),
@@ -102,6 +104,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, config, message):
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_run_stops_by_similarity_when_asked(tmp_path):
+    done = forge("run", "Design a TODO app API", *THREE, "--seed", "5", "--convergence", "similarity",
+                 "--similarity-threshold", "0.5", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    events = json_lines(done.stdout)
+    assert events[0]["settings"]["convergence"] == "similarity" and events[0]["settings"]["similarity_threshold"] == 0.5
+    assert events[-1]["outcome"] == "converged" and "(threshold 50%, lexical measure)" in events[-1]["reason"]
+    assert "convergence" not in {e.get("kind") for e in events if e["type"] == "RoundStarted"}
 
 
 def test_sigint_leaves_a_log_that_resume_finishes(tmp_path):

@@ -93,6 +93,8 @@ def test_a_full_file_parses_into_typed_config(tmp_path):
     ("[forge]\nmax_participants = 0\n", "forge.max_participants: a whole number, at least 1"),
     ("[forge]\nmax_participants = 'lots'\n", "forge.max_participants"),
     ("[forge]\nmax_iterations = 1000\n", "forge.max_iterations must be at least 1 and at most 100"),
+    ("[forge]\nconvergence = 'vibes'\n", "forge.convergence: Invalid enum value 'vibes'; write one of votes, similarity, both"),
+    ("[forge]\nsimilarity_threshold = 1.5\n", "forge.similarity_threshold must be between 0 and 1"),
     ("[forge]\nmax_retries = 50\n", "forge.max_retries must be 0 or more and at most 10"),
     ("[forge]\nmax_tokens = 10000000\n", "forge.max_tokens must be at least 1 and at most 128000"),
     ("[forge]\nround_timeout_seconds = 1e9\n", "round_timeout_seconds must be more than 0 and at most 86400"),
@@ -163,3 +165,11 @@ def test_the_cli_flag_max_rounds_is_the_old_name_of_max_iterations(tmp_path):
     with Forge(db) as forge:
         assert forge.state(forge.sessions()[0]).settings.max_rounds == 1
     assert cli.main(["run", "g", "-p", "mock:a", "--max-rounds", "1", "--max-iterations", "2", "--db", db]) == 2
+
+
+def test_the_stop_rule_is_read_from_the_file(tmp_path):
+    path = tmp_path / "forge.toml"
+    path.write_text("[forge]\nconvergence = 'both'\nsimilarity_threshold = 0.85\n")
+    settings = load_config(path, {}).settings
+    assert (settings.convergence, settings.similarity_threshold) == ("both", 0.85)
+    assert (ForgeConfig().settings.convergence, ForgeConfig().settings.similarity_threshold) == ("votes", 0.9)

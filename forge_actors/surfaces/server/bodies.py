@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import msgspec
 from starlette.requests import Request
 
-from forge_actors.core.events import RoundKind, VoteChoice
+from forge_actors.core.events import ConvergenceRule, RoundKind, VoteChoice
 from forge_actors.engine import (
     DEPRECATED_ITERATIONS_KEY,
     ITERATIONS_KEY,
@@ -107,7 +107,8 @@ def _settings_struct() -> type:
     (``"3"`` is no integer here, though the engine would convert it). Their bounds, and names this
     does not know (``workspace``, which an API caller may not set, among them) are the engine's to
     refuse, with its own messages."""
-    fields: list[tuple[str, Any, Any]] = [("synthesizer", NonEmpty | None, None)]
+    fields: list[tuple[str, Any, Any]] = [("synthesizer", NonEmpty | None, None),
+                                          ("convergence", ConvergenceRule | None, None)]
     for name, allowed in untrusted_setting_ranges(ForgeConfig()).items():
         kind = int if allowed.kind == "integer" else float
         fields.append((ITERATIONS_KEY if name == DEPRECATED_ITERATIONS_KEY else name, kind | None, None))

@@ -9,10 +9,11 @@ answer and the content type of each (``tests/server/test_server_conformance.py``
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
+from forge_actors.core.events import ConvergenceRule
 from forge_actors.engine import (
     DEPRECATED_ITERATIONS_KEY,
     ITERATIONS_KEY,
@@ -218,7 +219,11 @@ def _settings_schema(config: ForgeConfig) -> dict[str, Any]:
     """Each setting an API caller may give, typed, within the range the engine holds it to on this
     server (``untrusted_setting_ranges``: the operator's value tops a capped one)."""
     properties: dict[str, Any] = {"synthesizer": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}],
-                                                  "description": "the name of one of the session's AI participants"}}
+                                                  "description": "the name of one of the session's AI participants"},
+                                  "convergence": {"anyOf": [{"type": "string", "enum": list(get_args(ConvergenceRule))},
+                                                            {"type": "null"}], "default": None,
+                                                  "description": "what ends the session converged: votes, the "
+                                                                 "similarity of successive syntheses, or both"}}
     for name, allowed in untrusted_setting_ranges(config).items():
         typed: dict[str, Any] = {"type": allowed.kind}
         number = int if allowed.kind == "integer" else float
