@@ -42,6 +42,7 @@ from forge_actors.core.events import (
     SessionEnded,
     SessionInterrupted,
     SessionResumed,
+    SimilarityMeasured,
     ToolCalled,
     ToolResult,
     VoteRecorded,
@@ -49,6 +50,7 @@ from forge_actors.core.events import (
 from forge_actors.core.export import event_json
 from forge_actors.core.pricing import Price, format_cost
 from forge_actors.core.rounds import describe_agreement
+from forge_actors.core.similarity import describe as describe_similarity
 from forge_actors.core.state import SessionState, apply
 from forge_actors.core.usage import usage_report
 
@@ -230,6 +232,15 @@ def tool_result_line(event: ToolResult) -> str:
     return f"{event.tool} → {size}: {first[:80]}"
 
 
+def similarity_line(event: SimilarityMeasured, threshold: float) -> str:
+    """A measured similarity in one line: of two drafts, or of a synthesis to the previous one."""
+    how = f"embeddings of {event.model}" if event.method == "embedding" else "lexical measure"
+    if event.pair:
+        return f"≈ the drafts of {' and '.join(event.pair)}: {describe_similarity(event.value)} ({how})"
+    return (f"≈ the synthesis of round {event.round} is {describe_similarity(event.value)} to round "
+            f"{event.compared_with_round}'s (threshold {threshold:.0%}, {how})")
+
+
 class JsonLinesView:
     """One JSON object per event on ``out`` (for pipes and ``jq``)."""
 
@@ -353,6 +364,8 @@ class LiveView:
             for name in self.waits.closed(self.state, event):
                 say(Text(self.waits.missed_line(name, event.round, self.state), style="yellow"))
             say(self._round_summary(event))
+        elif isinstance(event, SimilarityMeasured):
+            say(Text(similarity_line(event, self.state.settings.similarity_threshold), style="dim"))
         elif isinstance(event, SessionInterrupted):
             say(Text(f"interrupted: {event.reason}", style="bold yellow"))
         elif isinstance(event, SessionResumed):

@@ -270,3 +270,12 @@ def test_the_score_table_lists_critics_in_participant_order_whatever_order_they_
             view.handle(event)
         header = next(line for line in screen.export_text(clear=False).splitlines() if "draft by" in line)
         assert [word for word in header.split() if word.isalpha()][2:] == ["alice", "bob", "carol", "dave", "mean"]
+
+
+def test_each_measured_similarity_stays_in_the_scroll_back_with_its_threshold(tmp_path):
+    with Forge(str(tmp_path / "forge.db")) as forge:
+        session_id = forge.create_session("Design a TODO app API", ["mock:alice", "mock:bob"], seed=5,
+                                          convergence="similarity", similarity_threshold=0.5)
+        text = played(list(forge.deliberate(session_id)), 120)
+    assert "≈ the drafts of alice and bob: " in text and "% similar (lexical measure)" in text
+    assert "≈ the synthesis of round 4 is " in text and "to round 3's (threshold 50%, lexical measure)" in text
