@@ -132,11 +132,12 @@ class UseProvider(msgspec.Struct, frozen=True):
 
 class Embed(msgspec.Struct, frozen=True):
     """Embed ``texts`` with the participant's provider (between rounds) and tell ``reply_to``
-    ``Embedded`` or ``EmbeddingFailed`` with ``request_id``."""
+    ``Embedded`` or ``EmbeddingFailed`` with ``request_id``; ``cancel`` aborts the call (the session stops)."""
 
     request_id: str
     texts: tuple[str, ...]
     reply_to: pykka.ActorRef
+    cancel: CancelToken
 
 
 # -- participant -> session -----------------------------------------------------------------------

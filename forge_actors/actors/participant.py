@@ -146,7 +146,10 @@ class ParticipantActor(pykka.ThreadingActor):
         if embedder is None:
             outcome = EmbeddingFailed(message.request_id, "no_embeddings",
                                       f"{self.name}'s provider offers no embeddings")
+        elif message.cancel.cancelled:
+            outcome = EmbeddingFailed(message.request_id, "cancelled", "the session stopped before the call")
         else:
+            forget = message.cancel.on_cancel(self.provider.abort)
             try:
                 embeddings = embedder.embed(message.texts)
                 outcome = Embedded(message.request_id, embeddings.vectors, embeddings.model)
@@ -156,6 +159,8 @@ class ParticipantActor(pykka.ThreadingActor):
             except Exception as exc:  # a bug in a provider: the session measures another way
                 logger.exception("%s: the provider raised an unexpected error while embedding", self.name)
                 outcome = EmbeddingFailed(message.request_id, "internal", f"{type(exc).__name__}: {exc}")
+            finally:
+                forget()
         try:
             message.reply_to.tell(outcome)
         except pykka.ActorDeadError:  # the session is gone; nobody is waiting for this

@@ -282,13 +282,15 @@ class SessionActor(pykka.ThreadingActor):
             self._measures += 1
             request_id = f"m{self._measures}"
             self._measuring[request_id] = comparisons
+            self._tokens[request_id] = token = CancelToken()  # the session stopping aborts the call
             texts = tuple(dict.fromkeys(text for c in comparisons for text in (c.first, c.second)))
-            self._participants[self._embedder].tell(Embed(request_id, texts, self.actor_ref))
+            self._participants[self._embedder].tell(Embed(request_id, texts, self.actor_ref, token))
         else:
             self.actor_ref.tell(SimilaritiesMeasured(tuple(
                 _lexically(c, "no participant's provider offers embeddings") for c in comparisons)))
 
     def _on_embedded(self, message: Embedded) -> None:
+        self._tokens.pop(message.request_id, None)
         comparisons = self._measuring.pop(message.request_id, None)
         if comparisons is None:
             return
@@ -304,6 +306,7 @@ class SessionActor(pykka.ThreadingActor):
         self._decide(decider.SimilaritiesMeasured(measured))
 
     def _on_embedding_failed(self, message: EmbeddingFailed) -> None:
+        self._tokens.pop(message.request_id, None)
         comparisons = self._measuring.pop(message.request_id, None)
         if comparisons is None:
             return
