@@ -16,6 +16,12 @@ converge. A round decides only with a quorum of counted votes (``min_votes``, de
 more than half of its voters): below it the session ends ``no_quorum`` rather than pay
 for iterations whose votes cannot be read either.
 
+Stop rules (``SessionSettings.convergence``): ``votes`` as above; ``similarity`` runs no
+convergence round and ends when a synthesis is ``similarity_threshold`` similar to the previous
+iteration's; ``both`` needs the votes and that similarity. A similarity is read from a recorded
+``SimilarityMeasured`` only: while one a rule needs is missing, ``next_step`` answers
+``MeasureSimilarity`` and the decider has it measured and recorded first.
+
 Structured replies: a participant whose ``replies`` is ``json`` is asked for its critique
 or vote as one JSON document (``reply_format.critique_schema`` / ``VOTE_SCHEMA``, named in
 ``RoundPrompt.response_schema``); its reply is read as JSON first, then as text.
@@ -216,13 +222,23 @@ def synthesis_prompt(state: SessionState, synthesizer: str) -> RoundPrompt:
     )
     previous = state.synthesis
     if previous is not None:
-        # under the similarity rule no vote is taken: the next synthesis is asked to improve on it
-        why = "which this one improves on" if state.settings.convergence == "similarity" \
-            else "which did not win enough votes"
+        why = "which did not win enough votes" if _voted_down(state) else "which this one improves on"
         concern_text = f"The previous synthesis, {why}:\n\n{previous.content.strip()}\n\n" + concern_text
     user = render("synthesis", proposals=proposals, critiques=_critique_summary(state, labels), concerns=concern_text,
                   **_common(state))
     return _prompt(state, synthesizer, "synthesis", user, labels)
+
+
+def _voted_down(state: SessionState) -> bool:
+    """Whether the previous synthesis is told as voted down: not under the similarity rule (no vote is
+    taken), nor under ``both`` when the votes passed it (it was still changing too much). Under votes
+    always, as sessions have been told since before the rules existed (a re-run sends the same prompts)."""
+    rule = state.settings.convergence
+    if rule == "similarity":
+        return False
+    last_vote = state.last_round_of("convergence")
+    return not (rule == "both" and last_vote is not None
+                and has_converged(last_vote.score, state.settings.convergence_threshold))
 
 
 def convergence_prompt(state: SessionState, voter: str) -> RoundPrompt:

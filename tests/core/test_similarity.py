@@ -20,6 +20,7 @@ from forge_actors.core.decider import (
 )
 from forge_actors.core.events import (
     ParticipantInfo,
+    PromptSent,
     RoundStarted,
     SessionCreated,
     SessionEnded,
@@ -251,3 +252,19 @@ def test_the_audit_passes_a_session_ended_by_similarity_and_measures_a_lexical_f
     below = [msgspec.structs.replace(e, value=0.5) if isinstance(e, SimilarityMeasured) and not e.pair else e
              for e in driven.events]
     assert any("calls for" in v.problem for v in verify(records(below)))  # converged where the figure says go on
+
+
+def test_the_next_synthesis_is_told_the_previous_was_voted_down_only_when_it_was():
+    def second_synthesis_prompt(rule: str, vote: str) -> str:
+        driven = Driven(created(rule, max_rounds=2), [PLAN, REWRITE], vote=vote)
+        driven.give(StartDeliberating())
+        while driven.measures:
+            driven.answer(*[0.1] * len(driven.measures[0].comparisons))
+        synthesis_rounds = [e.round for e in driven.events if isinstance(e, RoundStarted) and e.kind == "synthesis"]
+        (sent,) = [e for e in driven.events if isinstance(e, PromptSent) and e.round == synthesis_rounds[1]]
+        return sent.messages[-1].content
+
+    assert "The previous synthesis, which did not win enough votes:" in second_synthesis_prompt("votes", "DISAGREE")
+    assert "The previous synthesis, which did not win enough votes:" in second_synthesis_prompt("both", "DISAGREE")
+    assert "The previous synthesis, which this one improves on:" in second_synthesis_prompt("both", "AGREE")
+    assert "The previous synthesis, which this one improves on:" in second_synthesis_prompt("similarity", "AGREE")
