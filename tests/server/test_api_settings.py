@@ -142,3 +142,15 @@ def test_a_human_needs_a_name_and_the_seeds_name_is_one_with_title(engine, confi
         engine.create_session("g", ["mock:a", {"kind": "human", "name": ""}], trusted=False)
     assert schemas["CreateSession"]["not"]["required"] == ["name", "title"]
     assert schemas["CreateSession"]["properties"]["participants"]["maxItems"] == config.max_participants
+
+
+def test_an_api_caller_may_choose_the_stop_rule(engine):
+    with ServerThread(engine) as server:
+        response = httpx.post(server.url + API + "/sessions", json={
+            "goal": "g", "participants": ["mock:a"], "config": {"convergence": "both", "similarity_threshold": 0.8}})
+        assert response.status_code == 201, response.text
+        settings = response.json()["settings"]
+        assert (settings["convergence"], settings["similarity_threshold"]) == ("both", 0.8)
+        response = httpx.post(server.url + API + "/sessions", json={
+            "goal": "g", "participants": ["mock:a"], "config": {"convergence": "sometimes"}})
+        assert response.status_code == 422 and response.json()["detail"][0]["field"] == "config.convergence"
