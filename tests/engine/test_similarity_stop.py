@@ -7,8 +7,7 @@ from pathlib import Path
 
 from compatible_server import CompatibleServer, Manner
 
-from eventstore import EventStore
-from forge_actors.actors.session import as_new_event
+from eventstore import EventStore, NewEvent
 from forge_actors.core.audit import verify
 from forge_actors.core.events import (
     PromptSent,
@@ -17,6 +16,8 @@ from forge_actors.core.events import (
     SessionEnded,
     SimilarityMeasured,
     VoteRecorded,
+    encode_event,
+    event_type,
 )
 from forge_actors.engine import Forge
 
@@ -87,7 +88,7 @@ def test_resume_measures_what_the_log_lacks_once_and_decides_as_the_live_run(tmp
         for cut, calls in ((last_synthesis + 1, 1), (last_synthesis + 2, 0)):
             db = str(tmp_path / f"cut{cut}.db")
             with EventStore(db) as store:
-                store.append(session_id, [as_new_event(e) for e in events[:cut]])
+                store.append(session_id, [NewEvent.from_bytes(event_type(e), encode_event(e)) for e in events[:cut]])
             before = embedding_calls(server)
             with Forge(db) as forge:
                 resumed = [r.event for r in forge.resume(session_id)]
