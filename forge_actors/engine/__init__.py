@@ -2,7 +2,7 @@
 
 ::
 
-    from forge_actors.engine import Forge
+    from forge_actors.engine import Forge   # or AsyncForge: the same calls as coroutines
 
     with Forge("forge.db") as forge:
         session_id = forge.create_session("Design a TODO app API", ["mock:alice", "mock:bob", "mock:carol"])
@@ -22,6 +22,7 @@ from forge_actors.core.audit import Violation
 from forge_actors.core.events import ROUND_KINDS, Event, RoundKind
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport
+from forge_actors.engine.async_forge import AsyncForge
 from forge_actors.engine.config import (
     DEFAULT_COUNCIL,
     DEPRECATED_ITERATIONS_KEY,
@@ -90,6 +91,7 @@ from forge_actors.providers.probe import ProviderProbe
 from forge_actors.tools import HistoryHit
 
 __all__ = [
+    "AsyncForge",
     "BackendMissingError", "ConcurrencyError", "CopyReport", "DEFAULT_COPY_BATCH", "DEFAULT_LOG", "LogChoice", "LogCopyError",
     "LogUnavailableError", "choose_log", "has_password", "is_database_url", "migrate_log", "printable_target",
     "same_log", "ConfigError", "CorruptEventError", "CorruptLogError", "DEFAULT_CLOSE_TIMEOUT",

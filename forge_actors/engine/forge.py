@@ -543,6 +543,22 @@ class Forge:
             write_failure=lambda: self._supervisor.write_failure(session_id),
         )
 
+    def _watch(self, session_id: str, from_position: int) -> live.Watch | None:
+        """What ``_follow`` reads, for a follower that must not block (``AsyncForge``); None when the
+        session ended at or before ``from_position``."""
+        if live.ended_before(self._store, session_id, from_position):
+            return None
+        self._require(session_id)
+        driven_here = session_id in self._supervisor.running_sessions()
+        subscription = self._store.subscribe(from_position, stream_id=session_id, codec=decode_event,
+                                             expect_others=not driven_here)
+        return live.Watch(
+            subscription,
+            is_running=lambda: session_id in self._supervisor.running_sessions(),
+            has_ended=lambda: self.state(session_id).ended,
+            write_failure=lambda: self._supervisor.write_failure(session_id),
+        )
+
     # -- reading -----------------------------------------------------------------------------------
 
     def state(self, session_id: str) -> SessionState:
