@@ -62,6 +62,7 @@ from forge_actors.core.events import (
     Event,
     RoundKind,
     SessionCreated,
+    TraceContext,
     VoteChoice,
     decode_event,
 )
@@ -171,6 +172,8 @@ class Forge:
         self._lease_ttl = float(lease_ttl)
         # Held while a new human joins (count, then join), so concurrent joins cannot pass the cap together.
         self._joins_lock = threading.Lock()
+        # Set by engine.tracing: the trace a new session's spans join (the caller's current span).
+        self._trace_context_source: Callable[[], TraceContext | None] | None = None
 
     @property
     def owner(self) -> str:
@@ -268,7 +271,7 @@ class Forge:
                               f"({', '.join(ai_names)})")
         session_id = self._id_factory()
         created = SessionCreated(session_id, title or _default_title(goal), goal, chosen_settings, tuple(infos),
-                                 tuple(str(c) for c in constraints))
+                                 tuple(str(c) for c in constraints), trace=self._trace_context())
 
         def record() -> None:
             self._store.append(session_id, [as_new_event(created)], expected_version=NO_STREAM)
@@ -281,6 +284,10 @@ class Forge:
         session = self._supervisor.attach_new(session_id, record)
         session.tell(Deliberate())
         return session_id
+
+    def _trace_context(self) -> TraceContext | None:
+        source = self._trace_context_source
+        return source() if source is not None else None
 
     @staticmethod
     def _settings_mapping(settings: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -638,6 +645,13 @@ class Forge:
         """
         self._require(session_id)
         return self._store.subscribe(from_position, stream_id=session_id, codec=decode_event if decoded else None)
+
+    def subscribe_log(self, from_position: int | None = None) -> Subscription:
+        """Every session's committed events after ``from_position`` (None: from now on), undecoded
+        (``.type`` and ``.data``; ``core.events.decode_event`` decodes one): for projections that
+        follow the whole log, such as ``engine.tracing``."""
+        after = self._store.last_position() if from_position is None else from_position
+        return self._store.subscribe(after)
 
     def last_position(self) -> int:
         """The position of the last event committed to the log (any session)."""
