@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from eventstore import RecordedEvent
 from forge_actors.core.errors import SessionStoppedError
-from forge_actors.core.events import RoundKind, SessionEnded, VoteChoice
+from forge_actors.core.events import Event, RoundKind, SessionEnded, VoteChoice
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport
 from forge_actors.engine import live
@@ -238,7 +238,7 @@ class AsyncForge:
     async def state(self, session_id: str) -> SessionState:
         return await self._run(self.forge.state, session_id)
 
-    async def events(self, session_id: str) -> list[Any]:
+    async def events(self, session_id: str) -> list[Event]:
         return await self._run(self.forge.events, session_id)
 
     async def records(self, session_id: str) -> list[RecordedEvent]:

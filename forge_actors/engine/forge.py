@@ -174,6 +174,8 @@ class Forge:
         self._joins_lock = threading.Lock()
         # Set by engine.tracing: the trace a new session's spans join (the caller's current span).
         self._trace_context_source: Callable[[], TraceContext | None] | None = None
+        # Set by engine.tracing: told of each session this engine drives, as it attaches it.
+        self._on_drive: Callable[[str], None] | None = None
 
     @property
     def owner(self) -> str:
@@ -282,6 +284,7 @@ class Forge:
             record()
             return session_id
         session = self._supervisor.attach_new(session_id, record)
+        self._driving(session_id)
         session.tell(Deliberate())
         return session_id
 
@@ -471,7 +474,15 @@ class Forge:
         raise InvalidCommandError(f"the session has ended ({state.status}): {state.end_reason}")
 
     def _attach(self, session_id: str) -> pykka.ActorRef | None:
-        return self._supervisor.attach(session_id)
+        session = self._supervisor.attach(session_id)
+        if session is not None:
+            self._driving(session_id)
+        return session
+
+    def _driving(self, session_id: str) -> None:
+        listener = self._on_drive
+        if listener is not None:
+            listener(session_id)
 
     def running_sessions(self) -> list[str]:
         """The sessions this engine drives now (their actors run here)."""

@@ -107,10 +107,15 @@ class SessionTracing:
             "gen_ai.client.operation.duration", unit="s", description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
         self._sessions: dict[str, _Session] = {}
+        # Sessions attached here (Forge._on_drive): driven here even if they ended before their first
+        # round was traced; guarded by _driven_lock (added to by the engine's threads).
+        self._driven: set[str] = set()
+        self._driven_lock = threading.Lock()
         self._progress = threading.Condition()
         self._subscription = forge.subscribe_log()
         self._applied = self._subscription.position  # guarded by _progress
         forge._trace_context_source = self.current_trace_context
+        forge._on_drive = self._driving
         self._thread = threading.Thread(target=self._follow, name="forge-tracing", daemon=True)
         self._thread.start()
 
@@ -159,6 +164,8 @@ class SessionTracing:
         self._thread.join(timeout=5)
         if self._forge._trace_context_source == self.current_trace_context:
             self._forge._trace_context_source = None
+        if self._forge._on_drive == self._driving:
+            self._forge._on_drive = None
         for session_id in list(self._sessions):
             session = self._sessions.pop(session_id)
             session.span.set_attribute("forge.session.stopped_tracing", True)
@@ -171,9 +178,11 @@ class SessionTracing:
         session_id, at = recorded.stream_id, recorded.recorded_at
         session = self._sessions.get(session_id)
         if session is None:
+            if recorded.type in (SessionEnded.__name__, SessionInterrupted.__name__):
+                self._forget(session_id)  # it stopped before a round was traced (a cancel before any)
             if recorded.type not in (RoundStarted.__name__, SessionResumed.__name__, PromptSent.__name__):
                 return
-            if session_id not in self._forge.running_sessions():
+            if not self._driven_here(session_id):
                 return  # driven by another engine: its own tracing traces it
             session = self._open(session_id, recorded)
         event = decode_event(recorded.type, recorded.data)
@@ -199,6 +208,20 @@ class SessionTracing:
             session.participants[event.participant.name] = event.participant
         elif isinstance(event, SessionEnded | SessionInterrupted):
             self._close(session_id, session, event, at)
+
+    def _driving(self, session_id: str) -> None:
+        with self._driven_lock:
+            self._driven.add(session_id)
+
+    def _driven_here(self, session_id: str) -> bool:
+        with self._driven_lock:
+            if session_id in self._driven:
+                return True
+        return session_id in self._forge.running_sessions()
+
+    def _forget(self, session_id: str) -> None:
+        with self._driven_lock:
+            self._driven.discard(session_id)
 
     def _open(self, session_id: str, opening: RecordedEvent) -> _Session:
         """The session span, from the SessionCreated's trace context: it starts at the creation when
@@ -335,6 +358,7 @@ class SessionTracing:
 
     def _close(self, session_id: str, session: _Session, event: Event, at: int) -> None:
         self._sessions.pop(session_id, None)
+        self._forget(session_id)
         self._end_children(session, at)
         span = session.span
         if isinstance(event, SessionEnded):

@@ -207,6 +207,17 @@ def test_a_session_run_by_another_engine_continues_the_trace_recorded_at_its_cre
     assert all(s.context.trace_id == anchor.context.trace_id for s in other.spans())
 
 
+def test_a_session_that_ended_before_its_first_round_was_traced_is_traced_all_the_same(
+        traced: Forge, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tracer may run behind: by the time it reads a session's first round, the session may have
+    ended and left the engine's running sessions. The engine told it, as it attached the session."""
+    monkeypatch.setattr(traced, "running_sessions", lambda: [])  # as seen by a tracer that came too late
+    session_id = run_traced(traced, ["mock:alice", "mock:bob"], start=True)
+    [workflow] = by_name(telemetry.spans(), "invoke_workflow")
+    assert workflow.attributes["gen_ai.conversation.id"] == session_id
+    assert len(by_name(telemetry.spans(), "round ")) == 4
+
+
 def test_an_engine_without_tracing_traces_nothing_and_sessions_of_other_engines_are_not_traced_here(
         tmp_path: Path, telemetry: Telemetry) -> None:
     db = str(tmp_path / "forge.db")
