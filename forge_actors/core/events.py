@@ -132,6 +132,17 @@ class Event(msgspec.Struct, frozen=True, tag=True, tag_field="type"):
     """Base of every domain event; the tag is the class name."""
 
 
+class TraceContext(msgspec.Struct, frozen=True):
+    """Where a session's spans belong in a distributed trace (W3C Trace Context ids, lowercase hex):
+    the trace, and the span its session span is a child of (the caller's when it was created, e.g. the
+    web request that started it). Recorded so that whichever process runs the session, now or after a
+    resume, continues the same trace."""
+
+    trace_id: str
+    parent_span_id: str
+    sampled: bool = True
+
+
 class SessionCreated(Event, frozen=True):
     session_id: str
     title: str
@@ -139,6 +150,9 @@ class SessionCreated(Event, frozen=True):
     settings: SessionSettings
     participants: tuple[ParticipantInfo, ...]
     constraints: tuple[str, ...] = ()
+    #: Recorded when the engine that created it traces sessions (``engine.tracing``); None before
+    #: that existed, or when nobody traces.
+    trace: TraceContext | None = None
 
 
 class RoundStarted(Event, frozen=True):

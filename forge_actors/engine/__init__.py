@@ -2,7 +2,7 @@
 
 ::
 
-    from forge_actors.engine import Forge
+    from forge_actors.engine import Forge   # or AsyncForge: the same calls as coroutines
 
     with Forge("forge.db") as forge:
         session_id = forge.create_session("Design a TODO app API", ["mock:alice", "mock:bob", "mock:carol"])
@@ -12,7 +12,8 @@
 Inside, one module per seam: ``forge`` (the facade: commands and queries), ``participants``
 (specs -> providers, pools, personas, probes), ``supervisor`` (actors and leases), ``states``
 (the shared fold), ``live`` (following a session), ``replay`` (re-runs and paced replays),
-``summaries`` (the session list), ``logs`` (choosing the log: a file or a
+``summaries`` (the session list), ``async_forge`` (``AsyncForge``: the calls as coroutines),
+``tracing`` and ``otel`` (OpenTelemetry spans and metrics, an optional extra), ``logs`` (choosing the log: a file or a
 ``postgresql://`` URL, shown without its password; ``migrate_log``), ``config`` and ``trust`` (what the operator and an untrusted
 caller may name), ``errors`` (everything a caller catches).
 """
@@ -22,6 +23,7 @@ from forge_actors.core.audit import Violation
 from forge_actors.core.events import ROUND_KINDS, Event, RoundKind
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport
+from forge_actors.engine.async_forge import AsyncForge
 from forge_actors.engine.config import (
     DEFAULT_COUNCIL,
     DEPRECATED_ITERATIONS_KEY,
@@ -75,6 +77,7 @@ from forge_actors.engine.logs import (
 )
 from forge_actors.engine.participants import probe_providers
 from forge_actors.engine.summaries import SessionSummary
+from forge_actors.engine.tracing import trace_sessions
 from forge_actors.engine.trust import (
     CAPPED_SETTINGS,
     FREE_SETTINGS,
@@ -90,6 +93,7 @@ from forge_actors.providers.probe import ProviderProbe
 from forge_actors.tools import HistoryHit
 
 __all__ = [
+    "AsyncForge", "trace_sessions",
     "BackendMissingError", "ConcurrencyError", "CopyReport", "DEFAULT_COPY_BATCH", "DEFAULT_LOG", "LogChoice", "LogCopyError",
     "LogUnavailableError", "choose_log", "has_password", "is_database_url", "migrate_log", "printable_target",
     "same_log", "ConfigError", "CorruptEventError", "CorruptLogError", "DEFAULT_CLOSE_TIMEOUT",

@@ -63,6 +63,7 @@ from forge_actors.core.events import (
     Event,
     RoundKind,
     SessionCreated,
+    TraceContext,
     VoteChoice,
     decode_event,
 )
@@ -172,6 +173,10 @@ class Forge:
         self._lease_ttl = float(lease_ttl)
         # Held while a new human joins (count, then join), so concurrent joins cannot pass the cap together.
         self._joins_lock = threading.Lock()
+        # Set by engine.tracing: the trace a new session's spans join (the caller's current span).
+        self._trace_context_source: Callable[[], TraceContext | None] | None = None
+        # Set by engine.tracing: told of each session this engine drives, as it attaches it.
+        self._on_drive: Callable[[str], None] | None = None
 
     @property
     def owner(self) -> str:
@@ -269,7 +274,7 @@ class Forge:
                               f"({', '.join(ai_names)})")
         session_id = self._id_factory()
         created = SessionCreated(session_id, title or _default_title(goal), goal, chosen_settings, tuple(infos),
-                                 tuple(str(c) for c in constraints))
+                                 tuple(str(c) for c in constraints), trace=self._trace_context())
 
         def record() -> None:
             self._store.append(session_id, [as_new_event(created)], expected_version=NO_STREAM)
@@ -280,8 +285,13 @@ class Forge:
             record()
             return session_id
         session = self._supervisor.attach_new(session_id, record)
+        self._driving(session_id)
         session.tell(Deliberate())
         return session_id
+
+    def _trace_context(self) -> TraceContext | None:
+        source = self._trace_context_source
+        return source() if source is not None else None
 
     @staticmethod
     def _settings_mapping(settings: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -465,7 +475,15 @@ class Forge:
         raise InvalidCommandError(f"the session has ended ({state.status}): {state.end_reason}")
 
     def _attach(self, session_id: str) -> pykka.ActorRef | None:
-        return self._supervisor.attach(session_id)
+        session = self._supervisor.attach(session_id)
+        if session is not None:
+            self._driving(session_id)
+        return session
+
+    def _driving(self, session_id: str) -> None:
+        listener = self._on_drive
+        if listener is not None:
+            listener(session_id)
 
     def running_sessions(self) -> list[str]:
         """The sessions this engine drives now (their actors run here)."""
@@ -539,6 +557,22 @@ class Forge:
                                              expect_others=not driven_here)
         return live.follow(
             subscription, session_id,
+            is_running=lambda: session_id in self._supervisor.running_sessions(),
+            has_ended=lambda: self.state(session_id).ended,
+            write_failure=lambda: self._supervisor.write_failure(session_id),
+        )
+
+    def _watch(self, session_id: str, from_position: int) -> live.Watch | None:
+        """What ``_follow`` reads, for a follower that must not block (``AsyncForge``); None when the
+        session ended at or before ``from_position``."""
+        if live.ended_before(self._store, session_id, from_position):
+            return None
+        self._require(session_id)
+        driven_here = session_id in self._supervisor.running_sessions()
+        subscription = self._store.subscribe(from_position, stream_id=session_id, codec=decode_event,
+                                             expect_others=not driven_here)
+        return live.Watch(
+            subscription,
             is_running=lambda: session_id in self._supervisor.running_sessions(),
             has_ended=lambda: self.state(session_id).ended,
             write_failure=lambda: self._supervisor.write_failure(session_id),
@@ -628,6 +662,13 @@ class Forge:
         """
         self._require(session_id)
         return self._store.subscribe(from_position, stream_id=session_id, codec=decode_event if decoded else None)
+
+    def subscribe_log(self, from_position: int | None = None) -> Subscription:
+        """Every session's committed events after ``from_position`` (None: from now on), undecoded
+        (``.type`` and ``.data``; ``core.events.decode_event`` decodes one): for projections that
+        follow the whole log, such as ``engine.tracing``."""
+        after = self._store.last_position() if from_position is None else from_position
+        return self._store.subscribe(after)
 
     def last_position(self) -> int:
         """The position of the last event committed to the log (any session)."""

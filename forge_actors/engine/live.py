@@ -9,6 +9,7 @@ the session's actor stopped before the session ended (the log is intact: resume 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from eventstore import CorruptLogError, EventLog, EventStoreError, LogWriteError, RecordedEvent, Subscription
 from forge_actors.core.errors import SessionStoppedError
@@ -17,6 +18,17 @@ from forge_actors.core.events import SessionEnded
 #: How often a quiet follower looks whether the session stopped without ending (live events
 #: do not wait for it: the writer hands them over as they commit).
 STOP_CHECK_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What following a session reads, for a follower that does not block in ``poll`` (the asyncio
+    front door): the subscription and the three checks ``follow`` makes when it is quiet."""
+
+    subscription: Subscription
+    is_running: Callable[[], bool]
+    has_ended: Callable[[], bool]
+    write_failure: Callable[[], EventStoreError | None]
 
 
 def ended_before(store: EventLog, session_id: str, position: int) -> bool:

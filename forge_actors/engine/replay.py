@@ -213,7 +213,8 @@ def rerun_plan(events: list[Event], source_id: str, new_id: str) -> RerunPlan:
         msgspec.structs.replace(p, provider=REPLAY_PREFIX + source_id) if p.kind == "ai" else p
         for p in created.participants
     )
-    new_created = msgspec.structs.replace(created, session_id=new_id, participants=participants)
+    # A re-run is a session of its own: it does not join the original's trace.
+    new_created = msgspec.structs.replace(created, session_id=new_id, participants=participants, trace=None)
     cancel_reason = ended.reason if ended is not None and ended.outcome == "cancelled" else None
     return RerunPlan((new_created, *before_rounds), rounds, cancel_reason)
 

@@ -496,6 +496,45 @@ def test_close_ends_a_blocked_subscription(store):
     store.close()
 
 
+
+def test_on_wake_is_called_for_each_commit_nudge_and_close_and_poll_zero_reads_without_waiting(store):
+    """The hook a consumer that must not block (an event loop) relies on: told, from the committing
+    thread, that there is something to read; it then reads with poll_batch(0), which never waits."""
+    store.append("a", [ev(0)])
+    sub = store.subscribe(after=1, stream_id="a", expect_others=False)
+    woken: list[str] = []
+    sub.on_wake(lambda: woken.append(threading.current_thread().name))
+    assert sub.poll_batch(0) == []  # caught up: nothing, at once
+    committer = threading.Thread(target=lambda: store.append("a", [ev(1), ev(2)]), name="committer")
+    committer.start()
+    committer.join()
+    assert woken == ["committer"]  # one wake per commit, in the thread that committed
+    assert [json.loads(r.data)["n"] for r in sub.poll_batch(0)] == [1, 2]
+    store.append("b", [ev(9)])  # another stream's commit does not wake it
+    assert len(woken) == 1
+    sub.nudge()  # a backend's cross-process wake-up reaches it too
+    assert len(woken) == 2 and sub.poll_batch(0) == []
+    sub.on_wake(None)
+    store.append("a", [ev(3)])
+    assert len(woken) == 2  # removed: no more calls
+    sub.on_wake(lambda: woken.append("closed"))
+    sub.close()
+    assert woken[-1] == "closed"
+
+
+def test_a_failing_wake_callback_does_not_fail_the_commit_that_woke_it(store, caplog):
+    sub = store.subscribe()
+
+    def broken() -> None:
+        raise RuntimeError("event loop is closed")
+
+    sub.on_wake(broken)
+    store.append("a", [ev(1)])  # committed despite the callback's failure
+    assert store.last_position() == 1
+    assert [r.position for r in sub.poll_batch(0)] == [1]
+    assert "wake callback failed" in caplog.text
+    sub.close()
+
 # -- files that are not ours, full disks, damaged pages --------------------------------------------
 
 
