@@ -189,16 +189,11 @@ class ContributionErrored(msgspec.Struct, frozen=True):
 
 
 class Deliberate(msgspec.Struct, frozen=True):
-    """Run rounds on its own until the session ends.
-
-    ``plan`` fixes the kinds of the rounds to run instead (a re-run follows its
-    original); when it runs out the session is cancelled with ``cancel_reason`` if the
-    original was, else it waits there for commands, as the original did. ``done`` gets
+    """Run rounds on its own until the session ends (a re-run: until the plan it recorded,
+    ``RerunPlanned``, runs out; then it waits for commands, as its original did). ``done`` gets
     the SessionState once the plan has run out or the session has ended.
     """
 
-    plan: tuple[RoundKind, ...] | None = None
-    cancel_reason: str | None = None
     done: Future[SessionState] | None = None
 
 

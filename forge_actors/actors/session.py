@@ -15,7 +15,7 @@ its ``ContentDelta`` with one lookup of the attempt in flight (``decider.delta_e
 
 Durability (DESIGN.md): deltas, prompts and tool events go to the batching writer and commit within
 a few milliseconds; a decision whose events end something — a failure, a reply waited for before
-its re-ask, a round, the session, a command's effect — is committed (``ticket.wait()``) before its
+its re-ask, a round, the session, a cancel, an interrupt, a switch of provider — is committed (``ticket.wait()``) before its
 effects are carried out and before the next decision. A completed reply is not waited for on its
 own: the round's completion that follows from it is. A crash therefore loses at most the tail of
 the attempts still in flight (their deltas, their completions), and ``Recover`` runs those again.
@@ -298,7 +298,7 @@ class SessionActor(pykka.ThreadingActor):
     def _on_deliberate(self, message: Deliberate) -> None:
         if message.done is not None and not self._mode.auto:
             self._plan_done = message.done
-        self._decide(decider.StartDeliberating(message.plan, message.cancel_reason))
+        self._decide(decider.StartDeliberating())
 
     def _on_run_round(self, message: RunRound) -> int:
         self._decide(decider.StartRound(message.kind))

@@ -76,13 +76,12 @@ MALFORMED_STREAM = "malformed_stream"
 
 
 class Mode(msgspec.Struct, frozen=True):
-    """How the session is driven (given by commands, not recorded): on its own (``auto``), and with
-    ``plan`` the kinds of the rounds a re-run follows; when the plan runs out the session is cancelled
-    with ``cancel_reason`` if given, else it waits for commands."""
+    """How the session is driven: on its own (``auto``, from ``StartDeliberating`` until the session
+    ends or a re-run's plan runs out), or round by round on command. Not recorded, and no decision about
+    what the session records reads it: it only says whether a next round starts without a command (the
+    rounds a re-run follows are in the log, ``RerunPlanned``)."""
 
     auto: bool = False
-    plan: tuple[RoundKind, ...] | None = None
-    cancel_reason: str | None = None
 
 
 class ToolContext(msgspec.Struct, frozen=True):
@@ -164,10 +163,7 @@ class Recover(Input, frozen=True):
 
 
 class StartDeliberating(Input, frozen=True):
-    """Run rounds on its own until the session ends (``plan``: see ``Mode``)."""
-
-    plan: tuple[RoundKind, ...] | None = None
-    cancel_reason: str | None = None
+    """Run rounds on its own until the session ends (a re-run: until its recorded plan runs out)."""
 
 
 class StartRound(Input, frozen=True):
@@ -316,6 +312,10 @@ def decide(state: SessionState, mode: Mode, given: Input, tools: ToolContext = N
     handler = _HANDLERS.get(type(given))
     if handler is None:
         raise TypeError(f"the decider got an unknown input: {type(given).__name__}")
+    if state.status == "interrupted" and isinstance(given, _FROM_THE_WORLD):
+        # Replies and timers already on their way when the session was interrupted: it stops, and
+        # decides nothing more until it is resumed (which asks again whatever was in flight).
+        return builder.decision()
     handler(builder, given)
     return builder.decision()
 
@@ -433,7 +433,7 @@ def _on_reply_failed(b: _Builder, given: ReplyFailed) -> None:
         # without it, which can change the outcome (unlike the same request again, which cannot).
         b.record(*learned, ContributionFailed(given.contribution_id, participant, number, attempt.attempt,
                                               given.error_kind, given.message, given.retryable, True), durable=True)
-        _ask(b, participant, _around_limits(_chain_prompt(b.state, number, participant)), "retry")
+        _ask(b, participant, _around_limits(b.state, number, participant), "retry")
         return
     used = retries_used(b.state, number, participant)
     will_retry = (given.retryable and used < b.state.settings.max_retries
@@ -445,10 +445,14 @@ def _on_reply_failed(b: _Builder, given: ReplyFailed) -> None:
     _check_round_complete(b)
 
 
-def _around_limits(prompt: rounds.RoundPrompt) -> rounds.RoundPrompt:
-    """A re-ask asked again around a limit: the same reminder, asked for text (the text reader reads
-    JSON too). A first prompt is built again from the state, which knows the limit now."""
-    return msgspec.structs.replace(prompt, response_schema=None) if prompt.response_schema else prompt
+def _around_limits(state: SessionState, number: int, participant: str) -> rounds.RoundPrompt:
+    """The participant's attempt asked again around the limit just found. A re-ask: the same reminder,
+    asked for text (the text reader reads JSON too). A first prompt: built again from the state, which
+    knows the limit now — it keeps its reply schema unless structured replies were the limit."""
+    prompt = _chain_prompt(state, number, participant)
+    if continues_reask(state, number, participant) and prompt.response_schema:
+        return msgspec.structs.replace(prompt, response_schema=None)
+    return prompt
 
 
 def _repeats_malformed_stream(state: SessionState, number: int, participant: str, given: ReplyFailed) -> bool:
@@ -513,6 +517,8 @@ def _cancel_in_flight(b: _Builder, kind: str, why: str) -> None:
 def _on_humans_wait_over(b: _Builder, given: HumansWaitOver) -> None:
     number = b.running_round(given.round)
     if number is None or b.state.round_state(number).humans_waited:  # type: ignore[union-attr]
+        return
+    if not _humans_pending(b, number):  # every human answered in time: the wait running out says nothing
         return
     b.record(HumansWaitEnded(number))
     _check_round_complete(b)
@@ -580,7 +586,7 @@ def _start_round_timers(b: _Builder, number: int, kind: RoundKind) -> None:
 
 def _waits_for_humans(b: _Builder, kind: RoundKind) -> bool:
     """A round of that kind waits for the session's humans (a re-run does not: it follows its original)."""
-    return (b.state.settings.human_wait_seconds > 0 and kind in HUMAN_ROUNDS and b.mode.plan is None
+    return (b.state.settings.human_wait_seconds > 0 and kind in HUMAN_ROUNDS and b.state.rerun is None
             and bool(_humans(b.state)))
 
 
@@ -620,14 +626,13 @@ def _advance(b: _Builder) -> None:
     if isinstance(step, rounds.EndSession):
         _end(b, step)
     elif isinstance(step, rounds.NextRound) and b.mode.auto:
-        plan = b.mode.plan
+        plan = b.state.rerun
         if plan is None:
             _start_round(b, step.kind)
-        elif plan:
-            b.mode = msgspec.structs.replace(b.mode, plan=plan[1:])
-            _start_round(b, plan[0])
-        elif b.mode.cancel_reason is not None:
-            _cancel(b, b.mode.cancel_reason)
+        elif len(b.state.rounds) < len(plan.rounds):  # a re-run: the original's next round
+            _start_round(b, plan.rounds[len(b.state.rounds)])
+        elif plan.cancel_reason is not None:
+            _cancel(b, plan.cancel_reason)
         else:  # the plan ran out where the original stopped: wait for commands, as it did
             b.mode = Mode()
             b.effect(PlanDone())
@@ -673,7 +678,7 @@ def _continue_round(b: _Builder, number: int) -> None:
             _ask(b, participant, chain, "reask" if last is not None and last.reasked else "rerun")
         elif last.status == "failed" and last.will_retry:
             if last.limit_found:  # its retry around the limit was to be asked at once
-                _ask(b, participant, _around_limits(_chain_prompt(b.state, number, participant)), "retry")
+                _ask(b, participant, _around_limits(b.state, number, participant), "retry")
             else:
                 b.effect(StartRetryTimer(RetryDue(number, participant), retries_used(b.state, number, participant)))
         elif last.status == "completed":
@@ -700,7 +705,7 @@ def _settle_reply(b: _Builder, completed_attempt: ContributionState) -> None:
 def _on_start_deliberating(b: _Builder, given: StartDeliberating) -> None:
     if b.mode.auto:
         return  # already deliberating: a second caller only follows along
-    b.mode = Mode(True, given.plan, given.cancel_reason) if given.plan is not None else Mode(True)
+    b.mode = Mode(True)
     if b.running_round() is None:
         _advance(b)
 
@@ -810,6 +815,9 @@ def _on_internal_failure(b: _Builder, given: InternalFailure) -> None:
     b.effect(PlanDone())
     b.effect(Stop())
 
+
+#: What the world tells the session (replies, tool calls, timers), as opposed to commands.
+_FROM_THE_WORLD = (Replied, ReplyFailed, ToolCallStarted, ToolCallFinished, DeadlinePassed, HumansWaitOver, RetryDue)
 
 _HANDLERS: dict[type, Any] = {
     Replied: _on_replied,

@@ -353,6 +353,17 @@ class HumansWaitEnded(Event, frozen=True):
     round: int
 
 
+class RerunPlanned(Event, frozen=True):
+    """Among a re-run's opening events: it follows the original session ``source_session_id``'s
+    ``rounds``, in order, and when they are done it is cancelled with ``cancel_reason`` if the original
+    was, else it waits for commands where the original stopped. Recorded, so that a re-run resumed after
+    a crash follows the same plan (and waits for no human, as the live re-run did not)."""
+
+    source_session_id: str
+    rounds: tuple[RoundKind, ...]
+    cancel_reason: str | None = None
+
+
 class SessionInterrupted(Event, frozen=True):
     """The process running the session was asked to stop (e.g. Ctrl-C). Not an ending:
     what was in flight is recorded as abandoned, and ``resume`` continues the session."""
@@ -389,6 +400,7 @@ AnyEvent: TypeAlias = (
     | ProviderSwitched
     | ProviderLimitFound
     | HumansWaitEnded
+    | RerunPlanned
     | SessionInterrupted
     | SessionResumed
     | SessionEnded

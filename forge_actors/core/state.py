@@ -34,6 +34,7 @@ from forge_actors.core.events import (
     PromptSent,
     ProviderLimitFound,
     ProviderSwitched,
+    RerunPlanned,
     RoundCompleted,
     RoundKind,
     RoundStarted,
@@ -151,8 +152,11 @@ class SessionState(msgspec.Struct, frozen=True):
     #: bounds, whatever its providers stream (a delta's row costs far more than its text).
     log_bytes: int = 0
     #: The running round's last prompt to each participant, as recorded: what a retry, a re-ask or a
-    #: reply's reading needs of it (``core.decider``). Emptied when the next round starts.
+    #: reply's reading needs of it (``core.decider``). Emptied when the round completes (a prompt
+    #: is the bulk of a folded state, and the engine caches one per session it reads).
     round_prompts: dict[str, PromptSent] = {}
+    #: A re-run's plan (``RerunPlanned``): the original's rounds it follows; None for any other session.
+    rerun: RerunPlanned | None = None
 
     # -- derived views (no state of their own) ------------------------------------
 
@@ -435,7 +439,7 @@ def _round_completed(state: SessionState, e: RoundCompleted) -> SessionState:
                 reason=e.reason,
             )
             break
-    return replace(state, rounds=tuple(rounds))
+    return replace(state, rounds=tuple(rounds), round_prompts={})  # read only while a round runs
 
 
 def _provider_switched(state: SessionState, e: ProviderSwitched) -> SessionState:
@@ -459,6 +463,10 @@ def _provider_limit_found(state: SessionState, e: ProviderLimitFound) -> Session
     if attempt is not None:
         changes["streaming"] = _with(state.streaming, e.contribution_id, replace(attempt, limit_found=True))
     return replace(state, participants=_with(state.participants, e.participant, around), **changes)
+
+
+def _rerun_planned(state: SessionState, e: RerunPlanned) -> SessionState:
+    return replace(state, rerun=e)
 
 
 def _humans_wait_ended(state: SessionState, e: HumansWaitEnded) -> SessionState:
@@ -500,6 +508,7 @@ _HANDLERS: dict[type[Event], Callable[[SessionState, Any], SessionState]] = {
     ProviderSwitched: _provider_switched,
     ProviderLimitFound: _provider_limit_found,
     HumansWaitEnded: _humans_wait_ended,
+    RerunPlanned: _rerun_planned,
     SessionInterrupted: _session_interrupted,
     SessionResumed: _session_resumed,
     SessionEnded: _session_ended,

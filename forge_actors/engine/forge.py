@@ -710,7 +710,7 @@ class Forge:
         session = self._attach(new_id)
         assert session is not None  # a new session has not ended
         done: Future = Future()
-        session.tell(Deliberate(plan.rounds, plan.cancel_reason, done))
+        session.tell(Deliberate(done=done))
         if wait:
             done.result(timeout)
         return new_id
