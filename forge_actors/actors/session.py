@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from eventstore import BatchingWriter, EventStoreError, NewEvent
+from eventstore import Appender, EventStoreError, NewEvent
 from forge_actors.actors.messages import (
     AddHumanDraft,
     CancelSession,
@@ -141,7 +141,7 @@ class SessionActor(pykka.ThreadingActor):
         *,
         state: SessionState,
         version: int,
-        writer: BatchingWriter,
+        writer: Appender,
         participants: dict[str, pykka.ActorRef],
         scheduler: Scheduler,
         retry_policy: RetryPolicy,
