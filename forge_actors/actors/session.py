@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from eventstore import Appender, EventStoreError, NewEvent
+from eventstore import Appender, EventStoreError
 from forge_actors.actors.messages import (
     AddHumanDraft,
     CancelSession,
@@ -71,10 +71,9 @@ from forge_actors.core.events import (
     ToolCalled,
     ToolResult,
     VoteRecorded,
-    encode_event,
-    event_type,
 )
 from forge_actors.core.formats import ParsedCritique
+from forge_actors.core.records import to_records
 from forge_actors.core.state import SessionState, apply
 from forge_actors.providers import toolcalls
 from forge_actors.providers.base import JsonSchema, LlmRequest, Message, ToolDefinition
@@ -97,11 +96,6 @@ def tool_definitions(names: tuple[str, ...]) -> tuple[ToolDefinition, ...]:
     """The provider-level definitions of the named tools (names this version does not know are skipped)."""
     return tuple(ToolDefinition(tool.name, tool.description, dict(tool.parameters))
                  for tool in (TOOL_REGISTRY.get(name) for name in names) if tool is not None)
-
-
-def as_new_event(event: Event) -> NewEvent:
-    """A domain event as the log stores it: its type name and its JSON."""
-    return NewEvent.from_bytes(event_type(event), encode_event(event))
 
 
 class _Attempt(msgspec.Struct):
@@ -217,7 +211,7 @@ class SessionActor(pykka.ThreadingActor):
         """
         ticket = self._writer.append(
             self.session_id,
-            [as_new_event(e) for e in events],
+            to_records(events),
             expected_version=self._version,
         )
         self._version += len(events)
