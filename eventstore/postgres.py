@@ -28,6 +28,14 @@ waited with it). A larger batch (COPY inserts it for less than half the server's
 cache, or a log whose function cannot be made (opened with ``create=False``) takes the long way:
 BEGIN with the lock, versions read under it, COPY, COMMIT.
 
+**Fences.** A batch with fenced appends (``Fence``) passes its fences to ``eventstore_append``,
+which locks each lease's row FOR SHARE under the commit lock and compares its epoch: if any moved
+on it raises (SQLSTATE EF001) and writes nothing, and the batch goes the long way, where each
+fenced append's lease row is read FOR SHARE and only the stale ones fail (FencedError). The row
+lock is what makes the check hold until the commit: a new owner's ``acquire`` updates that row,
+so it waits for the append's commit, or the append waits for the acquire's and reads its epoch.
+A log made before fences gets the five-argument ``eventstore_append`` when it is next opened.
+
 **Waking followers elsewhere.** Each append transaction also sends ``NOTIFY`` on the log's
 channel, which PostgreSQL delivers at commit. A store with subscriptions keeps one connection
 listening on it; a notice from another process wakes every subscription to read the log (its
@@ -36,7 +44,8 @@ A subscription still reads the log after a quiet spell, in case the listener was
 
 **Other writes** (projections, leases, mailboxes: ``write_transaction``) take the log's
 advisory transaction lock instead, so they are serialised among themselves as on SQLite but
-never wait for appends.
+never wait for appends (a lease's change waits only for an append fenced by that lease, holding
+its row).
 
 Connections, all autocommit: one write connection guarded by a lock (appends are one queue
 anyway; the other writes say BEGIN), a ``psycopg_pool`` of read connections (each read is one
