@@ -126,7 +126,7 @@ class LeaseFence:
     local deadline passed, or the log refused one of its appends as fenced out or for a stale version)
     every append is refused, so the actor stops without writing more."""
 
-    __slots__ = ("_writer", "_fence", "_owner", "_window", "valid_until", "lost", "_pending")
+    __slots__ = ("_writer", "_fence", "_owner", "_window", "valid_until", "lost", "_pending", "_losing")
 
     def __init__(self, writer: BatchingWriter, fence: Fence, owner: str, ttl: float, taken_at: float) -> None:
         self._writer = writer
@@ -137,6 +137,7 @@ class LeaseFence:
         self.valid_until = taken_at + self._window
         self.lost: EventStoreError | None = None
         self._pending: deque[AppendTicket] = deque()  # our appends not seen committed yet, oldest first
+        self._losing = threading.Lock()  # the actor and the renewal thread may both find the loss at once
 
     def renewed(self, started: float) -> None:
         """A renewal that began at ``started`` (monotonic) succeeded."""
@@ -153,7 +154,9 @@ class LeaseFence:
 
     def lose(self, why: EventStoreError, explain: str) -> None:
         """Write nothing more, and say why in one log line (the first reason found is the one)."""
-        if self.lost is None:
+        with self._losing:
+            if self.lost is not None:
+                return
             self.lost = why
             logger.error("%s: %s; stopping its actors here without writing more (epoch %d)",
                          self._fence.lease, explain, self._fence.epoch)
