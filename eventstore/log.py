@@ -209,16 +209,18 @@ def stage_appends(
     staged: dict[str, int] = {}
     refused: dict[str, ConcurrencyError] = {}
     epochs: dict[str, int | None] = {}
+    passed: Fence | None = None  # the last fence found current: a session's appends share one
     for pending in appends:
         pending.error = None
         sid = pending.stream_id
         fence = pending.fence
-        if fence is not None and read_epoch is not None:
+        if fence is not None and fence is not passed and read_epoch is not None:
             lease = fence.lease
             epoch = epochs[lease] if lease in epochs else epochs.setdefault(lease, read_epoch(lease))
             if epoch != fence.epoch:
                 pending.error = FencedError(sid, fence.lease, fence.epoch, epoch)
                 continue
+            passed = fence
         if sid in refused and pending.expected_version != ANY:
             pending.error = ConcurrencyError(sid, pending.expected_version, refused[sid].actual)
             continue
