@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from eventstore import BatchingWriter, EventStoreError, NewEvent
+from eventstore import Appender, EventStoreError
 from forge_actors.actors.messages import (
     AddHumanDraft,
     CancelSession,
@@ -62,9 +62,8 @@ from forge_actors.core.events import (
     HumanDraftAdded,
     TokenUsage,
     VoteRecorded,
-    encode_event,
-    event_type,
 )
+from forge_actors.core.records import to_records
 from forge_actors.core.state import SessionState, apply
 from forge_actors.providers import toolcalls
 from forge_actors.providers.base import JsonSchema, LlmRequest, Message, ToolDefinition
@@ -93,11 +92,6 @@ def tool_context(state: SessionState) -> ToolContext:
     return ToolContext(names, sections)
 
 
-def as_new_event(event: Event) -> NewEvent:
-    """A domain event as the log stores it: its type name and its JSON."""
-    return NewEvent.from_bytes(event_type(event), encode_event(event))
-
-
 class _RetryAfter(msgspec.Struct, frozen=True):
     """What ``RetryPolicy.delay`` reads of a failure: the wait the server asked for, if any."""
 
@@ -110,7 +104,7 @@ class SessionActor(pykka.ThreadingActor):
         *,
         state: SessionState,
         version: int,
-        writer: BatchingWriter,
+        writer: Appender,
         participants: dict[str, pykka.ActorRef],
         scheduler: Scheduler,
         retry_policy: RetryPolicy,
@@ -186,7 +180,7 @@ class SessionActor(pykka.ThreadingActor):
         """
         ticket = self._writer.append(
             self.session_id,
-            [as_new_event(e) for e in events],
+            to_records(events),
             expected_version=self._version,
         )
         self._version += len(events)

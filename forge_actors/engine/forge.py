@@ -48,7 +48,6 @@ from forge_actors.actors.messages import (
     RunRound,
     SwitchProvider,
 )
-from forge_actors.actors.session import as_new_event
 from forge_actors.core.audit import Violation, verify
 from forge_actors.core.compare import Comparison, compare_sessions
 from forge_actors.core.errors import (
@@ -65,8 +64,8 @@ from forge_actors.core.events import (
     SessionCreated,
     TraceContext,
     VoteChoice,
-    decode_event,
 )
+from forge_actors.core.records import EVENT_CODEC, to_record, to_records
 from forge_actors.core.rounds import with_log_limits
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport, usage_report
@@ -277,7 +276,7 @@ class Forge:
                                  tuple(str(c) for c in constraints), trace=self._trace_context())
 
         def record() -> None:
-            self._store.append(session_id, [as_new_event(created)], expected_version=NO_STREAM)
+            self._store.append(session_id, [to_record(created)], expected_version=NO_STREAM)
             for name, parsed in full_specs.items():
                 self._participants.inline_specs.remember(session_id, name, parsed)
 
@@ -547,29 +546,19 @@ class Forge:
 
     def _follow(self, session_id: str, from_position: int) -> Iterator[RecordedEvent]:
         """The session's events after ``from_position`` until SessionEnded (see ``live.follow``)."""
-        if live.ended_before(self._store, session_id, from_position):
-            return iter(())  # opened at or past the end of an ended session
-        # A session this engine drives is written by this engine alone (its lease): no need to hear
-        # of other processes' commits at once (should it lose the lease, the next quiet read finds them).
-        self._require(session_id)
-        driven_here = session_id in self._supervisor.running_sessions()
-        subscription = self._store.subscribe(from_position, stream_id=session_id, codec=decode_event,
-                                             expect_others=not driven_here)
-        return live.follow(
-            subscription, session_id,
-            is_running=lambda: session_id in self._supervisor.running_sessions(),
-            has_ended=lambda: self.state(session_id).ended,
-            write_failure=lambda: self._supervisor.write_failure(session_id),
-        )
+        watch = self._watch(session_id, from_position)
+        return iter(()) if watch is None else live.follow(watch, session_id)
 
     def _watch(self, session_id: str, from_position: int) -> live.Watch | None:
-        """What ``_follow`` reads, for a follower that must not block (``AsyncForge``); None when the
+        """What ``_follow`` reads, also for a follower that must not block (``AsyncForge``); None when the
         session ended at or before ``from_position``."""
         if live.ended_before(self._store, session_id, from_position):
             return None
         self._require(session_id)
+        # A session this engine drives is written by this engine alone (its lease): no need to hear
+        # of other processes' commits at once (should it lose the lease, the next quiet read finds them).
         driven_here = session_id in self._supervisor.running_sessions()
-        subscription = self._store.subscribe(from_position, stream_id=session_id, codec=decode_event,
+        subscription = self._store.subscribe(from_position, stream_id=session_id, codec=EVENT_CODEC,
                                              expect_others=not driven_here)
         return live.Watch(
             subscription,
@@ -618,7 +607,7 @@ class Forge:
         self._require(session_id)
         # The lease first: an engine releases it only once the session's end is committed.
         driven = self._supervisor.lease_is_live(session_id)
-        return verify(self._store.read_stream(session_id, codec=decode_event), driven=driven)
+        return verify(self._store.read_stream(session_id, codec=EVENT_CODEC), driven=driven)
 
     def usage(self, session_id: str) -> UsageReport:
         """Tokens and estimated cost per participant, per round and in all."""
@@ -640,7 +629,7 @@ class Forge:
 
     def events(self, session_id: str) -> list[Event]:
         """Every event of the session, decoded, in order."""
-        events = [r.event for r in self._store.read_stream(session_id, codec=decode_event)]
+        events = [r.event for r in self._store.read_stream(session_id, codec=EVENT_CODEC)]
         if not events:
             raise SessionNotFoundError(session_id)
         return events
@@ -652,7 +641,7 @@ class Forge:
     def records(self, session_id: str) -> list[RecordedEvent]:
         """Every committed event of the session as the log holds it (position, version, time), decoded."""
         self._require(session_id)
-        return list(self._store.read_stream(session_id, codec=decode_event))
+        return list(self._store.read_stream(session_id, codec=EVENT_CODEC))
 
     def subscribe(self, session_id: str, from_position: int = 0, *, decoded: bool = True) -> Subscription:
         """The session's committed events after ``from_position``: stored ones, then live ones.
@@ -661,7 +650,7 @@ class Forge:
         (``.data``, ``.type``) and need not pay for decoding every event.
         """
         self._require(session_id)
-        return self._store.subscribe(from_position, stream_id=session_id, codec=decode_event if decoded else None)
+        return self._store.subscribe(from_position, stream_id=session_id, codec=EVENT_CODEC if decoded else None)
 
     def subscribe_log(self, from_position: int | None = None) -> Subscription:
         """Every session's committed events after ``from_position`` (None: from now on), undecoded
@@ -681,7 +670,7 @@ class Forge:
     def events_page(self, session_id: str, after_version: int, limit: int = 500, *,
                     decoded: bool = False) -> list[RecordedEvent]:
         """Up to ``limit`` committed events of the session after its version ``after_version``."""
-        records = self._store.read_stream(session_id, after_version, codec=decode_event if decoded else None,
+        records = self._store.read_stream(session_id, after_version, codec=EVENT_CODEC if decoded else None,
                                          page_size=limit)
         return list(itertools.islice(records, limit))
 
@@ -692,7 +681,7 @@ class Forge:
         if speed < 0:
             raise ConfigError("speed must be 0 (as fast as possible) or more")
         self._require(session_id)
-        return replay.paced(self._store.read_stream(session_id, codec=decode_event), speed, sleep, max_pause)
+        return replay.paced(self._store.read_stream(session_id, codec=EVENT_CODEC), speed, sleep, max_pause)
 
     def rerun(self, session_id: str, *, wait: bool = True, timeout: float | None = None) -> str:
         """Run a recorded session again with every AI participant answered from its recording.
@@ -706,7 +695,7 @@ class Forge:
         """
         new_id = self._id_factory()
         plan = replay.rerun_plan(self.events(session_id), session_id, new_id)
-        self._store.append(new_id, [as_new_event(e) for e in plan.events], expected_version=NO_STREAM)
+        self._store.append(new_id, to_records(plan.events), expected_version=NO_STREAM)
         session = self._attach(new_id)
         assert session is not None  # a new session has not ended
         done: Future = Future()

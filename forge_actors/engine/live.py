@@ -51,14 +51,14 @@ def write_failure_for(lost: EventStoreError, session_id: str) -> EventStoreError
     return lost
 
 
-def follow(subscription: Subscription, session_id: str, *, is_running: Callable[[], bool],
-           has_ended: Callable[[], bool],
-           write_failure: Callable[[], EventStoreError | None]) -> Iterator[RecordedEvent]:
-    """The subscription's events until SessionEnded; closes the subscription however it ends.
+def follow(watch: Watch, session_id: str) -> Iterator[RecordedEvent]:
+    """The watched subscription's events until SessionEnded; closes the subscription however it ends.
 
-    ``is_running`` says whether this engine still drives the session, ``has_ended`` whether the
-    log says it ended, ``write_failure`` what stopped its appends (if the log refused them).
+    ``watch.is_running`` says whether this engine still drives the session, ``has_ended`` whether
+    the log says it ended, ``write_failure`` what stopped its appends (if the log refused them).
     """
+    subscription, is_running, has_ended, write_failure = (watch.subscription, watch.is_running,
+                                                           watch.has_ended, watch.write_failure)
     try:
         while True:
             recorded = subscription.poll(STOP_CHECK_SECONDS)
