@@ -126,6 +126,7 @@ class SessionActor(pykka.ThreadingActor):
         self._timers: dict[Any, ScheduledTell] = {}
         self._round_waiters: dict[int, list[Future]] = {}
         self._plan_done: Future | None = None
+        self._shut = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -133,7 +134,17 @@ class SessionActor(pykka.ThreadingActor):
         handler = _HANDLERS.get(type(message))
         if handler is None:
             raise TypeError(f"SessionActor got an unknown message: {type(message).__name__}")
-        return handler(self, message)
+        try:
+            return handler(self, message)
+        except EventStoreError as exc:
+            if type(message) not in _TOLD_ONLY:
+                raise  # a caller waits for the answer: it gets the error (and the actor stops, see _emit)
+            # The log refused an append (full disk, damaged file, the lease fenced off): stop here, with
+            # one line (the store's or the fence's says why); a told message has nobody to hand it to.
+            logger.info("session %s stops: the log took no more of its events (%s)", self.session_id, exc)
+            self._shut_down(exc)
+            self.stop()
+            return None
 
     def on_stop(self) -> None:
         self._shut_down(SessionStoppedError(f"session {self.session_id} stopped before the round completed"))
@@ -157,6 +168,9 @@ class SessionActor(pykka.ThreadingActor):
         self._shut_down(SessionStoppedError(f"session {self.session_id} failed: {exception_value!r}"))
 
     def _shut_down(self, error: Exception) -> None:
+        if self._shut:
+            return
+        self._shut = True
         for token in self._tokens.values():
             token.cancel()
         self._stop_timers()
@@ -323,6 +337,10 @@ class SessionActor(pykka.ThreadingActor):
         self._participants[message.participant].tell(UseProvider(message.provider))
         return self.state
 
+
+#: Messages that are told, never asked: nobody waits for their answer.
+_TOLD_ONLY = frozenset({DeltaReceived, ToolCallStarted, ToolCallFinished, ContributionSucceeded, ContributionErrored,
+                        DeadlinePassed, HumansWaitOver, RetryDue, Recover, Deliberate})
 
 _HANDLERS: dict[type, Callable[[SessionActor, Any], Any]] = {
     DeltaReceived: SessionActor._on_delta,

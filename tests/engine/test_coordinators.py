@@ -222,7 +222,7 @@ def started_url(process: subprocess.Popen, log: Path) -> str:
     found: list[str] = []
 
     def listening() -> bool:
-        found.extend(re.findall(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log.read_text()))
+        found.extend(re.findall(r"serving \S+ on (http://127\.0\.0\.1:\d+)/", log.read_text()))  # bound: it queues
         return bool(found) or process.poll() is not None
 
     assert wait_until(listening, timeout=20) and found, log.read_text()
