@@ -12,7 +12,8 @@
 Inside, one module per seam: ``forge`` (the facade: commands and queries), ``participants``
 (specs -> providers, pools, personas, probes), ``supervisor`` (actors and leases), ``states``
 (the shared fold), ``live`` (following a session), ``replay`` (re-runs and paced replays),
-``summaries`` (the session list), ``logs`` (choosing the log: a file or a
+``summaries`` (the session list), ``evaluation`` (does a council beat one model:
+``Forge.evaluate``), ``logs`` (choosing the log: a file or a
 ``postgresql://`` URL, shown without its password; ``migrate_log``), ``config`` and ``trust`` (what the operator and an untrusted
 caller may name), ``errors`` (everything a caller catches).
 """
@@ -60,6 +61,7 @@ from forge_actors.engine.errors import (
     UntrustedSpecError,
     log_outage,
 )
+from forge_actors.engine.evaluation import SHIPPED_SETS, baseline, council, read_task_file
 from forge_actors.engine.forge import DEFAULT_CLOSE_TIMEOUT, DEFAULT_LEASE_TTL, Forge
 from forge_actors.engine.logs import (
     DEFAULT_COPY_BATCH,
@@ -103,4 +105,5 @@ __all__ = [
     "ITERATIONS_KEY", "DEPRECATED_ITERATIONS_KEY",
     "untrusted_setting_ranges", "LABEL_PATTERN", "LABELS",
     "probe_providers", "LogUnavailableWriteError", "LogOutage", "RETRY_AFTER_SECONDS", "log_outage",
+    "SHIPPED_SETS", "baseline", "council", "read_task_file",
 ]

@@ -57,6 +57,7 @@ from forge_actors.core.errors import (
     SessionBusyError,
     SessionNotFoundError,
 )
+from forge_actors.core.evaluation import EvalReport, EvalSystem, EvalTask, EvaluationTaskScored
 from forge_actors.core.events import (
     ROUND_KINDS,
     Event,
@@ -68,7 +69,7 @@ from forge_actors.core.events import (
 from forge_actors.core.rounds import with_log_limits
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport, usage_report
-from forge_actors.engine import live, mail, replay
+from forge_actors.engine import evaluation, live, mail, replay
 from forge_actors.engine.config import (
     DEFAULT_COUNCIL,
     ForgeConfig,
@@ -667,6 +668,43 @@ class Forge:
         if wait:
             done.result(timeout)
         return new_id
+
+    # -- evaluations (engine/evaluation.py) ---------------------------------------------------------
+
+    def evaluate(self, tasks: Iterable[EvalTask] = (), systems: Iterable[EvalSystem] = (), *,
+                 judge: str | None = None, seed: int = 0, concurrency: int = evaluation.DEFAULT_CONCURRENCY,
+                 resume: str | None = None, rerun: str | None = None, timeout: float | None = None,
+                 on_scored: Callable[[EvaluationTaskScored], None] | None = None) -> EvalReport:
+        """Ask every system every task, each answer a session in the log, and report how each system
+        scored (accuracy with a bootstrap interval seeded by ``seed``, tokens, cost, time).
+
+        Systems: ``evaluation.council(specs, **settings)`` and ``evaluation.baseline(spec)``; tasks:
+        ``evaluation.read_task_file(path)``. ``judge`` is the provider of the tasks scored by a judge.
+        ``concurrency`` sessions run at once. The evaluation is recorded as its own stream (the
+        report's ``run_id``): ``resume=RUN_ID`` scores only what a stopped run left unscored;
+        ``rerun=RUN_ID`` runs it again from its recordings, calling no provider.
+        ``on_scored`` hears of each answer as it is scored (from the worker threads).
+        """
+        specs = {evaluation.redact_spec(p): p for s in systems for p in s.participants}
+        runner = evaluation.Evaluation(self, self._store, specs, concurrency=concurrency,
+                                       on_scored=on_scored, timeout=timeout)
+        if rerun is not None:
+            return runner.rerun(rerun, evaluation.EVAL_PREFIX + self._id_factory())
+        if resume is not None:
+            return runner.run(resume)
+        run_id = evaluation.EVAL_PREFIX + self._id_factory()
+        runner.start(run_id, list(tasks), [self._recorded_system(s) for s in systems], judge, seed)
+        return runner.run(run_id)
+
+    @staticmethod
+    def _recorded_system(system: EvalSystem) -> EvalSystem:
+        """The system as the log records it: its specs without keys."""
+        return msgspec.structs.replace(system, participants=tuple(evaluation.redact_spec(p)
+                                                                  for p in system.participants))
+
+    def evaluation_report(self, run_id: str) -> EvalReport:
+        """The report of a recorded evaluation, as far as it got."""
+        return evaluation.Evaluation(self, self._store).report(run_id)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
