@@ -71,6 +71,8 @@ EVAL_PREFIX = "eval-"
 #: The task sets shipped in the package (``forge_actors/evals/NAME.jsonl``).
 SHIPPED_SETS = ("basic",)
 DEFAULT_CONCURRENCY = 4
+#: How a baseline's (or a judge's) session ends once its draft, the answer, is in.
+ANSWERED_BY_DRAFT = "answered: a single model's draft is its answer"
 
 
 def read_task_file(path: str) -> list[EvalTask]:
@@ -170,13 +172,15 @@ class Evaluation:
         self._finish(run_id, began)
         return self.report(run_id)
 
-    def rerun(self, source_id: str, run_id: str) -> EvalReport:
+    def rerun(self, source_id: str, run_id: str, on_started: Callable[[str], None] | None = None) -> EvalReport:
         """The evaluation ``source_id`` again from its recordings, as ``run_id``: no provider is called."""
         began = self._clock()
         source = self.progress(source_id)
         started = source.started
         self._append(run_id, EvaluationStarted(run_id, started.tasks, started.systems, started.judge, started.seed,
                                                rerun_of=source_id), first=True)
+        if on_started is not None:
+            on_started(run_id)
         tasks = {task.id: task for task in started.tasks}
         systems = {system.name: system for system in started.systems}
         scored = [s for s in source.scored.values() if s.task_id in tasks and s.system in systems]
@@ -298,7 +302,8 @@ class Evaluation:
         state = self._forge.state(session_id)
         if run and not state.drafts:
             self._forge.run_round(session_id, "draft", timeout=self._timeout)
-            state = self._forge.state(session_id)
+            # Answered: end it, so that its actors stop (a re-run ends the same way, after the same draft).
+            state = self._forge.cancel(session_id, ANSWERED_BY_DRAFT)
         return next(iter(state.drafts.values()), None)
 
     def _deliberate(self, session_id: str) -> SessionState:

@@ -674,6 +674,7 @@ class Forge:
     def evaluate(self, tasks: Iterable[EvalTask] = (), systems: Iterable[EvalSystem] = (), *,
                  judge: str | None = None, seed: int = 0, concurrency: int = evaluation.DEFAULT_CONCURRENCY,
                  resume: str | None = None, rerun: str | None = None, timeout: float | None = None,
+                 on_started: Callable[[str], None] | None = None,
                  on_scored: Callable[[EvaluationTaskScored], None] | None = None) -> EvalReport:
         """Ask every system every task, each answer a session in the log, and report how each system
         scored (accuracy with a bootstrap interval seeded by ``seed``, tokens, cost, time).
@@ -683,17 +684,21 @@ class Forge:
         ``concurrency`` sessions run at once. The evaluation is recorded as its own stream (the
         report's ``run_id``): ``resume=RUN_ID`` scores only what a stopped run left unscored;
         ``rerun=RUN_ID`` runs it again from its recordings, calling no provider.
-        ``on_scored`` hears of each answer as it is scored (from the worker threads).
+        ``on_started`` is given the run id once it is recorded (to say how to resume should the run
+        stop); ``on_scored`` hears of each answer as it is scored (from the worker threads).
         """
         specs = {evaluation.redact_spec(p): p for s in systems for p in s.participants}
         runner = evaluation.Evaluation(self, self._store, specs, concurrency=concurrency,
                                        on_scored=on_scored, timeout=timeout)
         if rerun is not None:
-            return runner.rerun(rerun, evaluation.EVAL_PREFIX + self._id_factory())
-        if resume is not None:
-            return runner.run(resume)
-        run_id = evaluation.EVAL_PREFIX + self._id_factory()
-        runner.start(run_id, list(tasks), [self._recorded_system(s) for s in systems], judge, seed)
+            return runner.rerun(rerun, evaluation.EVAL_PREFIX + self._id_factory(), on_started)
+        if resume is None:
+            run_id = evaluation.EVAL_PREFIX + self._id_factory()
+            runner.start(run_id, list(tasks), [self._recorded_system(s) for s in systems], judge, seed)
+        else:
+            run_id = resume
+        if on_started is not None:
+            on_started(run_id)
         return runner.run(run_id)
 
     @staticmethod

@@ -10,6 +10,7 @@ from support import wait_until
 from forge_actors.core.errors import ConfigError
 from forge_actors.core.evaluation import ANSWER_INSTRUCTION, EvalTask, final_answer
 from forge_actors.engine import Forge, baseline, council, read_task_file
+from forge_actors.engine.evaluation import ANSWERED_BY_DRAFT
 from forge_actors.providers.mock import MockProvider
 
 TASKS = [
@@ -62,6 +63,7 @@ def test_every_answer_is_a_session_in_the_log_and_the_report_adds_them_up(forge:
             assert final_answer(state.synthesis.content) == outcome.answer
         else:  # the baseline answered once, directly: one draft, nothing else
             assert list(state.drafts) == ["solo"] and len(state.contributions) == 1
+            assert state.status == "cancelled" and state.end_reason == ANSWERED_BY_DRAFT  # its actors stopped
             assert final_answer(state.drafts["solo"]) == outcome.answer
         assert outcome.input_tokens > 0 and outcome.cost == 0.0  # the mocks are free
         if task.scorer == "judge":
