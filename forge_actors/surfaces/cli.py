@@ -1,6 +1,6 @@
 """The ``forge`` command: run, list, show, export, replay, resume and re-run deliberations,
 and take part in one as a human (``draft``, ``vote``, ``run --human``); copy a log to another
-backend (``migrate-log``).
+backend (``migrate-log``); score a council against single models on a task file (``eval``).
 
 It talks to the engine API only (``Forge``). On a terminal it shows a live view; when
 stdout is not a terminal, or with ``--json``, it writes one JSON event per line and
@@ -67,6 +67,7 @@ from forge_actors.engine import (
     probe_providers,
     same_log,
 )
+from forge_actors.surfaces import eval_command
 from forge_actors.surfaces.terminal import JsonLinesView, LiveView
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -213,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
                             "to the others when it stops instead of interrupting them")
     serve.add_argument("--orphan-scan", type=float, default=None, metavar="SECONDS",
                        help="seconds between scans for orphans (default: the lease ttl); needs --resume-orphans")
+    eval_command.add_parser(commands, common)
     return parser
 
 
@@ -740,6 +742,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "show": cmd_show, "export": cmd_export, "providers": cmd_providers, "serve": cmd_serve, "switch": cmd_switch,
     "draft": cmd_draft, "vote": cmd_vote, "mcp": cmd_mcp, "migrate-log": cmd_migrate_log,
 }
+COMMANDS["eval"] = eval_command.cmd_eval
 
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
