@@ -485,7 +485,9 @@ def _short(text: str, width: int = 40) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text for a table cell: no pipe, no line break, no control character (an answer is a model's)."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in text)
+    return printable.replace("|", "\\|")
 
 
 # -- the chart --------------------------------------------------------------------------------------
