@@ -75,6 +75,16 @@ DEFAULT_CONCURRENCY = 4
 ANSWERED_BY_DRAFT = "answered: a single model's draft is its answer"
 
 
+def is_evaluation(stream_id: str) -> bool:
+    """Whether a stream of the log is an evaluation's (not a session's)."""
+    return stream_id.startswith(EVAL_PREFIX)
+
+
+def not_a_session(run_id: str) -> str:
+    return (f"{run_id} is an evaluation, not a session: its report names its sessions (forge eval --rerun "
+            f"{run_id} --json, or Forge.evaluation_report)")
+
+
 def read_task_file(path: str) -> list[EvalTask]:
     """The tasks of a JSONL file; ``basic`` (no such file) is the shipped set. TaskFileError names a bad line."""
     file = Path(path)

@@ -555,7 +555,7 @@ class Forge:
 
     def sessions(self) -> list[str]:
         """Every session id in the log, oldest first."""
-        return [stream_id for stream_id, _ in self._store.streams()]
+        return [stream_id for stream_id, _ in self._store.streams() if not evaluation.is_evaluation(stream_id)]
 
     def summaries(self) -> list[SessionSummary]:
         """One row per session (title, status, rounds, tokens), from a projection kept up to date here."""
@@ -563,6 +563,8 @@ class Forge:
 
     def resolve(self, prefix: str) -> str:
         """The session id ``prefix`` names: itself, or the only id that starts with it (like git)."""
+        if evaluation.is_evaluation(prefix):
+            raise SessionNotFoundError(prefix, evaluation.not_a_session(prefix))
         if self._store.stream_version(prefix) > 0:
             return prefix
         matches = [sid for sid in self.sessions() if sid.startswith(prefix)] if prefix else []
@@ -575,6 +577,8 @@ class Forge:
 
     def _require(self, session_id: str) -> None:
         """SessionNotFoundError unless the log holds the session."""
+        if evaluation.is_evaluation(session_id):
+            raise SessionNotFoundError(session_id, evaluation.not_a_session(session_id))
         if self._store.stream_version(session_id) == 0:
             raise SessionNotFoundError(session_id)
 
@@ -706,6 +710,10 @@ class Forge:
         """The system as the log records it: its specs without keys."""
         return msgspec.structs.replace(system, participants=tuple(evaluation.redact_spec(p)
                                                                   for p in system.participants))
+
+    def evaluations(self) -> list[str]:
+        """Every evaluation's run id in the log, oldest first."""
+        return [stream_id for stream_id, _ in self._store.streams() if evaluation.is_evaluation(stream_id)]
 
     def evaluation_report(self, run_id: str) -> EvalReport:
         """The report of a recorded evaluation, as far as it got."""

@@ -7,7 +7,7 @@ import threading
 import pytest
 from support import wait_until
 
-from forge_actors.core.errors import ConfigError
+from forge_actors.core.errors import ConfigError, SessionNotFoundError
 from forge_actors.core.evaluation import ANSWER_INSTRUCTION, EvalTask, final_answer
 from forge_actors.engine import Forge, baseline, council, read_task_file
 from forge_actors.engine.evaluation import ANSWERED_BY_DRAFT
@@ -78,6 +78,9 @@ def test_every_answer_is_a_session_in_the_log_and_the_report_adds_them_up(forge:
         assert result.input_tokens == sum(o.input_tokens for o in mine)
     assert report.provider_calls == counted.calls > 0  # counted from the sessions, checked against the mock
     assert forge.evaluation_report(report.run_id) == report
+    assert forge.evaluations() == [report.run_id] and report.run_id not in forge.sessions()
+    with pytest.raises(SessionNotFoundError, match="is an evaluation, not a session"):
+        forge.resolve(report.run_id[:7])
 
 
 def test_a_rerun_reproduces_the_evaluation_from_the_recordings_without_a_provider_call(forge: Forge, monkeypatch):
@@ -110,7 +113,7 @@ def test_a_stopped_evaluation_resumes_with_only_what_was_left(tmp_path, monkeypa
         forge.evaluate(tasks, systems(), concurrency=1, on_scored=stop_after_three)
     counted = CountedCalls(monkeypatch)
     with Forge(path) as forge:
-        run_id = next(s for s in forge.sessions() if s.startswith("eval-"))
+        [run_id] = forge.evaluations()
         partial = forge.evaluation_report(run_id)
         assert 3 <= len(partial.outcomes) < 8 and partial.provider_calls is None  # one more may have been under way
         report = forge.evaluate(resume=run_id)
@@ -135,18 +138,18 @@ def test_resume_goes_on_with_a_council_session_a_stop_left_unfinished(tmp_path):
 
     runner = threading.Thread(target=evaluate)
     runner.start()
-    wait_until(lambda: any(not s.startswith("eval-") and forge.state(s).status == "running" for s in forge.sessions()))
+    wait_until(lambda: any(forge.state(s).status == "running" for s in forge.sessions()))
     forge.close()
     runner.join(10)
     assert not runner.is_alive() and failures
     with Forge(path) as forge:
-        run_id = next(s for s in forge.sessions() if s.startswith("eval-"))
-        unfinished = next(s for s in forge.sessions() if not s.startswith("eval-"))
+        [run_id] = forge.evaluations()
+        [unfinished] = forge.sessions()
         assert not forge.state(unfinished).ended and forge.evaluation_report(run_id).outcomes == ()
         report = forge.evaluate(resume=run_id)
         assert [o.session_id for o in report.outcomes] == [unfinished]  # the same session, gone on to its end
         assert forge.state(unfinished).ended
-        assert len([s for s in forge.sessions() if not s.startswith("eval-")]) == 1
+        assert len(forge.sessions()) == 1
 
 
 def test_councils_differing_in_a_setting_are_two_systems(forge: Forge):
@@ -167,4 +170,4 @@ def test_what_cannot_run_is_refused_before_anything_is_recorded(forge: Forge):
         forge.evaluate(resume="eval-nope")
     with pytest.raises(ConfigError, match="an evaluation needs systems"):
         forge.evaluate(TASKS[:1], [])
-    assert forge.sessions() == []
+    assert forge.sessions() == [] and forge.evaluations() == []
