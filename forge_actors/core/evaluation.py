@@ -500,7 +500,8 @@ _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#
 def render_svg(report: EvalReport) -> str:
     """Accuracy (with its interval) against cost, one point per system, as SVG text.
 
-    The cost axis is dollars when every system's cost is known, else total tokens (said on the axis)."""
+    The cost axis is dollars when every system's cost is known and one is not zero, else total tokens
+    (the axis says which, and why)."""
     by_dollars = all(s.cost is not None for s in report.systems) and any(s.cost for s in report.systems)
     xs = [float(s.cost or 0.0) if by_dollars else float(s.total_tokens) for s in report.systems]
     x_max = max(xs, default=0.0) or 1.0
@@ -531,7 +532,9 @@ def render_svg(report: EvalReport) -> str:
         x = x_at(value)
         label = f"${value:.4g}" if by_dollars else f"{value:,.0f}"
         parts.append(f'<text x="{x:.1f}" y="{_TOP + plot_h + 18}" text-anchor="middle">{escape(label)}</text>')
-    axis = "cost (USD, estimated)" if by_dollars else "tokens (a price is unknown)"
+    unknown = any(s.cost is None for s in report.systems)
+    axis = ("cost (USD, estimated)" if by_dollars else
+            "tokens (a price is unknown)" if unknown else "tokens (every system cost $0)")
     parts.append(f'<text x="{_LEFT + plot_w / 2:.1f}" y="{_HEIGHT - 18}" text-anchor="middle">{axis}</text>')
     parts.append(f'<text transform="translate(18 {_TOP + plot_h / 2:.1f}) rotate(-90)" text-anchor="middle">'
                  f"accuracy ({round(100 * report.confidence)}% CI)</text>")

@@ -6,6 +6,7 @@ import json
 import random
 import xml.etree.ElementTree as ET
 
+import msgspec
 import pytest
 
 from forge_actors.core import evaluation as ev
@@ -182,6 +183,9 @@ def test_the_report_sums_each_system_and_says_a_cost_is_unknown_when_one_price_i
     text = ev.render_markdown(report)
     assert "| council | council | 75.0% |" in text
     assert "| t3 | no (3) | no (3) |" in text
+    hostile = msgspec.structs.replace(report.outcomes[0], answer="\x1b[2J42 | x\ny")
+    cells = ev.render_markdown(msgspec.structs.replace(report, outcomes=(hostile,)))
+    assert "| t0 | yes ( [2J42 \\| x y) | - |" in cells  # no escape, no line break, no stray pipe
     assert "Re-run" not in text
     rerun = ev.build_report("eval-y", [], [], [], seconds=1.0, seed=1, rng=random.Random(1), rerun_of="eval-x",
                             provider_calls=0)
@@ -202,6 +206,7 @@ def test_the_chart_is_well_formed_svg_placing_each_system_by_accuracy_and_cost()
     unknown = ev.render_svg(_report((None, 0.01)))
     assert "tokens (a price is unknown)" in unknown
     ET.fromstring(unknown)
+    assert "tokens (every system cost $0)" in ev.render_svg(_report((0.0, 0.0)))  # free models: by tokens
 
 
 def test_two_systems_may_not_share_a_name():
