@@ -691,6 +691,11 @@ class Forge:
         ``on_started`` is given the run id once it is recorded (to say how to resume should the run
         stop); ``on_scored`` hears of each answer as it is scored (from the worker threads).
         """
+        systems = list(systems)
+        for given in [*(s.participants for s in systems), *([(judge,)] if judge is not None else [])]:
+            # Every provider built once first (as create_session does): a bad spec or a missing
+            # key fails now, before the evaluation is recorded.
+            self._participants.describe([participant_spec(p) for p in given])
         specs = {evaluation.redact_spec(p): p for s in systems for p in s.participants}
         runner = evaluation.Evaluation(self, self._store, specs, concurrency=concurrency,
                                        on_scored=on_scored, timeout=timeout)

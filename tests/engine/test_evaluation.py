@@ -170,4 +170,8 @@ def test_what_cannot_run_is_refused_before_anything_is_recorded(forge: Forge):
         forge.evaluate(resume="eval-nope")
     with pytest.raises(ConfigError, match="an evaluation needs systems"):
         forge.evaluate(TASKS[:1], [])
+    with pytest.raises(ConfigError, match="unknown provider 'bogus'"):
+        forge.evaluate(TASKS[:1], [council(["mock:a", "bogus:x"])])
+    with pytest.raises(ConfigError, match="accuracy is a probability"):
+        forge.evaluate(TASKS, [baseline("mock:a")], judge="mock:judge?accuracy=2")
     assert forge.sessions() == [] and forge.evaluations() == []
