@@ -45,6 +45,9 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--judge", metavar="SPEC", help="the provider judging the tasks scored by `judge`")
     evaluate.add_argument("--setting", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                           help="a setting of the council's sessions, e.g. max_iterations=2 (repeatable)")
+    evaluate.add_argument("--variant", dest="variants", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                          help="the council again as the system NAME, with these settings on top of --setting "
+                               "(e.g. one-pass:max_iterations=1): a stop rule compared like any setting (repeatable)")
     evaluate.add_argument("--concurrency", type=int, default=4, metavar="N", help="sessions at once (default 4)")
     evaluate.add_argument("--seed", type=int, default=0, metavar="N", help="the bootstrap's seed (default 0)")
     evaluate.add_argument("-o", "--output", metavar="DIR", help="write report.md, report.json and accuracy-cost.svg")
@@ -60,7 +63,7 @@ def _eval_settings(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, equals, value = pair.partition("=")
         if not equals or not key.strip():
-            raise ConfigError(f"--setting {pair!r}: write KEY=VALUE, e.g. --setting max_iterations=2")
+            raise ConfigError(f"setting {pair!r}: write KEY=VALUE, e.g. max_iterations=2")
         try:
             settings[key.strip().replace("-", "_")] = msgspec.json.decode(value)
         except msgspec.DecodeError:
@@ -76,9 +79,17 @@ def cmd_eval(ctx: Context) -> int:
             raise ConfigError("give a task file (or `basic`), or --rerun / --resume RUN_ID")
         if not args.participants and not args.baselines:
             raise ConfigError("nothing to evaluate: give the council (-p SPEC ...) and/or --baseline SPEC")
-    elif args.tasks or args.participants or args.baselines or args.settings or args.judge:
+    elif args.tasks or args.participants or args.baselines or args.settings or args.variants or args.judge:
         raise ConfigError("--rerun and --resume take the tasks and systems from the log: give only RUN_ID")
-    systems = ([council(args.participants, **_eval_settings(args.settings))] if args.participants else [])
+    if args.variants and not args.participants:
+        raise ConfigError("--variant varies the council: give its participants (-p SPEC ...)")
+    settings = _eval_settings(args.settings)
+    systems = [council(args.participants, **settings)] if args.participants else []
+    for variant in args.variants:
+        name, colon, pairs = variant.partition(":")
+        if not colon or not name.strip() or not pairs.strip():
+            raise ConfigError(f"--variant {variant!r}: write NAME:KEY=VALUE[,KEY=VALUE], e.g. one-pass:max_iterations=1")
+        systems.append(council(args.participants, name.strip(), **{**settings, **_eval_settings(pairs.split(","))}))
     systems += [baseline(spec) for spec in args.baselines]
     tasks = read_task_file(args.tasks) if again is None else []
     started: list[str] = []

@@ -61,3 +61,19 @@ def test_mistakes_are_one_line_and_exit_2(cli, tmp_path):
     assert code == 2 and "cannot read the task file missing.jsonl" in err
     code, _, err = cli("eval", "basic", *COUNCIL, "--setting", "max_iterations", "--db", "e.db")
     assert code == 2 and "write KEY=VALUE" in err
+    code, _, err = cli("eval", "basic", *COUNCIL, "--variant", "one-pass", "--db", "e.db")
+    assert code == 2 and "write NAME:KEY=VALUE" in err
+
+
+def test_a_variant_is_the_council_again_under_other_settings(cli, tmp_path):
+    (tmp_path / "tasks.jsonl").write_text(TASKS.splitlines()[0] + "\n")
+    code, out, err = cli("eval", "tasks.jsonl", *COUNCIL, "--setting", "max_iterations=3", "--variant",
+                         "one-pass:max_iterations=1,convergence_threshold=0.5", "--db", "e.db")
+    assert code == 0, err
+    report = json.loads(out)
+    assert [s["name"] for s in report["systems"]] == ["council", "one-pass"]
+    from forge_actors.engine import Forge
+    with Forge(str(tmp_path / "e.db")) as forge:
+        settings = {o["system"]: forge.state(o["session_id"]).settings for o in report["outcomes"]}
+    assert (settings["council"].max_rounds, settings["council"].convergence_threshold) == (3, 0.8)
+    assert (settings["one-pass"].max_rounds, settings["one-pass"].convergence_threshold) == (1, 0.5)
