@@ -225,7 +225,7 @@ def score_reply(task: EvalTask, reply: str | None) -> Score:
         if number is None:
             return Score(False, answer, "no number in the answer")
         close = abs(number - expected) <= (task.tolerance or 0.0)
-        return Score(close, answer, f"{number:g}" + (" = " if close else " != ") + f"{expected:g}")
+        return Score(close, answer, f"{number:.15g}" + (" = " if close else " != ") + f"{expected:.15g}")
     raise ValueError(f"the {task.scorer} scorer needs a provider: use judge_goal and read_verdict")
 
 

@@ -88,6 +88,11 @@ def test_numeric_reads_the_answer_line_first_then_the_last_number(reply, expecte
     assert ev.score_reply(task, reply).correct is correct
 
 
+def test_numeric_says_both_numbers_in_full():
+    task = EvalTask("t", "q", "1234567", "numeric")
+    assert ev.score_reply(task, "Answer: 1,234,568").detail == "1234568 != 1234567"
+
+
 def test_exact_contains_and_regex_normalise_case_whitespace_and_edge_punctuation():
     exact = EvalTask("t", "q", "New  Delhi", "exact")
     assert ev.score_reply(exact, "Answer: new delhi.").correct
