@@ -94,21 +94,28 @@ def cmd_eval(ctx: Context) -> int:
     tasks = read_task_file(args.tasks) if again is None else []
     started: list[str] = []
     lock = threading.Lock()
-    done = [0]
-    total = len(tasks) * len(systems)
+    done, total = [0], [len(tasks) * len(systems)]
 
     def scored(event: EvaluationTaskScored) -> None:
         with lock:
             done[0] += 1
             mark = "right" if event.correct else "wrong"
-            count = f"{done[0]}/{total}" if total else str(done[0])
+            count = f"{done[0]}/{total[0]}"
             answer = "".join(ch if ch.isprintable() else " " for ch in event.answer[:60])  # a model wrote it
             ctx.note(f"[{count}] {event.task_id} · {event.system}: {mark} ({answer})")
 
     with ctx.open(create=again is None) as forge:
+        def on_started(run_id: str) -> None:
+            started.append(run_id)
+            if args.resume:  # what is left to score
+                report = forge.evaluation_report(run_id)
+                total[0] = len(report.task_ids) * len(report.systems) - len(report.outcomes)
+            elif args.rerun:  # what the recorded evaluation scored
+                total[0] = len(forge.evaluation_report(args.rerun).outcomes)
+
         try:
             report = forge.evaluate(tasks, systems, judge=args.judge, seed=args.seed, concurrency=args.concurrency,
-                                    rerun=args.rerun, resume=args.resume, on_started=started.append,
+                                    rerun=args.rerun, resume=args.resume, on_started=on_started,
                                     on_scored=scored)
         except KeyboardInterrupt:
             if started and not args.rerun:

@@ -38,6 +38,7 @@ def test_eval_reports_json_writes_the_files_and_a_rerun_calls_no_provider(cli, t
     assert code == 0, err
     again = json.loads(out)
     assert again["rerun_of"] == report["run_id"] and again["provider_calls"] == 0
+    assert "[6/6]" in err
     assert [(o["task_id"], o["correct"], o["answer"]) for o in again["outcomes"]] == [
         (o["task_id"], o["correct"], o["answer"]) for o in report["outcomes"]]
 
