@@ -48,6 +48,8 @@ ANSWER_INSTRUCTION = ("End your reply with a line of its own: 'Answer: ' followe
 JUDGE_MARKER = "Judge whether a candidate answer to a question is correct."
 REFERENCE_PREFIX = "Reference answer:"
 CANDIDATE_PREFIX = "Candidate answer:"
+#: The most of a candidate's answer a judge is shown (a reply without an Answer: line is all answer).
+JUDGE_ANSWER_CHARS = 4000
 #: Resamples of the bootstrap: 2,000 put a 95% interval's ends within about a point of their limit.
 BOOTSTRAP_RESAMPLES = 2000
 _TASK_KEYS = frozenset({"id", "prompt", "expected", "scorer", "tolerance", "pattern"})
@@ -230,12 +232,13 @@ def score_reply(task: EvalTask, reply: str | None) -> Score:
 
 
 def judge_goal(task: EvalTask, answer: str) -> str:
-    """What a judge is asked: the question, the reference answer and the candidate's."""
+    """What a judge is asked: the question, the reference answer and the candidate's (on one line, at most
+    ``JUDGE_ANSWER_CHARS`` of it)."""
     return "\n".join((
         JUDGE_MARKER,
         f"Question: {task.prompt}",
         f"{REFERENCE_PREFIX} {task.expected}",
-        f"{CANDIDATE_PREFIX} {answer}",
+        f"{CANDIDATE_PREFIX} {_SPACES.sub(' ', answer[:JUDGE_ANSWER_CHARS]).strip()}",
         'Reply with one JSON object and nothing else: {"correct": true or false, "reason": "one sentence"}. '
         "The candidate is correct when it states the reference answer (other wording, units or extra "
         "explanation allowed) and does not contradict it.",
