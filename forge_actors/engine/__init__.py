@@ -13,7 +13,8 @@ Inside, one module per seam: ``forge`` (the facade: commands and queries), ``par
 (specs -> providers, pools, personas, probes), ``supervisor`` (actors and leases), ``states``
 (the shared fold), ``live`` (following a session), ``replay`` (re-runs and paced replays),
 ``summaries`` (the session list), ``async_forge`` (``AsyncForge``: the calls as coroutines),
-``tracing`` and ``otel`` (OpenTelemetry spans and metrics, an optional extra), ``logs`` (choosing the log: a file or a
+``evaluation`` (does a council beat one model:
+``Forge.evaluate``), ``tracing`` and ``otel`` (OpenTelemetry spans and metrics, an optional extra), ``logs`` (choosing the log: a file or a
 ``postgresql://`` URL, shown without its password; ``migrate_log``), ``config`` and ``trust`` (what the operator and an untrusted
 caller may name), ``errors`` (everything a caller catches).
 """
@@ -62,6 +63,7 @@ from forge_actors.engine.errors import (
     UntrustedSpecError,
     log_outage,
 )
+from forge_actors.engine.evaluation import SHIPPED_SETS, baseline, council, read_task_file
 from forge_actors.engine.forge import DEFAULT_CLOSE_TIMEOUT, DEFAULT_LEASE_TTL, Forge
 from forge_actors.engine.logs import (
     DEFAULT_COPY_BATCH,
@@ -107,4 +109,5 @@ __all__ = [
     "ITERATIONS_KEY", "DEPRECATED_ITERATIONS_KEY",
     "untrusted_setting_ranges", "LABEL_PATTERN", "LABELS",
     "probe_providers", "LogUnavailableWriteError", "LogOutage", "RETRY_AFTER_SECONDS", "log_outage",
+    "SHIPPED_SETS", "baseline", "council", "read_task_file",
 ]

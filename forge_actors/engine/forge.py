@@ -57,6 +57,7 @@ from forge_actors.core.errors import (
     SessionBusyError,
     SessionNotFoundError,
 )
+from forge_actors.core.evaluation import EvalReport, EvalSystem, EvalTask, EvaluationTaskScored
 from forge_actors.core.events import (
     ROUND_KINDS,
     Event,
@@ -69,7 +70,7 @@ from forge_actors.core.records import EVENT_CODEC, to_record, to_records
 from forge_actors.core.rounds import with_log_limits
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport, usage_report
-from forge_actors.engine import live, mail, replay
+from forge_actors.engine import evaluation, live, mail, replay
 from forge_actors.engine.config import (
     DEFAULT_COUNCIL,
     ForgeConfig,
@@ -578,7 +579,7 @@ class Forge:
 
     def sessions(self) -> list[str]:
         """Every session id in the log, oldest first."""
-        return [stream_id for stream_id, _ in self._store.streams()]
+        return [stream_id for stream_id, _ in self._store.streams() if not evaluation.is_evaluation(stream_id)]
 
     def summaries(self) -> list[SessionSummary]:
         """One row per session (title, status, rounds, tokens), from a projection kept up to date here."""
@@ -586,6 +587,8 @@ class Forge:
 
     def resolve(self, prefix: str) -> str:
         """The session id ``prefix`` names: itself, or the only id that starts with it (like git)."""
+        if evaluation.is_evaluation(prefix):
+            raise SessionNotFoundError(prefix, evaluation.not_a_session(prefix))
         if self._store.stream_version(prefix) > 0:
             return prefix
         matches = [sid for sid in self.sessions() if sid.startswith(prefix)] if prefix else []
@@ -598,6 +601,8 @@ class Forge:
 
     def _require(self, session_id: str) -> None:
         """SessionNotFoundError unless the log holds the session."""
+        if evaluation.is_evaluation(session_id):
+            raise SessionNotFoundError(session_id, evaluation.not_a_session(session_id))
         if self._store.stream_version(session_id) == 0:
             raise SessionNotFoundError(session_id)
 
@@ -703,6 +708,57 @@ class Forge:
         if wait:
             done.result(timeout)
         return new_id
+
+    # -- evaluations (engine/evaluation.py) ---------------------------------------------------------
+
+    def evaluate(self, tasks: Iterable[EvalTask] = (), systems: Iterable[EvalSystem] = (), *,
+                 judge: str | None = None, seed: int = 0, concurrency: int = evaluation.DEFAULT_CONCURRENCY,
+                 resume: str | None = None, rerun: str | None = None, timeout: float | None = None,
+                 on_started: Callable[[str], None] | None = None,
+                 on_scored: Callable[[EvaluationTaskScored], None] | None = None) -> EvalReport:
+        """Ask every system every task, each answer a session in the log, and report how each system
+        scored (accuracy with a bootstrap interval seeded by ``seed``, tokens, cost, time).
+
+        Systems: ``evaluation.council(specs, **settings)`` and ``evaluation.baseline(spec)``; tasks:
+        ``evaluation.read_task_file(path)``. ``judge`` is the provider of the tasks scored by a judge.
+        ``concurrency`` sessions run at once. The evaluation is recorded as its own stream (the
+        report's ``run_id``): ``resume=RUN_ID`` scores only what a stopped run left unscored;
+        ``rerun=RUN_ID`` runs it again from its recordings, calling no provider.
+        ``on_started`` is given the run id once it is recorded (to say how to resume should the run
+        stop); ``on_scored`` hears of each answer as it is scored (from the worker threads).
+        """
+        systems = list(systems)
+        for given in [*(s.participants for s in systems), *([(judge,)] if judge is not None else [])]:
+            # Every provider built once first (as create_session does): a bad spec or a missing
+            # key fails now, before the evaluation is recorded.
+            self._participants.describe([participant_spec(p) for p in given])
+        specs = {evaluation.redact_spec(p): p for s in systems for p in s.participants}
+        runner = evaluation.Evaluation(self, self._store, specs, concurrency=concurrency,
+                                       on_scored=on_scored, timeout=timeout)
+        if rerun is not None:
+            return runner.rerun(rerun, evaluation.EVAL_PREFIX + self._id_factory(), on_started)
+        if resume is None:
+            run_id = evaluation.EVAL_PREFIX + self._id_factory()
+            runner.start(run_id, list(tasks), [self._recorded_system(s) for s in systems], judge, seed)
+        else:
+            run_id = resume
+        if on_started is not None:
+            on_started(run_id)
+        return runner.run(run_id)
+
+    @staticmethod
+    def _recorded_system(system: EvalSystem) -> EvalSystem:
+        """The system as the log records it: its specs without keys."""
+        return msgspec.structs.replace(system, participants=tuple(evaluation.redact_spec(p)
+                                                                  for p in system.participants))
+
+    def evaluations(self) -> list[str]:
+        """Every evaluation's run id in the log, oldest first."""
+        return [stream_id for stream_id, _ in self._store.streams() if evaluation.is_evaluation(stream_id)]
+
+    def evaluation_report(self, run_id: str) -> EvalReport:
+        """The report of a recorded evaluation, as far as it got."""
+        return evaluation.Evaluation(self, self._store).report(run_id)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The ``forge`` command: run, list, show, export, compare, replay, resume and re-run deliberations,
 and take part in one as a human (``draft``, ``vote``, ``run --human``); copy a log to another
-backend (``migrate-log``).
+backend (``migrate-log``); score a council against single models on a task file (``eval``).
 
 It talks to the engine API only (``Forge``). On a terminal it shows a live view; when
 stdout is not a terminal, or with ``--json``, it writes one JSON event per line and
@@ -81,6 +81,7 @@ from forge_actors.engine import (
     probe_providers,
     same_log,
 )
+from forge_actors.surfaces import eval_command
 from forge_actors.surfaces.terminal import (
     HumanWaits,
     JsonLinesView,
@@ -290,6 +291,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("query", metavar="QUERY", nargs="+", help="plain words, e.g. rate limit")
     search.add_argument("-n", "--limit", type=int, default=SEARCH_LIMIT, metavar="N",
                         help=f"how many hits, 1-{MAX_SEARCH_LIMIT} (default {SEARCH_LIMIT})")
+    eval_command.add_parser(commands, common)
     return parser
 
 
@@ -1067,7 +1069,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "run": cmd_run, "resume": cmd_resume, "replay": cmd_replay, "rerun": cmd_rerun, "sessions": cmd_sessions,
     "show": cmd_show, "export": cmd_export, "providers": cmd_providers, "serve": cmd_serve, "switch": cmd_switch,
     "draft": cmd_draft, "vote": cmd_vote, "mcp": cmd_mcp, "migrate-log": cmd_migrate_log, "diff": cmd_diff,
-    "search": cmd_search,
+    "search": cmd_search, "eval": eval_command.cmd_eval,
 }
 
 
