@@ -325,7 +325,7 @@ class SessionActor(pykka.ThreadingActor):
 
     def _on_switch_provider(self, message: SwitchProvider) -> SessionState:
         self._decide(decider.SwitchProvider(message.participant, message.spec, message.model, message.replies,
-                                            message.tool_mode))
+                                            message.tool_mode, message.price))
         self._participants[message.participant].tell(UseProvider(message.provider))
         return self.state
 

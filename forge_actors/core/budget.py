@@ -190,3 +190,31 @@ def was_cut(state: SessionState, number: int) -> bool:
     """Whether round ``number`` was cancelled for the budget (an attempt of it failed with ``CUT_KIND``)."""
     return any(a.round == number and a.status == "failed" and a.error_kind == CUT_KIND
                for a in state.contributions.values())
+
+
+class BudgetReport(msgspec.Struct, frozen=True):
+    """A session's budget and what it has spent against it, for the surfaces (``forge show``, the
+    terminal's end line, exports). A figure of a limit not set is None."""
+
+    max_session_tokens: int | None
+    max_cost_usd: float | None
+    spent_tokens: int
+    remaining_tokens: int | None
+    spent_cost_usd: float | None
+    remaining_cost_usd: float | None
+    #: The same in words: "spent 1,234 of 5,000 tokens (3,766 remaining)".
+    summary: str
+
+
+def report(state: SessionState) -> BudgetReport | None:
+    """The session's budget and its spending; None for a session without a budget."""
+    settings = state.settings
+    if not has_budget(settings):
+        return None
+    so_far = spent(state)
+    tokens, cost = settings.max_session_tokens, settings.max_cost_usd
+    return BudgetReport(
+        tokens, cost, so_far.tokens, None if tokens is None else max(0, tokens - so_far.tokens),
+        None if cost is None else so_far.cost_usd, None if cost is None else max(0.0, cost - so_far.cost_usd),
+        describe(settings, so_far),
+    )

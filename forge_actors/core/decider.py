@@ -42,6 +42,7 @@ from forge_actors.core.events import (
     HumansWaitEnded,
     ParticipantAdded,
     ParticipantInfo,
+    Price,
     PromptMessage,
     PromptPurpose,
     PromptSent,
@@ -204,6 +205,8 @@ class SwitchProvider(Input, frozen=True):
     model: str
     replies: str = "text"
     tool_mode: str | None = None
+    #: The new model's price, recorded in a session with a cost budget (``ProviderSwitched.price``).
+    price: Price | None = None
 
 
 class InternalFailure(Input, frozen=True):
@@ -823,7 +826,7 @@ def _on_switch_provider(b: _Builder, given: SwitchProvider) -> None:
         raise InvalidCommandError(f"round {current.round} ({current.kind}) is running; a provider can "  # type: ignore[union-attr]
                                   "be switched between rounds")
     b.record(ProviderSwitched(given.participant, given.spec, given.model, info.provider, info.model,
-                              given.replies, given.tool_mode),  # type: ignore[arg-type]
+                              given.replies, given.tool_mode, given.price),  # type: ignore[arg-type]
              durable=True)
 
 
