@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from support import FAST_RETRIES
+from support import FAST_RETRIES, wait_until
 from test_determinism import comparable
 
 from forge_actors.core import audit, budget, rounds
@@ -68,6 +68,38 @@ def test_cost_is_judged_at_the_prices_recorded_at_creation_whatever_a_later_engi
         resumed = later.state(waiting)
     assert (resumed.status, [r.kind for r in resumed.rounds]) == ("budget_exhausted", [r.kind for r in ran.rounds])
     assert resumed.end_reason == ran.end_reason
+
+
+def test_a_resume_counts_what_the_abandoned_attempts_streamed_at_the_recorded_prices(tmp_path):
+    priced = ForgeConfig(pricing={"alice": Price(100.0, 100.0), "bob": Price(100.0, 100.0)})
+    slow = ["mock:alice?word_delay=0.05", "mock:bob?word_delay=0.05"]
+    settings = {"max_tokens": 1, "max_reply_chars": 100_000}  # drafts estimated at their prompts and 1 token
+    db = str(tmp_path / "forge.db")
+    with Forge(db, priced) as forge:
+        probe = forge.state(forge.create_session(GOAL, slow, max_cost_usd=1.0, **settings))
+        chars = {p: sum(len(m.content) for m in rounds.prompt_for(probe, "draft", p, 1).messages) for p in probe.participants}
+        tokens = budget.estimate_round(probe, "draft", chars).spending.tokens
+        # room for the drafts' estimate and 4 tokens more, at 100 $ per million tokens
+        session_id = forge.create_session(GOAL, slow, max_cost_usd=(tokens + 4) * 100 / 1e6, **settings)
+        forge.start(session_id)
+        assert wait_until(lambda: [c.chars >= 40 for c in forge.state(session_id).streaming.values()] == [True, True])
+        forge.interrupt(session_id)
+    # resumed by an engine whose table says the mocks are free: the recorded prices judge it, and what
+    # the abandoned attempts streamed has passed the budget, so nobody is asked again
+    with Forge(db, ForgeConfig(), retry_policy=FAST_RETRIES) as later:
+        list(later.resume(session_id))
+        state = later.state(session_id)
+        events = later.events(session_id)
+    assert state.status == "budget_exhausted" and state.resumes == 1
+    assert "round 1 (draft) passed the budget and was cancelled: spent $" in state.end_reason
+    assert sorted((e.participant, e.error_kind) for e in events if isinstance(e, ContributionFailed)) == [
+        ("alice", "budget"), ("bob", "budget")]
+    assert later_verified(db, session_id) == []
+
+
+def later_verified(db: str, session_id: str) -> list:
+    with Forge(db) as forge:
+        return forge.verify(session_id)
 
 
 def test_an_unknown_price_refuses_a_cost_budget_and_a_token_budget_works(forge):
