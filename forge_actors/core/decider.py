@@ -519,10 +519,15 @@ def _check_budget(b: _Builder) -> None:
     the deadline (``budget.CUT_KIND``), the round completes, and ``rounds.next_step`` ends the session
     ``budget_exhausted``. A re-run does not cut: its recording replays the cuts the original made."""
     number = b.running_round()
-    if number is None or b.mode.plan is not None or not budget.passed(b.state):
+    if number is None or _is_rerun(b) or not budget.passed(b.state):
         return
     _stop_round(b, number, budget.CUT_KIND, budget.cut_reason(b.state.settings))
     _check_round_complete(b)
+
+
+def _is_rerun(b: _Builder) -> bool:
+    """The session re-runs a recorded one (it follows the original's plan of rounds)."""
+    return b.mode.plan is not None
 
 
 def _cancel_in_flight(b: _Builder, kind: str, why: str) -> None:

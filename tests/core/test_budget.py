@@ -32,6 +32,7 @@ from forge_actors.core.events import (
     SessionEnded,
     SessionSettings,
     TokenUsage,
+    decode_event,
     event_type,
 )
 from forge_actors.core.state import SessionState, rebuild
@@ -179,3 +180,14 @@ def test_describe_states_spent_and_remaining_against_each_limit():
     settings = SessionSettings(max_session_tokens=5_000, max_cost_usd=0.5)
     assert budget.describe(settings, budget.Spending(1_234, 0.0123)) == (
         "spent 1,234 of 5,000 tokens (3,766 remaining); spent $0.0123 of $0.5000 ($0.4877 remaining)")
+
+
+def test_a_log_written_before_budgets_reads_as_none():
+    old = (b'{"type":"SessionCreated","session_id":"s","title":"t","goal":"g","settings":{"max_rounds":3},'
+           b'"participants":[{"name":"alice","provider":"mock:alice","model":"alice"}]}')
+    state = rebuild([decode_event("SessionCreated", old)])
+    assert (state.settings.max_cost_usd, state.settings.max_session_tokens, state.prices) == (None, None, {})
+    assert budget.report(state) is None and rounds.budget_refusal(state, "draft") is None
+    switched = decode_event("ProviderSwitched", b'{"type":"ProviderSwitched","participant":"alice","provider":"x",'
+                                                b'"model":"y","previous_provider":"mock:alice","previous_model":"alice"}')
+    assert rebuild([switched], state).prices == {}
