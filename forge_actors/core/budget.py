@@ -34,6 +34,9 @@ from forge_actors.core.state import ContributionState, SessionState
 CHARS_PER_TOKEN = 4
 #: The error kind of an attempt cancelled because its round passed the budget.
 CUT_KIND = "budget"
+#: A stream in flight has the spending checked each time it grows by this many characters (about 1,000
+#: tokens; ``decider.spending_check_due``), besides each time an attempt finishes or gets a tool's result.
+CHECK_EVERY_CHARS = 4_000
 
 
 class Spending(msgspec.Struct, frozen=True):

@@ -209,6 +209,11 @@ class SwitchProvider(Input, frozen=True):
     price: Price | None = None
 
 
+class CheckSpending(Input, frozen=True):
+    """A stream in flight has grown by another ``budget.CHECK_EVERY_CHARS`` characters
+    (``spending_check_due``): cut the round if the session's spending has passed its budget."""
+
+
 class InternalFailure(Input, frozen=True):
     """The session actor failed (a bug): the session ends failed, saying why."""
 
@@ -303,6 +308,19 @@ def delta_event(state: SessionState, contribution_id: str, text: str) -> Content
     if attempt is None:
         return None
     return ContentDelta(contribution_id, attempt.participant, attempt.round, attempt.attempt, text)
+
+
+def spending_check_due(state: SessionState, delta: ContentDelta) -> bool:
+    """Whether the delta just folded took its attempt past another ``budget.CHECK_EVERY_CHARS`` characters
+    in a session with a budget: then the actor gives the decider ``CheckSpending`` (one comparison a delta
+    otherwise), so a long stream is cut while it streams, not only when it ends."""
+    if not budget.has_budget(state.settings):
+        return False
+    attempt = state.streaming.get(delta.contribution_id)
+    if attempt is None:
+        return False
+    every = budget.CHECK_EVERY_CHARS
+    return (attempt.chars - len(delta.text)) // every != attempt.chars // every
 
 
 # -- deciding ---------------------------------------------------------------------------------------
@@ -523,6 +541,10 @@ def _check_budget(b: _Builder) -> None:
         return
     _stop_round(b, number, budget.CUT_KIND, budget.cut_reason(b.state.settings))
     _check_round_complete(b)
+
+
+def _on_check_spending(b: _Builder, given: CheckSpending) -> None:
+    _check_budget(b)
 
 
 def _is_rerun(b: _Builder) -> bool:
@@ -861,4 +883,5 @@ _HANDLERS: dict[type, Any] = {
     Interrupt: _on_interrupt,
     SwitchProvider: _on_switch_provider,
     InternalFailure: _on_internal_failure,
+    CheckSpending: _on_check_spending,
 }

@@ -12,6 +12,7 @@ from forge_actors.core import audit, budget, rounds
 from forge_actors.core.decider import (
     Ask,
     CancelContribution,
+    CheckSpending,
     Mode,
     Recover,
     Replied,
@@ -19,6 +20,7 @@ from forge_actors.core.decider import (
     StartDeliberating,
     StartRound,
     decide,
+    spending_check_due,
 )
 from forge_actors.core.errors import InvalidCommandError
 from forge_actors.core.events import (
@@ -191,3 +193,21 @@ def test_a_log_written_before_budgets_reads_as_none():
     switched = decode_event("ProviderSwitched", b'{"type":"ProviderSwitched","participant":"alice","provider":"x",'
                                                 b'"model":"y","previous_provider":"mock:alice","previous_model":"alice"}')
     assert rebuild([switched], state).prices == {}
+
+
+def test_a_long_stream_has_the_spending_checked_every_few_thousand_characters():
+    session = Session(created("alice", "bob", max_tokens=100, max_session_tokens=1_000))
+    session.give(StartRound("draft"))
+    first = ContentDelta("r1.alice.1", "alice", 1, 1, "z" * (budget.CHECK_EVERY_CHARS - 1))
+    session.state = rebuild([first], session.state)
+    assert not spending_check_due(session.state, first)
+    second = ContentDelta("r1.alice.1", "alice", 1, 1, "zz")
+    session.state = rebuild([second], session.state)
+    assert spending_check_due(session.state, second)  # past 4,000 characters: about 1,000 tokens
+    cut = session.give(CheckSpending())
+    assert {e.contribution_id for e in cut.effects if isinstance(e, CancelContribution)} == {"r1.alice.1", "r1.bob.1"}
+    assert ended(session).outcome == "budget_exhausted"
+    unbudgeted = Session(created("alice"))
+    unbudgeted.give(StartRound("draft"))
+    unbudgeted.state = rebuild([first, second], unbudgeted.state)
+    assert not spending_check_due(unbudgeted.state, second)
