@@ -288,7 +288,7 @@ class Forge:
         session.tell(Deliberate())
         return session_id
 
-    def _budget_prices(self, max_cost_usd: float | None, infos: Iterable[ParticipantInfo]) -> dict[str, Price]:
+    def _budget_prices(self, max_cost_usd: float | None, infos: list[ParticipantInfo]) -> dict[str, Price]:
         """With a cost budget: each AI participant's price at this engine's table, recorded so that the
         session is judged by it whatever the table says later. UnknownPriceError when one is unknown."""
         if max_cost_usd is None:
