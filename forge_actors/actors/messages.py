@@ -33,7 +33,7 @@ from forge_actors.core.decider import (
     Recover,
     RetryDue,
 )
-from forge_actors.core.events import RoundKind
+from forge_actors.core.events import Price, RoundKind
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.providers.base import LlmRequest, Provider, ToolCall, Usage
 from forge_actors.tools import ToolResult
@@ -213,6 +213,8 @@ class SwitchProvider(msgspec.Struct, frozen=True):
     provider: Provider
     replies: str = "text"
     tool_mode: str | None = None
+    #: The new model's price, recorded in a session with a cost budget.
+    price: Price | None = None
 
 
 #: What a participant actor is told.

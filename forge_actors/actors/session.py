@@ -274,6 +274,8 @@ class SessionActor(pykka.ThreadingActor):
         event = decider.delta_event(self.state, message.contribution_id, message.text)
         if event is not None:  # None: from an attempt already timed out or cancelled
             self._emit(event)
+            if decider.spending_check_due(self.state, event):  # a session with a budget, every few KB
+                self._decide(decider.CheckSpending())
 
     def _on_tool_started(self, message: ToolCallStarted) -> None:
         call = message.call
@@ -333,7 +335,7 @@ class SessionActor(pykka.ThreadingActor):
 
     def _on_switch_provider(self, message: SwitchProvider) -> SessionState:
         self._decide(decider.SwitchProvider(message.participant, message.spec, message.model, message.replies,
-                                            message.tool_mode))
+                                            message.tool_mode, message.price))
         self._participants[message.participant].tell(UseProvider(message.provider))
         return self.state
 

@@ -30,7 +30,7 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from forge_actors.core import rounds
+from forge_actors.core import budget, rounds
 from forge_actors.core.errors import InvalidCommandError
 from forge_actors.core.events import (
     ContentDelta,
@@ -42,6 +42,7 @@ from forge_actors.core.events import (
     HumansWaitEnded,
     ParticipantAdded,
     ParticipantInfo,
+    Price,
     PromptMessage,
     PromptPurpose,
     PromptSent,
@@ -200,6 +201,13 @@ class SwitchProvider(Input, frozen=True):
     model: str
     replies: str = "text"
     tool_mode: str | None = None
+    #: The new model's price, recorded in a session with a cost budget (``ProviderSwitched.price``).
+    price: Price | None = None
+
+
+class CheckSpending(Input, frozen=True):
+    """A stream in flight has grown by another ``budget.CHECK_EVERY_CHARS`` characters
+    (``spending_check_due``): cut the round if the session's spending has passed its budget."""
 
 
 class InternalFailure(Input, frozen=True):
@@ -298,6 +306,19 @@ def delta_event(state: SessionState, contribution_id: str, text: str) -> Content
     return ContentDelta(contribution_id, attempt.participant, attempt.round, attempt.attempt, text)
 
 
+def spending_check_due(state: SessionState, delta: ContentDelta) -> bool:
+    """Whether the delta just folded took its attempt past another ``budget.CHECK_EVERY_CHARS`` characters
+    in a session with a budget: then the actor gives the decider ``CheckSpending`` (one comparison a delta
+    otherwise), so a long stream is cut while it streams, not only when it ends."""
+    if not budget.has_budget(state.settings):
+        return False
+    attempt = state.streaming.get(delta.contribution_id)
+    if attempt is None:
+        return False
+    every = budget.CHECK_EVERY_CHARS
+    return (attempt.chars - len(delta.text)) // every != attempt.chars // every
+
+
 # -- deciding ---------------------------------------------------------------------------------------
 
 
@@ -373,6 +394,7 @@ def _on_tool_finished(b: _Builder, given: ToolCallFinished) -> None:
     if attempt is not None:
         b.record(ToolResult(given.contribution_id, attempt.participant, attempt.round, attempt.attempt, given.call_id,
                             given.tool, given.output, given.truncated, given.error, given.duration_ms))
+        _check_budget(b)  # a tool's output is read by the model's next turn: input it pays for
 
 
 def _on_replied(b: _Builder, given: Replied) -> None:
@@ -394,9 +416,11 @@ def _on_replied(b: _Builder, given: Replied) -> None:
         # the reply is waited for before its re-ask (docs/DESIGN.md, Durability)
         b.record(*learned, completed, durable=True)
         _ask(b, attempt.participant, rounds.reask_prompt(prompt, completed.content, reading.reask), "reask")
+        _check_budget(b)
         return
     # A completion is not waited for on its own: the round's completion, which follows from it, waits for both.
     b.record(*learned, completed, *(reading.records if reading is not None else ()))
+    _check_budget(b)
     _check_round_complete(b)
 
 
@@ -434,6 +458,7 @@ def _on_reply_failed(b: _Builder, given: ReplyFailed) -> None:
         b.record(*learned, ContributionFailed(given.contribution_id, participant, number, attempt.attempt,
                                               given.error_kind, given.message, given.retryable, True), durable=True)
         _ask(b, participant, _around_limits(b.state, number, participant), "retry")
+        _check_budget(b)
         return
     used = retries_used(b.state, number, participant)
     will_retry = (given.retryable and used < b.state.settings.max_retries
@@ -442,6 +467,7 @@ def _on_reply_failed(b: _Builder, given: ReplyFailed) -> None:
                                 given.message, given.retryable, will_retry), durable=True)
     if will_retry:
         b.effect(StartRetryTimer(RetryDue(number, participant), used + 1, given.retry_after))
+    _check_budget(b)
     _check_round_complete(b)
 
 
@@ -494,22 +520,50 @@ def _on_deadline(b: _Builder, given: DeadlinePassed) -> None:
     if number is None:
         return
     timeout = b.state.settings.round_timeout_seconds
-    why = f"no answer within the round timeout of {timeout:g} s (round_timeout_seconds)"
-    _cancel_in_flight(b, "deadline", why)
-    # Those waiting out a retry backoff: their last failure becomes final.
+    _stop_round(b, number, "deadline", f"no answer within the round timeout of {timeout:g} s (round_timeout_seconds)")
+    _check_round_complete(b)  # its RoundCompleted is durable, and so all of the above
+
+
+def _stop_round(b: _Builder, number: int, kind: str, why: str) -> None:
+    """Every attempt of the round in flight cancelled, and those waiting out a retry backoff made final:
+    each recorded as failed (``kind``, not retried), so the round completes with what it has."""
+    _cancel_in_flight(b, kind, why)
     for participant in b.state.round_state(number).participants:  # type: ignore[union-attr]
         failed = waiting_for_retry(b.state, number, participant)
         if failed is not None:
             b.effect(CancelTimer(RetryDue(number, participant)))
             b.record(ContributionFailed(failed.contribution_id, participant, number, failed.attempt,
-                                        "deadline", why, False, False))
-    _check_round_complete(b)  # its RoundCompleted is durable, and so all of the above
+                                        kind, why, False, False))
+
+
+def _check_budget(b: _Builder) -> None:
+    """Cut the running round once the session's spending has passed its budget: its attempts stop as at
+    the deadline (``budget.CUT_KIND``), the round completes, and ``rounds.next_step`` ends the session
+    ``budget_exhausted``. A re-run does not cut: its recording replays the cuts the original made."""
+    number = b.running_round()
+    if number is None or _is_rerun(b) or not budget.passed(b.state):
+        return
+    _stop_round(b, number, budget.CUT_KIND, budget.cut_reason(b.state.settings))
+    _check_round_complete(b)
+
+
+def _on_check_spending(b: _Builder, given: CheckSpending) -> None:
+    _check_budget(b)
+
+
+def _is_rerun(b: _Builder) -> bool:
+    """The session re-runs a recorded one (it follows the original's plan of rounds)."""
+    return b.state.rerun is not None
 
 
 def _cancel_in_flight(b: _Builder, kind: str, why: str) -> None:
-    """Cancel every attempt in flight and record each as failed (not retried)."""
+    """Cancel every attempt in flight and record each as failed (not retried). One asked in this very
+    decision is not asked at all."""
+    asked_now = {e.contribution_id for e in b.effects if isinstance(e, Ask)}
+    b.effects = [e for e in b.effects if not (isinstance(e, Ask) and e.contribution_id in b.state.streaming)]
     for attempt in list(b.state.streaming.values()):
-        b.effect(CancelContribution(attempt.contribution_id))
+        if attempt.contribution_id not in asked_now:
+            b.effect(CancelContribution(attempt.contribution_id))
         b.record(ContributionFailed(attempt.contribution_id, attempt.participant, attempt.round, attempt.attempt,
                                     kind, why, False, False))
 
@@ -655,6 +709,7 @@ def _on_recover(b: _Builder, given: Recover) -> None:
     number = b.running_round()
     if number is not None:
         _continue_round(b, number)
+        _check_budget(b)  # what the abandoned attempts streamed counts too
     else:  # stopped between rounds: an ending the rules call for may not be recorded yet
         _advance(b)
 
@@ -803,7 +858,7 @@ def _on_switch_provider(b: _Builder, given: SwitchProvider) -> None:
         raise InvalidCommandError(f"round {current.round} ({current.kind}) is running; a provider can "  # type: ignore[union-attr]
                                   "be switched between rounds")
     b.record(ProviderSwitched(given.participant, given.spec, given.model, info.provider, info.model,
-                              given.replies, given.tool_mode),  # type: ignore[arg-type]
+                              given.replies, given.tool_mode, given.price),  # type: ignore[arg-type]
              durable=True)
 
 
@@ -836,4 +891,5 @@ _HANDLERS: dict[type, Any] = {
     Interrupt: _on_interrupt,
     SwitchProvider: _on_switch_provider,
     InternalFailure: _on_internal_failure,
+    CheckSpending: _on_check_spending,
 }

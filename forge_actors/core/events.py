@@ -26,7 +26,9 @@ RoundStatus = Literal["completed", "degraded", "failed", "cancelled"]
 #: outcome keeps the name it was first recorded with).
 #: ``budget_spent``: the session's events take as many bytes of the log as ``max_session_bytes``
 #: allows, so it stops before the next round instead of growing the log further.
-Outcome = Literal["converged", "max_rounds", "no_quorum", "cancelled", "failed", "budget_spent"]
+#: ``budget_exhausted``: the session's spending budget (``max_cost_usd``, ``max_session_tokens``) would be
+#: passed by the next round, or was passed by a running round, which was cancelled (``core.budget``).
+Outcome = Literal["converged", "max_rounds", "no_quorum", "cancelled", "failed", "budget_spent", "budget_exhausted"]
 PromptPurpose = Literal["initial", "retry", "reask", "rerun"]
 #: How a participant is asked for critiques and votes: ``json`` through its provider's
 #: structured-output mechanism, ``text`` in the marker formats (``Score:``, ``VOTE:``), ``auto``
@@ -46,6 +48,14 @@ class Persona(msgspec.Struct, frozen=True, omit_defaults=True):
     tone: str = ""
     approach: str = ""
     specialties: tuple[str, ...] = ()
+
+
+class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """US dollars per million tokens, as a price table lists them. Used for estimates only; a session
+    with a cost budget records the prices it is judged by (``SessionCreated.prices``)."""
+
+    input_per_mtok: float
+    output_per_mtok: float
 
 
 class ParticipantInfo(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -107,6 +117,12 @@ class SessionSettings(msgspec.Struct, frozen=True):
     #: streamed delta, tool results...). Once a round ends past it, the session ends ``budget_spent``.
     #: Recorded like max_reply_chars (default 100 MB); None, in a session recorded before, is no limit.
     max_session_bytes: int | None = None
+    #: The session's spending budget: the most US dollars it may spend, estimated at the prices recorded
+    #: when it was created (``SessionCreated.prices``), and the most tokens (input and output) it may
+    #: use. None: no budget. Once the next round's estimate would pass one, or a running round passes
+    #: it, the session ends ``budget_exhausted`` (``core.budget``).
+    max_cost_usd: float | None = None
+    max_session_tokens: int | None = None
 
 
 class TokenUsage(msgspec.Struct, frozen=True):
@@ -153,6 +169,9 @@ class SessionCreated(Event, frozen=True):
     #: Recorded when the engine that created it traces sessions (``engine.tracing``); None before
     #: that existed, or when nobody traces.
     trace: TraceContext | None = None
+    #: Each AI participant's price when the session was created, for a session with a cost budget
+    #: (``max_cost_usd``): what its spending is judged by, whatever the engine's prices say later.
+    prices: dict[str, Price] = {}
 
 
 class RoundStarted(Event, frozen=True):
@@ -322,6 +341,8 @@ class ProviderSwitched(Event, frozen=True):
     replies: RepliesMode | None = None
     #: How it calls its tools from now on (native or text); None: as before.
     tool_mode: ToolMode | None = None
+    #: The new model's price, recorded in a session with a cost budget; None: none recorded.
+    price: Price | None = None
 
 
 #: What a server was found unable to do (``providers.limits``): stream, give structured replies,

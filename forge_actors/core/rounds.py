@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.core import reply_format, reply_reading
+from forge_actors.core import budget, reply_format, reply_reading
 from forge_actors.core.events import (
     ContributionCompleted,
     CritiqueRecorded,
@@ -41,7 +41,7 @@ from forge_actors.core.events import (
     SessionSettings,
     VoteRecorded,
 )
-from forge_actors.core.state import SessionState
+from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.templates import load_template, render
 
 
@@ -466,6 +466,13 @@ def why_not(state: SessionState, kind: RoundKind) -> str | None:
         return spent
     if not state.ai_participants:
         return "the session has no AI participants"
+    problem = _kind_problem(state, kind, current)
+    if problem is None:
+        problem = budget_refusal(state, kind)
+    return problem
+
+
+def _kind_problem(state: SessionState, kind: RoundKind, current: RoundState | None) -> str | None:
     kinds_run = {r.kind for r in state.rounds}
     if kind == "draft" and drafts_closed(state):
         return drafts_closed(state)
@@ -654,6 +661,22 @@ def budget_spent(state: SessionState) -> str | None:
             f"({limit:,}) allows; raise that setting to let sessions run longer")
 
 
+def budget_refusal(state: SessionState, kind: RoundKind) -> str | None:
+    """Why a round of ``kind`` may not start for the session's spending budget (its estimate would pass
+    it: ``core.budget``); None when it may, or the session has no budget."""
+    if not budget.has_budget(state.settings):
+        return None
+    number = (state.current_round.round if state.current_round else 0) + 1
+    prompt_chars = {p: sum(len(m.content) for m in prompt_for(state, kind, p, number).messages)
+                    for p in round_participants(state, kind)}
+    return budget.round_refused(state, kind, prompt_chars)
+
+
+def _next_round(state: SessionState, kind: RoundKind, final_score: float | None = None) -> NextRound | EndSession:
+    refused = budget_refusal(state, kind)
+    return NextRound(kind) if refused is None else EndSession("budget_exhausted", refused, final_score)
+
+
 def next_step(state: SessionState) -> NextRound | EndSession | None:
     """What a session deliberating on its own does next; None while a round runs or once it ended."""
     if state.ended:
@@ -663,7 +686,12 @@ def next_step(state: SessionState) -> NextRound | EndSession | None:
         return None
     if current is None:
         spent = budget_spent(state)  # humans' drafts alone may have spent it
-        return NextRound("draft") if spent is None else EndSession("budget_spent", spent)
+        return _next_round(state, "draft") if spent is None else EndSession("budget_spent", spent)
+    last_vote = state.last_round_of("convergence")
+    last_score = last_vote.score if last_vote is not None else None
+    if budget.was_cut(state, current.round):  # before "failed": the budget's cancels may have failed it
+        return EndSession("budget_exhausted", budget.cut_round_reason(state, current.round, current.kind),
+                          last_score)
     if current.status == "failed":
         return EndSession(
             "failed", f"no AI participant succeeded in round {current.round} ({current.kind}): {current.reason}"
@@ -676,10 +704,9 @@ def next_step(state: SessionState) -> NextRound | EndSession | None:
             return ended
     spent = budget_spent(state)
     if spent is not None:
-        last_vote = state.last_round_of("convergence")
-        return EndSession("budget_spent", spent, last_vote.score if last_vote is not None else None)
+        return EndSession("budget_spent", spent, last_score)
     if current.kind == "draft":
-        return NextRound("critique" if round_participants(state, "critique") else "synthesis")
+        return _next_round(state, "critique" if round_participants(state, "critique") else "synthesis", last_score)
     if current.kind == "critique":
-        return NextRound("synthesis")
-    return NextRound("convergence" if current.kind == "synthesis" else "synthesis")
+        return _next_round(state, "synthesis", last_score)
+    return _next_round(state, "convergence" if current.kind == "synthesis" else "synthesis", last_score)

@@ -30,6 +30,7 @@ from forge_actors.core.events import (
     Outcome,
     ParticipantAdded,
     ParticipantInfo,
+    Price,
     PromptPurpose,
     PromptSent,
     ProviderLimitFound,
@@ -52,12 +53,12 @@ from forge_actors.core.events import (
 
 SessionStatus = Literal[
     "new", "created", "running", "interrupted", "converged", "max_rounds", "no_quorum", "cancelled", "failed",
-    "budget_spent",
+    "budget_spent", "budget_exhausted",
 ]
 ContributionStatus = Literal["streaming", "completed", "failed", "abandoned"]
 RoundProgress = Literal["running", "completed", "degraded", "failed", "cancelled"]
 ENDED_STATUSES: frozenset[str] = frozenset(
-    {"converged", "max_rounds", "no_quorum", "cancelled", "failed", "budget_spent"})
+    {"converged", "max_rounds", "no_quorum", "cancelled", "failed", "budget_spent", "budget_exhausted"})
 
 
 class ToolUse(msgspec.Struct, frozen=True):
@@ -103,6 +104,10 @@ class ContributionState(msgspec.Struct, frozen=True):
     #: A ``ProviderLimitFound`` named it: its failure was a switch to asking around the limit, not a
     #: retry that counts against ``max_retries``.
     limit_found: bool = False
+    #: Characters of its prompt's messages, and its participant's recorded price when it was asked (in a
+    #: session with a cost budget): what ``core.budget`` estimates an attempt with no usage from.
+    prompt_chars: int = 0
+    price: Price | None = None
 
 
 class RoundState(msgspec.Struct, frozen=True):
@@ -157,6 +162,9 @@ class SessionState(msgspec.Struct, frozen=True):
     round_prompts: dict[str, PromptSent] = {}
     #: A re-run's plan (``RerunPlanned``): the original's rounds it follows; None for any other session.
     rerun: RerunPlanned | None = None
+    #: Each AI participant's price as recorded (``SessionCreated.prices``, ``ProviderSwitched.price``):
+    #: what a cost budget is judged by. Empty in a session without one.
+    prices: dict[str, Price] = {}
 
     # -- derived views (no state of their own) ------------------------------------
 
@@ -287,6 +295,7 @@ def _session_created(state: SessionState, e: SessionCreated) -> SessionState:
         constraints=e.constraints,
         settings=e.settings,
         participants={p.name: p for p in e.participants},
+        prices=dict(e.prices),
         status=next_status(state.status, bool(state.rounds), e),
     )
 
@@ -325,6 +334,8 @@ def _prompt_sent(state: SessionState, e: PromptSent) -> SessionState:
         proposal_labels=e.proposal_labels,
         response_schema=e.response_schema,
         reasked=_reasked(state, e),
+        prompt_chars=sum(len(m.content) for m in e.messages),
+        price=state.prices.get(e.participant),
     )
     return replace(state, streaming=_with(state.streaming, e.contribution_id, contribution),
                    round_prompts=_with(state.round_prompts, e.participant, e))
@@ -446,7 +457,8 @@ def _provider_switched(state: SessionState, e: ProviderSwitched) -> SessionState
     info = state.participants.get(e.participant, ParticipantInfo(e.participant))
     switched = replace(info, provider=e.provider, model=e.model, replies=e.replies or info.replies,
                        tool_mode=e.tool_mode or info.tool_mode, streams=True)  # a new provider: nothing known yet
-    return replace(state, participants=_with(state.participants, e.participant, switched))
+    prices = _with(state.prices, e.participant, e.price) if e.price is not None else state.prices
+    return replace(state, participants=_with(state.participants, e.participant, switched), prices=prices)
 
 
 def _provider_limit_found(state: SessionState, e: ProviderLimitFound) -> SessionState:

@@ -60,6 +60,7 @@ from forge_actors.engine.errors import (
     SessionNotFoundError,
     SessionStartError,
     SessionStoppedError,
+    UnknownPriceError,
     UntrustedSpecError,
     log_outage,
 )
@@ -104,7 +105,7 @@ __all__ = [
     "MemberHealth", "NoEventLogError", "NotAnEventLogError", "ParticipantKeyMissingError", "ParticipantSetupError",
     "ParticipantSpec", "ProviderProbe", "ROUND_KINDS", "RecordedEvent", "RoundKind", "RoundState",
     "SessionBusyError", "SessionNotFoundError", "SessionStartError", "SessionState", "SessionStoppedError",
-    "SessionSummary", "Subscription", "TEXT_CAPS", "TextCap", "UntrustedSpecError", "UsageReport", "Violation",
+    "SessionSummary", "Subscription", "TEXT_CAPS", "TextCap", "UnknownPriceError", "UntrustedSpecError", "UsageReport", "Violation",
     "DEFAULT_COUNCIL", "CAPPED_SETTINGS", "FREE_SETTINGS", "SettingRange", "check_untrusted_tools", "load_config",
     "ITERATIONS_KEY", "DEPRECATED_ITERATIONS_KEY",
     "untrusted_setting_ranges", "LABEL_PATTERN", "LABELS",

@@ -56,16 +56,20 @@ from forge_actors.core.errors import (
     InvalidCommandError,
     SessionBusyError,
     SessionNotFoundError,
+    UnknownPriceError,
 )
 from forge_actors.core.evaluation import EvalReport, EvalSystem, EvalTask, EvaluationTaskScored
 from forge_actors.core.events import (
     ROUND_KINDS,
     Event,
+    ParticipantInfo,
+    Price,
     RoundKind,
     SessionCreated,
     TraceContext,
     VoteChoice,
 )
+from forge_actors.core.pricing import price_of
 from forge_actors.core.records import EVENT_CODEC, to_record, to_records
 from forge_actors.core.rounds import with_log_limits
 from forge_actors.core.state import RoundState, SessionState
@@ -272,9 +276,10 @@ class Forge:
         if chosen_settings.synthesizer is not None and chosen_settings.synthesizer not in ai_names:
             raise ConfigError(f"synthesizer {chosen_settings.synthesizer!r} is not an AI participant "
                               f"({', '.join(ai_names)})")
+        prices = self._budget_prices(chosen_settings.max_cost_usd, infos)
         session_id = self._id_factory()
         created = SessionCreated(session_id, title or _default_title(goal), goal, chosen_settings, tuple(infos),
-                                 tuple(str(c) for c in constraints), trace=self._trace_context())
+                                 tuple(str(c) for c in constraints), prices=prices, trace=self._trace_context())
 
         def record() -> None:
             self._store.append(session_id, [to_record(created)], expected_version=NO_STREAM)
@@ -292,6 +297,16 @@ class Forge:
     def _trace_context(self) -> TraceContext | None:
         source = self._trace_context_source
         return source() if source is not None else None
+    def _budget_prices(self, max_cost_usd: float | None, infos: list[ParticipantInfo]) -> dict[str, Price]:
+        """With a cost budget: each AI participant's price at this engine's table, recorded so that the
+        session is judged by it whatever the table says later. UnknownPriceError when one is unknown."""
+        if max_cost_usd is None:
+            return {}
+        prices = {p.name: price_of(p.provider, p.model, self.config.pricing) for p in infos if p.kind == "ai"}
+        unknown = sorted({info.model or info.provider for info in infos if info.kind == "ai" and prices[info.name] is None})
+        if unknown:
+            raise UnknownPriceError(unknown, self.config.source or "forge.toml")
+        return {name: price for name, price in prices.items() if price is not None}
 
     @staticmethod
     def _settings_mapping(settings: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -433,13 +448,16 @@ class Forge:
         if not trusted:
             with provider_setup_errors():
                 check_untrusted_spec(self.config, spec)
-        current = self.state(session_id).participants.get(participant)
+        state = self.state(session_id)
+        current = state.participants.get(participant)
         if current is None or current.kind != "ai":
             raise InvalidCommandError(f"{participant} is not an AI participant of session {session_id}")
         switch = self._participants.switch(spec, current)
         try:
+            switched = msgspec.structs.replace(current, provider=str(switch.parsed.redacted()), model=switch.parsed.model)
+            price = self._budget_prices(state.settings.max_cost_usd, [switched]).get(participant)
             self._command(session_id, SwitchProvider(participant, str(switch.parsed.redacted()), switch.parsed.model,
-                                                     switch.provider, switch.replies, switch.tool_mode))
+                                                     switch.provider, switch.replies, switch.tool_mode, price))
         except BaseException:
             switch.provider.close()
             raise

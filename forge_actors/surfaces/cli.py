@@ -15,7 +15,7 @@ log, and run with the default configuration (saying so) when the file is broken,
 itself would come from that file: then it is an error, never a switch to ./forge.db.
 
 Exit codes: 0 converged (or the command did its job), 1 the session ended without
-converging (max_rounds, no_quorum, budget_spent, cancelled), 2 a usage or configuration error, 3 the session
+converging (max_rounds, no_quorum, budget_spent, budget_exhausted, cancelled), 2 a usage or configuration error, 3 the session
 failed, 130 interrupted (Ctrl-C; the session can be resumed).
 """
 
@@ -43,6 +43,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forge_actors import __version__
+from forge_actors.core.budget import report as budget_report
 from forge_actors.core.compare import Comparison, RoundComparison, RoundSide, text_diff
 from forge_actors.core.export import (
     FORMATS,
@@ -188,6 +189,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threshold", type=float, metavar="X", help="convergence threshold, 0-1")
     run.add_argument("--round-timeout", type=float, metavar="S", help="seconds a participant gets per round")
     run.add_argument("--seed", type=int, metavar="N")
+    run.add_argument("--max-cost-usd", type=float, metavar="USD",
+                     help="the session's budget in US dollars, estimated at the participants' prices (recorded now): "
+                          "no round starts that would pass it; every AI participant needs a known price")
+    run.add_argument("--max-session-tokens", type=int, metavar="N",
+                     help="the session's budget in tokens, input and output of every call together (not "
+                          "max_tokens, which bounds one reply)")
     run.add_argument("--tools", metavar="LIST",
                      help="tools every AI participant may call, by name or category (e.g. file,search,git); "
                           "a spec's own ?tools= wins")
@@ -468,7 +475,7 @@ def _outcome_code(state: SessionState) -> int:
         return EXIT_OK
     if state.status == "failed":
         return EXIT_FAILED
-    if state.status in ("max_rounds", "no_quorum", "budget_spent", "cancelled"):
+    if state.status in ("max_rounds", "no_quorum", "budget_spent", "budget_exhausted", "cancelled"):
         return EXIT_NOT_CONVERGED
     return EXIT_INTERRUPTED
 
@@ -589,7 +596,8 @@ def _create(ctx: Context, forge: Forge, goal: str, humans: list[str]) -> str:
         goal, [*participants, *({"kind": "human", "name": name} for name in humans)], title=args.title,
         constraints=args.constraints, max_iterations=_iterations(ctx), convergence_threshold=args.threshold,
         round_timeout_seconds=args.round_timeout, seed=args.seed, tools=args.tools or "", workspace=workspace,
-        human_wait_seconds=args.human_timeout if humans else None,
+        human_wait_seconds=args.human_timeout if humans else None, max_cost_usd=args.max_cost_usd,
+        max_session_tokens=args.max_session_tokens,
     )
     if why:
         ctx.note(why)
@@ -770,6 +778,9 @@ def cmd_show(ctx: Context) -> int:
         out.print(Markdown(state.synthesis.content))
     out.print(f"tokens: {report.total.input_tokens:,} in, {report.total.output_tokens:,} out · "
               f"estimated cost {format_cost(report.total_cost)}")
+    spending = budget_report(state)
+    if spending is not None:
+        out.print(Text(f"budget: {spending.summary}"))
     return EXIT_OK
 
 
