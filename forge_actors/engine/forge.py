@@ -593,6 +593,8 @@ class Forge:
         return self._load(session_id)[0]
 
     def _load(self, session_id: str) -> tuple[SessionState, int]:
+        if evaluation.is_evaluation(session_id):  # an evaluation's stream holds no session's events
+            raise SessionNotFoundError(session_id, evaluation.not_a_session(session_id))
         return self._states.load(session_id)
 
     def sessions(self) -> list[str]:

@@ -81,6 +81,8 @@ def test_every_answer_is_a_session_in_the_log_and_the_report_adds_them_up(forge:
     assert forge.evaluations() == [report.run_id] and report.run_id not in forge.sessions()
     with pytest.raises(SessionNotFoundError, match="is an evaluation, not a session"):
         forge.resolve(report.run_id[:7])
+    with pytest.raises(SessionNotFoundError, match="is an evaluation, not a session"):
+        forge.state(report.run_id)
 
 
 def test_a_rerun_reproduces_the_evaluation_from_the_recordings_without_a_provider_call(forge: Forge, monkeypatch):
