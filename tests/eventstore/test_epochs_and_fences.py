@@ -12,24 +12,9 @@ import json
 
 import pytest
 from eventstore_support import write_raw
+from support import FakeWallClock
 
 from eventstore import BatchingWriter, Fence, FencedError, Lease, LeaseHeldError, LogLeases, NewEvent
-
-
-class FakeWallClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000 * 10**9
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1e9)
-
-
-@pytest.fixture
-def leases(store):
-    return LogLeases(store, clock=FakeWallClock())
 
 
 def events(count: int) -> list[NewEvent]:

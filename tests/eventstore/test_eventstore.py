@@ -699,22 +699,6 @@ def test_sqlite_a_damaged_page_is_a_typed_error_naming_the_file(tmp_path):
 # -- leases -----------------------------------------------------------------------------------------
 
 
-class FakeWallClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000 * 10**9
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1e9)
-
-
-@pytest.fixture
-def leases(store):
-    return LogLeases(store, clock=FakeWallClock())
-
-
 def lease_rows(store) -> list[tuple]:
     return store.query("SELECT name, owner, expires_at FROM leases ORDER BY name")
 
