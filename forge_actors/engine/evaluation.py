@@ -259,11 +259,8 @@ class Evaluation:
             score = score_verdict(final_answer(reply or ""), read_verdict(self._reply(judge_id, "baseline") or ""))
         else:
             score = score_reply(task, reply)
-        scored = EvaluationTaskScored(task.id, system.name, session_id, score.correct, score.answer, score.detail,
-                                      self._clock() - began, judge_id)
-        self._append(run_id, scored)
-        if self._on_scored is not None:
-            self._on_scored(scored)
+        self._scored(run_id, EvaluationTaskScored(task.id, system.name, session_id, score.correct, score.answer,
+                                                  score.detail, self._clock() - began, judge_id))
 
     def _rerun_pair(self, run_id: str, task: EvalTask, system: EvalSystem, original: EvaluationTaskScored) -> None:
         began = self._clock()
@@ -278,8 +275,11 @@ class Evaluation:
             score = score_verdict(final_answer(reply or ""), verdict)
         else:
             score = score_reply(task, reply)
-        scored = EvaluationTaskScored(task.id, system.name, session_id, score.correct, score.answer, score.detail,
-                                      self._clock() - began, judge_id)
+        self._scored(run_id, EvaluationTaskScored(task.id, system.name, session_id, score.correct, score.answer,
+                                                  score.detail, self._clock() - began, judge_id))
+
+    def _scored(self, run_id: str, scored: EvaluationTaskScored) -> None:
+        """Record a task's score for a system in the evaluation's stream, and tell whoever follows it."""
         self._append(run_id, scored)
         if self._on_scored is not None:
             self._on_scored(scored)
