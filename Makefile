@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo demo-tools test lint bench clean third-party-servers
+.PHONY: demo demo-tools eval-demo test lint bench clean third-party-servers
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,20 @@ demo-tools: $(VENV)/.installed
 		-p "mock:alice?tools=file&word_delay=0.01" -p "mock:bob?tools=file,search&tool_mode=text&word_delay=0.01" \
 		-p "mock:carol?word_delay=0.01" --workspace . --db forge-demo.db || [ $$? -eq 1 ]
 
+# Does the council beat one model? The shipped task set (forge_actors/evals/basic.jsonl), answered by a council
+# of three offline mocks right 70% of the time and by one such mock alone; then the same evaluation re-run from
+# its recordings (no provider call). The report, its JSON and the accuracy/cost chart go to eval-demo/.
+EVAL_DEMO := env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY $(VENV)/bin/forge eval --db eval-demo.db
+eval-demo: $(VENV)/.installed
+	rm -rf eval-demo eval-demo.db eval-demo.db-wal eval-demo.db-shm
+	$(EVAL_DEMO) basic -p "mock:alice?accuracy=0.7" -p "mock:bob?accuracy=0.7" -p "mock:carol?accuracy=0.7" \
+		--baseline "mock:solo?accuracy=0.7" -o eval-demo > /dev/null
+	@cat eval-demo/report.md
+	$(EVAL_DEMO) --rerun "$$($(PY) -c "import json, sys; print(json.load(open(sys.argv[1]))['run_id'])" \
+		eval-demo/report.json)" -o eval-demo/rerun > /dev/null
+	@head -3 eval-demo/rerun/report.md
+	@echo "The chart: eval-demo/accuracy-cost.svg; the sessions: .venv/bin/forge sessions --db eval-demo.db"
+
 # ruff (style, real problems) and mypy (strict on eventstore, the pure core and engine.trust), both configured
 # in pyproject.toml.
 lint: $(VENV)/.installed-dev
@@ -64,6 +78,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/deliberation.py
 	$(PY) benchmarks/server.py
 	$(PY) benchmarks/log_growth.py
+	$(PY) benchmarks/eval_overhead.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

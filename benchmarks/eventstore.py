@@ -7,7 +7,8 @@ noisy neighbour hurts all contenders alike; the median trial is reported. The la
 line of output is one JSON object (see the README for the fields).
 
 - append: 100,000 ContentDelta events (~100 bytes of text each) handed one by one to
-  a BatchingWriter, until flush() returns (all durable);
+  a BatchingWriter, until flush() returns (all durable); and the same fenced (each append
+  carries its lease's epoch, which every commit reads, as a driven session's appends do);
 - raw: the same rows through one sqlite3 ``executemany`` in one transaction into a
   WAL file with the same schema: the practical ceiling for Python;
 - eventsourcing: the same events through its SQLite application recorder, one
@@ -56,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _postgres import BenchPostgres, bench_postgres, settle  # noqa: E402
 
-from eventstore import BatchingWriter, EventLog, EventStore, NewEvent, open_log  # noqa: E402
+from eventstore import BatchingWriter, EventLog, EventStore, Fence, LogLeases, NewEvent, open_log  # noqa: E402
 from forge_actors.core.events import (  # noqa: E402
     ContentDelta,
     ContributionCompleted,
@@ -135,13 +136,20 @@ def bench_raw(folder: str, rows: list[tuple]) -> float:
     return len(rows) / elapsed
 
 
-def writer_rate(store: EventLog, new_events: list[NewEvent]) -> float:
-    """Events/s appended one by one through a BatchingWriter, until all are committed (closes the store)."""
+def writer_rate(store: EventLog, new_events: list[NewEvent], fenced: bool = False) -> float:
+    """Events/s appended one by one through a BatchingWriter, until all are committed (closes the store);
+    ``fenced``: each append carries the epoch of a lease taken first, as a driven session's do."""
     writer = BatchingWriter(store)
     append = writer.append
-    start = time.perf_counter()
-    for event in new_events:
-        append("bench", (event,))
+    if fenced:
+        fence = Fence("bench", LogLeases(store).acquire("bench", "bench", 600).epoch)
+        start = time.perf_counter()
+        for event in new_events:
+            append("bench", (event,), fence=fence)
+    else:
+        start = time.perf_counter()
+        for event in new_events:
+            append("bench", (event,))
     writer.flush()
     elapsed = time.perf_counter() - start
     writer.close()
@@ -149,9 +157,9 @@ def writer_rate(store: EventLog, new_events: list[NewEvent]) -> float:
     return len(new_events) / elapsed
 
 
-def bench_ours_append(folder: str, new_events: list[NewEvent]) -> tuple[float, str]:
+def bench_ours_append(folder: str, new_events: list[NewEvent], fenced: bool = False) -> tuple[float, str]:
     path = os.path.join(folder, f"ours-{uuid.uuid4().hex}.db")
-    return writer_rate(EventStore(path), new_events), path
+    return writer_rate(EventStore(path), new_events, fenced), path
 
 
 def bench_ours_rebuild(path: str) -> tuple[float, int]:
@@ -216,8 +224,8 @@ def bench_pg_raw(url: str, rows: list[tuple], how: str) -> float:
     return len(rows) / elapsed
 
 
-def bench_pg_append(url: str, new_events: list[NewEvent]) -> float:
-    return writer_rate(open_log(url), new_events)
+def bench_pg_append(url: str, new_events: list[NewEvent], fenced: bool = False) -> float:
+    return writer_rate(open_log(url), new_events, fenced)
 
 
 HELPER = str(Path(__file__).resolve().parent / "_subscription_latency.py")
@@ -333,7 +341,9 @@ def main() -> None:
         print("eventsourcing is not installed (pip install -e '.[bench]'): its columns are skipped")
 
     raw, ours, rebuild_s, es_append, es_append_batched, es_read = [], [], [], [], [], []
+    fenced: list[float] = []
     pg_copy, pg_many, pg_ours, pg_rebuild_s = [], [], [], []
+    pg_fenced: list[float] = []
     pg_result: dict = {}
     with tempfile.TemporaryDirectory() as folder, bench_postgres() as pg:
         if pg is not None:
@@ -345,6 +355,7 @@ def main() -> None:
             ours.append(eps)
             elapsed, _ = bench_ours_rebuild(path)
             rebuild_s.append(elapsed)
+            fenced.append(bench_ours_append(folder, new_events, fenced=True)[0])
             if have_es:
                 eps, read_s = bench_eventsourcing(folder, encoded, batch=1)
                 es_append.append(eps)
@@ -358,6 +369,7 @@ def main() -> None:
                 pg_ours.append(bench_pg_append(url, new_events))
                 elapsed, _ = bench_ours_rebuild(url)
                 pg_rebuild_s.append(elapsed)
+                pg_fenced.append(bench_pg_append(pg.fresh_url(), new_events, fenced=True))
         sqlite_latency = bench_cross_process_latency(os.path.join(folder, "latency.db"), args.latency_events,
                                                      latency_rate)
         from deliberation import bench_load  # registers its benchmark providers too
@@ -366,12 +378,13 @@ def main() -> None:
         if pg is not None:
             pg_latency = bench_cross_process_latency(pg.fresh_url(), args.latency_events, latency_rate)
             pg_result = pg_figures(pg, args, n, pg_copy, pg_many, pg_ours, pg_rebuild_s, pg_latency, sqlite_load,
-                                   rebuild_s)
+                                   rebuild_s, pg_fenced)
 
     med = statistics.median
     result = {
         "events": n,
         "append_eps": round(med(ours)),
+        "append_fenced_eps": round(med(fenced)),
         "raw_eps": round(med(raw)),
         "append_vs_raw": round(med(ours) / med(raw), 3),
         "rebuild_100k_s": round(med(rebuild_s) * 100_000 / n, 4),
@@ -393,6 +406,7 @@ def main() -> None:
     }
     print()
     print(f"{'append, batching writer':<42}{result['append_eps']:>12,} events/s")
+    print(f"{'append, batching writer, fenced':<42}{result['append_fenced_eps']:>12,} events/s")
     print(f"{'raw sqlite3 executemany (ceiling)':<42}{result['raw_eps']:>12,} events/s   ours/raw = {result['append_vs_raw']}"
           f"  (target >= 0.5: {verdict(result['append_vs_raw'] >= 0.5)})")
     if have_es:
@@ -416,7 +430,7 @@ def main() -> None:
 
 def pg_figures(pg: BenchPostgres, args: argparse.Namespace, n: int, copy: list[float], many: list[float],
                ours: list[float], rebuild_s: list[float], latency: list[float], sqlite_load: dict,
-               sqlite_rebuild_s: list[float]) -> dict:
+               sqlite_rebuild_s: list[float], fenced: list[float]) -> dict:
     """The PostgreSQL figures (the load runs here, last: it is the longest)."""
     med = statistics.median
     target = pg.fresh_url()
@@ -425,6 +439,7 @@ def pg_figures(pg: BenchPostgres, args: argparse.Namespace, n: int, copy: list[f
     best_raw = max(med(copy), med(many))
     return {
         "pg_append_eps": round(med(ours)),
+        "pg_append_fenced_eps": round(med(fenced)),
         "pg_copy_eps": round(med(copy)),
         "pg_executemany_eps": round(med(many)),
         "pg_append_vs_copy": round(med(ours) / med(copy), 3),
@@ -444,6 +459,7 @@ def pg_figures(pg: BenchPostgres, args: argparse.Namespace, n: int, copy: list[f
 def print_pg(result: dict, latency_rate: float) -> None:
     print()
     print(f"{'PostgreSQL: append, batching writer':<42}{result['pg_append_eps']:>12,} events/s")
+    print(f"{'PostgreSQL: append, fenced':<42}{result['pg_append_fenced_eps']:>12,} events/s")
     print(f"{'PostgreSQL: raw COPY':<42}{result['pg_copy_eps']:>12,} events/s   ours/it = {result['pg_append_vs_copy']}")
     print(f"{'PostgreSQL: raw executemany':<42}{result['pg_executemany_eps']:>12,} events/s   "
           f"ours/it = {result['pg_append_vs_executemany']}")

@@ -13,6 +13,7 @@ from eventstore.errors import (
     CorruptLogError,
     DiskFullError,
     EventStoreError,
+    FencedError,
     LeaseHeldError,
     LeaseLostError,
     LogCopyError,
@@ -31,6 +32,8 @@ from eventstore.log import (
     SCHEMA_VERSION,
     AppendResult,
     EventLog,
+    ExpectedVersion,
+    Fence,
     NewEvent,
     RecordedEvent,
     Transaction,
@@ -41,7 +44,7 @@ from eventstore.open import is_database_url, open_log, printable_target, url_sec
 from eventstore.projection import Projection, ProjectionRunner
 from eventstore.sqlite import APPLICATION_ID, EventStore, SqliteTransaction
 from eventstore.subscription import Subscription
-from eventstore.writer import AppendTicket, BatchingWriter
+from eventstore.writer import Appender, AppendTicket, BatchingWriter
 
 __all__ = [
     "ANY",
@@ -49,6 +52,7 @@ __all__ = [
     "NO_STREAM",
     "SCHEMA_VERSION",
     "AppendResult",
+    "Appender",
     "AppendTicket",
     "BatchingWriter",
     "BackendMissingError",
@@ -60,6 +64,9 @@ __all__ = [
     "EventLog",
     "EventStore",
     "EventStoreError",
+    "ExpectedVersion",
+    "Fence",
+    "FencedError",
     "LogCopyError",
     "LogReadError",
     "LogUnavailableError",
@@ -79,7 +86,7 @@ __all__ = [
     "Projection",
     "ProjectionRunner",
     "RecordedEvent",
-        "SqliteTransaction",
+    "SqliteTransaction",
     "StaleCheck",
     "StoreClosedError",
     "Subscription",

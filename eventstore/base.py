@@ -21,11 +21,13 @@ from eventstore.log import (
     Codec,
     Dialect,
     ExpectedVersion,
+    Fence,
     NewEvent,
     PendingAppend,
     RecordedEvent,
     Row,
     Transaction,
+    check_fence,
     decode_rows,
     validate_append,
 )
@@ -129,13 +131,16 @@ class SqlEventLog:
         stream_id: str,
         events: Iterable[NewEvent],
         expected_version: ExpectedVersion = ANY,
+        *,
+        fence: Fence | None = None,
     ) -> AppendResult:
         """Append events to a stream in one transaction: all of them, or none.
 
         Raises ConcurrencyError (writing nothing) when the stream is not at
-        ``expected_version``. Use a BatchingWriter for high-rate small appends.
+        ``expected_version``, and FencedError when ``fence`` names an epoch its lease has left.
+        Use a BatchingWriter for high-rate small appends.
         """
-        pending = self.pending_append(stream_id, events, expected_version, seq=0)
+        pending = self.pending_append(stream_id, events, expected_version, seq=0, fence=fence)
         self.commit([pending])
         if pending.error is not None:
             raise pending.error
@@ -149,9 +154,11 @@ class SqlEventLog:
         events: Iterable[NewEvent],
         expected_version: ExpectedVersion,
         seq: int,
+        fence: Fence | None = None,
     ) -> PendingAppend:
         """Validate an append and stamp it with the clock, without writing it yet."""
-        return PendingAppend(seq, *self.validate_append(stream_id, events, expected_version))
+        check_fence(fence)
+        return PendingAppend(seq, *self.validate_append(stream_id, events, expected_version), fence=fence)
 
     def validate_append(
         self, stream_id: str, events: Iterable[NewEvent], expected_version: ExpectedVersion

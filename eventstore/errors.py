@@ -184,3 +184,21 @@ class LeaseLostError(EventStoreError):
             f"lease {name!r} of {owner} was lost ({now_held}): it expired before it was renewed. "
             "Stop acting on it; what this owner knew of it may be out of date."
         )
+
+
+class FencedError(EventStoreError):
+    """An append made under a lease's epoch that is no longer the lease's (``Fence``): another owner
+    took the lease since (its holder was paused past it, say). Nothing of the append was written."""
+
+    def __init__(self, stream_id: str, lease: str, epoch: int, current: int | None) -> None:
+        self.stream_id = stream_id
+        self.lease = lease
+        self.epoch = epoch
+        self.current = current
+        now = (f"is now at epoch {current}: another owner took it since" if current is not None
+               else "is no longer recorded")
+        super().__init__(
+            f"append to stream {stream_id!r} refused: it was made under epoch {epoch} of lease {lease!r}, "
+            f"which {now}; nothing of it was written. Stop acting on the stream here: whoever holds the "
+            "lease now drives it (take the lease again and re-read the stream before deciding anything)."
+        )

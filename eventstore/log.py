@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import msgspec
 
-from eventstore.errors import ConcurrencyError, CorruptEventError
+from eventstore.errors import ConcurrencyError, CorruptEventError, FencedError
 
 if TYPE_CHECKING:
     from eventstore.subscription import Subscription
@@ -49,6 +49,17 @@ class NewEvent(msgspec.Struct, frozen=True):
     @classmethod
     def from_bytes(cls, type: str, data: bytes) -> NewEvent:
         return cls(type, data.decode())
+
+
+class Fence(msgspec.Struct, frozen=True):
+    """An append's fencing token: it was decided under ``epoch`` of the lease ``lease``.
+
+    The append transaction reads the lease's epoch (``eventstore.lease``) and refuses the append
+    with FencedError, writing nothing of it, unless the lease is still at that epoch: an owner
+    paused past its lease and overtaken meanwhile cannot land one more write."""
+
+    lease: str
+    epoch: int
 
 
 class RecordedEvent(msgspec.Struct, frozen=True):
@@ -89,6 +100,7 @@ class PendingAppend(msgspec.Struct):
     first_version: int = 0
     first_position: int = 0
     error: BaseException | None = None
+    fence: Fence | None = None
 
     @property
     def result(self) -> AppendResult | None:
@@ -119,6 +131,12 @@ def _check_expected_version(expected: object) -> None:
         raise ValueError(
             f"expected_version must be an int >= 0, ANY or NO_STREAM, not {expected!r}"
         )
+
+
+def check_fence(fence: object) -> None:
+    """A fence, if given, is a Fence: refused here, so that it fails this append alone."""
+    if fence is not None and type(fence) is not Fence:
+        raise TypeError(f"an append's fence is an eventstore.Fence or None, not {type(fence).__name__}")
 
 
 def validate_append(
@@ -169,6 +187,7 @@ def stage_appends(
     next_position: int,
     cached_versions: dict[str, int],
     read_version: Callable[[str], int],
+    read_epoch: Callable[[str], int | None] | None = None,
 ) -> tuple[list[Row], dict[str, int]]:
     """Inside a backend's write transaction (nobody else inserting): the rows to insert, in order.
 
@@ -179,14 +198,29 @@ def stage_appends(
     only a hint (the last version this process knew of each stream): a mismatch re-reads the
     stream, and a stale hint that matched is caught by UNIQUE(stream_id, version) at insert, after
     which the backend starts over with no hint. Returns the rows and each stream's version after them.
+
+    A fenced append (``Fence``) goes in only while its lease is at the fence's epoch; otherwise it gets
+    FencedError and the others still go in. ``read_epoch`` reads a lease's epoch (None: no lease of
+    that name) inside the same transaction, once per lease per batch; None when the backend checks
+    the fences itself (PostgreSQL's one-statement append does, on the server).
     """
     rows: list[Row] = []
     append_row = rows.append
     staged: dict[str, int] = {}
     refused: dict[str, ConcurrencyError] = {}
+    epochs: dict[str, int | None] = {}
+    passed: Fence | None = None  # the last fence found current: a session's appends share one
     for pending in appends:
         pending.error = None
         sid = pending.stream_id
+        fence = pending.fence
+        if fence is not None and fence is not passed and read_epoch is not None:
+            lease = fence.lease
+            epoch = epochs[lease] if lease in epochs else epochs.setdefault(lease, read_epoch(lease))
+            if epoch != fence.epoch:
+                pending.error = FencedError(sid, fence.lease, fence.epoch, epoch)
+                continue
+            passed = fence
         if sid in refused and pending.expected_version != ANY:
             pending.error = ConcurrencyError(sid, pending.expected_version, refused[sid].actual)
             continue
@@ -275,7 +309,8 @@ class EventLog(Protocol):
     def closed(self) -> bool: ...
 
     def append(
-        self, stream_id: str, events: Iterable[NewEvent], expected_version: ExpectedVersion = ANY
+        self, stream_id: str, events: Iterable[NewEvent], expected_version: ExpectedVersion = ANY,
+        *, fence: Fence | None = None,
     ) -> AppendResult: ...
 
     def validate_append(

@@ -28,6 +28,14 @@ waited with it). A larger batch (COPY inserts it for less than half the server's
 cache, or a log whose function cannot be made (opened with ``create=False``) takes the long way:
 BEGIN with the lock, versions read under it, COPY, COMMIT.
 
+**Fences.** A batch with fenced appends (``Fence``) passes its fences to ``eventstore_append``,
+which locks each lease's row FOR SHARE under the commit lock and compares its epoch: if any moved
+on it raises (SQLSTATE EF001) and writes nothing, and the batch goes the long way, where each
+fenced append's lease row is read FOR SHARE and only the stale ones fail (FencedError). The row
+lock is what makes the check hold until the commit: a new owner's ``acquire`` updates that row,
+so it waits for the append's commit, or the append waits for the acquire's and reads its epoch.
+A log made before fences gets the five-argument ``eventstore_append`` when it is next opened.
+
 **Waking followers elsewhere.** Each append transaction also sends ``NOTIFY`` on the log's
 channel, which PostgreSQL delivers at commit. A store with subscriptions keeps one connection
 listening on it; a notice from another process wakes every subscription to read the log (its
@@ -36,7 +44,8 @@ A subscription still reads the log after a quiet spell, in case the listener was
 
 **Other writes** (projections, leases, mailboxes: ``write_transaction``) take the log's
 advisory transaction lock instead, so they are serialised among themselves as on SQLite but
-never wait for appends.
+never wait for appends (a lease's change waits only for an append fenced by that lease, holding
+its row).
 
 Connections, all autocommit: one write connection guarded by a lock (appends are one queue
 anyway; the other writes say BEGIN), a ``psycopg_pool`` of read connections (each read is one
@@ -103,13 +112,27 @@ _INSERT_ROWS_MAX: Final = 4
 #: ``json``, not ``jsonb``: each element is read once, and converting the whole array to jsonb first
 #: costs the server about half as much again.
 _APPEND_FUNCTION: Final = """
-CREATE OR REPLACE FUNCTION eventstore_append(new_rows json, channel text, notice text, durability text)
+CREATE OR REPLACE FUNCTION eventstore_append(new_rows json, channel text, notice text, durability text,
+                                             fences json)
 RETURNS bigint LANGUAGE plpgsql AS $append$
 DECLARE
     last_position bigint;
 BEGIN
     PERFORM set_config('synchronous_commit', durability, true);
     LOCK TABLE events IN EXCLUSIVE MODE;
+    IF fences IS NOT NULL THEN
+        -- Each fence's lease row locked FOR SHARE (a new owner's acquire waits for this commit, or
+        -- this waits for its), then its epoch compared: any moved on, and nothing is written.
+        IF to_regclass('leases') IS NULL THEN
+            RAISE EXCEPTION 'fenced append: no leases table' USING ERRCODE = 'EF001';
+        END IF;
+        PERFORM 1 FROM leases WHERE name IN (SELECT f->>0 FROM json_array_elements(fences) AS f)
+            ORDER BY name FOR SHARE;
+        IF EXISTS (SELECT 1 FROM json_array_elements(fences) AS f
+                   WHERE (f->>1)::bigint IS DISTINCT FROM (SELECT epoch FROM leases WHERE name = f->>0)) THEN
+            RAISE EXCEPTION 'fenced append: a lease moved on' USING ERRCODE = 'EF001';
+        END IF;
+    END IF;
     PERFORM pg_notify(channel, notice);
     SELECT COALESCE(MAX(position), 0) INTO last_position FROM events;
     INSERT INTO events (position, stream_id, version, type, data, recorded_at)
@@ -119,15 +142,18 @@ BEGIN
 END
 $append$
 """
+#: What ``eventstore_append`` raises when a fence of the batch is stale (or names no lease): nothing
+#: was written, and the batch goes again the long way, where each append's fence is judged on its own.
+_FENCE_REFUSED: Final = "EF001"
 #: Rows at most appended through ``eventstore_append``: the server inserts them one by one, where COPY
 #: inserts many at a time, so past about a hundred rows the transaction with COPY costs less (a
 #: 2048-row batch: 10 µs of server CPU per row against 22), and its longer hold of the lock is
 #: spread over as many rows.
 _ONE_STATEMENT_ROWS_MAX: Final = 128
-_CALL_APPEND: Final = "SELECT eventstore_append(%s::json, %s::text, %s::text, %s::text)"
+_CALL_APPEND: Final = "SELECT eventstore_append(%s::json, %s::text, %s::text, %s::text, %s::json)"
 _HAS_APPEND_FUNCTION: Final = (  # this very signature, in the log's own schema
     "SELECT 1 FROM pg_proc WHERE oid = to_regprocedure(quote_ident(current_schema()) "
-    "|| '.eventstore_append(json, text, text, text)')"
+    "|| '.eventstore_append(json, text, text, text, json)')"
 )
 _HAS_TABLE: Final = (
     "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = %s"
@@ -295,7 +321,7 @@ class PostgresEventStore(SqlEventLog):
                         "INSERT INTO eventstore_meta (key, value) VALUES ('application', %s), ('schema_version', %s) "
                         "ON CONFLICT (key) DO NOTHING", (APPLICATION, str(SCHEMA_VERSION)),
                     )
-                if not self._has_append_function(conn):  # a log made before the function existed gets it
+                if not self._has_append_function(conn):  # a log made before the function (or fences) gets it
                     conn.execute(_APPEND_FUNCTION)
                 self._appends_in_one_statement = True
         except BaseException as exc:
@@ -443,12 +469,15 @@ class PostgresEventStore(SqlEventLog):
         return (next_position + len(rows) - 1 if rows else 0), rows
 
     def _stage(self, cursor: Any, appends: Sequence[PendingAppend], first_position: int,
-               known: dict[str, int]) -> tuple[list[Row], dict[str, int]]:
-        """``stage_appends`` with the versions of the streams ``known`` lacks read in one statement first."""
+               known: dict[str, int], *, check_fences: bool = True) -> tuple[list[Row], dict[str, int]]:
+        """``stage_appends`` with the versions of the streams ``known`` lacks read in one statement first;
+        the fences checked here, under the commit lock, unless ``check_fences`` is False (the server's
+        ``eventstore_append`` checks them)."""
         fetched = self._read_versions(cursor, {p.stream_id for p in appends} - known.keys())
         return stage_appends(
             appends, first_position, known,
             lambda sid: fetched[sid] if sid in fetched else self._read_version(cursor, sid),
+            _EpochReader(cursor) if check_fences else None,
         )
 
     def _commit_in_one_statement(self, appends: Sequence[PendingAppend]) -> tuple[int, list[Row]]:
@@ -462,14 +491,20 @@ class PostgresEventStore(SqlEventLog):
         try:
             conn = self._live_write_connection()
             with conn.cursor() as cursor:
-                rows, staged = self._stage(cursor, appends, 0, self._versions)  # the server adds the last position
+                # The server adds the last position, and checks the fences.
+                rows, staged = self._stage(cursor, appends, 0, self._versions, check_fences=False)
                 if not rows:
                     return 0, rows
                 last_position = int(cursor.execute(_CALL_APPEND, (
                     msgspec.json.encode(rows).decode(), self._channel, self._notice(p.stream_id for p in appends),
-                    _SYNCHRONOUS_COMMIT[self.synchronous],
+                    _SYNCHRONOUS_COMMIT[self.synchronous], _fences(appends),
                 )).fetchone()[0])
         except psycopg.errors.UniqueViolation as exc:
+            raise StaleVersionCache from exc
+        except psycopg.Error as exc:
+            if exc.sqlstate != _FENCE_REFUSED:
+                self._failed_write(exc, appends)
+            # A stale fence: nothing was written. The long way judges each append's fence on its own.
             raise StaleVersionCache from exc
         except BaseException as exc:
             self._failed_write(exc, appends)
@@ -644,6 +679,31 @@ class PostgresEventStore(SqlEventLog):
 
     def __repr__(self) -> str:
         return f"PostgresEventStore({self.path!r})"
+
+
+class _EpochReader:
+    """Reads fenced appends' leases' epochs inside the append transaction, each row locked FOR SHARE
+    (an acquire by a new owner waits for this commit): ``stage_appends``' ``read_epoch``."""
+
+    __slots__ = ("_cursor", "_has_table")
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+        self._has_table: bool | None = None  # looked up at the first fence: a failed read would end the transaction
+
+    def __call__(self, lease: str) -> int | None:
+        if self._has_table is None:
+            self._has_table = self._cursor.execute(_HAS_TABLE, ("leases",)).fetchone() is not None
+        if not self._has_table:
+            return None
+        row = self._cursor.execute("SELECT epoch FROM leases WHERE name = %s FOR SHARE", (lease,)).fetchone()
+        return int(row[0]) if row is not None else None
+
+
+def _fences(appends: Sequence[PendingAppend]) -> str | None:
+    """The batch's fences for ``eventstore_append``, as a JSON array of [lease, epoch]; None without any."""
+    fences = {(p.fence.lease, p.fence.epoch) for p in appends if p.fence is not None}
+    return msgspec.json.encode(sorted(fences)).decode() if fences else None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -88,6 +88,8 @@ _INSERT: Final = (
     "INSERT INTO events (stream_id, version, type, data, recorded_at) VALUES (?, ?, ?, ?, ?)"
 )
 _SQL: Final = Statements("?")
+#: A fenced append's check (``eventstore.lease``): the primary key makes it one indexed read.
+_LEASE_EPOCH: Final = "SELECT epoch FROM leases WHERE name = ?"
 _HAS_TABLE: Final = "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?"
 _SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: Read connections at most (opened as needed); a read finding all of them busy waits for one.
@@ -536,7 +538,7 @@ class EventStore(SqlEventLog):
             next_position = self._max_position(conn) + 1
             rows, staged = stage_appends(
                 appends, next_position, self._versions if trust_cache else {},
-                lambda sid: self._read_version(conn, sid),
+                lambda sid: self._read_version(conn, sid), lambda lease: self._read_epoch(conn, lease),
             )
             last_position = 0
             if rows:
@@ -570,6 +572,18 @@ class EventStore(SqlEventLog):
     @staticmethod
     def _read_version(conn: sqlite3.Connection, stream_id: str) -> int:
         return cast(int, conn.execute(_SQL.stream_version, (stream_id,)).fetchone()[0])
+
+    @staticmethod
+    def _read_epoch(conn: sqlite3.Connection, lease: str) -> int | None:
+        """A fenced append's lease's epoch, in the append's own transaction (BEGIN IMMEDIATE: no lease
+        changes hands meanwhile); None when there is no such lease."""
+        try:
+            row = conn.execute(_LEASE_EPOCH, (lease,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such" not in str(exc):
+                raise
+            return None  # no leases table (or one from before epochs): the fence names no lease there
+        return cast(int, row[0]) if row is not None else None
 
     # -- reading ------------------------------------------------------------------
     # Every read goes through _read_rows, which turns what SQLite says about a damaged

@@ -11,13 +11,17 @@ when it follows on from the subscription's position without a gap.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from eventstore.errors import CorruptEventError
 from eventstore.log import Codec, RecordedEvent, Row, decode_rows
+
+logger = logging.getLogger(__name__)
 
 
 class SubscriptionSource(Protocol):
@@ -113,6 +117,10 @@ class Subscription:
     Memory stays bounded: a consumer that lets more than ``max_pending`` handed events
     pile up loses them and reads the log instead, a page at a time, so a slow consumer
     never slows the writer nor grows memory. ``close()`` (from any thread) ends it.
+
+    A consumer that must not block (an event loop) registers ``on_wake`` and reads with
+    ``poll(0)`` / ``poll_batch(0)`` when woken, calling ``nudge()`` after a quiet spell of its own
+    choosing to look for other processes' commits (what a blocking ``poll`` does by itself).
     """
 
     def __init__(
@@ -135,6 +143,7 @@ class Subscription:
         self._pending: deque[RecordedEvent] = deque()  # handed over, not yet taken; guarded by _wake
         self._live = False  # caught up with the log: handed batches are enough
         self._drops = 0  # how often handed events were dropped (too many pending); guarded by _wake
+        self._wake_callback: Callable[[], None] | None = None
         self.closed = False
         #: Position of the last event this subscription has handed out (or skipped past).
         self.position = after
@@ -153,6 +162,7 @@ class Subscription:
             else:
                 self._pending.extend(mine)
             self._wake.notify_all()
+        self._call_wake_callback()
 
     # -- the consumer's side --------------------------------------------------------------
 
@@ -290,6 +300,23 @@ class Subscription:
         with self._wake:
             self._live = False
             self._wake.notify_all()
+        self._call_wake_callback()
+
+    def on_wake(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` each time there may be something new to read: a commit handed to this
+        subscription, a ``nudge``, ``close``. It runs in the thread that woke the subscription (a
+        writer's, under its write lock), so it must be quick and must neither block nor read the
+        subscription: it only tells the consumer to read (``poll(0)``). ``None`` removes it."""
+        self._wake_callback = callback
+
+    def _call_wake_callback(self) -> None:
+        callback = self._wake_callback
+        if callback is None:
+            return
+        try:
+            callback()
+        except Exception:  # the commit that woke us must not fail because a consumer's callback did
+            logger.exception("a subscription's wake callback failed")
 
     def close(self) -> None:
         if not self.closed:
@@ -298,6 +325,7 @@ class Subscription:
             with self._wake:
                 self._pending.clear()
                 self._wake.notify_all()
+            self._call_wake_callback()
 
     def __enter__(self) -> Subscription:
         return self

@@ -20,9 +20,10 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Iterable
+from typing import Protocol
 
 from eventstore.errors import ConcurrencyError, CorruptLogError, LogWriteError, StoreClosedError
-from eventstore.log import ANY, AppendResult, EventLog, ExpectedVersion, NewEvent, PendingAppend
+from eventstore.log import ANY, AppendResult, EventLog, ExpectedVersion, Fence, NewEvent, PendingAppend, check_fence
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,16 @@ class AppendTicket(PendingAppend):
         result = self.result
         assert result is not None
         return result
+
+
+class Appender(Protocol):
+    """Where an appending actor's events go: a BatchingWriter, or a wrapper of one that adds a
+    ``Fence`` to each append (an engine holding the stream's lease). ``append`` queues and returns
+    at once; the ticket's ``wait()`` makes the append durable, or raises its error."""
+
+    def append(
+        self, stream_id: str, events: Iterable[NewEvent], expected_version: ExpectedVersion = ANY
+    ) -> AppendTicket: ...
 
 
 class BatchingWriter:
@@ -91,14 +102,23 @@ class BatchingWriter:
         stream_id: str,
         events: Iterable[NewEvent],
         expected_version: ExpectedVersion = ANY,
+        *,
+        fence: Fence | None = None,
     ) -> AppendTicket:
-        """Queue an append; it commits within ``max_delay`` (or at once via the ticket)."""
+        """Queue an append; it commits within ``max_delay`` (or at once via the ticket).
+
+        With a ``fence`` the commit refuses it (FencedError on its ticket alone, the batch's other
+        appends unharmed) unless the fence's lease is still at its epoch."""
+        if fence is not None:
+            check_fence(fence)
         args = self.store.validate_append(stream_id, events, expected_version)
         with self._submit_lock:
             if self._closing:
                 raise StoreClosedError("the batching writer is closed")
             self._seq += 1
             ticket = AppendTicket(self._seq, *args, writer=self)
+            if fence is not None:  # set apart: a keyword more costs every unfenced append too
+                ticket.fence = fence
             self._queue.append(ticket)
         if len(self._queue) >= self.max_batch:
             self._drain(blocking=False)  # someone already committing will take ours too

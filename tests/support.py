@@ -35,3 +35,16 @@ def unavailable(reason: str, require_env: str) -> None:
     if os.environ.get(require_env):
         pytest.fail(f"{reason} ({require_env} is set: these tests must run here)", pytrace=False)
     pytest.skip(reason)
+
+
+class FakeWallClock:
+    """A wall clock in nanoseconds (as leases read it) that moves only when told to."""
+
+    def __init__(self, now_ns: int = 1_700_000_000 * 10**9) -> None:
+        self.now = now_ns
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1e9)

@@ -34,7 +34,7 @@ from forge_actors.core.decider import (
     RetryDue,
     SimilaritiesMeasured,
 )
-from forge_actors.core.events import RoundKind
+from forge_actors.core.events import Price, RoundKind
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.providers.base import LlmRequest, Provider, ToolCall, Usage
 from forge_actors.tools import ToolResult
@@ -215,16 +215,11 @@ class EmbeddingFailed(msgspec.Struct, frozen=True):
 
 
 class Deliberate(msgspec.Struct, frozen=True):
-    """Run rounds on its own until the session ends.
-
-    ``plan`` fixes the kinds of the rounds to run instead (a re-run follows its
-    original); when it runs out the session is cancelled with ``cancel_reason`` if the
-    original was, else it waits there for commands, as the original did. ``done`` gets
+    """Run rounds on its own until the session ends (a re-run: until the plan it recorded,
+    ``RerunPlanned``, runs out; then it waits for commands, as its original did). ``done`` gets
     the SessionState once the plan has run out or the session has ended.
     """
 
-    plan: tuple[RoundKind, ...] | None = None
-    cancel_reason: str | None = None
     done: Future[SessionState] | None = None
 
 
@@ -244,6 +239,8 @@ class SwitchProvider(msgspec.Struct, frozen=True):
     provider: Provider
     replies: str = "text"
     tool_mode: str | None = None
+    #: The new model's price, recorded in a session with a cost budget.
+    price: Price | None = None
 
 
 #: What a participant actor is told.

@@ -15,7 +15,7 @@ its ``ContentDelta`` with one lookup of the attempt in flight (``decider.delta_e
 
 Durability (DESIGN.md): deltas, prompts and tool events go to the batching writer and commit within
 a few milliseconds; a decision whose events end something — a failure, a reply waited for before
-its re-ask, a round, the session, a command's effect — is committed (``ticket.wait()``) before its
+its re-ask, a round, the session, a cancel, an interrupt, a switch of provider — is committed (``ticket.wait()``) before its
 effects are carried out and before the next decision. A completed reply is not waited for on its
 own: the round's completion that follows from it is. A crash therefore loses at most the tail of
 the attempts still in flight (their deltas, their completions), and ``Recover`` runs those again.
@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from eventstore import BatchingWriter, EventStoreError, NewEvent
+from eventstore import Appender, EventStoreError
 from forge_actors.actors.messages import (
     AddHumanDraft,
     CancelSession,
@@ -67,9 +67,8 @@ from forge_actors.core.events import (
     SimilarityMeasured,
     TokenUsage,
     VoteRecorded,
-    encode_event,
-    event_type,
 )
+from forge_actors.core.records import to_records
 from forge_actors.core.state import SessionState, apply
 from forge_actors.providers import toolcalls
 from forge_actors.providers.base import JsonSchema, LlmRequest, Message, ToolDefinition
@@ -98,11 +97,6 @@ def tool_context(state: SessionState) -> ToolContext:
     return ToolContext(names, sections)
 
 
-def as_new_event(event: Event) -> NewEvent:
-    """A domain event as the log stores it: its type name and its JSON."""
-    return NewEvent.from_bytes(event_type(event), encode_event(event))
-
-
 class _RetryAfter(msgspec.Struct, frozen=True):
     """What ``RetryPolicy.delay`` reads of a failure: the wait the server asked for, if any."""
 
@@ -115,7 +109,7 @@ class SessionActor(pykka.ThreadingActor):
         *,
         state: SessionState,
         version: int,
-        writer: BatchingWriter,
+        writer: Appender,
         participants: dict[str, pykka.ActorRef],
         scheduler: Scheduler,
         retry_policy: RetryPolicy,
@@ -145,6 +139,7 @@ class SessionActor(pykka.ThreadingActor):
         self._recorded_similarities = recorded_similarities
         self._measuring: dict[str, tuple[rounds.Comparison, ...]] = {}
         self._measures = 0
+        self._shut = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -152,7 +147,17 @@ class SessionActor(pykka.ThreadingActor):
         handler = _HANDLERS.get(type(message))
         if handler is None:
             raise TypeError(f"SessionActor got an unknown message: {type(message).__name__}")
-        return handler(self, message)
+        try:
+            return handler(self, message)
+        except EventStoreError as exc:
+            if type(message) not in _TOLD_ONLY:
+                raise  # a caller waits for the answer: it gets the error (and the actor stops, see _emit)
+            # The log refused an append (full disk, damaged file, the lease fenced off): stop here, with
+            # one line (the store's or the fence's says why); a told message has nobody to hand it to.
+            logger.info("session %s stops: the log took no more of its events (%s)", self.session_id, exc)
+            self._shut_down(exc)
+            self.stop()
+            return None
 
     def on_stop(self) -> None:
         self._shut_down(SessionStoppedError(f"session {self.session_id} stopped before the round completed"))
@@ -176,6 +181,9 @@ class SessionActor(pykka.ThreadingActor):
         self._shut_down(SessionStoppedError(f"session {self.session_id} failed: {exception_value!r}"))
 
     def _shut_down(self, error: Exception) -> None:
+        if self._shut:
+            return
+        self._shut = True
         for token in self._tokens.values():
             token.cancel()
         self._stop_timers()
@@ -199,7 +207,7 @@ class SessionActor(pykka.ThreadingActor):
         """
         ticket = self._writer.append(
             self.session_id,
-            [as_new_event(e) for e in events],
+            to_records(events),
             expected_version=self._version,
         )
         self._version += len(events)
@@ -325,6 +333,8 @@ class SessionActor(pykka.ThreadingActor):
         event = decider.delta_event(self.state, message.contribution_id, message.text)
         if event is not None:  # None: from an attempt already timed out or cancelled
             self._emit(event)
+            if decider.spending_check_due(self.state, event):  # a session with a budget, every few KB
+                self._decide(decider.CheckSpending())
 
     def _on_tool_started(self, message: ToolCallStarted) -> None:
         call = message.call
@@ -357,7 +367,7 @@ class SessionActor(pykka.ThreadingActor):
     def _on_deliberate(self, message: Deliberate) -> None:
         if message.done is not None and not self._mode.auto:
             self._plan_done = message.done
-        self._decide(decider.StartDeliberating(message.plan, message.cancel_reason))
+        self._decide(decider.StartDeliberating())
 
     def _on_run_round(self, message: RunRound) -> int:
         self._decide(decider.StartRound(message.kind))
@@ -384,7 +394,7 @@ class SessionActor(pykka.ThreadingActor):
 
     def _on_switch_provider(self, message: SwitchProvider) -> SessionState:
         self._decide(decider.SwitchProvider(message.participant, message.spec, message.model, message.replies,
-                                            message.tool_mode))
+                                            message.tool_mode, message.price))
         self._participants[message.participant].tell(UseProvider(message.provider))
         return self.state
 
@@ -404,6 +414,10 @@ def _from_recording(recorded: tuple[SimilarityMeasured, ...], comparison: rounds
             return measured
     return _lexically(comparison, "the re-run's recording holds no measure of it")
 
+#: Messages that are told, never asked: nobody waits for their answer.
+_TOLD_ONLY = frozenset({DeltaReceived, ToolCallStarted, ToolCallFinished, ContributionSucceeded, ContributionErrored,
+                        DeadlinePassed, HumansWaitOver, RetryDue, Recover, Deliberate, Embedded,
+                        EmbeddingFailed, SimilaritiesMeasured})
 
 _HANDLERS: dict[type, Callable[[SessionActor, Any], Any]] = {
     DeltaReceived: SessionActor._on_delta,

@@ -30,7 +30,7 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from forge_actors.core import rounds
+from forge_actors.core import budget, rounds
 from forge_actors.core.errors import InvalidCommandError
 from forge_actors.core.events import (
     ContentDelta,
@@ -42,6 +42,7 @@ from forge_actors.core.events import (
     HumansWaitEnded,
     ParticipantAdded,
     ParticipantInfo,
+    Price,
     PromptMessage,
     PromptPurpose,
     PromptSent,
@@ -77,13 +78,12 @@ MALFORMED_STREAM = "malformed_stream"
 
 
 class Mode(msgspec.Struct, frozen=True):
-    """How the session is driven (given by commands, not recorded): on its own (``auto``), and with
-    ``plan`` the kinds of the rounds a re-run follows; when the plan runs out the session is cancelled
-    with ``cancel_reason`` if given, else it waits for commands."""
+    """How the session is driven: on its own (``auto``, from ``StartDeliberating`` until the session
+    ends or a re-run's plan runs out), or round by round on command. Not recorded, and no decision about
+    what the session records reads it: it only says whether a next round starts without a command (the
+    rounds a re-run follows are in the log, ``RerunPlanned``)."""
 
     auto: bool = False
-    plan: tuple[RoundKind, ...] | None = None
-    cancel_reason: str | None = None
 
 
 class ToolContext(msgspec.Struct, frozen=True):
@@ -165,10 +165,7 @@ class Recover(Input, frozen=True):
 
 
 class StartDeliberating(Input, frozen=True):
-    """Run rounds on its own until the session ends (``plan``: see ``Mode``)."""
-
-    plan: tuple[RoundKind, ...] | None = None
-    cancel_reason: str | None = None
+    """Run rounds on its own until the session ends (a re-run: until its recorded plan runs out)."""
 
 
 class StartRound(Input, frozen=True):
@@ -205,6 +202,13 @@ class SwitchProvider(Input, frozen=True):
     model: str
     replies: str = "text"
     tool_mode: str | None = None
+    #: The new model's price, recorded in a session with a cost budget (``ProviderSwitched.price``).
+    price: Price | None = None
+
+
+class CheckSpending(Input, frozen=True):
+    """A stream in flight has grown by another ``budget.CHECK_EVERY_CHARS`` characters
+    (``spending_check_due``): cut the round if the session's spending has passed its budget."""
 
 
 class SimilaritiesMeasured(Input, frozen=True):
@@ -316,6 +320,19 @@ def delta_event(state: SessionState, contribution_id: str, text: str) -> Content
     return ContentDelta(contribution_id, attempt.participant, attempt.round, attempt.attempt, text)
 
 
+def spending_check_due(state: SessionState, delta: ContentDelta) -> bool:
+    """Whether the delta just folded took its attempt past another ``budget.CHECK_EVERY_CHARS`` characters
+    in a session with a budget: then the actor gives the decider ``CheckSpending`` (one comparison a delta
+    otherwise), so a long stream is cut while it streams, not only when it ends."""
+    if not budget.has_budget(state.settings):
+        return False
+    attempt = state.streaming.get(delta.contribution_id)
+    if attempt is None:
+        return False
+    every = budget.CHECK_EVERY_CHARS
+    return (attempt.chars - len(delta.text)) // every != attempt.chars // every
+
+
 # -- deciding ---------------------------------------------------------------------------------------
 
 
@@ -330,6 +347,10 @@ def decide(state: SessionState, mode: Mode, given: Input, tools: ToolContext = N
     handler = _HANDLERS.get(type(given))
     if handler is None:
         raise TypeError(f"the decider got an unknown input: {type(given).__name__}")
+    if state.status == "interrupted" and isinstance(given, _FROM_THE_WORLD):
+        # Replies and timers already on their way when the session was interrupted: it stops, and
+        # decides nothing more until it is resumed (which asks again whatever was in flight).
+        return builder.decision()
     handler(builder, given)
     return builder.decision()
 
@@ -387,6 +408,7 @@ def _on_tool_finished(b: _Builder, given: ToolCallFinished) -> None:
     if attempt is not None:
         b.record(ToolResult(given.contribution_id, attempt.participant, attempt.round, attempt.attempt, given.call_id,
                             given.tool, given.output, given.truncated, given.error, given.duration_ms))
+        _check_budget(b)  # a tool's output is read by the model's next turn: input it pays for
 
 
 def _on_replied(b: _Builder, given: Replied) -> None:
@@ -408,9 +430,11 @@ def _on_replied(b: _Builder, given: Replied) -> None:
         # the reply is waited for before its re-ask (docs/DESIGN.md, Durability)
         b.record(*learned, completed, durable=True)
         _ask(b, attempt.participant, rounds.reask_prompt(prompt, completed.content, reading.reask), "reask")
+        _check_budget(b)
         return
     # A completion is not waited for on its own: the round's completion, which follows from it, waits for both.
     b.record(*learned, completed, *(reading.records if reading is not None else ()))
+    _check_budget(b)
     _check_round_complete(b)
 
 
@@ -447,7 +471,8 @@ def _on_reply_failed(b: _Builder, given: ReplyFailed) -> None:
         # without it, which can change the outcome (unlike the same request again, which cannot).
         b.record(*learned, ContributionFailed(given.contribution_id, participant, number, attempt.attempt,
                                               given.error_kind, given.message, given.retryable, True), durable=True)
-        _ask(b, participant, _around_limits(_chain_prompt(b.state, number, participant)), "retry")
+        _ask(b, participant, _around_limits(b.state, number, participant), "retry")
+        _check_budget(b)
         return
     used = retries_used(b.state, number, participant)
     will_retry = (given.retryable and used < b.state.settings.max_retries
@@ -456,13 +481,18 @@ def _on_reply_failed(b: _Builder, given: ReplyFailed) -> None:
                                 given.message, given.retryable, will_retry), durable=True)
     if will_retry:
         b.effect(StartRetryTimer(RetryDue(number, participant), used + 1, given.retry_after))
+    _check_budget(b)
     _check_round_complete(b)
 
 
-def _around_limits(prompt: rounds.RoundPrompt) -> rounds.RoundPrompt:
-    """A re-ask asked again around a limit: the same reminder, asked for text (the text reader reads
-    JSON too). A first prompt is built again from the state, which knows the limit now."""
-    return msgspec.structs.replace(prompt, response_schema=None) if prompt.response_schema else prompt
+def _around_limits(state: SessionState, number: int, participant: str) -> rounds.RoundPrompt:
+    """The participant's attempt asked again around the limit just found. A re-ask: the same reminder,
+    asked for text (the text reader reads JSON too). A first prompt: built again from the state, which
+    knows the limit now — it keeps its reply schema unless structured replies were the limit."""
+    prompt = _chain_prompt(state, number, participant)
+    if continues_reask(state, number, participant) and prompt.response_schema:
+        return msgspec.structs.replace(prompt, response_schema=None)
+    return prompt
 
 
 def _repeats_malformed_stream(state: SessionState, number: int, participant: str, given: ReplyFailed) -> bool:
@@ -504,22 +534,50 @@ def _on_deadline(b: _Builder, given: DeadlinePassed) -> None:
     if number is None:
         return
     timeout = b.state.settings.round_timeout_seconds
-    why = f"no answer within the round timeout of {timeout:g} s (round_timeout_seconds)"
-    _cancel_in_flight(b, "deadline", why)
-    # Those waiting out a retry backoff: their last failure becomes final.
+    _stop_round(b, number, "deadline", f"no answer within the round timeout of {timeout:g} s (round_timeout_seconds)")
+    _check_round_complete(b)  # its RoundCompleted is durable, and so all of the above
+
+
+def _stop_round(b: _Builder, number: int, kind: str, why: str) -> None:
+    """Every attempt of the round in flight cancelled, and those waiting out a retry backoff made final:
+    each recorded as failed (``kind``, not retried), so the round completes with what it has."""
+    _cancel_in_flight(b, kind, why)
     for participant in b.state.round_state(number).participants:  # type: ignore[union-attr]
         failed = waiting_for_retry(b.state, number, participant)
         if failed is not None:
             b.effect(CancelTimer(RetryDue(number, participant)))
             b.record(ContributionFailed(failed.contribution_id, participant, number, failed.attempt,
-                                        "deadline", why, False, False))
-    _check_round_complete(b)  # its RoundCompleted is durable, and so all of the above
+                                        kind, why, False, False))
+
+
+def _check_budget(b: _Builder) -> None:
+    """Cut the running round once the session's spending has passed its budget: its attempts stop as at
+    the deadline (``budget.CUT_KIND``), the round completes, and ``rounds.next_step`` ends the session
+    ``budget_exhausted``. A re-run does not cut: its recording replays the cuts the original made."""
+    number = b.running_round()
+    if number is None or _is_rerun(b) or not budget.passed(b.state):
+        return
+    _stop_round(b, number, budget.CUT_KIND, budget.cut_reason(b.state.settings))
+    _check_round_complete(b)
+
+
+def _on_check_spending(b: _Builder, given: CheckSpending) -> None:
+    _check_budget(b)
+
+
+def _is_rerun(b: _Builder) -> bool:
+    """The session re-runs a recorded one (it follows the original's plan of rounds)."""
+    return b.state.rerun is not None
 
 
 def _cancel_in_flight(b: _Builder, kind: str, why: str) -> None:
-    """Cancel every attempt in flight and record each as failed (not retried)."""
+    """Cancel every attempt in flight and record each as failed (not retried). One asked in this very
+    decision is not asked at all."""
+    asked_now = {e.contribution_id for e in b.effects if isinstance(e, Ask)}
+    b.effects = [e for e in b.effects if not (isinstance(e, Ask) and e.contribution_id in b.state.streaming)]
     for attempt in list(b.state.streaming.values()):
-        b.effect(CancelContribution(attempt.contribution_id))
+        if attempt.contribution_id not in asked_now:
+            b.effect(CancelContribution(attempt.contribution_id))
         b.record(ContributionFailed(attempt.contribution_id, attempt.participant, attempt.round, attempt.attempt,
                                     kind, why, False, False))
 
@@ -527,6 +585,8 @@ def _cancel_in_flight(b: _Builder, kind: str, why: str) -> None:
 def _on_humans_wait_over(b: _Builder, given: HumansWaitOver) -> None:
     number = b.running_round(given.round)
     if number is None or b.state.round_state(number).humans_waited:  # type: ignore[union-attr]
+        return
+    if not _humans_pending(b, number):  # every human answered in time: the wait running out says nothing
         return
     b.record(HumansWaitEnded(number))
     _check_round_complete(b)
@@ -594,7 +654,7 @@ def _start_round_timers(b: _Builder, number: int, kind: RoundKind) -> None:
 
 def _waits_for_humans(b: _Builder, kind: RoundKind) -> bool:
     """A round of that kind waits for the session's humans (a re-run does not: it follows its original)."""
-    return (b.state.settings.human_wait_seconds > 0 and kind in HUMAN_ROUNDS and b.mode.plan is None
+    return (b.state.settings.human_wait_seconds > 0 and kind in HUMAN_ROUNDS and b.state.rerun is None
             and bool(_humans(b.state)))
 
 
@@ -636,14 +696,13 @@ def _advance(b: _Builder) -> None:
     elif isinstance(step, rounds.MeasureSimilarity):  # whether deliberating or not: an ending may hang on it
         b.effect(Measure(step.comparisons))
     elif isinstance(step, rounds.NextRound) and b.mode.auto:
-        plan = b.mode.plan
+        plan = b.state.rerun
         if plan is None:
             _start_round(b, step.kind)
-        elif plan:
-            b.mode = msgspec.structs.replace(b.mode, plan=plan[1:])
-            _start_round(b, plan[0])
-        elif b.mode.cancel_reason is not None:
-            _cancel(b, b.mode.cancel_reason)
+        elif len(b.state.rounds) < len(plan.rounds):  # a re-run: the original's next round
+            _start_round(b, plan.rounds[len(b.state.rounds)])
+        elif plan.cancel_reason is not None:
+            _cancel(b, plan.cancel_reason)
         else:  # the plan ran out where the original stopped: wait for commands, as it did
             b.mode = Mode()
             b.effect(PlanDone())
@@ -666,6 +725,7 @@ def _on_recover(b: _Builder, given: Recover) -> None:
     number = b.running_round()
     if number is not None:
         _continue_round(b, number)
+        _check_budget(b)  # what the abandoned attempts streamed counts too
     else:  # stopped between rounds: an ending the rules call for may not be recorded yet
         _advance(b)
 
@@ -689,7 +749,7 @@ def _continue_round(b: _Builder, number: int) -> None:
             _ask(b, participant, chain, "reask" if last is not None and last.reasked else "rerun")
         elif last.status == "failed" and last.will_retry:
             if last.limit_found:  # its retry around the limit was to be asked at once
-                _ask(b, participant, _around_limits(_chain_prompt(b.state, number, participant)), "retry")
+                _ask(b, participant, _around_limits(b.state, number, participant), "retry")
             else:
                 b.effect(StartRetryTimer(RetryDue(number, participant), retries_used(b.state, number, participant)))
         elif last.status == "completed":
@@ -716,7 +776,7 @@ def _settle_reply(b: _Builder, completed_attempt: ContributionState) -> None:
 def _on_start_deliberating(b: _Builder, given: StartDeliberating) -> None:
     if b.mode.auto:
         return  # already deliberating: a second caller only follows along
-    b.mode = Mode(True, given.plan, given.cancel_reason) if given.plan is not None else Mode(True)
+    b.mode = Mode(True)
     if b.running_round() is None:
         _advance(b)
 
@@ -814,7 +874,7 @@ def _on_switch_provider(b: _Builder, given: SwitchProvider) -> None:
         raise InvalidCommandError(f"round {current.round} ({current.kind}) is running; a provider can "  # type: ignore[union-attr]
                                   "be switched between rounds")
     b.record(ProviderSwitched(given.participant, given.spec, given.model, info.provider, info.model,
-                              given.replies, given.tool_mode),  # type: ignore[arg-type]
+                              given.replies, given.tool_mode, given.price),  # type: ignore[arg-type]
              durable=True)
 
 
@@ -844,6 +904,9 @@ def _on_internal_failure(b: _Builder, given: InternalFailure) -> None:
     b.effect(Stop())
 
 
+#: What the world tells the session (replies, tool calls, timers), as opposed to commands.
+_FROM_THE_WORLD = (Replied, ReplyFailed, ToolCallStarted, ToolCallFinished, DeadlinePassed, HumansWaitOver, RetryDue)
+
 _HANDLERS: dict[type, Any] = {
     Replied: _on_replied,
     ReplyFailed: _on_reply_failed,
@@ -862,4 +925,5 @@ _HANDLERS: dict[type, Any] = {
     SwitchProvider: _on_switch_provider,
     SimilaritiesMeasured: _on_similarities_measured,
     InternalFailure: _on_internal_failure,
+    CheckSpending: _on_check_spending,
 }

@@ -49,6 +49,19 @@ class ConfigError(ForgeError, ValueError):
     """A setting or participant definition is wrong; the message names it."""
 
 
+class UnknownPriceError(ConfigError):
+    """A cost budget (``max_cost_usd``) was asked for a session with an AI participant whose price the
+    engine does not know: its spending could not be judged. ``models``: the models without a price."""
+
+    def __init__(self, models: list[str], source: str = "forge.toml") -> None:
+        self.models = models
+        names = ", ".join(models)
+        super().__init__(
+            f"max_cost_usd needs every AI participant's price, and the price of {names} is unknown: add it to "
+            f"{source} ([forge.pricing.\"MODEL\"] input_per_mtok = ..., output_per_mtok = ..., US dollars per "
+            "million tokens), or bound the session by tokens instead (max_session_tokens)")
+
+
 class UntrustedSpecError(ConfigError):
     """A participant spec from an untrusted caller (HTTP, WebSocket) names something the operator
     did not configure, or sets an option only the operator may set. The server answers 422.

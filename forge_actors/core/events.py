@@ -26,7 +26,9 @@ RoundStatus = Literal["completed", "degraded", "failed", "cancelled"]
 #: outcome keeps the name it was first recorded with).
 #: ``budget_spent``: the session's events take as many bytes of the log as ``max_session_bytes``
 #: allows, so it stops before the next round instead of growing the log further.
-Outcome = Literal["converged", "max_rounds", "no_quorum", "cancelled", "failed", "budget_spent"]
+#: ``budget_exhausted``: the session's spending budget (``max_cost_usd``, ``max_session_tokens``) would be
+#: passed by the next round, or was passed by a running round, which was cancelled (``core.budget``).
+Outcome = Literal["converged", "max_rounds", "no_quorum", "cancelled", "failed", "budget_spent", "budget_exhausted"]
 PromptPurpose = Literal["initial", "retry", "reask", "rerun"]
 #: How a participant is asked for critiques and votes: ``json`` through its provider's
 #: structured-output mechanism, ``text`` in the marker formats (``Score:``, ``VOTE:``), ``auto``
@@ -54,6 +56,14 @@ class Persona(msgspec.Struct, frozen=True, omit_defaults=True):
     tone: str = ""
     approach: str = ""
     specialties: tuple[str, ...] = ()
+
+
+class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """US dollars per million tokens, as a price table lists them. Used for estimates only; a session
+    with a cost budget records the prices it is judged by (``SessionCreated.prices``)."""
+
+    input_per_mtok: float
+    output_per_mtok: float
 
 
 class ParticipantInfo(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -119,6 +129,12 @@ class SessionSettings(msgspec.Struct, frozen=True):
     convergence: ConvergenceRule = "votes"
     #: With ``similarity`` or ``both``: how similar (0-1) a synthesis must be to the previous one.
     similarity_threshold: float = 0.9
+    #: The session's spending budget: the most US dollars it may spend, estimated at the prices recorded
+    #: when it was created (``SessionCreated.prices``), and the most tokens (input and output) it may
+    #: use. None: no budget. Once the next round's estimate would pass one, or a running round passes
+    #: it, the session ends ``budget_exhausted`` (``core.budget``).
+    max_cost_usd: float | None = None
+    max_session_tokens: int | None = None
 
 
 class TokenUsage(msgspec.Struct, frozen=True):
@@ -144,6 +160,17 @@ class Event(msgspec.Struct, frozen=True, tag=True, tag_field="type"):
     """Base of every domain event; the tag is the class name."""
 
 
+class TraceContext(msgspec.Struct, frozen=True):
+    """Where a session's spans belong in a distributed trace (W3C Trace Context ids, lowercase hex):
+    the trace, and the span its session span is a child of (the caller's when it was created, e.g. the
+    web request that started it). Recorded so that whichever process runs the session, now or after a
+    resume, continues the same trace."""
+
+    trace_id: str
+    parent_span_id: str
+    sampled: bool = True
+
+
 class SessionCreated(Event, frozen=True):
     session_id: str
     title: str
@@ -151,6 +178,12 @@ class SessionCreated(Event, frozen=True):
     settings: SessionSettings
     participants: tuple[ParticipantInfo, ...]
     constraints: tuple[str, ...] = ()
+    #: Recorded when the engine that created it traces sessions (``engine.tracing``); None before
+    #: that existed, or when nobody traces.
+    trace: TraceContext | None = None
+    #: Each AI participant's price when the session was created, for a session with a cost budget
+    #: (``max_cost_usd``): what its spending is judged by, whatever the engine's prices say later.
+    prices: dict[str, Price] = {}
 
 
 class RoundStarted(Event, frozen=True):
@@ -320,6 +353,8 @@ class ProviderSwitched(Event, frozen=True):
     replies: RepliesMode | None = None
     #: How it calls its tools from now on (native or text); None: as before.
     tool_mode: ToolMode | None = None
+    #: The new model's price, recorded in a session with a cost budget; None: none recorded.
+    price: Price | None = None
 
 
 #: What a server was found unable to do (``providers.limits``): stream, give structured replies,
@@ -367,6 +402,17 @@ class HumansWaitEnded(Event, frozen=True):
     round: int
 
 
+class RerunPlanned(Event, frozen=True):
+    """Among a re-run's opening events: it follows the original session ``source_session_id``'s
+    ``rounds``, in order, and when they are done it is cancelled with ``cancel_reason`` if the original
+    was, else it waits for commands where the original stopped. Recorded, so that a re-run resumed after
+    a crash follows the same plan (and waits for no human, as the live re-run did not)."""
+
+    source_session_id: str
+    rounds: tuple[RoundKind, ...]
+    cancel_reason: str | None = None
+
+
 class SessionInterrupted(Event, frozen=True):
     """The process running the session was asked to stop (e.g. Ctrl-C). Not an ending:
     what was in flight is recorded as abandoned, and ``resume`` continues the session."""
@@ -404,6 +450,7 @@ AnyEvent: TypeAlias = (
     | ProviderLimitFound
     | HumansWaitEnded
     | SimilarityMeasured
+    | RerunPlanned
     | SessionInterrupted
     | SessionResumed
     | SessionEnded

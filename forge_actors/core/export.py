@@ -19,6 +19,8 @@ import msgspec
 import yaml
 
 from eventstore import RecordedEvent
+from forge_actors.core.budget import BudgetReport
+from forge_actors.core.budget import report as budget_report
 from forge_actors.core.compare import Comparison, RoundComparison, ScoreMatrix, SessionSide, SynthesisPair
 from forge_actors.core.events import Persona, SessionSettings
 from forge_actors.core.pricing import Price, format_cost
@@ -133,6 +135,8 @@ class ExportDocument(msgspec.Struct, frozen=True):
     synthesis: ExportSynthesis | None
     usage: tuple[ExportUsage, ...]
     totals: ExportTotals
+    #: The spending budget and what was spent against it (None: the session had none).
+    budget: BudgetReport | None = None
 
 
 def export_document(state: SessionState, prices: Mapping[str, Price] | None = None) -> ExportDocument:
@@ -170,6 +174,7 @@ def export_document(state: SessionState, prices: Mapping[str, Price] | None = No
         tuple(ExportUsage(u.participant, u.provider, u.model, u.usage.input_tokens, u.usage.output_tokens, u.cost)
               for u in report.participants),
         ExportTotals(report.total.input_tokens, report.total.output_tokens, report.total_cost),
+        budget_report(state),
     )
 
 
@@ -226,6 +231,8 @@ def to_markdown(document: ExportDocument) -> str:
         outcome += f" — {d.reason}"
     lines += [outcome, "", f"Session `{d.session_id}` · at most {d.settings['max_iterations']} iteration(s) · "
               f"threshold {d.settings['convergence_threshold']:.0%} · seed {d.settings['seed']}", ""]
+    if d.budget is not None:
+        lines += [f"**Budget:** {d.budget.summary}", ""]
     lines += ["## Participants", ""]
     lines += _table(["name", "kind", "provider", "model", "persona"],
                     [[p.name, p.kind, p.provider or "—", p.model or "—", _persona(p.persona) or "—"]

@@ -10,17 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import msgspec
-
+from forge_actors.core.events import Price as Price  # defined with the events: a session records prices
 from forge_actors.core.events import TokenUsage
-
-
-class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """US dollars per million tokens. Used for estimates only."""
-
-    input_per_mtok: float
-    output_per_mtok: float
-
 
 #: Shipped defaults (USD per million input / output tokens).
 DEFAULT_PRICES: dict[str, Price] = {

@@ -34,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from forge_actors.core import reply_format, reply_reading, similarity
+from forge_actors.core import budget, reply_format, reply_reading, similarity
 from forge_actors.core.events import (
     ContributionCompleted,
     CritiqueRecorded,
@@ -48,7 +48,7 @@ from forge_actors.core.events import (
     SimilarityMeasured,
     VoteRecorded,
 )
-from forge_actors.core.state import SessionState
+from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.templates import load_template, render
 
 
@@ -504,6 +504,13 @@ def why_not(state: SessionState, kind: RoundKind) -> str | None:
         return spent
     if not state.ai_participants:
         return "the session has no AI participants"
+    problem = _kind_problem(state, kind, current)
+    if problem is None:
+        problem = budget_refusal(state, kind)
+    return problem
+
+
+def _kind_problem(state: SessionState, kind: RoundKind, current: RoundState | None) -> str | None:
     kinds_run = {r.kind for r in state.rounds}
     if kind == "draft" and drafts_closed(state):
         return drafts_closed(state)
@@ -768,6 +775,22 @@ def budget_spent(state: SessionState) -> str | None:
             f"({limit:,}) allows; raise that setting to let sessions run longer")
 
 
+def budget_refusal(state: SessionState, kind: RoundKind) -> str | None:
+    """Why a round of ``kind`` may not start for the session's spending budget (its estimate would pass
+    it: ``core.budget``); None when it may, or the session has no budget."""
+    if not budget.has_budget(state.settings):
+        return None
+    number = (state.current_round.round if state.current_round else 0) + 1
+    prompt_chars = {p: sum(len(m.content) for m in prompt_for(state, kind, p, number).messages)
+                    for p in round_participants(state, kind)}
+    return budget.round_refused(state, kind, prompt_chars)
+
+
+def _next_round(state: SessionState, kind: RoundKind, final_score: float | None = None) -> NextRound | EndSession:
+    refused = budget_refusal(state, kind)
+    return NextRound(kind) if refused is None else EndSession("budget_exhausted", refused, final_score)
+
+
 def next_step(state: SessionState) -> NextRound | EndSession | MeasureSimilarity | None:
     """What a session deliberating on its own does next; None while a round runs or once it ended.
     ``MeasureSimilarity``: the similarities a rule needs (or the reader is owed), measured first."""
@@ -778,7 +801,12 @@ def next_step(state: SessionState) -> NextRound | EndSession | MeasureSimilarity
         return None
     if current is None:
         spent = budget_spent(state)  # humans' drafts alone may have spent it
-        return NextRound("draft") if spent is None else EndSession("budget_spent", spent)
+        return _next_round(state, "draft") if spent is None else EndSession("budget_spent", spent)
+    last_vote = state.last_round_of("convergence")
+    last_score = last_vote.score if last_vote is not None else None
+    if budget.was_cut(state, current.round):  # before "failed": the budget's cancels may have failed it
+        return EndSession("budget_exhausted", budget.cut_round_reason(state, current.round, current.kind),
+                          last_score)
     if current.status == "failed":
         return EndSession(
             "failed", f"no AI participant succeeded in round {current.round} ({current.kind}): {current.reason}"
@@ -795,15 +823,15 @@ def next_step(state: SessionState) -> NextRound | EndSession | MeasureSimilarity
             return ended
     spent = budget_spent(state)
     if spent is not None:
-        last_vote = state.last_round_of("convergence")
-        return EndSession("budget_spent", spent, last_vote.score if last_vote is not None else None)
+        return EndSession("budget_spent", spent, last_score)
     if current.kind == "draft":
         drafts = drafts_to_measure(state, current.round)
         if drafts is not None:
             return drafts
-        return NextRound("critique" if round_participants(state, "critique") else "synthesis")
+        return _next_round(state, "critique" if round_participants(state, "critique") else "synthesis", last_score)
     if current.kind == "critique":
-        return NextRound("synthesis")
+        return _next_round(state, "synthesis", last_score)
     if current.kind == "synthesis":
-        return NextRound("synthesis" if state.settings.convergence == "similarity" else "convergence")
-    return NextRound("synthesis")
+        return _next_round(state, "synthesis" if state.settings.convergence == "similarity" else "convergence",
+                           last_score)
+    return _next_round(state, "synthesis", last_score)

@@ -30,10 +30,12 @@ from forge_actors.core.events import (
     Outcome,
     ParticipantAdded,
     ParticipantInfo,
+    Price,
     PromptPurpose,
     PromptSent,
     ProviderLimitFound,
     ProviderSwitched,
+    RerunPlanned,
     RoundCompleted,
     RoundKind,
     RoundStarted,
@@ -52,12 +54,12 @@ from forge_actors.core.events import (
 
 SessionStatus = Literal[
     "new", "created", "running", "interrupted", "converged", "max_rounds", "no_quorum", "cancelled", "failed",
-    "budget_spent",
+    "budget_spent", "budget_exhausted",
 ]
 ContributionStatus = Literal["streaming", "completed", "failed", "abandoned"]
 RoundProgress = Literal["running", "completed", "degraded", "failed", "cancelled"]
 ENDED_STATUSES: frozenset[str] = frozenset(
-    {"converged", "max_rounds", "no_quorum", "cancelled", "failed", "budget_spent"})
+    {"converged", "max_rounds", "no_quorum", "cancelled", "failed", "budget_spent", "budget_exhausted"})
 
 
 class ToolUse(msgspec.Struct, frozen=True):
@@ -103,6 +105,10 @@ class ContributionState(msgspec.Struct, frozen=True):
     #: A ``ProviderLimitFound`` named it: its failure was a switch to asking around the limit, not a
     #: retry that counts against ``max_retries``.
     limit_found: bool = False
+    #: Characters of its prompt's messages, and its participant's recorded price when it was asked (in a
+    #: session with a cost budget): what ``core.budget`` estimates an attempt with no usage from.
+    prompt_chars: int = 0
+    price: Price | None = None
 
 
 class RoundState(msgspec.Struct, frozen=True):
@@ -152,10 +158,16 @@ class SessionState(msgspec.Struct, frozen=True):
     #: bounds, whatever its providers stream (a delta's row costs far more than its text).
     log_bytes: int = 0
     #: The running round's last prompt to each participant, as recorded: what a retry, a re-ask or a
-    #: reply's reading needs of it (``core.decider``). Emptied when the next round starts.
+    #: reply's reading needs of it (``core.decider``). Emptied when the round completes (a prompt
+    #: is the bulk of a folded state, and the engine caches one per session it reads).
     round_prompts: dict[str, PromptSent] = {}
     #: The similarities measured (``SimilarityMeasured``), in order: what the similarity stop rule reads.
     similarities: tuple[SimilarityMeasured, ...] = ()
+    #: A re-run's plan (``RerunPlanned``): the original's rounds it follows; None for any other session.
+    rerun: RerunPlanned | None = None
+    #: Each AI participant's price as recorded (``SessionCreated.prices``, ``ProviderSwitched.price``):
+    #: what a cost budget is judged by. Empty in a session without one.
+    prices: dict[str, Price] = {}
 
     # -- derived views (no state of their own) ------------------------------------
 
@@ -295,6 +307,7 @@ def _session_created(state: SessionState, e: SessionCreated) -> SessionState:
         constraints=e.constraints,
         settings=e.settings,
         participants={p.name: p for p in e.participants},
+        prices=dict(e.prices),
         status=next_status(state.status, bool(state.rounds), e),
     )
 
@@ -333,6 +346,8 @@ def _prompt_sent(state: SessionState, e: PromptSent) -> SessionState:
         proposal_labels=e.proposal_labels,
         response_schema=e.response_schema,
         reasked=_reasked(state, e),
+        prompt_chars=sum(len(m.content) for m in e.messages),
+        price=state.prices.get(e.participant),
     )
     return replace(state, streaming=_with(state.streaming, e.contribution_id, contribution),
                    round_prompts=_with(state.round_prompts, e.participant, e))
@@ -447,14 +462,15 @@ def _round_completed(state: SessionState, e: RoundCompleted) -> SessionState:
                 reason=e.reason,
             )
             break
-    return replace(state, rounds=tuple(rounds))
+    return replace(state, rounds=tuple(rounds), round_prompts={})  # read only while a round runs
 
 
 def _provider_switched(state: SessionState, e: ProviderSwitched) -> SessionState:
     info = state.participants.get(e.participant, ParticipantInfo(e.participant))
     switched = replace(info, provider=e.provider, model=e.model, replies=e.replies or info.replies,
                        tool_mode=e.tool_mode or info.tool_mode, streams=True)  # a new provider: nothing known yet
-    return replace(state, participants=_with(state.participants, e.participant, switched))
+    prices = _with(state.prices, e.participant, e.price) if e.price is not None else state.prices
+    return replace(state, participants=_with(state.participants, e.participant, switched), prices=prices)
 
 
 def _provider_limit_found(state: SessionState, e: ProviderLimitFound) -> SessionState:
@@ -471,6 +487,10 @@ def _provider_limit_found(state: SessionState, e: ProviderLimitFound) -> Session
     if attempt is not None:
         changes["streaming"] = _with(state.streaming, e.contribution_id, replace(attempt, limit_found=True))
     return replace(state, participants=_with(state.participants, e.participant, around), **changes)
+
+
+def _rerun_planned(state: SessionState, e: RerunPlanned) -> SessionState:
+    return replace(state, rerun=e)
 
 
 def _humans_wait_ended(state: SessionState, e: HumansWaitEnded) -> SessionState:
@@ -517,6 +537,7 @@ _HANDLERS: dict[type[Event], Callable[[SessionState, Any], SessionState]] = {
     ProviderLimitFound: _provider_limit_found,
     HumansWaitEnded: _humans_wait_ended,
     SimilarityMeasured: _similarity_measured,
+    RerunPlanned: _rerun_planned,
     SessionInterrupted: _session_interrupted,
     SessionResumed: _session_resumed,
     SessionEnded: _session_ended,

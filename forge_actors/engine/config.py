@@ -294,6 +294,9 @@ MAX_TOOL_SECONDS = 3_600.0
 #: A reply (characters), and a session's events in the log (bytes), at most: the log's growth stays bounded.
 MAX_REPLY_CHARS = 1_000_000
 MAX_SESSION_BYTES = 10_000_000_000
+#: A session's spending budget at most (dollars; tokens): a bound on a typo, not on anyone's wallet.
+MAX_COST_USD = 1_000_000.0
+MAX_SESSION_TOKENS = 10_000_000_000
 #: Seeds are recorded as JSON integers: keep them within 64 bits.
 SEED_LIMIT = 2**63
 
@@ -342,6 +345,10 @@ SETTING_RANGES: Mapping[str, SettingRange] = {
     "max_reply_chars": SettingRange("integer", 1, MAX_REPLY_CHARS, f"at least 1 and at most {MAX_REPLY_CHARS:,}"),
     "max_session_bytes": SettingRange("integer", 1, MAX_SESSION_BYTES,
                                       f"at least 1 and at most {MAX_SESSION_BYTES:,}"),
+    "max_cost_usd": SettingRange("number", 0.0, MAX_COST_USD, f"more than 0 and at most {MAX_COST_USD:,.0f} "
+                                 "(US dollars)", low_open=True),
+    "max_session_tokens": SettingRange("integer", 1, MAX_SESSION_TOKENS,
+                                       f"at least 1 and at most {MAX_SESSION_TOKENS:,}"),
 }
 
 

@@ -45,6 +45,7 @@ from forge_actors.core.errors import (
     SessionNotFoundError,
     SessionStartError,
     SessionStoppedError,
+    UnknownPriceError,
     UntrustedSpecError,
 )
 from forge_actors.providers.errors import MissingApiKeyError, ProviderConfigError
@@ -54,7 +55,7 @@ __all__ = [
     "ForgeError", "HumanInputQueuedError", "InvalidCommandError", "LogCopyError", "LogReadError",
     "LogUnavailableError", "LogUnavailableWriteError", "LogWriteError", "NoEventLogError", "NotAnEventLogError",
     "LogOutage", "ParticipantKeyMissingError", "ParticipantSetupError", "RETRY_AFTER_SECONDS", "SessionBusyError",
-    "SessionNotFoundError", "SessionStartError", "SessionStoppedError", "UntrustedSpecError", "log_outage",
+    "SessionNotFoundError", "SessionStartError", "SessionStoppedError", "UnknownPriceError", "UntrustedSpecError", "log_outage",
     "provider_setup_errors",
 ]
 

@@ -48,7 +48,6 @@ from forge_actors.actors.messages import (
     RunRound,
     SwitchProvider,
 )
-from forge_actors.actors.session import as_new_event
 from forge_actors.core.audit import Violation, verify
 from forge_actors.core.compare import Comparison, compare_sessions
 from forge_actors.core.errors import (
@@ -57,19 +56,25 @@ from forge_actors.core.errors import (
     InvalidCommandError,
     SessionBusyError,
     SessionNotFoundError,
+    UnknownPriceError,
 )
+from forge_actors.core.evaluation import EvalReport, EvalSystem, EvalTask, EvaluationTaskScored
 from forge_actors.core.events import (
     ROUND_KINDS,
     Event,
+    ParticipantInfo,
+    Price,
     RoundKind,
     SessionCreated,
+    TraceContext,
     VoteChoice,
-    decode_event,
 )
+from forge_actors.core.pricing import price_of
+from forge_actors.core.records import EVENT_CODEC, to_record, to_records
 from forge_actors.core.rounds import with_log_limits
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport, usage_report
-from forge_actors.engine import live, mail, replay
+from forge_actors.engine import evaluation, live, mail, replay
 from forge_actors.engine.config import (
     DEFAULT_COUNCIL,
     ForgeConfig,
@@ -173,6 +178,10 @@ class Forge:
         self._lease_ttl = float(lease_ttl)
         # Held while a new human joins (count, then join), so concurrent joins cannot pass the cap together.
         self._joins_lock = threading.Lock()
+        # Set by engine.tracing: the trace a new session's spans join (the caller's current span).
+        self._trace_context_source: Callable[[], TraceContext | None] | None = None
+        # Set by engine.tracing: told of each session this engine drives, as it attaches it.
+        self._on_drive: Callable[[str], None] | None = None
 
     @property
     def owner(self) -> str:
@@ -268,12 +277,13 @@ class Forge:
         if chosen_settings.synthesizer is not None and chosen_settings.synthesizer not in ai_names:
             raise ConfigError(f"synthesizer {chosen_settings.synthesizer!r} is not an AI participant "
                               f"({', '.join(ai_names)})")
+        prices = self._budget_prices(chosen_settings.max_cost_usd, infos)
         session_id = self._id_factory()
         created = SessionCreated(session_id, title or _default_title(goal), goal, chosen_settings, tuple(infos),
-                                 tuple(str(c) for c in constraints))
+                                 tuple(str(c) for c in constraints), prices=prices, trace=self._trace_context())
 
         def record() -> None:
-            self._store.append(session_id, [as_new_event(created)], expected_version=NO_STREAM)
+            self._store.append(session_id, [to_record(created)], expected_version=NO_STREAM)
             for name, parsed in full_specs.items():
                 self._participants.inline_specs.remember(session_id, name, parsed)
 
@@ -281,8 +291,23 @@ class Forge:
             record()
             return session_id
         session = self._supervisor.attach_new(session_id, record)
+        self._driving(session_id)
         session.tell(Deliberate())
         return session_id
+
+    def _trace_context(self) -> TraceContext | None:
+        source = self._trace_context_source
+        return source() if source is not None else None
+    def _budget_prices(self, max_cost_usd: float | None, infos: list[ParticipantInfo]) -> dict[str, Price]:
+        """With a cost budget: each AI participant's price at this engine's table, recorded so that the
+        session is judged by it whatever the table says later. UnknownPriceError when one is unknown."""
+        if max_cost_usd is None:
+            return {}
+        prices = {p.name: price_of(p.provider, p.model, self.config.pricing) for p in infos if p.kind == "ai"}
+        unknown = sorted({info.model or info.provider for info in infos if info.kind == "ai" and prices[info.name] is None})
+        if unknown:
+            raise UnknownPriceError(unknown, self.config.source or "forge.toml")
+        return {name: price for name, price in prices.items() if price is not None}
 
     @staticmethod
     def _settings_mapping(settings: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -424,13 +449,16 @@ class Forge:
         if not trusted:
             with provider_setup_errors():
                 check_untrusted_spec(self.config, spec)
-        current = self.state(session_id).participants.get(participant)
+        state = self.state(session_id)
+        current = state.participants.get(participant)
         if current is None or current.kind != "ai":
             raise InvalidCommandError(f"{participant} is not an AI participant of session {session_id}")
         switch = self._participants.switch(spec, current)
         try:
+            switched = msgspec.structs.replace(current, provider=str(switch.parsed.redacted()), model=switch.parsed.model)
+            price = self._budget_prices(state.settings.max_cost_usd, [switched]).get(participant)
             self._command(session_id, SwitchProvider(participant, str(switch.parsed.redacted()), switch.parsed.model,
-                                                     switch.provider, switch.replies, switch.tool_mode))
+                                                     switch.provider, switch.replies, switch.tool_mode, price))
         except BaseException:
             switch.provider.close()
             raise
@@ -466,7 +494,15 @@ class Forge:
         raise InvalidCommandError(f"the session has ended ({state.status}): {state.end_reason}")
 
     def _attach(self, session_id: str) -> pykka.ActorRef | None:
-        return self._supervisor.attach(session_id)
+        session = self._supervisor.attach(session_id)
+        if session is not None:
+            self._driving(session_id)
+        return session
+
+    def _driving(self, session_id: str) -> None:
+        listener = self._on_drive
+        if listener is not None:
+            listener(session_id)
 
     def running_sessions(self) -> list[str]:
         """The sessions this engine drives now (their actors run here)."""
@@ -530,16 +566,22 @@ class Forge:
 
     def _follow(self, session_id: str, from_position: int) -> Iterator[RecordedEvent]:
         """The session's events after ``from_position`` until SessionEnded (see ``live.follow``)."""
+        watch = self._watch(session_id, from_position)
+        return iter(()) if watch is None else live.follow(watch, session_id)
+
+    def _watch(self, session_id: str, from_position: int) -> live.Watch | None:
+        """What ``_follow`` reads, also for a follower that must not block (``AsyncForge``); None when the
+        session ended at or before ``from_position``."""
         if live.ended_before(self._store, session_id, from_position):
-            return iter(())  # opened at or past the end of an ended session
+            return None
+        self._require(session_id)
         # A session this engine drives is written by this engine alone (its lease): no need to hear
         # of other processes' commits at once (should it lose the lease, the next quiet read finds them).
-        self._require(session_id)
         driven_here = session_id in self._supervisor.running_sessions()
-        subscription = self._store.subscribe(from_position, stream_id=session_id, codec=decode_event,
+        subscription = self._store.subscribe(from_position, stream_id=session_id, codec=EVENT_CODEC,
                                              expect_others=not driven_here)
-        return live.follow(
-            subscription, session_id,
+        return live.Watch(
+            subscription,
             is_running=lambda: session_id in self._supervisor.running_sessions(),
             has_ended=lambda: self.state(session_id).ended,
             write_failure=lambda: self._supervisor.write_failure(session_id),
@@ -552,11 +594,13 @@ class Forge:
         return self._load(session_id)[0]
 
     def _load(self, session_id: str) -> tuple[SessionState, int]:
+        if evaluation.is_evaluation(session_id):  # an evaluation's stream holds no session's events
+            raise SessionNotFoundError(session_id, evaluation.not_a_session(session_id))
         return self._states.load(session_id)
 
     def sessions(self) -> list[str]:
         """Every session id in the log, oldest first."""
-        return [stream_id for stream_id, _ in self._store.streams()]
+        return [stream_id for stream_id, _ in self._store.streams() if not evaluation.is_evaluation(stream_id)]
 
     def summaries(self) -> list[SessionSummary]:
         """One row per session (title, status, rounds, tokens), from a projection kept up to date here."""
@@ -564,6 +608,8 @@ class Forge:
 
     def resolve(self, prefix: str) -> str:
         """The session id ``prefix`` names: itself, or the only id that starts with it (like git)."""
+        if evaluation.is_evaluation(prefix):
+            raise SessionNotFoundError(prefix, evaluation.not_a_session(prefix))
         if self._store.stream_version(prefix) > 0:
             return prefix
         matches = [sid for sid in self.sessions() if sid.startswith(prefix)] if prefix else []
@@ -576,6 +622,8 @@ class Forge:
 
     def _require(self, session_id: str) -> None:
         """SessionNotFoundError unless the log holds the session."""
+        if evaluation.is_evaluation(session_id):
+            raise SessionNotFoundError(session_id, evaluation.not_a_session(session_id))
         if self._store.stream_version(session_id) == 0:
             raise SessionNotFoundError(session_id)
 
@@ -585,7 +633,7 @@ class Forge:
         self._require(session_id)
         # The lease first: an engine releases it only once the session's end is committed.
         driven = self._supervisor.lease_is_live(session_id)
-        return verify(self._store.read_stream(session_id, codec=decode_event), driven=driven)
+        return verify(self._store.read_stream(session_id, codec=EVENT_CODEC), driven=driven)
 
     def usage(self, session_id: str) -> UsageReport:
         """Tokens and estimated cost per participant, per round and in all."""
@@ -607,7 +655,7 @@ class Forge:
 
     def events(self, session_id: str) -> list[Event]:
         """Every event of the session, decoded, in order."""
-        events = [r.event for r in self._store.read_stream(session_id, codec=decode_event)]
+        events = [r.event for r in self._store.read_stream(session_id, codec=EVENT_CODEC)]
         if not events:
             raise SessionNotFoundError(session_id)
         return events
@@ -619,7 +667,7 @@ class Forge:
     def records(self, session_id: str) -> list[RecordedEvent]:
         """Every committed event of the session as the log holds it (position, version, time), decoded."""
         self._require(session_id)
-        return list(self._store.read_stream(session_id, codec=decode_event))
+        return list(self._store.read_stream(session_id, codec=EVENT_CODEC))
 
     def subscribe(self, session_id: str, from_position: int = 0, *, decoded: bool = True) -> Subscription:
         """The session's committed events after ``from_position``: stored ones, then live ones.
@@ -628,7 +676,14 @@ class Forge:
         (``.data``, ``.type``) and need not pay for decoding every event.
         """
         self._require(session_id)
-        return self._store.subscribe(from_position, stream_id=session_id, codec=decode_event if decoded else None)
+        return self._store.subscribe(from_position, stream_id=session_id, codec=EVENT_CODEC if decoded else None)
+
+    def subscribe_log(self, from_position: int | None = None) -> Subscription:
+        """Every session's committed events after ``from_position`` (None: from now on), undecoded
+        (``.type`` and ``.data``; ``core.events.decode_event`` decodes one): for projections that
+        follow the whole log, such as ``engine.tracing``."""
+        after = self._store.last_position() if from_position is None else from_position
+        return self._store.subscribe(after)
 
     def last_position(self) -> int:
         """The position of the last event committed to the log (any session)."""
@@ -641,7 +696,7 @@ class Forge:
     def events_page(self, session_id: str, after_version: int, limit: int = 500, *,
                     decoded: bool = False) -> list[RecordedEvent]:
         """Up to ``limit`` committed events of the session after its version ``after_version``."""
-        records = self._store.read_stream(session_id, after_version, codec=decode_event if decoded else None,
+        records = self._store.read_stream(session_id, after_version, codec=EVENT_CODEC if decoded else None,
                                          page_size=limit)
         return list(itertools.islice(records, limit))
 
@@ -652,7 +707,7 @@ class Forge:
         if speed < 0:
             raise ConfigError("speed must be 0 (as fast as possible) or more")
         self._require(session_id)
-        return replay.paced(self._store.read_stream(session_id, codec=decode_event), speed, sleep, max_pause)
+        return replay.paced(self._store.read_stream(session_id, codec=EVENT_CODEC), speed, sleep, max_pause)
 
     def rerun(self, session_id: str, *, wait: bool = True, timeout: float | None = None) -> str:
         """Run a recorded session again with every AI participant answered from its recording.
@@ -666,14 +721,65 @@ class Forge:
         """
         new_id = self._id_factory()
         plan = replay.rerun_plan(self.events(session_id), session_id, new_id)
-        self._store.append(new_id, [as_new_event(e) for e in plan.events], expected_version=NO_STREAM)
+        self._store.append(new_id, to_records(plan.events), expected_version=NO_STREAM)
         session = self._attach(new_id)
         assert session is not None  # a new session has not ended
         done: Future = Future()
-        session.tell(Deliberate(plan.rounds, plan.cancel_reason, done))
+        session.tell(Deliberate(done=done))
         if wait:
             done.result(timeout)
         return new_id
+
+    # -- evaluations (engine/evaluation.py) ---------------------------------------------------------
+
+    def evaluate(self, tasks: Iterable[EvalTask] = (), systems: Iterable[EvalSystem] = (), *,
+                 judge: str | None = None, seed: int = 0, concurrency: int = evaluation.DEFAULT_CONCURRENCY,
+                 resume: str | None = None, rerun: str | None = None, timeout: float | None = None,
+                 on_started: Callable[[str], None] | None = None,
+                 on_scored: Callable[[EvaluationTaskScored], None] | None = None) -> EvalReport:
+        """Ask every system every task, each answer a session in the log, and report how each system
+        scored (accuracy with a bootstrap interval seeded by ``seed``, tokens, cost, time).
+
+        Systems: ``evaluation.council(specs, **settings)`` and ``evaluation.baseline(spec)``; tasks:
+        ``evaluation.read_task_file(path)``. ``judge`` is the provider of the tasks scored by a judge.
+        ``concurrency`` sessions run at once. The evaluation is recorded as its own stream (the
+        report's ``run_id``): ``resume=RUN_ID`` scores only what a stopped run left unscored;
+        ``rerun=RUN_ID`` runs it again from its recordings, calling no provider.
+        ``on_started`` is given the run id once it is recorded (to say how to resume should the run
+        stop); ``on_scored`` hears of each answer as it is scored (from the worker threads).
+        """
+        systems = list(systems)
+        for given in [*(s.participants for s in systems), *([(judge,)] if judge is not None else [])]:
+            # Every provider built once first (as create_session does): a bad spec or a missing
+            # key fails now, before the evaluation is recorded.
+            self._participants.describe([participant_spec(p) for p in given])
+        specs = {evaluation.redact_spec(p): p for s in systems for p in s.participants}
+        runner = evaluation.Evaluation(self, self._store, specs, concurrency=concurrency,
+                                       on_scored=on_scored, timeout=timeout)
+        if rerun is not None:
+            return runner.rerun(rerun, evaluation.EVAL_PREFIX + self._id_factory(), on_started)
+        if resume is None:
+            run_id = evaluation.EVAL_PREFIX + self._id_factory()
+            runner.start(run_id, list(tasks), [self._recorded_system(s) for s in systems], judge, seed)
+        else:
+            run_id = resume
+        if on_started is not None:
+            on_started(run_id)
+        return runner.run(run_id)
+
+    @staticmethod
+    def _recorded_system(system: EvalSystem) -> EvalSystem:
+        """The system as the log records it: its specs without keys."""
+        return msgspec.structs.replace(system, participants=tuple(evaluation.redact_spec(p)
+                                                                  for p in system.participants))
+
+    def evaluations(self) -> list[str]:
+        """Every evaluation's run id in the log, oldest first."""
+        return [stream_id for stream_id, _ in self._store.streams() if evaluation.is_evaluation(stream_id)]
+
+    def evaluation_report(self, run_id: str) -> EvalReport:
+        """The report of a recorded evaluation, as far as it got."""
+        return evaluation.Evaluation(self, self._store).report(run_id)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ the session's actor stopped before the session ended (the log is intact: resume 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from eventstore import CorruptLogError, EventLog, EventStoreError, LogWriteError, RecordedEvent, Subscription
 from forge_actors.core.errors import SessionStoppedError
@@ -17,6 +18,17 @@ from forge_actors.core.events import SessionEnded
 #: How often a quiet follower looks whether the session stopped without ending (live events
 #: do not wait for it: the writer hands them over as they commit).
 STOP_CHECK_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What following a session reads, for a follower that does not block in ``poll`` (the asyncio
+    front door): the subscription and the three checks ``follow`` makes when it is quiet."""
+
+    subscription: Subscription
+    is_running: Callable[[], bool]
+    has_ended: Callable[[], bool]
+    write_failure: Callable[[], EventStoreError | None]
 
 
 def ended_before(store: EventLog, session_id: str, position: int) -> bool:
@@ -39,14 +51,14 @@ def write_failure_for(lost: EventStoreError, session_id: str) -> EventStoreError
     return lost
 
 
-def follow(subscription: Subscription, session_id: str, *, is_running: Callable[[], bool],
-           has_ended: Callable[[], bool],
-           write_failure: Callable[[], EventStoreError | None]) -> Iterator[RecordedEvent]:
-    """The subscription's events until SessionEnded; closes the subscription however it ends.
+def follow(watch: Watch, session_id: str) -> Iterator[RecordedEvent]:
+    """The watched subscription's events until SessionEnded; closes the subscription however it ends.
 
-    ``is_running`` says whether this engine still drives the session, ``has_ended`` whether the
-    log says it ended, ``write_failure`` what stopped its appends (if the log refused them).
+    ``watch.is_running`` says whether this engine still drives the session, ``has_ended`` whether
+    the log says it ended, ``write_failure`` what stopped its appends (if the log refused them).
     """
+    subscription, is_running, has_ended, write_failure = (watch.subscription, watch.is_running,
+                                                           watch.has_ended, watch.write_failure)
     try:
         while True:
             recorded = subscription.poll(STOP_CHECK_SECONDS)

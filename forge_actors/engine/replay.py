@@ -26,7 +26,7 @@ from forge_actors.core.events import (
     ParticipantAdded,
     PromptSent,
     ProviderLimitFound,
-    RoundKind,
+    RerunPlanned,
     RoundStarted,
     SessionCreated,
     SessionEnded,
@@ -191,11 +191,11 @@ REPLAY_PREFIX = "replay:"
 
 
 class RerunPlan(msgspec.Struct, frozen=True):
-    """What a re-run of a recorded session records first, and how it then runs."""
+    """What a re-run of a recorded session records first: SessionCreated (replay participants), its
+    plan (``RerunPlanned``: the original's rounds, in order, and how the original ended), and what came
+    before the first round."""
 
-    events: tuple[Event, ...]  # SessionCreated (replay participants) and what came before the first round
-    rounds: tuple[RoundKind, ...]  # the original's rounds, in order
-    cancel_reason: str | None  # the original was cancelled (after its rounds) with this reason
+    events: tuple[Event, ...]
 
 
 def rerun_plan(events: list[Event], source_id: str, new_id: str) -> RerunPlan:
@@ -215,9 +215,10 @@ def rerun_plan(events: list[Event], source_id: str, new_id: str) -> RerunPlan:
         msgspec.structs.replace(p, provider=REPLAY_PREFIX + source_id) if p.kind == "ai" else p
         for p in created.participants
     )
-    new_created = msgspec.structs.replace(created, session_id=new_id, participants=participants)
+    # A re-run is a session of its own: it does not join the original's trace.
+    new_created = msgspec.structs.replace(created, session_id=new_id, participants=participants, trace=None)
     cancel_reason = ended.reason if ended is not None and ended.outcome == "cancelled" else None
-    return RerunPlan((new_created, *before_rounds), rounds, cancel_reason)
+    return RerunPlan((new_created, RerunPlanned(source_id, rounds, cancel_reason), *before_rounds))
 
 
 def recorded_similarities(state: SessionState, events_of: Callable[[str], list[Event]],

@@ -11,7 +11,7 @@ import threading
 
 from eventstore import EventLog
 from forge_actors.core.errors import SessionNotFoundError
-from forge_actors.core.events import decode_event
+from forge_actors.core.records import EVENT_CODEC
 from forge_actors.core.state import SessionState, apply
 
 #: Locks that single-flight the folds of sessions' states (a session's is picked by its id's hash).
@@ -34,7 +34,7 @@ class StateCache:
         with self._fold_locks[hash(session_id) % _FOLD_LOCK_STRIPES]:
             with self._lock:
                 version, state = self._states.get(session_id, (0, SessionState()))
-            for recorded in self._store.read_stream(session_id, after_version=version, codec=decode_event):
+            for recorded in self._store.read_stream(session_id, after_version=version, codec=EVENT_CODEC):
                 state = apply(state, recorded.event)
                 version = recorded.version
             if version == 0:

@@ -13,7 +13,8 @@ import threading
 import msgspec
 
 from eventstore import EventLog, LogWriteError, ProjectionRunner, RecordedEvent, SqliteTransaction, Transaction
-from forge_actors.core.events import Event, RoundStarted, SessionCreated, TokenUsage, decode_event
+from forge_actors.core.events import RoundStarted, SessionCreated, TokenUsage
+from forge_actors.core.records import event_of
 from forge_actors.core.state import STATUS_EVENTS, next_status
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class SummaryProjection:
         # the two things it reads (the previous status, whether a round had started): a second
         # implementation here once drifted (SessionResumed before any round said "running").
         sid = recorded.stream_id
-        event = recorded.event if isinstance(recorded.event, Event) else decode_event(recorded.type, recorded.data)
+        event = event_of(recorded)
         row = conn.execute("SELECT status, rounds FROM session_summaries WHERE session_id = ?", (sid,)).fetchone()
         if isinstance(event, SessionCreated):
             if row is None:

@@ -7,15 +7,16 @@ of its ttl by one thread while any is held, and released when the session's acto
 engine that finds its lease taken (it was paused past its ttl) stops that session's actors
 and lets them write nothing more (``LeaseFence``).
 
-The fence is two locks on one door. The lease (a row in the log's database) says who may drive;
+The fence is three locks on one door. The lease (a row in the log's database) says who may drive;
 but a process paused past its ttl wakes up believing it still drives, and its renewal thread may
-only notice a third of a ttl later. So the fence also keeps a local deadline: appends stop once
+only notice a third of a ttl later. So the fence keeps a local deadline: appends stop once
 ``FENCE_SHARE`` of the ttl has passed since the last renewal that succeeded began (monotonic
 time, so a paused process trips it on waking, before any renewal). What slips through that check
-(queued just before a pause, committed after it) meets the session stream's optimistic
-concurrency: the next driver appended at the version it read, so our expected version is stale
-and the append is refused (ConcurrencyError); the fence then refuses everything after it too, so
-that a later append cannot land by chance at a version the other driver has just reached.
+(queued just before a pause, committed after it) carries the lease's epoch (``Fence``), which the
+append's own transaction compares with the lease's: another engine that took the lease meanwhile
+raised it, so the append is refused (FencedError), alone, whatever the stream's version; and the
+stream's optimistic concurrency still refuses an append at a version another writer reached. The
+fence then refuses everything after it too, and says so in one log line.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import msgspec
 import pykka
@@ -39,6 +39,9 @@ from eventstore import (
     BatchingWriter,
     ConcurrencyError,
     EventStoreError,
+    ExpectedVersion,
+    Fence,
+    FencedError,
     Lease,
     LeaseHeldError,
     LeaseLostError,
@@ -119,48 +122,60 @@ def stop_all(actors: list[pykka.ActorRef], deadline: float) -> None:
 
 
 class LeaseFence:
-    """The writer as one session's actor sees it: once this engine has lost the session's lease
-    (the renewal thread found it taken, the local deadline passed, or the log refused one of its
-    appends for a stale version) every append is refused, so the actor stops without writing more."""
+    """The writer as one session's actor sees it (an ``Appender``): each append carries the lease's
+    epoch, and once this engine has lost the session's lease (the renewal thread found it taken, the
+    local deadline passed, or the log refused one of its appends as fenced out or for a stale version)
+    every append is refused, so the actor stops without writing more."""
 
-    __slots__ = ("_writer", "_name", "_owner", "_window", "valid_until", "lost", "_pending")
+    __slots__ = ("_writer", "_fence", "_owner", "_window", "valid_until", "lost", "_pending", "_losing")
 
-    def __init__(self, writer: BatchingWriter, name: str, owner: str, ttl: float, taken_at: float) -> None:
+    def __init__(self, writer: BatchingWriter, fence: Fence, owner: str, ttl: float, taken_at: float) -> None:
         self._writer = writer
-        self._name = name
+        self._fence = fence
         self._owner = owner
         self._window = ttl * FENCE_SHARE
         #: time.monotonic() past which this engine may no longer count on the lease.
         self.valid_until = taken_at + self._window
         self.lost: EventStoreError | None = None
         self._pending: deque[AppendTicket] = deque()  # our appends not seen committed yet, oldest first
+        self._losing = threading.Lock()  # the actor and the renewal thread may both find the loss at once
 
     def renewed(self, started: float) -> None:
         """A renewal that began at ``started`` (monotonic) succeeded."""
         self.valid_until = max(self.valid_until, started + self._window)
 
-    def append(self, stream_id: str, events: Iterable[NewEvent], expected_version: Any = ANY) -> AppendTicket:
+    def append(self, stream_id: str, events: Iterable[NewEvent], expected_version: ExpectedVersion = ANY) -> AppendTicket:
         if self.lost is None:
-            self.lost = self._why_refused()
+            self._why_refused()
         if self.lost is not None:
             raise self.lost
-        ticket = self._writer.append(stream_id, events, expected_version)
+        ticket = self._writer.append(stream_id, events, expected_version, fence=self._fence)
         self._pending.append(ticket)
         return ticket
 
-    def _why_refused(self) -> EventStoreError | None:
+    def lose(self, why: EventStoreError, explain: str) -> None:
+        """Write nothing more, and say why in one log line (the first reason found is the one)."""
+        with self._losing:
+            if self.lost is not None:
+                return
+            self.lost = why
+            logger.error("%s: %s; stopping its actors here without writing more (epoch %d)",
+                         self._fence.lease, explain, self._fence.epoch)
+
+    def _why_refused(self) -> None:
         pending = self._pending
         while pending and pending[0].done:
             error = pending.popleft().error
+            if isinstance(error, FencedError):
+                self.lose(error, f"the log refused an append: another engine took the lease (its epoch is "
+                                 f"{error.current}) while this process was paused or cut off")
+                return
             if isinstance(error, ConcurrencyError):
-                logger.error("%s: another writer appended to the session (%s); writing nothing more here",
-                             self._name, error)
-                return error
+                self.lose(error, f"another writer appended to the session ({error})")
+                return
         if time.monotonic() > self.valid_until:
-            logger.error("%s: not renewed in time (this process was paused or its renewals failed); "
-                         "writing nothing more here", self._name)
-            return LeaseLostError(self._name, self._owner, None)
-        return None
+            self.lose(LeaseLostError(self._fence.lease, self._owner, None),
+                      "the lease was not renewed in time (this process was paused or its renewals failed)")
 
 
 class _Running(msgspec.Struct):
@@ -210,6 +225,7 @@ class Supervisor:
         self.owner = engine_owner_id()
         self._held: set[str] = set()  # sessions whose lease this engine holds
         self._taken_at: dict[str, float] = {}  # monotonic time each lease held was (re)taken
+        self._epochs: dict[str, int] = {}  # each lease held's epoch: its session's appends carry it
         self._renewer: threading.Thread | None = None  # runs while this engine holds a lease
         self._renewer_wake = threading.Event()  # set when the last lease goes, or on close
         # Letters to the sessions driven here (human input given to other engines): ``deliver`` applies
@@ -263,7 +279,7 @@ class Supervisor:
         registered), and an ``attach`` of the session meanwhile waits for that."""
         self.check_open()
         started = time.monotonic()
-        self._acquire_lease(session_id)
+        lease = self._acquire_lease(session_id)
         try:
             record()
         except BaseException:
@@ -275,7 +291,7 @@ class Supervisor:
             except BaseException:
                 self._give_back_lease(session_id)
                 raise
-            self._hold_lease(session_id, started)
+            self._hold_lease(session_id, started, lease.epoch)
             self._starting.add(session_id)
         participants: dict[str, pykka.ActorRef] = {}
         try:
@@ -327,10 +343,10 @@ class Supervisor:
     def _start_session(self, session_id: str, state: SessionState, version: int,
                        participants: dict[str, pykka.ActorRef]) -> pykka.ActorRef:
         """Under the lock: the session's actor over its participants', registered as running here."""
-        fence = LeaseFence(self._writer, lease_name(session_id), self.owner, self._lease_ttl,
-                           self._taken_at.get(session_id, time.monotonic()))
+        fence = LeaseFence(self._writer, Fence(lease_name(session_id), self._epochs[session_id]), self.owner,
+                           self._lease_ttl, self._taken_at.get(session_id, time.monotonic()))
         session = SessionActor.start(
-            state=state, version=version, writer=fence, participants=participants,  # type: ignore[arg-type]
+            state=state, version=version, writer=fence, participants=participants,
             scheduler=self._scheduler, retry_policy=self._retry_policy, on_stopped=self._forget,
             embedder=self._embedders.pop(session_id, None), recorded_similarities=self._recorded_similarities(state),
         )
@@ -352,6 +368,7 @@ class Supervisor:
                 else:  # not ours to release, nor to renew: it expires, and any engine may adopt it
                     self._held.discard(session_id)
                     self._taken_at.pop(session_id, None)
+                    self._epochs.pop(session_id, None)
                 self._forgotten.notify_all()
 
     def running_session(self, session_id: str) -> pykka.ActorRef | None:
@@ -400,13 +417,13 @@ class Supervisor:
     def _take_lease(self, session_id: str) -> None:
         """Under the lock. Takes (or keeps) the session's lease; SessionBusyError if another engine holds it."""
         started = time.monotonic()
-        self._acquire_lease(session_id)
-        self._hold_lease(session_id, started)
+        lease = self._acquire_lease(session_id)
+        self._hold_lease(session_id, started, lease.epoch)
 
-    def _acquire_lease(self, session_id: str) -> None:
+    def _acquire_lease(self, session_id: str) -> Lease:
         """The lease's row, taken in the log (no lock of ours needed); SessionBusyError if another holds it."""
         try:
-            self._leases.acquire(lease_name(session_id), self.owner, self._lease_ttl, stale=owner_is_dead_here)
+            return self._leases.acquire(lease_name(session_id), self.owner, self._lease_ttl, stale=owner_is_dead_here)
         except LeaseHeldError as held:
             raise SessionBusyError(session_id, held.owner, held.expires_in) from None
 
@@ -418,10 +435,11 @@ class Supervisor:
             logger.warning("could not release the lease of session %s (it expires in %g s): %s",
                            session_id, self._lease_ttl, exc)
 
-    def _hold_lease(self, session_id: str, started: float) -> None:
+    def _hold_lease(self, session_id: str, started: float, epoch: int) -> None:
         """Under the lock. This engine holds the lease taken at ``started``: renewed, and read for mail."""
         self._held.add(session_id)
         self._taken_at[session_id] = started
+        self._epochs[session_id] = epoch
         if self._renewer is None:
             self._renewer = threading.Thread(target=self._renew_leases, name="forge-lease-renewer", daemon=True)
             self._renewer.start()
@@ -435,6 +453,7 @@ class Supervisor:
             return
         self._held.discard(session_id)
         self._taken_at.pop(session_id, None)
+        self._epochs.pop(session_id, None)
         if not self._held:
             self._renewer_wake.set()  # nothing left to renew: let the thread end now
         try:
@@ -498,12 +517,16 @@ class Supervisor:
         its renewals failed): stop our actors, and let them write nothing more."""
         self._held.discard(session_id)
         self._taken_at.pop(session_id, None)
+        self._epochs.pop(session_id, None)
         running = self._running.get(session_id)
-        logger.error("session %s: %s; stopping its actors here without writing more", session_id, lost)
-        if running is not None:
-            if running.fence.lost is None:  # the first reason stands (e.g. the log refused an append)
-                running.fence.lost = lost
-            running.session.stop(block=False)
+        if running is None:
+            logger.error("session %s: %s", session_id, lost)
+            return
+        # The first reason stands (e.g. the log refused an append), and is the one logged.
+        holder = f"now held by {lost.holder}" if lost.holder else "no longer recorded"
+        running.fence.lose(lost, f"the lease was lost ({holder}): it expired before this process renewed it "
+                                 "(paused, or cut off)")
+        running.session.stop(block=False)
 
     # -- stopping ------------------------------------------------------------------------------
 

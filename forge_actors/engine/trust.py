@@ -154,7 +154,7 @@ FREE_SETTINGS: tuple[str, ...] = ("convergence_threshold", "synthesizer", "seed"
 #: space), so the operator's value ([forge] in forge.toml, else the default) is the most it may ask.
 CAPPED_SETTINGS: tuple[str, ...] = (
     "max_rounds", "round_timeout_seconds", "max_tokens", "max_retries", "max_tool_calls", "max_tool_seconds",
-    "human_wait_seconds", "max_reply_chars", "max_session_bytes",
+    "human_wait_seconds", "max_reply_chars", "max_session_bytes", "max_cost_usd", "max_session_tokens",
 )
 #: Settings only the operator sets: the workspace is a path on the server.
 OPERATOR_SETTINGS: tuple[str, ...] = ("workspace",)

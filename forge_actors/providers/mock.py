@@ -18,6 +18,11 @@ drafts as usual and adds an "Evidence" paragraph quoting them (or the tool's err
 
 Test options: ``fail_on`` (comma-separated round kinds, or ``all``) fails those calls
 with a server error; ``garble`` answers those rounds without the expected format.
+
+``accuracy`` (0-1) makes it answer the goal as a question (an evaluation's task): its draft is a
+line of working and ``Answer: ...``, right with that probability, and as a synthesizer it takes the
+answer most proposals give (``forge_actors.providers.mock_answers`` says how it knows answers it is
+never told). A judge's prompt (from ``forge eval``'s judge scorer) gets a JSON verdict in any mode.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from collections.abc import Iterator
 import msgspec
 
 from forge_actors.core import reply_format
-from forge_actors.providers import toolcalls
+from forge_actors.providers import mock_answers, toolcalls
 from forge_actors.providers.base import (
     TOOL_CALLS_FINISH,
     LlmRequest,
@@ -113,9 +118,12 @@ class MockProvider(StructuredOutput):
         fail_on: str = "",
         garble: str = "",
         model: str | None = None,
+        accuracy: float | None = None,
     ) -> None:
         if word_delay < 0:
             raise ProviderConfigError(f"word_delay must be >= 0 seconds, not {word_delay}")
+        if accuracy is not None and not 0 <= accuracy <= 1:
+            raise ProviderConfigError(f"accuracy is a probability from 0 to 1, not {accuracy}")
         self.name = "mock"
         self.persona_name = name
         self.model = model or name
@@ -123,6 +131,7 @@ class MockProvider(StructuredOutput):
         self.word_delay = float(word_delay)
         self.fail_on = _kinds(fail_on)
         self.garble = _kinds(garble)
+        self.accuracy = accuracy
         self._aborted = threading.Event()
 
     def __repr__(self) -> str:
@@ -153,6 +162,9 @@ class MockProvider(StructuredOutput):
         rng = random.Random(self._seed_for(request))
         if kind in self.garble:
             return f"I have thoughts on this but will not use any particular format. {self._topic(prompt)} is hard."
+        question = self._question_answer(rng, prompt, kind)
+        if question is not None:
+            return question
         as_json = request.response_schema is not None
         if kind == "critique":
             critiques = self._critiques(rng, prompt)
@@ -176,12 +188,25 @@ class MockProvider(StructuredOutput):
         results = _tool_results(request)
         return draft + "\n" + _evidence(results) if results else draft
 
+    def _question_answer(self, rng: random.Random, prompt: str, kind: str) -> str | None:
+        """A judge's verdict, or (with ``accuracy``) a draft or synthesis answering the goal; else None."""
+        goal = reply_format.find_goal(prompt)
+        if kind == "draft" and mock_answers.is_judge_prompt(goal):
+            return mock_answers.judge(prompt)
+        if self.accuracy is None:
+            return None
+        if kind == "draft":
+            return mock_answers.answer_question(goal, rng, self.accuracy)
+        if kind == "synthesis":
+            return mock_answers.synthesize_answers(goal, prompt, rng, self.accuracy)
+        return None
+
     def _chunks(self, request: LlmRequest, delay: float) -> Iterator[StreamChunk]:
         prompt = _prompt_of(request)
         kind = _round_of(request, prompt)
         if kind in self.fail_on or "all" in self.fail_on:
             raise ServerError(f"mock {self.persona_name} was told to fail in the {kind} round", provider="mock")
-        if kind == "draft" and kind not in self.garble:
+        if kind == "draft" and kind not in self.garble and self.accuracy is None:
             step = _tool_step(request, prompt)
             if isinstance(step, ToolCall):  # native: a sentence, then the call as one chunk
                 yield from self._words(_WORDS.findall(_intro(step)), delay)

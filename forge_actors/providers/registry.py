@@ -155,7 +155,8 @@ _REGISTRY: dict[str, _Entry] = {
     "anthropic": _entry(AnthropicProvider, HTTP_OPTIONS),
     "openai": _entry(OpenAIProvider, {**HTTP_OPTIONS, **EMBEDDING_OPTIONS}),
     "ollama": _entry(OllamaProvider, {**HTTP_OPTIONS, **EMBEDDING_OPTIONS}),
-    "mock": _entry(_mock_factory, {"seed": int, "word_delay": float, "fail_on": str, "garble": str}),
+    "mock": _entry(_mock_factory, {"seed": int, "word_delay": float, "fail_on": str, "garble": str,
+                                    "accuracy": float}),
     # The command-line providers take (and ignore) the HTTP-only common options themselves.
     "cli": _entry(CliProvider, {
         "command": argv_option, "history": str, "resume_args": argv_option, "noise": _strings,

@@ -1,6 +1,6 @@
 """The ``forge`` command: run, list, show, export, compare, replay, resume and re-run deliberations,
 and take part in one as a human (``draft``, ``vote``, ``run --human``); copy a log to another
-backend (``migrate-log``).
+backend (``migrate-log``); score a council against single models on a task file (``eval``).
 
 It talks to the engine API only (``Forge``). On a terminal it shows a live view; when
 stdout is not a terminal, or with ``--json``, it writes one JSON event per line and
@@ -15,7 +15,7 @@ log, and run with the default configuration (saying so) when the file is broken,
 itself would come from that file: then it is an error, never a switch to ./forge.db.
 
 Exit codes: 0 converged (or the command did its job), 1 the session ended without
-converging (max_rounds, no_quorum, budget_spent, cancelled), 2 a usage or configuration error, 3 the session
+converging (max_rounds, no_quorum, budget_spent, budget_exhausted, cancelled), 2 a usage or configuration error, 3 the session
 failed, 130 interrupted (Ctrl-C; the session can be resumed).
 """
 
@@ -43,6 +43,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forge_actors import __version__
+from forge_actors.core.budget import report as budget_report
 from forge_actors.core.compare import Comparison, RoundComparison, RoundSide, text_diff
 from forge_actors.core.export import (
     FORMATS,
@@ -81,6 +82,7 @@ from forge_actors.engine import (
     probe_providers,
     same_log,
 )
+from forge_actors.surfaces import eval_command
 from forge_actors.surfaces.terminal import (
     HumanWaits,
     JsonLinesView,
@@ -192,6 +194,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="how similar (0-1) a synthesis must be to the previous one (default 0.9)")
     run.add_argument("--round-timeout", type=float, metavar="S", help="seconds a participant gets per round")
     run.add_argument("--seed", type=int, metavar="N")
+    run.add_argument("--max-cost-usd", type=float, metavar="USD",
+                     help="the session's budget in US dollars, estimated at the participants' prices (recorded now): "
+                          "no round starts that would pass it; every AI participant needs a known price")
+    run.add_argument("--max-session-tokens", type=int, metavar="N",
+                     help="the session's budget in tokens, input and output of every call together (not "
+                          "max_tokens, which bounds one reply)")
     run.add_argument("--tools", metavar="LIST",
                      help="tools every AI participant may call, by name or category (e.g. file,search,git); "
                           "a spec's own ?tools= wins")
@@ -295,6 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("query", metavar="QUERY", nargs="+", help="plain words, e.g. rate limit")
     search.add_argument("-n", "--limit", type=int, default=SEARCH_LIMIT, metavar="N",
                         help=f"how many hits, 1-{MAX_SEARCH_LIMIT} (default {SEARCH_LIMIT})")
+    eval_command.add_parser(commands, common)
     return parser
 
 
@@ -471,7 +480,7 @@ def _outcome_code(state: SessionState) -> int:
         return EXIT_OK
     if state.status == "failed":
         return EXIT_FAILED
-    if state.status in ("max_rounds", "no_quorum", "budget_spent", "cancelled"):
+    if state.status in ("max_rounds", "no_quorum", "budget_spent", "budget_exhausted", "cancelled"):
         return EXIT_NOT_CONVERGED
     return EXIT_INTERRUPTED
 
@@ -593,7 +602,8 @@ def _create(ctx: Context, forge: Forge, goal: str, humans: list[str]) -> str:
         constraints=args.constraints, max_iterations=_iterations(ctx), convergence_threshold=args.threshold,
         round_timeout_seconds=args.round_timeout, seed=args.seed, tools=args.tools or "", workspace=workspace,
         human_wait_seconds=args.human_timeout if humans else None, convergence=args.convergence,
-        similarity_threshold=args.similarity_threshold,
+        similarity_threshold=args.similarity_threshold, max_cost_usd=args.max_cost_usd,
+        max_session_tokens=args.max_session_tokens,
     )
     if why:
         ctx.note(why)
@@ -774,6 +784,9 @@ def cmd_show(ctx: Context) -> int:
         out.print(Markdown(state.synthesis.content))
     out.print(f"tokens: {report.total.input_tokens:,} in, {report.total.output_tokens:,} out · "
               f"estimated cost {format_cost(report.total_cost)}")
+    spending = budget_report(state)
+    if spending is not None:
+        out.print(Text(f"budget: {spending.summary}"))
     return EXIT_OK
 
 
@@ -1073,7 +1086,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "run": cmd_run, "resume": cmd_resume, "replay": cmd_replay, "rerun": cmd_rerun, "sessions": cmd_sessions,
     "show": cmd_show, "export": cmd_export, "providers": cmd_providers, "serve": cmd_serve, "switch": cmd_switch,
     "draft": cmd_draft, "vote": cmd_vote, "mcp": cmd_mcp, "migrate-log": cmd_migrate_log, "diff": cmd_diff,
-    "search": cmd_search,
+    "search": cmd_search, "eval": eval_command.cmd_eval,
 }
 
 

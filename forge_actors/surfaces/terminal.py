@@ -30,6 +30,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from forge_actors.core.budget import report as budget_report
 from forge_actors.core.events import (
     ContentDelta,
     ContributionCompleted,
@@ -584,6 +585,9 @@ class LiveView:
         style = {"converged": "bold green", "failed": "bold red"}.get(state.status, "bold yellow")
         self.console.print(Text.assemble(("session ", "bold"), (state.session_id, "bold"), ": ",
                                          (state.status, style), f" — {state.end_reason}" if state.end_reason else ""))
+        spending = budget_report(state)
+        if spending is not None and state.status != "budget_exhausted":  # that ending's reason says it already
+            self.console.print(Text(f"budget: {spending.summary}"))
         if state.session_id:
             self.print_next_steps(db)
 

@@ -16,7 +16,6 @@ import pytest
 from support import FAST_RETRIES, wait_until
 
 from eventstore import EventStore, RecordedEvent
-from forge_actors.actors.session import as_new_event
 from forge_actors.core import audit
 from forge_actors.core.events import (
     ContentDelta,
@@ -37,6 +36,7 @@ from forge_actors.core.events import (
     VoteRecorded,
     event_type,
 )
+from forge_actors.core.records import to_records
 from forge_actors.engine import Forge
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
@@ -240,7 +240,7 @@ def test_a_rerun_starts_afresh_its_unreadable_reply_is_reasked_not_recorded():
 def test_replay_verify_exits_1_naming_the_first_violation(tmp_path, capsys):
     db = tmp_path / "forge.db"
     with EventStore(str(db)) as store:
-        store.append("s", [as_new_event(e) for e in [*sound(), delta("alice", "!")]])
+        store.append("s", to_records([*sound(), delta("alice", "!")]))
     assert replay_tool.main(["--db", str(db), "s", "--verify"]) == 1
     err = capsys.readouterr().err
     assert "2 violation(s); the first: position 12 (version 12): ContentDelta after SessionEnded" in err

@@ -35,6 +35,7 @@ from forge_actors.core.events import (
     ParticipantInfo,
     PromptSent,
     ProviderLimitFound,
+    RerunPlanned,
     RoundCompleted,
     RoundStarted,
     SessionCreated,
@@ -242,3 +243,64 @@ def test_a_human_draft_completes_a_round_that_waits_for_it():
     decision = session.give(decider.AddHumanDraft("hana", "Use SQLite."))
     assert decision.durable and isinstance(decision.events[0], HumanDraftAdded)
     assert isinstance(decision.events[1], RoundCompleted) and RoundOver(1) in decision.effects
+
+
+def test_a_retry_around_native_tools_keeps_the_structured_reply():
+    """Only a structured-replies limit makes the retry a text one; a tools limit keeps the schema."""
+    state = rebuild([SessionCreated("s1", "t", "goal", SessionSettings(max_retries=0), (
+        ParticipantInfo("alice", provider="mock", model="a", replies="json", tools=("read_file",), tool_mode="native"),
+        ParticipantInfo("bob", provider="mock", model="b", replies="json")))])
+    session = Session(state)
+    tools = decider.ToolContext({"alice": ("read_file",)}, {"alice": "TOOLS"})
+    session.give(StartRound("draft"))
+    session.reply("alice", "draft A")
+    session.reply("bob", "draft B")
+    decision = decide(session.state, session.mode, StartRound("critique"), tools)
+    session.state = rebuild(decision.events, session.state)
+    assert session.asked("alice").tools == ("read_file",)
+    switched = decide(session.state, session.mode, ReplyFailed(session.asked("alice").contribution_id, "bad_request",
+                                                                "tools are not supported", False, limit="native_tools"),
+                      tools)
+    retry = [e for e in switched.events if isinstance(e, PromptSent)]
+    assert len(retry) == 1 and retry[0].response_schema == reply_format.CRITIQUE_SCHEMA_NAME and retry[0].tools == ()
+
+
+def test_replies_and_timers_on_their_way_decide_nothing_once_interrupted():
+    session = Session(created("alice", "bob", max_retries=2))
+    session.give(StartRound("draft"))
+    session.reply("bob", "draft B")
+    assert any(isinstance(e, StartRetryTimer) for e in session.fail("alice").effects)
+    session.give(decider.Interrupt("ctrl-c"))
+    for late in (RetryDue(1, "alice"), DeadlinePassed(1), HumansWaitOver(1)):
+        assert session.give(late) == Decision(mode=session.mode)
+    resumed = session.give(Recover())  # a resume goes on: alice's retry, its budget still used
+    assert any(isinstance(e, StartRetryTimer) for e in resumed.effects)
+
+
+def test_the_humans_wait_running_out_when_no_human_is_awaited_records_nothing():
+    session = Session(created("alice", "bob", humans=("hana",), human_wait_seconds=5))
+    session.give(StartRound("draft"))
+    session.give(decider.AddHumanDraft("hana", "Use SQLite."))
+    session.reply("alice", "draft A")
+    assert session.give(HumansWaitOver(1)).events == ()  # bob still streams; hana drafted long ago
+
+
+def test_a_resumed_rerun_follows_its_recorded_plan_as_the_live_one_did():
+    """The plan of a re-run is a fact of its log: resumed, it waits for no human and stops where the
+    original did, as the live re-run would have."""
+    base = created("alice", humans=("hana",), human_wait_seconds=5)
+    planned = rebuild([RerunPlanned("original", ("draft",), "as the original")], base)
+    live = Session(planned)
+    started = live.give(decider.StartDeliberating())
+    assert not [e for e in started.effects if isinstance(e, StartTimer) and isinstance(e.due, HumansWaitOver)]
+    cut = len(live.log)
+    live_end = live.reply("alice", "draft A")
+    assert not [e for e in live_end.events if isinstance(e, RoundStarted)]  # the plan ran out: no next round
+    assert live.state.status == "cancelled" and live.state.end_reason == "as the original"
+
+    resumed = Session(rebuild(live.log[:cut], planned))  # the process stopped while alice streamed
+    recovered = resumed.give(Recover())
+    resumed.give(decider.StartDeliberating())
+    assert not [e for e in recovered.effects if isinstance(e, StartTimer) and isinstance(e.due, HumansWaitOver)]
+    resumed.reply("alice", "draft A")
+    assert resumed.state.status == "cancelled" and resumed.state.end_reason == "as the original"

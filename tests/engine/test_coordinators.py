@@ -1,5 +1,5 @@
-"""Sessions move between coordinators: orphans, adopting them, the fence (lease + the stream's
-optimistic concurrency), and the kill test (three `forge serve --resume-orphans` on one PostgreSQL,
+"""Sessions move between coordinators: orphans, adopting them, the fence (the lease, its epoch, the
+stream's optimistic concurrency), and the kill test (three `forge serve --resume-orphans` on one PostgreSQL,
 one killed mid-deliberation, another finishing its session)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import msgspec
 import pytest
 from support import wait_until
 
-from eventstore import ConcurrencyError, Lease, LeaseLostError
+from eventstore import FencedError, Lease, LeaseLostError
 from forge_actors.core.audit import verify
 from forge_actors.core.errors import SessionBusyError
 from forge_actors.core.events import ContentDelta, SessionEnded, SessionResumed, decode_event
@@ -176,8 +176,8 @@ class BrokenRenewals:
 @pytest.mark.parametrize("renewals", ["failing", "lying"])
 def test_an_engine_whose_lease_was_taken_while_paused_writes_nothing_after(postgres_url, renewals):
     """``failing``: the engine's own fence stops it before its lease can be taken (its deadline).
-    ``lying``: the fence's deadline never passes, so only the stream's optimistic concurrency stands
-    between it and the log: its first append after the takeover is refused, and none after it goes."""
+    ``lying``: the fence's deadline never passes, so only the lease's epoch stands between it and the
+    log: its first append after the takeover is refused as fenced out, and none after it goes."""
     with Forge(postgres_url, lease_ttl=1) as paused:
         session_id = paused.create_session(GOAL, slow(0.05, ("alice",)), max_iterations=1, seed=9)
         paused.start(session_id)
@@ -186,14 +186,14 @@ def test_an_engine_whose_lease_was_taken_while_paused_writes_nothing_after(postg
         broken = BrokenRenewals(paused, renewals)
         try:
             with Forge(postgres_url, lease_ttl=1) as adopter:
-                # Lying, the paused engine may still win a race or two: the adopter's SessionResumed is
-                # then the append refused (ConcurrencyError), it stops, and its next scan adopts again.
+                # Lying, the paused engine appends until the adopter's acquire raises the epoch; from then on
+                # the log refuses its appends (FencedError), so the adopter's SessionResumed lands first time.
                 def taken_over() -> bool:
                     adopter.adopt_orphans()
                     return session_id not in paused.running_sessions() and adopter.running_sessions() == [session_id]
 
                 assert wait_until(taken_over, timeout=10)
-                assert isinstance(running.fence.lost, LeaseLostError if renewals == "failing" else ConcurrencyError)
+                assert isinstance(running.fence.lost, LeaseLostError if renewals == "failing" else FencedError)
                 assert wait_until(lambda: streaming_after_resume(adopter, session_id)), "the adopter streams"
                 adopter.cancel(session_id)  # it would run to the end; that is the kill test's part
                 assert wait_until(lambda: adopter.lease_holder(session_id) is None)  # released at the end
@@ -222,7 +222,7 @@ def started_url(process: subprocess.Popen, log: Path) -> str:
     found: list[str] = []
 
     def listening() -> bool:
-        found.extend(re.findall(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log.read_text()))
+        found.extend(re.findall(r"serving \S+ on (http://127\.0\.0\.1:\d+)/", log.read_text()))  # bound: it queues
         return bool(found) or process.poll() is not None
 
     assert wait_until(listening, timeout=20) and found, log.read_text()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import wait_until
+from support import FakeWallClock, wait_until
 
 from eventstore import EventStore, LogLeases
 from forge_actors.core.errors import SessionBusyError, SessionStoppedError
@@ -37,17 +37,6 @@ def slow(delay: float = 0.02, names: tuple[str, ...] = ("alice", "bob")) -> list
 
 def streaming(forge: Forge, session_id: str) -> bool:
     return any(isinstance(e, ContentDelta) for e in forge.events(session_id))
-
-
-class FakeWallClock:
-    def __init__(self) -> None:
-        self.now = time.time_ns()
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1e9)
 
 
 def lease_row(db: Path, session_id: str) -> tuple[str, int] | None:
@@ -122,7 +111,7 @@ def test_interrupt_and_close_release_the_lease_so_another_engine_resumes_at_once
 
 
 def test_a_lease_from_another_host_holds_until_it_expires(tmp_path):
-    clock = FakeWallClock()
+    clock = FakeWallClock(time.time_ns())
     with Forge(str(tmp_path / "forge.db"), lease_clock=clock) as forge:
         session_id = forge.create_session(GOAL, ["mock:alice", "mock:bob"], max_rounds=1, seed=3)
         LogLeases(forge._store, clock=clock).acquire(f"session:{session_id}", ELSEWHERE, 6)

@@ -10,8 +10,8 @@ from pathlib import Path
 from support import wait_until
 
 from eventstore import EventStore, LogLeases
-from forge_actors.actors.session import as_new_event
 from forge_actors.core.events import SessionEnded
+from forge_actors.core.records import to_records
 from forge_actors.engine import Forge
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
@@ -28,7 +28,7 @@ def test_a_missing_end_is_a_violation_only_while_nobody_drives_the_session(tmp_p
     assert isinstance(ending, SessionEnded)
     db = str(tmp_path / "forge.db")
     with EventStore(db) as store:  # the same log without its SessionEnded
-        store.append(session_id, [as_new_event(e) for e in events])
+        store.append(session_id, to_records(events))
 
     assert replay_tool.main(["--db", db, session_id, "--verify"]) == 1
     err = capsys.readouterr().err

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import FakeWallClock
 
-from eventstore import EventLog, EventStore, open_log
+from eventstore import EventLog, EventStore, LogLeases, open_log
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -47,3 +48,9 @@ def sqlite_store(tmp_path: Path) -> Iterator[EventStore]:
     yield log
     log.close()
 
+
+
+@pytest.fixture
+def leases(store: EventLog) -> LogLeases:
+    """The leases of ``store``, on a wall clock that moves only when a test says so."""
+    return LogLeases(store, clock=FakeWallClock())

@@ -496,6 +496,45 @@ def test_close_ends_a_blocked_subscription(store):
     store.close()
 
 
+
+def test_on_wake_is_called_for_each_commit_nudge_and_close_and_poll_zero_reads_without_waiting(store):
+    """The hook a consumer that must not block (an event loop) relies on: told, from the committing
+    thread, that there is something to read; it then reads with poll_batch(0), which never waits."""
+    store.append("a", [ev(0)])
+    sub = store.subscribe(after=1, stream_id="a", expect_others=False)
+    woken: list[str] = []
+    sub.on_wake(lambda: woken.append(threading.current_thread().name))
+    assert sub.poll_batch(0) == []  # caught up: nothing, at once
+    committer = threading.Thread(target=lambda: store.append("a", [ev(1), ev(2)]), name="committer")
+    committer.start()
+    committer.join()
+    assert woken == ["committer"]  # one wake per commit, in the thread that committed
+    assert [json.loads(r.data)["n"] for r in sub.poll_batch(0)] == [1, 2]
+    store.append("b", [ev(9)])  # another stream's commit does not wake it
+    assert len(woken) == 1
+    sub.nudge()  # a backend's cross-process wake-up reaches it too
+    assert len(woken) == 2 and sub.poll_batch(0) == []
+    sub.on_wake(None)
+    store.append("a", [ev(3)])
+    assert len(woken) == 2  # removed: no more calls
+    sub.on_wake(lambda: woken.append("closed"))
+    sub.close()
+    assert woken[-1] == "closed"
+
+
+def test_a_failing_wake_callback_does_not_fail_the_commit_that_woke_it(store, caplog):
+    sub = store.subscribe()
+
+    def broken() -> None:
+        raise RuntimeError("event loop is closed")
+
+    sub.on_wake(broken)
+    store.append("a", [ev(1)])  # committed despite the callback's failure
+    assert store.last_position() == 1
+    assert [r.position for r in sub.poll_batch(0)] == [1]
+    assert "wake callback failed" in caplog.text
+    sub.close()
+
 # -- files that are not ours, full disks, damaged pages --------------------------------------------
 
 
@@ -660,22 +699,6 @@ def test_sqlite_a_damaged_page_is_a_typed_error_naming_the_file(tmp_path):
 # -- leases -----------------------------------------------------------------------------------------
 
 
-class FakeWallClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000 * 10**9
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1e9)
-
-
-@pytest.fixture
-def leases(store):
-    return LogLeases(store, clock=FakeWallClock())
-
-
 def lease_rows(store) -> list[tuple]:
     return store.query("SELECT name, owner, expires_at FROM leases ORDER BY name")
 
@@ -690,7 +713,7 @@ def test_the_lease_table_appears_with_the_first_lease_not_with_the_log(store, le
 
 def test_a_free_lease_is_taken_and_a_held_one_refused_naming_its_owner(store, leases):
     lease = leases.acquire("session:1", "engine-a", 5)
-    assert lease == Lease("session:1", "engine-a", leases._clock() + 5 * 10**9, leases._clock())
+    assert lease == Lease("session:1", "engine-a", leases._clock() + 5 * 10**9, leases._clock(), epoch=1)
     leases._clock.advance(2)
     with pytest.raises(LeaseHeldError) as held:
         leases.acquire("session:1", "engine-b", 5)
@@ -759,7 +782,8 @@ def test_renew_of_a_lease_taken_or_released_meanwhile_is_lost(leases):
 def test_release_frees_only_ones_own_lease(store, leases):
     leases.acquire("n", "a", 5)
     assert leases.release("n", "b") is False and leases.holder("n").owner == "a"
-    assert leases.release("n", "a") is True and leases.holder("n") is None and lease_rows(store) == []
+    assert leases.release("n", "a") is True and leases.holder("n") is None and leases.recorded("n") is None
+    assert lease_rows(store) == [("n", "", 0)]  # the row stays, ownerless, for its epoch (tests/eventstore/test_fencing.py)
     assert leases.release("n", "a") is False
     assert leases.acquire("n", "b", 5).owner == "b"
 

@@ -296,6 +296,9 @@ RULES: tuple[Rule, ...] = (
                   "RecordedEvent struct, never opens a store", names=frozenset({"RecordedEvent"})),
             Allow("forge_actors.core.export", "eventstore", "writes a recorded event's wire form: reads the "
                   "RecordedEvent struct, never opens a store", names=frozenset({"RecordedEvent"})),
+            Allow("forge_actors.core.records", "eventstore", "the one mapping between domain events and the log's "
+                  "records: makes NewEvent and reads RecordedEvent structs, never opens a store",
+                  names=frozenset({"NewEvent", "RecordedEvent"})),
         ),
     ),
     Rule(

@@ -29,6 +29,7 @@ def test_wheel_ships_templates_and_installs_into_a_fresh_venv(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "forge_actors/core/prompts/system.txt" in names
     assert "forge_actors/surfaces/server/static/index.html" in names  # the web page ships with the package
+    assert "forge_actors/evals/basic.jsonl" in names  # the task set of `forge eval basic`
     assert "eventstore/sqlite.py" in names and "eventstore/postgres.py" in names
     assert not any(name.startswith("tests/") for name in names)
 
