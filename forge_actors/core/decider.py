@@ -828,6 +828,9 @@ def _on_cast_vote(b: _Builder, given: CastVote) -> None:
     if given.vote not in ("AGREE", "DISAGREE", "ABSTAIN"):
         raise InvalidCommandError(f"a vote is AGREE, DISAGREE or ABSTAIN, not {given.vote!r}")
     round_number = rounds.human_vote_round(state)  # the vote in progress, else the one that comes next
+    if round_number is None and state.settings.convergence == "similarity":
+        raise InvalidCommandError("this session stops when its syntheses stop changing (convergence = similarity): "
+                                  "it takes no votes; add a draft instead, or create a session with votes")
     if round_number is None:
         raise InvalidCommandError("there is no synthesis up for a vote: run a synthesis round first")
     joins = _human_joins(state, given.voter)

@@ -474,10 +474,13 @@ def prompt_for(state: SessionState, kind: RoundKind, participant: str, round_num
 
 def human_vote_round(state: SessionState) -> int | None:
     """The convergence round a human's vote counts in now: the one running, else the one that
-    follows a finished synthesis round; None when no synthesis is up for a vote."""
+    follows a finished synthesis round (not under the similarity rule, where a synthesis is followed
+    by the next: no vote is taken); None when no synthesis is up for a vote."""
     current = state.current_round
     if current is not None and current.kind == "convergence" and current.status == "running":
         return current.round
+    if state.settings.convergence == "similarity":
+        return None
     if current is not None and current.kind == "synthesis" and current.status != "running" and state.synthesis:
         return current.round + 1
     return None

@@ -268,3 +268,15 @@ def test_the_next_synthesis_is_told_the_previous_was_voted_down_only_when_it_was
     assert "The previous synthesis, which did not win enough votes:" in second_synthesis_prompt("both", "DISAGREE")
     assert "The previous synthesis, which this one improves on:" in second_synthesis_prompt("both", "AGREE")
     assert "The previous synthesis, which this one improves on:" in second_synthesis_prompt("similarity", "AGREE")
+
+
+def test_a_session_stopping_by_similarity_takes_no_human_vote():
+    from forge_actors.core.decider import CastVote
+    from forge_actors.core.errors import InvalidCommandError
+
+    driven = Driven(created("similarity"), [PLAN, REWRITE])
+    driven.give(StartDeliberating())
+    driven.answer(0.4)  # the drafts; then a synthesis waits on its measure
+    with pytest.raises(InvalidCommandError, match="takes no votes"):
+        decide(driven.state, Mode(), CastVote("hana", "AGREE"))
+    assert rounds.human_vote_round(driven.state) is None
