@@ -177,3 +177,17 @@ def test_what_cannot_run_is_refused_before_anything_is_recorded(forge: Forge):
     with pytest.raises(ConfigError, match="accuracy is a probability"):
         forge.evaluate(TASKS, [baseline("mock:a")], judge="mock:judge?accuracy=2")
     assert forge.sessions() == [] and forge.evaluations() == []
+
+
+def test_the_stop_rules_compare_on_the_same_tasks(forge: Forge):
+    """Convergence by votes against convergence by similarity: two systems of one council, each
+    session deciding by its own rule (the similarity one runs no convergence round)."""
+    report = forge.evaluate(TASKS[:2], [council(COUNCIL, "votes"),
+                                        council(COUNCIL, "similarity", convergence="similarity",
+                                                similarity_threshold=0.5)])
+    by_rule = {o.system: forge.state(o.session_id) for o in report.outcomes}
+    assert by_rule["votes"].settings.convergence == "votes"
+    similar = by_rule["similarity"]
+    assert similar.settings.convergence == "similarity"
+    assert not [r for r in similar.rounds if r.kind == "convergence"]
+    assert {s.name for s in report.systems} == {"votes", "similarity"}
