@@ -159,17 +159,17 @@ class SessionState(msgspec.Struct, frozen=True):
     resumes: int = 0
     end_reason: str = ""
     final_score: float | None = None
+    #: Participants that take no part any more (``ParticipantRemoved``); still in ``participants``,
+    #: so that what they contributed keeps its author.
+    removed: tuple[str, ...] = ()
+    #: The session this one was forked from (its last ``SessionForked``); None for a session of its own.
+    forked_from: Lineage | None = None
     #: Bytes the session's events take in the log (their JSON, as stored): what ``max_session_bytes``
     #: bounds, whatever its providers stream (a delta's row costs far more than its text).
     log_bytes: int = 0
     #: The running round's last prompt to each participant, as recorded: what a retry, a re-ask or a
     #: reply's reading needs of it (``core.decider``). Emptied when the next round starts.
     round_prompts: dict[str, PromptSent] = {}
-    #: Participants that take no part any more (``ParticipantRemoved``); still in ``participants``,
-    #: so that what they contributed keeps its author.
-    removed: tuple[str, ...] = ()
-    #: The session this one was forked from (its last ``SessionForked``); None for a session of its own.
-    forked_from: Lineage | None = None
 
     # -- derived views (no state of their own) ------------------------------------
 

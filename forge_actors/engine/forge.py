@@ -285,6 +285,22 @@ class Forge:
         session.tell(Deliberate())
         return session_id
 
+    @staticmethod
+    def _settings_mapping(settings: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        if settings is None:
+            return {}
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"settings are a mapping of setting names to values, not {type(settings).__name__}")
+        return settings
+
+    def _check_participant_count(self, count: int) -> None:
+        cap = self.config.max_participants
+        if count > cap:
+            raise ConfigError(f"{count} participants: a session takes at most {cap}; {self._raise_the_cap()}")
+
+    def _raise_the_cap(self) -> str:
+        return f"to allow more, raise max_participants under [forge] in {self.config.source or 'forge.toml'}"
+
     def fork(
         self,
         session_id: str,
@@ -362,22 +378,6 @@ class Forge:
             return new_id
         self._supervisor.attach_new(new_id, record).tell(Deliberate())
         return new_id
-
-    @staticmethod
-    def _settings_mapping(settings: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        if settings is None:
-            return {}
-        if not isinstance(settings, Mapping):
-            raise ConfigError(f"settings are a mapping of setting names to values, not {type(settings).__name__}")
-        return settings
-
-    def _check_participant_count(self, count: int) -> None:
-        cap = self.config.max_participants
-        if count > cap:
-            raise ConfigError(f"{count} participants: a session takes at most {cap}; {self._raise_the_cap()}")
-
-    def _raise_the_cap(self) -> str:
-        return f"to allow more, raise max_participants under [forge] in {self.config.source or 'forge.toml'}"
 
     def pool_health(self) -> dict[str, list[MemberHealth]]:
         """Each configured pool's members (as the pool labels them: never a key) and their health

@@ -215,12 +215,11 @@ def rerun_plan(events: list[Event], source_id: str, new_id: str) -> RerunPlan:
     created = events[0] if events else None
     if not isinstance(created, SessionCreated):
         raise ConfigError(f"session {source_id} does not start with SessionCreated; it cannot be re-run")
-    ended = next((e for e in reversed(events) if isinstance(e, SessionEnded)), None)
-    cancel_reason = ended.reason if ended is not None and ended.outcome == "cancelled" else None
     own = own_events(events)
     if len(own) < len(events):
-        return _fork_rerun_plan(events, len(events) - len(own), created, source_id, new_id, cancel_reason)
+        return _fork_rerun_plan(events, len(events) - len(own), created, source_id, new_id)
     rounds = tuple(e.kind for e in events if isinstance(e, RoundStarted))
+    ended = next((e for e in reversed(events) if isinstance(e, SessionEnded)), None)
     before_rounds: list[Event] = []
     for event in events[1:]:
         if isinstance(event, RoundStarted):
@@ -232,11 +231,12 @@ def rerun_plan(events: list[Event], source_id: str, new_id: str) -> RerunPlan:
         for p in created.participants
     )
     new_created = msgspec.structs.replace(created, session_id=new_id, participants=participants)
+    cancel_reason = ended.reason if ended is not None and ended.outcome == "cancelled" else None
     return RerunPlan((new_created, *before_rounds), rounds, cancel_reason)
 
 
-def _fork_rerun_plan(events: list[Event], own_from: int, created: SessionCreated, source_id: str, new_id: str,
-                     cancel_reason: str | None) -> RerunPlan:
+def _fork_rerun_plan(events: list[Event], own_from: int, created: SessionCreated, source_id: str,
+                     new_id: str) -> RerunPlan:
     """The re-run of a fork: its events to its ``SessionForked`` and the changes after it, copied as the
     fork copied them (so the re-run is a fork of the same parent, and ``verify`` checks it the same);
     then each AI participant moved (``ProviderSwitched``) to the fork's recording, which answers the
@@ -253,6 +253,8 @@ def _fork_rerun_plan(events: list[Event], own_from: int, created: SessionCreated
                                  state.participants[name].model)
                 for name in state.ai_participants]
     rounds = tuple(e.kind for e in events[own_from:] if isinstance(e, RoundStarted))
+    ended = next((e for e in reversed(events) if isinstance(e, SessionEnded)), None)
+    cancel_reason = ended.reason if ended is not None and ended.outcome == "cancelled" else None
     return RerunPlan((*copied, *switches), rounds, cancel_reason)
 
 
