@@ -61,6 +61,7 @@ from forge_actors.core.errors import (
 from forge_actors.core.events import (
     ROUND_KINDS,
     Event,
+    ProviderSwitched,
     RoundKind,
     SessionCreated,
     SessionForked,
@@ -355,6 +356,9 @@ class Forge:
         specs += [participant_spec({"name": name, "kind": "human"}) for name in joined]
         infos, full_specs = self._participants.describe(specs)
         changes = forking.participant_changes(cut.state, infos, dropped)
+        spec_of = {info.name: spec.spec for spec, info in zip(specs, infos, strict=True)}
+        moved = tuple(self._moved(cut.state, s.participant, spec_of[s.participant]) for s in changes.switched)
+        changes = msgspec.structs.replace(changes, switched=moved)
         after = forking.taking_part(cut.state, changes)
         self._check_participant_count(len(after))
         ai_names = [p.name for p in after if p.kind == "ai"]
@@ -378,6 +382,15 @@ class Forge:
             return new_id
         self._supervisor.attach_new(new_id, record).tell(Deliberate())
         return new_id
+
+    def _moved(self, state: SessionState, name: str, spec: str) -> ProviderSwitched:
+        """A fork's move of participant ``name`` to the provider ``spec`` names, as ``switch_provider``
+        records one (its tools stay; how it calls them follows the new provider)."""
+        current = state.participants[name]
+        switch = self._participants.switch(spec, current)
+        switch.provider.close()  # built to check it: the fork's actors build their own
+        return ProviderSwitched(name, str(switch.parsed.redacted()), switch.parsed.model, current.provider,
+                                current.model, switch.replies, switch.tool_mode)
 
     def pool_health(self) -> dict[str, list[MemberHealth]]:
         """Each configured pool's members (as the pool labels them: never a key) and their health

@@ -13,6 +13,7 @@ from forge_actors.core.events import (
     ParticipantAdded,
     ParticipantRemoved,
     PromptSent,
+    ProviderSwitched,
     RoundCompleted,
     SessionCreated,
     SessionForked,
@@ -110,6 +111,16 @@ def test_a_rerun_of_a_fork_reproduces_it(log):
     comparison = forge.compare(fork, rerun)
     assert comparison.first_difference is None and comparison.a.rounds == comparison.b.rounds
     assert forge.check_fork(rerun).violations == () and forge.verify(rerun) == []
+
+
+def test_a_spec_named_like_a_participant_moves_it_and_the_same_spec_changes_nothing(log):
+    forge, parent = log
+    fork = forge.fork(parent, at_round=2, participants=["mock:alice?seed=5", "mock:bob"])
+    after = _own(forge, fork)
+    assert after == [ProviderSwitched("alice", "mock:alice?seed=5", "alice", "mock:alice", "alice", "json", None)]
+    assert forge.state(fork).participants["alice"].provider == "mock:alice?seed=5"
+    list(forge.deliberate(fork))
+    assert forge.state(fork).ended and forge.verify(fork) == []
 
 
 @pytest.mark.parametrize(("arguments", "error", "says"), [
