@@ -197,3 +197,22 @@ def test_verify_says_when_the_parent_is_not_in_the_log(log, tmp_path):
         check = other.check_fork(fork)
         assert check is not None and not check.checked and f"{parent} is not in this log" in check.note
         assert other.verify(fork) == []
+
+
+def test_a_fork_of_a_rerun_decides_its_own_rounds(tmp_path):
+    """A re-run follows its original's rounds; a fork of it goes its own way from the round it was forked at."""
+    with Forge(str(tmp_path / "forge.db")) as forge:
+        original = forge.create_session(GOAL, THREE, seed=7, max_iterations=1)
+        forge.run_round(original, "draft", timeout=60)
+        forge.run_round(original, "synthesis", timeout=60)  # no critique: the re-run follows it there
+        rerun = forge.rerun(original)
+        assert [r.kind for r in forge.state(rerun).rounds] == ["draft", "synthesis"]
+        fork = forge.fork(rerun, at_round=1, participants=["mock:dave", "mock:erin"], drop=["alice", "bob", "carol"])
+        forge.start(fork)
+        # (not forge.deliberate: a fork that followed the re-run's plan would wait for commands, never end)
+        deadline = time.monotonic() + 60  # a liveness bound, generous by orders of magnitude
+        while not forge.state(fork).ended and time.monotonic() < deadline:
+            time.sleep(0.02)
+        state = forge.state(fork)
+        assert [r.kind for r in state.rounds][:2] == ["draft", "critique"] and state.ended
+        assert state.rounds[1].participants == ("dave", "erin") and forge.verify(fork) == []
