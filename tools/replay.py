@@ -13,7 +13,8 @@ else ``$FORGE_DB``, else forge.toml's ``[forge] database``, else ``./forge.db``.
 - ``--verify``: check the log's invariants (contiguous versions, nothing after
   SessionEnded, each contribution sent once and settled once, no delta after its
   contribution was settled, each completed contribution equal to its deltas, every
-  round outcome following from the log: see ``forge_actors.core.audit``); exits 1 naming
+  round outcome following from the log: see ``forge_actors.core.audit``), and a fork's
+  copy against its parent (or says that the log does not hold the parent); exits 1 naming
   the first violation, 0 when the log is sound;
 - ``--state``: print the rebuilt state as JSON.
 
@@ -65,10 +66,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             violations = forge.verify(session_id)
             events = len(forge.events(session_id))
+            lineage = forge.check_fork(session_id)
     except (ForgeError, ConfigError, EventStoreError, cli.UsageError) as exc:
         # every message names the log by printable_target: a URL's password never reaches stderr
         print(f"replay.py: {exc}", file=sys.stderr)
         return 2
+    if lineage is not None:  # a fork: whether its copy was checked against its parent, and how it went
+        print(f"{session_id}: a fork; {lineage.note}", file=sys.stderr if lineage.violations else sys.stdout)
     if violations:
         print(f"{session_id}: {len(violations)} violation(s); the first: {violations[0]}", file=sys.stderr)
         return 1

@@ -53,7 +53,9 @@ from forge_actors.core.events import (
     PromptSent,
     RoundCompleted,
     RoundStarted,
+    SessionCreated,
     SessionEnded,
+    SessionForked,
     SimilarityMeasured,
     ToolCalled,
     ToolResult,
@@ -430,3 +432,72 @@ def _missing_end_problem(state: SessionState) -> str | None:
         return None
     return (f"the log calls for the session to end {due.outcome} ({due.reason}), but no SessionEnded follows "
             "and no engine drives the session (if its engine stopped in between, resuming it records the end)")
+
+
+# -- a fork's copied prefix --------------------------------------------------------------------------
+
+
+#: What a fork copies after the end of its round besides it: the facts its parent recorded between
+#: rounds about who takes part (``engine.forking`` copies them; the audit allows them there).
+BETWEEN_ROUNDS = frozenset({"SessionForked", "ParticipantAdded", "ParticipantRemoved", "ProviderSwitched"})
+
+
+class ForkCheck(msgspec.Struct, frozen=True):
+    """A fork's copy of its parent, checked (``check_fork``): ``checked`` is False when the parent is not
+    in the log (``note`` says so); ``violations`` are the copied events that differ from the parent's."""
+
+    parent_id: str
+    round: int
+    copied: int
+    checked: bool
+    violations: tuple[Violation, ...] = ()
+    note: str = ""
+
+
+def check_fork(records: list[RecordedEvent], parent: list[RecordedEvent] | None) -> ForkCheck | None:
+    """A fork's copied prefix (``records``, decoded: the fork's events) against its parent's events
+    (``parent``; None when the log does not hold it). The copy is the parent's first ``parent_version``
+    events, the same in every field but the session id of SessionCreated, and ends at the parent's
+    RoundCompleted of the round forked at (or the facts between rounds that follow it). None for a
+    session that is no fork."""
+    at = next((i for i in range(len(records) - 1, -1, -1) if isinstance(records[i].event, SessionForked)), None)
+    if at is None:
+        return None
+    forked: SessionForked = records[at].event
+    copied = forked.parent_version
+    if parent is None:
+        return ForkCheck(forked.parent_id, forked.round, copied, False,
+                         note=f"the parent session {forked.parent_id} is not in this log: the {copied} copied events "
+                              "were checked as this session's own, not against it")
+    problems: list[Violation] = []
+    flag = _flagger(problems, records[at])
+    if at != copied:
+        flag(f"SessionForked says {copied} events were copied from {forked.parent_id}; {at} precede it")
+    if len(parent) < copied:
+        flag(f"the parent {forked.parent_id} has {len(parent)} events, fewer than the {copied} copied from it")
+    else:
+        ends = [i for i, r in enumerate(parent[:copied]) if isinstance(r.event, RoundCompleted)]
+        ends_round = bool(ends) and parent[ends[-1]].event.round == forked.round and all(
+            type(r.event).__name__ in BETWEEN_ROUNDS for r in parent[ends[-1] + 1:copied])
+        if not ends_round or parent[copied - 1].position != forked.parent_position:
+            flag(f"the parent's event {copied} (position {parent[copied - 1].position}) is not the end of its round "
+                 f"{forked.round} at position {forked.parent_position}, where SessionForked says the copy ends")
+    differing = [(mine, theirs) for mine, theirs in zip(records[:min(at, copied)], parent[:copied], strict=False)
+                 if _as_copied(theirs.event, mine.event) != mine.event]
+    if differing:
+        mine, theirs = differing[0]
+        _flagger(problems, mine)(
+            f"the copied {type(mine.event).__name__} differs from the parent's event {theirs.version} "
+            f"({type(theirs.event).__name__})" + (f", and {len(differing) - 1} more copied events differ"
+                                                   if len(differing) > 1 else ""))
+    note = (f"the {copied} events copied from {forked.parent_id} (to the end of its round {forked.round}) "
+            + ("match it" if not problems else "do not match it"))
+    return ForkCheck(forked.parent_id, forked.round, copied, True, tuple(problems), note)
+
+
+def _as_copied(parent_event: object, fork_event: object) -> object:
+    """The parent's event as a fork copies it: its SessionCreated names the fork (and not the parent's
+    trace: a fork is a session of its own)."""
+    if isinstance(parent_event, SessionCreated) and isinstance(fork_event, SessionCreated):
+        return msgspec.structs.replace(parent_event, session_id=fork_event.session_id, trace=fork_event.trace)
+    return parent_event

@@ -659,7 +659,8 @@ def _waits_for_humans(b: _Builder, kind: RoundKind) -> bool:
 
 
 def _humans(state: SessionState) -> list[str]:
-    return [name for name, info in state.participants.items() if info.kind == "human"]
+    """The session's humans that still take part (a fork may have removed some)."""
+    return [name for name, info in state.participants.items() if info.kind == "human" and name not in state.removed]
 
 
 def _humans_pending(b: _Builder, number: int) -> list[str]:
@@ -788,9 +789,12 @@ def _on_start_round(b: _Builder, given: StartRound) -> None:
     _start_round(b, given.kind)
 
 
-def _refuse_human_input(state: SessionState) -> None:
+def _refuse_human_input(state: SessionState, name: str) -> None:
     """A human's draft or vote is taken only while the session runs and its log budget lasts (each is
-    up to a goal's size, and any number may come: the budget is what bounds them)."""
+    up to a goal's size, and any number may come: the budget is what bounds them), and only from a
+    human that takes part (a fork may have removed one)."""
+    if name in state.removed:
+        raise InvalidCommandError(f"{name} was removed from this session (a fork dropped it); it takes no part now")
     if state.ended:
         raise InvalidCommandError(f"the session has ended ({state.status})")
     spent = rounds.budget_spent(state)
@@ -809,7 +813,7 @@ def _human_joins(state: SessionState, name: str) -> tuple[Event, ...]:
 
 def _on_add_human_draft(b: _Builder, given: AddHumanDraft) -> None:
     state = b.state
-    _refuse_human_input(state)
+    _refuse_human_input(state, given.author)
     closed = rounds.drafts_closed(state)
     if closed:
         raise InvalidCommandError(closed)
@@ -824,7 +828,7 @@ def _on_add_human_draft(b: _Builder, given: AddHumanDraft) -> None:
 
 def _on_cast_vote(b: _Builder, given: CastVote) -> None:
     state = b.state
-    _refuse_human_input(state)
+    _refuse_human_input(state, given.voter)
     if given.vote not in ("AGREE", "DISAGREE", "ABSTAIN"):
         raise InvalidCommandError(f"a vote is AGREE, DISAGREE or ABSTAIN, not {given.vote!r}")
     round_number = rounds.human_vote_round(state)  # the vote in progress, else the one that comes next
@@ -868,7 +872,7 @@ def _on_interrupt(b: _Builder, given: Interrupt) -> None:
 
 def _on_switch_provider(b: _Builder, given: SwitchProvider) -> None:
     info = b.state.participants.get(given.participant)
-    if info is None or info.kind != "ai":
+    if info is None or info.kind != "ai" or given.participant in b.state.removed:
         raise InvalidCommandError(f"{given.participant} is not an AI participant of this session")
     if b.state.ended:
         raise InvalidCommandError(f"the session has ended ({b.state.status})")

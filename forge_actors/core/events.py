@@ -331,6 +331,14 @@ class ParticipantAdded(Event, frozen=True):
     participant: ParticipantInfo
 
 
+class ParticipantRemoved(Event, frozen=True):
+    """``name`` takes no part from here on (a fork dropped it): no round asks it, no round waits for it,
+    and a human of that name gives no more drafts or votes. What it contributed before stays."""
+
+    name: str
+    reason: str = ""
+
+
 class RoundCompleted(Event, frozen=True):
     """A round ended. For convergence rounds ``score`` is the share of AGREE among votes counted."""
 
@@ -425,6 +433,22 @@ class SessionResumed(Event, frozen=True):
     abandoned: tuple[str, ...] = ()
 
 
+class SessionForked(Event, frozen=True):
+    """This session is a fork. The events before this one are a copy of the first ``parent_version``
+    events of session ``parent_id`` — to the end of its round ``round``, at the parent's log position
+    ``parent_position`` — with this session's id in the copy's SessionCreated (the one event that
+    carries a session id). From here on the session goes its own way with ``settings`` and
+    ``constraints`` (the parent's, or what the fork changed); the participants the fork added, dropped
+    or moved follow as their own facts (ParticipantAdded, ParticipantRemoved, ProviderSwitched)."""
+
+    parent_id: str
+    round: int
+    parent_version: int
+    parent_position: int
+    settings: SessionSettings
+    constraints: tuple[str, ...] = ()
+
+
 class SessionEnded(Event, frozen=True):
     outcome: Outcome
     reason: str
@@ -445,6 +469,7 @@ AnyEvent: TypeAlias = (
     | VoteRecorded
     | HumanDraftAdded
     | ParticipantAdded
+    | ParticipantRemoved
     | RoundCompleted
     | ProviderSwitched
     | ProviderLimitFound
@@ -453,6 +478,7 @@ AnyEvent: TypeAlias = (
     | RerunPlanned
     | SessionInterrupted
     | SessionResumed
+    | SessionForked
     | SessionEnded
 )
 

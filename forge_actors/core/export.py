@@ -117,6 +117,16 @@ class ExportTotals(msgspec.Struct, frozen=True):
     cost_note: str = COST_NOTE
 
 
+class ExportLineage(msgspec.Struct, frozen=True):
+    """Where a fork came from: its parent session, the round it was forked after, the parent's
+    version and log position at that point."""
+
+    parent_id: str
+    round: int
+    parent_version: int
+    parent_position: int
+
+
 class ExportDocument(msgspec.Struct, frozen=True):
     schema: str
     session_id: str
@@ -137,6 +147,8 @@ class ExportDocument(msgspec.Struct, frozen=True):
     totals: ExportTotals
     #: The spending budget and what was spent against it (None: the session had none).
     budget: BudgetReport | None = None
+    #: The session it was forked from (``Forge.fork``); null for a session of its own.
+    forked_from: ExportLineage | None = None
 
 
 def export_document(state: SessionState, prices: Mapping[str, Price] | None = None) -> ExportDocument:
@@ -175,6 +187,7 @@ def export_document(state: SessionState, prices: Mapping[str, Price] | None = No
               for u in report.participants),
         ExportTotals(report.total.input_tokens, report.total.output_tokens, report.total_cost),
         budget_report(state),
+        ExportLineage(*msgspec.structs.astuple(state.forked_from)) if state.forked_from is not None else None,
     )
 
 
@@ -233,6 +246,8 @@ def to_markdown(document: ExportDocument) -> str:
               f"threshold {d.settings['convergence_threshold']:.0%} · seed {d.settings['seed']}", ""]
     if d.budget is not None:
         lines += [f"**Budget:** {d.budget.summary}", ""]
+    if d.forked_from is not None:
+        lines += [f"Forked from session `{d.forked_from.parent_id}` after its round {d.forked_from.round}.", ""]
     lines += ["## Participants", ""]
     lines += _table(["name", "kind", "provider", "model", "persona"],
                     [[p.name, p.kind, p.provider or "—", p.model or "—", _persona(p.persona) or "—"]

@@ -30,6 +30,7 @@ from forge_actors.core.events import (
     Outcome,
     ParticipantAdded,
     ParticipantInfo,
+    ParticipantRemoved,
     Price,
     PromptPurpose,
     PromptSent,
@@ -41,6 +42,7 @@ from forge_actors.core.events import (
     RoundStarted,
     SessionCreated,
     SessionEnded,
+    SessionForked,
     SessionInterrupted,
     SessionResumed,
     SessionSettings,
@@ -132,6 +134,16 @@ class Synthesis(msgspec.Struct, frozen=True):
     content: str
 
 
+class Lineage(msgspec.Struct, frozen=True):
+    """Where a fork came from (its ``SessionForked``): the parent, the round it was cut after, and
+    the parent's stream version and log position at the cut."""
+
+    parent_id: str
+    round: int
+    parent_version: int
+    parent_position: int
+
+
 class SessionState(msgspec.Struct, frozen=True):
     session_id: str = ""
     title: str = ""
@@ -154,6 +166,11 @@ class SessionState(msgspec.Struct, frozen=True):
     resumes: int = 0
     end_reason: str = ""
     final_score: float | None = None
+    #: Participants that take no part any more (``ParticipantRemoved``); still in ``participants``,
+    #: so that what they contributed keeps its author.
+    removed: tuple[str, ...] = ()
+    #: The session this one was forked from (its last ``SessionForked``); None for a session of its own.
+    forked_from: Lineage | None = None
     #: Bytes the session's events take in the log (their JSON, as stored): what ``max_session_bytes``
     #: bounds, whatever its providers stream (a delta's row costs far more than its text).
     log_bytes: int = 0
@@ -189,7 +206,8 @@ class SessionState(msgspec.Struct, frozen=True):
 
     @property
     def ai_participants(self) -> list[str]:
-        return [p.name for p in self.participants.values() if p.kind == "ai"]
+        """The AI participants that still take part (not removed), in participant order."""
+        return [p.name for p in self.participants.values() if p.kind == "ai" and p.name not in self.removed]
 
     @property
     def total_usage(self) -> TokenUsage:
@@ -253,7 +271,8 @@ V = TypeVar("V")
 
 #: The events that change a session's status; every other event leaves it as it was.
 STATUS_EVENTS: frozenset[str] = frozenset(
-    cls.__name__ for cls in (SessionCreated, RoundStarted, SessionInterrupted, SessionResumed, SessionEnded)
+    cls.__name__ for cls in (SessionCreated, RoundStarted, SessionInterrupted, SessionResumed, SessionForked,
+                             SessionEnded)
 )
 
 
@@ -273,6 +292,8 @@ def next_status(status: SessionStatus, has_rounds: bool, event: Event) -> Sessio
         return "interrupted"
     if isinstance(event, SessionResumed):
         return "running" if has_rounds else "created"
+    if isinstance(event, SessionForked):  # a new session, between rounds: nothing runs until it is driven
+        return "created"
     if isinstance(event, SessionEnded):
         outcome: Outcome = event.outcome
         return outcome
@@ -446,7 +467,22 @@ def _human_draft_added(state: SessionState, e: HumanDraftAdded) -> SessionState:
 
 
 def _participant_added(state: SessionState, e: ParticipantAdded) -> SessionState:
-    return replace(state, participants=_with(state.participants, e.participant.name, e.participant))
+    name = e.participant.name
+    removed = tuple(n for n in state.removed if n != name)
+    return replace(state, participants=_with(state.participants, name, e.participant), removed=removed)
+
+
+def _participant_removed(state: SessionState, e: ParticipantRemoved) -> SessionState:
+    if e.name in state.removed:
+        return state
+    return replace(state, removed=(*state.removed, e.name))
+
+
+def _session_forked(state: SessionState, e: SessionForked) -> SessionState:
+    lineage = Lineage(e.parent_id, e.round, e.parent_version, e.parent_position)
+    # A fork decides its own rounds from here: a re-run's plan it copied is no longer its own.
+    return replace(state, settings=e.settings, constraints=e.constraints, forked_from=lineage, rerun=None,
+                   status=next_status(state.status, bool(state.rounds), e))
 
 
 def _round_completed(state: SessionState, e: RoundCompleted) -> SessionState:
@@ -532,6 +568,7 @@ _HANDLERS: dict[type[Event], Callable[[SessionState, Any], SessionState]] = {
     VoteRecorded: _vote_recorded,
     HumanDraftAdded: _human_draft_added,
     ParticipantAdded: _participant_added,
+    ParticipantRemoved: _participant_removed,
     RoundCompleted: _round_completed,
     ProviderSwitched: _provider_switched,
     ProviderLimitFound: _provider_limit_found,
@@ -540,6 +577,7 @@ _HANDLERS: dict[type[Event], Callable[[SessionState, Any], SessionState]] = {
     RerunPlanned: _rerun_planned,
     SessionInterrupted: _session_interrupted,
     SessionResumed: _session_resumed,
+    SessionForked: _session_forked,
     SessionEnded: _session_ended,
 }
 

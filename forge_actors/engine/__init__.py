@@ -20,9 +20,9 @@ caller may name), ``errors`` (everything a caller catches).
 """
 
 from eventstore import RecordedEvent, Subscription
-from forge_actors.core.audit import Violation
+from forge_actors.core.audit import ForkCheck, Violation
 from forge_actors.core.events import ROUND_KINDS, Event, RoundKind
-from forge_actors.core.state import RoundState, SessionState
+from forge_actors.core.state import Lineage, RoundState, SessionState
 from forge_actors.core.usage import UsageReport
 from forge_actors.engine.async_forge import AsyncForge
 from forge_actors.engine.config import (
@@ -109,6 +109,7 @@ __all__ = [
     "DEFAULT_COUNCIL", "CAPPED_SETTINGS", "FREE_SETTINGS", "SettingRange", "check_untrusted_tools", "load_config",
     "ITERATIONS_KEY", "DEPRECATED_ITERATIONS_KEY",
     "untrusted_setting_ranges", "LABEL_PATTERN", "LABELS",
+    "ForkCheck", "Lineage",
     "probe_providers", "LogUnavailableWriteError", "LogOutage", "RETRY_AFTER_SECONDS", "log_outage",
     "SHIPPED_SETS", "baseline", "council", "read_task_file",
 ]

@@ -48,7 +48,7 @@ from forge_actors.actors.messages import (
     RunRound,
     SwitchProvider,
 )
-from forge_actors.core.audit import Violation, verify
+from forge_actors.core.audit import ForkCheck, Violation, check_fork, verify
 from forge_actors.core.compare import Comparison, compare_sessions
 from forge_actors.core.errors import (
     ConfigError,
@@ -64,8 +64,10 @@ from forge_actors.core.events import (
     Event,
     ParticipantInfo,
     Price,
+    ProviderSwitched,
     RoundKind,
     SessionCreated,
+    SessionForked,
     TraceContext,
     VoteChoice,
 )
@@ -74,7 +76,7 @@ from forge_actors.core.records import EVENT_CODEC, to_record, to_records
 from forge_actors.core.rounds import with_log_limits
 from forge_actors.core.state import RoundState, SessionState
 from forge_actors.core.usage import UsageReport, usage_report
-from forge_actors.engine import evaluation, live, mail, replay
+from forge_actors.engine import evaluation, forking, live, mail, replay
 from forge_actors.engine.config import (
     DEFAULT_COUNCIL,
     ForgeConfig,
@@ -90,6 +92,7 @@ from forge_actors.engine.summaries import SessionSummary, Summaries
 from forge_actors.engine.supervisor import Supervisor
 from forge_actors.engine.toolboxes import Toolboxes, resolve_workspace
 from forge_actors.engine.trust import (
+    check_untrusted_fork,
     check_untrusted_human,
     check_untrusted_session,
     check_untrusted_spec,
@@ -324,6 +327,98 @@ class Forge:
 
     def _raise_the_cap(self) -> str:
         return f"to allow more, raise max_participants under [forge] in {self.config.source or 'forge.toml'}"
+
+    def fork(
+        self,
+        session_id: str,
+        at_round: int,
+        participants: Iterable[str | ParticipantSpec | Mapping[str, Any]] = (),
+        *,
+        drop: Iterable[str] = (),
+        settings: Mapping[str, Any] | None = None,
+        constraints: Iterable[str] = (),
+        humans: Iterable[str] = (),
+        trusted: bool = True,
+        start: bool = False,
+        **overrides: Any,
+    ) -> str:
+        """Fork session ``session_id`` after its round ``at_round`` and return the new session's id.
+
+        The new session holds a copy of the parent's events to the end of that round (its own id in
+        the copy's SessionCreated), then ``SessionForked`` and the changes, all in one append: rounds
+        1..``at_round`` cost no provider call, and the parent is only read (a running one goes on
+        untouched). From round ``at_round`` + 1 it deliberates like any session (``deliberate``, or the
+        steps), with these changes:
+
+        - ``participants``: specs (as for ``create_session``) of participants that join at the next
+          round; one named like a participant of the session moves it to that provider (the same one:
+          no change). A joining participant needs no history of its own: every prompt carries what
+          the session has (goal, constraints, the drafts it reviews, the latest synthesis and the
+          concerns raised), the same for all;
+        - ``drop``: names of participants that stop (asked, or waited for, no more; what they gave stays);
+        - ``humans``: names of humans that join;
+        - ``settings`` / ``overrides``: session settings changed (checked as create's);
+        - ``constraints``: added to the parent's.
+
+        ``trusted=False`` (HTTP, MCP): only what the operator allows, as for ``create_session``
+        (``engine.trust.check_untrusted_fork``). With ``start`` it starts deliberating at once.
+        Errors, with nothing written: SessionNotFoundError; ConfigError for a round past the end, a
+        participant to drop that takes no part, a setting out of range, a bad spec; InvalidCommandError
+        for a round still running or one that failed."""
+        self._supervisor.check_open()
+        asked = {**self._settings_mapping(settings), **overrides}
+        given, dropped, joined = list(participants), [str(n) for n in drop], [str(n) for n in humans]
+        added_constraints = tuple(constraints)
+        if not trusted:
+            with provider_setup_errors():
+                check_untrusted_fork(self.config, participants=given, drop=dropped, humans=joined,
+                                     constraints=added_constraints, settings=asked)
+        self._require(session_id)
+        cut = forking.cut_at(session_id, list(self._store.read_stream(session_id)), at_round)
+        fork_settings = session_settings(cut.state.settings, asked)
+        if fork_settings.workspace != cut.state.settings.workspace:
+            fork_settings = msgspec.structs.replace(fork_settings, workspace=resolve_workspace(fork_settings.workspace))
+        specs = [participant_spec(p) for p in given]
+        specs += [participant_spec({"name": name, "kind": "human"}) for name in joined]
+        infos, full_specs = self._participants.describe(specs)
+        changes = forking.participant_changes(cut.state, infos, dropped)
+        spec_of = {info.name: spec.spec for spec, info in zip(specs, infos, strict=True)}
+        moved = tuple(self._moved(cut.state, s.participant, spec_of[s.participant]) for s in changes.switched)
+        changes = msgspec.structs.replace(changes, switched=moved)
+        after = forking.taking_part(cut.state, changes)
+        self._check_participant_count(len(after))
+        ai_names = [p.name for p in after if p.kind == "ai"]
+        if not ai_names:
+            raise ConfigError("the fork would have no AI participant: keep one, or add one with a spec")
+        if fork_settings.synthesizer is not None and fork_settings.synthesizer not in ai_names:
+            raise ConfigError(f"synthesizer {fork_settings.synthesizer!r} is not an AI participant of the fork "
+                              f"({', '.join(ai_names)})")
+        new_id = self._id_factory()
+        events = forking.fork_events(cut, new_id, fork_settings,
+                                     (*cut.state.constraints, *(str(c) for c in added_constraints)), changes)
+
+        def record() -> None:
+            self._store.append(new_id, events, expected_version=NO_STREAM)
+            self._participants.inline_specs.inherit(session_id, new_id)
+            for name, parsed in full_specs.items():
+                self._participants.inline_specs.remember(new_id, name, parsed)
+
+        if not start:
+            record()
+            return new_id
+        session = self._supervisor.attach_new(new_id, record)
+        self._driving(new_id)
+        session.tell(Deliberate())
+        return new_id
+
+    def _moved(self, state: SessionState, name: str, spec: str) -> ProviderSwitched:
+        """A fork's move of participant ``name`` to the provider ``spec`` names, as ``switch_provider``
+        records one (its tools stay; how it calls them follows the new provider)."""
+        current = state.participants[name]
+        switch = self._participants.switch(spec, current)
+        switch.provider.close()  # built to check it: the fork's actors build their own
+        return ProviderSwitched(name, str(switch.parsed.redacted()), switch.parsed.model, current.provider,
+                                current.model, switch.replies, switch.tool_mode)
 
     def pool_health(self) -> dict[str, list[MemberHealth]]:
         """Each configured pool's members (as the pool labels them: never a key) and their health
@@ -633,7 +728,23 @@ class Forge:
         self._require(session_id)
         # The lease first: an engine releases it only once the session's end is committed.
         driven = self._supervisor.lease_is_live(session_id)
-        return verify(self._store.read_stream(session_id, codec=EVENT_CODEC), driven=driven)
+        records = list(self._store.read_stream(session_id, codec=EVENT_CODEC))
+        found = verify(records, driven=driven)
+        lineage = self._check_fork(records)
+        return found + list(lineage.violations) if lineage is not None else found
+
+    def check_fork(self, session_id: str) -> ForkCheck | None:
+        """A fork's copied prefix against its parent (``core.audit.check_fork``): whether it was checked
+        (the parent is in this log) and what differs. None for a session that is no fork."""
+        return self._check_fork(self.records(session_id))
+
+    def _check_fork(self, records: list[RecordedEvent]) -> ForkCheck | None:
+        forked = next((r.event for r in reversed(records) if isinstance(r.event, SessionForked)), None)
+        if forked is None:
+            return None
+        parent = list(itertools.islice(self._store.read_stream(forked.parent_id, codec=EVENT_CODEC),
+                                       forked.parent_version))
+        return check_fork(records, parent or None)
 
     def usage(self, session_id: str) -> UsageReport:
         """Tokens and estimated cost per participant, per round and in all."""

@@ -168,6 +168,13 @@ class InlineSpecs:
             else:
                 self._specs.pop((session_id, participant), None)
 
+    def inherit(self, parent_id: str, child_id: str) -> None:
+        """A fork's participants keep the keys their parent's were given (a key is never recorded)."""
+        with self._lock:
+            for (session_id, participant), kept in list(self._specs.items()):
+                if session_id == parent_id:
+                    self._specs.setdefault((child_id, participant), kept)
+
     def full_spec(self, session_id: str, participant: str, recorded: str) -> str | None:
         with self._lock:
             kept = self._specs.get((session_id, participant))

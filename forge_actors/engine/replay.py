@@ -24,17 +24,20 @@ from forge_actors.core.events import (
     Event,
     HumanDraftAdded,
     ParticipantAdded,
+    ParticipantRemoved,
     PromptSent,
     ProviderLimitFound,
+    ProviderSwitched,
     RerunPlanned,
     RoundStarted,
     SessionCreated,
     SessionEnded,
+    SessionForked,
     SimilarityMeasured,
     ToolCalled,
 )
 from forge_actors.core.events import ToolResult as EventToolResult
-from forge_actors.core.state import SessionState
+from forge_actors.core.state import SessionState, rebuild
 from forge_actors.providers.base import ToolCall, Usage
 from forge_actors.providers.errors import ReplayMismatchError
 from forge_actors.providers.replay import RecordedAnswer, RecordedTurn, ReplayProvider, prompt_key
@@ -183,7 +186,17 @@ def _short(arguments: Mapping[str, Any]) -> str:
 
 
 def replay_provider(events: Iterable[Event], participant: str, model: str = "") -> ReplayProvider:
-    return ReplayProvider(participant, recorded_answers(events, participant), model)
+    """The participant's recorded answers; of a fork, those of its own rounds (its copied ones were
+    never asked: a re-run copies them too)."""
+    return ReplayProvider(participant, recorded_answers(own_events(list(events)), participant), model)
+
+
+def own_events(events: list[Event]) -> list[Event]:
+    """A session's events after its last ``SessionForked`` (all of them for a session of its own)."""
+    for index in range(len(events) - 1, -1, -1):
+        if isinstance(events[index], SessionForked):
+            return events[index + 1:]
+    return events
 
 
 #: Spec prefix of a participant re-run from a recorded session: ``replay:SESSION_ID``.
@@ -203,6 +216,9 @@ def rerun_plan(events: list[Event], source_id: str, new_id: str) -> RerunPlan:
     created = events[0] if events else None
     if not isinstance(created, SessionCreated):
         raise ConfigError(f"session {source_id} does not start with SessionCreated; it cannot be re-run")
+    own = own_events(events)
+    if len(own) < len(events):
+        return _fork_rerun_plan(events, len(events) - len(own), created, source_id, new_id)
     rounds = tuple(e.kind for e in events if isinstance(e, RoundStarted))
     ended = next((e for e in reversed(events) if isinstance(e, SessionEnded)), None)
     before_rounds: list[Event] = []
@@ -232,6 +248,31 @@ def recorded_similarities(state: SessionState, events_of: Callable[[str], list[E
             source = info.provider[len(REPLAY_PREFIX):]
             return tuple(e for e in events_of(source) if isinstance(e, SimilarityMeasured))
     return None
+
+
+def _fork_rerun_plan(events: list[Event], own_from: int, created: SessionCreated, source_id: str,
+                     new_id: str) -> RerunPlan:
+    """The re-run of a fork: its events to its ``SessionForked`` and the changes after it, copied as the
+    fork copied them (so the re-run is a fork of the same parent, and ``verify`` checks it the same);
+    then each AI participant moved (``ProviderSwitched``) to the fork's recording, which answers the
+    fork's own rounds, run again in order."""
+    changes: list[Event] = []
+    for event in events[own_from:]:
+        if not isinstance(event, (ParticipantAdded, ParticipantRemoved, ProviderSwitched)):
+            break
+        changes.append(event)
+    copied = [msgspec.structs.replace(created, session_id=new_id, trace=None), *events[1:own_from], *changes]
+    state = rebuild(copied)
+    recording = REPLAY_PREFIX + source_id
+    switches = [ProviderSwitched(name, recording, state.participants[name].model, state.participants[name].provider,
+                                 state.participants[name].model)
+                for name in state.ai_participants]
+    # The plan is read by the number of rounds started (RerunPlanned): every round of the fork, the
+    # copied ones too, which the re-run starts with already.
+    rounds = tuple(e.kind for e in events if isinstance(e, RoundStarted))
+    ended = next((e for e in reversed(events) if isinstance(e, SessionEnded)), None)
+    cancel_reason = ended.reason if ended is not None and ended.outcome == "cancelled" else None
+    return RerunPlan((*copied, *switches, RerunPlanned(source_id, rounds, cancel_reason)))
 
 
 def paced(records: Iterable[RecordedEvent], speed: float, sleep: Callable[[float], None],

@@ -13,7 +13,7 @@ import threading
 import msgspec
 
 from eventstore import EventLog, LogWriteError, ProjectionRunner, RecordedEvent, SqliteTransaction, Transaction
-from forge_actors.core.events import RoundStarted, SessionCreated, TokenUsage
+from forge_actors.core.events import RoundStarted, SessionCreated, SessionForked, TokenUsage
 from forge_actors.core.records import event_of
 from forge_actors.core.state import STATUS_EVENTS, next_status
 
@@ -27,6 +27,9 @@ class SessionSummary(msgspec.Struct, frozen=True):
     created_at: int
     input_tokens: int
     output_tokens: int
+    #: A fork's parent session and the round it was forked after ("" and 0 for a session of its own).
+    parent_id: str = ""
+    forked_at_round: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -58,6 +61,11 @@ class SummaryProjection:
             "participant TEXT NOT NULL, input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL, "
             "PRIMARY KEY (session_id, round, participant))"
         )
+        # A table of its own (not columns of session_summaries): logs made before forks keep their table.
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS session_lineage (session_id TEXT PRIMARY KEY, parent_id TEXT NOT NULL, "
+            "round INTEGER NOT NULL)"
+        )
 
     def apply(self, conn: Transaction, event: RecordedEvent) -> None:
         if event.type in STATUS_EVENTS:
@@ -84,6 +92,9 @@ class SummaryProjection:
                            "session summaries", recorded.type, recorded.position, sid)
             return
         status, rounds = row
+        if isinstance(event, SessionForked):  # a fork's copy may hold its parent's own: the last one counts
+            conn.execute("INSERT INTO session_lineage VALUES (?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET "
+                         "parent_id = excluded.parent_id, round = excluded.round", (sid, event.parent_id, event.round))
         # Round numbers start at 1, so "a round had started" is rounds > 0.
         rounds_after = max(rounds, event.round) if isinstance(event, RoundStarted) else rounds
         conn.execute("UPDATE session_summaries SET status = ?, rounds = ? WHERE session_id = ?",
@@ -106,8 +117,10 @@ class SummaryProjection:
 
 def read_summaries(store: EventLog) -> list[SessionSummary]:
     rows = store.query(
-        "SELECT session_id, title, status, rounds, created_at, input_tokens, output_tokens "
-        "FROM session_summaries ORDER BY created_at, session_id"
+        "SELECT s.session_id, title, status, rounds, created_at, input_tokens, output_tokens, "
+        "COALESCE(l.parent_id, ''), COALESCE(l.round, 0) "
+        "FROM session_summaries s LEFT JOIN session_lineage l ON l.session_id = s.session_id "
+        "ORDER BY created_at, s.session_id"
     )
     return [SessionSummary(*row) for row in rows]
 

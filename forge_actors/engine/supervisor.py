@@ -327,7 +327,7 @@ class Supervisor:
         participants: dict[str, pykka.ActorRef] = {}
         try:
             for info in state.participants.values():
-                if info.kind == "ai":
+                if info.kind == "ai" and info.name not in state.removed:  # a fork may have dropped some
                     provider = self._provider_for(info, session_id)
                     tools = self._tools_for(info, session_id, state, provider)
                     participants[info.name] = ParticipantActor.start(info.name, provider, self._latency_clock, tools)

@@ -238,6 +238,21 @@ def check_untrusted_session(config: ForgeConfig, *, goal: str, title: str | None
         check_untrusted_participant(config, participant)
 
 
+def check_untrusted_fork(config: ForgeConfig, *, participants: Iterable[str | ParticipantSpec | Mapping[str, Any]],
+                         drop: Iterable[str], humans: Iterable[str], constraints: Iterable[str],
+                         settings: Mapping[str, Any]) -> None:
+    """What an untrusted caller asks of a fork, checked as a new session's fields are: the participants
+    it adds or moves (only what the operator configured), the settings it changes (within forge.toml's),
+    its constraints and the names it drops or adds, within their caps. (What the parent already had was
+    the operator's or checked when it was given: it is copied as it is.)"""
+    check_untrusted_text("constraints", list(constraints))
+    check_untrusted_settings(settings, "", config)
+    for name in (*drop, *humans):
+        check_untrusted_human(name)
+    for participant in participants:
+        check_untrusted_participant(config, participant)
+
+
 def check_untrusted_participant(config: ForgeConfig, participant: str | ParticipantSpec | Mapping[str, Any]) -> None:
     """Refuse (UntrustedSpecError) a participant an untrusted caller may not name; see the module."""
     spec = participant_spec(participant)

@@ -215,6 +215,29 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"seconds to wait for the humans' drafts, and in each convergence round for their votes "
                           f"(default {DEFAULT_HUMAN_TIMEOUT:g}); then the run goes on without the missing ones")
 
+    fork = commands.add_parser(
+        "fork", parents=[common, view], help="fork a session after one of its rounds, then deliberate",
+        description="Fork session ID after its round N: a new session holding a copy of ID's log to the end of "
+                    "that round (no provider is asked for those rounds; ID is left as it is), with the changes "
+                    "given, which deliberates from round N+1 on, like run. A participant named like one of the "
+                    "session moves it to that provider; a new one joins at round N+1.")
+    fork.add_argument("session", metavar="ID", help="a session id or a unique prefix of one")
+    fork.add_argument("--at-round", type=int, required=True, metavar="N", help="the round to fork after (completed)")
+    fork.add_argument("-p", "--participant", dest="participants", action="append", default=[], metavar="SPEC",
+                      help="a participant that joins (or moves to this provider), e.g. anthropic:claude-sonnet-4-20250514 "
+                           "(repeatable)")
+    fork.add_argument("--drop", action="append", default=[], metavar="NAME",
+                      help="a participant that takes no part from round N+1 on (repeatable)")
+    fork.add_argument("--human", dest="humans", action="append", default=[], metavar="NAME",
+                      help="seat a human in the fork (repeatable)")
+    fork.add_argument("--constraint", dest="constraints", action="append", default=[], metavar="TEXT",
+                      help="a constraint added to the session's (repeatable)")
+    fork.add_argument("--threshold", type=float, metavar="X", help="convergence threshold, 0-1")
+    fork.add_argument("--max-iterations", type=int, metavar="N", help="Synthesis -> Convergence iterations at most")
+    fork.add_argument("--round-timeout", type=float, metavar="S", help="seconds a participant gets per round")
+    fork.add_argument("--seed", type=int, metavar="N")
+    fork.add_argument("--no-run", action="store_true", help="only create the fork; `forge resume NEW_ID` runs it")
+
     commands.add_parser("sessions", parents=[common], help="list the sessions in the log")
     for name, text, parents in (
         ("show", "a session's state", [common]),
@@ -737,6 +760,29 @@ def cmd_rerun(ctx: Context) -> int:
         return _outcome_code(state) if state.ended else EXIT_OK
 
 
+def cmd_fork(ctx: Context) -> int:
+    args = ctx.args
+    with ctx.open() as forge:
+        parent = forge.resolve(args.session)
+        session_id = forge.fork(
+            parent, args.at_round, args.participants, drop=args.drop, humans=args.humans,
+            constraints=args.constraints, convergence_threshold=args.threshold, max_iterations=args.max_iterations,
+            round_timeout_seconds=args.round_timeout, seed=args.seed,
+        )
+        ctx.note(f"forked {parent} after round {args.at_round} as {session_id} · log {forge.path}")
+        if args.no_run:
+            if ctx.json:
+                print(msgspec.json.encode({"session_id": session_id, "parent_id": parent,
+                                           "at_round": args.at_round}).decode())
+            else:
+                ctx.note_command("run it with", f"{program_name()} resume {session_id}{ctx.db_suffix()}")
+            return EXIT_OK
+        # Shown from the fork on: its copied rounds are the parent's (``forge show`` or ``export`` shows them).
+        copied_to = forge.last_position()
+        return _follow(ctx, forge, session_id, forge.deliberate(session_id, from_position=copied_to),
+                       forge.state(session_id))
+
+
 def cmd_sessions(ctx: Context) -> int:
     with ctx.open() as forge:
         rows = forge.summaries()
@@ -745,11 +791,14 @@ def cmd_sessions(ctx: Context) -> int:
             print(msgspec.json.encode(row).decode())
         return EXIT_OK
     table = Table(title=f"sessions in {ctx.db_shown}", title_justify="left")
-    for column in ("id", "title", "status", "rounds", "created", "tokens"):
+    forks = any(row.parent_id for row in rows)
+    for column in ("id", "title", "status", "rounds", "created", "tokens", *(("forked from",) if forks else ())):
         table.add_column(column, justify="right" if column in ("rounds", "tokens") else "left")
     for row in rows:
         created = _timestamp(row.created_at)
-        table.add_row(row.session_id, row.title, row.status, str(row.rounds), created, f"{row.total_tokens:,}")
+        lineage = (f"{row.parent_id} @ round {row.forked_at_round}" if row.parent_id else "",) if forks else ()
+        table.add_row(row.session_id, Text(row.title), row.status, str(row.rounds), created, f"{row.total_tokens:,}",
+                      *lineage)
     ctx.out.print(table if rows else Text("no sessions yet", style="dim"))
     return EXIT_OK
 
@@ -772,6 +821,9 @@ def cmd_show(ctx: Context) -> int:
     out.print(Text(f"goal: {state.goal}"))  # the goal, names and reasons are text, never rich markup
     out.print(Text.assemble(f"session {state.session_id} · status ", (state.status, "bold"),
                             f" — {state.end_reason}" if state.end_reason else ""))
+    if state.forked_from is not None:
+        out.print(Text(f"forked from {state.forked_from.parent_id} after its round {state.forked_from.round}"
+                       + (f"; taking no part now: {', '.join(state.removed)}" if state.removed else "")))
     rounds = Table(title="rounds", title_justify="left")
     for column in ("#", "kind", "iteration", "status", "succeeded", "failed", "score"):
         rounds.add_column(column)
@@ -1083,7 +1135,7 @@ def cmd_mcp(ctx: Context) -> int:
 
 
 COMMANDS: dict[str, Callable[[Context], int]] = {
-    "run": cmd_run, "resume": cmd_resume, "replay": cmd_replay, "rerun": cmd_rerun, "sessions": cmd_sessions,
+    "run": cmd_run, "fork": cmd_fork, "resume": cmd_resume, "replay": cmd_replay, "rerun": cmd_rerun, "sessions": cmd_sessions,
     "show": cmd_show, "export": cmd_export, "providers": cmd_providers, "serve": cmd_serve, "switch": cmd_switch,
     "draft": cmd_draft, "vote": cmd_vote, "mcp": cmd_mcp, "migrate-log": cmd_migrate_log, "diff": cmd_diff,
     "search": cmd_search, "eval": eval_command.cmd_eval,

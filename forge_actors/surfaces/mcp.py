@@ -41,7 +41,7 @@ from mcp_types import Resource as McpResource
 from pydantic import Field
 
 from forge_actors import __version__
-from forge_actors.core.export import FORMATS, export_document, render, settings_document
+from forge_actors.core.export import FORMATS, comparison_markdown, export_document, render, settings_document
 from forge_actors.engine import (
     EventStoreError,
     Forge,
@@ -74,7 +74,9 @@ ENGINE_ERRORS = (ForgeError, EventStoreError)
 INSTRUCTIONS = (
     "A council of AI participants deliberates on a goal in rounds (draft, critique, synthesis, convergence "
     "votes) and answers with its final synthesis. Call `deliberate` with a goal; read past sessions with "
-    "`list_sessions`, `get_session`, `export_session`, `search_sessions`, or the forge://sessions resources."
+    "`list_sessions`, `get_session`, `export_session`, `search_sessions`, or the forge://sessions resources; "
+    "`fork_session` asks 'what if' from any completed round of one (other participants, settings, constraints), "
+    "and `compare_sessions` puts two side by side."
 )
 
 
@@ -168,6 +170,7 @@ def session_summary(forge: Forge, session_id: str) -> dict[str, Any]:
                                                            "iteration": state.synthesis.iteration,
                                                            "content": state.synthesis.content},
         "usage": msgspec.to_builtins(usage),
+        "forked_from": msgspec.to_builtins(state.forked_from),
         "resource": SESSION_URI.format(session_id=state.session_id),
     }
 
@@ -272,6 +275,53 @@ def build_server(forge: Forge) -> MCPServer:
         outcome = outcome_of(await _engine_call(forge.state, session_id))
         return _result(outcome, outcome_markdown(outcome))
 
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                                             open_world_hint=True))
+    async def fork_session(
+        session_id: Annotated[str, Field(description="the session to fork: an id, or a unique prefix of one")],
+        at_round: Annotated[int, Field(description="the completed round to fork after (its rounds up to there "
+                                                   "are copied, not run again)")],
+        ctx: Context,
+        participants: Annotated[list[str | dict[str, Any]] | None, Field(
+            description="participants that join at the next round (specs the server's forge.toml allows); one "
+                        "named like a participant of the session moves it to that provider")] = None,
+        drop: Annotated[list[str] | None, Field(description="names of participants that stop")] = None,
+        constraints: Annotated[list[str] | None, Field(description="constraints added to the session's")] = None,
+        max_iterations: Annotated[int | None, Field(description="most Synthesis -> Convergence passes (1-100)")] = None,
+        convergence_threshold: Annotated[float | None, Field(
+            description="share of AGREE votes that ends the session as converged (0-1)")] = None,
+        deliberate: Annotated[bool, Field(description="run the fork to its end (else only create it)")] = True,
+    ) -> CallToolResult:
+        """What if: a new session that is SESSION_ID up to AT_ROUND, then goes on with other participants,
+        settings or constraints. Rounds up to AT_ROUND cost nothing (they are copied); the original is left as it
+        is. Answers like deliberate (or, with deliberate false, with the new session's id); compare_sessions then
+        shows where the two part."""
+        def fork() -> str:
+            return forge.fork(_resolve(forge, session_id), at_round, participants or (), drop=drop or (),
+                              constraints=constraints or (), trusted=False, max_iterations=max_iterations,
+                              convergence_threshold=convergence_threshold)
+        fork_id = await _engine_call(fork)
+        logger.info("MCP fork %s of %s after round %s", fork_id, session_id, at_round)
+        if not deliberate:
+            return _result(session_summary(forge, fork_id))
+        await _follow(forge, fork_id, ctx.report_progress, from_position=await _engine_call(forge.last_position))
+        outcome = outcome_of(await _engine_call(forge.state, fork_id))
+        return _result(outcome, outcome_markdown(outcome))
+
+    @server.tool(annotations=read_only)
+    async def compare_sessions(
+        a: Annotated[str, Field(description="a session id, or a unique prefix of one")],
+        b: Annotated[str, Field(description="the session to compare it with")],
+    ) -> CallToolResult:
+        """Two sessions side by side, rounds aligned by number: texts, critique scores, syntheses with a line diff,
+        votes, outcome, tokens and cost, and the first round where they differ (a fork and its parent: the
+        first round after the fork that differs). Markdown for the model, the whole comparison as structured
+        content (schema forge_actors.comparison/1)."""
+        def compare() -> Any:
+            return forge.compare(_resolve(forge, a), _resolve(forge, b))
+        comparison = await _engine_call(compare)
+        return _result(msgspec.to_builtins(comparison), comparison_markdown(comparison))
+
     @server.tool(annotations=read_only)
     async def list_sessions(
         limit: Annotated[int, Field(description=f"how many, newest first (1-{MAX_LISTED})")] = DEFAULT_LISTED,
@@ -345,7 +395,7 @@ def build_server(forge: Forge) -> MCPServer:
 
 
 async def _follow(forge: Forge, session_id: str,
-                  report: Callable[[float, float | None, str | None], Awaitable[None]]) -> None:
+                  report: Callable[[float, float | None, str | None], Awaitable[None]], from_position: int = 0) -> None:
     """Run the session to its end in a worker thread, reporting progress for its rounds, votes and end.
 
     If the client cancels the request or hangs up, the session is interrupted (what Ctrl-C does in
@@ -360,7 +410,7 @@ async def _follow(forge: Forge, session_id: str,
         await report(count, None, message)
 
     def watch() -> None:
-        for recorded in forge.deliberate(session_id):
+        for recorded in forge.deliberate(session_id, from_position):
             message = progress_line(recorded.event)
             if message is None or stopped.is_set():
                 continue

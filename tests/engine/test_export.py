@@ -63,7 +63,7 @@ def test_yaml_carries_the_same_data_as_json(session):
 # they do not know); renaming, removing or changing the meaning of one is a new schema version.
 PINNED = {
     "": ["schema", "session_id", "title", "goal", "constraints", "settings", "status", "reason", "final_score",
-         "participants", "drafts", "rounds", "synthesis", "usage", "totals", "budget"],
+         "participants", "drafts", "rounds", "synthesis", "usage", "totals", "budget", "forked_from"],
     "settings": ["max_iterations", "max_rounds", "convergence_threshold", "round_timeout_seconds", "synthesizer", "seed",
                  "temperature", "max_tokens", "max_retries", "min_votes", "workspace", "max_tool_calls",
                  "max_tool_seconds", "human_wait_seconds", "max_reply_chars", "max_session_bytes", "convergence",

@@ -602,3 +602,31 @@ def test_a_seated_human_has_a_column_from_the_start_and_a_run_can_be_cancelled(p
     page.wait_for_function(f"document.querySelector(\"li[data-row='{session_id}'] small\").textContent.includes('cancelled')",
                            timeout=WAIT)  # the row follows the open session's stream
     assert errors == []
+
+
+def test_fork_from_a_round_then_compare_with_the_parent(page, served):
+    forge, server = served
+    parent = finished(forge, "Design a TODO app API", ["mock:alice", "mock:bob", "mock:carol"], max_rounds=2)
+    open_session(page, server, parent)
+    page.click("#timeline .chip[data-round='1']")  # after the drafts: dave's critiques change the synthesis
+    page.click("#fork-button")
+    assert page.input_value("#fork-participants").splitlines() == ["mock:alice", "mock:bob", "mock:carol"]
+    page.fill("#fork-participants", "mock:alice\nmock:bob\nmock:dave")  # carol dropped, dave joins
+    page.fill("#fork-threshold", "0.9")
+    page.click("#fork-submit")
+    page.wait_for_function(f"document.querySelector('#lineage')?.textContent.includes('forked from {parent} after its round 1')",
+                           timeout=WAIT)
+    page.wait_for_selector("#synthesis[data-final='true']", timeout=WAIT)  # it deliberated to its end
+    fork = page.evaluate("new URLSearchParams(location.hash.slice(1)).get('session')")
+    state = forge.state(fork)
+    assert state.forked_from.parent_id == parent and state.removed == ("carol",) and "dave" in state.participants
+    assert state.settings.convergence_threshold == 0.9 and state.ended
+    page.wait_for_function(f"document.querySelector(\"[data-row='{fork}'] small\")?.textContent"
+                           f".includes('fork of {parent} after round 1')", timeout=WAIT)
+    page.click("#compare-parent")
+    page.wait_for_selector("#compare-rounds tr.first-difference", timeout=WAIT)
+    first = forge.compare(parent, fork).first_difference
+    assert page.get_attribute("#compare-rounds tr.first-difference", "data-round") == str(first.round)
+    assert page.inner_text("#compare-rounds tr[data-round='1'] td:last-child") == "same"  # the copied round
+    assert "final synthesis, A" in page.inner_text("#compare-synthesis-note")
+    assert page.locator("#compare-synthesis ins, #compare-synthesis del").count() > 0

@@ -213,6 +213,25 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         response.headers["location"] = f"{API}/sessions/{session_id}"
         return response
 
+    async def fork_session(request: Request) -> Response:
+        session_id = await session_id_of(request)
+        body: bodies.ForkSession = await _body(request, bodies.ForkSession, max_body)
+        fork_id = await in_thread(forge.fork, session_id, body.at_round, list(body.participants), drop=body.drop,
+                                  humans=body.humans, constraints=body.constraints, settings=body.config,
+                                  trusted=False, start=body.deliberate)
+        response = await document(fork_id)
+        response.status_code = 201
+        response.headers["location"] = f"{API}/sessions/{fork_id}"
+        return response
+
+    async def compare(request: Request) -> Response:
+        given = {name: request.query_params.get(name, "") for name in ("a", "b")}
+        missing = [name for name, value in given.items() if not value]
+        if missing:
+            raise ApiError(422, "compare takes two sessions: ?a=ID&b=ID",
+                           [{"field": name, "message": "a session id is required"} for name in missing])
+        return _json(await in_thread(forge.compare, given["a"], given["b"]))
+
     async def list_sessions(request: Request) -> Response:
         return _json(await in_thread(forge.summaries))
 
@@ -394,6 +413,8 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         ("GET", "/sessions"): list_sessions,
         ("GET", "/sessions/{session_id}"): get_session,
         ("POST", "/sessions/{session_id}/deliberate"): deliberate,
+        ("POST", "/sessions/{session_id}/fork"): fork_session,
+        ("GET", "/compare"): compare,
         ("POST", "/sessions/{session_id}/rounds"): rounds,
         ("POST", "/sessions/{session_id}/drafts"): add_draft,
         ("POST", "/sessions/{session_id}/synthesize"): synthesize,

@@ -150,6 +150,28 @@ class CreateSession(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         check_settings(self.config)
 
 
+class ForkSession(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A fork of a session after its round ``at_round`` (``Forge.fork``, untrusted)."""
+
+    at_round: Annotated[int, msgspec.Meta(ge=1)]
+    #: Participants that join at the next round (spec strings or objects); one named like a participant
+    #: of the session moves it to that provider.
+    participants: list[str | ParticipantSpec] = []
+    #: Names of participants that take no part from the next round on.
+    drop: list[str] = []
+    #: Names of humans that join.
+    humans: list[str] = []
+    #: Constraints added to the session's.
+    constraints: list[str] = []
+    #: Session settings changed (as CreateSession's ``config``).
+    config: dict[str, Any] = {}
+    #: Start deliberating at once.
+    deliberate: bool = False
+
+    def __post_init__(self) -> None:
+        check_settings(self.config)
+
+
 class HumanDraft(msgspec.Struct, forbid_unknown_fields=True):
     author: str
     content: str

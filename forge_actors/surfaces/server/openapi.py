@@ -32,6 +32,11 @@ ENDPOINTS: tuple[tuple[str, str, str, type | None, int, str], ...] = (
     ("get", "/sessions/{session_id}", "A session's state", None, 200, "the session (schema forge_actors.session/1)"),
     ("post", "/sessions/{session_id}/deliberate", "Run (or resume) the session to its end in the background",
      None, 202, "started; follow the events"),
+    ("post", "/sessions/{session_id}/fork", "Fork the session after one of its completed rounds (a new session: "
+     "a copy of its log to that round, with the changes given)", bodies.ForkSession, 201,
+     "the new session (schema forge_actors.session/1)"),
+    ("get", "/compare", "Two sessions side by side (schema forge_actors.comparison/1)", None, 200,
+     "the comparison"),
     ("post", "/sessions/{session_id}/rounds", "Start one round of a given kind", bodies.StartRound, 202,
      "started"),
     ("post", "/sessions/{session_id}/drafts", "Add a human draft", bodies.HumanDraft, 201, "recorded"),
@@ -84,6 +89,8 @@ _TOKEN = {"name": "token", "in": "query", "required": False,
           "schema": {"type": "string"}}
 #: Query and header parameters by (method, path) (path parameters are read from the path itself).
 PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("get", "/compare"): [{"name": name, "in": "query", "required": True, "description": f"session {name.upper()}",
+                           "schema": {"type": "string", "minLength": 1}} for name in ("a", "b")],
     ("get", "/sessions/{session_id}/export"): [{"name": "format", "in": "query", "required": False,
                                        "schema": {"enum": ["md", "json", "yaml"], "default": "md"}}],
     ("get", "/sessions/{session_id}/events"): [_FROM, _SPEED, _TOKEN, {
@@ -129,7 +136,7 @@ def _success(path: str, description: str) -> dict[str, Any]:
 def error_statuses(method: str, path: str) -> list[str]:
     """The error statuses an operation can answer, in order."""
     codes = set(_ALWAYS)
-    if "{" in path:
+    if "{" in path or path == "/compare":  # compare names two sessions
         codes.add("404")
     if (method, path) in PARAMETERS:  # a query or header parameter can be bad
         codes.add("422")
@@ -210,6 +217,9 @@ def _describe_bodies(components: dict[str, Any], config: ForgeConfig) -> None:
                        "bounds what a session spends may be lowered, not raised past this server's own value)",
         "properties": _settings_schema(config)}
     _cap_texts(components)
+    fork = components["ForkSession"]
+    fork["properties"]["participants"] = {**create["properties"]["participants"]}
+    fork["properties"]["config"] = create["properties"]["config"]
     create["not"] = {"required": ["name", "title"],  # `name` is the seed's word for `title`: give one
                      "properties": {"name": {"type": "string"}, "title": {"type": "string"}}}
     components["SwitchProvider"]["properties"]["spec"] = spec
@@ -243,6 +253,7 @@ _CAPPED_TEXTS = (
     ("Persona", "specialties", "persona.specialties"), ("HumanDraft", "author", "name"),
     ("HumanDraft", "content", "draft"), ("HumanVote", "voter", "name"), ("HumanVote", "reasons", "reasons"),
     ("HumanVote", "concerns", "concerns"), ("Cancel", "reason", "reason"),
+    ("ForkSession", "constraints", "constraints"), ("ForkSession", "drop", "name"), ("ForkSession", "humans", "name"),
 )
 
 
