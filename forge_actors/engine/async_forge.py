@@ -28,6 +28,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from eventstore import RecordedEvent
+from forge_actors.core.compare import Comparison
 from forge_actors.core.errors import SessionStoppedError
 from forge_actors.core.events import Event, RoundKind, SessionEnded, VoteChoice
 from forge_actors.core.state import RoundState, SessionState
@@ -232,6 +233,20 @@ class AsyncForge:
             async for _ in self.follow(new_id):
                 pass
         return new_id
+
+    async def fork(self, session_id: str, at_round: int, participants: Iterable[Any] = (), *,
+                   drop: Iterable[str] = (), settings: Mapping[str, Any] | None = None,
+                   constraints: Iterable[str] = (), humans: Iterable[str] = (), trusted: bool = True,
+                   start: bool = False, **overrides: Any) -> str:
+        """``Forge.fork``: the new session's id (with ``start``, deliberating; follow it with ``deliberate``
+        or ``follow``)."""
+        return await self._run(self.forge.fork, session_id, at_round, list(participants), drop=list(drop),
+                               settings=settings, constraints=list(constraints), humans=list(humans),
+                               trusted=trusted, start=start, **overrides)
+
+    async def compare(self, a: str, b: str) -> Comparison:
+        """``Forge.compare``: two sessions side by side."""
+        return await self._run(self.forge.compare, a, b)
 
     # -- queries ----------------------------------------------------------------------------------
 

@@ -209,6 +209,10 @@ def test_the_same_errors_and_calls_as_forge(tmp_path: Path) -> None:
             assert [r async for r in forge.deliberate(session_id, forge.forge.last_position())] == []
             rerun_id = await forge.rerun(session_id)
             assert (await forge.state(rerun_id)).status == (await forge.state(session_id)).status
+            forked = await forge.fork(session_id, 1, drop=["bob"])
+            fork_events = [r.type async for r in forge.deliberate(forked)]
+            assert "SessionForked" in fork_events and fork_events[-1] == "SessionEnded"
+            assert (await forge.compare(session_id, forked)).first_difference is not None
 
             slow = await forge.create_session("Design a TODO API", SLOW, max_iterations=1, start=True)
             live = forge.deliberate(slow)
