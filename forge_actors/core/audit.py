@@ -438,8 +438,11 @@ def _missing_end_problem(state: SessionState) -> str | None:
 
 
 #: What a fork copies after the end of its round besides it: the facts its parent recorded between
-#: rounds about who takes part (``engine.forking`` copies them; the audit allows them there).
-BETWEEN_ROUNDS = frozenset({"SessionForked", "ParticipantAdded", "ParticipantRemoved", "ProviderSwitched"})
+#: rounds about who takes part, and the similarities measured of the round's texts (a fork has the
+#: same texts: measuring them again would be a paid call for a copied round). ``engine.forking``
+#: copies them; the audit allows them there.
+BETWEEN_ROUNDS = frozenset({"SessionForked", "ParticipantAdded", "ParticipantRemoved", "ProviderSwitched",
+                            "SimilarityMeasured"})
 
 
 class ForkCheck(msgspec.Struct, frozen=True):

@@ -447,6 +447,9 @@ class SessionForked(Event, frozen=True):
     parent_position: int
     settings: SessionSettings
     constraints: tuple[str, ...] = ()
+    #: With a cost budget (``max_cost_usd``): each AI participant's price at the fork, on the provider
+    #: it is asked on from here, what its new rounds are judged by (the copied ones keep theirs).
+    prices: dict[str, Price] = {}
 
 
 class SessionEnded(Event, frozen=True):

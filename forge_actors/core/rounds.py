@@ -644,6 +644,11 @@ def describe_tally(tally: VoteTally) -> str:
     return text
 
 
+def _copied(state: SessionState, number: int) -> bool:
+    """Whether round ``number`` is one a fork copied from its parent (decided there, not here)."""
+    return state.forked_from is not None and number <= state.forked_from.round
+
+
 def end_after_convergence(state: SessionState, round_number: int) -> EndSession | MeasureSimilarity | None:
     """Without a quorum, converged, or out of iterations, after that convergence round; None to go on.
     Under the ``both`` rule, votes that converge need the synthesis measured first (``MeasureSimilarity``)."""
@@ -807,7 +812,9 @@ def next_step(state: SessionState) -> NextRound | EndSession | MeasureSimilarity
         return _next_round(state, "draft") if spent is None else EndSession("budget_spent", spent)
     last_vote = state.last_round_of("convergence")
     last_score = last_vote.score if last_vote is not None else None
-    if budget.was_cut(state, current.round):  # before "failed": the budget's cancels may have failed it
+    # Before "failed": the budget's cancels may have failed it. A round a fork copied was cut under its
+    # parent's budget, not the fork's: the fork goes on from it under its own.
+    if budget.was_cut(state, current.round) and not _copied(state, current.round):
         return EndSession("budget_exhausted", budget.cut_round_reason(state, current.round, current.kind),
                           last_score)
     if current.status == "failed":

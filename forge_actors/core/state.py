@@ -481,8 +481,9 @@ def _participant_removed(state: SessionState, e: ParticipantRemoved) -> SessionS
 def _session_forked(state: SessionState, e: SessionForked) -> SessionState:
     lineage = Lineage(e.parent_id, e.round, e.parent_version, e.parent_position)
     # A fork decides its own rounds from here: a re-run's plan it copied is no longer its own.
+    prices = {**state.prices, **e.prices} if e.prices else state.prices
     return replace(state, settings=e.settings, constraints=e.constraints, forked_from=lineage, rerun=None,
-                   status=next_status(state.status, bool(state.rounds), e))
+                   prices=prices, status=next_status(state.status, bool(state.rounds), e))
 
 
 def _round_completed(state: SessionState, e: RoundCompleted) -> SessionState:

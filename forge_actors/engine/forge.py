@@ -97,6 +97,7 @@ from forge_actors.engine.trust import (
     check_untrusted_session,
     check_untrusted_spec,
     check_untrusted_text,
+    untrusted_fork_inheritance,
 )
 from forge_actors.providers.pool import MemberHealth
 from forge_actors.providers.probe import ProviderProbe
@@ -386,6 +387,15 @@ class Forge:
         moved = tuple(self._moved(cut.state, s.participant, spec_of[s.participant]) for s in changes.switched)
         changes = msgspec.structs.replace(changes, switched=moved)
         after = forking.taking_part(cut.state, changes)
+        all_constraints = (*cut.state.constraints, *(str(c) for c in added_constraints))
+        if not trusted:  # what the parent's creator chose, held to what this caller could ask for itself
+            moved_names = {s.participant for s in changes.switched}
+            keyed = [name for name in self._participants.inline_specs.keyed(session_id)
+                     if name in {p.name for p in after} and name not in moved_names]
+            server_workspace = self.config.settings.workspace
+            fork_settings = untrusted_fork_inheritance(
+                self.config, fork_settings, after, all_constraints, keyed,
+                resolve_workspace(server_workspace) if server_workspace is not None else None)
         self._check_participant_count(len(after))
         ai_names = [p.name for p in after if p.kind == "ai"]
         if not ai_names:
@@ -393,13 +403,14 @@ class Forge:
         if fork_settings.synthesizer is not None and fork_settings.synthesizer not in ai_names:
             raise ConfigError(f"synthesizer {fork_settings.synthesizer!r} is not an AI participant of the fork "
                               f"({', '.join(ai_names)})")
+        prices = self._budget_prices(fork_settings.max_cost_usd, forking.asked_from_here(cut.state, changes))
         new_id = self._id_factory()
-        events = forking.fork_events(cut, new_id, fork_settings,
-                                     (*cut.state.constraints, *(str(c) for c in added_constraints)), changes)
+        events = forking.fork_events(cut, new_id, fork_settings, all_constraints, changes, prices)
 
         def record() -> None:
             self._store.append(new_id, events, expected_version=NO_STREAM)
-            self._participants.inline_specs.inherit(session_id, new_id)
+            if trusted:  # a key its creator gave inline is never an API caller's (refused above)
+                self._participants.inline_specs.inherit(session_id, new_id)
             for name, parsed in full_specs.items():
                 self._participants.inline_specs.remember(new_id, name, parsed)
 

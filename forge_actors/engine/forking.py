@@ -17,7 +17,7 @@ about one read and one append of them (``benchmarks/fork.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -29,6 +29,7 @@ from forge_actors.core.events import (
     ParticipantAdded,
     ParticipantInfo,
     ParticipantRemoved,
+    Price,
     ProviderSwitched,
     RoundCompleted,
     SessionCreated,
@@ -142,14 +143,14 @@ def participant_changes(state: SessionState, described: Iterable[ParticipantInfo
 
 
 def fork_events(cut: Cut, new_id: str, settings: SessionSettings, constraints: tuple[str, ...],
-                changes: ForkChanges) -> list[NewEvent]:
+                changes: ForkChanges, prices: Mapping[str, Price] | None = None) -> list[NewEvent]:
     """The fork's stream: the copy (its SessionCreated renamed), SessionForked, the changes."""
     first = cut.records[0]
     created = event_of(first)
     if not isinstance(created, SessionCreated):
         raise ConfigError(f"session {first.stream_id} does not start with SessionCreated; it cannot be forked")
     forked = SessionForked(first.stream_id, cut.round, cut.last.version,
-                           cut.last.position, settings, constraints)
+                           cut.last.position, settings, constraints, dict(prices or {}))
     return [
         to_record(msgspec.structs.replace(created, session_id=new_id, trace=None)),  # a trace of its own
         *(NewEvent(r.type, r.data) for r in cut.records[1:]),
@@ -158,6 +159,20 @@ def fork_events(cut: Cut, new_id: str, settings: SessionSettings, constraints: t
     ]
 
 
+
+
+def asked_from_here(state: SessionState, changes: ForkChanges) -> list[ParticipantInfo]:
+    """The fork's AI participants once its changes are made, each on the provider it is asked on from
+    here (a moved one on its new provider): what its prices are looked up for."""
+    moved = {switch.participant: switch for switch in changes.switched}
+    asked = []
+    for info in taking_part(state, changes):
+        if info.kind != "ai":
+            continue
+        switch = moved.get(info.name)
+        asked.append(info if switch is None else msgspec.structs.replace(info, provider=switch.provider,
+                                                                          model=switch.model))
+    return asked
 
 
 def taking_part(state: SessionState, changes: ForkChanges) -> list[ParticipantInfo]:

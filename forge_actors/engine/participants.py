@@ -175,6 +175,11 @@ class InlineSpecs:
                 if session_id == parent_id:
                     self._specs.setdefault((child_id, participant), kept)
 
+    def keyed(self, session_id: str) -> list[str]:
+        """The session's participants whose spec carried a key (never the key)."""
+        with self._lock:
+            return [participant for (session, participant) in self._specs if session == session_id]
+
     def full_spec(self, session_id: str, participant: str, recorded: str) -> str | None:
         with self._lock:
             kept = self._specs.get((session_id, participant))

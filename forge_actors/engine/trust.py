@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from forge_actors.core.errors import ConfigError, UntrustedSpecError
-from forge_actors.core.events import Persona, SessionSettings
+from forge_actors.core.events import ParticipantInfo, Persona, SessionSettings
 from forge_actors.core.rounds import with_log_limits
 from forge_actors.engine.config import (
     DEPRECATED_ITERATIONS_KEY,
@@ -251,6 +251,43 @@ def check_untrusted_fork(config: ForgeConfig, *, participants: Iterable[str | Pa
         check_untrusted_human(name)
     for participant in participants:
         check_untrusted_participant(config, participant)
+
+
+def untrusted_fork_inheritance(config: ForgeConfig, settings: SessionSettings, participants: Iterable[ParticipantInfo],
+                               constraints: Sequence[str], keyed: Iterable[str],
+                               server_workspace: str | None) -> SessionSettings:
+    """What an untrusted caller's fork may keep of its parent, whose creator may have been trusted: no
+    more than the caller could have asked for itself.
+
+    - each capped setting at most the operator's (the operator's where the parent had none, as a new
+      session gets it);
+    - the workspace only the server's own (``server_workspace``, resolved as a new session's is);
+    - tools only those ``api_tools`` allows;
+    - the constraints, the parent's and the added together, within their caps;
+    - no participant whose key its creator gave inline (``keyed``): a key is the creator's, never an
+      API caller's.
+
+    Returns the settings to record; UntrustedSpecError for what it may not keep."""
+    operator = with_log_limits(config.settings)
+    lowered: dict[str, Any] = {}
+    for name in CAPPED_SETTINGS:
+        most = getattr(operator, name)
+        value = getattr(settings, name)
+        if most is not None and (value is None or value > most):
+            lowered[name] = most
+    if settings.workspace is not None and settings.workspace != server_workspace:
+        raise UntrustedSpecError("this session reads a workspace its creator chose, not the server's own: an API "
+                                 "caller cannot fork it (fork it with the forge command or the Python API)",
+                                 option="workspace")
+    check_untrusted_text("constraints", list(constraints))
+    for info in participants:
+        if info.kind == "ai" and info.tools:
+            check_untrusted_tools(config, ",".join(info.tools), f"participant {info.name}")
+    for name in keyed:
+        raise UntrustedSpecError(f"participant {name} was given its key inline by the session's creator: an API "
+                                 "caller cannot fork it with that key (drop it, or fork with the forge command)",
+                                 option="participants")
+    return msgspec.structs.replace(settings, **lowered) if lowered else settings
 
 
 def check_untrusted_participant(config: ForgeConfig, participant: str | ParticipantSpec | Mapping[str, Any]) -> None:
