@@ -381,6 +381,7 @@ class Forge:
             fork_settings = msgspec.structs.replace(fork_settings, workspace=resolve_workspace(fork_settings.workspace))
         specs = [participant_spec(p) for p in given]
         specs += [participant_spec({"name": name, "kind": "human"}) for name in joined]
+        self._check_participant_count(len(specs))  # before any is built: the fork has at least as many
         infos, full_specs = self._participants.describe(specs)
         changes = forking.participant_changes(cut.state, infos, dropped)
         spec_of = {info.name: spec.spec for spec, info in zip(specs, infos, strict=True)}
