@@ -911,8 +911,9 @@ def _on_internal_failure(b: _Builder, given: InternalFailure) -> None:
     b.effect(Stop())
 
 
-#: What the world tells the session (replies, tool calls, timers), as opposed to commands.
-_FROM_THE_WORLD = (Replied, ReplyFailed, ToolCallStarted, ToolCallFinished, DeadlinePassed, HumansWaitOver, RetryDue)
+#: What the world tells the session (replies, tool calls, timers, measures), as opposed to commands.
+_FROM_THE_WORLD = (Replied, ReplyFailed, ToolCallStarted, ToolCallFinished, DeadlinePassed, HumansWaitOver, RetryDue,
+                   CheckSpending, SimilaritiesMeasured)
 
 _HANDLERS: dict[type, Any] = {
     Replied: _on_replied,

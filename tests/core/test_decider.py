@@ -271,7 +271,8 @@ def test_replies_and_timers_on_their_way_decide_nothing_once_interrupted():
     session.reply("bob", "draft B")
     assert any(isinstance(e, StartRetryTimer) for e in session.fail("alice").effects)
     session.give(decider.Interrupt("ctrl-c"))
-    for late in (RetryDue(1, "alice"), DeadlinePassed(1), HumansWaitOver(1)):
+    for late in (RetryDue(1, "alice"), DeadlinePassed(1), HumansWaitOver(1), decider.CheckSpending(),
+                 decider.SimilaritiesMeasured(())):
         assert session.give(late) == Decision(mode=session.mode)
     resumed = session.give(Recover())  # a resume goes on: alice's retry, its budget still used
     assert any(isinstance(e, StartRetryTimer) for e in resumed.effects)
