@@ -208,6 +208,10 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         session_id = await in_thread(forge.create_session, body.goal, list(body.participants) or None, title,
                                      constraints=body.constraints, settings=body.config, council=body.council,
                                      trusted=False, start=body.deliberate)
+        return await created(session_id)
+
+    async def created(session_id: str) -> Response:
+        """201 with the new session's document, and where it lives."""
         response = await document(session_id)
         response.status_code = 201
         response.headers["location"] = f"{API}/sessions/{session_id}"
@@ -219,10 +223,7 @@ def create_app(forge: Forge, *, token: str | None = None, max_body: int = MAX_BO
         fork_id = await in_thread(forge.fork, session_id, body.at_round, list(body.participants), drop=body.drop,
                                   humans=body.humans, constraints=body.constraints, settings=body.config,
                                   trusted=False, start=body.deliberate)
-        response = await document(fork_id)
-        response.status_code = 201
-        response.headers["location"] = f"{API}/sessions/{fork_id}"
-        return response
+        return await created(fork_id)
 
     async def compare(request: Request) -> Response:
         given = {name: request.query_params.get(name, "") for name in ("a", "b")}
