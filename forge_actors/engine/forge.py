@@ -291,13 +291,7 @@ class Forge:
             for name, parsed in full_specs.items():
                 self._participants.inline_specs.remember(session_id, name, parsed)
 
-        if not start:
-            record()
-            return session_id
-        session = self._supervisor.attach_new(session_id, record)
-        self._driving(session_id)
-        session.tell(Deliberate())
-        return session_id
+        return self._new_session(session_id, record, start)
 
     def _trace_context(self) -> TraceContext | None:
         source = self._trace_context_source
@@ -415,13 +409,19 @@ class Forge:
             for name, parsed in full_specs.items():
                 self._participants.inline_specs.remember(new_id, name, parsed)
 
+        return self._new_session(new_id, record, start)
+
+    def _new_session(self, session_id: str, record: Callable[[], None], start: bool) -> str:
+        """Record a new session (``record`` appends its opening events) and, with ``start``, drive it: the
+        lease is taken before anything is recorded, so a session that cannot be driven here is not left
+        behind half-started."""
         if not start:
             record()
-            return new_id
-        session = self._supervisor.attach_new(new_id, record)
-        self._driving(new_id)
+            return session_id
+        session = self._supervisor.attach_new(session_id, record)
+        self._driving(session_id)
         session.tell(Deliberate())
-        return new_id
+        return session_id
 
     def _moved(self, state: SessionState, name: str, spec: str) -> ProviderSwitched:
         """A fork's move of participant ``name`` to the provider ``spec`` names, as ``switch_provider``
