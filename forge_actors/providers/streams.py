@@ -10,8 +10,11 @@ including a last event with no blank line after it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Protocol, TypeVar
 
 import msgspec
+
+_Item = TypeVar("_Item")
 
 
 class SseEvent(msgspec.Struct, frozen=True, gc=False):
@@ -137,26 +140,31 @@ def sse_events(chunks: Iterable[bytes]) -> Iterator[SseEvent]:
     yield from decoder.finish()
 
 
-def sse_batches(chunks: Iterable[bytes]) -> Iterator[list[SseEvent]]:
-    """The events of a byte stream, one list per chunk that completed any (the last one flushed at
-    the end): a consumer's loop over these resumes this generator once per network read, not once
-    per event as over ``sse_events``."""
-    decoder = SseDecoder()
+class _Decoder(Protocol[_Item]):
+    def feed(self, chunk: bytes) -> list[_Item]: ...
+
+    def finish(self) -> list[_Item]: ...
+
+
+def _batches(decoder: _Decoder[_Item], chunks: Iterable[bytes]) -> Iterator[list[_Item]]:
+    """What ``decoder`` makes of a byte stream, one list per chunk that completed any (the last one
+    flushed at the end): a consumer's loop over these resumes this generator once per network read,
+    not once per item."""
     for chunk in chunks:
-        events = decoder.feed(chunk)
-        if events:
-            yield events
+        items = decoder.feed(chunk)
+        if items:
+            yield items
     yield decoder.finish()
+
+
+def sse_batches(chunks: Iterable[bytes]) -> Iterator[list[SseEvent]]:
+    """``sse_events``, one list per chunk that completed any (see ``_batches``)."""
+    return _batches(SseDecoder(), chunks)
 
 
 def ndjson_batches(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
-    """``ndjson_lines``, one list per chunk that completed any (see ``sse_batches``)."""
-    decoder = NdjsonDecoder()
-    for chunk in chunks:
-        lines = decoder.feed(chunk)
-        if lines:
-            yield lines
-    yield decoder.finish()
+    """``ndjson_lines``, one list per chunk that completed any (see ``_batches``)."""
+    return _batches(NdjsonDecoder(), chunks)
 
 
 def ndjson_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
